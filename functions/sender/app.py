@@ -1,0 +1,50 @@
+"""Sender Lambda: SQS records (one Segment batch each) -> segment_importer.sender."""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from segment_importer.sender import send_records
+from segment_importer.sending import BatchPoster, SegmentTarget
+from segment_importer.settings import SenderSettings
+from segment_importer.write_keys import WriteKeySource, service_for
+
+logger = Logger()
+copy_config_to_registered_loggers(source_logger=logger, include={"segment_importer"})
+# The Segment library logs whole request bodies (personal data) at DEBUG: never let it.
+logging.getLogger("segment").setLevel(logging.WARNING)
+
+
+@cache
+def _s3() -> Any:
+    return boto3.client("s3")
+
+
+@cache
+def _write_keys(parameter: str) -> WriteKeySource:
+    return WriteKeySource(parameter, boto3.client(service_for(parameter)))
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = SenderSettings.from_env()
+    target = SegmentTarget(
+        write_key=_write_keys(settings.write_key_parameter).get(),
+        host=settings.segment_host,
+        timeout_seconds=settings.request_timeout_seconds,
+        gzip=settings.gzip,
+    )
+    return send_records(
+        event["Records"],
+        BatchPoster(target),
+        s3=_s3(),
+        prefixes=settings.prefixes,
+        remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
+    )

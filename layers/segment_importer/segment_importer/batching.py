@@ -1,0 +1,70 @@
+"""Pack encoded messages into batches that are each exactly one Segment request.
+
+A batch closes before it would exceed any of: the Segment request bound (`max_bytes`,
+measured as the library's wire form, see `encoding`), the message count (`max_messages`,
+Segment drops batches over 2,500 while answering 200), or the queue's message size
+(`max_queue_bytes`, measured on the SQS body, which is the compact form plus an envelope).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from segment_importer.encoding import EncodedMessage
+
+# Room for what the library adds around the messages: `{"batch": [...], "sentAt": "...",
+# "writeKey": "..."}`, with a write key of up to 200 characters.
+WIRE_ENVELOPE_BYTES = 400
+# Room for the SQS body's envelope: source bucket, key (up to 1,024 bytes), etag, numbers.
+QUEUE_ENVELOPE_BYTES = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    max_bytes: int = 475_000
+    max_messages: int = 2500
+    max_queue_bytes: int = 1_048_576
+
+
+@dataclass(slots=True)
+class Batch:
+    number: int  # 1-based, in file order
+    bodies: list[bytes] = field(default_factory=list)
+    wire_bytes: int = WIRE_ENVELOPE_BYTES
+    queue_bytes: int = QUEUE_ENVELOPE_BYTES
+
+    @property
+    def size(self) -> int:
+        return len(self.bodies)
+
+
+class BatchPacker:
+    """Feed messages with `add`; full batches come back from it, the last from `finish`."""
+
+    def __init__(self, limits: BatchLimits) -> None:
+        self._limits = limits
+        self._current = Batch(number=1)
+
+    def add(self, message: EncodedMessage) -> Batch | None:
+        """Add a message; returns the batch it closed, if adding it closed one."""
+        closed = None
+        if self._current.bodies and not self._fits(message):
+            closed = self._current
+            self._current = Batch(number=closed.number + 1)
+        current = self._current
+        current.bodies.append(message.body)
+        current.wire_bytes += message.wire_bytes + 2  # ", " between messages
+        current.queue_bytes += len(message.body) + 1  # ","
+        return closed
+
+    def finish(self) -> Batch | None:
+        """The last, partly filled batch, if any."""
+        return self._current if self._current.bodies else None
+
+    def _fits(self, message: EncodedMessage) -> bool:
+        current, limits = self._current, self._limits
+        return (
+            current.size < limits.max_messages
+            and current.wire_bytes + message.wire_bytes + 2 <= limits.max_bytes
+            and current.queue_bytes + len(message.body) + 1 <= limits.max_queue_bytes
+        )

@@ -1,0 +1,56 @@
+"""Turning CSV cell strings into JSON values where the meaning is unambiguous.
+
+CSV has only strings. Inside `properties` and `traits` a cell becomes:
+- `true`/`false` (any case) -> a boolean;
+- an integer written canonically (`0`, `42`, `-7`; no leading zeros, no `+`, within +-2**53)
+  -> an integer; `007` and `02134` (codes, zip codes) stay strings;
+- a decimal written canonically (`3.5`, `-0.25`; digits on both sides of one dot, no
+  exponent) -> a float;
+- a cell that starts with `{` or `[` and parses as JSON -> that object or array.
+Everything else stays a string. Ids (`userId`, `anonymousId`, `groupId`, `previousId`) and
+other top-level fields are never coerced.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+_INTEGER = re.compile(r"-?(?:0|[1-9]\d{0,15})")
+_DECIMAL = re.compile(r"-?(?:0|[1-9]\d*)\.\d+")
+_MAX_SAFE_INTEGER = 2**53
+_BOOLEANS = {"true": True, "false": False}
+
+
+def coerce_cell(text: str) -> Any:
+    """The JSON value a CSV cell stands for (see the module docstring)."""
+    lowered = text.lower()
+    if lowered in _BOOLEANS:
+        return _BOOLEANS[lowered]
+    if _INTEGER.fullmatch(text):
+        number = int(text)
+        return number if abs(number) <= _MAX_SAFE_INTEGER else text
+    if _DECIMAL.fullmatch(text):
+        return float(text)
+    if text[:1] in "{[":
+        return parse_embedded_json(text, fallback=text)
+    return text
+
+
+def coerce_tree(value: Any) -> Any:
+    """Coerce every string leaf of a nested dict built from CSV cells."""
+    if isinstance(value, dict):
+        return {key: coerce_tree(item) for key, item in value.items()}
+    if isinstance(value, str):
+        return coerce_cell(value)
+    return value
+
+
+def parse_embedded_json(text: str, fallback: Any) -> Any:
+    """JSON stored in a cell (warehouse exports keep objects as JSON text)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return fallback

@@ -1,0 +1,61 @@
+"""Serialise each message once, and know how big it will be on Segment's wire.
+
+The splitter serialises with orjson (compact UTF-8) and keeps those bytes all the way to
+the SQS body. The sender hands the batch to segment-analytics-python, whose `json.dumps`
+writes `", "`/`": "` separators and escapes non-ASCII as `\\uXXXX`, so the wire form is
+larger. Limits are checked against an upper bound of that wire size, computed from the
+orjson bytes without a second serialisation: every `,` and `:` may gain a space, and every
+non-ASCII byte may grow to at most three bytes (a 2-byte character becomes a 6-byte escape;
+a 4-byte one a 12-byte surrogate pair). Only when the bound crosses the 32 KB message limit
+is the exact size computed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+MAX_MESSAGE_BYTES = 32 * 1024
+# U+FFFE and U+FFFF are valid JSON but not valid SQS message text; escaped, they survive.
+_SQS_UNSAFE = ((b"\xef\xbf\xbe", b"\\ufffe"), (b"\xef\xbf\xbf", b"\\uffff"))
+_NON_ASCII = bytes(range(128, 256))
+
+
+class EncodingError(ValueError):
+    """The message cannot be serialised (e.g. a lone surrogate in a string)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedMessage:
+    body: bytes  # compact JSON, reused verbatim in the SQS body
+    wire_bytes: int  # an upper bound of its size as the Segment library sends it
+
+
+def encode_message(message: dict[str, Any]) -> EncodedMessage:
+    try:
+        body = orjson.dumps(message)
+    except orjson.JSONEncodeError as error:
+        raise EncodingError("message cannot be serialised as JSON") from error
+    if not body.isascii():
+        body = _sqs_safe(body)
+    bound = wire_size_bound(body)
+    if bound > MAX_MESSAGE_BYTES:
+        bound = len(json.dumps(message).encode())
+    return EncodedMessage(body, bound)
+
+
+def wire_size_bound(body: bytes) -> int:
+    extra = body.count(b",") + body.count(b":")
+    if not body.isascii():
+        extra += 2 * (len(body) - len(body.translate(None, _NON_ASCII)))
+    return len(body) + extra
+
+
+def _sqs_safe(body: bytes) -> bytes:
+    for unsafe, escaped in _SQS_UNSAFE:
+        if unsafe in body:
+            body = body.replace(unsafe, escaped)
+    return body

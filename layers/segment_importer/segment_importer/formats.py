@@ -1,0 +1,591 @@
+"""Streaming readers for export files: NDJSON, JSON arrays and CSV/TSV, plain or gzip.
+
+`open_records(stream, key)` sniffs the object and returns a `RecordStream`, an iterable of
+`SourceRecord`. Memory stays flat in the file size: the source is read in large chunks
+(1 MiB) and only one record (bounded by `max_record_bytes`) is held at a time.
+
+Detection, content first and the key's extension only as a hint:
+
+* gzip when the data starts with the gzip magic bytes, whatever the extension (a `.gz`
+  without them is read as plain). Multi-member gzip (concatenated members) is supported.
+* Then the decompressed text, after a UTF-8 BOM and whitespace: `[` is a JSON array, `{` is
+  NDJSON, anything else is CSV. Mixpanel exports named `.json` are NDJSON, so the extension
+  never decides the format of a non-empty file.
+* `{` whose first line is not a complete JSON object, and whose top-level object has a
+  `batch`, `events` or `data` array (looked up in the sniffed head only), is a pretty-printed
+  single document such as `{"batch": [ ... ]}`: the items of that array are streamed and the
+  format is reported as `json_array`. The decision is made on the first line only; a first
+  line that is simply broken (no such array key) keeps the file NDJSON, so a corrupt first
+  record costs one record, not the file.
+* The extension gives the CSV delimiter (`.tsv` is tab-separated; otherwise a header line with
+  tabs and no commas is too) and the format of a file with no content at all.
+
+Record numbers (`SourceRecord.number`) are stable across re-reads: the physical line for
+NDJSON (blank lines count, as in an editor), the element index + 1 for JSON arrays, and the
+data row ordinal for CSV (1 = the first row after the header; blank rows count too).
+
+Unreadable records are yielded with a reason code from `reasons.REASONS`, never raised. When
+the rest of a file cannot be read (a truncated or corrupt gzip stream, a JSON array that
+breaks), a last record with reason `file_unreadable` says where, and iteration stops. Errors
+from the source itself (network, S3) are raised as they are: they are transient, not a
+property of the file. A CSV header that cannot work (empty or duplicate names, not UTF-8)
+raises `FileFormatError` from `open_records`.
+
+Personal data stays out of logs: `detail` and exception messages never contain record
+content; `raw` (a bounded excerpt) is the only place it goes.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import operator
+import re
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
+
+import ijson
+import orjson
+
+from .records import RAW_EXCERPT_CHARS, SourceRecord, excerpt
+
+__all__ = ["FileFormatError", "RecordStream", "open_records"]
+
+try:  # the C backend is several times faster than the pure-Python one
+    _ijson: Any = ijson.get_backend("yajl2_c")
+except ImportError:  # pragma: no cover - depends on how ijson was built
+    _ijson = ijson
+
+_CHUNK = 1 << 20  # reads from the source and the decompressor
+_SNIFF_CHUNK = 1 << 16
+_IJSON_BUF = 1 << 16
+_SCAN_BYTES = 1 << 16  # how much of the head is searched for a document's array key
+_EXCERPT_BYTES = RAW_EXCERPT_CHARS * 4  # enough bytes for any excerpt; avoids decoding more
+_GZIP_MAGIC = b"\x1f\x8b"
+_BOM = b"\xef\xbb\xbf"
+DOCUMENT_ARRAY_KEYS = ("batch", "events", "data")
+
+# What a broken compressed stream raises. Source errors (network) are deliberately absent.
+_STREAM_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)
+_SURROGATES = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of invalid UTF-8
+_YAJL_MESSAGE = re.compile(r"(?:lexical|parse) error: [A-Za-z0-9 ,'()\[\]{}-]{1,80}")
+_EXTENSIONS = {"csv": "csv", "tsv": "tsv", "json": "json", "ndjson": "ndjson", "jsonl": "ndjson"}
+
+
+class FileFormatError(ValueError):
+    """The file cannot be read at all (e.g. a CSV header with duplicate names)."""
+
+
+class RecordStream:
+    """The records of one export file, read lazily; iterable once."""
+
+    __slots__ = ("_records", "_used", "compression", "format")
+
+    def __init__(self, fmt: str, compression: str, records: Iterator[SourceRecord]) -> None:
+        self.format = fmt  # "ndjson" | "json_array" | "csv"
+        self.compression = compression  # "gzip" | "none"
+        self._records = records
+        self._used = False
+
+    def __iter__(self) -> Iterator[SourceRecord]:
+        # The records come from a stream: a second pass would silently yield nothing.
+        if self._used:
+            raise RuntimeError("a RecordStream can be iterated only once")
+        self._used = True
+        return self._records
+
+
+def open_records(stream: BinaryIO, key: str, *, max_record_bytes: int = 1 << 20) -> RecordStream:
+    """Sniff `stream` (anything with `read(n)` returning bytes) and return its records.
+
+    `key` is the object key or file name; only its extension is used, as a hint.
+    Raises FileFormatError for a CSV whose header cannot work.
+    """
+    if max_record_bytes < 1:
+        raise ValueError("max_record_bytes must be positive")
+    hint = _extension_hint(key)
+    cap = max_record_bytes + _SNIFF_CHUNK
+    head = _read_at_least(stream.read, len(_GZIP_MAGIC))
+    if head.startswith(_GZIP_MAGIC):
+        compression = "gzip"
+        # BufferedReader: the decompressor asks for small pieces; the source should get big reads.
+        raw = io.BufferedReader(_Source(stream.read, head), _CHUNK)
+        read = gzip.GzipFile(fileobj=raw, mode="rb").read1  # read1: salvage all data before damage
+        head, error = _sniff(read, b"", cap)
+    else:
+        compression = "none"
+        read = stream.read
+        head, error = _sniff(read, head, cap)
+    head = head.removeprefix(_BOM)
+    source = _Source(read, head, error)
+    fmt, doc_key = _detect(head, hint)
+    if fmt == "ndjson":
+        records = _ndjson_records(source.take, max_record_bytes)
+    elif fmt == "json_array":
+        prefix = f"{doc_key}.item" if doc_key else "item"
+        records = _json_records(io.BufferedReader(source, _CHUNK), prefix, max_record_bytes)
+    else:
+        delimiter = "\t" if hint == "tsv" or _looks_tab_separated(head) else ","
+        records = _csv_records(io.BufferedReader(source, _CHUNK), delimiter, max_record_bytes)
+    return RecordStream(fmt, compression, records)
+
+
+# --- the source ---------------------------------------------------------------------------
+
+
+class _Source(io.RawIOBase):
+    """A raw stream over any `read(n)`: the sniffed head first, then the rest.
+
+    botocore's StreamingBody has `read(n)` but no `readinto`, so it cannot go into an
+    io.BufferedReader directly. An error met while sniffing is raised after the head, where
+    the reader meets it in order, so everything before the damage is still yielded.
+    """
+
+    def __init__(self, read: Callable[[int], bytes], head: bytes = b"", error: BaseException | None = None):
+        super().__init__()
+        self._read = read
+        self._head = head
+        self._error = error
+
+    def readable(self) -> bool:
+        return True
+
+    def take(self, size: int) -> bytes:
+        """Up to `size` bytes (more if the head is longer); b"" at the end."""
+        if self._head:
+            data, self._head = self._head, b""
+            return data
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        return self._read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.take(len(buffer))
+        if len(data) > len(buffer):  # the head, or a source that ignores `size`
+            data, self._head = data[: len(buffer)], data[len(buffer) :] + self._head
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _read_at_least(read: Callable[[int], bytes], size: int) -> bytes:
+    """At least `size` bytes unless the stream ends first (reads may come back short)."""
+    head = b""
+    while len(head) < size:
+        data = read(_SNIFF_CHUNK)
+        if not data:
+            break
+        head += data
+    return head
+
+
+def _sniff(read: Callable[[int], bytes], head: bytes, cap: int) -> tuple[bytes, BaseException | None]:
+    """Read until the head holds the first content line (or `cap` bytes, or the end).
+
+    A decompression error is returned, not raised: the reader meets it after the head.
+    """
+    try:
+        while len(head) < cap and not _first_line_complete(head):
+            data = read(_SNIFF_CHUNK)
+            if not data:
+                break
+            head += data
+    except _STREAM_ERRORS as exc:
+        return head, exc
+    return head, None
+
+
+def _content_start(head: bytes) -> bytes:
+    return head.removeprefix(_BOM).lstrip()
+
+
+def _first_line_complete(head: bytes) -> bool:
+    content = _content_start(head)
+    return bool(content) and (content[:1] == b"[" or b"\n" in content)
+
+
+# --- detection ----------------------------------------------------------------------------
+
+
+def _extension_hint(key: str) -> str | None:
+    """ "csv", "tsv", "json" or "ndjson" from the key's extension (a trailing .gz ignored)."""
+    name = key.rsplit("/", 1)[-1].lower().removesuffix(".gz")
+    _, dot, extension = name.rpartition(".")
+    return _EXTENSIONS.get(extension) if dot else None
+
+
+def _detect(head: bytes, hint: str | None) -> tuple[str, str | None]:
+    """(format, top-level array key of a single JSON document, or None)."""
+    content = head.lstrip()
+    if not content:  # nothing but whitespace: nothing to sniff, so believe the extension
+        return ("csv" if hint in ("csv", "tsv") else "ndjson"), None
+    if content[:1] == b"[":
+        return "json_array", None
+    if content[:1] != b"{":
+        return "csv", None
+    try:  # a complete object on the first line: NDJSON (even when it is the only line)
+        orjson.loads(content.partition(b"\n")[0])
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        return "ndjson", None
+    doc_key = _document_array_key(content[:_SCAN_BYTES])
+    return ("json_array", doc_key) if doc_key else ("ndjson", None)
+
+
+def _document_array_key(content: bytes) -> str | None:
+    """The first top-level key in DOCUMENT_ARRAY_KEYS whose value is an array, if the
+    (possibly cut) JSON text shows one."""
+    key = None
+    try:
+        for prefix, event, value in _ijson.parse(content):
+            if prefix == "" and event == "map_key":
+                key = value
+            elif event == "start_array" and prefix == key and key in DOCUMENT_ARRAY_KEYS:
+                return key
+            elif prefix == "" and event == "end_map":
+                return None
+    except (ijson.JSONError, UnicodeDecodeError):  # the head ends mid-document, or is not JSON
+        pass
+    return None
+
+
+def _looks_tab_separated(head: bytes) -> bool:
+    line = _content_start(head).partition(b"\n")[0]
+    return b"\t" in line and b"," not in line
+
+
+# --- shared record helpers ----------------------------------------------------------------
+
+
+def _unreadable(number: int, detail: str) -> SourceRecord:
+    return SourceRecord(number, reason="file_unreadable", detail=detail)
+
+
+def _stream_problem(exc: BaseException) -> str:
+    """A fixed description of a decompression error (their messages may quote data bytes)."""
+    if isinstance(exc, EOFError):
+        return "the gzip data is truncated"
+    if isinstance(exc, gzip.BadGzipFile):
+        return "the gzip data is corrupt (bad header, checksum, length or trailing data)"
+    return "the gzip data is corrupt (invalid deflate data)"
+
+
+# --- NDJSON -------------------------------------------------------------------------------
+
+
+def _ndjson_records(take: Callable[[int], bytes], limit: int) -> Iterator[SourceRecord]:
+    """One record per line, parsed in place from 1 MiB chunks (the hot path).
+
+    Splitting a chunk with bytes.split and looping over the list costs far less per line than
+    readline() calls. A line longer than `limit` is never held whole: once the unfinished
+    tail of a chunk passes the limit it is dropped and the reader skips to the next newline.
+    """
+    loads, decode_error, record = orjson.loads, orjson.JSONDecodeError, SourceRecord
+    number = 0  # the last physical line read
+    tail = b""  # an unfinished line carried to the next chunk
+    skipping = False  # inside an oversized line, already reported
+    while True:
+        try:
+            chunk = take(_CHUNK)
+        except _STREAM_ERRORS as exc:
+            yield _unreadable(number + 1, f"the file breaks after line {number}: {_stream_problem(exc)}")
+            return
+        if not chunk:
+            break
+        if skipping:
+            end = chunk.find(b"\n")
+            if end < 0:
+                continue
+            chunk, skipping = chunk[end + 1 :], False
+        lines = (tail + chunk if tail else chunk).split(b"\n")
+        tail = lines.pop()
+        if lines and max(map(len, lines)) > limit:  # rare: take the careful path for this chunk
+            yield from _ndjson_lines(lines, number, limit)
+            number += len(lines)
+        else:
+            for line in lines:
+                number += 1
+                try:
+                    value = loads(line)
+                except decode_error as exc:
+                    rejected = _rejected_line(number, line, exc)
+                    if rejected is not None:
+                        yield rejected
+                    continue
+                if type(value) is dict:
+                    yield record(number, value)
+                else:
+                    yield _not_an_object(number, line)
+        if len(tail) > limit + 1:  # +1: a CR whose LF is in the next chunk
+            number += 1
+            yield _too_large(number, tail, limit)
+            tail, skipping = b"", True
+    if tail and not skipping:
+        yield from _ndjson_lines([tail], number, limit)
+
+
+def _ndjson_lines(lines: list[bytes], number: int, limit: int) -> Iterator[SourceRecord]:
+    """The careful per-line path: size check first, then parse. `number` is the line before."""
+    for line in lines:
+        number += 1
+        if len(line) > limit and len(line.removesuffix(b"\r")) > limit:
+            yield _too_large(number, line, limit)
+            continue
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            rejected = _rejected_line(number, line, exc)
+            if rejected is not None:
+                yield rejected
+            continue
+        yield SourceRecord(number, value) if type(value) is dict else _not_an_object(number, line)
+
+
+def _rejected_line(number: int, line: bytes, exc: orjson.JSONDecodeError) -> SourceRecord | None:
+    """The record for a line orjson refused; None for a blank line (skipped, still counted)."""
+    if not line.strip():
+        return None
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        detail = f"line {number} is not valid UTF-8 (byte {bad.start + 1})"
+        return SourceRecord(number, reason="invalid_utf8", detail=detail, raw=excerpt(line))
+    # orjson's messages are fixed texts with a position, never input.
+    detail = f"line {number} is not valid JSON: {exc.msg} at column {exc.colno}"
+    return SourceRecord(number, reason="invalid_json", detail=detail, raw=excerpt(line))
+
+
+def _not_an_object(number: int, line: bytes) -> SourceRecord:
+    detail = f"line {number} is JSON but not an object"
+    return SourceRecord(number, reason="not_an_object", detail=detail, raw=excerpt(line.strip()))
+
+
+def _too_large(number: int, start: bytes, limit: int) -> SourceRecord:
+    detail = f"line {number} is longer than {limit} bytes"
+    return SourceRecord(number, reason="record_too_large", detail=detail, raw=excerpt(start[:_EXCERPT_BYTES]))
+
+
+# --- JSON array ---------------------------------------------------------------------------
+
+
+class _ElementTooLargeError(Exception):
+    """Raised into ijson by _SizeGuard to stop it building an oversized element."""
+
+
+class _SizeGuard:
+    """Refuses to feed ijson once more than `limit` bytes pass without an element ending.
+
+    ijson builds each element whole; this bounds the memory one element can take. The
+    reader sets `mark` each time an element comes out (ijson yields every element finished
+    in a buffer before reading the next one, so the bound is within one buffer).
+    """
+
+    __slots__ = ("_read", "limit", "mark", "position")
+
+    def __init__(self, read: Callable[[int], bytes], limit: int) -> None:
+        self._read = read
+        self.limit = limit
+        self.position = 0
+        self.mark = 0
+
+    def read(self, size: int) -> bytes:
+        if self.position - self.mark > self.limit:
+            raise _ElementTooLargeError
+        data = self._read(size)
+        self.position += len(data)
+        return data
+
+
+def _json_records(content: io.BufferedReader, prefix: str, limit: int) -> Iterator[SourceRecord]:
+    """The elements of the array at `prefix` ("item": the top-level array), one by one.
+
+    A JSON stream cannot be resynchronised after a syntax error, so the first one ends the
+    file with a `file_unreadable` record.
+    """
+    # read1, not read: a read that fails midway would drop the good bytes it had gathered.
+    guard = _SizeGuard(content.read1, limit + _IJSON_BUF)
+    count = 0
+    try:
+        for value in _ijson.items(guard, prefix, use_float=True, buf_size=_IJSON_BUF):
+            count += 1
+            guard.mark = guard.position
+            if type(value) is dict:
+                yield SourceRecord(count, value)
+            else:
+                detail = f"element {count} is JSON but not an object"
+                yield SourceRecord(count, reason="not_an_object", detail=detail, raw=_json_excerpt(value))
+    except _ElementTooLargeError:
+        detail = f"JSON array element {count + 1} is larger than {limit} bytes; the rest cannot be read"
+        yield _unreadable(count + 1, detail)
+    except _STREAM_ERRORS as exc:
+        yield _unreadable(count + 1, f"JSON array breaks after record {count}: {_stream_problem(exc)}")
+    except (ijson.JSONError, UnicodeDecodeError) as exc:
+        yield _unreadable(count + 1, f"JSON array breaks after record {count}: {_json_problem(exc)}")
+
+
+def _json_problem(exc: Exception) -> str:
+    """yajl's message without the excerpt of input it appends."""
+    found = _YAJL_MESSAGE.search(str(exc))
+    if found:
+        return found.group(0).rstrip(" .")
+    return "incomplete JSON" if isinstance(exc, ijson.IncompleteJSONError) else "malformed JSON"
+
+
+def _json_excerpt(value: Any) -> str:
+    try:
+        return excerpt(orjson.dumps(value))
+    except TypeError:  # e.g. an integer beyond 64 bits
+        return excerpt(repr(value))
+
+
+# --- CSV ----------------------------------------------------------------------------------
+
+
+class _LineFlags:
+    """What the line source saw while the csv reader assembled the current row."""
+
+    __slots__ = ("bad_utf8", "broken", "dirty", "too_large")
+
+    def __init__(self) -> None:
+        self.reset()
+        self.broken: BaseException | None = None
+
+    def reset(self) -> None:
+        self.dirty = False  # any of the below: the one check on the hot path
+        self.bad_utf8 = False
+        self.too_large: str | None = None  # an excerpt of the oversized line
+
+
+def _csv_lines(readline: Callable[[int], str], limit: int, flags: _LineFlags) -> Iterator[str]:
+    """Lines for csv.reader, with each one's size bounded and its UTF-8 checked.
+
+    An oversized line is replaced by an empty one (and flagged) after skipping to its end, so
+    memory stays bounded. A decompression error ends the lines (flagged): the csv reader
+    sees the end of the file and the records generator reports the damage.
+    """
+    size = limit + 2  # room for CRLF
+    while True:
+        try:
+            line = readline(size)
+        except _STREAM_ERRORS as exc:
+            flags.broken, flags.dirty = exc, True
+            return
+        if not line:
+            return
+        if not line.isascii() and _SURROGATES.search(line):
+            flags.bad_utf8 = flags.dirty = True
+        if len(line) > limit and line[-1] not in "\r\n":
+            flags.too_large, flags.dirty = excerpt(_unescape(line[:RAW_EXCERPT_CHARS])), True
+            try:
+                while line and line[-1] not in "\r\n":
+                    line = readline(size)
+            except _STREAM_ERRORS as exc:
+                flags.broken = exc
+                return
+            line = "\n"
+        yield line
+
+
+def _unescape(text: str) -> bytes:
+    """The original bytes of text decoded with surrogateescape."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _csv_records(content: io.BufferedReader, delimiter: str, limit: int) -> Iterator[SourceRecord]:
+    """Read the header now (so header problems raise from open_records), rows lazily."""
+    if csv.field_size_limit() < limit:  # the limit is process-wide: only ever raise it
+        csv.field_size_limit(limit)
+    # surrogateescape: invalid UTF-8 becomes one rejected row, not a decoding error.
+    text = io.TextIOWrapper(content, encoding="utf-8", errors="surrogateescape", newline="")
+    flags = _LineFlags()
+    reader = csv.reader(_csv_lines(text.readline, limit, flags), delimiter=delimiter)
+    header = _csv_header(reader, flags)
+    return _csv_rows(reader, header, flags, delimiter)
+
+
+def _csv_header(reader: Iterator[list[str]], flags: _LineFlags) -> list[str] | None:
+    """The first non-blank row, stripped and checked; None for an empty or unreadable file."""
+    try:
+        for row in reader:
+            if flags.broken:
+                return None
+            if flags.bad_utf8:
+                raise FileFormatError("the CSV header is not valid UTF-8")
+            if flags.too_large is not None:
+                raise FileFormatError("the CSV header line is longer than the record size limit")
+            header = [name.strip() for name in row]
+            if any(header):
+                _check_header(header)
+                return header
+    except csv.Error:
+        raise FileFormatError("the CSV header cannot be parsed") from None
+    return None
+
+
+def _check_header(header: list[str]) -> None:
+    # Positions, not names: a header can itself be personal data (a pasted data row).
+    empty = [str(i + 1) for i, name in enumerate(header) if not name]
+    if empty:
+        raise FileFormatError(f"the CSV header has empty column names (columns {', '.join(empty)})")
+    if len(set(header)) != len(header):
+        seen: set[str] = set()
+        repeated = []
+        for i, name in enumerate(header):
+            if name in seen:
+                repeated.append(str(i + 1))
+            seen.add(name)
+        raise FileFormatError(f"the CSV header has duplicate column names (columns {', '.join(repeated)})")
+
+
+def _csv_rows(
+    reader: Iterator[list[str]], header: list[str] | None, flags: _LineFlags, delimiter: str
+) -> Iterator[SourceRecord]:
+    if header is None:
+        if flags.broken is not None:
+            yield _unreadable(1, f"the file breaks before the CSV header: {_stream_problem(flags.broken)}")
+        return
+    width = len(header)
+    has_value = operator.itemgetter(1)
+    record = SourceRecord
+    number = 0
+    try:
+        for row in reader:
+            number += 1
+            if flags.dirty:
+                rejected = _flagged_row(number, row, flags, delimiter)
+                flags.reset()
+                if rejected is not None:
+                    yield rejected
+                if flags.broken is not None:
+                    return
+            elif len(row) == width:
+                # filter(itemgetter(1)) drops empty cells without a Python-level loop.
+                fields = dict(filter(has_value, zip(header, row, strict=True)))
+                if fields:
+                    yield record(number, fields)
+            elif "".join(row).strip():  # a wrong-length row that is not just blank
+                detail = f"row {number} has {len(row)} fields; the header has {width}"
+                raw = excerpt(delimiter.join(row))
+                yield SourceRecord(number, reason="csv_field_count", detail=detail, raw=raw)
+    except csv.Error:  # a quoted field over the size limit: there is no telling where rows restart
+        detail = f"CSV row {number + 1} cannot be parsed (a quoted field that is too long or never closes)"
+        yield _unreadable(number + 1, detail + "; the rest of the file is not read")
+        return
+    if flags.broken is not None:
+        detail = f"the file breaks after CSV row {number}: {_stream_problem(flags.broken)}"
+        yield _unreadable(number + 1, detail)
+
+
+def _flagged_row(number: int, row: list[str], flags: _LineFlags, delimiter: str) -> SourceRecord | None:
+    """The record for a row the line source flagged (damage, size or encoding)."""
+    if flags.broken is not None:
+        detail = f"the file breaks in CSV row {number}: {_stream_problem(flags.broken)}"
+        return _unreadable(number, detail)
+    if flags.too_large is not None:
+        detail = f"row {number} has a line longer than the record size limit"
+        return SourceRecord(number, reason="record_too_large", detail=detail, raw=flags.too_large)
+    raw = excerpt(_unescape(delimiter.join(row)))
+    return SourceRecord(number, reason="invalid_utf8", detail=f"row {number} is not valid UTF-8", raw=raw)

@@ -1,0 +1,251 @@
+"""Run the whole pipeline on this machine: moto for AWS, the real handlers, a real endpoint.
+
+The stack comes from template.yaml (`stack`), the files are uploaded under `imports/`, the
+splitter handler gets each S3 event, and the sender handler drains the work queue the way
+the event source mapping would (`event_source`). By default the sender posts to an embedded
+Segment-compatible endpoint; with a write key it posts to Segment (or `host`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from contextlib import ExitStack, redirect_stdout
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from moto import mock_aws
+
+from segment_importer.local.event_source import SqsPoller, invoke, s3_put_event
+from segment_importer.local.progress import PipelineProgress
+from segment_importer.local.segment_endpoint import FaultPlan, SegmentEndpoint
+from segment_importer.local.stack import LocalStack, environment
+from segment_importer.queueing import read_envelope
+from segment_importer.report import STATUS_DRY_RUN, STATUS_QUEUED, derived_key
+from segment_importer.sender import refused_key
+from segment_importer.settings import Prefixes
+from segment_importer.template_config import StackTemplate
+
+LOCAL_FOLDER = "imports/local/"
+_FAKE_AWS_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_SESSION_TOKEN": "local",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+@dataclass
+class RunOptions:
+    files: list[Path]
+    job_config: Path | None = None
+    write_key: str | None = None
+    host: str | None = None
+    dry_run: bool = False
+    out_dir: Path = Path("out")
+    template_path: Path | None = None
+    faults: FaultPlan | None = None
+    show_progress: bool = True
+    parameter_overrides: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class FileOutcome:
+    file: str
+    key: str
+    report: dict[str, Any]
+    batches_delivered: int = 0
+    messages_delivered: int = 0
+    messages_refused: int = 0
+    batches_dead_lettered: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """Every valid record of the file was accepted (or, in a dry run, validated)."""
+        status = self.report.get("status")
+        if status == STATUS_DRY_RUN:
+            return True
+        return (
+            status == STATUS_QUEUED
+            and self.messages_delivered == self.report["messages_queued"]
+            and self.batches_dead_lettered == 0
+        )
+
+
+@dataclass
+class RunResult:
+    files: list[FileOutcome]
+    destination: str
+    endpoint_stats: dict[str, Any] | None = None
+    received_path: str | None = None
+    sender_invocations: int = 0
+    sender_errors: int = 0
+    bucket_copy: str | None = None  # reports and rejects, copied out of the local bucket
+    run_dir: str | None = None  # also holds functions.log, the functions' own log lines
+
+    @property
+    def ok(self) -> bool:
+        return all(outcome.complete for outcome in self.files)
+
+    def to_dict(self) -> dict[str, Any]:
+        document = asdict(self)
+        for entry, outcome in zip(document["files"], self.files, strict=True):
+            entry["complete"] = outcome.complete
+        document["ok"] = self.ok
+        return document
+
+
+def run_import(options: RunOptions) -> RunResult:
+    """Import `options.files` through the local stack; nothing leaves this machine by default."""
+    template = StackTemplate.load(options.template_path)
+    files = _expand(options.files)
+    with ExitStack() as stack:
+        stack.enter_context(environment(_FAKE_AWS_ENVIRONMENT))
+        stack.enter_context(mock_aws())
+        run_dir = options.out_dir / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        endpoint, write_key, host, received = _destination(options, stack, run_dir)
+        overrides = (
+            {**options.parameter_overrides, "SegmentHost": host} if host else options.parameter_overrides
+        )
+        # The functions log JSON to stdout, as in Lambda: keep it in the run's folder instead.
+        function_log = stack.enter_context((run_dir / "functions.log").open("w", encoding="utf-8"))
+        stack.enter_context(redirect_stdout(function_log))
+        aws = LocalStack(template, overrides).create(write_key)
+        progress = stack.enter_context(PipelineProgress(enabled=options.show_progress))
+        outcomes = _split_all(aws, options, files, progress)
+        result = RunResult(
+            outcomes, destination=host or "Segment", received_path=received, run_dir=str(run_dir)
+        )
+        if not options.dry_run:
+            _deliver(aws, outcomes, progress, result)
+        if endpoint:
+            result.endpoint_stats = endpoint.stats()
+        result.bucket_copy = str(_copy_bucket_out(aws, run_dir / "bucket"))
+        return result
+
+
+def _destination(
+    options: RunOptions, stack: ExitStack, run_dir: Path
+) -> tuple[SegmentEndpoint | None, str, str | None, str | None]:
+    """The embedded endpoint (default), or Segment with the caller's key."""
+    if options.write_key:
+        return None, options.write_key, options.host, None
+    write_key = f"local-{secrets.token_hex(8)}"
+    received = run_dir / "received.ndjson"
+    endpoint = stack.enter_context(SegmentEndpoint(write_key, faults=options.faults, output_path=received))
+    return endpoint, write_key, endpoint.url, str(received)
+
+
+def _split_all(
+    aws: LocalStack, options: RunOptions, files: list[Path], progress: PipelineProgress
+) -> list[FileOutcome]:
+    if options.job_config:
+        aws.s3.upload_file(str(options.job_config), aws.bucket, f"{LOCAL_FOLDER}job.json")
+    splitter = aws.function("SplitterFunction")
+    settings = {**splitter.environment, "DRY_RUN": "true" if options.dry_run else "false"}
+    outcomes = []
+    for path in files:
+        key = f"{LOCAL_FOLDER}{path.name}"
+        aws.s3.upload_file(str(path), aws.bucket, key)
+        head = aws.s3.head_object(Bucket=aws.bucket, Key=key)
+        progress.start_file(path.name, head["ContentLength"])
+        with environment(settings):
+            invoke(splitter, s3_put_event(aws.bucket, key, head["ContentLength"], head["ETag"].strip('"')))
+        report = _read_report(aws, Prefixes.from_env(settings), key)
+        progress.file_split(report["messages_queued"])
+        outcomes.append(FileOutcome(file=str(path), key=key, report=report))
+    return outcomes
+
+
+def _deliver(
+    aws: LocalStack, outcomes: list[FileOutcome], progress: PipelineProgress, result: RunResult
+) -> None:
+    by_key = {outcome.key: outcome for outcome in outcomes}
+    sender = aws.function("SenderFunction")
+    poller = SqsPoller(
+        aws.sqs, aws.work_queue_url, _queue_arn(aws, aws.work_queue_url), sender, aws.sender_batch_size()
+    )
+
+    def tally(body: str) -> None:
+        envelope = read_envelope(body)
+        outcome = by_key[envelope["source"]["key"]]
+        outcome.batches_delivered += 1
+        outcome.messages_delivered += envelope["message_count"]
+        progress.delivered(envelope["message_count"])
+
+    with environment(sender.environment):
+        stats = poller.drain(on_batch_done=tally)
+    result.sender_invocations, result.sender_errors = stats.invocations, stats.handler_errors
+    _count_refused(aws, Prefixes.from_env(sender.environment), by_key)
+    for key, count in _dead_lettered(aws).items():
+        by_key[key].batches_dead_lettered += count
+
+
+def _count_refused(aws: LocalStack, prefixes: Prefixes, by_key: dict[str, FileOutcome]) -> None:
+    """Messages Segment refused came in delivered batches but were not accepted."""
+    for key, outcome in by_key.items():
+        folder = refused_key(prefixes, key, 0).rsplit("/", 1)[0] + "/"
+        for page in aws.s3.get_paginator("list_objects_v2").paginate(Bucket=aws.bucket, Prefix=folder):
+            for item in page.get("Contents", []):
+                lines = aws.s3.get_object(Bucket=aws.bucket, Key=item["Key"])["Body"].read().count(b"\n")
+                outcome.messages_refused += lines
+                outcome.messages_delivered -= lines
+
+
+def _dead_lettered(aws: LocalStack) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    while True:
+        messages = aws.sqs.receive_message(
+            QueueUrl=aws.dead_letter_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=600
+        ).get("Messages", [])
+        if not messages:
+            return counts
+        for message in messages:
+            counts[read_envelope(message["Body"])["source"]["key"]] += 1
+
+
+def _copy_bucket_out(aws: LocalStack, folder: Path) -> Path:
+    """Reports and rejects live in moto's bucket, gone after the run: keep a copy on disk."""
+    for page in aws.s3.get_paginator("list_objects_v2").paginate(Bucket=aws.bucket):
+        for item in page.get("Contents", []):
+            if item["Key"].startswith(LOCAL_FOLDER):
+                continue  # the uploaded exports themselves: the user has them
+            target = folder / item["Key"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            aws.s3.download_file(aws.bucket, item["Key"], str(target))
+    return folder
+
+
+def _read_report(aws: LocalStack, prefixes: Prefixes, key: str) -> dict[str, Any]:
+    report_key = derived_key(prefixes.reports, key, prefixes.imports, ".report.json")
+    return orjson.loads(aws.s3.get_object(Bucket=aws.bucket, Key=report_key)["Body"].read())
+
+
+def _queue_arn(aws: LocalStack, url: str) -> str:
+    return aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    """Files as given; a folder means the export files in it (job.json and hidden files aside)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(
+                sorted(
+                    p
+                    for p in path.iterdir()
+                    if p.is_file() and not p.name.startswith(".") and p.name != "job.json"
+                )
+            )
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {path}")
+    if not files:
+        raise FileNotFoundError("no export files to import")
+    return files

@@ -1,0 +1,179 @@
+"""Source profiles: the shapes real exports come in, rewritten into Segment's spec shape.
+
+Each profile takes a parsed record (a fresh dict the caller owns) and returns
+`(spec_record, source_id)`: a record keyed like a Segment message, plus the record's
+original unique id if the export has one (used to derive a stable messageId).
+
+- segment: Segment spec messages (camelCase), Segment's S3/warehouse archives (their
+  archive-only fields are dropped; snake_case warehouse columns are renamed), and generic
+  CSV/JSON rows such as `userId,event,timestamp,properties.plan`.
+- mixpanel: Mixpanel raw export lines `{"event": ..., "properties": {"time", "distinct_id",
+  "$insert_id", ...}}`.
+- amplitude: Amplitude export lines (`event_type`, `event_time`, `user_id`, `device_id`,
+  `event_properties`, `user_properties`, `insert_id`, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+# Fields only an archive has; re-sending them would shift times or dedupe events away.
+ARCHIVE_ONLY_FIELDS = frozenset(
+    {"sentAt", "messageId", "projectId", "receivedAt", "writeKey", "version", "_metadata"}
+)
+# Segment warehouse columns that are load bookkeeping, not event data.
+WAREHOUSE_ONLY_FIELDS = frozenset({"uuid_ts", "loaded_at", "context_library_name", "context_library_version"})
+SNAKE_CASE_ALIASES = {
+    "user_id": "userId",
+    "anonymous_id": "anonymousId",
+    "group_id": "groupId",
+    "previous_id": "previousId",
+    "original_timestamp": "originalTimestamp",
+    "message_id": "messageId",
+    "sent_at": "sentAt",
+    "received_at": "receivedAt",
+    "project_id": "projectId",
+    "write_key": "writeKey",
+}
+
+SpecRecord = tuple[dict[str, Any], str | None]
+
+
+def detect_profile(record: dict[str, Any]) -> str:
+    """Which profile a record's shape belongs to (checked per record: cheap key tests)."""
+    if "event_type" in record and "type" not in record:
+        return "amplitude"
+    properties = record.get("properties")
+    if (
+        "event" in record
+        and isinstance(properties, dict)
+        and "type" not in record
+        and "userId" not in record
+        and "anonymousId" not in record
+        and ("distinct_id" in properties or "$insert_id" in properties or "time" in properties)
+    ):
+        return "mixpanel"
+    return "segment"
+
+
+def from_segment(record: dict[str, Any]) -> SpecRecord:
+    for alias, name in SNAKE_CASE_ALIASES.items():
+        if alias in record:
+            value = record.pop(alias)
+            record.setdefault(name, value)
+    if "event_text" in record:  # warehouse: `event` is a slug, `event_text` the real name
+        record["event"] = record.pop("event_text")
+    source_id = record.get("messageId")
+    if "receivedAt" in record and "id" in record:  # warehouse rows keep messageId as `id`
+        source_id = source_id or record.pop("id")
+    for name in ARCHIVE_ONLY_FIELDS | WAREHOUSE_ONLY_FIELDS:
+        record.pop(name, None)
+    return record, _as_source_id(source_id)
+
+
+def from_mixpanel(record: dict[str, Any]) -> SpecRecord:
+    properties = dict(record.get("properties") or {})
+    distinct_id = _text(properties.pop("distinct_id", None))
+    user_id = _text(properties.pop("$user_id", None))
+    device_id = _text(properties.pop("$device_id", None))
+    if distinct_id and distinct_id.startswith("$device:"):
+        device_id = device_id or distinct_id.removeprefix("$device:")
+        distinct_id = None
+    spec: dict[str, Any] = {
+        "type": "track",
+        "event": record.get("event"),
+        "userId": user_id or distinct_id,
+        "anonymousId": device_id,
+        "timestamp": properties.pop("time", None),
+    }
+    context = _mixpanel_context(properties)
+    if context:
+        spec["context"] = context
+    source_id = _as_source_id(properties.pop("$insert_id", None))
+    spec["properties"] = properties
+    return _without_none(spec), source_id
+
+
+def from_amplitude(record: dict[str, Any]) -> SpecRecord:
+    event_type = record.get("event_type")
+    user_properties = record.get("user_properties") or {}
+    spec: dict[str, Any] = {
+        "userId": _text(record.get("user_id")),
+        "anonymousId": _text(record.get("device_id")),
+        "timestamp": _first(record, "event_time", "client_event_time", "server_upload_time"),
+    }
+    if event_type == "$identify":
+        spec.update(type="identify", traits=user_properties)
+    else:
+        spec.update(type="track", event=event_type, properties=record.get("event_properties") or {})
+        if user_properties:
+            spec["context"] = {"traits": user_properties}
+    context = _amplitude_context(record)
+    if context:
+        spec["context"] = {**spec.get("context", {}), **context}
+    source_id = _as_source_id(_first(record, "insert_id", "$insert_id", "uuid"))
+    return _without_none(spec), source_id
+
+
+PROFILES: dict[str, Callable[[dict[str, Any]], SpecRecord]] = {
+    "segment": from_segment,
+    "mixpanel": from_mixpanel,
+    "amplitude": from_amplitude,
+}
+
+
+def _mixpanel_context(properties: dict[str, Any]) -> dict[str, Any]:
+    context: dict[str, Any] = {}
+    ip = properties.pop("ip", None)
+    if ip:
+        context["ip"] = ip
+    url = properties.get("$current_url")
+    if url:
+        context["page"] = {"url": url}
+    return context
+
+
+def _amplitude_context(record: dict[str, Any]) -> dict[str, Any]:
+    nested = {
+        "ip": record.get("ip_address"),
+        "os": _without_none({"name": record.get("os_name"), "version": record.get("os_version")}),
+        "device": _without_none(
+            {
+                "id": record.get("device_id"),
+                "model": record.get("device_model"),
+                "manufacturer": record.get("device_manufacturer"),
+                "type": record.get("device_type"),
+            }
+        ),
+        "app": _without_none({"version": record.get("app_version")}),
+        "locale": record.get("language"),
+        "location": _without_none(
+            {"country": record.get("country"), "city": record.get("city"), "region": record.get("region")}
+        ),
+        "library": _without_none({"name": record.get("library")}),
+    }
+    return {key: value for key, value in nested.items() if value}
+
+
+def _first(record: dict[str, Any], *names: str) -> Any:
+    for name in names:
+        value = record.get(name)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def _text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return str(value)
+
+
+def _as_source_id(value: Any) -> str | None:
+    text = _text(value)
+    return text if text and text.strip() else None
+
+
+def _without_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None and value != ""}

@@ -1,0 +1,25 @@
+"""The stable list of reject reason codes. Add codes; never rename or reuse one."""
+
+from __future__ import annotations
+
+REASONS: dict[str, str] = {
+    # reading
+    "invalid_json": "the record is not valid JSON",
+    "not_an_object": "the record is JSON but not an object",
+    "invalid_utf8": "the record is not valid UTF-8 text",
+    "csv_field_count": "the CSV row has a different number of fields than the header",
+    "record_too_large": "the raw record is larger than the reader accepts",
+    "file_unreadable": "the rest of the file could not be read (truncated or corrupt)",
+    # mapping and validation
+    "unknown_type": "the call type is not one of track, identify, page, screen, group, alias",
+    "missing_user": "neither userId nor anonymousId is present",
+    "missing_event": "a track call has no event name",
+    "missing_group_id": "a group call has no groupId",
+    "missing_previous_id": "an alias call has no previousId",
+    "missing_timestamp": "the record has no event time and the job requires one",
+    "invalid_timestamp": "the event time cannot be parsed",
+    "invalid_field": "a field has the wrong shape (e.g. properties is not an object)",
+    "message_too_large": "the Segment message is larger than 32 KB",
+    # sending
+    "rejected_by_segment": "Segment answered 400 for the message",
+}

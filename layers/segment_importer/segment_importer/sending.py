@@ -1,0 +1,127 @@
+"""Deliver one prepared batch to Segment through segment-analytics-python, and know the outcome.
+
+`Client.flush()` returns even after failed uploads, so the batch is posted with the
+library's `request.post`, which raises on anything but a 2xx. Around it:
+- 429, 408, 410, 460 and 5xx (but 501/505) and network errors are retried with full-jitter
+  exponential backoff, honouring `Retry-After`, and never past the caller's deadline;
+- a 400 or 413 (the request or a message too large or malformed) is not retried: the batch
+  is split in halves until the refused messages are isolated, and those are returned as
+  rejected while the rest are delivered;
+- anything else (401, 403, 404: a configuration error) fails the batch at once.
+Nothing from the messages or the response body is put in exception texts or logs.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from segment.analytics import request as segment_request
+
+_NOT_RETRYABLE_5XX = frozenset({501, 505})
+_RETRYABLE_4XX = frozenset({408, 410, 429, 460})
+_REFUSED = frozenset({400, 413})
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 30.0
+
+
+class DeliveryFailed(RuntimeError):
+    """The batch was not accepted in the time allowed; its text is safe to log."""
+
+
+@dataclass(slots=True)
+class Delivery:
+    delivered: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    attempts: int = 0
+    retries: int = 0
+
+
+@dataclass(slots=True)
+class SegmentTarget:
+    write_key: str
+    host: str
+    timeout_seconds: float = 15.0
+    gzip: bool = True
+
+
+class BatchPoster:
+    """Posts batches for one target; `post`, `sleep` and `clock` are injectable for tests."""
+
+    def __init__(
+        self,
+        target: SegmentTarget,
+        *,
+        post: Callable[..., Any] = segment_request.post,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: random.Random | None = None,
+    ) -> None:
+        self._target = target
+        self._post = post
+        self._sleep = sleep
+        self._clock = clock
+        self._jitter = jitter or random.Random()
+
+    def deliver(self, messages: list[dict[str, Any]], deadline: float) -> Delivery:
+        """Post `messages` as one batch (splitting only on 400); raises DeliveryFailed."""
+        delivery = Delivery()
+        self._deliver(messages, deadline, delivery)
+        return delivery
+
+    def _deliver(self, messages: list[dict[str, Any]], deadline: float, delivery: Delivery) -> None:
+        if self._post_with_retries(messages, deadline, delivery):
+            delivery.delivered += len(messages)
+        elif len(messages) == 1:
+            delivery.rejected.extend(messages)
+        else:
+            middle = len(messages) // 2
+            self._deliver(messages[:middle], deadline, delivery)
+            self._deliver(messages[middle:], deadline, delivery)
+
+    def _post_with_retries(self, messages: list[dict[str, Any]], deadline: float, delivery: Delivery) -> bool:
+        """True when accepted, False when refused (400/413); raises when out of tries."""
+        attempt = 0
+        while True:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise DeliveryFailed(f"out of time before attempt {attempt + 1}")
+            delivery.attempts += 1
+            try:
+                self._post(
+                    self._target.write_key,
+                    host=self._target.host,
+                    gzip=self._target.gzip,
+                    timeout=min(self._target.timeout_seconds, remaining),
+                    retry_count=attempt,
+                    batch=messages,
+                )
+                return True
+            except segment_request.APIError as error:
+                if error.status in _REFUSED:
+                    return False
+                if not _retryable(error.status):
+                    raise DeliveryFailed(f"Segment answered HTTP {error.status} ({error.code})") from None
+                delay = (
+                    segment_request.parse_retry_after(error.response) if error.response is not None else None
+                )
+                reason = f"HTTP {error.status}"
+            except requests.RequestException as error:
+                delay, reason = None, type(error).__name__
+            delay = delay if delay is not None else self._backoff(attempt)
+            if self._clock() + delay >= deadline:
+                raise DeliveryFailed(f"gave up after {attempt + 1} attempts; last: {reason}")
+            delivery.retries += 1
+            self._sleep(delay)
+            attempt += 1
+
+    def _backoff(self, attempt: int) -> float:
+        return self._jitter.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))
+
+
+def _retryable(status: int) -> bool:
+    return status in _RETRYABLE_4XX or (500 <= status < 600 and status not in _NOT_RETRYABLE_5XX)

@@ -1,0 +1,71 @@
+"""Settings the functions read from their environment (set by template.yaml).
+
+Read when a handler runs, never at import time, so tests and the local runner can set them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from segment_importer.batching import BatchLimits
+from segment_importer.job import JobOptions, parse_job_document
+
+
+@dataclass(frozen=True, slots=True)
+class Prefixes:
+    imports: str = "imports/"
+    reports: str = "reports/"
+    rejects: str = "rejects/"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Prefixes:
+        return cls(
+            imports=env.get("IMPORTS_PREFIX", cls.imports),
+            reports=env.get("REPORTS_PREFIX", cls.reports),
+            rejects=env.get("REJECTS_PREFIX", cls.rejects),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SplitterSettings:
+    queue_url: str
+    limits: BatchLimits = field(default_factory=BatchLimits)
+    default_job: JobOptions = field(default_factory=JobOptions)
+    prefixes: Prefixes = field(default_factory=Prefixes)
+    dry_run: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> SplitterSettings:
+        defaults = parse_job_document(env.get("DEFAULT_JOB_OPTIONS", "{}"), "DefaultJobOptions parameter")
+        return cls(
+            queue_url=env["WORK_QUEUE_URL"],
+            limits=BatchLimits(
+                max_bytes=int(env.get("BATCH_MAX_BYTES", BatchLimits.max_bytes)),
+                max_messages=int(env.get("BATCH_MAX_MESSAGES", BatchLimits.max_messages)),
+                max_queue_bytes=int(env.get("QUEUE_MAX_MESSAGE_BYTES", BatchLimits.max_queue_bytes)),
+            ),
+            default_job=JobOptions().merged_with(defaults),
+            prefixes=Prefixes.from_env(env),
+            dry_run=env.get("DRY_RUN", "false").lower() == "true",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SenderSettings:
+    write_key_parameter: str
+    segment_host: str = "https://api.segment.io"
+    request_timeout_seconds: float = 15.0
+    gzip: bool = True
+    prefixes: Prefixes = field(default_factory=Prefixes)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> SenderSettings:
+        return cls(
+            write_key_parameter=env["WRITE_KEY_PARAMETER"],
+            segment_host=env.get("SEGMENT_HOST", cls.segment_host),
+            request_timeout_seconds=float(env.get("SEGMENT_TIMEOUT_SECONDS", cls.request_timeout_seconds)),
+            gzip=env.get("SEGMENT_GZIP", "true").lower() == "true",
+            prefixes=Prefixes.from_env(env),
+        )

@@ -1,0 +1,165 @@
+"""Read template.yaml: the one source of the stack's names and settings.
+
+The local runner and the tests build their moto resources and function environments from
+the template through this module, resolving the intrinsic functions the template uses
+(Ref, Fn::GetAtt, Fn::Sub, Fn::Join, Fn::Select, Fn::Split) with local values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_SHORT_TAGS = ("Ref", "Condition")
+_FN_TAGS = (
+    "Sub", "Join", "Select", "Split", "If", "Equals", "Not", "And", "Or", "FindInMap",
+    "Base64", "Cidr", "ImportValue", "GetAZs", "GetAtt",
+)  # fmt: skip
+_SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
+
+
+class TemplateError(ValueError):
+    """The template lacks something the caller expected, or uses an unsupported function."""
+
+
+class _TemplateLoader(yaml.SafeLoader):
+    """YAML loader that turns CloudFormation short tags into their long form."""
+
+
+def _construct(loader: yaml.SafeLoader, tag_name: str, node: yaml.Node) -> dict[str, Any]:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if tag_name == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    key = tag_name if tag_name in _SHORT_TAGS else f"Fn::{tag_name}"
+    return {key: value}
+
+
+for _tag in (*_SHORT_TAGS, *_FN_TAGS):
+    _TemplateLoader.add_constructor(f"!{_tag}", lambda loader, node, _t=_tag: _construct(loader, _t, node))
+
+
+def find_template(start: Path | None = None) -> Path:
+    """template.yaml in the current folder or a parent, else beside this package's checkout."""
+    candidates = [start or Path.cwd(), *(start or Path.cwd()).parents, *Path(__file__).resolve().parents]
+    for folder in candidates:
+        path = folder / "template.yaml"
+        if path.is_file():
+            return path
+    raise TemplateError("template.yaml not found; run from the project folder or pass --template")
+
+
+@dataclass
+class StackTemplate:
+    document: dict[str, Any]
+    path: Path | None = None
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> StackTemplate:
+        path = path or find_template()
+        with path.open(encoding="utf-8") as stream:
+            return cls(yaml.load(stream, Loader=_TemplateLoader), path)  # noqa: S506 - SafeLoader subclass
+
+    @property
+    def root(self) -> Path:
+        if self.path is None:
+            raise TemplateError("template has no path")
+        return self.path.parent
+
+    def parameter_defaults(self) -> dict[str, str]:
+        return {
+            name: str(spec.get("Default", "")) for name, spec in self.document.get("Parameters", {}).items()
+        }
+
+    def resource(self, logical_id: str) -> dict[str, Any]:
+        try:
+            return self.document["Resources"][logical_id]
+        except KeyError:
+            raise TemplateError(f"template has no resource {logical_id}") from None
+
+    def resources_of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        return {
+            name: resource
+            for name, resource in self.document["Resources"].items()
+            if resource.get("Type") == resource_type
+        }
+
+    def function_property(self, logical_id: str, name: str) -> Any:
+        """A function property, falling back to Globals.Function."""
+        properties = self.resource(logical_id).get("Properties", {})
+        if name in properties:
+            return properties[name]
+        return self.document.get("Globals", {}).get("Function", {}).get(name)
+
+    def function_environment(self, logical_id: str) -> dict[str, Any]:
+        global_env = self.document.get("Globals", {}).get("Function", {}).get("Environment", {})
+        own_env = self.resource(logical_id).get("Properties", {}).get("Environment", {})
+        return {**global_env.get("Variables", {}), **own_env.get("Variables", {})}
+
+    def function_events(self, logical_id: str, event_type: str) -> dict[str, dict[str, Any]]:
+        events = self.resource(logical_id).get("Properties", {}).get("Events", {})
+        return {
+            name: event["Properties"] for name, event in events.items() if event.get("Type") == event_type
+        }
+
+
+@dataclass
+class Resolver:
+    """Resolves intrinsic functions against parameter values and local resource values."""
+
+    parameters: Mapping[str, str]
+    pseudo: Mapping[str, str] = field(default_factory=dict)
+    refs: dict[str, str] = field(default_factory=dict)  # logical id -> what Ref returns
+    attributes: dict[str, str] = field(default_factory=dict)  # "LogicalId.Attr" -> value
+
+    def define(self, logical_id: str, ref: str, **attributes: str) -> None:
+        """Record a created resource's Ref value and attributes."""
+        self.refs[logical_id] = ref
+        for name, value in attributes.items():
+            self.attributes[f"{logical_id}.{name}"] = value
+
+    def resolve(self, node: Any) -> Any:
+        if isinstance(node, list):
+            return [self.resolve(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            ((key, value),) = node.items()
+            handler = _INTRINSICS.get(key)
+            if handler:
+                return handler(self, value)
+        return {key: self.resolve(value) for key, value in node.items()}
+
+    def lookup(self, name: str) -> str:
+        for table in (self.parameters, self.pseudo, self.refs, self.attributes):
+            if name in table:
+                return str(table[name])
+        raise TemplateError(f"cannot resolve {name!r} locally")
+
+    def _sub(self, value: Any) -> str:
+        text, variables = (value, {}) if isinstance(value, str) else (value[0], self.resolve(value[1]))
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            return str(variables[name]) if name in variables else self.lookup(name)
+
+        return _SUB_VARIABLE.sub(replace, text)
+
+
+_INTRINSICS: dict[str, Any] = {
+    "Ref": lambda r, v: r.lookup(v),
+    "Fn::GetAtt": lambda r, v: r.lookup(".".join(v)),
+    "Fn::Sub": lambda r, v: r._sub(v),
+    "Fn::Join": lambda r, v: str(v[0]).join(str(item) for item in r.resolve(v[1])),
+    "Fn::Select": lambda r, v: r.resolve(v[1])[int(r.resolve(v[0]))],
+    "Fn::Split": lambda r, v: str(r.resolve(v[1])).split(v[0]),
+}

@@ -1,0 +1,84 @@
+"""Event times: parse what real exports contain, emit timezone-aware UTC ISO 8601.
+
+Accepted: ISO 8601 with any offset or `Z` (also with a space for `T`, as warehouse and
+Amplitude exports write it), epoch seconds and epoch milliseconds (numbers or digit
+strings). A time without an offset is read as UTC: exports are written in UTC far more
+often than in the exporter's local zone, and guessing the local zone (as the Segment library
+does for naive datetimes) would shift events by hours.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+# Epoch values at or above this are milliseconds (1e11 s is the year 5138).
+_EPOCH_MILLIS_THRESHOLD = 100_000_000_000
+# At or above this they are microseconds; some warehouse exports use them.
+_EPOCH_MICROS_THRESHOLD = 100_000_000_000_000
+
+
+class TimestampError(ValueError):
+    """The value cannot be read as an event time."""
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """Parse an event time into an aware UTC datetime, or raise TimestampError."""
+    if isinstance(value, bool):
+        raise TimestampError("a boolean is not a time")
+    if isinstance(value, int | float):
+        return _from_epoch(float(value))
+    if isinstance(value, str):
+        text = value.strip()
+        if _looks_numeric(text):
+            return _from_epoch(float(text))
+        return _from_iso(text)
+    raise TimestampError(f"unsupported time value of type {type(value).__name__}")
+
+
+def format_timestamp(moment: datetime) -> str:
+    """Segment's preferred form: UTC with millisecond precision and a `Z`."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def normalize_timestamp(value: Any) -> str:
+    """Parse then format: the one call the mapper needs."""
+    return format_timestamp(parse_timestamp(value))
+
+
+def _looks_numeric(text: str) -> bool:
+    body = text[1:] if text[:1] == "-" else text
+    return body.replace(".", "", 1).isdigit()
+
+
+def _from_epoch(number: float) -> datetime:
+    magnitude = abs(number)
+    if magnitude >= _EPOCH_MICROS_THRESHOLD:
+        number /= 1_000_000
+    elif magnitude >= _EPOCH_MILLIS_THRESHOLD:
+        number /= 1000
+    try:
+        return datetime.fromtimestamp(number, tz=UTC)
+    except (OverflowError, OSError, ValueError) as error:
+        raise TimestampError("epoch value out of range") from error
+
+
+def _from_iso(text: str) -> datetime:
+    if not text:
+        raise TimestampError("empty time")
+    try:
+        moment = datetime.fromisoformat(_normalize_iso(text))
+    except ValueError as error:
+        raise TimestampError("not an ISO 8601 time") from error
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _normalize_iso(text: str) -> str:
+    # Python 3.11's fromisoformat reads `Z`; ` UTC` and lower-case `z` still need help.
+    if text.endswith((" UTC", " utc")):
+        text = text[:-4] + "+00:00"
+    elif text.endswith("z"):
+        text = text[:-1] + "Z"
+    return text
