@@ -39,15 +39,6 @@ def coerce_cell(text: str) -> Any:
     return text
 
 
-def coerce_tree(value: Any) -> Any:
-    """Coerce every string leaf of a nested dict built from CSV cells."""
-    if isinstance(value, dict):
-        return {key: coerce_tree(item) for key, item in value.items()}
-    if isinstance(value, str):
-        return coerce_cell(value)
-    return value
-
-
 def parse_embedded_json(text: str, fallback: Any) -> Any:
     """JSON stored in a cell (warehouse exports keep objects as JSON text)."""
     try:

@@ -6,8 +6,10 @@ writes `", "`/`": "` separators and escapes non-ASCII as `\\uXXXX`, so the wire 
 larger. Limits are checked against an upper bound of that wire size, computed from the
 orjson bytes without a second serialisation: every `,` and `:` may gain a space, and every
 non-ASCII byte may grow to at most three bytes (a 2-byte character becomes a 6-byte escape;
-a 4-byte one a 12-byte surrogate pair). Only when the bound crosses the 32 KB message limit
-is the exact size computed.
+a 4-byte one a 12-byte surrogate pair). Two ASCII cases grow too: DEL (0x7f), which
+`json.dumps` escapes as `\\u007f` (5 more bytes), and floats whose exponent is a single
+negative digit (orjson `1e-7`, `json.dumps` `1e-07`: one more byte per `e-`). Only when the
+bound crosses the 32 KB message limit is the exact size computed.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def encode_message(message: dict[str, Any]) -> EncodedMessage:
 
 
 def wire_size_bound(body: bytes) -> int:
-    extra = body.count(b",") + body.count(b":")
+    extra = body.count(b",") + body.count(b":") + body.count(b"e-") + 5 * body.count(b"\x7f")
     if not body.isascii():
         extra += 2 * (len(body) - len(body.translate(None, _NON_ASCII)))
     return len(body) + extra

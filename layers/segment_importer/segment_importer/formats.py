@@ -33,6 +33,21 @@ raises `FileFormatError` from `open_records`.
 
 Personal data stays out of logs: `detail` and exception messages never contain record
 content; `raw` (a bounded excerpt) is the only place it goes.
+
+Per format:
+
+* NDJSON: parsed with orjson; a line over `max_record_bytes` is skipped (`record_too_large`)
+  without being held whole. Bad lines cost one record each.
+* JSON array: streamed with ijson (yajl2_c backend, `use_float=True`). An element still open
+  after `max_record_bytes` (+ one 64 KiB buffer) ends the file, as does any syntax error,
+  because a JSON stream cannot be resynchronised. Known limit of that backend: an integer
+  outside the signed 64-bit range is a syntax error ("integer overflow") there, while NDJSON
+  reads it.
+* CSV: the `csv` module (excel dialect, lenient quoting), header row first; empty cells are
+  omitted from `fields`. Lines are read at most `max_record_bytes` characters at a time; a
+  row spanning lines (quoted newlines) over the limit is `record_too_large`. The csv module's
+  field size limit is process-wide: it is raised to `max_record_bytes`, never lowered. A
+  quote that never closes runs to the end of the file (or to that limit, which ends the file).
 """
 
 from __future__ import annotations
@@ -40,11 +55,10 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import operator
 import re
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import ijson
 import orjson
@@ -67,8 +81,8 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
 DOCUMENT_ARRAY_KEYS = ("batch", "events", "data")
 
-# What a broken compressed stream raises. Source errors (network) are deliberately absent.
-_STREAM_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)
+# What GzipFile raises for damaged data. Source errors (network) are deliberately absent.
+_GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)
 _SURROGATES = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of invalid UTF-8
 _YAJL_MESSAGE = re.compile(r"(?:lexical|parse) error: [A-Za-z0-9 ,'()\[\]{}-]{1,80}")
 _EXTENSIONS = {"csv": "csv", "tsv": "tsv", "json": "json", "ndjson": "ndjson", "jsonl": "ndjson"}
@@ -76,6 +90,19 @@ _EXTENSIONS = {"csv": "csv", "tsv": "tsv", "json": "json", "ndjson": "ndjson", "
 
 class FileFormatError(ValueError):
     """The file cannot be read at all (e.g. a CSV header with duplicate names)."""
+
+
+class _DamagedError(Exception):
+    """The compressed data is damaged; the message is a fixed description, never data."""
+
+    @classmethod
+    def of(cls, exc: BaseException) -> _DamagedError:
+        # GzipFile's own messages may quote data bytes: describe by type instead.
+        if isinstance(exc, EOFError):
+            return cls("the gzip data is truncated")
+        if isinstance(exc, gzip.BadGzipFile):
+            return cls("the gzip data is corrupt (bad header, checksum, length or trailing data)")
+        return cls("the gzip data is corrupt (invalid deflate data)")
 
 
 class RecordStream:
@@ -114,12 +141,12 @@ def open_records(stream: BinaryIO, key: str, *, max_record_bytes: int = 1 << 20)
         raw = io.BufferedReader(_Source(stream.read, head), _CHUNK)
         read = gzip.GzipFile(fileobj=raw, mode="rb").read1  # read1: salvage all data before damage
         head, error = _sniff(read, b"", cap)
+        source = _Source(read, head.removeprefix(_BOM), error, damage=_GZIP_ERRORS)
     else:
         compression = "none"
-        read = stream.read
-        head, error = _sniff(read, head, cap)
+        head, _ = _sniff(stream.read, head, cap)
+        source = _Source(stream.read, head.removeprefix(_BOM))
     head = head.removeprefix(_BOM)
-    source = _Source(read, head, error)
     fmt, doc_key = _detect(head, hint)
     if fmt == "ndjson":
         records = _ndjson_records(source.take, max_record_bytes)
@@ -139,15 +166,24 @@ class _Source(io.RawIOBase):
     """A raw stream over any `read(n)`: the sniffed head first, then the rest.
 
     botocore's StreamingBody has `read(n)` but no `readinto`, so it cannot go into an
-    io.BufferedReader directly. An error met while sniffing is raised after the head, where
-    the reader meets it in order, so everything before the damage is still yielded.
+    io.BufferedReader directly. The `damage` exceptions of `read` (a decompressor's) are
+    raised as _DamagedError, which the readers turn into a `file_unreadable` record; anything
+    else (the network) passes through. Damage met while sniffing is raised after the head,
+    where the reader meets it in order, so everything before it is still yielded.
     """
 
-    def __init__(self, read: Callable[[int], bytes], head: bytes = b"", error: BaseException | None = None):
+    def __init__(
+        self,
+        read: Callable[[int], bytes],
+        head: bytes = b"",
+        error: _DamagedError | None = None,
+        damage: tuple[type[BaseException], ...] = (),
+    ) -> None:
         super().__init__()
         self._read = read
         self._head = head
         self._error = error
+        self._damage = damage
 
     def readable(self) -> bool:
         return True
@@ -160,7 +196,10 @@ class _Source(io.RawIOBase):
         if self._error is not None:
             error, self._error = self._error, None
             raise error
-        return self._read(size)
+        try:
+            return self._read(size)
+        except self._damage as exc:
+            raise _DamagedError.of(exc) from exc
 
     def readinto(self, buffer: Any) -> int:
         data = self.take(len(buffer))
@@ -181,10 +220,10 @@ def _read_at_least(read: Callable[[int], bytes], size: int) -> bytes:
     return head
 
 
-def _sniff(read: Callable[[int], bytes], head: bytes, cap: int) -> tuple[bytes, BaseException | None]:
+def _sniff(read: Callable[[int], bytes], head: bytes, cap: int) -> tuple[bytes, _DamagedError | None]:
     """Read until the head holds the first content line (or `cap` bytes, or the end).
 
-    A decompression error is returned, not raised: the reader meets it after the head.
+    Damaged gzip data is returned, not raised: the reader meets it after the head.
     """
     try:
         while len(head) < cap and not _first_line_complete(head):
@@ -192,8 +231,8 @@ def _sniff(read: Callable[[int], bytes], head: bytes, cap: int) -> tuple[bytes, 
             if not data:
                 break
             head += data
-    except _STREAM_ERRORS as exc:
-        return head, exc
+    except _GZIP_ERRORS as exc:
+        return head, _DamagedError.of(exc)
     return head, None
 
 
@@ -210,7 +249,7 @@ def _first_line_complete(head: bytes) -> bool:
 
 
 def _extension_hint(key: str) -> str | None:
-    """ "csv", "tsv", "json" or "ndjson" from the key's extension (a trailing .gz ignored)."""
+    """The format the key's extension suggests (csv, tsv, json or ndjson), ignoring a .gz."""
     name = key.rsplit("/", 1)[-1].lower().removesuffix(".gz")
     _, dot, extension = name.rpartition(".")
     return _EXTENSIONS.get(extension) if dot else None
@@ -264,24 +303,16 @@ def _unreadable(number: int, detail: str) -> SourceRecord:
     return SourceRecord(number, reason="file_unreadable", detail=detail)
 
 
-def _stream_problem(exc: BaseException) -> str:
-    """A fixed description of a decompression error (their messages may quote data bytes)."""
-    if isinstance(exc, EOFError):
-        return "the gzip data is truncated"
-    if isinstance(exc, gzip.BadGzipFile):
-        return "the gzip data is corrupt (bad header, checksum, length or trailing data)"
-    return "the gzip data is corrupt (invalid deflate data)"
-
-
 # --- NDJSON -------------------------------------------------------------------------------
 
 
 def _ndjson_records(take: Callable[[int], bytes], limit: int) -> Iterator[SourceRecord]:
     """One record per line, parsed in place from 1 MiB chunks (the hot path).
 
-    Splitting a chunk with bytes.split and looping over the list costs far less per line than
-    readline() calls. A line longer than `limit` is never held whole: once the unfinished
-    tail of a chunk passes the limit it is dropped and the reader skips to the next newline.
+    Splitting a chunk with bytes.split and looping over the list costs less per line than
+    readline() calls, and the size check is one max() per chunk instead of one per line.
+    A line longer than `limit` is never held whole: once the unfinished tail of a chunk
+    passes the limit it is dropped and the reader skips to the next newline.
     """
     loads, decode_error, record = orjson.loads, orjson.JSONDecodeError, SourceRecord
     number = 0  # the last physical line read
@@ -290,8 +321,8 @@ def _ndjson_records(take: Callable[[int], bytes], limit: int) -> Iterator[Source
     while True:
         try:
             chunk = take(_CHUNK)
-        except _STREAM_ERRORS as exc:
-            yield _unreadable(number + 1, f"the file breaks after line {number}: {_stream_problem(exc)}")
+        except _DamagedError as exc:
+            yield _unreadable(number + 1, f"the file breaks after line {number}: {exc}")
             return
         if not chunk:
             break
@@ -420,8 +451,8 @@ def _json_records(content: io.BufferedReader, prefix: str, limit: int) -> Iterat
     except _ElementTooLargeError:
         detail = f"JSON array element {count + 1} is larger than {limit} bytes; the rest cannot be read"
         yield _unreadable(count + 1, detail)
-    except _STREAM_ERRORS as exc:
-        yield _unreadable(count + 1, f"JSON array breaks after record {count}: {_stream_problem(exc)}")
+    except _DamagedError as exc:
+        yield _unreadable(count + 1, f"JSON array breaks after record {count}: {exc}")
     except (ijson.JSONError, UnicodeDecodeError) as exc:
         yield _unreadable(count + 1, f"JSON array breaks after record {count}: {_json_problem(exc)}")
 
@@ -444,6 +475,15 @@ def _json_excerpt(value: Any) -> str:
 # --- CSV ----------------------------------------------------------------------------------
 
 
+class _CsvReader(Protocol):
+    """What csv.reader returns (its type is private)."""
+
+    line_num: int
+
+    def __iter__(self) -> Iterator[list[str]]: ...
+    def __next__(self) -> list[str]: ...
+
+
 class _LineFlags:
     """What the line source saw while the csv reader assembled the current row."""
 
@@ -451,7 +491,7 @@ class _LineFlags:
 
     def __init__(self) -> None:
         self.reset()
-        self.broken: BaseException | None = None
+        self.broken: _DamagedError | None = None
 
     def reset(self) -> None:
         self.dirty = False  # any of the below: the one check on the hot path
@@ -470,7 +510,7 @@ def _csv_lines(readline: Callable[[int], str], limit: int, flags: _LineFlags) ->
     while True:
         try:
             line = readline(size)
-        except _STREAM_ERRORS as exc:
+        except _DamagedError as exc:
             flags.broken, flags.dirty = exc, True
             return
         if not line:
@@ -482,7 +522,7 @@ def _csv_lines(readline: Callable[[int], str], limit: int, flags: _LineFlags) ->
             try:
                 while line and line[-1] not in "\r\n":
                     line = readline(size)
-            except _STREAM_ERRORS as exc:
+            except _DamagedError as exc:
                 flags.broken = exc
                 return
             line = "\n"
@@ -496,17 +536,18 @@ def _unescape(text: str) -> bytes:
 
 def _csv_records(content: io.BufferedReader, delimiter: str, limit: int) -> Iterator[SourceRecord]:
     """Read the header now (so header problems raise from open_records), rows lazily."""
-    if csv.field_size_limit() < limit:  # the limit is process-wide: only ever raise it
+    # csv's limit is process-wide, so it is only ever raised; rows are held to `limit` below.
+    if csv.field_size_limit() < limit:
         csv.field_size_limit(limit)
     # surrogateescape: invalid UTF-8 becomes one rejected row, not a decoding error.
     text = io.TextIOWrapper(content, encoding="utf-8", errors="surrogateescape", newline="")
     flags = _LineFlags()
     reader = csv.reader(_csv_lines(text.readline, limit, flags), delimiter=delimiter)
     header = _csv_header(reader, flags)
-    return _csv_rows(reader, header, flags, delimiter)
+    return _csv_rows(reader, header, flags, delimiter, limit)
 
 
-def _csv_header(reader: Iterator[list[str]], flags: _LineFlags) -> list[str] | None:
+def _csv_header(reader: _CsvReader, flags: _LineFlags) -> list[str] | None:
     """The first non-blank row, stripped and checked; None for an empty or unreadable file."""
     try:
         for row in reader:
@@ -541,19 +582,22 @@ def _check_header(header: list[str]) -> None:
 
 
 def _csv_rows(
-    reader: Iterator[list[str]], header: list[str] | None, flags: _LineFlags, delimiter: str
+    reader: _CsvReader, header: list[str] | None, flags: _LineFlags, delimiter: str, limit: int
 ) -> Iterator[SourceRecord]:
     if header is None:
         if flags.broken is not None:
-            yield _unreadable(1, f"the file breaks before the CSV header: {_stream_problem(flags.broken)}")
+            yield _unreadable(1, f"the file breaks before the CSV header: {flags.broken}")
         return
     width = len(header)
-    has_value = operator.itemgetter(1)
     record = SourceRecord
     number = 0
+    line_count = reader.line_num
     try:
         for row in reader:
             number += 1
+            # Lines are bounded one by one; only a row spanning lines (quoted newlines) can
+            # outgrow the limit, and csv.reader's line count says when a row did.
+            lines_before, line_count = line_count, reader.line_num
             if flags.dirty:
                 rejected = _flagged_row(number, row, flags, delimiter)
                 flags.reset()
@@ -561,28 +605,35 @@ def _csv_rows(
                     yield rejected
                 if flags.broken is not None:
                     return
+            elif line_count - lines_before > 1 and sum(map(len, row)) > limit:
+                detail = f"row {number} is longer than {limit} bytes"
+                raw = excerpt(delimiter.join(row)[:RAW_EXCERPT_CHARS])
+                yield SourceRecord(number, reason="record_too_large", detail=detail, raw=raw)
             elif len(row) == width:
-                # filter(itemgetter(1)) drops empty cells without a Python-level loop.
-                fields = dict(filter(has_value, zip(header, row, strict=True)))
+                # Empty cells mean "no value"; most rows have none, and dict(zip) is the fast way.
+                if "" in row:
+                    fields = {name: cell for name, cell in zip(header, row, strict=False) if cell}
+                else:
+                    fields = dict(zip(header, row, strict=False))
                 if fields:
                     yield record(number, fields)
             elif "".join(row).strip():  # a wrong-length row that is not just blank
                 detail = f"row {number} has {len(row)} fields; the header has {width}"
                 raw = excerpt(delimiter.join(row))
                 yield SourceRecord(number, reason="csv_field_count", detail=detail, raw=raw)
-    except csv.Error:  # a quoted field over the size limit: there is no telling where rows restart
-        detail = f"CSV row {number + 1} cannot be parsed (a quoted field that is too long or never closes)"
+    except csv.Error:  # a quoted field over csv's own limit: there is no telling where rows restart
+        detail = f"CSV row {number + 1} has a quoted field too long to read (or one that never closes)"
         yield _unreadable(number + 1, detail + "; the rest of the file is not read")
         return
     if flags.broken is not None:
-        detail = f"the file breaks after CSV row {number}: {_stream_problem(flags.broken)}"
+        detail = f"the file breaks after CSV row {number}: {flags.broken}"
         yield _unreadable(number + 1, detail)
 
 
 def _flagged_row(number: int, row: list[str], flags: _LineFlags, delimiter: str) -> SourceRecord | None:
     """The record for a row the line source flagged (damage, size or encoding)."""
     if flags.broken is not None:
-        detail = f"the file breaks in CSV row {number}: {_stream_problem(flags.broken)}"
+        detail = f"the file breaks in CSV row {number}: {flags.broken}"
         return _unreadable(number, detail)
     if flags.too_large is not None:
         detail = f"row {number} has a line longer than the record size limit"

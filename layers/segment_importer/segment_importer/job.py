@@ -44,8 +44,11 @@ class JobOptions:
     message_id_salt: str = ""
 
     def merged_with(self, overrides: dict[str, Any]) -> JobOptions:
-        """These options with the keys of a job document applied on top."""
-        return replace(self, **_parse_document(overrides))
+        """These options with the keys of a job document applied on top (`context` deep-merged)."""
+        parsed = _parse_document(overrides)
+        if "context" in parsed:
+            parsed["context"] = deep_merge(self.context, parsed["context"])
+        return replace(self, **parsed)
 
     def to_document(self) -> dict[str, Any]:
         """The JSON form, for reports."""
@@ -114,6 +117,19 @@ def _check(parsed: dict[str, Any]) -> None:
     for attr, value in parsed.items():
         if not checks[attr](value):
             raise JobOptionsError(f"{attr_to_key[attr]!r} must be {expected[attr]}")
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` over `base`, merging nested objects instead of replacing them."""
+    if not base:
+        return dict(override)
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _is_integrations(value: Any) -> bool:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from segment_importer.coercion import coerce_tree, parse_embedded_json
-from segment_importer.job import CALL_TYPES, JobOptions
+from segment_importer.coercion import coerce_cell, parse_embedded_json
+from segment_importer.job import CALL_TYPES, JobOptions, deep_merge
 from segment_importer.message_ids import message_id_for_position, message_id_for_source_id
 from segment_importer.profiles import PROFILES, SNAKE_CASE_ALIASES, detect_profile
 from segment_importer.timestamps import TimestampError, normalize_timestamp
@@ -34,7 +34,7 @@ _TIMED_TYPES = frozenset({"track", "page", "screen"})
 # Per call type, the record keys the mapper places itself; every other key is data.
 _PLACED_KEYS = {call_type: frozenset(_COMMON_KEYS + keys) for call_type, keys in _TYPE_KEYS.items()}
 _CSV_KEYS_KEPT_AS_TEXT = frozenset(_COMMON_KEYS).union(
-    *_TYPE_KEYS.values(), SNAKE_CASE_ALIASES, ("event_text",)
+    *_TYPE_KEYS.values(), SNAKE_CASE_ALIASES, ("event_text", "messageId", "id")
 )
 
 
@@ -64,17 +64,19 @@ class MessageMapper:
         return message
 
     def _shape_input(self, fields: dict[str, Any]) -> dict[str, Any]:
-        record = dict(fields)
-        for column, target in self._job.columns.items():
-            if column in record:
-                value = record.pop(column)
-                if target:
-                    record[target] = value
-        if self._from_csv or self._job.columns:
-            record = _nest_dotted(record)
+        record = fields
+        if self._job.columns:
+            record = dict(fields)
+            for column, target in self._job.columns.items():
+                if column in record:
+                    value = record.pop(column)
+                    if target:
+                        record[target] = value
         if self._from_csv:
-            record = _coerce_csv(record)
-        return record
+            record = _typed_cells(record)
+        if self._from_csv or self._job.columns:
+            return _nest_dotted(record)
+        return dict(record)
 
     def _build(self, spec: dict[str, Any]) -> dict[str, Any]:
         call_type = _call_type(spec.get("type"), self._job.default_type)
@@ -97,7 +99,7 @@ class MessageMapper:
         return message
 
     def _add_context(self, spec: dict[str, Any], message: dict[str, Any], call_type: str) -> None:
-        context = _deep_merge(self._job.context, spec.get("context") or {})
+        context = deep_merge(self._job.context, spec.get("context") or {})
         traits = spec.get("traits")
         if traits and call_type not in _TRAIT_TYPES:  # a track call's traits belong in context
             context["traits"] = {**context.get("traits", {}), **traits}
@@ -173,42 +175,49 @@ def _move_extras(spec: dict[str, Any], message: dict[str, Any], call_type: str) 
 
 
 def _nest_dotted(record: dict[str, Any]) -> dict[str, Any]:
-    """`{"properties.plan": "pro"}` -> `{"properties": {"plan": "pro"}}`."""
+    """`{"properties.plan": "pro"}` -> `{"properties": {"plan": "pro"}}`, leaving `record` untouched."""
     if not any("." in key for key in record):
-        return record
+        return dict(record)
     nested: dict[str, Any] = {}
+    owned: set[int] = set()  # dicts created here, safe to write into; the caller's are copied first
     for key, value in record.items():
-        parts = key.split(".")
+        *parents, leaf = key.split(".")
         node = nested
-        for part in parts[:-1]:
+        for part in parents:
             child = node.get(part)
             if not isinstance(child, dict):
-                child = node[part] = {}
+                child = {}
+            elif id(child) not in owned:
+                child = dict(child)
+            owned.add(id(child))
+            node[part] = child
             node = child
-        node[parts[-1]] = value
+        existing = node.get(leaf)
+        if isinstance(existing, dict) and isinstance(value, dict):
+            value = {**value, **existing}  # a JSON-text column and dotted columns: dotted ones win
+        node[leaf] = value
     return nested
 
 
-def _coerce_csv(record: dict[str, Any]) -> dict[str, Any]:
-    for key in _OBJECT_KEYS:
-        value = record.get(key)
-        if isinstance(value, str):  # a whole object kept as JSON text in one column
-            record[key] = parse_embedded_json(value, fallback=value)
-    for key, value in record.items():
-        # properties/traits hold data; so does a bare column, which becomes a property or trait
-        holds_data = key in ("properties", "traits") or key not in _CSV_KEYS_KEPT_AS_TEXT
-        if holds_data:
-            record[key] = coerce_tree(value)
-    return record
-
-
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    if not base:
-        return dict(override)
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+def _typed_cells(record: dict[str, Any]) -> dict[str, Any]:
+    """CSV cells as JSON values: see `coercion` for which cells change and why."""
+    typed: dict[str, Any] = {}
+    for key, cell in record.items():
+        if not isinstance(cell, str):
+            typed[key] = cell
+        elif key in _OBJECT_KEYS:  # a whole object kept as JSON text in one column
+            if cell.strip():
+                typed[key] = parse_embedded_json(cell, fallback=cell)
+        elif _holds_data(key):
+            typed[key] = coerce_cell(cell)
         else:
-            merged[key] = value
-    return merged
+            typed[key] = cell
+    return typed
+
+
+def _holds_data(key: str) -> bool:
+    """Cells under properties/traits, and bare columns (which become properties or traits)."""
+    head, dot, _ = key.partition(".")
+    if dot:
+        return head in ("properties", "traits")
+    return key not in _CSV_KEYS_KEPT_AS_TEXT

@@ -2,7 +2,10 @@
 
 Each profile takes a parsed record (a fresh dict the caller owns) and returns
 `(spec_record, source_id)`: a record keyed like a Segment message, plus the record's
-original unique id if the export has one (used to derive a stable messageId).
+original unique id if the export has one (used to derive a stable messageId). A source id
+is tagged with its source and includes what the source itself dedupes on, so ids from
+different tools never collide: Mixpanel dedupes on (event, distinct_id, time, $insert_id),
+Amplitude on insert_id per user or device.
 
 - segment: Segment spec messages (camelCase), Segment's S3/warehouse archives (their
   archive-only fields are dropped; snake_case warehouse columns are renamed), and generic
@@ -69,11 +72,12 @@ def from_segment(record: dict[str, Any]) -> SpecRecord:
         source_id = source_id or record.pop("id")
     for name in ARCHIVE_ONLY_FIELDS | WAREHOUSE_ONLY_FIELDS:
         record.pop(name, None)
-    return record, _as_source_id(source_id)
+    return record, _tagged("segment", source_id)
 
 
 def from_mixpanel(record: dict[str, Any]) -> SpecRecord:
     properties = dict(record.get("properties") or {})
+    raw_distinct_id = properties.get("distinct_id")
     distinct_id = _text(properties.pop("distinct_id", None))
     user_id = _text(properties.pop("$user_id", None))
     device_id = _text(properties.pop("$device_id", None))
@@ -90,9 +94,10 @@ def from_mixpanel(record: dict[str, Any]) -> SpecRecord:
     context = _mixpanel_context(properties)
     if context:
         spec["context"] = context
-    source_id = _as_source_id(properties.pop("$insert_id", None))
+    insert_id = _as_source_id(properties.pop("$insert_id", None))
+    source_id = insert_id and f"{record.get('event')}|{raw_distinct_id}|{spec.get('timestamp')}|{insert_id}"
     spec["properties"] = properties
-    return _without_none(spec), source_id
+    return _without_none(spec), _tagged("mixpanel", source_id)
 
 
 def from_amplitude(record: dict[str, Any]) -> SpecRecord:
@@ -112,8 +117,12 @@ def from_amplitude(record: dict[str, Any]) -> SpecRecord:
     context = _amplitude_context(record)
     if context:
         spec["context"] = {**spec.get("context", {}), **context}
-    source_id = _as_source_id(_first(record, "insert_id", "$insert_id", "uuid"))
-    return _without_none(spec), source_id
+    insert_id = _as_source_id(_first(record, "insert_id", "$insert_id"))
+    if insert_id:
+        source_id = f"{record.get('user_id') or ''}|{record.get('device_id') or ''}|{insert_id}"
+    else:
+        source_id = _as_source_id(record.get("uuid"))  # Amplitude's own id for the stored event
+    return _without_none(spec), _tagged("amplitude", source_id)
 
 
 PROFILES: dict[str, Callable[[dict[str, Any]], SpecRecord]] = {
@@ -147,7 +156,6 @@ def _amplitude_context(record: dict[str, Any]) -> dict[str, Any]:
             }
         ),
         "app": _without_none({"version": record.get("app_version")}),
-        "locale": record.get("language"),
         "location": _without_none(
             {"country": record.get("country"), "city": record.get("city"), "region": record.get("region")}
         ),
@@ -173,6 +181,10 @@ def _text(value: Any) -> str | None:
 def _as_source_id(value: Any) -> str | None:
     text = _text(value)
     return text if text and text.strip() else None
+
+
+def _tagged(source: str, source_id: str | None) -> str | None:
+    return f"{source}:{source_id}" if source_id else None
 
 
 def _without_none(values: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ does for naive datetimes) would shift events by hours.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,9 @@ from typing import Any
 _EPOCH_MILLIS_THRESHOLD = 100_000_000_000
 # At or above this they are microseconds; some warehouse exports use them.
 _EPOCH_MICROS_THRESHOLD = 100_000_000_000_000
+
+
+_SPACED_OFFSET = re.compile(r" ([+-]\d{2}:?\d{2})$")
 
 
 class TimestampError(ValueError):
@@ -27,7 +31,11 @@ def parse_timestamp(value: Any) -> datetime:
     if isinstance(value, bool):
         raise TimestampError("a boolean is not a time")
     if isinstance(value, int | float):
-        return _from_epoch(float(value))
+        try:
+            number = float(value)
+        except OverflowError as error:  # an int too large for a float
+            raise TimestampError("epoch value out of range") from error
+        return _from_epoch(number)
     if isinstance(value, str):
         text = value.strip()
         if _looks_numeric(text):
@@ -76,9 +84,10 @@ def _from_iso(text: str) -> datetime:
 
 
 def _normalize_iso(text: str) -> str:
-    # Python 3.11's fromisoformat reads `Z`; ` UTC` and lower-case `z` still need help.
+    # Python 3.11's fromisoformat reads `Z`; ` UTC`, lower-case `z` and the space Snowflake
+    # and Redshift put before an offset (`05:06:07.123 +0000`) still need help.
     if text.endswith((" UTC", " utc")):
-        text = text[:-4] + "+00:00"
-    elif text.endswith("z"):
-        text = text[:-1] + "Z"
-    return text
+        return text[:-4] + "+00:00"
+    if text.endswith("z"):
+        return text[:-1] + "Z"
+    return _SPACED_OFFSET.sub(r"\1", text)

@@ -1,0 +1,251 @@
+"""The SAM CLI accepts the template and builds deployable artifacts from it.
+
+Offline only: `sam validate --lint` (cfn-lint inside SAM) and `sam build` without a
+container, which needs Python 3.13 on PATH to build the python3.13 layer. The build runs with
+the repository's samconfig.toml (the template's folder), so its settings are exercised too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from segment_importer.template_config import StackTemplate
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+LAYER_SOURCE = ROOT / "layers" / "segment_importer"
+PYENV_VERSION = "3.13.0:3.12.1:3.11.7"
+FUNCTIONS = ("SplitterFunction", "SenderFunction")
+# Import names of what requirements.txt pulls in, as the handlers import them.
+LAYER_IMPORTS = ("orjson", "segment", "aws_lambda_powertools", "ijson", "boto3")
+# Development-only packages that must not be shipped in the layer.
+DEV_ONLY = ("pytest", "moto", "ruff", "cfn-lint", "aws-sam-translator", "hypothesis")
+
+
+def find_sam() -> str | None:
+    found = shutil.which("sam")
+    if found:
+        return found
+    local = ROOT / ".venv-sam" / "bin" / "sam"
+    return str(local) if local.is_file() else None
+
+
+SAM = find_sam()
+pytestmark = [
+    pytest.mark.sam,
+    pytest.mark.skipif(SAM is None, reason="SAM CLI not found on PATH or in .venv-sam (run `make setup`)"),
+]
+
+
+def _is_python_313(executable: str, env: dict[str, str]) -> bool:
+    try:
+        result = subprocess.run(
+            [executable, "-c", "import sys; sys.exit(sys.version_info[:2] != (3, 13))"],
+            env=env,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    except OSError:
+        return False
+    return result.returncode == 0
+
+
+def find_python313_folder() -> Path | None:
+    """The folder holding a working `python3.13`: pyenv's shims (with PYENV_VERSION) or a version."""
+    env = {**os.environ, "PYENV_VERSION": PYENV_VERSION}
+    found = shutil.which("python3.13", path=env.get("PATH"))
+    if found and _is_python_313(found, env):
+        return Path(found).parent
+    for folder in sorted(Path.home().glob(".pyenv/versions/3.13*/bin"), reverse=True):
+        if _is_python_313(str(folder / "python3.13"), env):
+            return folder
+    return None
+
+
+@dataclass(frozen=True)
+class Build:
+    root: Path  # working folder (SAM keeps its .aws-sam/deps here for cached builds)
+    artifacts: Path  # --build-dir
+    output: str
+
+    @property
+    def layer(self) -> Path:
+        return self.artifacts / "DomainLayer" / "python"
+
+
+def run_sam(
+    args: Sequence[str], *, cwd: Path, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    assert SAM is not None
+    return subprocess.run(
+        [SAM, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def sam_env() -> dict[str, str]:
+    return {**os.environ, "SAM_CLI_TELEMETRY": "0", "PYENV_VERSION": PYENV_VERSION}
+
+
+@pytest.fixture(scope="module")
+def python313(sam_env: dict[str, str]) -> Path:
+    folder = find_python313_folder()
+    if folder is None:
+        pytest.skip(
+            "no Python 3.13 (python3.13 with PYENV_VERSION, or ~/.pyenv/versions/3.13*): sam build needs it"
+        )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def build(sam_env: dict[str, str], python313: Path, tmp_path_factory: pytest.TempPathFactory) -> Build:
+    """One `sam build` for the module; --cached and --parallel come from samconfig.toml."""
+    root = tmp_path_factory.mktemp("sam-build")
+    env = {**sam_env, "PATH": f"{python313}{os.pathsep}{sam_env.get('PATH', '')}"}
+    result = run_sam(
+        [
+            "build",
+            "--template-file",
+            str(TEMPLATE),
+            "--build-dir",
+            str(root / "build"),
+            "--cache-dir",
+            str(root / "cache"),
+        ],
+        cwd=root,
+        env=env,
+        timeout=600,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"sam build failed:\n{output[-6000:]}"
+    return Build(root, root / "build", output)
+
+
+def layer_listing(build: Build) -> str:
+    layer_root = build.artifacts / "DomainLayer"
+    if not layer_root.exists():
+        built = sorted(path.name for path in build.artifacts.iterdir())
+        return f"{layer_root} does not exist; the build folder holds {built}"
+    return "\n".join(str(path.relative_to(layer_root)) for path in sorted(layer_root.glob("*/*"))[:60])
+
+
+def installed_distributions(site: Path) -> dict[str, str]:
+    """Canonical name -> version for every *.dist-info in a site folder."""
+    installed = {}
+    for metadata in site.glob("*.dist-info/METADATA"):
+        fields = dict(
+            line.split(": ", 1) for line in metadata.read_text(encoding="utf-8").splitlines() if ": " in line
+        )
+        installed[canonicalize_name(fields["Name"])] = fields["Version"]
+    return installed
+
+
+def layer_requirements() -> list[Requirement]:
+    lines = (LAYER_SOURCE / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    return [Requirement(line.split("#", 1)[0]) for line in lines if line.split("#", 1)[0].strip()]
+
+
+# ---- sam validate ----------------------------------------------------------------------------
+
+
+def test_sam_validate_lint(sam_env: dict[str, str]) -> None:
+    result = run_sam(
+        ["validate", "--lint", "--template-file", str(TEMPLATE)], cwd=ROOT, env=sam_env, timeout=180
+    )
+    output = result.stdout + result.stderr
+
+    assert result.returncode == 0, output
+    assert "is a valid SAM Template" in output, output
+
+
+# ---- sam build ---------------------------------------------------------------------------------
+
+
+def test_sam_build_uses_samconfig_settings(build: Build) -> None:
+    assert "Build Succeeded" in build.output
+    # Printed only for cached builds; the command line did not ask for one, samconfig.toml did.
+    assert "Starting Build use cache" in build.output, build.output[-3000:]
+
+
+def test_layer_holds_the_package_under_python(build: Build) -> None:
+    """Lambda adds /opt/python to sys.path: the package must sit directly below python/."""
+    package = build.layer / "segment_importer"
+
+    for module in ("__init__.py", "splitter.py", "sender.py", "queueing.py"):
+        assert (package / module).is_file(), (
+            f"missing python/segment_importer/{module}; layer:\n{layer_listing(build)}"
+        )
+    for name in LAYER_IMPORTS:
+        assert (build.layer / name).is_dir(), (
+            f"dependency {name} not in the layer; layer:\n{layer_listing(build)}"
+        )
+
+
+def test_layer_installs_what_requirements_txt_asks_for(build: Build) -> None:
+    installed = installed_distributions(build.layer)
+    requirements = layer_requirements()
+    assert requirements, "requirements.txt lists nothing"
+
+    for requirement in requirements:
+        name = canonicalize_name(requirement.name)
+        assert name in installed, f"{requirement} from requirements.txt is not in the layer"
+        assert requirement.specifier.contains(installed[name], prereleases=True), (
+            requirement,
+            installed[name],
+        )
+    for name in DEV_ONLY:
+        assert canonicalize_name(name) not in installed, f"development package {name} shipped in the layer"
+
+
+def test_layer_binaries_are_built_for_python_3_13(build: Build) -> None:
+    """Wheels for the local interpreter (3.11) would fail to import on the python3.13 runtime."""
+    extensions = [path.name for path in (build.layer / "orjson").glob("*.so")]
+
+    assert extensions, "orjson has no compiled extension in the layer"
+    assert all("cpython-313-x86_64-linux-gnu" in name for name in extensions), extensions
+
+
+@pytest.mark.parametrize("function_id", FUNCTIONS)
+def test_handlers_import_from_the_built_artifacts(
+    build: Build, python313: Path, sam_env: dict[str, str], function_id: str
+) -> None:
+    """As Lambda runs them: the function folder plus the layer, and no other site-packages."""
+    code = build.artifacts / function_id
+    script = (
+        "import sys\n"
+        f"sys.path[:0] = [{str(code)!r}, {str(build.layer)!r}]\n"
+        "import app\n"
+        "assert callable(app.handler)\n"
+        "assert app.__file__.startswith(sys.path[0]), app.__file__\n"
+        "import segment_importer\n"
+        "assert segment_importer.__file__.startswith(sys.path[1]), segment_importer.__file__\n"
+    )
+    result = subprocess.run(
+        [str(python313 / "python3.13"), "-I", "-S", "-c", script],
+        env=sam_env,
+        cwd=build.root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_built_template_points_at_the_artifacts(build: Build) -> None:
+    built = StackTemplate.load(build.artifacts / "template.yaml")
+
+    assert built.resource("DomainLayer")["Properties"]["ContentUri"] == "DomainLayer"
+    for function_id in FUNCTIONS:
+        assert built.resource(function_id)["Properties"]["CodeUri"] == function_id
+        assert (build.artifacts / function_id / "app.py").is_file()

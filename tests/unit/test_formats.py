@@ -1,0 +1,577 @@
+"""Streaming readers: real bytes in, SourceRecords out."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+import tracemalloc
+import zlib
+from pathlib import Path
+
+import orjson
+import pytest
+
+from segment_importer.formats import FileFormatError, RecordStream, open_records
+from segment_importer.reasons import REASONS
+from segment_importer.records import RAW_EXCERPT_CHARS, SourceRecord
+
+SECRET = "jane.doe@example.com"  # stands for personal data: must never reach detail or messages
+
+
+class BodyLike:
+    """Like botocore's StreamingBody: read(amt) and nothing else; short reads on purpose."""
+
+    def __init__(self, data: bytes, most: int = 7) -> None:
+        self._data = data
+        self._pos = 0
+        self._most = most
+        self.bytes_read = 0
+
+    def read(self, amt: int | None = None) -> bytes:
+        size = self._most if amt is None else min(amt, self._most)
+        chunk = self._data[self._pos : self._pos + size]
+        self._pos += len(chunk)
+        self.bytes_read += len(chunk)
+        return chunk
+
+
+class LazyStream:
+    """A large stream made on demand from (piece, repeat) parts, never held whole."""
+
+    def __init__(self, *parts: tuple[bytes, int]) -> None:
+        self._parts = list(parts)
+        self.bytes_read = 0
+
+    def read(self, amt: int) -> bytes:
+        out = bytearray()
+        while self._parts and len(out) < amt:
+            piece, repeat = self._parts[0]
+            take = min(repeat, max(1, (amt - len(out)) // len(piece)))
+            out += piece * take
+            if take == repeat:
+                self._parts.pop(0)
+            else:
+                self._parts[0] = (piece, repeat - take)
+        self.bytes_read += len(out)
+        return bytes(out)
+
+
+def records(data: bytes, key: str = "export", **kwargs: int) -> list[SourceRecord]:
+    return check(list(open_records(io.BytesIO(data), key, **kwargs)))
+
+
+def check(recs: list[SourceRecord]) -> list[SourceRecord]:
+    """Invariants every reader keeps, checked on every test's output."""
+    numbers = [r.number for r in recs]
+    assert numbers == sorted(set(numbers)), numbers
+    for r in recs:
+        assert (r.fields is None) != (r.reason is None)
+        if r.reason is not None:
+            assert r.reason in REASONS
+            assert r.detail
+            assert SECRET not in r.detail
+        else:
+            assert isinstance(r.fields, dict)
+            assert r.detail is None
+            assert r.raw is None
+    assert all(r.reason != "file_unreadable" for r in recs[:-1])
+    return recs
+
+
+def summary(recs: list[SourceRecord]) -> list[tuple[int, object]]:
+    return [(r.number, r.fields if r.reason is None else r.reason) for r in recs]
+
+
+def gz(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)
+
+
+def ndjson(*objs: object) -> bytes:
+    return b"".join(orjson.dumps(o) + b"\n" for o in objs)
+
+
+# --- detection ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "fmt"),
+    [
+        (b'{"a": 1}\n', "x.ndjson", "ndjson"),
+        (b'{"a": 1}\n', "mixpanel-export.json", "ndjson"),
+        (b'[{"a": 1}]', "x.json", "json_array"),
+        (b'[{"a": 1}]', "x.csv", "json_array"),  # content wins over the extension
+        (b"a,b\n1,2\n", "x.json", "csv"),
+        (b"a,b\n1,2\n", "x", "csv"),
+        (b"  \n\t\n[]", "x", "json_array"),
+        (b"\xef\xbb\xbf  [1]", "x", "json_array"),
+        (b"", "x.csv", "csv"),
+        (b"", "x.tsv.gz", "csv"),
+        (b"", "x.json", "ndjson"),
+        (b"\n\n", "x", "ndjson"),
+    ],
+)
+def test_format_is_detected_from_content(data: bytes, key: str, fmt: str) -> None:
+    for blob, compression in ((data, "none"), (gz(data), "gzip")):
+        stream = open_records(io.BytesIO(blob), key)
+        assert (stream.format, stream.compression) == (fmt, compression)
+        check(list(stream))
+
+
+def test_gzip_is_detected_by_magic_not_extension() -> None:
+    data = ndjson({"a": 1})
+    assert open_records(io.BytesIO(gz(data)), "x.ndjson").compression == "gzip"
+    plain = open_records(io.BytesIO(data), "x.ndjson.gz")
+    assert plain.compression == "none"
+    assert summary(check(list(plain))) == [(1, {"a": 1})]
+
+
+def test_record_stream_is_iterable_once() -> None:
+    stream = open_records(io.BytesIO(ndjson({"a": 1})), "x")
+    assert isinstance(stream, RecordStream)
+    assert len(list(stream)) == 1
+    with pytest.raises(RuntimeError, match="once"):
+        iter(stream)
+
+
+def test_max_record_bytes_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        open_records(io.BytesIO(b""), "x", max_record_bytes=0)
+
+
+# --- NDJSON -------------------------------------------------------------------------------
+
+
+def test_ndjson_plain_and_gzip() -> None:
+    data = ndjson({"type": "track", "n": 1}, {"type": "identify", "traits": {"x": [1, 2.5, None]}})
+    expected = [(1, {"type": "track", "n": 1}), (2, {"type": "identify", "traits": {"x": [1, 2.5, None]}})]
+    assert summary(records(data)) == expected
+    assert summary(records(gz(data), "x.ndjson.gz")) == expected
+
+
+def test_ndjson_multi_member_gzip() -> None:
+    data = gz(ndjson({"a": 1}, {"a": 2})) + gz(ndjson({"a": 3})) + gz(b"") + gz(ndjson({"a": 4}))
+    assert summary(records(data)) == [(1, {"a": 1}), (2, {"a": 2}), (3, {"a": 3}), (4, {"a": 4})]
+
+
+def test_ndjson_numbers_are_physical_lines_with_blank_lines_skipped() -> None:
+    data = b'\n{"a": 1}\n\n   \n\t\r\n{"a": 2}\n\n'
+    assert summary(records(data)) == [(2, {"a": 1}), (6, {"a": 2})]
+
+
+def test_ndjson_bom_crlf_and_missing_final_newline() -> None:
+    data = b'\xef\xbb\xbf{"a": 1}\r\n{"a": 2}\r\n{"a": 3}'
+    assert summary(records(data)) == [(1, {"a": 1}), (2, {"a": 2}), (3, {"a": 3})]
+    assert summary(records(gz(data))) == [(1, {"a": 1}), (2, {"a": 2}), (3, {"a": 3})]
+
+
+def test_ndjson_bad_lines_are_rejected_and_good_ones_still_come() -> None:
+    data = (
+        b'{"a": 1}\n'
+        + f'{{"email": "{SECRET}", oops}}\n'.encode()
+        + b'{"a": 3}\n'
+        + b'{"name": "caf\xe9"}\n'  # latin-1, not UTF-8
+        + b"[1, 2]\n"
+        + b'"just a string"\n'
+        + b'{"a": 7}\n'
+    )
+    recs = records(data)
+    assert summary(recs) == [
+        (1, {"a": 1}),
+        (2, "invalid_json"),
+        (3, {"a": 3}),
+        (4, "invalid_utf8"),
+        (5, "not_an_object"),
+        (6, "not_an_object"),
+        (7, {"a": 7}),
+    ]
+    assert SECRET in (recs[1].raw or "")
+    assert "line 2" in (recs[1].detail or "")
+    assert recs[3].raw == '{"name": "caf\ufffd"}'
+    assert recs[4].raw == "[1, 2]"
+
+
+def test_ndjson_raw_excerpt_is_bounded() -> None:
+    data = b'{"a": "' + b"x" * (3 * RAW_EXCERPT_CHARS) + b"\n"  # unterminated string
+    (rec,) = records(data)
+    assert rec.reason == "invalid_json"
+    assert len(rec.raw or "") == RAW_EXCERPT_CHARS
+
+
+def test_ndjson_oversized_line_is_skipped_and_later_records_come() -> None:
+    big = orjson.dumps({"blob": "x" * 50_000})
+    data = ndjson({"a": 1}) + big + b"\n" + ndjson({"a": 3}, {"a": 4})
+    recs = records(data, max_record_bytes=1000)
+    assert summary(recs) == [(1, {"a": 1}), (2, "record_too_large"), (3, {"a": 3}), (4, {"a": 4})]
+    assert recs[1].raw == big[:RAW_EXCERPT_CHARS].decode()
+    assert "1000" in (recs[1].detail or "")
+    # The same through gzip and through a stream that returns a few bytes at a time.
+    assert summary(records(gz(data), max_record_bytes=1000)) == summary(recs)
+    body = BodyLike(data, most=333)
+    assert summary(check(list(open_records(body, "x", max_record_bytes=1000)))) == summary(recs)
+
+
+def test_ndjson_line_at_the_limit_is_accepted() -> None:
+    line = orjson.dumps({"k": "x" * 92})
+    assert len(line) == 100
+    data = line + b"\r\n" + line + b"x\n" + line
+    assert [r.reason for r in records(data, max_record_bytes=100)] == [None, "record_too_large", None]
+
+
+def test_ndjson_oversized_line_memory_stays_flat() -> None:
+    size = 32 << 20
+    parts = [(b'{"a": 1}\n', 1), (b'{"b": "', 1), (b"x" * 4096, size // 4096), (b'"}\n{"c": 3}\n', 1)]
+    stream = LazyStream(*parts)
+    tracemalloc.start()
+    try:
+        recs = check(list(open_records(stream, "big.ndjson", max_record_bytes=1000)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert summary(recs) == [(1, {"a": 1}), (2, "record_too_large"), (3, {"c": 3})]
+    assert stream.bytes_read > size
+    assert peak < 8 << 20, peak
+
+
+def test_ndjson_large_file_memory_stays_flat() -> None:
+    line = orjson.dumps({"type": "track", "event": "Viewed", "userId": "u1", "properties": {"n": 1}}) + b"\n"
+    stream = LazyStream((line, 400_000))  # ~30 MB
+    tracemalloc.start()
+    try:
+        count = sum(1 for r in open_records(stream, "x.ndjson") if r.fields)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 400_000
+    assert peak < 16 << 20, peak
+
+
+def test_ndjson_named_json_is_read_line_by_line() -> None:
+    data = ndjson({"event": "A", "properties": {"time": 1}}, {"event": "B", "properties": {"time": 2}})
+    stream = open_records(io.BytesIO(data), "mixpanel/2024-01-01.json")
+    assert stream.format == "ndjson"
+    assert [r.fields["event"] for r in check(list(stream)) if r.fields] == ["A", "B"]
+
+
+def test_ndjson_broken_first_line_stays_ndjson() -> None:
+    data = b'{"a": "unterminated\n{"b": 2}\n{"c": 3}\n'
+    stream = open_records(io.BytesIO(data), "x.json")
+    assert stream.format == "ndjson"
+    assert summary(check(list(stream))) == [(1, "invalid_json"), (2, {"b": 2}), (3, {"c": 3})]
+
+
+def test_truncated_gzip_yields_what_it_can_then_file_unreadable() -> None:
+    data = ndjson(*({"n": i, "pad": "y" * 50} for i in range(2000)))
+    cut = gz(data)[:-200]
+    salvaged = zlib.decompressobj(31).decompress(cut).count(b"\n")
+    recs = records(cut, "x.ndjson.gz")
+    assert [r.fields for r in recs[:-1]] == [{"n": i, "pad": "y" * 50} for i in range(salvaged)]
+    last = recs[-1]
+    assert (last.number, last.reason, last.raw) == (salvaged + 1, "file_unreadable", None)
+    assert "truncated" in (last.detail or "")
+
+
+def test_corrupt_gzip_yields_file_unreadable() -> None:
+    blob = bytearray(gz(ndjson(*({"n": i} for i in range(5000)))))
+    blob[len(blob) // 2 : len(blob) // 2 + 8] = b"\xff" * 8
+    recs = records(bytes(blob))
+    assert recs[-1].reason == "file_unreadable"
+    assert "corrupt" in (recs[-1].detail or "")
+
+
+def test_gzip_with_trailing_garbage_yields_everything_then_file_unreadable() -> None:
+    recs = records(gz(ndjson({"a": 1}, {"a": 2})) + SECRET.encode())
+    assert summary(recs) == [(1, {"a": 1}), (2, {"a": 2}), (3, "file_unreadable")]
+
+
+@pytest.mark.parametrize("key", ["x.csv", "x.json", "x"])
+def test_gzip_magic_without_a_gzip_stream_is_unreadable(key: str) -> None:
+    assert summary(records(b"\x1f\x8b" + SECRET.encode(), key)) == [(1, "file_unreadable")]
+
+
+def test_empty_gzip_yields_nothing() -> None:
+    assert records(gz(b"")) == []
+
+
+# --- JSON array ---------------------------------------------------------------------------
+
+
+def test_json_array_plain_and_gzip() -> None:
+    data = b'[\n  {"a": 1, "f": 1.5, "big": 9223372036854775807},\n  {"b": [true, null]}\n]\n'
+    expected = [(1, {"a": 1, "f": 1.5, "big": 9223372036854775807}), (2, {"b": [True, None]})]
+    assert summary(records(data, "x.json")) == expected
+    assert summary(records(gz(data), "x.json.gz")) == expected
+    assert summary(records(gz(data[:20]) + gz(data[20:]), "x.json.gz")) == expected
+    assert type(records(data)[0].fields["f"]) is float  # type: ignore[index]
+
+
+def test_json_array_integer_beyond_64_bits_stops_the_file() -> None:
+    # A known limit of ijson's C backend with use_float=True (NDJSON has no such limit).
+    recs = records(b'[{"a": 1}, {"id": 12345678901234567890}, {"a": 3}]')
+    assert summary(recs) == [(1, {"a": 1}), (2, "file_unreadable")]
+    assert recs[-1].detail == "JSON array breaks after record 1: parse error: integer overflow"
+
+
+def test_json_array_bom_and_empty() -> None:
+    assert summary(records(b'\xef\xbb\xbf[{"a": 1}]')) == [(1, {"a": 1})]
+    assert records(b"[]") == []
+    assert records(b"  [ ]  \n") == []
+
+
+def test_json_array_non_objects_are_rejected() -> None:
+    recs = records(b'[{"a": 1}, 2, "s", [3], null, {"b": 2}]')
+    assert summary(recs) == [
+        (1, {"a": 1}),
+        (2, "not_an_object"),
+        (3, "not_an_object"),
+        (4, "not_an_object"),
+        (5, "not_an_object"),
+        (6, {"b": 2}),
+    ]
+    assert [r.raw for r in recs[1:5]] == ["2", '"s"', "[3]", "null"]
+
+
+def test_truncated_json_array_stops_with_file_unreadable() -> None:
+    recs = records(f'[{{"a": 1}}, {{"a": 2}}, {{"email": "{SECRET}'.encode())
+    assert summary(recs) == [(1, {"a": 1}), (2, {"a": 2}), (3, "file_unreadable")]
+    assert recs[-1].detail is not None
+    assert recs[-1].detail.startswith("JSON array breaks after record 2")
+
+
+def test_json_array_syntax_error_stops_with_file_unreadable() -> None:
+    recs = records(f'[{{"a": 1}}, {{"email": {SECRET}}}, {{"a": 3}}]'.encode())
+    assert summary(recs) == [(1, {"a": 1}), (2, "file_unreadable")]
+    assert recs[-1].detail == "JSON array breaks after record 1: lexical error: invalid char in json text"
+
+
+def test_json_array_truncated_gzip() -> None:
+    data = b"[" + b",".join(orjson.dumps({"n": i, "pad": "z" * 40}) for i in range(3000)) + b"]"
+    recs = records(gz(data)[:-100])
+    assert recs[-1].reason == "file_unreadable"
+    assert [r.fields["n"] for r in recs[:-1]] == list(range(len(recs) - 1))  # type: ignore[index]
+    assert len(recs) > 2000
+
+
+def test_json_array_huge_element_is_refused_without_reading_it_all() -> None:
+    stream = LazyStream((b'[{"a": 1}, {"b": "', 1), (b"x" * 4096, 16_384), (b'"}, {"c": 3}]', 1))
+    recs = check(list(open_records(stream, "x.json", max_record_bytes=1000)))
+    assert summary(recs) == [(1, {"a": 1}), (2, "file_unreadable")]
+    assert "larger than 1000 bytes" in (recs[-1].detail or "")
+    assert stream.bytes_read < 4 << 20
+
+
+@pytest.mark.parametrize("array_key", ["batch", "events", "data"])
+def test_pretty_printed_document_streams_its_array(array_key: str) -> None:
+    doc = {"writeKey": "k", "context": {"data": [9]}, array_key: [{"a": 1}, 2, {"b": 2}], "sentAt": "t"}
+    data = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+    for blob in (data, gz(data)):
+        stream = open_records(io.BytesIO(blob), "batch.json")
+        assert stream.format == "json_array"
+        assert summary(check(list(stream))) == [(1, {"a": 1}), (2, "not_an_object"), (3, {"b": 2})]
+
+
+def test_pretty_printed_document_truncated() -> None:
+    data = b'{\n  "batch": [\n    {"a": 1},\n    {"a": 2},\n    {"a"'
+    assert summary(records(data)) == [(1, {"a": 1}), (2, {"a": 2}), (3, "file_unreadable")]
+
+
+def test_single_line_document_is_one_ndjson_record() -> None:
+    # Decided on the first line: a complete object there is an NDJSON record.
+    assert summary(records(b'{"batch": [{"a": 1}]}\n')) == [(1, {"batch": [{"a": 1}]})]
+
+
+# --- CSV ----------------------------------------------------------------------------------
+
+
+def test_csv_plain_and_gzip() -> None:
+    data = b"type,userId,event\ntrack,u1,Signed Up\nidentify,u2,\n"
+    expected = [
+        (1, {"type": "track", "userId": "u1", "event": "Signed Up"}),
+        (2, {"type": "identify", "userId": "u2"}),
+    ]
+    assert summary(records(data, "x.csv")) == expected
+    assert summary(records(gz(data), "x.csv.gz")) == expected
+    assert summary(records(gz(data[:30]) + gz(data[30:]), "x.csv.gz")) == expected
+
+
+def test_csv_bom_crlf_quotes_and_embedded_newlines() -> None:
+    data = (
+        b'\xef\xbb\xbf id ,"name" ,note\r\n'
+        b'1,"Doe, Jane","she said ""hi""\r\nthen left"\r\n'
+        b'2,"",plain\r\n'
+        b"3,,\r\n"
+    )
+    assert summary(records(data, "x.csv")) == [
+        (1, {"id": "1", "name": "Doe, Jane", "note": 'she said "hi"\r\nthen left'}),
+        (2, {"id": "2", "note": "plain"}),
+        (3, {"id": "3"}),
+    ]
+
+
+def test_csv_whitespace_cells_are_kept() -> None:
+    assert summary(records(b"a,b\n , x \n", "x.csv")) == [(1, {"a": " ", "b": " x "})]
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [(b"a\tb\n1\t2,5\n", "x.tsv"), (b"a\tb\n1\t2,5\n", "x.txt"), (b"a\tb\n1\t2,5\n", "x.tsv.gz")],
+)
+def test_tsv(data: bytes, key: str) -> None:
+    assert summary(records(data, key)) == [(1, {"a": "1", "b": "2,5"})]
+
+
+def test_tab_in_a_comma_header_stays_comma() -> None:
+    assert summary(records(b"a\tx,b\n1,2\n", "x")) == [(1, {"a\tx": "1", "b": "2"})]
+
+
+def test_csv_field_count_mismatch_and_blank_rows() -> None:
+    data = f"a,b\n1,2\n\n3\n,\n4,5,{SECRET}\n   \n6,7\n".encode()
+    recs = records(data, "x.csv")
+    assert summary(recs) == [
+        (1, {"a": "1", "b": "2"}),
+        (3, "csv_field_count"),
+        (5, "csv_field_count"),
+        (7, {"a": "6", "b": "7"}),
+    ]
+    assert recs[2].raw == f"4,5,{SECRET}"
+    assert recs[1].detail == "row 3 has 1 fields; the header has 2"
+
+
+def test_csv_invalid_utf8_row_is_rejected_and_others_kept() -> None:
+    data = b"name,city\nJos\xe9,Paris\nAnn,Z\xc3\xbcrich\n\xff\xfe,x\n"
+    recs = records(data, "x.csv")
+    assert summary(recs) == [(1, "invalid_utf8"), (2, {"name": "Ann", "city": "Zürich"}), (3, "invalid_utf8")]
+    assert recs[0].raw == "Jos\ufffd,Paris"
+
+
+def test_csv_invalid_utf8_inside_multiline_row() -> None:
+    data = b'a,b\n"x\ny\xff",1\n2,3\n'
+    assert summary(records(data, "x.csv")) == [(1, "invalid_utf8"), (2, {"a": "2", "b": "3"})]
+
+
+def test_csv_oversized_line_is_skipped() -> None:
+    data = b"a,b\n1,2\n" + b"x" * 50_000 + b",y\n3,4\n"
+    recs = records(data, "x.csv", max_record_bytes=1000)
+    assert summary(recs) == [(1, {"a": "1", "b": "2"}), (2, "record_too_large"), (3, {"a": "3", "b": "4"})]
+    assert set(recs[1].raw or "") == {"x"}
+    assert 1000 <= len(recs[1].raw or "") <= RAW_EXCERPT_CHARS
+
+
+def test_csv_multiline_row_over_the_limit_is_too_large() -> None:
+    data = b'a,b\n1,2\n3,"' + b"more text\n" * 500 + b'"\n4,5\n'
+    recs = records(data, "x.csv", max_record_bytes=1000)
+    assert summary(recs) == [(1, {"a": "1", "b": "2"}), (2, "record_too_large"), (3, {"a": "4", "b": "5"})]
+    assert (recs[1].raw or "").startswith("3,more text\n")
+
+
+def test_csv_unterminated_quote() -> None:
+    # The open quote runs to the end of the file (csv's lenient mode), held to the record limit.
+    data = b'a,b\n1,2\n3,"never closed\n' + b"4,5\n" * 50
+    recs = records(data, "x.csv", max_record_bytes=100)
+    assert summary(recs) == [(1, {"a": "1", "b": "2"}), (2, "record_too_large")]
+    assert summary(records(data[:40], "x.csv")) == [
+        (1, {"a": "1", "b": "2"}),
+        (2, {"a": "3", "b": "never closed\n" + "4,5\n" * 4}),
+    ]
+
+
+def test_csv_unterminated_quote_does_not_swallow_memory() -> None:
+    stream = LazyStream((b'a,b\n1,2\n3,"never closed\n', 1), (b"more text\n", 1 << 20))
+    recs = check(list(open_records(stream, "x.csv", max_record_bytes=1000)))
+    assert summary(recs) == [(1, {"a": "1", "b": "2"}), (2, "file_unreadable")]
+    assert stream.bytes_read < 4 << 20
+
+
+def test_csv_truncated_gzip() -> None:
+    data = b"n,pad\n" + b"".join(b"%d,%s\n" % (i, b"p" * 40) for i in range(3000))
+    recs = records(gz(data)[:-100], "x.csv.gz")
+    assert recs[-1].reason == "file_unreadable"
+    assert [r.fields["n"] for r in recs[:-1]] == [str(i) for i in range(len(recs) - 1)]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("data", [b"", b"a,b\n", b"a,b", b"\xef\xbb\xbfa,b\r\n", b"\n\n", b"a,b\n\n\n"])
+def test_csv_without_data_rows_yields_nothing(data: bytes) -> None:
+    assert records(data, "x.csv") == []
+    assert records(gz(data), "x.csv.gz") == []
+
+
+def test_csv_leading_blank_lines_before_header() -> None:
+    assert summary(records(b"\n\na,b\n1,2\n", "x.csv")) == [(1, {"a": "1", "b": "2"})]
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (f"{SECRET},x,{SECRET}", "duplicate column names (columns 3)"),
+        (f"{SECRET}, x ,x", "duplicate column names (columns 3)"),
+        (f"{SECRET},,x", "empty column names (columns 2)"),
+        (f"{SECRET},x, ", "empty column names (columns 3)"),
+    ],
+)
+def test_csv_bad_header_raises_without_content(header: str, message: str) -> None:
+    data = f"{header}\n1,2,3\n".encode()
+    with pytest.raises(FileFormatError, match=re.escape(message)) as caught:
+        open_records(io.BytesIO(data), "x.csv")
+    assert SECRET not in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+    with pytest.raises(FileFormatError):
+        open_records(io.BytesIO(gz(data)), "x.csv.gz")
+
+
+def test_csv_header_not_utf8_raises() -> None:
+    with pytest.raises(FileFormatError, match="UTF-8"):
+        open_records(io.BytesIO(b"n\xe4me,x\n1,2\n"), "x.csv")
+
+
+# --- sources ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "expected"),
+    [
+        (ndjson({"a": 1}, {"a": 2}), "x.ndjson", [{"a": 1}, {"a": 2}]),
+        (b'[{"a": 1}, {"a": 2}]', "x.json", [{"a": 1}, {"a": 2}]),
+        (b'{"batch": [\n{"a": 1}, {"a": 2}]}', "x.json", [{"a": 1}, {"a": 2}]),
+        (b"a\n1\n2\n", "x.csv", [{"a": "1"}, {"a": "2"}]),
+    ],
+)
+def test_stream_with_only_read_and_short_reads(data: bytes, key: str, expected: list[dict]) -> None:
+    for blob in (data, gz(data)):
+        assert [r.fields for r in check(list(open_records(BodyLike(blob, most=3), key)))] == expected
+
+
+def test_real_files(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv.gz"
+    with gzip.open(path, "wt", encoding="utf-8", newline="") as f:
+        f.write("type,userId\r\n")
+        f.writelines(f"track,u{i}\r\n" for i in range(10_000))
+    with open(path, "rb") as f:
+        stream = open_records(f, path.name)
+        assert (stream.format, stream.compression) == ("csv", "gzip")
+        got = check(list(stream))
+    assert len(got) == 10_000
+    assert got[-1].fields == {"type": "track", "userId": "u9999"}
+
+
+class FailingBody(BodyLike):
+    """A body whose connection drops after `good` bytes."""
+
+    def __init__(self, data: bytes, good: int) -> None:
+        super().__init__(data, most=1 << 20)
+        self._good = good
+
+    def read(self, amt: int | None = None) -> bytes:
+        if self.bytes_read >= self._good:
+            raise ConnectionError("connection reset")
+        return super().read(min(amt or self._good, self._good - self.bytes_read))
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_source_errors_are_raised_not_turned_into_records(compress: bool) -> None:
+    # A dropped connection is transient (retry the file); it is not a property of the file.
+    data = ndjson(*({"n": i, "pad": "q" * 30} for i in range(5000)))
+    blob = gz(data) if compress else data
+    seen = []
+    with pytest.raises(ConnectionError):  # from open_records or from iteration
+        seen.extend(open_records(FailingBody(blob, len(blob) // 2), "x.ndjson"))
+    assert all(r.reason is None for r in seen)

@@ -1,0 +1,481 @@
+"""Checks on template.yaml that a deploy would only reveal too late (or never).
+
+Two views of the template: the SAM source, read through `StackTemplate` (short tags in their
+long form), and the CloudFormation SAM expands it to, produced offline by aws-sam-translator
+(what `sam deploy` sends). IAM is checked on the expanded form, because SAM adds statements
+and managed policies of its own for event sources and destinations.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+import pytest
+from samtranslator.translator.managed_policy_translator import ManagedPolicyLoader
+from samtranslator.translator.transform import transform
+
+from segment_importer.template_config import Resolver, StackTemplate
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = ROOT / "template.yaml"
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+PSEUDO = {
+    "AWS::Partition": "aws",
+    "AWS::Region": REGION,
+    "AWS::AccountId": ACCOUNT,
+    "AWS::StackName": "segment-importer",
+    "AWS::URLSuffix": "amazonaws.com",
+}
+QUEUES = ("WorkQueue", "DeadLetterQueue", "SplitterFailureQueue")
+RUNTIME = "python3.13"
+
+# The AWS managed policies SAM attaches to the roles it generates, with their published
+# documents (they are not in the template, so the effective permissions need them). Any
+# other managed policy makes `test_roles_attach_only_known_managed_policies` fail.
+_LOGS = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"]
+_SQS_POLL = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+MANAGED_POLICIES: dict[str, list[dict[str, Any]]] = {
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole": [
+        {"Effect": "Allow", "Action": _LOGS, "Resource": "*"}
+    ],
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole": [
+        {"Effect": "Allow", "Action": [*_SQS_POLL, *_LOGS], "Resource": "*"}
+    ],
+}
+BASIC_EXECUTION, SQS_EXECUTION = MANAGED_POLICIES
+
+# A Segment write key is 32 random letters and digits: flag long unbroken alphanumeric runs
+# in which digits occur in several places (names such as "Are404" have one digit run).
+ALNUM_RUN = re.compile(r"[A-Za-z0-9]{20,}")
+SECRET_WORDS = re.compile(r"secret|token|password|passwd|api_?key|write_?key", re.IGNORECASE)
+
+
+class _OfflinePolicyLoader(ManagedPolicyLoader):
+    """Never calls IAM: the template names no managed policy by its short name."""
+
+    def __init__(self) -> None:
+        super().__init__(iam_client=None)  # type: ignore[arg-type]
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+# ---- fixtures and helpers -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def template() -> StackTemplate:
+    return StackTemplate.load(TEMPLATE_PATH)
+
+
+@pytest.fixture(scope="module")
+def expanded(template: StackTemplate) -> dict[str, Any]:
+    """The template after the SAM transform, without AWS credentials or network."""
+    document = copy.deepcopy(template.document)
+    # The translator wants S3 URIs where `sam build`/`package` would have put them (cfn-lint
+    # did the same when it still ran the translator).
+    for resource in document["Resources"].values():
+        properties = resource.get("Properties", {})
+        for name in ("CodeUri", "ContentUri"):
+            if isinstance(properties.get(name), str):
+                properties[name] = f"s3://placeholder-bucket/{properties[name]}"
+    with pytest.MonkeyPatch.context() as env:
+        # Only a region is needed (for AWS::Partition); no profile or config file is read.
+        env.setenv("AWS_DEFAULT_REGION", REGION)
+        env.delenv("AWS_PROFILE", raising=False)
+        env.setenv("AWS_CONFIG_FILE", os.devnull)
+        env.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+        return transform(document, {}, _OfflinePolicyLoader())
+
+
+@pytest.fixture(scope="module")
+def resolver(template: StackTemplate) -> Resolver:
+    """Resolves intrinsics to concrete ARNs, with parameter defaults and placeholder ids."""
+    resolver = Resolver(parameters=template.parameter_defaults(), pseudo=PSEUDO)
+    for queue in QUEUES:
+        resolver.define(
+            queue,
+            f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{queue}",
+            Arn=f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue}",
+        )
+    bucket = resolver.resolve(template.resource("ImportBucket")["Properties"]["BucketName"])
+    resolver.define("ImportBucket", bucket, Arn=f"arn:aws:s3:::{bucket}")
+    return resolver
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def parameter_of(template: StackTemplate, value: Any) -> dict[str, Any]:
+    """The declaration of the parameter `value` refers to; fails if it is not a `Ref` to one."""
+    assert isinstance(value, dict), f"expected a Ref to a parameter, got the literal {value!r}"
+    assert set(value) == {"Ref"}, f"expected a Ref to a parameter, got {value!r}"
+    parameters = template.document.get("Parameters", {})
+    assert value["Ref"] in parameters, f"{value['Ref']} is not a template parameter"
+    return parameters[value["Ref"]]
+
+
+def queue_arn(resolver: Resolver, queue: str) -> str:
+    return resolver.lookup(f"{queue}.Arn")
+
+
+def bucket_objects(resolver: Resolver, prefix: str) -> str:
+    return f"{resolver.lookup('ImportBucket.Arn')}/{prefix}*"
+
+
+def role_of(expanded: dict[str, Any], function_id: str) -> dict[str, Any]:
+    """The properties of the IAM role SAM generated for a function."""
+    role_arn = expanded["Resources"][function_id]["Properties"]["Role"]
+    assert set(role_arn) == {"Fn::GetAtt"}, f"{function_id} no longer uses a role from this template"
+    return expanded["Resources"][role_arn["Fn::GetAtt"][0]]["Properties"]
+
+
+def inline_statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        statement
+        for policy in role.get("Policies", [])
+        for statement in as_list(policy["PolicyDocument"]["Statement"])
+    ]
+
+
+def effective_statements(role: dict[str, Any], resolver: Resolver) -> list[dict[str, Any]]:
+    """Inline and managed statements with resources resolved to strings."""
+    managed = [statement for arn in role.get("ManagedPolicyArns", []) for statement in MANAGED_POLICIES[arn]]
+    resolved = []
+    for statement in [*inline_statements(role), *managed]:
+        statement = resolver.resolve(statement)
+        for key in ("Action", "NotAction", "Resource", "NotResource"):
+            if key in statement:
+                statement[key] = as_list(statement[key])
+        resolved.append(statement)
+    return resolved
+
+
+def key_like(text: str) -> list[str]:
+    """Substrings of `text` that could be a pasted write key or access key."""
+    return [run for run in ALNUM_RUN.findall(text) if len(re.findall(r"\d+", run)) >= 2]
+
+
+def _matches(action: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatchcase(action.lower(), pattern.lower()) for pattern in patterns)
+
+
+def allowed_resources(action: str, statements: list[dict[str, Any]]) -> set[str]:
+    """Where `action` is allowed: Allow statements, narrowed by unconditional Deny statements.
+
+    A simplified IAM evaluation (no NotAction, conditions ignored on Allow, conditional Deny not
+    applied), enough to show what a role can do at most.
+    """
+    allowed = {
+        resource
+        for statement in statements
+        if statement["Effect"] == "Allow" and _matches(action, statement.get("Action", []))
+        for resource in statement["Resource"]
+    }
+    for statement in statements:
+        if statement["Effect"] != "Deny" or "Condition" in statement:
+            continue
+        if not _matches(action, statement.get("Action", [])):
+            continue
+        if "NotResource" in statement:
+            keep = statement["NotResource"]
+            narrowed = {r for r in allowed if r != "*" and _matches(r, keep)}
+            allowed = narrowed | (set(keep) if "*" in allowed else set())
+        else:
+            allowed = {r for r in allowed if not _matches(r, statement["Resource"])}
+    return allowed
+
+
+def allowed_actions(statements: list[dict[str, Any]]) -> set[str]:
+    return {
+        action
+        for statement in statements
+        if statement["Effect"] == "Allow"
+        for action in statement["Action"]
+        if allowed_resources(action, statements)
+    }
+
+
+# ---- SQS wiring ---------------------------------------------------------------------------
+
+
+def test_sender_sqs_event_reports_partial_failures_and_is_tunable(template: StackTemplate) -> None:
+    events = template.function_events("SenderFunction", "SQS")
+    assert len(events) == 1, f"expected one SQS event on the sender, found {sorted(events)}"
+    (event,) = events.values()
+
+    assert event["Queue"] == {"Fn::GetAtt": ["WorkQueue", "Arn"]}
+    assert event.get("FunctionResponseTypes") == ["ReportBatchItemFailures"]
+    batch_size = parameter_of(template, event.get("BatchSize"))
+    # Over 10 needs a MaximumBatchingWindowInSeconds, which the template does not set.
+    assert 1 <= batch_size["MinValue"] <= batch_size["MaxValue"] <= 10
+    concurrency = parameter_of(template, event.get("ScalingConfig", {}).get("MaximumConcurrency"))
+    assert 2 <= concurrency["MinValue"] <= concurrency["MaxValue"] <= 1000, "AWS accepts 2-1000"
+
+
+def test_work_queue_redrives_to_the_dead_letter_queue(template: StackTemplate) -> None:
+    redrive = template.resource("WorkQueue")["Properties"].get("RedrivePolicy")
+    assert redrive, "WorkQueue has no RedrivePolicy: poison batches would be retried for 14 days"
+
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+    max_receive = parameter_of(template, redrive["maxReceiveCount"])
+    assert max_receive["MinValue"] >= 1
+
+
+def test_work_queue_visibility_timeout_is_six_times_the_sender_timeout(
+    template: StackTemplate, resolver: Resolver
+) -> None:
+    """AWS's rule for SQS event sources; shorter lets a batch be delivered twice at once."""
+    visibility = resolver.resolve(template.resource("WorkQueue")["Properties"].get("VisibilityTimeout", 30))
+    sender_timeout = resolver.resolve(template.function_property("SenderFunction", "Timeout") or 3)
+
+    assert int(visibility) >= 6 * int(sender_timeout), (visibility, sender_timeout)
+
+
+def test_queues_are_encrypted_at_rest(template: StackTemplate) -> None:
+    queues = template.resources_of_type("AWS::SQS::Queue")
+    assert set(QUEUES) <= set(queues)
+    for name, queue in queues.items():
+        properties = queue.get("Properties", {})
+        assert properties.get("SqsManagedSseEnabled") is True or properties.get("KmsMasterKeyId"), name
+
+
+# ---- the bucket ----------------------------------------------------------------------------
+
+
+def test_bucket_is_encrypted_private_and_owner_enforced(template: StackTemplate) -> None:
+    properties = template.resource("ImportBucket")["Properties"]
+
+    rules = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    algorithms = {rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] for rule in rules}
+    assert algorithms
+    assert algorithms <= {"AES256", "aws:kms", "aws:kms:dsse"}
+    assert properties["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    ownership = [rule["ObjectOwnership"] for rule in properties["OwnershipControls"]["Rules"]]
+    assert ownership == ["BucketOwnerEnforced"]
+
+
+def test_bucket_policy_denies_plain_http(template: StackTemplate) -> None:
+    policies = [
+        policy["Properties"]
+        for policy in template.resources_of_type("AWS::S3::BucketPolicy").values()
+        if policy["Properties"]["Bucket"] == {"Ref": "ImportBucket"}
+    ]
+    assert len(policies) == 1, "expected one bucket policy on ImportBucket"
+    statements = as_list(policies[0]["PolicyDocument"]["Statement"])
+
+    deny_http = [
+        statement
+        for statement in statements
+        if statement["Effect"] == "Deny"
+        and statement.get("Principal") in ("*", {"AWS": "*"})
+        and as_list(statement["Action"]) == ["s3:*"]
+        and str(statement.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport")).lower() == "false"
+    ]
+    assert len(deny_http) == 1, statements
+    assert {"Fn::GetAtt": ["ImportBucket", "Arn"]} in as_list(deny_http[0]["Resource"])
+    assert {"Fn::Sub": "${ImportBucket.Arn}/*"} in as_list(deny_http[0]["Resource"])
+
+
+@pytest.mark.parametrize("prefix_variable", ["REJECTS_PREFIX", "REPORTS_PREFIX"])
+def test_bucket_expires_rejects_and_reports(template: StackTemplate, prefix_variable: str) -> None:
+    """Rejects hold personal data and reports pile up: both prefixes need an expiry rule."""
+    prefix = template.document["Globals"]["Function"]["Environment"]["Variables"][prefix_variable]
+    rules = template.resource("ImportBucket")["Properties"]["LifecycleConfiguration"]["Rules"]
+
+    matching = [
+        rule
+        for rule in rules
+        if rule.get("Status") == "Enabled"
+        and (rule.get("Prefix") or rule.get("Filter", {}).get("Prefix")) == prefix
+        and "ExpirationInDays" in rule
+    ]
+    assert len(matching) == 1, f"no single enabled expiry rule for {prefix}"
+    days = parameter_of(template, matching[0]["ExpirationInDays"])
+    assert days["MinValue"] >= 1
+
+
+# ---- the splitter's trigger ---------------------------------------------------------------
+
+
+def test_splitter_async_failures_go_to_a_queue(template: StackTemplate) -> None:
+    config = template.resource("SplitterFunction")["Properties"].get("EventInvokeConfig")
+    assert config, "S3 invokes the splitter asynchronously: without a destination failures vanish"
+
+    assert config["MaximumRetryAttempts"] in (0, 1, 2)
+    on_failure = config["DestinationConfig"]["OnFailure"]
+    assert on_failure["Type"] == "SQS"
+    assert on_failure["Destination"] == {"Fn::GetAtt": ["SplitterFailureQueue", "Arn"]}
+
+
+def test_s3_event_filters_on_the_imports_prefix(template: StackTemplate) -> None:
+    events = template.function_events("SplitterFunction", "S3")
+    assert len(events) == 1, f"expected one S3 event on the splitter, found {sorted(events)}"
+    (event,) = events.values()
+
+    assert event["Bucket"] == {"Ref": "ImportBucket"}
+    assert all(name.startswith("s3:ObjectCreated:") for name in as_list(event["Events"]))
+    rules = {rule["Name"].lower(): rule["Value"] for rule in event["Filter"]["S3Key"]["Rules"]}
+    imports_prefix = template.function_environment("SplitterFunction")["IMPORTS_PREFIX"]
+    # reports/ and rejects/ are written to the same bucket: without the filter the splitter
+    # would be triggered by its own output.
+    assert rules.get("prefix") == imports_prefix == "imports/"
+
+
+# ---- IAM, on the expanded template --------------------------------------------------------
+
+
+@pytest.mark.parametrize("function_id", ["SplitterFunction", "SenderFunction"])
+def test_inline_statements_name_actions_and_resources(expanded: dict[str, Any], function_id: str) -> None:
+    statements = inline_statements(role_of(expanded, function_id))
+    assert statements
+
+    for statement in statements:
+        assert "NotAction" not in statement, statement
+        for action in as_list(statement["Action"]):
+            assert "*" not in action, f"wildcard action {action!r} in {statement}"
+        if statement["Effect"] == "Allow":
+            assert "NotResource" not in statement, statement
+            assert "*" not in as_list(statement["Resource"]), f"Resource '*' in {statement}"
+
+
+def test_roles_attach_only_known_managed_policies(expanded: dict[str, Any]) -> None:
+    """The managed policies are broad (Resource '*'); each one must be accounted for here."""
+    assert set(role_of(expanded, "SplitterFunction").get("ManagedPolicyArns", [])) == {BASIC_EXECUTION}
+    # SAM adds the SQS one for the SQS event; test_sender_permissions checks it is narrowed.
+    assert set(role_of(expanded, "SenderFunction").get("ManagedPolicyArns", [])) == {
+        BASIC_EXECUTION,
+        SQS_EXECUTION,
+    }
+
+
+def test_splitter_permissions(template: StackTemplate, expanded: dict[str, Any], resolver: Resolver) -> None:
+    role = role_of(expanded, "SplitterFunction")
+    statements = effective_statements(role, resolver)
+
+    assert allowed_actions(statements) == {
+        "s3:GetObject",
+        "s3:ListBucket",
+        "s3:PutObject",
+        "sqs:SendMessage",
+        *_LOGS,
+    }
+    assert allowed_resources("s3:GetObject", statements) == {bucket_objects(resolver, "imports/")}
+    assert allowed_resources("s3:PutObject", statements) == {
+        bucket_objects(resolver, "reports/"),
+        bucket_objects(resolver, "rejects/"),
+    }
+    (listing,) = [s for s in statements if "s3:ListBucket" in s["Action"]]
+    assert listing["Resource"] == [resolver.lookup("ImportBucket.Arn")]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": "imports/*"}}
+    # The template's own statements queue batches only; SAM adds SendMessage on the failure
+    # queue for the EventInvokeConfig destination (Lambda sends it with the function's role).
+    declared = [
+        resolver.resolve(statement)
+        for policy in template.resource("SplitterFunction")["Properties"]["Policies"]
+        for statement in as_list(policy["Statement"])
+        if "sqs:SendMessage" in as_list(statement["Action"])
+    ]
+    assert [as_list(statement["Resource"]) for statement in declared] == [[queue_arn(resolver, "WorkQueue")]]
+    assert allowed_resources("sqs:SendMessage", statements) == {
+        queue_arn(resolver, "WorkQueue"),
+        queue_arn(resolver, "SplitterFailureQueue"),
+    }
+
+
+def test_sender_permissions(template: StackTemplate, expanded: dict[str, Any], resolver: Resolver) -> None:
+    statements = effective_statements(role_of(expanded, "SenderFunction"), resolver)
+    parameter_name = template.parameter_defaults()["WriteKeyParameterName"]
+
+    assert allowed_actions(statements) == {"ssm:GetParameter", "s3:PutObject", *_SQS_POLL, *_LOGS}
+    assert allowed_resources("ssm:GetParameter", statements) == {
+        f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{parameter_name}"
+    }
+    assert allowed_resources("s3:PutObject", statements) == {bucket_objects(resolver, "rejects/")}
+    for action in _SQS_POLL:
+        assert allowed_resources(action, statements) == {queue_arn(resolver, "WorkQueue")}, (
+            f"{action} is allowed beyond the work queue"
+        )
+
+
+def test_expanded_event_source_mapping_polls_the_work_queue(expanded: dict[str, Any]) -> None:
+    mappings = [
+        r["Properties"]
+        for r in expanded["Resources"].values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping"
+    ]
+    assert len(mappings) == 1
+    assert mappings[0]["EventSourceArn"] == {"Fn::GetAtt": ["WorkQueue", "Arn"]}
+    assert mappings[0]["FunctionName"] == {"Ref": "SenderFunction"}
+    assert mappings[0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+# ---- secrets, runtime, lint ----------------------------------------------------------------
+
+
+def test_no_secret_in_parameters_or_environment(template: StackTemplate, resolver: Resolver) -> None:
+    """The write key lives in SSM; the template only names the parameter that holds it."""
+    found = key_like(TEMPLATE_PATH.read_text(encoding="utf-8"))
+    assert not found, f"template text contains key-like strings: {found}"
+
+    for name, spec in template.document["Parameters"].items():
+        if SECRET_WORDS.search(name) and not name.endswith(("ParameterName", "SecretName", "Arn")):
+            assert spec.get("NoEcho") is True, f"{name} looks like a secret but is not NoEcho"
+            assert "Default" not in spec, f"{name} looks like a secret but has a Default"
+
+    for function_id in template.resources_of_type("AWS::Serverless::Function"):
+        environment = template.function_environment(function_id)
+        for variable, value in environment.items():
+            if SECRET_WORDS.search(variable):
+                assert variable.endswith("_PARAMETER"), f"{function_id}: {variable} looks like a secret"
+            resolved = str(resolver.resolve(value))
+            assert not key_like(resolved), f"{function_id}: {variable}={resolved!r}"
+    write_key = parameter_of(template, template.function_environment("SenderFunction")["WRITE_KEY_PARAMETER"])
+    assert str(write_key["Default"]).startswith("/"), "WRITE_KEY_PARAMETER must hold an SSM parameter name"
+    assert str(write_key.get("AllowedPattern", "")).startswith("^/")
+
+
+def test_functions_and_layer_target_python_3_13(template: StackTemplate) -> None:
+    functions = template.resources_of_type("AWS::Serverless::Function")
+    assert set(functions) == {"SplitterFunction", "SenderFunction"}
+    for function_id in functions:
+        assert template.function_property(function_id, "Runtime") == RUNTIME, function_id
+        assert {"Ref": "DomainLayer"} in template.function_property(function_id, "Layers"), function_id
+
+    layer = template.resource("DomainLayer")
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Metadata"]["BuildMethod"] == RUNTIME
+    assert RUNTIME in layer["Properties"]["CompatibleRuntimes"]
+    architectures = template.function_property("SplitterFunction", "Architectures")
+    assert [layer["Metadata"].get("BuildArchitecture", "x86_64")] == architectures
+
+
+def _cfn_lint() -> str:
+    beside = Path(sys.executable).with_name("cfn-lint")
+    found = str(beside) if beside.exists() else shutil.which("cfn-lint")
+    assert found, "cfn-lint is a dev dependency: pip install -e '.[dev]'"
+    return found
+
+
+def test_cfn_lint_passes() -> None:
+    result = subprocess.run(
+        [_cfn_lint(), str(TEMPLATE_PATH)], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
