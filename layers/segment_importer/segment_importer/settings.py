@@ -57,7 +57,7 @@ class SenderSettings:
     write_key_parameter: str
     segment_host: str = "https://api.segment.io"
     request_timeout_seconds: float = 15.0
-    gzip: bool = True
+    gzip: bool = False
     prefixes: Prefixes = field(default_factory=Prefixes)
 
     @classmethod
@@ -66,6 +66,6 @@ class SenderSettings:
             write_key_parameter=env["WRITE_KEY_PARAMETER"],
             segment_host=env.get("SEGMENT_HOST", cls.segment_host),
             request_timeout_seconds=float(env.get("SEGMENT_TIMEOUT_SECONDS", cls.request_timeout_seconds)),
-            gzip=env.get("SEGMENT_GZIP", "true").lower() == "true",
+            gzip=env.get("SEGMENT_GZIP", "false").lower() == "true",
             prefixes=Prefixes.from_env(env),
         )
