@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
-from segment_importer.batching import Batch, BatchPacker
+from segment_importer.batching import Batch, BatchLimits, BatchPacker
 from segment_importer.encoding import EncodingError, encode_message
 from segment_importer.formats import FileFormatError, open_records
-from segment_importer.job import JobOptionsError, is_job_file
+from segment_importer.job import JobOptions, JobOptionsError, is_job_file
 from segment_importer.mapping import MappingError, MessageMapper
 from segment_importer.message_ids import file_identity
 from segment_importer.queueing import BatchSource, QueueWriter
@@ -98,23 +98,38 @@ def _split(
     report.job = job.to_document()
     sink = _sink(sqs, settings, BatchSource(report.bucket, report.key, identity.etag))
     stream = ProgressStream(open_body(s3, report.bucket, report.key, identity), on_bytes)
+    split_stream(stream, report, job, settings.limits, sink, rejects)
+    report.status = STATUS_DRY_RUN if settings.dry_run else STATUS_QUEUED
+
+
+def split_stream(
+    stream: BinaryIO,
+    report: ImportReport,
+    job: JobOptions,
+    limits: BatchLimits,
+    sink: BatchSink,
+    rejects: RejectsWriter,
+) -> None:
+    """Read, map, validate and pack one file's records into `sink`; counts go to `report`.
+
+    The S3- and SQS-free core of the splitter: benchmarks and tests feed it local streams.
+    `report.etag` and `report.size_bytes` must be set: message ids derive from them.
+    """
     records = open_records(stream, report.key)
     report.format, report.compression = records.format, records.compression
-    mapper = MessageMapper(job, file_identity(identity.etag, identity.size), from_csv=records.format == "csv")
-    packer = BatchPacker(settings.limits)
+    file_id = file_identity(report.etag, report.size_bytes)
+    mapper = MessageMapper(job, file_id, from_csv=records.format == "csv")
+    packer = BatchPacker(limits)
     for record in records:
         report.records_read += 1
         _pack_record(record, mapper, packer, sink, rejects)
         if report.records_read % PROGRESS_EVERY_RECORDS == 0:
-            logger.info(
-                "split progress", extra={"records_read": report.records_read, "bytes": stream.bytes_read}
-            )
+            logger.info("split progress", extra={"key": report.key, "records_read": report.records_read})
     last = packer.finish()
     if last:
         sink.put(last)
     sink.flush()
     report.messages_queued, report.batches_queued = sink.messages_queued, sink.batches_queued
-    report.status = STATUS_DRY_RUN if settings.dry_run else STATUS_QUEUED
 
 
 def _pack_record(

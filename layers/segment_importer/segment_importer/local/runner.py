@@ -9,6 +9,7 @@ Segment-compatible endpoint; with a write key it posts to Segment (or `host`).
 from __future__ import annotations
 
 import secrets
+import time
 from collections import Counter
 from contextlib import ExitStack, redirect_stdout
 from dataclasses import asdict, dataclass, field
@@ -84,6 +85,8 @@ class RunResult:
     received_path: str | None = None
     sender_invocations: int = 0
     sender_errors: int = 0
+    split_seconds: float = 0.0  # wall time of the splitter invocations
+    send_seconds: float = 0.0  # wall time draining the work queue through the sender
     bucket_copy: str | None = None  # reports and rejects, copied out of the local bucket
     run_dir: str | None = None  # also holds functions.log, the functions' own log lines
 
@@ -106,7 +109,7 @@ def run_import(options: RunOptions) -> RunResult:
     with ExitStack() as stack:
         stack.enter_context(environment(_FAKE_AWS_ENVIRONMENT))
         stack.enter_context(mock_aws())
-        run_dir = options.out_dir / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        run_dir = options.out_dir / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
         run_dir.mkdir(parents=True, exist_ok=True)
         endpoint, write_key, host, received = _destination(options, stack, run_dir)
         overrides = (
@@ -117,12 +120,16 @@ def run_import(options: RunOptions) -> RunResult:
         stack.enter_context(redirect_stdout(function_log))
         aws = LocalStack(template, overrides).create(write_key)
         progress = stack.enter_context(PipelineProgress(enabled=options.show_progress))
+        started = time.perf_counter()
         outcomes = _split_all(aws, options, files, progress)
         result = RunResult(
             outcomes, destination=host or "Segment", received_path=received, run_dir=str(run_dir)
         )
+        result.split_seconds = time.perf_counter() - started
         if not options.dry_run:
+            started = time.perf_counter()
             _deliver(aws, outcomes, progress, result)
+            result.send_seconds = time.perf_counter() - started
         if endpoint:
             result.endpoint_stats = endpoint.stats()
         result.bucket_copy = str(_copy_bucket_out(aws, run_dir / "bucket"))
