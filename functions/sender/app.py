@@ -7,32 +7,36 @@ from functools import cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from segment_importer.sender import send_records
+from segment_importer.ledger import Ledger
+from segment_importer.metrics import NAMESPACE
+from segment_importer.sender import SenderServices, send_records
 from segment_importer.sending import BatchPoster, SegmentTarget
 from segment_importer.settings import SenderSettings
 from segment_importer.write_keys import WriteKeySource, service_for
 
 logger = Logger()
+metrics = Metrics(namespace=NAMESPACE)
 copy_config_to_registered_loggers(source_logger=logger, include={"segment_importer"})
 # The Segment library logs whole request bodies (personal data) at DEBUG: never let it.
 logging.getLogger("segment").setLevel(logging.WARNING)
 
 
 @cache
-def _s3() -> Any:
-    return boto3.client("s3")
+def _client(service: str) -> Any:
+    return boto3.client(service)
 
 
 @cache
 def _write_keys(parameter: str) -> WriteKeySource:
-    return WriteKeySource(parameter, boto3.client(service_for(parameter)))
+    return WriteKeySource(parameter, _client(service_for(parameter)))
 
 
 @logger.inject_lambda_context
+@metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = SenderSettings.from_env()
     target = SegmentTarget(
@@ -41,10 +45,15 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         timeout_seconds=settings.request_timeout_seconds,
         gzip=settings.gzip,
     )
-    return send_records(
-        event["Records"],
-        BatchPoster(target),
-        s3=_s3(),
+    tables = settings.ledger_tables
+    services = SenderServices(
+        poster=BatchPoster(target),
+        s3=_client("s3"),
         prefixes=settings.prefixes,
-        remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
+        ledger=Ledger(_client("dynamodb"), tables.imports, tables.batches) if tables else None,
+        max_receive_count=settings.max_receive_count,
+        metrics=metrics,
+    )
+    return send_records(
+        event["Records"], services, remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000
     )

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 from rich.console import Console
@@ -18,7 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return int(arguments.command(arguments) or 0)
+    try:
+        return int(arguments.command(arguments) or 0)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +49,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--template", type=Path, help="template.yaml to read (default: found from here)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(command=_run)
+    status = commands.add_parser("status", help="where imports stand: progress, counts, rates, errors")
+    status.add_argument("prefix", nargs="?", default="", metavar="KEY-PREFIX", help="only keys starting so")
+    _add_source_arguments(status)
+    status.add_argument("--watch", action="store_true", help="refresh until every import has finished")
+    status.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (--watch)")
+    status.add_argument("--json", action="store_true", help="print JSON for scripts")
+    status.set_defaults(command=_status)
+    rejects = commands.add_parser("rejects", help="print or download the rejects of one import")
+    rejects.add_argument("key", metavar="KEY", help="the import's key, e.g. imports/2019/events.csv")
+    _add_source_arguments(rejects)
+    rejects.add_argument("--bucket", help="the import bucket (default: the stack's)")
+    rejects.add_argument("--output", type=Path, help="write to this file instead of printing")
+    rejects.set_defaults(command=_rejects)
     check = commands.add_parser("check-job", help="validate a job file and print the options it sets")
     check.add_argument("job_file", type=Path)
     check.set_defaults(command=_check_job)
@@ -73,6 +93,95 @@ def _run(arguments: argparse.Namespace) -> int:
         )
         console.print(f"Report written to {arguments.report}")
     return 0 if result.ok else 1
+
+
+def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--stack", help="a deployed stack's name")
+    where.add_argument("--table", help="a deployed imports table's name")
+    where.add_argument(
+        "--local", type=Path, metavar="RUN_DIR", help="a local run's folder (default: the latest)"
+    )
+    parser.add_argument("--out", type=Path, default=Path("out"), help="where local runs are (default: out)")
+
+
+def _status(arguments: argparse.Namespace) -> int:
+    from segment_importer import status as status_module
+    from segment_importer.status_view import status_table, summary_lines
+
+    read = _imports_reader(arguments)
+    console = Console()
+    if arguments.watch and not arguments.json:
+        from rich.live import Live
+
+        with Live(console=console, refresh_per_second=4) as live:
+            while True:
+                statuses = [status_module.describe(item) for item in read()]
+                live.update(status_table(statuses))
+                if status_module.all_final(statuses):
+                    break
+                time.sleep(arguments.interval)
+    else:
+        statuses = [status_module.describe(item) for item in read()]
+        if arguments.json:
+            print(orjson.dumps(statuses, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
+            return 0
+        console.print(status_table(statuses))
+    for line in summary_lines(statuses):
+        console.print(line)
+    return 0
+
+
+def _imports_reader(arguments: argparse.Namespace) -> Callable[[], list[dict[str, Any]]]:
+    from segment_importer import status as status_module
+
+    if arguments.stack or arguments.table:
+        import boto3
+
+        table = arguments.table or status_module.table_of_stack(
+            boto3.client("cloudformation"), arguments.stack
+        )
+        return status_module.ledger_reader(boto3.client("dynamodb"), table, arguments.prefix)
+    run_dir = status_module.local_run_dir(arguments.out, arguments.local)
+    return status_module.snapshot_reader(run_dir, arguments.prefix)
+
+
+def _rejects(arguments: argparse.Namespace) -> int:
+    from segment_importer.report import derived_key
+    from segment_importer.settings import Prefixes
+    from segment_importer.status import local_run_dir
+
+    prefixes = Prefixes()
+    rejects_key = derived_key(prefixes.rejects, arguments.key, prefixes.imports, ".rejects.ndjson")
+    if arguments.stack or arguments.table or arguments.bucket:
+        import boto3
+
+        bucket = arguments.bucket or _stack_bucket(boto3.client("cloudformation"), arguments.stack)
+        try:
+            body = boto3.client("s3").get_object(Bucket=bucket, Key=rejects_key)["Body"].read()
+        except Exception as error:  # any failure here means "not found" to the user
+            raise SystemExit(
+                f"error: no rejects at s3://{bucket}/{rejects_key} ({type(error).__name__})"
+            ) from None
+    else:
+        path = local_run_dir(arguments.out, arguments.local) / "bucket" / rejects_key
+        if not path.is_file():
+            raise SystemExit(f"error: no rejects for {arguments.key} in that run ({path})")
+        body = path.read_bytes()
+    if arguments.output:
+        arguments.output.write_bytes(body)
+        lines = body.count(b"\n")
+        print(f"{lines} rejected records written to {arguments.output}")
+    else:
+        sys.stdout.write(body.decode("utf-8", "replace"))
+    return 0
+
+
+def _stack_bucket(cloudformation: Any, stack_name: str | None) -> str:
+    if not stack_name:
+        raise SystemExit("error: give --bucket or --stack")
+    resource = cloudformation.describe_stack_resource(StackName=stack_name, LogicalResourceId="ImportBucket")
+    return resource["StackResourceDetail"]["PhysicalResourceId"]
 
 
 def _check_job(arguments: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ STATUS_QUEUED = "QUEUED"  # every valid record is on the work queue
 STATUS_DRY_RUN = "DRY_RUN"  # validated and counted, nothing queued
 STATUS_FAILED = "FAILED"  # the file could not be read to its end; see `error`
 STATUS_SKIPPED = "SKIPPED"  # not an export (a job file or a folder marker)
+STATUS_DUPLICATE = "DUPLICATE"  # a repeated S3 event for an import already under way or done
 
 
 def utc_now() -> str:
@@ -41,8 +42,31 @@ class ImportReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def split_counts(self) -> dict[str, Any]:
+        """What the ledger keeps of the split: counts and shapes, never record content."""
+        return {
+            "records_read": self.records_read,
+            "messages_queued": self.messages_queued,
+            "batches_queued": self.batches_queued,
+            "rejected": self.rejected,
+            "rejected_by_reason": dict(self.rejected_by_reason),
+            "rejects_key": self.rejects_key,
+            "format": self.format,
+            "compression": self.compression,
+            "job": self.job,
+        }
+
     def to_json(self) -> bytes:
         return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)
+
+
+def write_report(s3: Any, bucket: str, key: str, document: dict[str, Any]) -> None:
+    body = orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+
+
+def report_key(reports_prefix: str, imports_prefix: str, key: str) -> str:
+    return derived_key(reports_prefix, key, imports_prefix, ".report.json")
 
 
 def derived_key(prefix: str, key: str, imports_prefix: str, suffix: str) -> str:

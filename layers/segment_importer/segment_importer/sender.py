@@ -10,14 +10,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from segment_importer.completion import publish_final_report
+from segment_importer.ledger import ImportRef, Ledger
+from segment_importer.metrics import MetricsSink, NullMetrics
 from segment_importer.rejects import RejectsWriter
 from segment_importer.report import derived_key
-from segment_importer.sending import BatchPoster, DeliveryFailed
+from segment_importer.sending import BatchPoster, Delivery, DeliveryFailed
 from segment_importer.settings import Prefixes
 
 logger = logging.getLogger(__name__)
@@ -33,8 +36,13 @@ class MalformedBatch(ValueError):
 class QueuedBatch:
     bucket: str
     key: str
+    etag: str
     number: int
     messages: list[dict[str, Any]]
+
+    @property
+    def ref(self) -> ImportRef:
+        return ImportRef(self.bucket, self.key, self.etag)
 
     @classmethod
     def from_body(cls, body: str) -> QueuedBatch:
@@ -44,17 +52,30 @@ class QueuedBatch:
             messages = document["batch"]
             if not isinstance(messages, list) or not messages:
                 raise MalformedBatch("batch is not a non-empty list")
-            return cls(source["bucket"], source["key"], int(document["batch_number"]), messages)
+            return cls(
+                source["bucket"], source["key"], source["etag"], int(document["batch_number"]), messages
+            )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise MalformedBatch(f"not a segment-importer batch: {type(error).__name__}") from None
 
 
+@dataclass(frozen=True, slots=True)
+class SenderServices:
+    """What the sender talks to; built by the handler (or a test) and passed in."""
+
+    poster: BatchPoster
+    s3: Any
+    prefixes: Prefixes
+    ledger: Ledger | None = None
+    # A failed batch received this many times goes to the DLQ next: the ledger counts it failed.
+    max_receive_count: int | None = None
+    metrics: MetricsSink = field(default_factory=NullMetrics)
+
+
 def send_records(
     records: Iterable[dict[str, Any]],
-    poster: BatchPoster,
+    services: SenderServices,
     *,
-    s3: Any,
-    prefixes: Prefixes,
     remaining_seconds: Callable[[], float],
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, list[dict[str, str]]]:
@@ -62,23 +83,39 @@ def send_records(
     deadline = clock() + remaining_seconds() - SAFETY_MARGIN_SECONDS
     failures: list[str] = []
     for record in records:
-        if not _send_one(record, poster, s3, prefixes, deadline):
+        if not _send_one(record, services, deadline, clock):
             failures.append(record["messageId"])
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]}
 
 
 def _send_one(
-    record: dict[str, Any], poster: BatchPoster, s3: Any, prefixes: Prefixes, deadline: float
+    record: dict[str, Any], services: SenderServices, deadline: float, clock: Callable[[], float]
 ) -> bool:
     sqs_id = record["messageId"]
     try:
         batch = QueuedBatch.from_body(record["body"])
-        delivery = poster.deliver(batch.messages, deadline)
-    except (MalformedBatch, DeliveryFailed) as error:
-        logger.warning("batch not delivered", extra={"sqs_message_id": sqs_id, "reason": str(error)})
+    except MalformedBatch as error:
+        logger.error("malformed batch", extra={"sqs_message_id": sqs_id, "reason": str(error)})
+        services.metrics.add_metric("BatchesMalformed", "Count", 1)
         return False
+    started = clock()
+    try:
+        delivery = services.poster.deliver(batch.messages, deadline)
+    except DeliveryFailed as error:
+        _not_delivered(record, batch, services, str(error))
+        return False
+    _delivered(batch, delivery, services, (clock() - started) * 1000)
+    return True
+
+
+def _delivered(batch: QueuedBatch, delivery: Delivery, services: SenderServices, latency_ms: float) -> None:
     if delivery.rejected:
-        _write_refused(s3, prefixes, batch, delivery.rejected)
+        _write_refused(services.s3, services.prefixes, batch, delivery.rejected)
+    metrics = services.metrics
+    metrics.add_metric("MessagesSent", "Count", delivery.delivered)
+    metrics.add_metric("MessagesRefused", "Count", len(delivery.rejected))
+    metrics.add_metric("BatchLatency", "Milliseconds", latency_ms)
+    metrics.add_metric("SegmentRetries", "Count", delivery.retries)
     logger.info(
         "batch delivered",
         extra={
@@ -89,7 +126,39 @@ def _send_one(
             "attempts": delivery.attempts,
         },
     )
-    return True
+    ledger = services.ledger
+    if ledger and ledger.record_delivered(
+        batch.ref, batch.number, len(batch.messages), len(delivery.rejected)
+    ):
+        _complete(batch, services)
+
+
+def _not_delivered(record: dict[str, Any], batch: QueuedBatch, services: SenderServices, reason: str) -> None:
+    receive_count = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+    last_attempt = services.max_receive_count is not None and receive_count >= services.max_receive_count
+    logger.warning(
+        "batch not delivered",
+        extra={
+            "key": batch.key,
+            "batch_number": batch.number,
+            "reason": reason,
+            "receive_count": receive_count,
+            "to_dead_letter_queue": last_attempt,
+        },
+    )
+    if not last_attempt:
+        return
+    services.metrics.add_metric("BatchesDeadLettered", "Count", 1)
+    services.metrics.add_metric("MessagesFailed", "Count", len(batch.messages))
+    ledger = services.ledger
+    if ledger and ledger.record_dead_lettered(batch.ref, batch.number, len(batch.messages), reason):
+        _complete(batch, services)
+
+
+def _complete(batch: QueuedBatch, services: SenderServices) -> None:
+    ledger = services.ledger
+    if ledger and ledger.complete_if_done(batch.ref):
+        publish_final_report(services.s3, ledger, batch.ref, services.prefixes)
 
 
 def refused_key(prefixes: Prefixes, key: str, batch_number: int) -> str:

@@ -29,12 +29,26 @@ class Prefixes:
 
 
 @dataclass(frozen=True, slots=True)
+class LedgerTables:
+    imports: str
+    batches: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> LedgerTables | None:
+        """The ledger's tables, or None where no ledger is configured."""
+        if not env.get("IMPORTS_TABLE"):
+            return None
+        return cls(imports=env["IMPORTS_TABLE"], batches=env["BATCHES_TABLE"])
+
+
+@dataclass(frozen=True, slots=True)
 class SplitterSettings:
     queue_url: str
     limits: BatchLimits = field(default_factory=BatchLimits)
     default_job: JobOptions = field(default_factory=JobOptions)
     prefixes: Prefixes = field(default_factory=Prefixes)
     dry_run: bool = False
+    ledger_tables: LedgerTables | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> SplitterSettings:
@@ -49,6 +63,7 @@ class SplitterSettings:
             default_job=JobOptions().merged_with(defaults),
             prefixes=Prefixes.from_env(env),
             dry_run=env.get("DRY_RUN", "false").lower() == "true",
+            ledger_tables=LedgerTables.from_env(env),
         )
 
 
@@ -59,6 +74,8 @@ class SenderSettings:
     request_timeout_seconds: float = 15.0
     gzip: bool = False
     prefixes: Prefixes = field(default_factory=Prefixes)
+    max_receive_count: int | None = None
+    ledger_tables: LedgerTables | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> SenderSettings:
@@ -68,4 +85,6 @@ class SenderSettings:
             request_timeout_seconds=float(env.get("SEGMENT_TIMEOUT_SECONDS", cls.request_timeout_seconds)),
             gzip=env.get("SEGMENT_GZIP", "false").lower() == "true",
             prefixes=Prefixes.from_env(env),
+            max_receive_count=int(env["MAX_RECEIVE_COUNT"]) if env.get("MAX_RECEIVE_COUNT") else None,
+            ledger_tables=LedgerTables.from_env(env),
         )

@@ -9,27 +9,34 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
 from segment_importer.batching import Batch, BatchLimits, BatchPacker
+from segment_importer.completion import publish_final_report
 from segment_importer.encoding import EncodingError, encode_message
 from segment_importer.formats import FileFormatError, open_records
 from segment_importer.job import JobOptions, JobOptionsError, is_job_file
+from segment_importer.ledger import ImportRef, Ledger
 from segment_importer.mapping import MappingError, MessageMapper
 from segment_importer.message_ids import file_identity
+from segment_importer.metrics import MetricsSink, NullMetrics
 from segment_importer.queueing import BatchSource, QueueWriter
 from segment_importer.records import SourceRecord
 from segment_importer.rejects import RejectsWriter
 from segment_importer.report import (
     STATUS_DRY_RUN,
+    STATUS_DUPLICATE,
     STATUS_FAILED,
     STATUS_QUEUED,
     STATUS_SKIPPED,
     ImportReport,
     derived_key,
+    report_key,
     utc_now,
+    write_report,
 )
-from segment_importer.s3_objects import ProgressStream, head, load_job_options, open_body
+from segment_importer.s3_objects import ObjectIdentity, ProgressStream, head, load_job_options, open_body
 from segment_importer.settings import SplitterSettings
 from segment_importer.validation import ValidationError, check_fields, check_size
 
@@ -60,13 +67,23 @@ class CountingSink:
         pass
 
 
+@dataclass(frozen=True, slots=True)
+class SplitterServices:
+    """What the splitter talks to; built by the handler (or a test) and passed in."""
+
+    s3: Any
+    sqs: Any
+    ledger: Ledger | None = None
+    metrics: MetricsSink = field(default_factory=NullMetrics)
+
+
 def split_import(
-    s3: Any,
-    sqs: Any,
+    services: SplitterServices,
     bucket: str,
     key: str,
     settings: SplitterSettings,
     *,
+    request_id: str = "local",
     on_bytes: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Split one dropped object; returns its report (also written to the bucket)."""
@@ -75,30 +92,58 @@ def split_import(
         report.status = STATUS_SKIPPED
         return report
     rejects = RejectsWriter()
+    ref: ImportRef | None = None
     try:
-        _split(s3, sqs, settings, report, rejects, on_bytes)
+        identity = head(services.s3, bucket, key)
+        report.etag, report.size_bytes = identity.etag, identity.size
+        ref = ImportRef(bucket, key, identity.etag)
+        if not _claim(services, settings, ref, report, request_id):
+            return report
+        _split(services, settings, report, rejects, ref, on_bytes)
     except (JobOptionsError, FileFormatError) as error:
         report.status, report.error = STATUS_FAILED, str(error)
     finally:
-        _finish(s3, settings, report, rejects)
+        if report.status != STATUS_DUPLICATE:
+            _finish(services, settings, report, rejects, ref)
+        rejects.close()
     return report
 
 
+def _claim(
+    services: SplitterServices,
+    settings: SplitterSettings,
+    ref: ImportRef,
+    report: ImportReport,
+    request_id: str,
+) -> bool:
+    """Record the import as started; a repeated S3 event for a live import is skipped."""
+    if services.ledger is None or settings.dry_run:
+        return True
+    if services.ledger.start_split(ref, report.size_bytes, request_id):
+        return True
+    report.status = STATUS_DUPLICATE
+    logger.info("import already claimed; repeated event skipped", extra={"key": ref.key})
+    return False
+
+
 def _split(
-    s3: Any,
-    sqs: Any,
+    services: SplitterServices,
     settings: SplitterSettings,
     report: ImportReport,
     rejects: RejectsWriter,
+    ref: ImportRef,
     on_bytes: Callable[[int], None] | None,
 ) -> None:
-    identity = head(s3, report.bucket, report.key)
-    report.etag, report.size_bytes = identity.etag, identity.size
-    job = load_job_options(s3, report.bucket, report.key, settings.default_job, settings.prefixes.imports)
+    job = load_job_options(services.s3, ref.bucket, ref.key, settings.default_job, settings.prefixes.imports)
     report.job = job.to_document()
-    sink = _sink(sqs, settings, BatchSource(report.bucket, report.key, identity.etag))
-    stream = ProgressStream(open_body(s3, report.bucket, report.key, identity), on_bytes)
-    split_stream(stream, report, job, settings.limits, sink, rejects)
+    sink = _sink(services.sqs, settings, BatchSource(ref.bucket, ref.key, ref.etag))
+    identity = ObjectIdentity(ref.etag, report.size_bytes)
+    stream = ProgressStream(open_body(services.s3, ref.bucket, ref.key, identity), on_bytes)
+    ledger = None if settings.dry_run else services.ledger
+    on_progress = (
+        (lambda progress: ledger.record_split_progress(ref, progress.split_counts())) if ledger else None
+    )
+    split_stream(stream, report, job, settings.limits, sink, rejects, on_progress=on_progress)
     report.status = STATUS_DRY_RUN if settings.dry_run else STATUS_QUEUED
 
 
@@ -109,6 +154,8 @@ def split_stream(
     limits: BatchLimits,
     sink: BatchSink,
     rejects: RejectsWriter,
+    *,
+    on_progress: Callable[[ImportReport], None] | None = None,
 ) -> None:
     """Read, map, validate and pack one file's records into `sink`; counts go to `report`.
 
@@ -124,12 +171,31 @@ def split_stream(
         report.records_read += 1
         _pack_record(record, mapper, packer, sink, rejects)
         if report.records_read % PROGRESS_EVERY_RECORDS == 0:
-            logger.info("split progress", extra={"key": report.key, "records_read": report.records_read})
+            _progress(report, sink, rejects, on_progress)
     last = packer.finish()
     if last:
         sink.put(last)
     sink.flush()
     report.messages_queued, report.batches_queued = sink.messages_queued, sink.batches_queued
+    _count_rejects(report, rejects)
+
+
+def _progress(
+    report: ImportReport,
+    sink: BatchSink,
+    rejects: RejectsWriter,
+    on_progress: Callable[[ImportReport], None] | None,
+) -> None:
+    report.messages_queued, report.batches_queued = sink.messages_queued, sink.batches_queued
+    _count_rejects(report, rejects)
+    logger.info("split progress", extra={"key": report.key, "records_read": report.records_read})
+    if on_progress:
+        on_progress(report)
+
+
+def _count_rejects(report: ImportReport, rejects: RejectsWriter) -> None:
+    report.rejected = rejects.total
+    report.rejected_by_reason = dict(rejects.by_reason)
 
 
 def _pack_record(
@@ -160,21 +226,30 @@ def _sink(sqs: Any, settings: SplitterSettings, source: BatchSource) -> BatchSin
     return QueueWriter(sqs, settings.queue_url, source, max_request_bytes=settings.limits.max_queue_bytes)
 
 
-def _finish(s3: Any, settings: SplitterSettings, report: ImportReport, rejects: RejectsWriter) -> None:
+def _finish(
+    services: SplitterServices,
+    settings: SplitterSettings,
+    report: ImportReport,
+    rejects: RejectsWriter,
+    ref: ImportRef | None,
+) -> None:
+    """Write the rejects and the report, and tell the ledger; runs on every way out."""
     prefixes = settings.prefixes
-    try:
-        report.rejected = rejects.total
-        report.rejected_by_reason = dict(rejects.by_reason)
-        rejects_key = derived_key(prefixes.rejects, report.key, prefixes.imports, ".rejects.ndjson")
-        if rejects.upload(s3, report.bucket, rejects_key):
-            report.rejects_key = rejects_key
-    finally:
-        rejects.close()
+    _count_rejects(report, rejects)
+    rejects_key = derived_key(prefixes.rejects, report.key, prefixes.imports, ".rejects.ndjson")
+    if rejects.upload(services.s3, report.bucket, rejects_key):
+        report.rejects_key = rejects_key
     if not report.status:  # an unexpected error is on its way up: record it, let it raise
         report.status, report.error = STATUS_FAILED, "internal error; see the function's log"
     report.finished_at = utc_now()
-    report_key = derived_key(prefixes.reports, report.key, prefixes.imports, ".report.json")
-    s3.put_object(Bucket=report.bucket, Key=report_key, Body=report.to_json(), ContentType="application/json")
+    write_report(
+        services.s3,
+        report.bucket,
+        report_key(prefixes.reports, prefixes.imports, report.key),
+        report.to_dict(),
+    )
+    _tell_ledger(services, settings, report, ref)
+    _emit(services.metrics, report)
     logger.info(
         "import split",
         extra={
@@ -186,3 +261,24 @@ def _finish(s3: Any, settings: SplitterSettings, report: ImportReport, rejects: 
             "rejected": report.rejected,
         },
     )
+
+
+def _tell_ledger(
+    services: SplitterServices, settings: SplitterSettings, report: ImportReport, ref: ImportRef | None
+) -> None:
+    ledger = services.ledger
+    if ledger is None or ref is None or settings.dry_run:
+        return
+    if report.status == STATUS_FAILED:
+        ledger.fail_split(ref, report.error or "failed", report.split_counts())
+    elif ledger.finish_split(ref, report.split_counts()):
+        publish_final_report(services.s3, ledger, ref, settings.prefixes)
+
+
+def _emit(metrics: MetricsSink, report: ImportReport) -> None:
+    metrics.add_metric("RecordsRead", "Count", report.records_read)
+    metrics.add_metric("MessagesQueued", "Count", report.messages_queued)
+    metrics.add_metric("BatchesQueued", "Count", report.batches_queued)
+    metrics.add_metric("RecordsRejected", "Count", report.rejected)
+    if report.status == STATUS_FAILED:
+        metrics.add_metric("ImportsFailed", "Count", 1)

@@ -20,13 +20,14 @@ from typing import Any
 import orjson
 from moto import mock_aws
 
+from segment_importer.ledger import COMPLETE, COMPLETE_WITH_ERRORS, Ledger
 from segment_importer.local.event_source import SqsPoller, invoke, s3_put_event
 from segment_importer.local.progress import PipelineProgress
 from segment_importer.local.segment_endpoint import FaultPlan, SegmentEndpoint
+from segment_importer.local.snapshots import LedgerSnapshots
 from segment_importer.local.stack import LocalStack, environment
 from segment_importer.queueing import read_envelope
-from segment_importer.report import STATUS_DRY_RUN, STATUS_QUEUED, derived_key
-from segment_importer.sender import refused_key
+from segment_importer.report import STATUS_DRY_RUN, derived_key
 from segment_importer.settings import Prefixes
 from segment_importer.template_config import StackTemplate
 
@@ -58,23 +59,38 @@ class RunOptions:
 class FileOutcome:
     file: str
     key: str
-    report: dict[str, Any]
-    batches_delivered: int = 0
-    messages_delivered: int = 0
-    messages_refused: int = 0
-    batches_dead_lettered: int = 0
+    report: dict[str, Any]  # the splitter's report (the final one if the import finished)
+    ledger: dict[str, Any] | None = None  # the import's ledger item at the end of the run
+    batches_in_dead_letter_queue: int = 0  # counted in the queue itself, as a cross-check
+
+    @property
+    def messages_delivered(self) -> int:
+        return self._count("messages_delivered")
+
+    @property
+    def messages_refused(self) -> int:
+        return self._count("messages_refused")
+
+    @property
+    def batches_dead_lettered(self) -> int:
+        return self._count("batches_failed")
 
     @property
     def complete(self) -> bool:
         """Every valid record of the file was accepted (or, in a dry run, validated)."""
-        status = self.report.get("status")
-        if status == STATUS_DRY_RUN:
+        if self.report.get("status") == STATUS_DRY_RUN:
             return True
+        ledger = self.ledger or {}
         return (
-            status == STATUS_QUEUED
-            and self.messages_delivered == self.report["messages_queued"]
+            ledger.get("status") in (COMPLETE, COMPLETE_WITH_ERRORS)
+            and self.messages_delivered == ledger.get("messages_queued")
             and self.batches_dead_lettered == 0
+            and self.messages_refused == 0
+            and self.batches_in_dead_letter_queue == 0
         )
+
+    def _count(self, name: str) -> int:
+        return int((self.ledger or {}).get(name, 0))
 
 
 @dataclass
@@ -98,6 +114,9 @@ class RunResult:
         document = asdict(self)
         for entry, outcome in zip(document["files"], self.files, strict=True):
             entry["complete"] = outcome.complete
+            entry["messages_delivered"] = outcome.messages_delivered
+            entry["messages_refused"] = outcome.messages_refused
+            entry["batches_dead_lettered"] = outcome.batches_dead_lettered
         document["ok"] = self.ok
         return document
 
@@ -119,17 +138,20 @@ def run_import(options: RunOptions) -> RunResult:
         function_log = stack.enter_context((run_dir / "functions.log").open("w", encoding="utf-8"))
         stack.enter_context(redirect_stdout(function_log))
         aws = LocalStack(template, overrides).create(write_key)
+        snapshots = LedgerSnapshots(_ledger(aws), run_dir, options.out_dir)
         progress = stack.enter_context(PipelineProgress(enabled=options.show_progress))
         started = time.perf_counter()
         outcomes = _split_all(aws, options, files, progress)
+        snapshots.write()
         result = RunResult(
             outcomes, destination=host or "Segment", received_path=received, run_dir=str(run_dir)
         )
         result.split_seconds = time.perf_counter() - started
         if not options.dry_run:
             started = time.perf_counter()
-            _deliver(aws, outcomes, progress, result)
+            _deliver(aws, outcomes, progress, result, snapshots)
             result.send_seconds = time.perf_counter() - started
+        _settle(aws, outcomes, snapshots)
         if endpoint:
             result.endpoint_stats = endpoint.stats()
         result.bucket_copy = str(_copy_bucket_out(aws, run_dir / "bucket"))
@@ -170,38 +192,33 @@ def _split_all(
 
 
 def _deliver(
-    aws: LocalStack, outcomes: list[FileOutcome], progress: PipelineProgress, result: RunResult
+    aws: LocalStack,
+    outcomes: list[FileOutcome],
+    progress: PipelineProgress,
+    result: RunResult,
+    snapshots: LedgerSnapshots,
 ) -> None:
-    by_key = {outcome.key: outcome for outcome in outcomes}
     sender = aws.function("SenderFunction")
     poller = SqsPoller(
         aws.sqs, aws.work_queue_url, _queue_arn(aws, aws.work_queue_url), sender, aws.sender_batch_size()
     )
 
     def tally(body: str) -> None:
-        envelope = read_envelope(body)
-        outcome = by_key[envelope["source"]["key"]]
-        outcome.batches_delivered += 1
-        outcome.messages_delivered += envelope["message_count"]
-        progress.delivered(envelope["message_count"])
+        progress.delivered(read_envelope(body)["message_count"])
+        snapshots.write(at_most_every=1.0)
 
     with environment(sender.environment):
         stats = poller.drain(on_batch_done=tally)
     result.sender_invocations, result.sender_errors = stats.invocations, stats.handler_errors
-    _count_refused(aws, Prefixes.from_env(sender.environment), by_key)
-    for key, count in _dead_lettered(aws).items():
-        by_key[key].batches_dead_lettered += count
 
 
-def _count_refused(aws: LocalStack, prefixes: Prefixes, by_key: dict[str, FileOutcome]) -> None:
-    """Messages Segment refused came in delivered batches but were not accepted."""
-    for key, outcome in by_key.items():
-        folder = refused_key(prefixes, key, 0).rsplit("/", 1)[0] + "/"
-        for page in aws.s3.get_paginator("list_objects_v2").paginate(Bucket=aws.bucket, Prefix=folder):
-            for item in page.get("Contents", []):
-                lines = aws.s3.get_object(Bucket=aws.bucket, Key=item["Key"])["Body"].read().count(b"\n")
-                outcome.messages_refused += lines
-                outcome.messages_delivered -= lines
+def _settle(aws: LocalStack, outcomes: list[FileOutcome], snapshots: LedgerSnapshots) -> None:
+    """Final numbers: the ledger's items, and the dead-letter queue counted as a cross-check."""
+    items = {item["key"]: item for item in snapshots.write()}
+    in_queue = _dead_lettered(aws)
+    for outcome in outcomes:
+        outcome.ledger = items.get(outcome.key)
+        outcome.batches_in_dead_letter_queue = in_queue.get(outcome.key, 0)
 
 
 def _dead_lettered(aws: LocalStack) -> Counter[str]:
@@ -213,7 +230,14 @@ def _dead_lettered(aws: LocalStack) -> Counter[str]:
         if not messages:
             return counts
         for message in messages:
-            counts[read_envelope(message["Body"])["source"]["key"]] += 1
+            try:
+                counts[read_envelope(message["Body"])["source"]["key"]] += 1
+            except (ValueError, KeyError):
+                counts["(not a batch)"] += 1
+
+
+def _ledger(aws: LocalStack) -> Ledger:
+    return Ledger(aws.dynamodb, aws.table_name("ImportsTable"), aws.table_name("BatchesTable"))
 
 
 def _copy_bucket_out(aws: LocalStack, folder: Path) -> Path:

@@ -75,12 +75,14 @@ class LocalStack:
         self.s3 = boto3.client("s3")
         self.sqs = boto3.client("sqs")
         self.ssm = boto3.client("ssm")
+        self.dynamodb = boto3.client("dynamodb")
         self.queue_urls: dict[str, str] = {}
         self.resolver = Resolver(self.parameters, PSEUDO_PARAMETERS)
 
     def create(self, write_key: str) -> LocalStack:
         self._create_queues()
         self._create_bucket()
+        self._create_tables()
         self.ssm.put_parameter(
             Name=self.parameters["WriteKeyParameterName"],
             Value=write_key,
@@ -146,6 +148,23 @@ class LocalStack:
         ]
         self.queue_urls[logical_id] = url
         self.resolver.define(logical_id, url, Arn=arn)
+
+    def table_name(self, logical_id: str) -> str:
+        return self.resolver.refs[logical_id]
+
+    def _create_tables(self) -> None:
+        for logical_id, resource in self.template.resources_of_type("AWS::DynamoDB::Table").items():
+            properties = self.resolver.resolve(resource["Properties"])
+            name = f"{STACK_NAME}-{logical_id}"
+            self.dynamodb.create_table(
+                TableName=name,
+                KeySchema=properties["KeySchema"],
+                AttributeDefinitions=properties["AttributeDefinitions"],
+                BillingMode=properties.get("BillingMode", "PAY_PER_REQUEST"),
+                SSESpecification={"Enabled": bool(properties.get("SSESpecification", {}).get("SSEEnabled"))},
+            )
+            arn = self.dynamodb.describe_table(TableName=name)["Table"]["TableArn"]
+            self.resolver.define(logical_id, name, Arn=arn)
 
     def _create_bucket(self) -> None:
         properties = self.template.resource("ImportBucket")["Properties"]

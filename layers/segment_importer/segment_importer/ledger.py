@@ -1,0 +1,324 @@
+"""The import ledger: where every import stands, in DynamoDB.
+
+Two tables. The imports table has one item per imported file (bucket, key, ETag): its
+status, the splitter's counts, the sender's delivered/failed counts, the first and last
+error reasons, and the times. The batches table has one item per delivered or dead-lettered
+batch; it makes the sender's counting idempotent.
+
+- The splitter is the only writer of the queued counts. It SETs absolute values, so a
+  re-run of the same file converges on the same numbers instead of adding them twice.
+- The sender resolves a batch in one transaction: it marks the batch item (conditionally:
+  only the first resolution of a batch wins) and ADDs to the import's counters. A
+  redelivered SQS message, or two senders racing on the same batch, counts once.
+- An import completes when its status is SENDING (the splitter has finished) and every
+  queued batch is resolved. Whoever sees that first, splitter or sender, makes the
+  transition with a conditional update on the status, so it happens exactly once.
+
+Statuses: SPLITTING -> SENDING -> COMPLETE | COMPLETE_WITH_ERRORS, or FAILED when the file
+cannot be split. COMPLETE_WITH_ERRORS means some records were rejected, refused by Segment
+or dead-lettered. No record content is ever stored here; error texts are reason codes and
+counts.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from segment_importer.report import utc_now
+
+SPLITTING = "SPLITTING"
+SENDING = "SENDING"
+COMPLETE = "COMPLETE"
+COMPLETE_WITH_ERRORS = "COMPLETE_WITH_ERRORS"
+FAILED = "FAILED"
+DUPLICATE = "DUPLICATE"  # not stored: what the splitter reports for a repeated S3 event
+FINAL_STATUSES = frozenset({COMPLETE, COMPLETE_WITH_ERRORS, FAILED})
+
+DELIVERED = "DELIVERED"
+DEAD_LETTERED = "DEAD_LETTERED"
+
+_COUNTERS = (
+    "records_read",
+    "messages_queued",
+    "batches_queued",
+    "rejected",
+    "batches_delivered",
+    "messages_delivered",
+    "messages_refused",
+    "batches_failed",
+    "messages_failed",
+)
+_CONFLICT_RETRIES = 5
+_BATCH_RESOLUTION = "SET #state = :state, resolved_at = :now, message_count = :messages"
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRef:
+    """Which file an import is: the ledger's key."""
+
+    bucket: str
+    key: str
+    etag: str
+
+    @property
+    def import_id(self) -> str:
+        return f"s3://{self.bucket}/{self.key}#{self.etag}"
+
+
+class Ledger:
+    """Reads and writes the two ledger tables; takes its DynamoDB client and table names."""
+
+    def __init__(
+        self, dynamodb: Any, imports_table: str, batches_table: str, *, clock: Callable[[], str] = utc_now
+    ) -> None:
+        self._db = dynamodb
+        self._imports = imports_table
+        self._batches = batches_table
+        self._clock = clock
+
+    # --- splitter ------------------------------------------------------------------------
+
+    def start_split(self, ref: ImportRef, size_bytes: int, request_id: str) -> bool:
+        """Claim the import for this splitter invocation; False if another already has it.
+
+        A new import, a FAILED one, or this same request (Lambda retries an async event
+        under the same request id) may start; a repeated S3 event for an import that is
+        splitting, sending or complete may not.
+        """
+        now = self._clock()
+        item = {
+            "import_id": ref.import_id,
+            "bucket": ref.bucket,
+            "key": ref.key,
+            "etag": ref.etag,
+            "size_bytes": size_bytes,
+            "status": SPLITTING,
+            "splitter_request_id": request_id,
+            "started_at": now,
+            "updated_at": now,
+            **dict.fromkeys(_COUNTERS, 0),
+        }
+        try:
+            self._db.put_item(
+                TableName=self._imports,
+                Item=_to_dynamo(item),
+                ConditionExpression=(
+                    "attribute_not_exists(import_id) OR #status = :failed OR splitter_request_id = :rid"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_to_dynamo({":failed": FAILED, ":rid": request_id}),
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def record_split_progress(self, ref: ImportRef, counts: dict[str, Any]) -> None:
+        """The splitter's running totals (absolute values, safe to repeat)."""
+        self._set(ref, {**counts, "updated_at": self._clock()})
+
+    def finish_split(self, ref: ImportRef, counts: dict[str, Any]) -> str | None:
+        """Final split counts; status SENDING, or straight to complete if nothing is pending."""
+        self._set(ref, {**counts, "status": SENDING, "split_finished_at": self._clock()})
+        return self.complete_if_done(ref)
+
+    def fail_split(self, ref: ImportRef, error: str, counts: dict[str, Any]) -> None:
+        now = self._clock()
+        self._set(
+            ref, {**counts, "status": FAILED, "finished_at": now, "last_error": error}, first_error=error
+        )
+
+    # --- sender --------------------------------------------------------------------------
+
+    def record_delivered(self, ref: ImportRef, batch_number: int, messages: int, refused: int) -> bool:
+        """Count a delivered batch once; False if it was already counted as delivered."""
+        accepted = messages - refused
+        counters = {"batches_delivered": 1, "messages_delivered": accepted, "messages_refused": refused}
+        if self._resolve(ref, batch_number, DELIVERED, None, counters, messages):
+            return True
+        # A batch that was dead-lettered and then redriven moves from failed to delivered.
+        moved = {**counters, "batches_failed": -1, "messages_failed": -messages}
+        return self._resolve(ref, batch_number, DELIVERED, DEAD_LETTERED, moved, messages)
+
+    def record_dead_lettered(self, ref: ImportRef, batch_number: int, messages: int, reason: str) -> bool:
+        """Count a batch on its way to the dead-letter queue; False if already resolved."""
+        counters = {"batches_failed": 1, "messages_failed": messages}
+        return self._resolve(ref, batch_number, DEAD_LETTERED, None, counters, messages, error=reason)
+
+    def complete_if_done(self, ref: ImportRef) -> str | None:
+        """Make the final transition if every queued batch is resolved; returns the new status."""
+        item = self.get(ref)
+        if not item or item.get("status") != SENDING:
+            return None
+        resolved = item["batches_delivered"] + item["batches_failed"]
+        if resolved < item["batches_queued"]:
+            return None
+        errors = item["batches_failed"] or item["rejected"] or item["messages_refused"]
+        status = COMPLETE_WITH_ERRORS if errors else COMPLETE
+        try:
+            self._db.update_item(
+                TableName=self._imports,
+                Key=_to_dynamo({"import_id": ref.import_id}),
+                UpdateExpression="SET #status = :status, finished_at = :now, updated_at = :now",
+                ConditionExpression="#status = :sending",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_to_dynamo(
+                    {":status": status, ":now": self._clock(), ":sending": SENDING}
+                ),
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return None  # someone else made the transition
+            raise
+        return status
+
+    # --- reading -------------------------------------------------------------------------
+
+    def get(self, ref: ImportRef) -> dict[str, Any] | None:
+        response = self._db.get_item(
+            TableName=self._imports, Key=_to_dynamo({"import_id": ref.import_id}), ConsistentRead=True
+        )
+        return _from_dynamo(response["Item"]) if "Item" in response else None
+
+    def list_imports(self, key_prefix: str = "") -> list[dict[str, Any]]:
+        """Every import whose key starts with `key_prefix`, oldest first."""
+        items: list[dict[str, Any]] = []
+        for page in self._db.get_paginator("scan").paginate(TableName=self._imports, ConsistentRead=True):
+            items.extend(_from_dynamo(item) for item in page.get("Items", []))
+        chosen = [item for item in items if item["key"].startswith(key_prefix)]
+        return sorted(chosen, key=lambda item: (item.get("started_at", ""), item["key"]))
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _set(self, ref: ImportRef, values: dict[str, Any], *, first_error: str | None = None) -> None:
+        names = {f"#f{i}": name for i, name in enumerate(values)}
+        assignments = [f"#f{i} = :v{i}" for i in range(len(values))]
+        attribute_values = {f":v{i}": value for i, value in enumerate(values.values())}
+        if first_error is not None:
+            assignments.append("first_error = if_not_exists(first_error, :first_error)")
+            attribute_values[":first_error"] = first_error
+        self._db.update_item(
+            TableName=self._imports,
+            Key=_to_dynamo({"import_id": ref.import_id}),
+            UpdateExpression="SET " + ", ".join(assignments),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=_to_dynamo(attribute_values),
+        )
+
+    def _resolve(
+        self,
+        ref: ImportRef,
+        batch_number: int,
+        state: str,
+        from_state: str | None,
+        counters: dict[str, int],
+        messages: int,
+        *,
+        error: str | None = None,
+    ) -> bool:
+        """One transaction: mark the batch (if in `from_state`, or new) and add to the import."""
+        now = self._clock()
+        batch_values: dict[str, Any] = {":state": state, ":now": now, ":messages": messages}
+        if from_state is not None:
+            batch_values[":from"] = from_state
+        import_update, import_values = _counter_update(counters, now, error)
+        mark_batch = {
+            "TableName": self._batches,
+            "Key": _to_dynamo({"import_id": ref.import_id, "batch_number": batch_number}),
+            "UpdateExpression": _BATCH_RESOLUTION,
+            "ConditionExpression": "attribute_not_exists(#state)" if from_state is None else "#state = :from",
+            "ExpressionAttributeNames": {"#state": "state"},
+            "ExpressionAttributeValues": _to_dynamo(batch_values),
+        }
+        count_import = {
+            "TableName": self._imports,
+            "Key": _to_dynamo({"import_id": ref.import_id}),
+            "UpdateExpression": import_update,
+            "ExpressionAttributeValues": _to_dynamo(import_values),
+        }
+        return self._transact([{"Update": mark_batch}, {"Update": count_import}])
+
+    def _transact(self, items: list[dict[str, Any]]) -> bool:
+        """Run a transaction; False if a condition failed, retried on write conflicts."""
+        for attempt in range(_CONFLICT_RETRIES):
+            try:
+                self._db.transact_write_items(TransactItems=items)
+            except ClientError as error:
+                if _is_condition_failure(error):
+                    return False
+                if not _is_conflict(error) or attempt == _CONFLICT_RETRIES - 1:
+                    raise
+                time.sleep(random.uniform(0, 0.05 * 2**attempt))
+            else:
+                return True
+        return False  # unreachable: the last attempt returns or raises
+
+
+def _counter_update(counters: dict[str, int], now: str, error: str | None) -> tuple[str, dict[str, Any]]:
+    adds = [f"{name} :c{i}" for i, name in enumerate(counters)]
+    values: dict[str, Any] = {f":c{i}": value for i, value in enumerate(counters.values())}
+    sets = ["updated_at = :now"]
+    values[":now"] = now
+    if error is not None:
+        sets += ["last_error = :error", "first_error = if_not_exists(first_error, :error)"]
+        values[":error"] = error
+    return f"ADD {', '.join(adds)} SET {', '.join(sets)}", values
+
+
+def _is_condition_failure(error: ClientError) -> bool:
+    code = error.response.get("Error", {}).get("Code")
+    if code == "ConditionalCheckFailedException":
+        return True
+    return code == "TransactionCanceledException" and "ConditionalCheckFailed" in _cancellation_codes(error)
+
+
+def _is_conflict(error: ClientError) -> bool:
+    """Another transaction touched the same import item at the same moment: try again."""
+    code = error.response.get("Error", {}).get("Code")
+    if code == "TransactionConflictException":
+        return True
+    return code == "TransactionCanceledException" and "TransactionConflict" in _cancellation_codes(error)
+
+
+def _cancellation_codes(error: ClientError) -> set[str]:
+    reasons = error.response.get("CancellationReasons") or []
+    codes = {reason.get("Code", "") for reason in reasons}
+    if not codes:  # botocore may only have the codes in the message: "[ConditionalCheckFailed, None]"
+        message = error.response.get("Error", {}).get("Message", "")
+        codes = {code.strip() for code in message[message.find("[") + 1 : message.rfind("]")].split(",")}
+    return codes
+
+
+def _to_dynamo(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: _serializer.serialize(_dynamo_value(value)) for name, value in values.items()}
+
+
+def _dynamo_value(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {key: _dynamo_value(item) for key, item in value.items()}
+    return value
+
+
+def _from_dynamo(item: dict[str, Any]) -> dict[str, Any]:
+    return {name: _plain(_deserializer.deserialize(value)) for name, value in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value

@@ -1,0 +1,83 @@
+"""Rendering of import statuses: a table with progress bars, for once or for --watch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+
+_STATUS_STYLE = {
+    "COMPLETE": "green",
+    "COMPLETE_WITH_ERRORS": "yellow",
+    "FAILED": "red",
+    "SENDING": "cyan",
+    "SPLITTING": "cyan",
+}
+
+
+def status_table(statuses: list[dict[str, Any]]) -> Table:
+    table = Table(title="Imports")
+    columns = (
+        "key",
+        "status",
+        "progress",
+        "read",
+        "queued",
+        "rejected",
+        "delivered",
+        "failed",
+        "rate/s",
+        "ETA",
+    )
+    for name in columns:
+        if name == "key":
+            table.add_column(name, overflow="fold", ratio=3)
+        else:
+            table.add_column(
+                name, justify="left" if name in ("status", "progress") else "right", no_wrap=True
+            )
+    for status in statuses:
+        table.add_row(
+            str(status["key"]),
+            f"[{_STATUS_STYLE.get(status['status'], 'white')}]{status['status']}",
+            _bar(status["progress"]),
+            f"{status['records_read']:,}",
+            f"{status['messages_queued']:,}",
+            f"{status['rejected']:,}",
+            f"{status['messages_delivered']:,}",
+            f"{status['messages_failed'] + status['messages_refused']:,}",
+            f"{status['events_per_second']:,.0f}",
+            _eta(status["eta_seconds"]),
+        )
+    return table
+
+
+def summary_lines(statuses: list[dict[str, Any]]) -> list[str]:
+    """One line per import with errors: what went wrong, by reason code."""
+    lines = []
+    for status in statuses:
+        if status["rejected_by_reason"]:
+            reasons = ", ".join(
+                f"{code} {count}" for code, count in sorted(status["rejected_by_reason"].items())
+            )
+            lines.append(f"{status['key']}: rejected {reasons}")
+        if status["first_error"]:
+            lines.append(
+                f"{status['key']}: first error: {status['first_error']}; last: {status['last_error']}"
+            )
+    return lines
+
+
+def _bar(progress: float | None) -> ProgressBar | str:
+    if progress is None:
+        return "splitting…"
+    return ProgressBar(total=1.0, completed=progress, width=20)
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"

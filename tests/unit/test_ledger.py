@@ -1,0 +1,155 @@
+"""The import ledger on moto's DynamoDB, with the tables built from template.yaml."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from moto import mock_aws
+
+from segment_importer.ledger import (
+    COMPLETE,
+    COMPLETE_WITH_ERRORS,
+    FAILED,
+    SENDING,
+    SPLITTING,
+    ImportRef,
+    Ledger,
+)
+from segment_importer.local.stack import LocalStack
+from segment_importer.template_config import StackTemplate
+
+REF = ImportRef("bucket", "imports/2019/events.ndjson", "etag-1")
+
+
+@pytest.fixture
+def ledger() -> Iterator[Ledger]:
+    with mock_aws():
+        stack = LocalStack(StackTemplate.load()).create(write_key="k")
+        yield Ledger(stack.dynamodb, stack.table_name("ImportsTable"), stack.table_name("BatchesTable"))
+
+
+def split(ledger: Ledger, batches: int, messages_per_batch: int = 10, rejected: int = 0) -> str | None:
+    assert ledger.start_split(REF, 1000, "request-1")
+    counts = {
+        "records_read": batches * messages_per_batch + rejected,
+        "messages_queued": batches * messages_per_batch,
+        "batches_queued": batches,
+        "rejected": rejected,
+    }
+    return ledger.finish_split(REF, counts)
+
+
+def test_a_redelivered_batch_counts_once(ledger: Ledger) -> None:
+    split(ledger, batches=2)
+    assert ledger.record_delivered(REF, 1, 10, 0) is True
+    assert ledger.record_delivered(REF, 1, 10, 0) is False  # the same SQS message again
+    item = ledger.get(REF)
+    assert item is not None
+    assert (item["batches_delivered"], item["messages_delivered"]) == (1, 10)
+    assert item["status"] == SENDING
+
+
+def test_completes_exactly_once_when_every_batch_is_resolved(ledger: Ledger) -> None:
+    split(ledger, batches=2)
+    ledger.record_delivered(REF, 1, 10, 0)
+    assert ledger.complete_if_done(REF) is None  # one batch still pending
+    ledger.record_delivered(REF, 2, 10, 0)
+    assert ledger.complete_if_done(REF) == COMPLETE
+    assert ledger.complete_if_done(REF) is None  # the transition happened already
+    item = ledger.get(REF)
+    assert item is not None
+    assert item["status"] == COMPLETE
+    assert item["finished_at"] >= item["started_at"]
+
+
+def test_dead_lettered_and_rejected_mean_complete_with_errors(ledger: Ledger) -> None:
+    split(ledger, batches=2, rejected=3)
+    ledger.record_delivered(REF, 1, 10, 0)
+    assert ledger.record_dead_lettered(REF, 2, 10, "Segment answered HTTP 401 (invalid_write_key)")
+    assert not ledger.record_dead_lettered(REF, 2, 10, "again")
+    assert ledger.complete_if_done(REF) == COMPLETE_WITH_ERRORS
+    item = ledger.get(REF)
+    assert item is not None
+    assert (item["batches_failed"], item["messages_failed"]) == (1, 10)
+    assert item["first_error"] == item["last_error"] == "Segment answered HTTP 401 (invalid_write_key)"
+
+
+def test_a_redriven_batch_moves_from_failed_to_delivered(ledger: Ledger) -> None:
+    split(ledger, batches=1)
+    ledger.record_dead_lettered(REF, 1, 10, "HTTP 500")
+    assert ledger.record_delivered(REF, 1, 10, 0) is True
+    assert ledger.record_delivered(REF, 1, 10, 0) is False
+    item = ledger.get(REF)
+    assert item is not None
+    assert (item["batches_delivered"], item["batches_failed"], item["messages_failed"]) == (1, 0, 0)
+
+
+def test_refused_messages_are_counted_apart_from_delivered(ledger: Ledger) -> None:
+    split(ledger, batches=1)
+    ledger.record_delivered(REF, 1, 10, refused=2)
+    assert ledger.complete_if_done(REF) == COMPLETE_WITH_ERRORS
+    item = ledger.get(REF)
+    assert item is not None
+    assert (item["messages_delivered"], item["messages_refused"]) == (8, 2)
+
+
+def test_an_empty_file_completes_when_the_split_finishes(ledger: Ledger) -> None:
+    assert split(ledger, batches=0) == COMPLETE
+
+
+def test_the_split_can_finish_after_the_sender_resolved_everything(ledger: Ledger) -> None:
+    assert ledger.start_split(REF, 1000, "request-1")
+    ledger.record_split_progress(REF, {"batches_queued": 1, "messages_queued": 10})
+    ledger.record_delivered(REF, 1, 10, 0)
+    assert ledger.complete_if_done(REF) is None  # still splitting: more batches may come
+    item = ledger.get(REF)
+    assert item is not None
+    assert item["status"] == SPLITTING
+    assert ledger.finish_split(REF, {"batches_queued": 1, "messages_queued": 10, "records_read": 10}) == COMPLETE
+
+
+def test_a_repeated_s3_event_does_not_restart_a_live_import(ledger: Ledger) -> None:
+    assert ledger.start_split(REF, 1000, "request-1")
+    assert not ledger.start_split(REF, 1000, "request-2")  # a duplicate notification
+    assert ledger.start_split(REF, 1000, "request-1")  # Lambda's retry of the same event
+    ledger.fail_split(REF, "file_unreadable", {"records_read": 5})
+    item = ledger.get(REF)
+    assert item is not None
+    assert item["status"] == FAILED
+    assert item["first_error"] == "file_unreadable"
+    assert ledger.start_split(REF, 1000, "request-3")  # a failed import may be dropped again
+
+
+def test_concurrent_senders_count_each_batch_once(ledger: Ledger) -> None:
+    batches = 40
+    split(ledger, batches=batches)
+    errors: list[BaseException] = []
+
+    def deliver(worker: int) -> None:
+        try:
+            for number in range(1, batches + 1):  # every worker tries every batch
+                ledger.record_delivered(REF, number, 10, 0)
+                ledger.complete_if_done(REF)
+        except BaseException as error:  # surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=deliver, args=(worker,)) for worker in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    item = ledger.get(REF)
+    assert item is not None
+    assert (item["batches_delivered"], item["messages_delivered"]) == (batches, batches * 10)
+    assert item["status"] == COMPLETE
+
+
+def test_list_imports_filters_by_key_prefix(ledger: Ledger) -> None:
+    other = ImportRef("bucket", "imports/2020/events.ndjson", "etag-2")
+    ledger.start_split(REF, 1, "r1")
+    ledger.start_split(other, 1, "r2")
+    assert [item["key"] for item in ledger.list_imports("imports/2020/")] == [other.key]
+    assert len(ledger.list_imports()) == 2
