@@ -107,7 +107,8 @@ def test_the_split_can_finish_after_the_sender_resolved_everything(ledger: Ledge
     item = ledger.get(REF)
     assert item is not None
     assert item["status"] == SPLITTING
-    assert ledger.finish_split(REF, {"batches_queued": 1, "messages_queued": 10, "records_read": 10}) == COMPLETE
+    final_counts = {"batches_queued": 1, "messages_queued": 10, "records_read": 10}
+    assert ledger.finish_split(REF, final_counts) == COMPLETE
 
 
 def test_a_repeated_s3_event_does_not_restart_a_live_import(ledger: Ledger) -> None:

@@ -18,34 +18,18 @@ _STATUS_STYLE = {
 
 def status_table(statuses: list[dict[str, Any]]) -> Table:
     table = Table(title="Imports")
-    columns = (
-        "key",
-        "status",
-        "progress",
-        "read",
-        "queued",
-        "rejected",
-        "delivered",
-        "failed",
-        "rate/s",
-        "ETA",
-    )
-    for name in columns:
-        if name == "key":
-            table.add_column(name, overflow="fold", ratio=3)
-        else:
-            table.add_column(
-                name, justify="left" if name in ("status", "progress") else "right", no_wrap=True
-            )
+    table.add_column("key", overflow="fold", ratio=2)
+    table.add_column("status", overflow="fold", ratio=1)
+    table.add_column("progress", min_width=10)
+    for name in ("delivered / queued", "rejected", "failed", "rate/s", "ETA"):
+        table.add_column(name, justify="right")
     for status in statuses:
         table.add_row(
             str(status["key"]),
             f"[{_STATUS_STYLE.get(status['status'], 'white')}]{status['status']}",
             _bar(status["progress"]),
-            f"{status['records_read']:,}",
-            f"{status['messages_queued']:,}",
+            f"{status['messages_delivered']:,} / {status['messages_queued']:,}",
             f"{status['rejected']:,}",
-            f"{status['messages_delivered']:,}",
             f"{status['messages_failed'] + status['messages_refused']:,}",
             f"{status['events_per_second']:,.0f}",
             _eta(status["eta_seconds"]),
@@ -72,7 +56,7 @@ def summary_lines(statuses: list[dict[str, Any]]) -> list[str]:
 def _bar(progress: float | None) -> ProgressBar | str:
     if progress is None:
         return "splitting…"
-    return ProgressBar(total=1.0, completed=progress, width=20)
+    return ProgressBar(total=1.0, completed=progress, width=10)
 
 
 def _eta(seconds: float | None) -> str:
