@@ -1,4 +1,4 @@
-"""Splitter Lambda: an S3 ObjectCreated event -> segment_importer.splitter, per object."""
+"""Splitter Lambda: S3 ObjectCreated events, and checkpoints of continued splits from SQS."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
-from aws_lambda_powertools.utilities.data_classes import S3Event
+from aws_lambda_powertools.utilities.data_classes import S3Event, SQSEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from segment_importer.continuation import Checkpoint, PartBudget
 from segment_importer.ledger import Ledger
 from segment_importer.metrics import NAMESPACE
 from segment_importer.settings import SplitterSettings
-from segment_importer.splitter import SplitterServices, split_import
+from segment_importer.splitter import SplitterServices, resume_import, split_import
 
 logger = Logger()
 metrics = Metrics(namespace=NAMESPACE)
@@ -37,6 +38,16 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         ledger=Ledger(_client("dynamodb"), tables.imports, tables.batches) if tables else None,
         metrics=metrics,
     )
+    budget = PartBudget(
+        remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
+        reserve_seconds=settings.reserve_seconds,
+        max_records=settings.records_per_part,
+    )
+    records = event.get("Records", [])
+    if records and records[0].get("eventSource") == "aws:sqs":
+        for record in SQSEvent(event).records:  # batch size 1: one checkpoint per invocation
+            resume_import(services, Checkpoint.from_body(record.body), settings, budget=budget)
+        return {"batchItemFailures": []}
     reports = [
         split_import(
             services,
@@ -44,9 +55,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             record.s3.get_object.key,
             settings,
             request_id=context.aws_request_id,
+            budget=budget,
         )
         for record in S3Event(event).records
     ]
-    return {
-        "imports": [{"key": r.key, "status": r.status, "messages_queued": r.messages_queued} for r in reports]
-    }
+    return {"imports": [report.summary() for report in reports]}

@@ -154,3 +154,13 @@ def test_list_imports_filters_by_key_prefix(ledger: Ledger) -> None:
     ledger.start_split(other, 1, "r2")
     assert [item["key"] for item in ledger.list_imports("imports/2020/")] == [other.key]
     assert len(ledger.list_imports()) == 2
+
+
+def test_each_part_of_a_continued_split_runs_once(ledger: Ledger) -> None:
+    assert ledger.start_split(REF, 1000, "request-1")
+    assert ledger.claim_part(REF, 1)
+    assert not ledger.claim_part(REF, 1)  # the same checkpoint delivered twice
+    assert ledger.claim_part(REF, 2)
+    assert not ledger.claim_part(REF, 1)  # an old checkpoint arriving late
+    ledger.finish_split(REF, {"batches_queued": 0})
+    assert not ledger.claim_part(REF, 3)  # nothing runs once the split has finished

@@ -37,7 +37,8 @@ PSEUDO = {
     "AWS::StackName": "segment-importer",
     "AWS::URLSuffix": "amazonaws.com",
 }
-QUEUES = ("WorkQueue", "DeadLetterQueue", "SplitterFailureQueue")
+QUEUES = ("WorkQueue", "DeadLetterQueue", "SplitterFailureQueue", "ContinuationQueue")
+TABLES = ("ImportsTable", "BatchesTable")
 RUNTIME = "python3.13"
 
 # The AWS managed policies SAM attaches to the roles it generates, with their published
@@ -109,9 +110,15 @@ def resolver(template: StackTemplate) -> Resolver:
             f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{queue}",
             Arn=f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue}",
         )
+    for table in TABLES:
+        resolver.define(table, table, Arn=f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table}")
     bucket = resolver.resolve(template.resource("ImportBucket")["Properties"]["BucketName"])
     resolver.define("ImportBucket", bucket, Arn=f"arn:aws:s3:::{bucket}")
     return resolver
+
+
+def table_arn(resolver: Resolver, table: str) -> str:
+    return resolver.lookup(f"{table}.Arn")
 
 
 def as_list(value: Any) -> list[Any]:
@@ -358,12 +365,13 @@ def test_inline_statements_name_actions_and_resources(expanded: dict[str, Any], 
 
 def test_roles_attach_only_known_managed_policies(expanded: dict[str, Any]) -> None:
     """The managed policies are broad (Resource '*'); each one must be accounted for here."""
-    assert set(role_of(expanded, "SplitterFunction").get("ManagedPolicyArns", [])) == {BASIC_EXECUTION}
-    # SAM adds the SQS one for the SQS event; test_sender_permissions checks it is narrowed.
-    assert set(role_of(expanded, "SenderFunction").get("ManagedPolicyArns", [])) == {
-        BASIC_EXECUTION,
-        SQS_EXECUTION,
-    }
+    # SAM adds the SQS one for each SQS event (the sender's work queue, the splitter's
+    # continuation queue); the permission tests check each is narrowed to its queue.
+    for function_id in ("SplitterFunction", "SenderFunction"):
+        assert set(role_of(expanded, function_id).get("ManagedPolicyArns", [])) == {
+            BASIC_EXECUTION,
+            SQS_EXECUTION,
+        }, function_id
 
 
 def test_splitter_permissions(template: StackTemplate, expanded: dict[str, Any], resolver: Resolver) -> None:
@@ -375,8 +383,18 @@ def test_splitter_permissions(template: StackTemplate, expanded: dict[str, Any],
         "s3:ListBucket",
         "s3:PutObject",
         "sqs:SendMessage",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:GetItem",
+        *_SQS_POLL,
         *_LOGS,
     }
+    for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"):
+        assert allowed_resources(action, statements) == {table_arn(resolver, "ImportsTable")}, action
+    for action in _SQS_POLL:
+        assert allowed_resources(action, statements) == {queue_arn(resolver, "ContinuationQueue")}, (
+            f"{action} is allowed beyond the continuation queue"
+        )
     assert allowed_resources("s3:GetObject", statements) == {bucket_objects(resolver, "imports/")}
     assert allowed_resources("s3:PutObject", statements) == {
         bucket_objects(resolver, "reports/"),
@@ -393,9 +411,12 @@ def test_splitter_permissions(template: StackTemplate, expanded: dict[str, Any],
         for statement in as_list(policy["Statement"])
         if "sqs:SendMessage" in as_list(statement["Action"])
     ]
-    assert [as_list(statement["Resource"]) for statement in declared] == [[queue_arn(resolver, "WorkQueue")]]
+    assert [as_list(statement["Resource"]) for statement in declared] == [
+        [queue_arn(resolver, "WorkQueue"), queue_arn(resolver, "ContinuationQueue")]
+    ]
     assert allowed_resources("sqs:SendMessage", statements) == {
         queue_arn(resolver, "WorkQueue"),
+        queue_arn(resolver, "ContinuationQueue"),
         queue_arn(resolver, "SplitterFailureQueue"),
     }
 
@@ -404,27 +425,53 @@ def test_sender_permissions(template: StackTemplate, expanded: dict[str, Any], r
     statements = effective_statements(role_of(expanded, "SenderFunction"), resolver)
     parameter_name = template.parameter_defaults()["WriteKeyParameterName"]
 
-    assert allowed_actions(statements) == {"ssm:GetParameter", "s3:PutObject", *_SQS_POLL, *_LOGS}
+    assert allowed_actions(statements) == {
+        "ssm:GetParameter",
+        "s3:PutObject",
+        "dynamodb:UpdateItem",
+        "dynamodb:GetItem",
+        *_SQS_POLL,
+        *_LOGS,
+    }
     assert allowed_resources("ssm:GetParameter", statements) == {
         f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{parameter_name}"
     }
-    assert allowed_resources("s3:PutObject", statements) == {bucket_objects(resolver, "rejects/")}
+    # rejects/: messages Segment refused; reports/: the final report when an import completes.
+    assert allowed_resources("s3:PutObject", statements) == {
+        bucket_objects(resolver, "rejects/"),
+        bucket_objects(resolver, "reports/"),
+    }
+    for action in ("dynamodb:UpdateItem", "dynamodb:GetItem"):
+        assert allowed_resources(action, statements) == {
+            table_arn(resolver, "ImportsTable"),
+            table_arn(resolver, "BatchesTable"),
+        }, action
     for action in _SQS_POLL:
         assert allowed_resources(action, statements) == {queue_arn(resolver, "WorkQueue")}, (
             f"{action} is allowed beyond the work queue"
         )
 
 
-def test_expanded_event_source_mapping_polls_the_work_queue(expanded: dict[str, Any]) -> None:
-    mappings = [
-        r["Properties"]
+def test_expanded_event_source_mappings(expanded: dict[str, Any]) -> None:
+    mappings = {
+        r["Properties"]["FunctionName"]["Ref"]: r["Properties"]
         for r in expanded["Resources"].values()
         if r["Type"] == "AWS::Lambda::EventSourceMapping"
-    ]
-    assert len(mappings) == 1
-    assert mappings[0]["EventSourceArn"] == {"Fn::GetAtt": ["WorkQueue", "Arn"]}
-    assert mappings[0]["FunctionName"] == {"Ref": "SenderFunction"}
-    assert mappings[0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    }
+    assert set(mappings) == {"SenderFunction", "SplitterFunction"}
+    sender = mappings["SenderFunction"]
+    assert sender["EventSourceArn"] == {"Fn::GetAtt": ["WorkQueue", "Arn"]}
+    assert sender["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    splitter = mappings["SplitterFunction"]
+    assert splitter["EventSourceArn"] == {"Fn::GetAtt": ["ContinuationQueue", "Arn"]}
+    assert splitter["BatchSize"] == 1  # one checkpoint, one part, per invocation
+
+
+def test_continued_splits_are_allowed_past_loop_detection(template: StackTemplate) -> None:
+    properties = template.resource("SplitterFunction")["Properties"]
+    assert properties["RecursiveLoop"] == "Allow"
+    continuation = template.resource("ContinuationQueue")["Properties"]
+    assert continuation["VisibilityTimeout"] >= 6 * template.function_property("SplitterFunction", "Timeout")
 
 
 # ---- secrets, runtime, lint ----------------------------------------------------------------

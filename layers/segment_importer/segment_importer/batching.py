@@ -41,30 +41,31 @@ class Batch:
 class BatchPacker:
     """Feed messages with `add`; full batches come back from it, the last from `finish`."""
 
-    def __init__(self, limits: BatchLimits) -> None:
+    def __init__(self, limits: BatchLimits, first_number: int = 1) -> None:
         self._limits = limits
-        self._current = Batch(number=1)
+        self._current = Batch(number=first_number)  # a continued split goes on numbering
 
     def add(self, message: EncodedMessage) -> Batch | None:
         """Add a message; returns the batch it closed, if adding it closed one."""
+        # The hot path: `_fits` inlined, and each new total computed once.
         closed = None
-        if self._current.bodies and not self._fits(message):
-            closed = self._current
-            self._current = Batch(number=closed.number + 1)
-        current = self._current
-        current.bodies.append(message.body)
-        current.wire_bytes += message.wire_bytes + 2  # ", " between messages
-        current.queue_bytes += len(message.body) + 1  # ","
+        current, limits, body = self._current, self._limits, message.body
+        wire_bytes = current.wire_bytes + message.wire_bytes + 2  # ", " between messages
+        queue_bytes = current.queue_bytes + len(body) + 1  # ","
+        if current.bodies and (
+            len(current.bodies) >= limits.max_messages
+            or wire_bytes > limits.max_bytes
+            or queue_bytes > limits.max_queue_bytes
+        ):
+            closed = current
+            current = self._current = Batch(number=closed.number + 1)
+            wire_bytes = current.wire_bytes + message.wire_bytes + 2
+            queue_bytes = current.queue_bytes + len(body) + 1
+        current.bodies.append(body)
+        current.wire_bytes = wire_bytes
+        current.queue_bytes = queue_bytes
         return closed
 
     def finish(self) -> Batch | None:
         """The last, partly filled batch, if any."""
         return self._current if self._current.bodies else None
-
-    def _fits(self, message: EncodedMessage) -> bool:
-        current, limits = self._current, self._limits
-        return (
-            current.size < limits.max_messages
-            and current.wire_bytes + message.wire_bytes + 2 <= limits.max_bytes
-            and current.queue_bytes + len(message.body) + 1 <= limits.max_queue_bytes
-        )

@@ -57,6 +57,7 @@ _COUNTERS = (
     "messages_failed",
 )
 _CONFLICT_RETRIES = 5
+_NEXT_PART = "#status = :splitting AND (attribute_not_exists(split_part) OR split_part < :part)"
 _BATCH_RESOLUTION = "SET #state = :state, resolved_at = :now, message_count = :messages"
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -117,6 +118,25 @@ class Ledger:
                 ),
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=_to_dynamo({":failed": FAILED, ":rid": request_id}),
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def claim_part(self, ref: ImportRef, part: int) -> bool:
+        """Admit part `part` of a continued split once; False for a repeated checkpoint."""
+        try:
+            self._db.update_item(
+                TableName=self._imports,
+                Key=_to_dynamo({"import_id": ref.import_id}),
+                UpdateExpression="SET split_part = :part, updated_at = :now",
+                ConditionExpression=_NEXT_PART,
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_to_dynamo(
+                    {":part": part, ":now": self._clock(), ":splitting": SPLITTING}
+                ),
             )
         except ClientError as error:
             if _is_condition_failure(error):

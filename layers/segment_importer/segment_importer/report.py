@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 STATUS_QUEUED = "QUEUED"  # every valid record is on the work queue
+STATUS_CONTINUING = "CONTINUING"  # this part is queued; the next part continues the file
 STATUS_DRY_RUN = "DRY_RUN"  # validated and counted, nothing queued
 STATUS_FAILED = "FAILED"  # the file could not be read to its end; see `error`
 STATUS_SKIPPED = "SKIPPED"  # not an export (a job file or a folder marker)
@@ -41,6 +42,10 @@ class ImportReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def summary(self) -> dict[str, Any]:
+        """The handler's answer: no record content, just where the file stands."""
+        return {"key": self.key, "status": self.status, "messages_queued": self.messages_queued}
 
     def split_counts(self) -> dict[str, Any]:
         """What the ledger keeps of the split: counts and shapes, never record content."""

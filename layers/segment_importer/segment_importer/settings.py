@@ -49,6 +49,9 @@ class SplitterSettings:
     prefixes: Prefixes = field(default_factory=Prefixes)
     dry_run: bool = False
     ledger_tables: LedgerTables | None = None
+    continuation_queue_url: str = ""  # empty: a file must fit in one invocation
+    records_per_part: int = 0  # 0: parts end only when the invocation's time runs low
+    reserve_seconds: float = 60.0  # a part hands over when less than this is left
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> SplitterSettings:
@@ -64,6 +67,9 @@ class SplitterSettings:
             prefixes=Prefixes.from_env(env),
             dry_run=env.get("DRY_RUN", "false").lower() == "true",
             ledger_tables=LedgerTables.from_env(env),
+            continuation_queue_url=env.get("CONTINUATION_QUEUE_URL", ""),
+            records_per_part=int(env.get("SPLIT_RECORDS_PER_PART") or 0),
+            reserve_seconds=float(env.get("SPLIT_RESERVE_SECONDS") or 60.0),
         )
 
 

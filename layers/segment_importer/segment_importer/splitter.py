@@ -3,17 +3,20 @@
 Streams the object (memory stays flat in the file size), maps and validates each record,
 packs messages into batches of one Segment request each, and writes a report and a
 rejects file under their own prefixes. Every record read is either queued or rejected.
+A file too large for one invocation is split in parts (see `continuation`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
 from segment_importer.batching import Batch, BatchLimits, BatchPacker
 from segment_importer.completion import publish_final_report
+from segment_importer.continuation import Checkpoint, PartBudget, hand_over
 from segment_importer.encoding import EncodingError, encode_message
 from segment_importer.formats import FileFormatError, open_records
 from segment_importer.job import JobOptions, JobOptionsError, is_job_file
@@ -25,6 +28,7 @@ from segment_importer.queueing import BatchSource, QueueWriter
 from segment_importer.records import SourceRecord
 from segment_importer.rejects import RejectsWriter
 from segment_importer.report import (
+    STATUS_CONTINUING,
     STATUS_DRY_RUN,
     STATUS_DUPLICATE,
     STATUS_FAILED,
@@ -77,6 +81,20 @@ class SplitterServices:
     metrics: MetricsSink = field(default_factory=NullMetrics)
 
 
+@dataclass(slots=True)
+class _Part:
+    """One invocation's share of an import."""
+
+    ref: ImportRef
+    report: ImportReport
+    claim: str
+    number: int = 0
+    after_record: int = 0
+    job: JobOptions | None = None
+    rejects: RejectsWriter = field(default_factory=RejectsWriter)
+    checkpoint: Checkpoint | None = None  # set when the part hands the rest over
+
+
 def split_import(
     services: SplitterServices,
     bucket: str,
@@ -84,58 +102,98 @@ def split_import(
     settings: SplitterSettings,
     *,
     request_id: str = "local",
+    budget: PartBudget | None = None,
     on_bytes: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Split one dropped object; returns its report (also written to the bucket)."""
+    """Split a dropped object, or its first part; returns the report (also written to S3)."""
     report = ImportReport(bucket=bucket, key=key)
     if is_job_file(key) or key.endswith("/"):
         report.status = STATUS_SKIPPED
         return report
-    rejects = RejectsWriter()
-    ref: ImportRef | None = None
-    try:
-        identity = head(services.s3, bucket, key)
-        report.etag, report.size_bytes = identity.etag, identity.size
-        ref = ImportRef(bucket, key, identity.etag)
-        if not _claim(services, settings, ref, report, request_id):
-            return report
-        _split(services, settings, report, rejects, ref, on_bytes)
-    except (JobOptionsError, FileFormatError) as error:
-        report.status, report.error = STATUS_FAILED, str(error)
-    finally:
-        if report.status != STATUS_DUPLICATE:
-            _finish(services, settings, report, rejects, ref)
-        rejects.close()
-    return report
+    identity = head(services.s3, bucket, key)
+    report.etag, report.size_bytes = identity.etag, identity.size
+    part = _Part(ImportRef(bucket, key, identity.etag), report, claim=request_id)
+    if not _claim(services, settings, part):
+        return report
+    return _run(services, settings, part, budget, on_bytes)
 
 
-def _claim(
+def resume_import(
     services: SplitterServices,
+    checkpoint: Checkpoint,
     settings: SplitterSettings,
-    ref: ImportRef,
-    report: ImportReport,
-    request_id: str,
-) -> bool:
+    *,
+    budget: PartBudget | None = None,
+) -> ImportReport:
+    """Run the next part of an import from its checkpoint."""
+    report = ImportReport(
+        bucket=checkpoint.bucket,
+        key=checkpoint.key,
+        etag=checkpoint.etag,
+        size_bytes=checkpoint.size_bytes,
+        records_read=checkpoint.records_read,
+        messages_queued=checkpoint.messages_queued,
+        batches_queued=checkpoint.batches_queued,
+        rejected=sum(checkpoint.rejected_by_reason.values()),
+        rejected_by_reason=dict(checkpoint.rejected_by_reason),
+        job=checkpoint.job,
+        started_at=checkpoint.started_at,
+    )
+    ref = ImportRef(checkpoint.bucket, checkpoint.key, checkpoint.etag)
+    part = _Part(ref, report, checkpoint.claim, checkpoint.part, checkpoint.after_record)
+    part.job = JobOptions().merged_with(checkpoint.job)
+    if services.ledger and not services.ledger.claim_part(ref, checkpoint.part):
+        report.status = STATUS_DUPLICATE
+        logger.info(
+            "part already run; repeated checkpoint skipped", extra={"key": ref.key, "part": part.number}
+        )
+        return report
+    return _run(services, settings, part, budget, None)
+
+
+def _claim(services: SplitterServices, settings: SplitterSettings, part: _Part) -> bool:
     """Record the import as started; a repeated S3 event for a live import is skipped."""
     if services.ledger is None or settings.dry_run:
         return True
-    if services.ledger.start_split(ref, report.size_bytes, request_id):
+    if services.ledger.start_split(part.ref, part.report.size_bytes, part.claim):
         return True
-    report.status = STATUS_DUPLICATE
-    logger.info("import already claimed; repeated event skipped", extra={"key": ref.key})
+    part.report.status = STATUS_DUPLICATE
+    logger.info("import already claimed; repeated event skipped", extra={"key": part.ref.key})
     return False
+
+
+def _run(
+    services: SplitterServices,
+    settings: SplitterSettings,
+    part: _Part,
+    budget: PartBudget | None,
+    on_bytes: Callable[[int], None] | None,
+) -> ImportReport:
+    try:
+        _split(services, settings, part, budget, on_bytes)
+    except (JobOptionsError, FileFormatError) as error:
+        part.report.status, part.report.error = STATUS_FAILED, str(error)
+    finally:
+        try:
+            _finish(services, settings, part)
+        finally:
+            part.rejects.close()
+    return part.report
 
 
 def _split(
     services: SplitterServices,
     settings: SplitterSettings,
-    report: ImportReport,
-    rejects: RejectsWriter,
-    ref: ImportRef,
+    part: _Part,
+    budget: PartBudget | None,
     on_bytes: Callable[[int], None] | None,
 ) -> None:
-    job = load_job_options(services.s3, ref.bucket, ref.key, settings.default_job, settings.prefixes.imports)
-    report.job = job.to_document()
+    ref, report = part.ref, part.report
+    if part.job is None:
+        part.job = load_job_options(
+            services.s3, ref.bucket, ref.key, settings.default_job, settings.prefixes.imports
+        )
+        report.job = part.job.to_document()
     sink = _sink(services.sqs, settings, BatchSource(ref.bucket, ref.key, ref.etag))
     identity = ObjectIdentity(ref.etag, report.size_bytes)
     stream = ProgressStream(open_body(services.s3, ref.bucket, ref.key, identity), on_bytes)
@@ -143,8 +201,23 @@ def _split(
     on_progress = (
         (lambda progress: ledger.record_split_progress(ref, progress.split_counts())) if ledger else None
     )
-    split_stream(stream, report, job, settings.limits, sink, rejects, on_progress=on_progress)
-    report.status = STATUS_DRY_RUN if settings.dry_run else STATUS_QUEUED
+    can_continue = settings.continuation_queue_url and not settings.dry_run
+    stopped_after = split_stream(
+        stream,
+        report,
+        part.job,
+        settings.limits,
+        sink,
+        part.rejects,
+        on_progress=on_progress,
+        after_record=part.after_record,
+        budget=budget if can_continue else None,
+    )
+    if stopped_after is not None:
+        part.checkpoint = _checkpoint(part, stopped_after)
+        report.status = STATUS_CONTINUING
+    else:
+        report.status = STATUS_DRY_RUN if settings.dry_run else STATUS_QUEUED
 
 
 def split_stream(
@@ -156,46 +229,69 @@ def split_stream(
     rejects: RejectsWriter,
     *,
     on_progress: Callable[[ImportReport], None] | None = None,
-) -> None:
+    after_record: int = 0,
+    budget: PartBudget | None = None,
+) -> int | None:
     """Read, map, validate and pack one file's records into `sink`; counts go to `report`.
 
     The S3- and SQS-free core of the splitter: benchmarks and tests feed it local streams.
-    `report.etag` and `report.size_bytes` must be set: message ids derive from them.
+    `report.etag` and `report.size_bytes` must be set: message ids derive from them. Counts
+    already in `report` (from earlier parts) are added to. Records numbered up to
+    `after_record` are skipped. Returns None when the file is done, or the number of the last
+    record handled when `budget` ran out (everything up to it is then queued).
     """
     records = open_records(stream, report.key)
     report.format, report.compression = records.format, records.compression
-    file_id = file_identity(report.etag, report.size_bytes)
-    mapper = MessageMapper(job, file_id, from_csv=records.format == "csv")
-    packer = BatchPacker(limits)
+    mapper = MessageMapper(
+        job, file_identity(report.etag, report.size_bytes), from_csv=records.format == "csv"
+    )
+    packer = BatchPacker(limits, first_number=report.batches_queued + 1)
+    earlier = _Earlier(report)
+    handled = 0
+    stopped_after = None
     for record in records:
+        if record.number <= after_record:
+            continue
         report.records_read += 1
+        handled += 1
         _pack_record(record, mapper, packer, sink, rejects)
         if report.records_read % PROGRESS_EVERY_RECORDS == 0:
-            _progress(report, sink, rejects, on_progress)
+            earlier.update(report, sink, rejects)
+            _progress(report, on_progress)
+        if budget and budget.exhausted(handled):
+            stopped_after = record.number
+            break
     last = packer.finish()
     if last:
         sink.put(last)
     sink.flush()
-    report.messages_queued, report.batches_queued = sink.messages_queued, sink.batches_queued
-    _count_rejects(report, rejects)
+    earlier.update(report, sink, rejects)
+    return stopped_after
 
 
-def _progress(
-    report: ImportReport,
-    sink: BatchSink,
-    rejects: RejectsWriter,
-    on_progress: Callable[[ImportReport], None] | None,
-) -> None:
-    report.messages_queued, report.batches_queued = sink.messages_queued, sink.batches_queued
-    _count_rejects(report, rejects)
+@dataclass(slots=True)
+class _Earlier:
+    """Counts carried from earlier parts, so a part's report holds the import's totals."""
+
+    messages: int
+    batches: int
+    rejected: Counter[str]
+
+    def __init__(self, report: ImportReport) -> None:
+        self.messages, self.batches = report.messages_queued, report.batches_queued
+        self.rejected = Counter(report.rejected_by_reason)
+
+    def update(self, report: ImportReport, sink: BatchSink, rejects: RejectsWriter) -> None:
+        report.messages_queued = self.messages + sink.messages_queued
+        report.batches_queued = self.batches + sink.batches_queued
+        report.rejected_by_reason = dict(self.rejected + rejects.by_reason)
+        report.rejected = sum(report.rejected_by_reason.values())
+
+
+def _progress(report: ImportReport, on_progress: Callable[[ImportReport], None] | None) -> None:
     logger.info("split progress", extra={"key": report.key, "records_read": report.records_read})
     if on_progress:
         on_progress(report)
-
-
-def _count_rejects(report: ImportReport, rejects: RejectsWriter) -> None:
-    report.rejected = rejects.total
-    report.rejected_by_reason = dict(rejects.by_reason)
 
 
 def _pack_record(
@@ -226,34 +322,57 @@ def _sink(sqs: Any, settings: SplitterSettings, source: BatchSource) -> BatchSin
     return QueueWriter(sqs, settings.queue_url, source, max_request_bytes=settings.limits.max_queue_bytes)
 
 
-def _finish(
-    services: SplitterServices,
-    settings: SplitterSettings,
-    report: ImportReport,
-    rejects: RejectsWriter,
-    ref: ImportRef | None,
-) -> None:
-    """Write the rejects and the report, and tell the ledger; runs on every way out."""
-    prefixes = settings.prefixes
-    _count_rejects(report, rejects)
-    rejects_key = derived_key(prefixes.rejects, report.key, prefixes.imports, ".rejects.ndjson")
-    if rejects.upload(services.s3, report.bucket, rejects_key):
+def _checkpoint(part: _Part, stopped_after: int) -> Checkpoint:
+    report = part.report
+    return Checkpoint(
+        bucket=report.bucket,
+        key=report.key,
+        etag=report.etag,
+        size_bytes=report.size_bytes,
+        claim=part.claim,
+        part=part.number + 1,
+        after_record=stopped_after,
+        records_read=report.records_read,
+        messages_queued=report.messages_queued,
+        batches_queued=report.batches_queued,
+        rejected_by_reason=dict(report.rejected_by_reason),
+        job=report.job,
+        started_at=report.started_at,
+    )
+
+
+def _rejects_key(settings: SplitterSettings, key: str, part: int) -> str:
+    """The first part's rejects are `<key>.rejects.ndjson`; later parts add `.partNNNN`."""
+    suffix = ".rejects.ndjson" if part == 0 else f".rejects.part{part:04d}.ndjson"
+    return derived_key(settings.prefixes.rejects, key, settings.prefixes.imports, suffix)
+
+
+def _finish(services: SplitterServices, settings: SplitterSettings, part: _Part) -> None:
+    """Write the rejects and the report, hand over or tell the ledger; runs on every way out."""
+    report = part.report
+    rejects_key = _rejects_key(settings, report.key, part.number)
+    if part.rejects.upload(services.s3, report.bucket, rejects_key):
         report.rejects_key = rejects_key
     if not report.status:  # an unexpected error is on its way up: record it, let it raise
         report.status, report.error = STATUS_FAILED, "internal error; see the function's log"
     report.finished_at = utc_now()
+    prefixes = settings.prefixes
     write_report(
         services.s3,
         report.bucket,
         report_key(prefixes.reports, prefixes.imports, report.key),
         report.to_dict(),
     )
-    _tell_ledger(services, settings, report, ref)
-    _emit(services.metrics, report)
+    if part.checkpoint is not None:
+        _continue(services, settings, part)
+    else:
+        _tell_ledger(services, settings, part)
+        _emit(services.metrics, report)  # once per import: the totals
     logger.info(
         "import split",
         extra={
             "key": report.key,
+            "part": part.number,
             "status": report.status,
             "records_read": report.records_read,
             "messages_queued": report.messages_queued,
@@ -263,16 +382,23 @@ def _finish(
     )
 
 
-def _tell_ledger(
-    services: SplitterServices, settings: SplitterSettings, report: ImportReport, ref: ImportRef | None
-) -> None:
-    ledger = services.ledger
-    if ledger is None or ref is None or settings.dry_run:
+def _continue(services: SplitterServices, settings: SplitterSettings, part: _Part) -> None:
+    checkpoint = part.checkpoint
+    assert checkpoint is not None  # the caller checked
+    if services.ledger:
+        services.ledger.record_split_progress(part.ref, part.report.split_counts())
+    hand_over(services.sqs, settings.continuation_queue_url, checkpoint)
+    services.metrics.add_metric("SplitContinuations", "Count", 1)
+
+
+def _tell_ledger(services: SplitterServices, settings: SplitterSettings, part: _Part) -> None:
+    ledger, report = services.ledger, part.report
+    if ledger is None or settings.dry_run:
         return
     if report.status == STATUS_FAILED:
-        ledger.fail_split(ref, report.error or "failed", report.split_counts())
-    elif ledger.finish_split(ref, report.split_counts()):
-        publish_final_report(services.s3, ledger, ref, settings.prefixes)
+        ledger.fail_split(part.ref, report.error or "failed", report.split_counts())
+    elif ledger.finish_split(part.ref, report.split_counts()):
+        publish_final_report(services.s3, ledger, part.ref, settings.prefixes)
 
 
 def _emit(metrics: MetricsSink, report: ImportReport) -> None:

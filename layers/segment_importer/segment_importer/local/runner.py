@@ -177,6 +177,14 @@ def _split_all(
         aws.s3.upload_file(str(options.job_config), aws.bucket, f"{LOCAL_FOLDER}job.json")
     splitter = aws.function("SplitterFunction")
     settings = {**splitter.environment, "DRY_RUN": "true" if options.dry_run else "false"}
+    continuation_url = aws.queue_urls["ContinuationQueue"]
+    continued = SqsPoller(
+        aws.sqs,
+        continuation_url,
+        _queue_arn(aws, continuation_url),
+        splitter,
+        aws.sqs_batch_size("SplitterFunction"),
+    )
     outcomes = []
     for path in files:
         key = f"{LOCAL_FOLDER}{path.name}"
@@ -185,6 +193,7 @@ def _split_all(
         progress.start_file(path.name, head["ContentLength"])
         with environment(settings):
             invoke(splitter, s3_put_event(aws.bucket, key, head["ContentLength"], head["ETag"].strip('"')))
+            continued.drain()  # the file's later parts, if it was split in several
         report = _read_report(aws, Prefixes.from_env(settings), key)
         progress.file_split(report["messages_queued"])
         outcomes.append(FileOutcome(file=str(path), key=key, report=report))
@@ -200,7 +209,11 @@ def _deliver(
 ) -> None:
     sender = aws.function("SenderFunction")
     poller = SqsPoller(
-        aws.sqs, aws.work_queue_url, _queue_arn(aws, aws.work_queue_url), sender, aws.sender_batch_size()
+        aws.sqs,
+        aws.work_queue_url,
+        _queue_arn(aws, aws.work_queue_url),
+        sender,
+        aws.sqs_batch_size("SenderFunction"),
     )
 
     def tally(body: str) -> None:

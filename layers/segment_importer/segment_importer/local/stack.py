@@ -103,9 +103,10 @@ class LocalStack:
     def dead_letter_queue_url(self) -> str:
         return self.queue_urls["DeadLetterQueue"]
 
-    def sender_batch_size(self) -> int:
-        (event,) = self.template.function_events("SenderFunction", "SQS").values()
-        return int(self.resolver.resolve(event["BatchSize"]))
+    def sqs_batch_size(self, function_id: str) -> int:
+        """The BatchSize of the function's (one) SQS event source."""
+        (event,) = self.template.function_events(function_id, "SQS").values()
+        return int(self.resolver.resolve(event.get("BatchSize", 10)))
 
     def max_receive_count(self) -> int:
         policy = self.template.resource("WorkQueue")["Properties"]["RedrivePolicy"]

@@ -1,0 +1,74 @@
+"""Splitting a file across invocations: the part budget, the checkpoint and the hand-over.
+
+A file too large for one 15-minute invocation is split in parts. Before the remaining time
+runs low (or after `SPLIT_RECORDS_PER_PART` records, a knob for tests and for keeping parts
+short), the splitter closes and queues the batch it was filling, so every record up to
+the last one it read is on the queue, and sends a checkpoint to the continuation queue.
+The splitter function consumes that queue, re-opens the object and skips the records
+earlier parts handled (a re-read, not a re-send: skipped records are parsed, never mapped
+or queued), then goes on numbering batches where the previous part stopped.
+
+The ledger admits each part once (`Ledger.claim_part`), so a redelivered checkpoint does not
+split the same range twice. The continuation goes through SQS, so Lambda's recursive loop
+detection would stop a chain of more than 16 parts: the template sets `RecursiveLoop: Allow`
+on the splitter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+CHECKPOINT_VERSION = 1
+# Check the clock every this many records: cheap enough, and far below a second of work.
+_CLOCK_EVERY = 256
+
+
+@dataclass(slots=True)
+class PartBudget:
+    """When a part must stop: near the end of the invocation, or after `max_records`."""
+
+    remaining_seconds: Callable[[], float]
+    reserve_seconds: float = 60.0  # time to queue the last batch and write rejects and report
+    max_records: int = 0  # 0: no limit
+
+    def exhausted(self, records_in_part: int) -> bool:
+        if self.max_records and records_in_part >= self.max_records:
+            return True
+        return records_in_part % _CLOCK_EVERY == 0 and self.remaining_seconds() < self.reserve_seconds
+
+
+@dataclass(slots=True)
+class Checkpoint:
+    """Where the next part starts, and the counts of the parts before it."""
+
+    bucket: str
+    key: str
+    etag: str
+    size_bytes: int
+    claim: str  # the request id that claimed the import in the ledger
+    part: int  # the part to run next (the first part is 0)
+    after_record: int  # records numbered up to this were handled by earlier parts
+    records_read: int
+    messages_queued: int
+    batches_queued: int
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    job: dict[str, Any] = field(default_factory=dict)
+    started_at: str = ""
+
+    def to_body(self) -> str:
+        return orjson.dumps({"v": CHECKPOINT_VERSION, "checkpoint": asdict(self)}).decode()
+
+    @classmethod
+    def from_body(cls, body: str) -> Checkpoint:
+        document = orjson.loads(body)
+        if document.get("v") != CHECKPOINT_VERSION:
+            raise ValueError(f"unknown checkpoint version {document.get('v')!r}")
+        return cls(**document["checkpoint"])
+
+
+def hand_over(sqs: Any, queue_url: str, checkpoint: Checkpoint) -> None:
+    sqs.send_message(QueueUrl=queue_url, MessageBody=checkpoint.to_body())

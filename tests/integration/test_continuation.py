@@ -1,0 +1,48 @@
+"""A file split across several splitter invocations: nothing skipped, nothing queued twice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from segment_importer.local.runner import RunOptions, RunResult, run_import
+
+from .test_pipeline import received_seqs, write_csv, write_ndjson
+
+PARTS = {"SplitRecordsPerPart": "97", "BatchMaxMessages": "40"}
+
+
+def all_rejected_numbers(result: RunResult) -> list[int]:
+    """Rejects of every part: `<key>.rejects.ndjson` and `<key>.rejects.partNNNN.ndjson`."""
+    folder = Path(result.bucket_copy or "") / "rejects" / "local"
+    numbers = []
+    for path in sorted(folder.glob("*.rejects*.ndjson")):
+        numbers += [orjson.loads(line)["number"] for line in path.read_bytes().splitlines()]
+    return numbers
+
+
+@pytest.mark.parametrize("name", ["history.ndjson", "history.ndjson.gz", "history.csv"])
+def test_a_file_split_in_parts_arrives_whole_and_once(tmp_path: Path, name: str) -> None:
+    export = tmp_path / name
+    if name.endswith(".csv"):
+        valid, invalid = write_csv(export, 1000)
+    else:
+        valid, invalid = write_ndjson(export, 1000, gzip_it=name.endswith(".gz"))
+    result = run_import(
+        RunOptions([export], out_dir=tmp_path / "out", show_progress=False, parameter_overrides=PARTS)
+    )
+    seqs = received_seqs(result)
+    assert set(seqs) == valid
+    assert max(seqs.values()) == 1, "a record was queued by two parts"
+    rejected = all_rejected_numbers(result)
+    assert sorted(rejected) == sorted(invalid), "a rejected record was lost or repeated across parts"
+    ledger = result.files[0].ledger or {}
+    assert ledger["records_read"] == 1000
+    assert ledger["split_part"] == 1000 // 97  # parts 0..10: 11 invocations
+    assert ledger["messages_queued"] == ledger["messages_delivered"] == len(valid)
+    assert ledger["batches_queued"] == ledger["batches_delivered"]
+    assert ledger["rejected"] == len(invalid)
+    assert ledger["status"] == "COMPLETE_WITH_ERRORS"
+    assert result.ok
