@@ -27,3 +27,23 @@ def _fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:
 def endpoint() -> Iterator[SegmentEndpoint]:
     with SegmentEndpoint(WRITE_KEY) as running:
         yield running
+
+
+# Figures of the fault-injection suite, printed at the end of the run (and quoted in README).
+FAULT_FIGURES: list[dict] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not FAULT_FIGURES:
+        return
+    terminalreporter.section("fault injection: nothing lost, nothing doubled")
+    for figures in FAULT_FIGURES:
+        faults = ", ".join(f"{kind} {count}" for kind, count in sorted(figures["faults"].items()))
+        terminalreporter.write_line(
+            f"records {figures['records']} (valid {figures['valid']}, rejected {figures['rejected']}); "
+            f"splitter parts {figures['splitter_parts']}; Segment requests {figures['segment_requests']}; "
+            f"duplicates absorbed by messageId {figures['duplicates_absorbed_by_message_id']}; "
+            f"SQS redeliveries {figures['sqs_redeliveries']}"
+        )
+        terminalreporter.write_line(f"faults injected: {faults}")
+        terminalreporter.write_line(f"lost = {figures['lost']}, doubled = {figures['doubled']}")

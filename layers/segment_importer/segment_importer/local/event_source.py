@@ -48,6 +48,7 @@ def invoke(function: LocalFunction, event: dict[str, Any]) -> Any:
 class PollStats:
     invocations: int = 0
     handler_errors: int = 0
+    crashes: int = 0
     records_succeeded: int = 0
     records_failed: int = 0
 
@@ -56,8 +57,16 @@ class SqsPoller:
     """Drains a queue through a handler, the way Lambda's SQS event source mapping does."""
 
     def __init__(
-        self, sqs: Any, queue_url: str, queue_arn: str, function: LocalFunction, batch_size: int
+        self,
+        sqs: Any,
+        queue_url: str,
+        queue_arn: str,
+        function: LocalFunction,
+        batch_size: int,
+        *,
+        crashes: Callable[[], bool] | None = None,
     ) -> None:
+        self._crashes = crashes  # fault injection: the invocation dies after its handler ran
         self._sqs = sqs
         self._queue_url = queue_url
         self._queue_arn = queue_arn
@@ -100,8 +109,11 @@ class SqsPoller:
             response = invoke(self._function, event)
             failed = {item["itemIdentifier"] for item in (response or {}).get("batchItemFailures", [])}
         except Exception:  # Lambda counts an error as every record failed
-            logger.exception("sender invocation failed; every record in it returns to the queue")
+            logger.exception("invocation failed; every record in it returns to the queue")
             self.stats.handler_errors += 1
+            failed = {message["MessageId"] for message in messages}
+        if self._crashes and self._crashes():  # died after its work, before Lambda saw the answer
+            self.stats.crashes += 1
             failed = {message["MessageId"] for message in messages}
         handled = []
         for message in messages:

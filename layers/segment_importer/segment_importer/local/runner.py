@@ -21,6 +21,7 @@ import orjson
 from moto import mock_aws
 
 from segment_importer.ledger import COMPLETE, COMPLETE_WITH_ERRORS, Ledger
+from segment_importer.local.chaos import AwsFaults
 from segment_importer.local.event_source import SqsPoller, invoke, s3_put_event
 from segment_importer.local.progress import PipelineProgress
 from segment_importer.local.segment_endpoint import FaultPlan, SegmentEndpoint
@@ -50,7 +51,8 @@ class RunOptions:
     dry_run: bool = False
     out_dir: Path = Path("out")
     template_path: Path | None = None
-    faults: FaultPlan | None = None
+    faults: FaultPlan | None = None  # on the embedded Segment endpoint
+    aws_faults: AwsFaults = field(default_factory=AwsFaults)  # on the AWS side (none by default)
     show_progress: bool = True
     parameter_overrides: dict[str, str] = field(default_factory=dict)
 
@@ -101,6 +103,8 @@ class RunResult:
     received_path: str | None = None
     sender_invocations: int = 0
     sender_errors: int = 0
+    redelivered_records: int = 0  # SQS records that came back (failed, crashed, or retried)
+    aws_faults_injected: dict[str, int] = field(default_factory=dict)
     split_seconds: float = 0.0  # wall time of the splitter invocations
     send_seconds: float = 0.0  # wall time draining the work queue through the sender
     bucket_copy: str | None = None  # reports and rejects, copied out of the local bucket
@@ -149,7 +153,7 @@ def run_import(options: RunOptions) -> RunResult:
         result.split_seconds = time.perf_counter() - started
         if not options.dry_run:
             started = time.perf_counter()
-            _deliver(aws, outcomes, progress, result, snapshots)
+            _deliver(options, aws, outcomes, progress, result, snapshots)
             result.send_seconds = time.perf_counter() - started
         _settle(aws, outcomes, snapshots)
         if endpoint:
@@ -191,8 +195,12 @@ def _split_all(
         aws.s3.upload_file(str(path), aws.bucket, key)
         head = aws.s3.head_object(Bucket=aws.bucket, Key=key)
         progress.start_file(path.name, head["ContentLength"])
-        with environment(settings):
-            invoke(splitter, s3_put_event(aws.bucket, key, head["ContentLength"], head["ETag"].strip('"')))
+        event = s3_put_event(aws.bucket, key, head["ContentLength"], head["ETag"].strip('"'))
+        with environment(settings), options.aws_faults.failing_send_message_batch():
+            invoke(splitter, event)
+            if options.aws_faults.duplicate_s3_events:
+                options.aws_faults.injected["duplicate_s3_event"] += 1
+                invoke(splitter, event)  # S3 notifications are at-least-once
             continued.drain()  # the file's later parts, if it was split in several
         report = _read_report(aws, Prefixes.from_env(settings), key)
         progress.file_split(report["messages_queued"])
@@ -201,6 +209,7 @@ def _split_all(
 
 
 def _deliver(
+    options: RunOptions,
     aws: LocalStack,
     outcomes: list[FileOutcome],
     progress: PipelineProgress,
@@ -214,6 +223,7 @@ def _deliver(
         _queue_arn(aws, aws.work_queue_url),
         sender,
         aws.sqs_batch_size("SenderFunction"),
+        crashes=options.aws_faults.sender_crashes,
     )
 
     def tally(body: str) -> None:
@@ -223,6 +233,8 @@ def _deliver(
     with environment(sender.environment):
         stats = poller.drain(on_batch_done=tally)
     result.sender_invocations, result.sender_errors = stats.invocations, stats.handler_errors
+    result.redelivered_records = stats.records_failed
+    result.aws_faults_injected = dict(options.aws_faults.injected)
 
 
 def _settle(aws: LocalStack, outcomes: list[FileOutcome], snapshots: LedgerSnapshots) -> None:
