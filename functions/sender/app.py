@@ -21,8 +21,10 @@ from segment_importer.write_keys import WriteKeySource, service_for
 logger = Logger()
 metrics = Metrics(namespace=NAMESPACE)
 copy_config_to_registered_loggers(source_logger=logger, include={"segment_importer"})
-# The Segment library logs whole request bodies (personal data) at DEBUG: never let it.
+# The Segment library logs whole request bodies (personal data, the write key) at DEBUG,
+# and urllib3 logs request lines: never let them.
 logging.getLogger("segment").setLevel(logging.WARNING)
+logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 @cache

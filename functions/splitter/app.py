@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from typing import Any
 
@@ -14,17 +15,28 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from segment_importer.continuation import Checkpoint, PartBudget
 from segment_importer.ledger import Ledger
 from segment_importer.metrics import NAMESPACE
+from segment_importer.preflight import WriteKeyPreflight
 from segment_importer.settings import SplitterSettings
 from segment_importer.splitter import SplitterServices, resume_import, split_import
+from segment_importer.write_keys import WriteKeySource, service_for
 
 logger = Logger()
 metrics = Metrics(namespace=NAMESPACE)
 copy_config_to_registered_loggers(source_logger=logger, include={"segment_importer"})
+# urllib3 logs request paths at DEBUG, and the pre-flight path holds the write key.
+logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 @cache
 def _client(service: str) -> Any:
     return boto3.client(service)
+
+
+@cache
+def _preflight(settings_host: str, parameter: str) -> WriteKeyPreflight:
+    """One per process, so each key is checked once while the environment lives."""
+    keys = WriteKeySource(parameter, _client(service_for(parameter)))
+    return WriteKeyPreflight(settings_host, keys.get)
 
 
 @logger.inject_lambda_context
@@ -37,6 +49,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         sqs=_client("sqs"),
         ledger=Ledger(_client("dynamodb"), tables.imports, tables.batches) if tables else None,
         metrics=metrics,
+        preflight=_preflight(settings.preflight_host, settings.write_key_parameter)
+        if settings.preflight_host and settings.write_key_parameter
+        else None,
     )
     budget = PartBudget(
         remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,

@@ -207,3 +207,27 @@ def test_cli_runs_the_examples_end_to_end(tmp_path: Path) -> None:
     for entry in report["files"]:
         assert entry["messages_delivered"] == entry["report"]["messages_queued"] > 0
     assert "OK: every valid record was accepted." in completed.stderr
+
+
+def test_the_preflight_stops_an_import_with_an_unknown_key_before_anything_is_queued(
+    tmp_path: Path, endpoint: SegmentEndpoint
+) -> None:
+    export = tmp_path / "typo.ndjson"
+    write_ndjson(export, 200)
+    result = run_import(
+        RunOptions(
+            [export],
+            write_key="a-key-with-a-typo",
+            host=endpoint.url,
+            out_dir=tmp_path / "out",
+            show_progress=False,
+            parameter_overrides={"PreflightHost": endpoint.url},
+        )
+    )
+    outcome = result.files[0]
+    assert outcome.report["status"] == "FAILED"
+    assert "pre-flight" in outcome.report["error"]
+    assert outcome.report["messages_queued"] == 0
+    assert (outcome.ledger or {})["status"] == "FAILED"
+    assert endpoint.stats()["requests"] == 0  # not one batch was posted
+    assert not result.ok

@@ -386,8 +386,14 @@ def test_splitter_permissions(template: StackTemplate, expanded: dict[str, Any],
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
         "dynamodb:GetItem",
+        "ssm:GetParameter",
         *_SQS_POLL,
         *_LOGS,
+    }
+    # The write-key pre-flight reads the key; only that parameter.
+    parameter_name = template.parameter_defaults()["WriteKeyParameterName"]
+    assert allowed_resources("ssm:GetParameter", statements) == {
+        f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{parameter_name}"
     }
     for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"):
         assert allowed_resources(action, statements) == {table_arn(resolver, "ImportsTable")}, action

@@ -52,6 +52,8 @@ class SplitterSettings:
     continuation_queue_url: str = ""  # empty: a file must fit in one invocation
     records_per_part: int = 0  # 0: parts end only when the invocation's time runs low
     reserve_seconds: float = 60.0  # a part hands over when less than this is left
+    preflight_host: str = ""  # Segment's settings CDN; empty: no write-key pre-flight
+    write_key_parameter: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> SplitterSettings:
@@ -70,6 +72,8 @@ class SplitterSettings:
             continuation_queue_url=env.get("CONTINUATION_QUEUE_URL", ""),
             records_per_part=int(env.get("SPLIT_RECORDS_PER_PART") or 0),
             reserve_seconds=float(env.get("SPLIT_RESERVE_SECONDS") or 60.0),
+            preflight_host=env.get("PREFLIGHT_HOST", ""),
+            write_key_parameter=env.get("WRITE_KEY_PARAMETER", ""),
         )
 
 

@@ -24,6 +24,7 @@ from segment_importer.ledger import ImportRef, Ledger
 from segment_importer.mapping import MappingError, MessageMapper
 from segment_importer.message_ids import file_identity
 from segment_importer.metrics import MetricsSink, NullMetrics
+from segment_importer.preflight import PreflightFailed, WriteKeyPreflight
 from segment_importer.queueing import BatchSource, QueueWriter
 from segment_importer.records import SourceRecord
 from segment_importer.rejects import RejectsWriter
@@ -79,6 +80,7 @@ class SplitterServices:
     sqs: Any
     ledger: Ledger | None = None
     metrics: MetricsSink = field(default_factory=NullMetrics)
+    preflight: WriteKeyPreflight | None = None
 
 
 @dataclass(slots=True)
@@ -171,7 +173,7 @@ def _run(
 ) -> ImportReport:
     try:
         _split(services, settings, part, budget, on_bytes)
-    except (JobOptionsError, FileFormatError) as error:
+    except (JobOptionsError, FileFormatError, PreflightFailed) as error:
         part.report.status, part.report.error = STATUS_FAILED, str(error)
     finally:
         try:
@@ -189,6 +191,8 @@ def _split(
     on_bytes: Callable[[int], None] | None,
 ) -> None:
     ref, report = part.ref, part.report
+    if part.number == 0:
+        _check_write_key(services.preflight)
     if part.job is None:
         part.job = load_job_options(
             services.s3, ref.bucket, ref.key, settings.default_job, settings.prefixes.imports
@@ -218,6 +222,17 @@ def _split(
         report.status = STATUS_CONTINUING
     else:
         report.status = STATUS_DRY_RUN if settings.dry_run else STATUS_QUEUED
+
+
+def _check_write_key(preflight: WriteKeyPreflight | None) -> None:
+    """Stop before queuing anything when Segment does not know the write key."""
+    if preflight is None:
+        return
+    result = preflight.check()
+    if result.verdict == "unknown_key":
+        raise PreflightFailed(f"write key pre-flight failed: {result.detail}; nothing was queued")
+    if result.verdict == "unverified":
+        logger.warning("write key not verified; importing anyway", extra={"reason": result.detail})
 
 
 def split_stream(

@@ -135,9 +135,7 @@ def run_import(options: RunOptions) -> RunResult:
         run_dir = options.out_dir / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
         run_dir.mkdir(parents=True, exist_ok=True)
         endpoint, write_key, host, received = _destination(options, stack, run_dir)
-        overrides = (
-            {**options.parameter_overrides, "SegmentHost": host} if host else options.parameter_overrides
-        )
+        overrides = {**_destination_parameters(options, endpoint, host), **options.parameter_overrides}
         # The functions log JSON to stdout, as in Lambda: keep it in the run's folder instead.
         function_log = stack.enter_context((run_dir / "functions.log").open("w", encoding="utf-8"))
         stack.enter_context(redirect_stdout(function_log))
@@ -172,6 +170,17 @@ def _destination(
     received = run_dir / "received.ndjson"
     endpoint = stack.enter_context(SegmentEndpoint(write_key, faults=options.faults, output_path=received))
     return endpoint, write_key, endpoint.url, str(received)
+
+
+def _destination_parameters(
+    options: RunOptions, endpoint: SegmentEndpoint | None, host: str | None
+) -> dict[str, str]:
+    """Where the sender posts and the pre-flight asks: the embedded endpoint serves both."""
+    if endpoint is not None:
+        return {"SegmentHost": endpoint.url, "PreflightHost": endpoint.url}
+    if host:  # a proxy or stand-in, not Segment: its settings CDN is not known
+        return {"SegmentHost": host, "PreflightHost": ""}
+    return {}
 
 
 def _split_all(

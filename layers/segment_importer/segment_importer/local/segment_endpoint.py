@@ -26,6 +26,7 @@ import ipaddress
 import json
 import logging
 import random
+import re
 import socket
 import struct
 import threading
@@ -38,7 +39,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from socketserver import TCPServer
 from typing import IO, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import orjson
 
@@ -250,6 +251,9 @@ class _Reply:
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
     close: bool = False
+
+
+_SETTINGS_PATH = re.compile(r"/v1/projects/([^/]+)/settings")
 
 
 def _ok() -> _Reply:
@@ -696,6 +700,7 @@ class SegmentEndpoint:
         with self._lock:
             return {
                 "requests": self._counts["requests"],
+                "settings_requests": self._counts["settings_requests"],
                 "connections": self._counts["connections"],
                 "batches_accepted": self._counts["batches_accepted"],
                 "messages_accepted": len(self._accepted),
@@ -904,7 +909,20 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve(endpoint, call, raw)
 
     def do_GET(self) -> None:
-        self._not_found()
+        # Segment's settings CDN (cdn.segment.com/v1/projects/KEY/settings): 200 for a known
+        # write key, 404 otherwise. The importer's pre-flight check asks it.
+        match = _SETTINGS_PATH.fullmatch(self.path.split("?", 1)[0])
+        if match is None:
+            self._not_found()
+            return
+        endpoint = self.server.endpoint
+        endpoint._count("settings_requests")
+        if self._read_body(required=False) is None:
+            return
+        if endpoint.accept_any_write_key or unquote(match.group(1)) == endpoint.write_key:
+            self._send(_Reply(200, {"integrations": {}, "plan": {}}))
+        else:
+            self._send(_Reply(404, {"message": "Not Found"}))
 
     def do_HEAD(self) -> None:
         self._not_found(head=True)
