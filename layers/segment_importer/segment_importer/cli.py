@@ -62,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     rejects.add_argument("--bucket", help="the import bucket (default: the stack's)")
     rejects.add_argument("--output", type=Path, help="write to this file instead of printing")
     rejects.set_defaults(command=_rejects)
+    redrive = commands.add_parser("redrive", help="move dead-lettered batches back to the work queue")
+    redrive.add_argument("--stack", required=True, help="the deployed stack's name")
+    redrive.add_argument("--key", help="only this import's batches (its key under imports/)")
+    redrive.set_defaults(command=_redrive)
     check = commands.add_parser("check-job", help="validate a job file and print the options it sets")
     check.add_argument("job_file", type=Path)
     check.set_defaults(command=_check_job)
@@ -174,6 +178,35 @@ def _rejects(arguments: argparse.Namespace) -> int:
         print(f"{lines} rejected records written to {arguments.output}")
     else:
         sys.stdout.write(body.decode("utf-8", "replace"))
+    return 0
+
+
+def _redrive(arguments: argparse.Namespace) -> int:
+    import boto3
+
+    from segment_importer.ledger import Ledger
+    from segment_importer.redrive import redrive
+
+    cloudformation = boto3.client("cloudformation")
+
+    def physical(logical_id: str) -> str:
+        detail = cloudformation.describe_stack_resource(
+            StackName=arguments.stack, LogicalResourceId=logical_id
+        )
+        return detail["StackResourceDetail"]["PhysicalResourceId"]
+
+    ledger = Ledger(boto3.client("dynamodb"), physical("ImportsTable"), physical("BatchesTable"))
+    result = redrive(
+        boto3.client("sqs"),
+        physical("DeadLetterQueue"),
+        physical("WorkQueue"),
+        key=arguments.key,
+        ledger=ledger,
+    )
+    print(
+        f"moved {result.moved} batches back to the work queue ({len(result.imports)} imports reopened); "
+        f"{result.kept} left in the dead-letter queue"
+    )
     return 0
 
 

@@ -57,6 +57,7 @@ _COUNTERS = (
     "messages_failed",
 )
 _CONFLICT_RETRIES = 5
+_REOPEN = "SET #status = :sending, reopened_at = :now, updated_at = :now REMOVE finished_at"
 _NEXT_PART = "#status = :splitting AND (attribute_not_exists(split_part) OR split_part < :part)"
 _BATCH_RESOLUTION = "SET #state = :state, resolved_at = :now, message_count = :messages"
 _serializer = TypeSerializer()
@@ -202,6 +203,25 @@ class Ledger:
                 return None  # someone else made the transition
             raise
         return status
+
+    def reopen(self, ref: ImportRef) -> bool:
+        """Back to SENDING after its dead-lettered batches were redriven; False if not finished."""
+        try:
+            self._db.update_item(
+                TableName=self._imports,
+                Key=_to_dynamo({"import_id": ref.import_id}),
+                UpdateExpression=_REOPEN,
+                ConditionExpression="#status = :with_errors",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_to_dynamo(
+                    {":sending": SENDING, ":now": self._clock(), ":with_errors": COMPLETE_WITH_ERRORS}
+                ),
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
 
     # --- reading -------------------------------------------------------------------------
 
