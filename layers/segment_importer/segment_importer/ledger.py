@@ -128,22 +128,12 @@ class Ledger:
 
     def claim_part(self, ref: ImportRef, part: int) -> bool:
         """Admit part `part` of a continued split once; False for a repeated checkpoint."""
-        try:
-            self._db.update_item(
-                TableName=self._imports,
-                Key=_to_dynamo({"import_id": ref.import_id}),
-                UpdateExpression="SET split_part = :part, updated_at = :now",
-                ConditionExpression=_NEXT_PART,
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_to_dynamo(
-                    {":part": part, ":now": self._clock(), ":splitting": SPLITTING}
-                ),
-            )
-        except ClientError as error:
-            if _is_condition_failure(error):
-                return False
-            raise
-        return True
+        return self._update_if(
+            ref,
+            "SET split_part = :part, updated_at = :now",
+            _NEXT_PART,
+            {":part": part, ":now": self._clock(), ":splitting": SPLITTING},
+        )
 
     def record_split_progress(self, ref: ImportRef, counts: dict[str, Any]) -> None:
         """The splitter's running totals (absolute values, safe to repeat)."""
@@ -187,41 +177,15 @@ class Ledger:
             return None
         errors = item["batches_failed"] or item["rejected"] or item["messages_refused"]
         status = COMPLETE_WITH_ERRORS if errors else COMPLETE
-        try:
-            self._db.update_item(
-                TableName=self._imports,
-                Key=_to_dynamo({"import_id": ref.import_id}),
-                UpdateExpression="SET #status = :status, finished_at = :now, updated_at = :now",
-                ConditionExpression="#status = :sending",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_to_dynamo(
-                    {":status": status, ":now": self._clock(), ":sending": SENDING}
-                ),
-            )
-        except ClientError as error:
-            if _is_condition_failure(error):
-                return None  # someone else made the transition
-            raise
-        return status
+        values = {":status": status, ":now": self._clock(), ":sending": SENDING}
+        finish = "SET #status = :status, finished_at = :now, updated_at = :now"
+        # Only one caller can move it out of SENDING: the others see the condition fail.
+        return status if self._update_if(ref, finish, "#status = :sending", values) else None
 
     def reopen(self, ref: ImportRef) -> bool:
         """Back to SENDING after its dead-lettered batches were redriven; False if not finished."""
-        try:
-            self._db.update_item(
-                TableName=self._imports,
-                Key=_to_dynamo({"import_id": ref.import_id}),
-                UpdateExpression=_REOPEN,
-                ConditionExpression="#status = :with_errors",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_to_dynamo(
-                    {":sending": SENDING, ":now": self._clock(), ":with_errors": COMPLETE_WITH_ERRORS}
-                ),
-            )
-        except ClientError as error:
-            if _is_condition_failure(error):
-                return False
-            raise
-        return True
+        values = {":sending": SENDING, ":now": self._clock(), ":with_errors": COMPLETE_WITH_ERRORS}
+        return self._update_if(ref, _REOPEN, "#status = :with_errors", values)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -240,6 +204,23 @@ class Ledger:
         return sorted(chosen, key=lambda item: (item.get("started_at", ""), item["key"]))
 
     # --- internals -----------------------------------------------------------------------
+
+    def _update_if(self, ref: ImportRef, update: str, condition: str, values: dict[str, Any]) -> bool:
+        """A conditional update of the import's item; False when the condition does not hold."""
+        try:
+            self._db.update_item(
+                TableName=self._imports,
+                Key=_to_dynamo({"import_id": ref.import_id}),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_to_dynamo(values),
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
 
     def _set(self, ref: ImportRef, values: dict[str, Any], *, first_error: str | None = None) -> None:
         names = {f"#f{i}": name for i, name in enumerate(values)}
