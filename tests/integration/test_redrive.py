@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from moto import mock_aws
 
-from segment_importer.ledger import COMPLETE_WITH_ERRORS, ImportRef, Ledger
+from segment_importer.import_ref import ImportRef
+from segment_importer.ledger import COMPLETE_WITH_ERRORS, Ledger
 from segment_importer.local.event_source import SqsPoller, invoke, s3_put_event
 from segment_importer.local.segment_endpoint import SegmentEndpoint
 from segment_importer.local.stack import LocalStack, environment

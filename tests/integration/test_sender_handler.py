@@ -10,11 +10,12 @@ from moto import mock_aws
 
 from segment_importer.batching import Batch
 from segment_importer.encoding import encode_message
-from segment_importer.ledger import COMPLETE, COMPLETE_WITH_ERRORS, ImportRef, Ledger
+from segment_importer.import_ref import ImportRef
+from segment_importer.ledger import COMPLETE, COMPLETE_WITH_ERRORS, Ledger
 from segment_importer.local.event_source import invoke
 from segment_importer.local.segment_endpoint import FaultPlan, SegmentEndpoint
 from segment_importer.local.stack import LocalFunction, LocalStack, environment
-from segment_importer.queueing import BatchSource, batch_body
+from segment_importer.queueing import batch_body
 from segment_importer.template_config import StackTemplate
 
 from ..conftest import WRITE_KEY
@@ -45,7 +46,7 @@ def sqs_record(number: int, messages: int, receive_count: int = 1) -> dict[str, 
     for index in range(messages):
         message = {"type": "track", "userId": "u", "event": "E", "messageId": f"{number}-{index}"}
         batch.bodies.append(encode_message(message).body)
-    body = batch_body(BatchSource(REF.bucket, REF.key, REF.etag), batch).decode()
+    body = batch_body(REF, batch).decode()
     return {
         "messageId": f"sqs-{number}",
         "receiptHandle": f"rh-{number}",

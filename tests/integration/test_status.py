@@ -20,7 +20,8 @@ import pytest
 from moto import mock_aws
 
 from segment_importer import cli
-from segment_importer.ledger import ImportRef, Ledger
+from segment_importer.import_ref import ImportRef
+from segment_importer.ledger import Ledger
 from segment_importer.local.runner import RunOptions, run_import
 from segment_importer.local.segment_endpoint import FaultPlan
 from segment_importer.local.stack import LocalStack

@@ -15,17 +15,18 @@ from moto import mock_aws
 
 from segment_importer.batching import Batch, BatchLimits, BatchPacker
 from segment_importer.encoding import EncodedMessage, encode_message
-from segment_importer.queueing import BatchSource, QueueError, QueueWriter, batch_body, read_envelope
+from segment_importer.import_ref import ImportRef
+from segment_importer.queueing import QueueError, QueueWriter, batch_body, read_envelope
 from segment_importer.sender import QueuedBatch
 
 # The longest source the envelope must hold: a 63-character bucket, a 1,024-byte key and a
 # multipart ETag.
-LONG_SOURCE = BatchSource(
+LONG_SOURCE = ImportRef(
     bucket="b" * 63,
     key="imports/" + "k" * 1012 + ".csv",
     etag="d41d8cd98f00b204e9800998ecf8427e-10000",
 )
-SOURCE = BatchSource(bucket="drops", key="imports/acme/2021/events.ndjson", etag="abc123")
+SOURCE = ImportRef(bucket="drops", key="imports/acme/2021/events.ndjson", etag="abc123")
 
 
 def wire_body(messages: list[dict[str, Any]]) -> bytes:
@@ -64,7 +65,7 @@ def check_batches(
     messages: list[dict[str, Any]],
     encoded: list[EncodedMessage],
     limits: BatchLimits,
-    source: BatchSource = LONG_SOURCE,
+    source: ImportRef = LONG_SOURCE,
 ) -> None:
     assert [batch.number for batch in batches] == list(range(1, len(batches) + 1))
     # every message in exactly one batch, in order
@@ -294,7 +295,7 @@ def assert_all_queued_once(bodies: list[str], contents: list[list[dict[str, Any]
     queued = [QueuedBatch.from_body(body) for body in bodies]
     assert sorted(batch.number for batch in queued) == list(range(1, len(contents) + 1))
     for batch in queued:
-        assert (batch.bucket, batch.key) == (SOURCE.bucket, SOURCE.key)
+        assert batch.ref == SOURCE
         assert batch.messages == contents[batch.number - 1]
 
 

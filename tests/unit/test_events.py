@@ -126,7 +126,7 @@ def test_sqs_sample_bodies_are_queued_batches() -> None:
         assert record["eventSource"] == "aws:sqs"
         batch = QueuedBatch.from_body(record["body"])
         envelope = read_envelope(record["body"])
-        assert (batch.bucket, batch.key) == (s3_object["bucket"]["name"], s3_object["object"]["key"])
+        assert (batch.ref.bucket, batch.key) == (s3_object["bucket"]["name"], s3_object["object"]["key"])
         assert envelope["source"]["etag"] == s3_object["object"]["eTag"]
         assert batch.number == envelope["batch_number"] == expected_number
         assert envelope["message_count"] == len(batch.messages)

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 import pytest
 from moto import mock_aws
 
+from segment_importer.import_ref import ImportRef
 from segment_importer.ledger import (
     COMPLETE,
     COMPLETE_WITH_ERRORS,
     FAILED,
     SENDING,
     SPLITTING,
-    ImportRef,
     Ledger,
 )
 from segment_importer.local.stack import LocalStack
@@ -24,10 +24,14 @@ REF = ImportRef("bucket", "imports/2019/events.ndjson", "etag-1")
 
 
 @pytest.fixture
-def ledger() -> Iterator[Ledger]:
+def stack() -> Iterator[LocalStack]:
     with mock_aws():
-        stack = LocalStack(StackTemplate.load()).create(write_key="k")
-        yield Ledger(stack.dynamodb, stack.table_name("ImportsTable"), stack.table_name("BatchesTable"))
+        yield LocalStack(StackTemplate.load()).create(write_key="k")
+
+
+@pytest.fixture
+def ledger(stack: LocalStack) -> Ledger:
+    return Ledger(stack.dynamodb, stack.table_name("ImportsTable"), stack.table_name("BatchesTable"))
 
 
 def split(ledger: Ledger, batches: int, messages_per_batch: int = 10, rejected: int = 0) -> str | None:
@@ -123,8 +127,28 @@ def test_a_repeated_s3_event_does_not_restart_a_live_import(ledger: Ledger) -> N
     assert ledger.start_split(REF, 1000, "request-3")  # a failed import may be dropped again
 
 
-def test_concurrent_senders_count_each_batch_once(ledger: Ledger) -> None:
+class AtomicCalls:
+    """Serialises calls to a client: each DynamoDB operation is atomic, as in AWS, while the
+    workers' sequences of operations interleave freely (moto itself is not thread-safe)."""
+
+    def __init__(self, client: object) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> object:
+        method = getattr(self._client, name)
+
+        def call(*args: object, **kwargs: object) -> object:
+            with self._lock:
+                return method(*args, **kwargs)
+
+        return call
+
+
+def test_concurrent_senders_count_each_batch_once(stack: LocalStack) -> None:
     batches = 40
+    tables = (stack.table_name("ImportsTable"), stack.table_name("BatchesTable"))
+    ledger = Ledger(AtomicCalls(stack.dynamodb), *tables)
     split(ledger, batches=batches)
     errors: list[BaseException] = []
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from segment_importer.ledger import ImportRef, Ledger
+from segment_importer.import_ref import ImportRef
+from segment_importer.ledger import Ledger
 from segment_importer.report import report_key, write_report
 from segment_importer.settings import Prefixes
 

@@ -25,13 +25,13 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from segment_importer.import_ref import ImportRef
 from segment_importer.report import utc_now
 
 SPLITTING = "SPLITTING"
@@ -62,19 +62,6 @@ _NEXT_PART = "#status = :splitting AND (attribute_not_exists(split_part) OR spli
 _BATCH_RESOLUTION = "SET #state = :state, resolved_at = :now, message_count = :messages"
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
-
-
-@dataclass(frozen=True, slots=True)
-class ImportRef:
-    """Which file an import is: the ledger's key."""
-
-    bucket: str
-    key: str
-    etag: str
-
-    @property
-    def import_id(self) -> str:
-        return f"s3://{self.bucket}/{self.key}#{self.etag}"
 
 
 class Ledger:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from segment_importer.batching import Batch
+from segment_importer.import_ref import ImportRef
 
 SQS_BATCH_ENTRIES = 10
 BODY_VERSION = 1
@@ -25,16 +25,11 @@ class QueueError(RuntimeError):
     """Batches could not be queued; the message has counts and SQS codes, no record data."""
 
 
-@dataclass(frozen=True, slots=True)
-class BatchSource:
-    """Which file a batch came from; travels with every batch to the sender."""
-
-    bucket: str
-    key: str
-    etag: str
+# The name the benchmarks knew it by; the same thing.
+BatchSource = ImportRef
 
 
-def batch_body(source: BatchSource, batch: Batch) -> bytes:
+def batch_body(source: ImportRef, batch: Batch) -> bytes:
     head = orjson.dumps(
         {
             "v": BODY_VERSION,
@@ -59,7 +54,7 @@ class QueueWriter:
         self,
         sqs: Any,
         queue_url: str,
-        source: BatchSource,
+        source: ImportRef,
         *,
         max_request_bytes: int,
         max_attempts: int = 8,

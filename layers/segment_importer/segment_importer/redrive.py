@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from segment_importer.ledger import ImportRef, Ledger
+from segment_importer.import_ref import ImportRef
+from segment_importer.ledger import Ledger
 from segment_importer.queueing import read_envelope
 
 _RECEIVE_VISIBILITY_SECONDS = 120  # hides what was looked at until the pass is over

@@ -16,7 +16,8 @@ from typing import Any
 import orjson
 
 from segment_importer.completion import publish_final_report
-from segment_importer.ledger import ImportRef, Ledger
+from segment_importer.import_ref import ImportRef
+from segment_importer.ledger import Ledger
 from segment_importer.metrics import MetricsSink, NullMetrics
 from segment_importer.rejects import RejectsWriter
 from segment_importer.report import derived_key
@@ -34,15 +35,13 @@ class MalformedBatch(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class QueuedBatch:
-    bucket: str
-    key: str
-    etag: str
+    ref: ImportRef
     number: int
     messages: list[dict[str, Any]]
 
     @property
-    def ref(self) -> ImportRef:
-        return ImportRef(self.bucket, self.key, self.etag)
+    def key(self) -> str:
+        return self.ref.key
 
     @classmethod
     def from_body(cls, body: str) -> QueuedBatch:
@@ -52,9 +51,8 @@ class QueuedBatch:
             messages = document["batch"]
             if not isinstance(messages, list) or not messages:
                 raise MalformedBatch("batch is not a non-empty list")
-            return cls(
-                source["bucket"], source["key"], source["etag"], int(document["batch_number"]), messages
-            )
+            ref = ImportRef(source["bucket"], source["key"], source["etag"])
+            return cls(ref, int(document["batch_number"]), messages)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise MalformedBatch(f"not a segment-importer batch: {type(error).__name__}") from None
 
@@ -176,6 +174,6 @@ def _write_refused(s3: Any, prefixes: Prefixes, batch: QueuedBatch, refused: lis
                 f"batch {batch.number}, messageId {message.get('messageId')}",
                 message,
             )
-        writer.upload(s3, batch.bucket, refused_key(prefixes, batch.key, batch.number))
+        writer.upload(s3, batch.ref.bucket, refused_key(prefixes, batch.key, batch.number))
     finally:
         writer.close()

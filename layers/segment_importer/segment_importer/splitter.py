@@ -19,13 +19,14 @@ from segment_importer.completion import publish_final_report
 from segment_importer.continuation import Checkpoint, PartBudget, hand_over
 from segment_importer.encoding import EncodingError, encode_message
 from segment_importer.formats import FileFormatError, open_records
+from segment_importer.import_ref import ImportRef
 from segment_importer.job import JobOptions, JobOptionsError, is_job_file
-from segment_importer.ledger import ImportRef, Ledger
+from segment_importer.ledger import Ledger
 from segment_importer.mapping import MappingError, MessageMapper
 from segment_importer.message_ids import file_identity
 from segment_importer.metrics import MetricsSink, NullMetrics
 from segment_importer.preflight import PreflightFailed, WriteKeyPreflight
-from segment_importer.queueing import BatchSource, QueueWriter
+from segment_importer.queueing import QueueWriter
 from segment_importer.records import SourceRecord
 from segment_importer.rejects import RejectsWriter
 from segment_importer.report import (
@@ -198,7 +199,7 @@ def _split(
             services.s3, ref.bucket, ref.key, settings.default_job, settings.prefixes.imports
         )
         report.job = part.job.to_document()
-    sink = _sink(services.sqs, settings, BatchSource(ref.bucket, ref.key, ref.etag))
+    sink = _sink(services.sqs, settings, ref)
     identity = ObjectIdentity(ref.etag, report.size_bytes)
     stream = ProgressStream(open_body(services.s3, ref.bucket, ref.key, identity), on_bytes)
     ledger = None if settings.dry_run else services.ledger
@@ -331,7 +332,7 @@ def _pack_record(
         sink.put(closed)
 
 
-def _sink(sqs: Any, settings: SplitterSettings, source: BatchSource) -> BatchSink:
+def _sink(sqs: Any, settings: SplitterSettings, source: ImportRef) -> BatchSink:
     if settings.dry_run:
         return CountingSink()
     return QueueWriter(sqs, settings.queue_url, source, max_request_bytes=settings.limits.max_queue_bytes)
