@@ -3,11 +3,16 @@ SHELL := /bin/bash
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo $$p && break; done)
 VENV := .venv
 SAM_VENV := .venv-sam
+# checkov pins boto3/botocore/packaging/networkx below what the project uses: its own venv.
+CHECKOV_VENV := .venv-checkov
+# pip-audit asks PyPI's per-version JSON API; where that is unreachable it reports every package
+# as "not found" (and, without --strict, passes): probe it first and say so instead.
+PYPI_PROBE := https://pypi.org/pypi/pip/24.0/json
 BIN := $(VENV)/bin
 FILE ?= examples
 ARGS ?=
 
-.PHONY: setup run test lint bench sam-build sam-validate clean
+.PHONY: setup run test lint bench sam-build sam-validate clean security
 
 $(BIN)/segment-importer: pyproject.toml layers/segment_importer/requirements.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is required"; exit 1; }
@@ -22,12 +27,18 @@ $(SAM_VENV)/bin/sam:
 	$(SAM_VENV)/bin/pip install -q aws-sam-cli
 	@touch $@
 
+$(CHECKOV_VENV)/bin/checkov:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install -q 'checkov>=3.2,<4'
+	@touch $@
+
 setup: $(BIN)/segment-importer $(SAM_VENV)/bin/sam  ## create the virtualenvs
 
 run: $(BIN)/segment-importer  ## import FILE (default: the samples in examples/) through the local stack
 	$(BIN)/segment-importer run $(FILE) $(ARGS)
 
-test: setup  ## lint, template checks and the whole test suite
+test: setup security  ## lint, template checks, security checks and the whole test suite
 	$(BIN)/ruff check .
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(BIN)/pytest
 
@@ -37,6 +48,19 @@ lint: $(BIN)/segment-importer
 
 bench: $(BIN)/segment-importer  ## benchmarks with same-run baselines
 	$(BIN)/python -m bench $(ARGS)
+
+security: $(BIN)/segment-importer $(CHECKOV_VENV)/bin/checkov  ## checkov, bandit, pip-audit
+	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation
+	$(BIN)/bandit --ini .bandit -r layers functions -q
+	@if $(BIN)/python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=15)' \
+			$(PYPI_PROBE) 2>/dev/null; then \
+		set -x; \
+		$(BIN)/pip-audit --strict --progress-spinner off -r layers/segment_importer/requirements.txt && \
+		$(BIN)/pip-audit --strict --progress-spinner off --skip-editable; \
+	else \
+		echo "pip-audit SKIPPED: PyPI's per-version JSON API ($(PYPI_PROBE)) does not answer here;"; \
+		echo "  pip-audit would find no package and audit nothing. Run 'make security' where it answers."; \
+	fi
 
 sam-validate: setup
 	$(SAM_VENV)/bin/sam validate --lint

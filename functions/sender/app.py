@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from functools import cache
 from typing import Any
 
@@ -12,6 +11,7 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_importer.ledger import Ledger
+from segment_importer.log_safety import pin_library_loggers
 from segment_importer.metrics import NAMESPACE
 from segment_importer.sender import SenderServices, send_records
 from segment_importer.sending import BatchPoster, SegmentTarget
@@ -21,10 +21,7 @@ from segment_importer.write_keys import WriteKeySource, service_for
 logger = Logger()
 metrics = Metrics(namespace=NAMESPACE)
 copy_config_to_registered_loggers(source_logger=logger, include={"segment_importer"})
-# The Segment library logs whole request bodies (personal data, the write key) at DEBUG,
-# and urllib3 logs request lines: never let them.
-logging.getLogger("segment").setLevel(logging.WARNING)
-logging.getLogger("urllib3").setLevel(logging.WARNING)
+pin_library_loggers()  # their DEBUG lines hold records and the write key
 
 
 @cache
@@ -52,7 +49,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         poster=BatchPoster(target),
         s3=_client("s3"),
         prefixes=settings.prefixes,
-        ledger=Ledger(_client("dynamodb"), tables.imports, tables.batches) if tables else None,
+        ledger=Ledger(
+            _client("dynamodb"), tables.imports, tables.batches, retention_days=tables.retention_days
+        )
+        if tables
+        else None,
         max_receive_count=settings.max_receive_count,
         metrics=metrics,
     )

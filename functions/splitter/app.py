@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from functools import cache
 from typing import Any
 
@@ -14,6 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_importer.continuation import Checkpoint, PartBudget
 from segment_importer.ledger import Ledger
+from segment_importer.log_safety import pin_library_loggers
 from segment_importer.metrics import NAMESPACE
 from segment_importer.preflight import WriteKeyPreflight
 from segment_importer.settings import SplitterSettings
@@ -23,8 +23,7 @@ from segment_importer.write_keys import WriteKeySource, service_for
 logger = Logger()
 metrics = Metrics(namespace=NAMESPACE)
 copy_config_to_registered_loggers(source_logger=logger, include={"segment_importer"})
-# urllib3 logs request paths at DEBUG, and the pre-flight path holds the write key.
-logging.getLogger("urllib3").setLevel(logging.WARNING)
+pin_library_loggers()  # their DEBUG lines hold records and the write key
 
 
 @cache
@@ -47,7 +46,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     services = SplitterServices(
         s3=_client("s3"),
         sqs=_client("sqs"),
-        ledger=Ledger(_client("dynamodb"), tables.imports, tables.batches) if tables else None,
+        ledger=Ledger(
+            _client("dynamodb"), tables.imports, tables.batches, retention_days=tables.retention_days
+        )
+        if tables
+        else None,
         metrics=metrics,
         preflight=_preflight(settings.preflight_host, settings.write_key_parameter)
         if settings.preflight_host and settings.write_key_parameter

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -188,3 +189,20 @@ def test_each_part_of_a_continued_split_runs_once(ledger: Ledger) -> None:
     assert not ledger.claim_part(REF, 1)  # an old checkpoint arriving late
     ledger.finish_split(REF, {"batches_queued": 0})
     assert not ledger.claim_part(REF, 3)  # nothing runs once the split has finished
+
+
+def test_items_carry_a_ttl_when_a_retention_is_set(stack: LocalStack) -> None:
+    ledger = Ledger(
+        stack.dynamodb, stack.table_name("ImportsTable"), stack.table_name("BatchesTable"), retention_days=30
+    )
+    split(ledger, batches=1)
+    ledger.record_delivered(REF, 1, 10, 0)
+    expected = time.time() + 30 * 86_400
+    item = ledger.get(REF)
+    assert item is not None
+    assert abs(item["expires_at"] - expected) < 60
+    batch = stack.dynamodb.get_item(
+        TableName=stack.table_name("BatchesTable"),
+        Key={"import_id": {"S": REF.import_id}, "batch_number": {"N": "1"}},
+    )["Item"]
+    assert abs(int(batch["expires_at"]["N"]) - expected) < 60

@@ -9,6 +9,7 @@ and managed policies of its own for event sources and destinations.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -301,9 +302,10 @@ def test_bucket_policy_denies_plain_http(template: StackTemplate) -> None:
     assert {"Fn::Sub": "${ImportBucket.Arn}/*"} in as_list(deny_http[0]["Resource"])
 
 
-@pytest.mark.parametrize("prefix_variable", ["REJECTS_PREFIX", "REPORTS_PREFIX"])
+@pytest.mark.parametrize("prefix_variable", ["REJECTS_PREFIX", "REPORTS_PREFIX", "IMPORTS_PREFIX"])
 def test_bucket_expires_rejects_and_reports(template: StackTemplate, prefix_variable: str) -> None:
-    """Rejects hold personal data and reports pile up: both prefixes need an expiry rule."""
+    """Rejects and dropped exports hold personal data and reports pile up: each prefix needs an
+    expiry rule (test_every_prefix_the_functions_use_expires covers prefixes added later)."""
     prefix = template.document["Globals"]["Function"]["Environment"]["Variables"][prefix_variable]
     rules = template.resource("ImportBucket")["Properties"]["LifecycleConfiguration"]["Rules"]
 
@@ -532,3 +534,137 @@ def test_cfn_lint_passes() -> None:
         [_cfn_lint(), str(TEMPLATE_PATH)], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---- security: logs, retention, outputs, environment, suppressions -------------------------
+
+# CloudWatch Logs' valid RetentionInDays values.
+LOG_RETENTION_DAYS = {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
+                      2557, 2922, 3288, 3653}  # fmt: skip
+DYNAMIC_SECRET = re.compile(r"\{\{resolve:(ssm-secure|secretsmanager):", re.IGNORECASE)
+CHECK_ID = re.compile(r"CKV2?_AWS_\d+")
+
+
+def lambda_functions(expanded: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The AWS::Lambda::Function resources SAM generates (Globals merged in)."""
+    return {
+        name: resource.get("Properties", {})
+        for name, resource in expanded["Resources"].items()
+        if resource["Type"] == "AWS::Lambda::Function"
+    }
+
+
+@pytest.mark.parametrize("function_id", ["SplitterFunction", "SenderFunction"])
+def test_each_function_logs_to_a_group_with_retention(
+    template: StackTemplate, expanded: dict[str, Any], function_id: str
+) -> None:
+    """Without its own group, Lambda creates /aws/lambda/<name> on first use and keeps the logs
+    forever. The group must be the function's default one (or the one LoggingConfig names)."""
+    groups = {
+        name: resource["Properties"]
+        for name, resource in template.resources_of_type("AWS::Logs::LogGroup").items()
+        if resource["Properties"].get("LogGroupName") == {"Fn::Sub": f"/aws/lambda/${{{function_id}}}"}
+    }
+    assert len(groups) == 1, f"{function_id} has no log group of its own: {sorted(groups)}"
+    (group_id, group), *_ = groups.items()
+    retention = parameter_of(template, group.get("RetentionInDays"))
+    assert set(retention["AllowedValues"]) <= LOG_RETENTION_DAYS
+    assert int(retention["Default"]) in LOG_RETENTION_DAYS
+    logging_config = expanded["Resources"][function_id]["Properties"].get("LoggingConfig", {})
+    assert logging_config.get("LogGroup", {"Ref": group_id}) == {"Ref": group_id}, logging_config
+
+
+def test_every_prefix_the_functions_use_expires(template: StackTemplate) -> None:
+    """Each *_PREFIX the functions write to or read from has an enabled expiry rule, and the
+    bucket is not versioned (on a versioned bucket, expiry only hides personal data behind a
+    delete marker)."""
+    variables = dict(template.document["Globals"]["Function"]["Environment"]["Variables"])
+    for function_id in template.resources_of_type("AWS::Serverless::Function"):
+        variables.update(template.function_environment(function_id))
+    prefixes = {value for name, value in variables.items() if name.endswith("_PREFIX")}
+    assert {"imports/", "reports/", "rejects/"} <= prefixes
+
+    properties = template.resource("ImportBucket")["Properties"]
+    rules = properties["LifecycleConfiguration"]["Rules"]
+    rules = [rule for rule in rules if rule.get("Status") == "Enabled"]
+    expiring = {
+        rule.get("Prefix") or rule.get("Filter", {}).get("Prefix")
+        for rule in rules
+        if "ExpirationInDays" in rule or "ExpirationDate" in rule
+    }
+    assert prefixes <= expiring, f"no expiry rule for {sorted(prefixes - expiring)}"
+    assert any("AbortIncompleteMultipartUpload" in rule for rule in rules), "abandoned uploads never expire"
+    versioning = properties.get("VersioningConfiguration", {}).get("Status", "Suspended")
+    noncurrent_expire = any("NoncurrentVersionExpiration" in rule for rule in rules)
+    assert versioning != "Enabled" or noncurrent_expire, "versioned: expired objects stay as old versions"
+
+
+def test_tables_are_encrypted_at_rest(template: StackTemplate) -> None:
+    tables = template.resources_of_type("AWS::DynamoDB::Table")
+    assert tables, "no ledger tables: update this test"
+    for name, table in tables.items():
+        assert table["Properties"].get("SSESpecification", {}).get("SSEEnabled") is True, name
+
+
+def test_outputs_hold_nothing_secret(template: StackTemplate, resolver: Resolver) -> None:
+    """Stack outputs are readable by anyone with cloudformation:DescribeStacks."""
+    parameters = template.document.get("Parameters", {})
+    no_echo = {name for name, spec in parameters.items() if spec.get("NoEcho")}
+    for name, output in template.document.get("Outputs", {}).items():
+        text = json.dumps(output)
+        assert not SECRET_WORDS.search(name), f"output {name} is named like a secret"
+        assert not DYNAMIC_SECRET.search(text), f"output {name} resolves a secret"
+        for referenced in [*no_echo, "WriteKeyParameterName"]:
+            assert f'"Ref": "{referenced}"' not in text, f"output {name} exposes {referenced}"
+            assert f"${{{referenced}}}" not in text, f"output {name} exposes {referenced}"
+        assert not key_like(str(resolver.resolve(output["Value"]))), f"output {name} looks like a key"
+
+
+def test_no_environment_variable_can_hold_the_write_key(expanded: dict[str, Any]) -> None:
+    """On the deployed functions (Globals merged): the write key's parameter is named, never
+    resolved into the configuration, which anyone with lambda:GetFunctionConfiguration reads."""
+    parameters = expanded.get("Parameters", {})
+    ssm_typed = {name for name, spec in parameters.items() if str(spec.get("Type")).startswith("AWS::SSM")}
+    for function_id, properties in lambda_functions(expanded).items():
+        variables = properties.get("Environment", {}).get("Variables", {})
+        for variable, value in variables.items():
+            text = json.dumps(value)
+            assert not DYNAMIC_SECRET.search(text), f"{function_id}: {variable} resolves a secret"
+            assert not any(f'"Ref": "{name}"' in text for name in ssm_typed), (
+                f"{function_id}: {variable} takes an SSM parameter's value"
+            )
+            if "WriteKeyParameterName" in text:
+                assert (variable, value) == ("WRITE_KEY_PARAMETER", {"Ref": "WriteKeyParameterName"}), (
+                    f"{function_id}: {variable} = {value}"
+                )
+            if re.search(r"WRITE_?KEY", variable, re.IGNORECASE):
+                assert variable == "WRITE_KEY_PARAMETER", f"{function_id}: {variable}"
+
+
+def test_powertools_never_logs_whole_events(expanded: dict[str, Any]) -> None:
+    """POWERTOOLS_LOGGER_LOG_EVENT would log every S3 event and every SQS batch (personal data)."""
+    for function_id, properties in lambda_functions(expanded).items():
+        variables = properties.get("Environment", {}).get("Variables", {})
+        for variable in ("POWERTOOLS_LOGGER_LOG_EVENT", "POWERTOOLS_DEBUG"):
+            assert str(variables.get(variable, "false")).lower() == "false", f"{function_id}: {variable}"
+
+
+def test_every_checkov_suppression_carries_a_one_line_justification(template: StackTemplate) -> None:
+    """`Metadata: checkov: skip: [{id, comment}]` on a resource; cfn-lint's ignore_checks need a
+    `Metadata: cfn-lint: comments: {CHECK: why}` entry each (cfn-lint has no field of its own)."""
+    resources = {"(template)": template.document, **template.document["Resources"]}
+    for name, resource in resources.items():
+        metadata = resource.get("Metadata", {})
+        skips = metadata.get("checkov", {}).get("skip", [])
+        ids = [skip.get("id", "") for skip in skips]
+        assert len(ids) == len(set(ids)), f"{name}: a check is skipped twice"
+        for skip in skips:
+            assert CHECK_ID.fullmatch(skip.get("id", "")), f"{name}: {skip}"
+            comment = str(skip.get("comment", "")).strip()
+            assert len(comment) >= 20, f"{name}: {skip['id']} needs a reason"
+            assert "\n" not in comment, f"{name}: {skip['id']}: one line"
+        lint = metadata.get("cfn-lint", {})
+        for check in lint.get("config", {}).get("ignore_checks", []):
+            reason = str(lint.get("comments", {}).get(check, "")).strip()
+            assert len(reason) >= 20, f"{name}: cfn-lint {check} needs a reason"
+            assert "\n" not in reason, f"{name}: cfn-lint {check}: one line"

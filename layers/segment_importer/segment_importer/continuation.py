@@ -56,6 +56,7 @@ class Checkpoint:
     messages_queued: int
     batches_queued: int
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    rejects_omitted: int = 0
     job: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
 

@@ -8,6 +8,8 @@ Detection, content first and the key's extension only as a hint:
 
 * gzip when the data starts with the gzip magic bytes, whatever the extension (a `.gz`
   without them is read as plain). Multi-member gzip (concatenated members) is supported.
+  Data expanding more than MAX_GZIP_EXPANSION-fold (past 64 MiB) is read no further: a
+  decompression bomb ends in a `file_unreadable` record instead of hours of zeros.
 * Then the decompressed text, after a UTF-8 BOM and whitespace: `[` is a JSON array, `{` is
   NDJSON, anything else is CSV. Mixpanel exports named `.json` are NDJSON, so the extension
   never decides the format of a non-empty file.
@@ -42,12 +44,14 @@ Per format:
   after `max_record_bytes` (+ one 64 KiB buffer) ends the file, as does any syntax error,
   because a JSON stream cannot be resynchronised. Known limit of that backend: an integer
   outside the signed 64-bit range is a syntax error ("integer overflow") there, while NDJSON
-  reads it.
+  reads it. Nesting deeper than MAX_JSON_DEPTH ends the file too: ijson's memory grows with
+  the square of the depth.
 * CSV: the `csv` module (excel dialect, lenient quoting), header row first; empty cells are
   omitted from `fields`. Lines are read at most `max_record_bytes` characters at a time; a
   row spanning lines (quoted newlines) over the limit is `record_too_large`. The csv module's
   field size limit is process-wide: it is raised to `max_record_bytes`, never lowered. A
   quote that never closes runs to the end of the file (or to that limit, which ends the file).
+  An over-long header line fails the file at once, without reading to its end.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ import io
 import re
 import zlib
 from collections.abc import Callable, Iterator
+from itertools import accumulate, compress
 from typing import Any, BinaryIO, Protocol
 
 import ijson
@@ -80,6 +85,16 @@ _EXCERPT_BYTES = RAW_EXCERPT_CHARS * 4  # enough bytes for any excerpt; avoids d
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
 DOCUMENT_ARRAY_KEYS = ("batch", "events", "data")
+# Hostile input. ijson's prefixes cost memory quadratic in the nesting depth (20,000 levels
+# take about 1 GB), so JSON arrays nested deeper than orjson reads NDJSON are not parsed on.
+MAX_JSON_DEPTH = 1024
+# A gzip member of zeros expands about 1,000-fold; real exports expand 5- to 50-fold. Past
+# the floor, a file expanding more than this is read no further (a decompression bomb).
+MAX_GZIP_EXPANSION = 400
+_EXPANSION_FLOOR = 64 << 20
+_DEPTH_STEP = {"start_map": 1, "start_array": 1, "end_map": -1, "end_array": -1}
+_NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'"[]{}')  # every byte but these
+_OPEN_AS_2 = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
 
 # What GzipFile raises for damaged data. Source errors (network) are deliberately absent.
 _GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)
@@ -137,9 +152,11 @@ def open_records(stream: BinaryIO, key: str, *, max_record_bytes: int = 1 << 20)
     head = _read_at_least(stream.read, len(_GZIP_MAGIC))
     if head.startswith(_GZIP_MAGIC):
         compression = "gzip"
+        compressed = _CountingReader(stream.read, len(head))
         # BufferedReader: the decompressor asks for small pieces; the source should get big reads.
-        raw = io.BufferedReader(_Source(stream.read, head), _CHUNK)
-        read = gzip.GzipFile(fileobj=raw, mode="rb").read1  # read1: salvage all data before damage
+        raw = io.BufferedReader(_Source(compressed.read, head), _CHUNK)
+        # read1: salvage all data before damage
+        read = _ExpansionGuard(gzip.GzipFile(fileobj=raw, mode="rb").read1, compressed).read
         head, error = _sniff(read, b"", cap)
         source = _Source(read, head.removeprefix(_BOM), error, damage=_GZIP_ERRORS)
     else:
@@ -209,6 +226,42 @@ class _Source(io.RawIOBase):
         return len(data)
 
 
+class _CountingReader:
+    """Counts the bytes read from the compressed source."""
+
+    __slots__ = ("_read", "total")
+
+    def __init__(self, read: Callable[[int], bytes], already: int) -> None:
+        self._read = read
+        self.total = already
+
+    def read(self, size: int) -> bytes:
+        data = self._read(size)
+        self.total += len(data)
+        return data
+
+
+class _ExpansionGuard:
+    """Stops decompressing once the output passes MAX_GZIP_EXPANSION times the input."""
+
+    __slots__ = ("_compressed", "_read", "total")
+
+    def __init__(self, read: Callable[[int], bytes], compressed: _CountingReader) -> None:
+        self._read = read
+        self._compressed = compressed
+        self.total = 0
+
+    def read(self, size: int) -> bytes:
+        data = self._read(size)
+        self.total += len(data)
+        if self.total > _EXPANSION_FLOOR and self.total > MAX_GZIP_EXPANSION * self._compressed.total:
+            raise _DamagedError(
+                f"the gzip data expands more than {MAX_GZIP_EXPANSION}-fold ({self.total:,} bytes from"
+                f" {self._compressed.total:,}); the rest is not read (a decompression bomb?)"
+            )
+        return data
+
+
 def _read_at_least(read: Callable[[int], bytes], size: int) -> bytes:
     """At least `size` bytes unless the stream ends first (reads may come back short)."""
     head = b""
@@ -233,6 +286,8 @@ def _sniff(read: Callable[[int], bytes], head: bytes, cap: int) -> tuple[bytes, 
             head += data
     except _GZIP_ERRORS as exc:
         return head, _DamagedError.of(exc)
+    except _DamagedError as exc:
+        return head, exc
     return head, None
 
 
@@ -277,14 +332,16 @@ def _detect(head: bytes, hint: str | None) -> tuple[str, str | None]:
 def _document_array_key(content: bytes) -> str | None:
     """The first top-level key in DOCUMENT_ARRAY_KEYS whose value is an array, if the
     (possibly cut) JSON text shows one."""
-    key = None
+    # basic_parse, not parse: parse's prefixes cost memory quadratic in the nesting depth.
+    key, depth = None, 0
     try:
-        for prefix, event, value in _ijson.parse(content):
-            if prefix == "" and event == "map_key":
+        for event, value in _ijson.basic_parse(content):
+            if event == "map_key" and depth == 1:
                 key = value
-            elif event == "start_array" and prefix == key and key in DOCUMENT_ARRAY_KEYS:
+            elif event == "start_array" and depth == 1 and key in DOCUMENT_ARRAY_KEYS:
                 return key
-            elif prefix == "" and event == "end_map":
+            depth += _DEPTH_STEP.get(event, 0)
+            if depth == 0:  # the top-level object ended without such an array
                 return None
     except (ijson.JSONError, UnicodeDecodeError):  # the head ends mid-document, or is not JSON
         pass
@@ -406,28 +463,82 @@ class _ElementTooLargeError(Exception):
     """Raised into ijson by _SizeGuard to stop it building an oversized element."""
 
 
+class _TooDeepError(Exception):
+    """Raised into ijson by _SizeGuard before it reads data nested deeper than MAX_JSON_DEPTH."""
+
+
 class _SizeGuard:
-    """Refuses to feed ijson once more than `limit` bytes pass without an element ending.
+    """Refuses to feed ijson once more than `limit` bytes pass without an element ending,
+    or data nested deeper than MAX_JSON_DEPTH.
 
     ijson builds each element whole; this bounds the memory one element can take. The
     reader sets `mark` each time an element comes out (ijson yields every element finished
-    in a buffer before reading the next one, so the bound is within one buffer).
+    in a buffer before reading the next one, so the bound is within one buffer). The depth
+    is checked on each buffer before ijson gets it.
     """
 
-    __slots__ = ("_read", "limit", "mark", "position")
+    __slots__ = ("_depth", "_read", "limit", "mark", "position")
 
     def __init__(self, read: Callable[[int], bytes], limit: int) -> None:
         self._read = read
         self.limit = limit
         self.position = 0
         self.mark = 0
+        self._depth = _DepthScanner()
 
     def read(self, size: int) -> bytes:
         if self.position - self.mark > self.limit:
             raise _ElementTooLargeError
         data = self._read(size)
         self.position += len(data)
+        if data and self._depth.deepest(data) > MAX_JSON_DEPTH:
+            raise _TooDeepError
         return data
+
+
+class _DepthScanner:
+    """The nesting depth of a JSON text fed in pieces, at C speed (no tokenizing).
+
+    Only quotes, brackets and backslashes matter: escaped backslashes and quotes are dropped,
+    then every byte but quotes and brackets, then pairs of adjacent quotes (a string without
+    brackets: dropping two neighbouring quotes never changes which brackets are inside a
+    string), then the brackets inside the strings left. What remains are the structural
+    brackets. Text that is not JSON gives a meaningless depth; ijson reports its error.
+    """
+
+    __slots__ = ("_carry", "_in_string", "depth")
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self._in_string = False
+        self._carry = b""  # a backslash whose escaped byte is in the next piece
+
+    def deepest(self, data: bytes) -> int:
+        """Feed the next piece; returns the greatest depth in it: exact above MAX_JSON_DEPTH,
+        an upper bound below."""
+        if self._carry:
+            data, self._carry = self._carry + data, b""
+        if b"\\" in data:
+            if data.endswith(b"\\") and (len(data) - len(data.rstrip(b"\\"))) % 2:
+                data, self._carry = data[:-1], b"\\"
+            data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+        marks = data.translate(None, _NOT_STRUCTURE)
+        if b'""' in marks:
+            marks = marks.replace(b'""', b"")
+        if b'"' in marks:
+            parts = marks.split(b'"')
+            brackets = b"".join(parts[1 if self._in_string else 0 :: 2])
+            self._in_string ^= len(parts) % 2 == 0
+        elif self._in_string:
+            return self.depth
+        else:
+            brackets = marks
+        start = self.depth
+        opens = brackets.count(b"[") + brackets.count(b"{")
+        self.depth = start + 2 * opens - len(brackets)
+        if start + opens <= MAX_JSON_DEPTH:
+            return start + opens
+        return max(accumulate((step - 1 for step in brackets.translate(_OPEN_AS_2)), initial=start))
 
 
 def _json_records(content: io.BufferedReader, prefix: str, limit: int) -> Iterator[SourceRecord]:
@@ -451,6 +562,9 @@ def _json_records(content: io.BufferedReader, prefix: str, limit: int) -> Iterat
     except _ElementTooLargeError:
         detail = f"JSON array element {count + 1} is larger than {limit} bytes; the rest cannot be read"
         yield _unreadable(count + 1, detail)
+    except _TooDeepError:
+        detail = f"JSON array element {count + 1} is nested deeper than {MAX_JSON_DEPTH} levels"
+        yield _unreadable(count + 1, detail + "; the rest cannot be read")
     except _DamagedError as exc:
         yield _unreadable(count + 1, f"JSON array breaks after record {count}: {exc}")
     except (ijson.JSONError, UnicodeDecodeError) as exc:
@@ -468,8 +582,12 @@ def _json_problem(exc: Exception) -> str:
 def _json_excerpt(value: Any) -> str:
     try:
         return excerpt(orjson.dumps(value))
-    except TypeError:  # e.g. an integer beyond 64 bits
+    except TypeError:  # e.g. an integer beyond 64 bits, or nested deeper than orjson writes
+        pass
+    try:
         return excerpt(repr(value))
+    except RecursionError:
+        return "(a value nested too deeply to show)"
 
 
 # --- CSV ----------------------------------------------------------------------------------
@@ -487,11 +605,12 @@ class _CsvReader(Protocol):
 class _LineFlags:
     """What the line source saw while the csv reader assembled the current row."""
 
-    __slots__ = ("bad_utf8", "broken", "dirty", "too_large")
+    __slots__ = ("bad_utf8", "broken", "dirty", "in_header", "too_large")
 
     def __init__(self) -> None:
         self.reset()
         self.broken: _DamagedError | None = None
+        self.in_header = True  # an over-long header fails the file: no need to read to its end
 
     def reset(self) -> None:
         self.dirty = False  # any of the below: the one check on the hot path
@@ -519,6 +638,9 @@ def _csv_lines(readline: Callable[[int], str], limit: int, flags: _LineFlags) ->
             flags.bad_utf8 = flags.dirty = True
         if len(line) > limit and line[-1] not in "\r\n":
             flags.too_large, flags.dirty = excerpt(_unescape(line[:RAW_EXCERPT_CHARS])), True
+            if flags.in_header:
+                yield "\n"
+                return
             try:
                 while line and line[-1] not in "\r\n":
                     line = readline(size)
@@ -560,6 +682,7 @@ def _csv_header(reader: _CsvReader, flags: _LineFlags) -> list[str] | None:
             header = [name.strip() for name in row]
             if any(header):
                 _check_header(header)
+                flags.in_header = False
                 return header
     except csv.Error:
         raise FileFormatError("the CSV header cannot be parsed") from None
@@ -610,9 +733,10 @@ def _csv_rows(
                 raw = excerpt(delimiter.join(row)[:RAW_EXCERPT_CHARS])
                 yield SourceRecord(number, reason="record_too_large", detail=detail, raw=raw)
             elif len(row) == width:
-                # Empty cells mean "no value"; most rows have none, and dict(zip) is the fast way.
+                # Empty cells mean "no value": compress keeps the (name, cell) pairs whose cell
+                # is non-empty, in C. Rows without empty cells skip it.
                 if "" in row:
-                    fields = {name: cell for name, cell in zip(header, row, strict=False) if cell}
+                    fields = dict(compress(zip(header, row, strict=False), row))
                 else:
                     fields = dict(zip(header, row, strict=False))
                 if fields:

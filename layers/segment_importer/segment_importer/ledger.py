@@ -68,12 +68,25 @@ class Ledger:
     """Reads and writes the two ledger tables; takes its DynamoDB client and table names."""
 
     def __init__(
-        self, dynamodb: Any, imports_table: str, batches_table: str, *, clock: Callable[[], str] = utc_now
+        self,
+        dynamodb: Any,
+        imports_table: str,
+        batches_table: str,
+        *,
+        retention_days: int = 0,
+        clock: Callable[[], str] = utc_now,
     ) -> None:
         self._db = dynamodb
         self._imports = imports_table
         self._batches = batches_table
+        self._retention_seconds = retention_days * 86_400  # 0: items never expire
         self._clock = clock
+
+    def _expiry(self) -> dict[str, int]:
+        """The TTL attribute DynamoDB deletes items by (the ledger holds keys and error texts)."""
+        if not self._retention_seconds:
+            return {}
+        return {"expires_at": int(time.time()) + self._retention_seconds}
 
     # --- splitter ------------------------------------------------------------------------
 
@@ -96,6 +109,7 @@ class Ledger:
             "started_at": now,
             "updated_at": now,
             **dict.fromkeys(_COUNTERS, 0),
+            **self._expiry(),
         }
         try:
             self._db.put_item(
@@ -238,13 +252,17 @@ class Ledger:
         """One transaction: mark the batch (if in `from_state`, or new) and add to the import."""
         now = self._clock()
         batch_values: dict[str, Any] = {":state": state, ":now": now, ":messages": messages}
+        resolution = _BATCH_RESOLUTION
+        if expiry := self._expiry():
+            batch_values[":expires"] = expiry["expires_at"]
+            resolution += ", expires_at = :expires"
         if from_state is not None:
             batch_values[":from"] = from_state
         import_update, import_values = _counter_update(counters, now, error)
         mark_batch = {
             "TableName": self._batches,
             "Key": _to_dynamo({"import_id": ref.import_id, "batch_number": batch_number}),
-            "UpdateExpression": _BATCH_RESOLUTION,
+            "UpdateExpression": resolution,
             "ConditionExpression": "attribute_not_exists(#state)" if from_state is None else "#state = :from",
             "ExpressionAttributeNames": {"#state": "state"},
             "ExpressionAttributeValues": _to_dynamo(batch_values),

@@ -22,4 +22,6 @@ REASONS: dict[str, str] = {
     "message_too_large": "the Segment message is larger than 32 KB",
     # sending
     "rejected_by_segment": "Segment answered 400 for the message",
+    # the rejects file itself
+    "rejects_omitted": "more rejects than the rejects file holds: counted in the report, not listed",
 }

@@ -35,6 +35,7 @@ class ImportReport:
     rejected: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     rejects_key: str | None = None
+    rejects_omitted: int = 0  # counted in `rejected` but not listed: the rejects file was full
     job: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     started_at: str = field(default_factory=utc_now)
@@ -56,6 +57,7 @@ class ImportReport:
             "rejected": self.rejected,
             "rejected_by_reason": dict(self.rejected_by_reason),
             "rejects_key": self.rejects_key,
+            "rejects_omitted": self.rejects_omitted,
             "format": self.format,
             "compression": self.compression,
             "job": self.job,

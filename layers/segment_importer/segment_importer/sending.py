@@ -14,6 +14,7 @@ Nothing from the messages or the response body is put in exception texts or logs
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ _RETRYABLE_4XX = frozenset({408, 410, 429, 460})
 _REFUSED = frozenset({400, 413})
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 30.0
+_ERROR_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 
 class DeliveryFailed(RuntimeError):
@@ -105,7 +107,7 @@ class BatchPoster:
                 if error.status in _REFUSED:
                     return False
                 if not _retryable(error.status):
-                    raise DeliveryFailed(f"Segment answered HTTP {error.status} ({error.code})") from None
+                    raise DeliveryFailed(f"Segment answered HTTP {error.status} ({_code(error)})") from None
                 delay = (
                     segment_request.parse_retry_after(error.response) if error.response is not None else None
                 )
@@ -121,6 +123,13 @@ class BatchPoster:
 
     def _backoff(self, attempt: int) -> float:
         return self._jitter.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))
+
+
+def _code(error: segment_request.APIError) -> str:
+    """Segment's error code, if it is one: the answer's text is not ours to log (a proxy or a
+    stand-in host may echo the request in it)."""
+    code = str(error.code)
+    return code if _ERROR_CODE.fullmatch(code) else "unrecognised error code"
 
 
 def _retryable(status: int) -> bool:

@@ -32,13 +32,18 @@ class Prefixes:
 class LedgerTables:
     imports: str
     batches: str
+    retention_days: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> LedgerTables | None:
         """The ledger's tables, or None where no ledger is configured."""
         if not env.get("IMPORTS_TABLE"):
             return None
-        return cls(imports=env["IMPORTS_TABLE"], batches=env["BATCHES_TABLE"])
+        return cls(
+            imports=env["IMPORTS_TABLE"],
+            batches=env["BATCHES_TABLE"],
+            retention_days=int(env.get("LEDGER_RETENTION_DAYS") or 0),
+        )
 
 
 @dataclass(frozen=True, slots=True)

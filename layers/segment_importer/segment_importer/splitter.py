@@ -139,6 +139,7 @@ def resume_import(
         batches_queued=checkpoint.batches_queued,
         rejected=sum(checkpoint.rejected_by_reason.values()),
         rejected_by_reason=dict(checkpoint.rejected_by_reason),
+        rejects_omitted=checkpoint.rejects_omitted,
         job=checkpoint.job,
         started_at=checkpoint.started_at,
     )
@@ -352,6 +353,7 @@ def _checkpoint(part: _Part, stopped_after: int) -> Checkpoint:
         messages_queued=report.messages_queued,
         batches_queued=report.batches_queued,
         rejected_by_reason=dict(report.rejected_by_reason),
+        rejects_omitted=report.rejects_omitted,
         job=report.job,
         started_at=report.started_at,
     )
@@ -369,6 +371,9 @@ def _finish(services: SplitterServices, settings: SplitterSettings, part: _Part)
     rejects_key = _rejects_key(settings, report.key, part.number)
     if part.rejects.upload(services.s3, report.bucket, rejects_key):
         report.rejects_key = rejects_key
+    report.rejects_omitted += part.rejects.omitted
+    if part.checkpoint is not None:  # the next part carries the total on
+        part.checkpoint.rejects_omitted = report.rejects_omitted
     if not report.status:  # an unexpected error is on its way up: record it, let it raise
         report.status, report.error = STATUS_FAILED, "internal error; see the function's log"
     report.finished_at = utc_now()

@@ -254,6 +254,7 @@ class _Reply:
 
 
 _SETTINGS_PATH = re.compile(r"/v1/projects/([^/]+)/settings")
+_SETTINGS_IN_TEXT = re.compile(r"/v1/projects/[^/\s]+/settings")
 
 
 def _ok() -> _Reply:
@@ -893,8 +894,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.untrack(self.connection)
 
     def log_message(self, format: str, *args: Any) -> None:
-        # Never print: request lines are harmless, but stay quiet and leave it to logging.
-        _log.debug("segment endpoint: " + format, *args)
+        # Never print; and the settings path holds a write key, so request lines are redacted.
+        redacted = tuple(_SETTINGS_IN_TEXT.sub("/v1/projects/***/settings", str(arg)) for arg in args)
+        _log.debug("segment endpoint: " + format, *redacted)
 
     def do_POST(self) -> None:  # BaseHTTPRequestHandler's naming
         endpoint = self.server.endpoint

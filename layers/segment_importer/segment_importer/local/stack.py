@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -201,7 +203,21 @@ def _load_handler(path: Any, name: str, logical_id: str) -> Callable[[dict[str, 
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    _log_to_current_stdout(module)
     return getattr(module, name)
+
+
+def _log_to_current_stdout(module: Any) -> None:
+    """Powertools keeps one handler per service across imports, bound to the stdout of the
+    first run: point it at this run's stdout (its functions.log), as a new Lambda would."""
+    logger = getattr(module, "logger", None)
+    handler = getattr(logger, "registered_handler", None)
+    if isinstance(handler, logging.StreamHandler):
+        handler.acquire()  # not setStream: it would flush the old stream, closed by now
+        try:
+            handler.stream = sys.stdout
+        finally:
+            handler.release()
 
 
 @contextmanager
