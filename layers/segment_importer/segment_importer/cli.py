@@ -232,30 +232,24 @@ def _print_result(result: object, console: Console, *, dry_run: bool) -> None:
 
     assert isinstance(result, RunResult)
     table = Table(title="Dry run: nothing sent" if dry_run else f"Import to {result.destination}")
-    for column in (
-        "file",
-        "format",
-        "status",
-        "read",
-        "queued",
-        "batches",
-        "rejected",
-        "delivered",
-        "dead-lettered",
-    ):
-        table.add_column(column, justify="left" if column in ("file", "format", "status") else "right")
+    table.add_column("file", overflow="fold", ratio=2)
+    table.add_column("format")
+    table.add_column("status", overflow="fold", ratio=1)
+    for column in ("read", "rejected", "delivered / queued", "dead-lettered"):
+        table.add_column(column, justify="right")
     for outcome in result.files:
         report = outcome.report
+        status = (outcome.ledger or {}).get("status", report["status"])
         table.add_row(
             Path(outcome.file).name,
             f"{report.get('format', '')}{'+gzip' if report.get('compression') == 'gzip' else ''}",
-            report["status"] if outcome.complete or dry_run else f"[red]{report['status']} (incomplete)",
-            str(report["records_read"]),
-            str(report["messages_queued"]),
-            str(report["batches_queued"]),
-            str(report["rejected"]),
-            "-" if dry_run else str(outcome.messages_delivered),
-            "-" if dry_run else str(outcome.batches_dead_lettered),
+            status if outcome.complete or dry_run else f"[red]{status} (incomplete)",
+            f"{report['records_read']:,}",
+            f"{report['rejected']:,}",
+            f"- / {report['messages_queued']:,}"
+            if dry_run
+            else f"{outcome.messages_delivered:,} / {report['messages_queued']:,}",
+            "-" if dry_run else f"{outcome.batches_dead_lettered:,}",
         )
     console.print(table)
     for outcome in result.files:
