@@ -118,3 +118,20 @@ def child_environment(code: str | None = None) -> dict[str, str]:
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)
     return env
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory, MB (2**20 bytes).
+
+    /proc's VmHWM belongs to the process's own address space. ru_maxrss does not do for a
+    worker: Linux carries it across exec, so a child reports its parent's peak if larger.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

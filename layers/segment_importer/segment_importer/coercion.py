@@ -22,19 +22,30 @@ _INTEGER = re.compile(r"-?(?:0|[1-9]\d{0,15})")
 _DECIMAL = re.compile(r"-?(?:0|[1-9]\d*)\.\d+")
 _MAX_SAFE_INTEGER = 2**53
 _BOOLEANS = {"true": True, "false": False}
+_BOOLEAN_INITIALS = frozenset("tTfF")
+_BOOLEAN_LENGTHS = frozenset({4, 5})
+_JSON_INITIALS = frozenset("{[")
 
 
 def coerce_cell(text: str) -> Any:
-    """The JSON value a CSV cell stands for (see the module docstring)."""
-    lowered = text.lower()
-    if lowered in _BOOLEANS:
-        return _BOOLEANS[lowered]
-    if _INTEGER.fullmatch(text):
-        number = int(text)
-        return number if abs(number) <= _MAX_SAFE_INTEGER else text
-    if _DECIMAL.fullmatch(text):
-        return float(text)
-    if text[:1] in "{[":
+    """The JSON value a CSV cell stands for (see the module docstring).
+
+    Most cells are plain text: the first character rules out every other reading before
+    any lower-casing or regular expression runs. `\\d` in the patterns matches any script's
+    decimal digits, so the digit test is `str.isdigit` (a superset), not an ASCII range.
+    """
+    first = text[:1]
+    if first in _BOOLEAN_INITIALS and len(text) in _BOOLEAN_LENGTHS:
+        lowered = text.lower()
+        if lowered in _BOOLEANS:
+            return _BOOLEANS[lowered]
+    elif first == "-" or first.isdigit():
+        if _INTEGER.fullmatch(text):
+            number = int(text)
+            return number if abs(number) <= _MAX_SAFE_INTEGER else text
+        if _DECIMAL.fullmatch(text):
+            return float(text)
+    elif first in _JSON_INITIALS:  # not "" (in every string): an empty cell stays ""
         return parse_embedded_json(text, fallback=text)
     return text
 

@@ -6,11 +6,17 @@ mapper cannot shape raises MappingError with a reason code from `reasons`.
 
 from __future__ import annotations
 
+from hashlib import sha1
+from operator import itemgetter
 from typing import Any
 
 from segment_importer.coercion import coerce_cell, parse_embedded_json
 from segment_importer.job import CALL_TYPES, JobOptions, deep_merge
-from segment_importer.message_ids import message_id_for_position, message_id_for_source_id
+from segment_importer.message_ids import (
+    IMPORTER_NAMESPACE,
+    message_id_for_position,
+    message_id_for_source_id,
+)
 from segment_importer.profiles import PROFILES, SNAKE_CASE_ALIASES, detect_profile
 from segment_importer.timestamps import TimestampError, normalize_timestamp
 
@@ -36,6 +42,14 @@ _PLACED_KEYS = {call_type: frozenset(_COMMON_KEYS + keys) for call_type, keys in
 _CSV_KEYS_KEPT_AS_TEXT = frozenset(_COMMON_KEYS).union(
     *_TYPE_KEYS.values(), SNAKE_CASE_ALIASES, ("event_text", "messageId", "id")
 )
+# Per call type, the keys _build takes from the spec, in order.
+_BUILD_KEYS = {call_type: ("userId", "anonymousId", *keys) for call_type, keys in _TYPE_KEYS.items()}
+# Call types as written in most exports; anything else goes through _call_type's full path.
+_CANONICAL_TYPES = {call_type: call_type for call_type in CALL_TYPES}
+# What a CSV cell (or a renamed column) turns into, decided once per column name.
+_TEXT, _DATA, _OBJECT = 0, 1, 2
+_MAX_COLUMN_PLANS = 4096  # keys of JSON records renamed by `columns` are unbounded: stop caching
+_MAX_ROW_SHAPES = 1024  # distinct sets of non-empty columns planned per file
 
 
 class MappingError(ValueError):
@@ -52,8 +66,11 @@ class MessageMapper:
 
     def __init__(self, job: JobOptions, file_id: str, *, from_csv: bool) -> None:
         self._job = job
-        self._file_id = file_id
         self._from_csv = from_csv
+        self._ids = _MessageIds(job.message_id_salt, file_id)
+        # Per column name: (kind, parent path, leaf), so a cell's fate is decided once per file.
+        self._plans: dict[str, tuple[int, tuple[str, ...], str]] = {}
+        self._shapes: dict[tuple[str, ...], _RowShape] = {}
 
     def map(self, number: int, fields: dict[str, Any]) -> dict[str, Any]:
         record = self._shape_input(fields)
@@ -64,6 +81,8 @@ class MessageMapper:
         return message
 
     def _shape_input(self, fields: dict[str, Any]) -> dict[str, Any]:
+        if not self._from_csv and not self._job.columns:
+            return dict(fields)
         record = fields
         if self._job.columns:
             record = dict(fields)
@@ -72,21 +91,74 @@ class MessageMapper:
                     value = record.pop(column)
                     if target:
                         record[target] = value
-        if self._from_csv:
-            record = _typed_cells(record)
-        if self._from_csv or self._job.columns:
-            return _nest_dotted(record)
-        return dict(record)
+        return self._typed_and_nested(record)
+
+    def _typed_and_nested(self, record: dict[str, Any]) -> dict[str, Any]:
+        """CSV cells as JSON values (see `coercion` for which cells change and why), then
+        `{"properties.plan": "pro"}` -> `{"properties": {"plan": "pro"}}`, leaving `record`
+        untouched. Rows of a file mostly share their columns: the work that depends only on
+        the column names is planned once per set of names (`_RowShape`)."""
+        names = tuple(record)
+        shape = self._shapes.get(names)
+        if shape is None:
+            shape = _RowShape.plan(names, [self._column(name) for name in names], typed=self._from_csv)
+            if len(self._shapes) < _MAX_ROW_SHAPES:
+                self._shapes[names] = shape
+        if shape.builds is not None:
+            return shape.build(list(record.values()))
+        return self._typed_and_nested_by_cell(record)
+
+    def _column(self, key: str) -> tuple[int, tuple[str, ...], str]:
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = _column_plan(key)
+            if len(self._plans) < _MAX_COLUMN_PLANS:
+                self._plans[key] = plan
+        return plan
+
+    def _typed_and_nested_by_cell(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The general case, one cell at a time: columns whose paths overlap (`properties`
+        holding JSON text and `properties.plan`), JSON-text object columns."""
+        typed = self._from_csv
+        nested: dict[str, Any] = {}
+        owned: set[int] = set()  # dicts created here, safe to write into; the caller's are copied first
+        for key, cell in record.items():
+            kind, parents, leaf = self._column(key)
+            value = cell
+            if typed and kind != _TEXT and isinstance(cell, str):
+                if kind == _DATA:
+                    value = coerce_cell(cell)
+                elif cell.strip():
+                    value = parse_embedded_json(cell, fallback=cell)
+                else:
+                    continue  # a blank object cell is absent
+            node = nested
+            for part in parents:
+                child = node.get(part)
+                if not isinstance(child, dict):
+                    child = {}
+                elif id(child) not in owned:
+                    child = dict(child)
+                owned.add(id(child))
+                node[part] = child
+                node = child
+            existing = node.get(leaf)
+            if isinstance(existing, dict) and isinstance(value, dict):
+                value = {**value, **existing}  # a JSON-text column and dotted columns: dotted ones win
+            node[leaf] = value
+        return nested
 
     def _build(self, spec: dict[str, Any]) -> dict[str, Any]:
-        call_type = _call_type(spec.get("type"), self._job.default_type)
+        call_type = spec.get("type")
+        if type(call_type) is not str or call_type not in _CANONICAL_TYPES:
+            call_type = _call_type(call_type, self._job.default_type)
         _check_objects(spec)
         message: dict[str, Any] = {"type": call_type}
-        for key in ("userId", "anonymousId", *_TYPE_KEYS[call_type]):
+        for key in _BUILD_KEYS[call_type]:
             value = spec.get(key)
             if key in _ID_KEYS:
-                value = _as_id(value, key)
-            if value not in (None, ""):
+                value = value.strip() or None if type(value) is str else _as_id(value, key)
+            if value is not None and value != "":
                 message[key] = value
         if call_type == "track" and "event" not in message and self._job.default_event:
             message["event"] = self._job.default_event
@@ -128,10 +200,121 @@ class MessageMapper:
             raise MappingError("invalid_timestamp", str(error)) from error
 
     def _message_id(self, number: int, source_id: str | None) -> str:
-        salt = self._job.message_id_salt
         if source_id:
-            return message_id_for_source_id(salt, source_id)
-        return message_id_for_position(salt, self._file_id, number)
+            return self._ids.for_source(source_id)
+        return self._ids.for_position(number)
+
+
+class _MessageIds:
+    """`message_ids`' UUIDv5 derivations, with the per-file part of the name hashed once.
+
+    uuid5 is SHA-1 over the namespace bytes and the UTF-8 name; the name starts with the
+    salt and file id, so that prefix's hash state is computed here and copied per record.
+    The text is formatted straight from the digest. The ids are the same as
+    `message_id_for_position` / `message_id_for_source_id` (tests pin both).
+    """
+
+    __slots__ = ("_file_id", "_position", "_salt", "_source")
+
+    def __init__(self, salt: str, file_id: str) -> None:
+        self._salt, self._file_id = salt, file_id
+        try:
+            namespace = IMPORTER_NAMESPACE.bytes
+            # SHA-1 because UUIDv5 is defined with it (an identifier, not a security measure).
+            self._position: Any = sha1(namespace + f"{salt}|file|{file_id}|".encode(), usedforsecurity=False)
+            self._source: Any = sha1(namespace + f"{salt}|source|".encode(), usedforsecurity=False)
+        except UnicodeEncodeError:  # a lone surrogate: let message_ids raise it, per record, as before
+            self._position = self._source = None
+
+    def for_position(self, number: int) -> str:
+        if self._position is None:
+            return message_id_for_position(self._salt, self._file_id, number)
+        state = self._position.copy()
+        state.update(str(number).encode())
+        return _uuid5_text(state.digest())
+
+    def for_source(self, source_id: str) -> str:
+        if self._source is None:
+            return message_id_for_source_id(self._salt, source_id)
+        state = self._source.copy()
+        state.update(source_id.encode())
+        return _uuid5_text(state.digest())
+
+
+# The UUID variant byte (RFC 4122: the top two bits 10) for each possible digest byte.
+_VARIANT_BYTE = tuple(f"{(byte & 0x3F) | 0x80:02x}" for byte in range(256))
+
+
+def _uuid5_text(digest: bytes) -> str:
+    """str(uuid.UUID(bytes=digest[:16], version=5)), without building the UUID."""
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-5{text[13:16]}-{_VARIANT_BYTE[digest[8]]}{text[18:20]}-{text[20:32]}"
+
+
+class _RowShape:
+    """How to type and nest every row with one particular tuple of column names.
+
+    Planned only when no column's path lies inside another's (`a.b` with `a` or `a.b.c`)
+    and no column holds a whole object as JSON text: then every cell lands in a fresh dict
+    of its own and nothing merges, so building the nested dicts node by node gives exactly
+    what the cell-by-cell walk gives, keys in the same order. Otherwise `builds` is None.
+    """
+
+    __slots__ = ("builds", "coerced")
+
+    def __init__(self, coerced: tuple[int, ...], builds: list[tuple[tuple[str, ...], Any]] | None) -> None:
+        self.coerced = coerced  # indexes of the cells to coerce
+        self.builds = builds  # per node, innermost first: (its keys, getter of its values)
+
+    @classmethod
+    def plan(
+        cls, names: tuple[str, ...], columns: list[tuple[int, tuple[str, ...], str]], *, typed: bool
+    ) -> _RowShape:
+        paths = [(*parents, leaf) for _, parents, leaf in columns]
+        leaves = set(paths)
+        if (typed and any(kind == _OBJECT for kind, _, _ in columns)) or any(
+            path[:depth] in leaves for path in paths for depth in range(1, len(path))
+        ):
+            return cls((), None)
+        coerced = tuple(i for i, (kind, _, _) in enumerate(columns) if typed and kind == _DATA)
+        # Each node's entries in first-appearance order: a cell index, or a child node's path.
+        nodes: dict[tuple[str, ...], dict[str, int | tuple[str, ...]]] = {(): {}}
+        for index, path in enumerate(paths):
+            for depth in range(len(path) - 1):
+                parent, child = path[:depth], path[: depth + 1]
+                if child not in nodes:
+                    nodes[child] = {}
+                    nodes[parent][path[depth]] = child
+            nodes[path[:-1]][path[-1]] = index
+        # Children are built before their parents; each built node is appended to the values.
+        slots, builds = {}, []
+        for node_path in sorted(nodes, key=len, reverse=True):
+            entries = nodes[node_path]
+            indexes = [entry if isinstance(entry, int) else slots[entry] for entry in entries.values()]
+            getter = itemgetter(*indexes) if len(indexes) > 1 else _getter_of_few(indexes)
+            slots[node_path] = len(names) + len(builds)
+            builds.append((tuple(entries), getter))
+        return cls(coerced, builds)
+
+    def build(self, values: list[Any]) -> dict[str, Any]:
+        for index in self.coerced:
+            cell = values[index]
+            if isinstance(cell, str):
+                values[index] = coerce_cell(cell)
+        node: dict[str, Any] = {}
+        for keys, getter in self.builds:  # type: ignore[union-attr]
+            node = dict(zip(keys, getter(values), strict=True))
+            values.append(node)
+        return node
+
+
+def _getter_of_few(indexes: list[int]) -> Any:
+    """A getter of no value or one value as a tuple (itemgetter wants 1+ indexes, and with
+    one index returns the bare value)."""
+    if not indexes:
+        return lambda values: ()
+    index = indexes[0]
+    return lambda values: (values[index],)
 
 
 def _call_type(value: Any, default: str) -> str:
@@ -166,7 +349,9 @@ def _as_id(value: Any, key: str) -> str | None:
 def _move_extras(spec: dict[str, Any], message: dict[str, Any], call_type: str) -> None:
     """Unknown top-level fields are data: properties, or traits for identify/group."""
     placed = _PLACED_KEYS[call_type]
-    extras = {key: value for key, value in spec.items() if key not in placed}
+    extras = (
+        {} if placed.issuperset(spec) else {key: value for key, value in spec.items() if key not in placed}
+    )
     target = "traits" if call_type in _TRAIT_TYPES else "properties"
     if call_type in _TRAIT_TYPES and isinstance(spec.get("properties"), dict):
         extras = {**spec["properties"], **extras}
@@ -174,45 +359,17 @@ def _move_extras(spec: dict[str, Any], message: dict[str, Any], call_type: str) 
         message[target] = {**extras, **message.get(target, {})}
 
 
-def _nest_dotted(record: dict[str, Any]) -> dict[str, Any]:
-    """`{"properties.plan": "pro"}` -> `{"properties": {"plan": "pro"}}`, leaving `record` untouched."""
-    if not any("." in key for key in record):
-        return dict(record)
-    nested: dict[str, Any] = {}
-    owned: set[int] = set()  # dicts created here, safe to write into; the caller's are copied first
-    for key, value in record.items():
-        *parents, leaf = key.split(".")
-        node = nested
-        for part in parents:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-            elif id(child) not in owned:
-                child = dict(child)
-            owned.add(id(child))
-            node[part] = child
-            node = child
-        existing = node.get(leaf)
-        if isinstance(existing, dict) and isinstance(value, dict):
-            value = {**value, **existing}  # a JSON-text column and dotted columns: dotted ones win
-        node[leaf] = value
-    return nested
-
-
-def _typed_cells(record: dict[str, Any]) -> dict[str, Any]:
-    """CSV cells as JSON values: see `coercion` for which cells change and why."""
-    typed: dict[str, Any] = {}
-    for key, cell in record.items():
-        if not isinstance(cell, str):
-            typed[key] = cell
-        elif key in _OBJECT_KEYS:  # a whole object kept as JSON text in one column
-            if cell.strip():
-                typed[key] = parse_embedded_json(cell, fallback=cell)
-        elif _holds_data(key):
-            typed[key] = coerce_cell(cell)
-        else:
-            typed[key] = cell
-    return typed
+def _column_plan(key: str) -> tuple[int, tuple[str, ...], str]:
+    """How a CSV cell of this column is typed (objects kept as JSON text are parsed, data
+    cells coerced, the rest left as text), and where its dotted name puts it."""
+    if key in _OBJECT_KEYS:
+        kind = _OBJECT
+    elif _holds_data(key):
+        kind = _DATA
+    else:
+        kind = _TEXT
+    *parents, leaf = key.split(".")
+    return kind, tuple(parents), leaf
 
 
 def _holds_data(key: str) -> bool:

@@ -41,6 +41,7 @@ SNAKE_CASE_ALIASES = {
 }
 
 SpecRecord = tuple[dict[str, Any], str | None]
+_SEGMENT_DROPPED = ARCHIVE_ONLY_FIELDS | WAREHOUSE_ONLY_FIELDS
 
 
 def detect_profile(record: dict[str, Any]) -> str:
@@ -61,17 +62,19 @@ def detect_profile(record: dict[str, Any]) -> str:
 
 
 def from_segment(record: dict[str, Any]) -> SpecRecord:
-    for alias, name in SNAKE_CASE_ALIASES.items():
-        if alias in record:
-            value = record.pop(alias)
-            record.setdefault(name, value)
+    if not record.keys().isdisjoint(SNAKE_CASE_ALIASES):  # a warehouse row: rename, in this order
+        for alias, name in SNAKE_CASE_ALIASES.items():
+            if alias in record:
+                value = record.pop(alias)
+                record.setdefault(name, value)
     if "event_text" in record:  # warehouse: `event` is a slug, `event_text` the real name
         record["event"] = record.pop("event_text")
     source_id = record.get("messageId")
     if "receivedAt" in record and "id" in record:  # warehouse rows keep messageId as `id`
         source_id = source_id or record.pop("id")
-    for name in ARCHIVE_ONLY_FIELDS | WAREHOUSE_ONLY_FIELDS:
-        record.pop(name, None)
+    if not _SEGMENT_DROPPED.isdisjoint(record):
+        for name in _SEGMENT_DROPPED.intersection(record):
+            del record[name]
     return record, _tagged("segment", source_id)
 
 

@@ -20,6 +20,11 @@ _EPOCH_MICROS_THRESHOLD = 100_000_000_000_000
 
 
 _SPACED_OFFSET = re.compile(r" ([+-]\d{2}:?\d{2})$")
+# Segment's own form, which most exports already use: ASCII digits only (`\d` would also
+# match other scripts' digits). A string in this form that parses is its own normal form.
+_SEGMENT_FORM = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+_SEGMENT_FORM_LENGTH = 24
+_fromisoformat = datetime.fromisoformat
 
 
 class TimestampError(ValueError):
@@ -50,7 +55,25 @@ def format_timestamp(moment: datetime) -> str:
 
 
 def normalize_timestamp(value: Any) -> str:
-    """Parse then format: the one call the mapper needs."""
+    """Parse then format: the one call the mapper needs.
+
+    Fast path (the common case, and the same result): a string already in Segment's form
+    (`2021-03-04T05:06:07.123Z`) that parses is returned as it is, skipping the timezone
+    conversion and formatting. The hour is checked too, in case a later Python reads
+    `24:00` as the next day's midnight.
+    """
+    if (
+        type(value) is str
+        and len(value) == _SEGMENT_FORM_LENGTH
+        and _SEGMENT_FORM.fullmatch(value)
+        and value[11:13] < "24"
+    ):
+        try:
+            _fromisoformat(value)
+        except ValueError:
+            pass  # e.g. February 30th: the full path raises the proper error
+        else:
+            return value
     return format_timestamp(parse_timestamp(value))
 
 

@@ -1,0 +1,246 @@
+"""Targets (pass/fail) and the Markdown tables printed after a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.common import fmt_rate, fmt_ratio, table
+
+
+def targets(measured: dict[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+
+    def add(name: str, value: float | None, threshold: float, *, at_most: bool = False) -> None:
+        if value is None:
+            return
+        passed = value <= threshold if at_most else value >= threshold
+        found.append(
+            {"target": name, "value": value, "threshold": threshold, "at_most": at_most, "pass": passed}
+        )
+
+    if "splitter" in measured:
+        cases = measured["splitter"]["cases"]
+        add("splitter NDJSON / bare orjson.loads loop", cases["ndjson"]["ratio_to_baseline"], 0.50)
+        add("splitter CSV / bare csv.DictReader loop", cases["csv"]["ratio_to_baseline"], 0.40)
+    if "sender" in measured:
+        add(
+            "sender batches / naive Client.track+flush (per core)",
+            measured["sender"]["ratio_to_naive"]["batches"],
+            5.0,
+        )
+    if "e2e" in measured:
+        add("end to end: every event delivered (1 = yes)", 1.0 if measured["e2e"]["ok"] else 0.0, 1.0)
+    if "memory" in measured:
+        memory = measured["memory"]
+        for name, case in memory["cases"].items():
+            sizes = memory["sizes_mb"]
+            add(
+                f"splitter peak RSS {name}: {sizes[-1]} MB / {sizes[0]} MB",
+                case["ratio_largest_to_smallest"],
+                1.1,
+                at_most=True,
+            )
+        add(
+            f"splitter peak RSS / MemorySize {memory['splitter_memory_size_mb']} MB (headroom: at most 0.5)",
+            memory["worst_peak_mb"] / memory["splitter_memory_size_mb"],
+            0.5,
+            at_most=True,
+        )
+    if "cost" in measured:
+        add(
+            "batch fill: minimum Segment requests / actual",
+            measured["cost"]["per_million_events"]["batch_fill"],
+            0.90,
+        )
+    return found
+
+
+def render(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    load = ", ".join(f"{x:.2f}" for x in machine["load_average_at_start"])
+    parts = [
+        f"Machine: {machine['cpu_model']}, {machine['cores']} cores, {machine['memory_gb']} GB, "
+        f"Python {machine['python']}, load average at start {load} "
+        f"({machine['measured_at']})"
+    ]
+    measured = results["benchmarks"]
+    if "splitter" in measured:
+        parts.append(_splitter(measured["splitter"]))
+    if "sender" in measured:
+        parts.append(_sender(measured["sender"]))
+    if "e2e" in measured:
+        parts.append(_end_to_end(measured["e2e"]))
+    if "memory" in measured:
+        parts.append(_memory(measured["memory"]))
+    if "cost" in measured:
+        parts.append(_cost(measured["cost"]))
+    if results.get("targets"):
+        rows = [
+            [
+                t["target"],
+                f"{t['value']:.3f}",
+                ("<= " if t["at_most"] else ">= ") + f"{t['threshold']:g}",
+                "PASS" if t["pass"] else "FAIL",
+            ]
+            for t in results["targets"]
+        ]
+        parts.append("### Targets\n\n" + table(["target", "measured", "target", "result"], rows))
+    return "\n\n".join(parts)
+
+
+def _splitter(result: dict[str, Any]) -> str:
+    sizes = result["event_size_bytes"]
+    size_range = f"{sizes['min']}-{sizes['max']}"
+    rows = []
+    for name, case in result["cases"].items():
+        baseline = {"orjson_loop": "-", "dictreader_loop": "-"}.get(name)
+        if baseline is None:
+            baseline = "DictReader loop" if name.startswith("csv") else "orjson loop"
+        rows.append(
+            [
+                name,
+                fmt_rate(case["events_per_cpu_second"]),
+                fmt_rate(case["events_per_wall_second"]),
+                baseline,
+                fmt_ratio(case["ratio_to_baseline"]),
+                f"{case['spread']:.0%}",
+            ]
+        )
+    batches = result["batches"]
+    return (
+        f"### 1. Splitter, events/s per core ({result['events']:,} events of {size_range} bytes, "
+        f"median {sizes['median']}; median of {result['repeats']} repeats)\n\n"
+        + table(["case", "events/CPU-s", "events/wall-s", "baseline", "ratio", "spread"], rows)
+        + f"\n\nFull batches: {batches['messages_per_full_batch']:.0f} messages each, "
+        f"{batches['mean_wire_bytes_full_batches']:,.0f} "
+        f"wire bytes ({batches['byte_fill_of_batch_max_bytes']:.1%} of BatchMaxBytes, "
+        f"{batches['byte_fill_of_500kb']:.1%} of 500 KB); requests "
+        f"{batches['request_count_fill']:.1%} of the minimum the limits allow."
+    )
+
+
+def _sender(result: dict[str, Any]) -> str:
+    rows = []
+    for name, method in result["methods"].items():
+        ratio = result["ratio_to_naive"].get(name)
+        rows.append(
+            [
+                name,
+                fmt_rate(method["events_per_cpu_second"]),
+                fmt_rate(method["events_per_wall_second"]),
+                fmt_ratio(ratio) if ratio else "1.00",
+                f"{method['sender_cpu_per_1k_events_ms']:.1f}",
+                f"{method['endpoint_cpu_per_1k_events_ms']:.1f}",
+                f"{method['endpoint_cpu_share_of_wall']:.0%}",
+                f"{method['requests']:,}",
+            ]
+        )
+    return (
+        f"### 2. Sender, events/s per core ({result['events']:,} events in {result['batches']} batches; "
+        f"median of {result['repeats']} repeats; endpoint in its own process)\n\n"
+        + table(
+            [
+                "method",
+                "events/CPU-s",
+                "events/wall-s",
+                "ratio to naive",
+                "sender CPU ms/1k",
+                "endpoint CPU ms/1k",
+                "endpoint CPU / wall",
+                "requests",
+            ],
+            rows,
+        )
+    )
+
+
+def _end_to_end(result: dict[str, Any]) -> str:
+    events = result["events"]
+    inside_split = ", ".join(f"{k} {v:.1f} s" for k, v in result["split_inside"].items())
+    inside_send = ", ".join(f"{k} {v:.1f} s" for k, v in result["send_inside"].items())
+    rows = [
+        [
+            "whole run",
+            f"{result['wall_seconds']:.1f}",
+            fmt_rate(events / result["wall_seconds"]),
+            "stack setup, split, send, copy-out",
+        ],
+        [
+            "split phase",
+            f"{result['split_seconds']:.1f}",
+            fmt_rate(events / result["split_seconds"]),
+            inside_split,
+        ],
+        [
+            "send phase",
+            f"{result['send_seconds']:.1f}",
+            fmt_rate(events / result["send_seconds"]),
+            inside_send,
+        ],
+    ]
+    return (
+        f"### 3. End to end, local stack ({events:,} events, {result['file_bytes'] / 1e6:,.0f} MB NDJSON, "
+        f"{result['batches_queued']} batches, {result['sender_invocations']} sender invocations, "
+        "all in one process)\n\n"
+        + table(
+            [
+                "phase",
+                "wall s",
+                "events/s",
+                "inside (AWS API time in moto, summed over threads; endpoint handler)",
+            ],
+            rows,
+        )
+        + f"\n\nDelivered {result['messages_delivered']:,} of {result['messages_queued']:,}; "
+        "endpoint accepted "
+        f"{result['endpoint']['messages_accepted']:,}; peak RSS {result['max_rss_mb']:,.0f} MB "
+        "(moto and the endpoint keep everything in memory)."
+    )
+
+
+def _memory(result: dict[str, Any]) -> str:
+    sizes = result["sizes_mb"]
+    rows = []
+    for name, case in result["cases"].items():
+        peaks = [case["by_size"][str(size)]["max_rss_mb"] for size in sizes]
+        rows.append([name, *(f"{peak:.0f}" for peak in peaks), fmt_ratio(case["ratio_largest_to_smallest"])])
+    return (
+        f"### 4. Splitter peak RSS, MB (floor: interpreter and modules {result['floor_mb']:.0f} MB; "
+        f"MemorySize {result['splitter_memory_size_mb']} MB)\n\n"
+        + table(["input", *(f"{size} MB" for size in sizes), f"{sizes[-1]} MB / {sizes[0]} MB"], rows)
+    )
+
+
+def _cost(result: dict[str, Any]) -> str:
+    per = result["per_million_events"]
+    dollars = per["dollars"]
+    rows = [[item, f"${value:.4f}"] for item, value in dollars.items()]
+    rows.append(["total", f"${per['dollars_total']:.4f}"])
+    rows.append(["(egress with SegmentGzip=true instead)", f"${per['egress_if_gzip']:.4f}"])
+    settings = result["template"]
+    sqs = per["sqs_breakdown"]
+    memory_rows = [
+        [
+            memory,
+            f"{option['seconds_per_million']:.0f}",
+            f"${option['dollars_per_million']:.4f}",
+            f"{option['events_in_one_invocation'] / 1e6:.1f}M",
+        ]
+        for memory, option in result["splitter_memory_options"].items()
+    ]
+    return (
+        "### 5. Cost per million events (" + result["prices"]["as_of"] + ")\n\n"
+        f"Segment requests {per['segment_requests']:,.0f} (minimum {per['segment_requests_minimum']:,.0f}, "
+        f"fill {per['batch_fill']:.1%}); "
+        f"SQS requests billed {per['sqs_requests_billed']:,.0f} (send {sqs['send']:,.0f}, receive "
+        f"{sqs['receive']:,.0f}, delete {sqs['delete']:,.0f}); sender invocations "
+        f"{per['sender_invocations']:,.0f}; Lambda GB-s splitter {per['lambda_gb_seconds']['splitter']:.1f} "
+        f"({settings['splitter_memory_mb']} MB), sender {per['lambda_gb_seconds']['sender']:.1f} "
+        f"({settings['sender_memory_mb']} MB); "
+        f"{per['wire_gb']:.2f} GB to Segment.\n\n"
+        + table(["item", "$ per million events"], rows)
+        + "\n\nSplitter memory options (modelled from the measured CPU time):\n\n"
+        + table(
+            ["MemorySize MB", "s per million", "$ per million", "events per 15-min invocation"], memory_rows
+        )
+    )
