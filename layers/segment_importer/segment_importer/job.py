@@ -101,7 +101,7 @@ def _check(parsed: dict[str, Any]) -> None:
         "integrations": lambda v: v is None or _is_integrations(v),
         "context": lambda v: isinstance(v, dict),
         "require_timestamp": lambda v: isinstance(v, bool),
-        "message_id_salt": lambda v: isinstance(v, str),
+        "message_id_salt": lambda v: isinstance(v, str) and _encodable(v),
     }
     expected = {
         "default_type": f"one of {list(CALL_TYPES)}",
@@ -111,7 +111,7 @@ def _check(parsed: dict[str, Any]) -> None:
         "integrations": 'an object of destination names to true/false/settings, e.g. {"All": false}',
         "context": "an object",
         "require_timestamp": "true or false",
-        "message_id_salt": "a string",
+        "message_id_salt": "a string of valid Unicode text",
     }
     attr_to_key = {attr: key for key, attr in _KEYS.items()}
     for attr, value in parsed.items():
@@ -130,6 +130,15 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
         else:
             merged[key] = value
     return merged
+
+
+def _encodable(text: str) -> bool:
+    """Lone surrogates (valid in JSON escapes) cannot be hashed into message ids."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_integrations(value: Any) -> bool:

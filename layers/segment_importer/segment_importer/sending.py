@@ -48,7 +48,7 @@ class SegmentTarget:
     write_key: str
     host: str
     timeout_seconds: float = 15.0
-    gzip: bool = True
+    gzip: bool = False  # the library's default, and the template's
 
 
 class BatchPoster:
