@@ -17,7 +17,7 @@ from segment_importer.message_ids import (
     message_id_for_position,
     message_id_for_source_id,
 )
-from segment_importer.profiles import PROFILES, SNAKE_CASE_ALIASES, detect_profile
+from segment_importer.profiles import PROFILES, SNAKE_CASE_ALIASES, canonical_field, detect_profile
 from segment_importer.timestamps import TimestampError, normalize_timestamp
 
 # Keys each call type carries besides the common ones; anything else in a record is data.
@@ -377,4 +377,5 @@ def _holds_data(key: str) -> bool:
     head, dot, _ = key.partition(".")
     if dot:
         return head in ("properties", "traits")
-    return key not in _CSV_KEYS_KEPT_AS_TEXT
+    # A column spelling a Segment field ("User ID") is an id or a time, kept as written.
+    return key not in _CSV_KEYS_KEPT_AS_TEXT and canonical_field(key) is None

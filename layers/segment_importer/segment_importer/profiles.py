@@ -19,7 +19,10 @@ Amplitude on insert_id per user or device.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
+
+from segment_importer.timestamps import TimestampError, parse_timestamp
 
 # Fields only an archive has; re-sending them would shift times or dedupe events away.
 ARCHIVE_ONLY_FIELDS = frozenset(
@@ -61,6 +64,64 @@ def detect_profile(record: dict[str, Any]) -> str:
     return "segment"
 
 
+# Field names as people spell them in spreadsheets and ad-hoc exports ("User ID", "userid",
+# "Event Name", "Timestamp"): matched without case, spaces, dashes, dots or underscores.
+_SPELLINGS = {
+    "userid": "userId",
+    "anonymousid": "anonymousId",
+    "anonid": "anonymousId",
+    "event": "event",
+    "eventname": "event",
+    "timestamp": "timestamp",
+    "originaltimestamp": "originalTimestamp",
+    "groupid": "groupId",
+    "previousid": "previousId",
+    "messageid": "messageId",
+}
+# Taken as the event time only when a record has no timestamp of its own.
+_TIME_SPELLINGS = frozenset({"time", "eventtime", "createdat", "occurredat", "datetime"})
+_NOT_IN_NAMES = str.maketrans("", "", " _-.")
+
+
+@lru_cache(maxsize=4096)
+def canonical_field(name: str) -> str | None:
+    """The Segment field a column name spells (`"User ID"` -> `userId`), if any."""
+    folded = name.translate(_NOT_IN_NAMES).lower()
+    if folded in _TIME_SPELLINGS:
+        return "time"
+    return _SPELLINGS.get(folded)
+
+
+def _respell(record: dict[str, Any]) -> None:
+    """Rename columns spelled unlike Segment's fields, where the field itself is absent."""
+    has_time = "timestamp" in record or "originalTimestamp" in record
+    for key in list(record):
+        canonical = canonical_field(key)
+        if canonical == "time":
+            if not has_time and _is_time(record[key]):
+                record["timestamp"] = record.pop(key)
+                has_time = True
+        elif canonical and canonical != key and canonical not in record:
+            record[canonical] = record.pop(key)
+
+
+def _is_time(value: Any) -> bool:
+    try:
+        parse_timestamp(value)
+    except TimestampError:
+        return False
+    return True
+
+
+def _lacks_fields(record: dict[str, Any]) -> bool:
+    """Cheap test: is a field Segment needs missing (so the names may be spelled otherwise)?"""
+    return (
+        ("userId" not in record and "anonymousId" not in record)
+        or ("timestamp" not in record and "originalTimestamp" not in record)
+        or ("event" not in record and "type" not in record)
+    )
+
+
 def from_segment(record: dict[str, Any]) -> SpecRecord:
     if not record.keys().isdisjoint(SNAKE_CASE_ALIASES):  # a warehouse row: rename, in this order
         for alias, name in SNAKE_CASE_ALIASES.items():
@@ -69,6 +130,8 @@ def from_segment(record: dict[str, Any]) -> SpecRecord:
                 record.setdefault(name, value)
     if "event_text" in record:  # warehouse: `event` is a slug, `event_text` the real name
         record["event"] = record.pop("event_text")
+    if _lacks_fields(record):
+        _respell(record)
     source_id = record.get("messageId")
     if "receivedAt" in record and "id" in record:  # warehouse rows keep messageId as `id`
         source_id = source_id or record.pop("id")

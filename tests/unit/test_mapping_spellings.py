@@ -1,0 +1,53 @@
+"""Column names as people write them ("User ID", "Event Name", "created_at") map to Segment's fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from segment_importer.job import JobOptions
+from segment_importer.mapping import MessageMapper
+
+
+def map_one(fields: dict[str, Any], *, from_csv: bool = False) -> dict[str, Any]:
+    return MessageMapper(JobOptions(), "etag:1", from_csv=from_csv).map(1, fields)
+
+
+def test_spreadsheet_headers_with_spaces_and_capitals() -> None:
+    row = {
+        "User ID": "007",
+        "Event Name": "Signed Up",
+        "Timestamp": "2021-01-01T10:00:00+01:00",
+        "Plan": "pro",
+    }
+    message = map_one(row, from_csv=True)
+    assert message["userId"] == "007"  # an id is kept as written, not coerced to 7
+    assert message["event"] == "Signed Up"
+    assert message["timestamp"] == "2021-01-01T09:00:00.000Z"
+    assert message["properties"] == {"Plan": "pro"}
+
+
+def test_a_created_at_column_is_the_event_time_when_there_is_no_timestamp() -> None:
+    message = map_one({"user_id": 5, "event": "Ordered", "created_at": "2020-02-03 04:05:06"})
+    assert message["userId"] == "5"
+    assert message["timestamp"] == "2020-02-03T04:05:06.000Z"
+    assert "created_at" not in message.get("properties", {})
+
+
+def test_a_time_like_column_stays_data_when_the_record_has_a_timestamp() -> None:
+    record = {"userId": "u", "event": "E", "timestamp": "2020-01-01T00:00:00Z", "Time": "2019-01-01"}
+    message = map_one(record)
+    assert message["timestamp"] == "2020-01-01T00:00:00.000Z"
+    assert message["properties"] == {"Time": "2019-01-01"}
+
+
+def test_a_time_named_field_that_is_not_a_time_stays_a_trait() -> None:
+    message = map_one({"type": "identify", "userId": "u", "time": "mornings"})
+    assert message["traits"] == {"time": "mornings"}
+    assert "timestamp" not in message
+
+
+def test_canonical_fields_win_over_their_spellings() -> None:
+    record = {"userId": "real", "User ID": "other", "event": "E", "timestamp": 1_600_000_000}
+    message = map_one(record)
+    assert message["userId"] == "real"
+    assert message["properties"] == {"User ID": "other"}
