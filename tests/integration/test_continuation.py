@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import orjson
 import pytest
+from moto import mock_aws
 
+from segment_importer.continuation import Checkpoint, PartBudget
 from segment_importer.local.runner import RunOptions, RunResult, run_import
+from segment_importer.local.stack import LocalStack
+from segment_importer.settings import SplitterSettings
+from segment_importer.splitter import SplitterServices, split_import
+from segment_importer.template_config import StackTemplate
 
 from .test_pipeline import received_seqs, write_csv, write_ndjson
 
@@ -46,3 +53,26 @@ def test_a_file_split_in_parts_arrives_whole_and_once(tmp_path: Path, name: str)
     assert ledger["rejected"] == len(invalid)
     assert ledger["status"] == "COMPLETE_WITH_ERRORS"
     assert result.ok
+
+
+@pytest.mark.parametrize("name", ["offsets.ndjson", "offsets.ndjson.gz"])
+def test_an_ndjson_checkpoint_carries_the_offset_of_the_next_line(tmp_path: Path, name: str) -> None:
+    """The next part starts reading at that offset instead of re-parsing what came before."""
+    export = tmp_path / name
+    write_ndjson(export, 500, gzip_it=name.endswith(".gz"))
+    content = gzip.decompress(export.read_bytes()) if name.endswith(".gz") else export.read_bytes()
+    with mock_aws():
+        stack = LocalStack(StackTemplate.load(), {"PreflightHost": ""}).create(write_key="k")
+        key = f"imports/{name}"
+        stack.s3.upload_file(str(export), stack.bucket, key)
+        splitter = stack.function("SplitterFunction")
+        settings = SplitterSettings.from_env(splitter.environment)
+        services = SplitterServices(stack.s3, stack.sqs)
+        budget = PartBudget(remaining_seconds=lambda: 900.0, max_records=123)
+        report = split_import(services, stack.bucket, key, settings, budget=budget)
+        assert report.status == "CONTINUING"
+        (message,) = stack.sqs.receive_message(QueueUrl=stack.queue_urls["ContinuationQueue"])["Messages"]
+        checkpoint = Checkpoint.from_body(message["Body"])
+    assert checkpoint.after_record == 123
+    assert checkpoint.resume_offset == len(b"".join(content.splitlines(keepends=True)[:123]))
+    assert checkpoint.compression == ("gzip" if name.endswith(".gz") else "none")

@@ -8,13 +8,16 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from rich.console import Console
 from rich.table import Table
 
 from segment_importer.job import JobOptionsError, parse_job_document
+
+if TYPE_CHECKING:  # moto loads only for `run`: the runner is imported there
+    from segment_importer.local.runner import RunResult
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,10 +230,26 @@ def _check_job(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _print_result(result: object, console: Console, *, dry_run: bool) -> None:
-    from segment_importer.local.runner import RunResult
+def _print_result(result: RunResult, console: Console, *, dry_run: bool) -> None:
+    if not dry_run and all(outcome.ledger for outcome in result.files):
+        _print_ledger_summary(result, console)
+    else:
+        _print_split_table(result, console, dry_run=dry_run)
+    _print_details(result, console)
 
-    assert isinstance(result, RunResult)
+
+def _print_ledger_summary(result: RunResult, console: Console) -> None:
+    """The same table `segment-importer status` shows, from the run's final ledger."""
+    from segment_importer.status import describe
+    from segment_importer.status_view import status_table
+
+    statuses = [describe(outcome.ledger) for outcome in result.files if outcome.ledger]
+    table = status_table(statuses)
+    table.title = f"Imports to {result.destination}"
+    console.print(table)
+
+
+def _print_split_table(result: RunResult, console: Console, *, dry_run: bool) -> None:
     table = Table(title="Dry run: nothing sent" if dry_run else f"Import to {result.destination}")
     table.add_column("file", overflow="fold", ratio=2)
     table.add_column("format")
@@ -252,6 +271,9 @@ def _print_result(result: object, console: Console, *, dry_run: bool) -> None:
             "-" if dry_run else f"{outcome.batches_dead_lettered:,}",
         )
     console.print(table)
+
+
+def _print_details(result: RunResult, console: Console) -> None:
     for outcome in result.files:
         report = outcome.report
         if report.get("error"):

@@ -4,9 +4,13 @@ A file too large for one 15-minute invocation is split in parts. Before the rema
 runs low (or after `SPLIT_RECORDS_PER_PART` records, a knob for tests and for keeping parts
 short), the splitter closes and queues the batch it was filling, so every record up to
 the last one it read is on the queue, and sends a checkpoint to the continuation queue.
-The splitter function consumes that queue, re-opens the object and skips the records
-earlier parts handled (a re-read, not a re-send: skipped records are parsed, never mapped
-or queued), then goes on numbering batches where the previous part stopped.
+The splitter function consumes that queue, re-opens the object where the previous part
+stopped, and goes on numbering batches from there:
+- plain NDJSON: a ranged GetObject from the byte offset of the next line;
+- gzip NDJSON: the object is decompressed again and the content before that offset is
+  discarded unread (no parsing; gzip cannot seek);
+- CSV and JSON arrays (a CSV line is not a record when quoted fields hold newlines): the
+  records earlier parts handled are read again and skipped, never mapped or queued.
 
 The ledger admits each part once (`Ledger.claim_part`), so a redelivered checkpoint does not
 split the same range twice. The continuation goes through SQS, so Lambda's recursive loop
@@ -58,6 +62,10 @@ class Checkpoint:
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     rejects_omitted: int = 0
     job: dict[str, Any] = field(default_factory=dict)
+    # NDJSON only: where line `after_record + 1` starts in the content (decompressed for
+    # gzip), so the next part reads from there instead of re-parsing what came before.
+    resume_offset: int | None = None
+    compression: str = ""
     started_at: str = ""
 
     def to_body(self) -> str:

@@ -62,6 +62,7 @@ import io
 import re
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from itertools import accumulate, compress
 from typing import Any, BinaryIO, Protocol
 
@@ -120,15 +121,41 @@ class _DamagedError(Exception):
         return cls("the gzip data is corrupt (invalid deflate data)")
 
 
+@dataclass(frozen=True, slots=True)
+class ResumePoint:
+    """Where a continued NDJSON read starts: a line's number and the content bytes before it
+    (decompressed bytes for gzip; the object's own bytes otherwise)."""
+
+    offset: int
+    line: int
+
+
+class _Position:
+    """The NDJSON reader's current block of lines, so a stop can be turned into an offset."""
+
+    __slots__ = ("base", "first", "lines")
+
+    def __init__(self, base: int) -> None:
+        self.base = base  # content bytes before the block
+        self.first = 0  # the number of the block's first line
+        self.lines: list[bytes] = []
+
+    def mark(self, base: int, first: int, lines: list[bytes]) -> None:
+        self.base, self.first, self.lines = base, first, lines
+
+
 class RecordStream:
     """The records of one export file, read lazily; iterable once."""
 
-    __slots__ = ("_records", "_used", "compression", "format")
+    __slots__ = ("_position", "_records", "_used", "compression", "format")
 
-    def __init__(self, fmt: str, compression: str, records: Iterator[SourceRecord]) -> None:
+    def __init__(
+        self, fmt: str, compression: str, records: Iterator[SourceRecord], position: _Position | None = None
+    ) -> None:
         self.format = fmt  # "ndjson" | "json_array" | "csv"
         self.compression = compression  # "gzip" | "none"
         self._records = records
+        self._position = position
         self._used = False
 
     def __iter__(self) -> Iterator[SourceRecord]:
@@ -138,12 +165,30 @@ class RecordStream:
         self._used = True
         return self._records
 
+    def resume_point_after(self, number: int) -> ResumePoint | None:
+        """Where a later read can start right after line `number` (NDJSON only), else None."""
+        position = self._position
+        if position is None or not position.first <= number < position.first + len(position.lines):
+            return None
+        done = position.lines[: number - position.first + 1]
+        return ResumePoint(position.base + sum(map(len, done)) + len(done), number + 1)
 
-def open_records(stream: BinaryIO, key: str, *, max_record_bytes: int = 1 << 20) -> RecordStream:
+
+def open_records(
+    stream: BinaryIO,
+    key: str,
+    *,
+    max_record_bytes: int = 1 << 20,
+    resume: ResumePoint | None = None,
+    stream_at_resume: bool = False,
+) -> RecordStream:
     """Sniff `stream` (anything with `read(n)` returning bytes) and return its records.
 
     `key` is the object key or file name; only its extension is used, as a hint.
     Raises FileFormatError for a CSV whose header cannot work.
+    `resume` continues an NDJSON read at a line (see `RecordStream.resume_point_after`): the
+    stream is read from its start and the content before the point skipped, unless
+    `stream_at_resume` says the stream already starts there (a ranged read of a plain file).
     """
     if max_record_bytes < 1:
         raise ValueError("max_record_bytes must be positive")
@@ -157,16 +202,26 @@ def open_records(stream: BinaryIO, key: str, *, max_record_bytes: int = 1 << 20)
         raw = io.BufferedReader(_Source(compressed.read, head), _CHUNK)
         # read1: salvage all data before damage
         read = _ExpansionGuard(gzip.GzipFile(fileobj=raw, mode="rb").read1, compressed).read
+        if resume and not stream_at_resume:
+            _discard(read, resume.offset)
         head, error = _sniff(read, b"", cap)
         source = _Source(read, head.removeprefix(_BOM), error, damage=_GZIP_ERRORS)
     else:
         compression = "none"
+        if resume and not stream_at_resume:
+            head = _discard(stream.read, resume.offset, head)
         head, _ = _sniff(stream.read, head, cap)
         source = _Source(stream.read, head.removeprefix(_BOM))
+    bom = len(_BOM) if head.startswith(_BOM) else 0
     head = head.removeprefix(_BOM)
     fmt, doc_key = _detect(head, hint)
+    if resume and fmt != "ndjson":
+        raise FileFormatError(f"only NDJSON can be resumed at a line; this part reads as {fmt}")
     if fmt == "ndjson":
-        records = _ndjson_records(source.take, max_record_bytes)
+        position = _Position(resume.offset if resume else bom)
+        first = resume.line - 1 if resume else 0
+        records = _ndjson_records(source.take, max_record_bytes, first, position)
+        return RecordStream(fmt, compression, records, position)
     elif fmt == "json_array":
         prefix = f"{doc_key}.item" if doc_key else "item"
         records = _json_records(io.BufferedReader(source, _CHUNK), prefix, max_record_bytes)
@@ -260,6 +315,19 @@ class _ExpansionGuard:
                 f" {self._compressed.total:,}); the rest is not read (a decompression bomb?)"
             )
         return data
+
+
+def _discard(read: Callable[[int], bytes], count: int, head: bytes = b"") -> bytes:
+    """Read past `count` bytes (those in `head` first); returns what was read beyond them."""
+    if len(head) >= count:
+        return head[count:]
+    count -= len(head)
+    while count > 0:
+        data = read(min(count, _CHUNK))
+        if not data:
+            return b""
+        count -= len(data)
+    return b""
 
 
 def _read_at_least(read: Callable[[int], bytes], size: int) -> bytes:
@@ -363,7 +431,9 @@ def _unreadable(number: int, detail: str) -> SourceRecord:
 # --- NDJSON -------------------------------------------------------------------------------
 
 
-def _ndjson_records(take: Callable[[int], bytes], limit: int) -> Iterator[SourceRecord]:
+def _ndjson_records(
+    take: Callable[[int], bytes], limit: int, number: int = 0, position: _Position | None = None
+) -> Iterator[SourceRecord]:
     """One record per line, parsed in place from 1 MiB chunks (the hot path).
 
     Splitting a chunk with bytes.split and looping over the list costs less per line than
@@ -372,7 +442,8 @@ def _ndjson_records(take: Callable[[int], bytes], limit: int) -> Iterator[Source
     passes the limit it is dropped and the reader skips to the next newline.
     """
     loads, decode_error, record = orjson.loads, orjson.JSONDecodeError, SourceRecord
-    number = 0  # the last physical line read
+    # `number`: the last physical line read. `consumed`: content bytes before `tail`.
+    consumed = position.base if position else 0
     tail = b""  # an unfinished line carried to the next chunk
     skipping = False  # inside an oversized line, already reported
     while True:
@@ -386,10 +457,15 @@ def _ndjson_records(take: Callable[[int], bytes], limit: int) -> Iterator[Source
         if skipping:
             end = chunk.find(b"\n")
             if end < 0:
+                consumed += len(chunk)
                 continue
+            consumed += end + 1
             chunk, skipping = chunk[end + 1 :], False
-        lines = (tail + chunk if tail else chunk).split(b"\n")
+        block = tail + chunk if tail else chunk
+        lines = block.split(b"\n")
         tail = lines.pop()
+        if position is not None:  # before any line is yielded: the consumer may stop on one
+            position.mark(consumed, number + 1, lines)
         if lines and max(map(len, lines)) > limit:  # rare: take the careful path for this chunk
             yield from _ndjson_lines(lines, number, limit)
             number += len(lines)
@@ -407,11 +483,15 @@ def _ndjson_records(take: Callable[[int], bytes], limit: int) -> Iterator[Source
                     yield record(number, value)
                 else:
                     yield _not_an_object(number, line)
+        consumed += len(block) - len(tail)
         if len(tail) > limit + 1:  # +1: a CR whose LF is in the next chunk
             number += 1
             yield _too_large(number, tail, limit)
+            consumed += len(tail)
             tail, skipping = b"", True
     if tail and not skipping:
+        if position is not None:
+            position.mark(consumed, number + 1, [tail])
         yield from _ndjson_lines([tail], number, limit)
 
 

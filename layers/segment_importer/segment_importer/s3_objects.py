@@ -25,9 +25,10 @@ def head(s3: Any, bucket: str, key: str) -> ObjectIdentity:
     return ObjectIdentity(etag=response["ETag"].strip('"'), size=response["ContentLength"])
 
 
-def open_body(s3: Any, bucket: str, key: str, identity: ObjectIdentity) -> Any:
-    """The object's streaming body, pinned to the ETag we derived ids from."""
-    return s3.get_object(Bucket=bucket, Key=key, IfMatch=f'"{identity.etag}"')["Body"]
+def open_body(s3: Any, bucket: str, key: str, identity: ObjectIdentity, start: int = 0) -> Any:
+    """The object's streaming body from byte `start`, pinned to the ETag we derived ids from."""
+    ranged = {"Range": f"bytes={start}-"} if start else {}
+    return s3.get_object(Bucket=bucket, Key=key, IfMatch=f'"{identity.etag}"', **ranged)["Body"]
 
 
 def load_job_options(s3: Any, bucket: str, key: str, defaults: JobOptions, imports_prefix: str) -> JobOptions:

@@ -18,7 +18,7 @@ from segment_importer.batching import Batch, BatchLimits, BatchPacker
 from segment_importer.completion import publish_final_report
 from segment_importer.continuation import Checkpoint, PartBudget, hand_over
 from segment_importer.encoding import EncodingError, encode_message
-from segment_importer.formats import FileFormatError, open_records
+from segment_importer.formats import FileFormatError, ResumePoint, open_records
 from segment_importer.import_ref import ImportRef
 from segment_importer.job import JobOptions, JobOptionsError, is_job_file
 from segment_importer.ledger import Ledger
@@ -84,6 +84,14 @@ class SplitterServices:
     preflight: WriteKeyPreflight | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PartStop:
+    """Where a part stopped: after this record, and (NDJSON) where the next line starts."""
+
+    after_record: int
+    resume: ResumePoint | None
+
+
 @dataclass(slots=True)
 class _Part:
     """One invocation's share of an import."""
@@ -93,6 +101,7 @@ class _Part:
     claim: str
     number: int = 0
     after_record: int = 0
+    resume: ResumePoint | None = None  # where an NDJSON part starts reading
     job: JobOptions | None = None
     rejects: RejectsWriter = field(default_factory=RejectsWriter)
     checkpoint: Checkpoint | None = None  # set when the part hands the rest over
@@ -145,6 +154,9 @@ def resume_import(
     )
     ref = ImportRef(checkpoint.bucket, checkpoint.key, checkpoint.etag)
     part = _Part(ref, report, checkpoint.claim, checkpoint.part, checkpoint.after_record)
+    report.compression = checkpoint.compression
+    if checkpoint.resume_offset is not None:
+        part.resume = ResumePoint(checkpoint.resume_offset, checkpoint.after_record + 1)
     part.job = JobOptions().merged_with(checkpoint.job)
     if services.ledger and not services.ledger.claim_part(ref, checkpoint.part):
         report.status = STATUS_DUPLICATE
@@ -202,13 +214,19 @@ def _split(
         report.job = part.job.to_document()
     sink = _sink(services.sqs, settings, ref)
     identity = ObjectIdentity(ref.etag, report.size_bytes)
-    stream = ProgressStream(open_body(services.s3, ref.bucket, ref.key, identity), on_bytes)
+    # A plain file resumes with a ranged read; gzip is decompressed again up to the point.
+    ranged = part.resume is not None and report.compression == "none"
+    start = part.resume.offset if ranged and part.resume else 0
+    if ranged and start >= report.size_bytes:  # the previous part stopped at the very end
+        report.status = STATUS_QUEUED
+        return
+    stream = ProgressStream(open_body(services.s3, ref.bucket, ref.key, identity, start), on_bytes)
     ledger = None if settings.dry_run else services.ledger
     on_progress = (
         (lambda progress: ledger.record_split_progress(ref, progress.split_counts())) if ledger else None
     )
     can_continue = settings.continuation_queue_url and not settings.dry_run
-    stopped_after = split_stream(
+    stop = split_stream(
         stream,
         report,
         part.job,
@@ -218,9 +236,11 @@ def _split(
         on_progress=on_progress,
         after_record=part.after_record,
         budget=budget if can_continue else None,
+        resume=part.resume,
+        stream_at_resume=ranged,
     )
-    if stopped_after is not None:
-        part.checkpoint = _checkpoint(part, stopped_after)
+    if stop is not None:
+        part.checkpoint = _checkpoint(part, stop)
         report.status = STATUS_CONTINUING
     else:
         report.status = STATUS_DRY_RUN if settings.dry_run else STATUS_QUEUED
@@ -248,16 +268,19 @@ def split_stream(
     on_progress: Callable[[ImportReport], None] | None = None,
     after_record: int = 0,
     budget: PartBudget | None = None,
-) -> int | None:
+    resume: ResumePoint | None = None,
+    stream_at_resume: bool = False,
+) -> PartStop | None:
     """Read, map, validate and pack one file's records into `sink`; counts go to `report`.
 
     The S3- and SQS-free core of the splitter: benchmarks and tests feed it local streams.
     `report.etag` and `report.size_bytes` must be set: message ids derive from them. Counts
     already in `report` (from earlier parts) are added to. Records numbered up to
-    `after_record` are skipped. Returns None when the file is done, or the number of the last
-    record handled when `budget` ran out (everything up to it is then queued).
+    `after_record` are skipped; `resume` starts an NDJSON read at a line instead. Returns None
+    when the file is done, or where it stopped when `budget` ran out (everything up to that
+    record is then queued).
     """
-    records = open_records(stream, report.key)
+    records = open_records(stream, report.key, resume=resume, stream_at_resume=stream_at_resume)
     report.format, report.compression = records.format, records.compression
     mapper = MessageMapper(
         job, file_identity(report.etag, report.size_bytes), from_csv=records.format == "csv"
@@ -265,7 +288,7 @@ def split_stream(
     packer = BatchPacker(limits, first_number=report.batches_queued + 1)
     earlier = _Earlier(report)
     handled = 0
-    stopped_after = None
+    stop = None
     for record in records:
         if record.number <= after_record:
             continue
@@ -276,14 +299,14 @@ def split_stream(
             earlier.update(report, sink, rejects)
             _progress(report, on_progress)
         if budget and budget.exhausted(handled):
-            stopped_after = record.number
+            stop = PartStop(record.number, records.resume_point_after(record.number))
             break
     last = packer.finish()
     if last:
         sink.put(last)
     sink.flush()
     earlier.update(report, sink, rejects)
-    return stopped_after
+    return stop
 
 
 @dataclass(slots=True)
@@ -339,7 +362,7 @@ def _sink(sqs: Any, settings: SplitterSettings, source: ImportRef) -> BatchSink:
     return QueueWriter(sqs, settings.queue_url, source, max_request_bytes=settings.limits.max_queue_bytes)
 
 
-def _checkpoint(part: _Part, stopped_after: int) -> Checkpoint:
+def _checkpoint(part: _Part, stop: PartStop) -> Checkpoint:
     report = part.report
     return Checkpoint(
         bucket=report.bucket,
@@ -348,7 +371,7 @@ def _checkpoint(part: _Part, stopped_after: int) -> Checkpoint:
         size_bytes=report.size_bytes,
         claim=part.claim,
         part=part.number + 1,
-        after_record=stopped_after,
+        after_record=stop.after_record,
         records_read=report.records_read,
         messages_queued=report.messages_queued,
         batches_queued=report.batches_queued,
@@ -356,6 +379,8 @@ def _checkpoint(part: _Part, stopped_after: int) -> Checkpoint:
         rejects_omitted=report.rejects_omitted,
         job=report.job,
         started_at=report.started_at,
+        resume_offset=stop.resume.offset if stop.resume else None,
+        compression=report.compression,
     )
 
 
