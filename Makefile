@@ -69,4 +69,4 @@ sam-build: setup
 	PYENV_VERSION=3.13.0:3.12.1:3.11.7 $(SAM_VENV)/bin/sam build
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache

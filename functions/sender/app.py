@@ -44,16 +44,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         timeout_seconds=settings.request_timeout_seconds,
         gzip=settings.gzip,
     )
-    tables = settings.ledger_tables
     services = SenderServices(
         poster=BatchPoster(target),
         s3=_client("s3"),
         prefixes=settings.prefixes,
-        ledger=Ledger(
-            _client("dynamodb"), tables.imports, tables.batches, retention_days=tables.retention_days
-        )
-        if tables
-        else None,
+        ledger=Ledger.for_tables(_client("dynamodb"), settings.ledger_tables),
         max_receive_count=settings.max_receive_count,
         metrics=metrics,
     )

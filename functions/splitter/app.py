@@ -42,15 +42,10 @@ def _preflight(settings_host: str, parameter: str) -> WriteKeyPreflight:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = SplitterSettings.from_env()
-    tables = settings.ledger_tables
     services = SplitterServices(
         s3=_client("s3"),
         sqs=_client("sqs"),
-        ledger=Ledger(
-            _client("dynamodb"), tables.imports, tables.batches, retention_days=tables.retention_days
-        )
-        if tables
-        else None,
+        ledger=Ledger.for_tables(_client("dynamodb"), settings.ledger_tables),
         metrics=metrics,
         preflight=_preflight(settings.preflight_host, settings.write_key_parameter)
         if settings.preflight_host and settings.write_key_parameter

@@ -33,6 +33,7 @@ from botocore.exceptions import ClientError
 
 from segment_importer.import_ref import ImportRef
 from segment_importer.report import utc_now
+from segment_importer.settings import LedgerTables
 
 SPLITTING = "SPLITTING"
 SENDING = "SENDING"
@@ -81,6 +82,13 @@ class Ledger:
         self._batches = batches_table
         self._retention_seconds = retention_days * 86_400  # 0: items never expire
         self._clock = clock
+
+    @classmethod
+    def for_tables(cls, dynamodb: Any, tables: LedgerTables | None) -> Ledger | None:
+        """The ledger a function's settings name, or None where none is configured."""
+        if tables is None:
+            return None
+        return cls(dynamodb, tables.imports, tables.batches, retention_days=tables.retention_days)
 
     def _expiry(self) -> dict[str, int]:
         """The TTL attribute DynamoDB deletes items by (the ledger holds keys and error texts)."""
