@@ -278,8 +278,13 @@ def corpus() -> list[tuple[str, bytes]]:
 def split_digests() -> dict[str, Any]:
     from segment_importer.batching import BatchLimits
     from segment_importer.job import JobOptions
-    from segment_importer.queueing import BatchSource, batch_body
+    from segment_importer.queueing import batch_body
     from segment_importer.rejects import RejectsWriter
+
+    try:
+        from segment_importer.import_ref import ImportRef as Source
+    except ImportError:  # a reference checkout from before ImportRef
+        from segment_importer.queueing import BatchSource as Source  # type: ignore[attr-defined,no-redef]
     from segment_importer.report import ImportReport
     from segment_importer.splitter import split_stream
 
@@ -289,7 +294,7 @@ def split_digests() -> dict[str, Any]:
             self.digest = hashlib.sha256()
 
         def put(self, batch: Any) -> None:
-            self.digest.update(batch_body(BatchSource("b", "k", "e"), batch) + b"\n")
+            self.digest.update(batch_body(Source("b", "k", "e"), batch) + b"\n")
             self.batches_queued += 1
             self.messages_queued += batch.size
 

@@ -47,9 +47,10 @@ class MemorySink:
     """QueueWriter without SQS: builds every body (bytes -> text, sized) and keeps counts."""
 
     def __init__(self, *, keep: bool = False) -> None:
-        from segment_importer.queueing import BatchSource, batch_body
+        from segment_importer.import_ref import ImportRef
+        from segment_importer.queueing import batch_body
 
-        self._source = BatchSource("bench-bucket", "imports/bench/events", "0123456789abcdef")
+        self._source = ImportRef("bench-bucket", "imports/bench/events", "0123456789abcdef")
         self._batch_body = batch_body
         self.batches_queued = 0
         self.messages_queued = 0

@@ -25,10 +25,6 @@ class QueueError(RuntimeError):
     """Batches could not be queued; the message has counts and SQS codes, no record data."""
 
 
-# The name the benchmarks knew it by; the same thing.
-BatchSource = ImportRef
-
-
 def batch_body(source: ImportRef, batch: Batch) -> bytes:
     head = orjson.dumps(
         {
