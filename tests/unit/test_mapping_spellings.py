@@ -51,3 +51,13 @@ def test_canonical_fields_win_over_their_spellings() -> None:
     message = map_one(record)
     assert message["userId"] == "real"
     assert message["properties"] == {"User ID": "other"}
+
+
+def test_posthog_and_ga4_shaped_rows() -> None:
+    posthog = map_one({"event": "$pageview", "distinct_id": "ph-1", "timestamp": "2023-05-01T00:00:00Z"})
+    assert posthog["userId"] == "ph-1"
+    ga4 = map_one(
+        {"event_name": "purchase", "user_pseudo_id": "123.456", "event_timestamp": 1_682_899_200_000_000}
+    )
+    assert (ga4["event"], ga4["anonymousId"]) == ("purchase", "123.456")
+    assert ga4["timestamp"] == "2023-05-01T00:00:00.000Z"  # microseconds since the epoch

@@ -230,3 +230,10 @@ def test_epoch_seconds_round_trip(seconds: int) -> None:
     expected = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
     assert normalize_timestamp(seconds) == format_timestamp(expected)
     assert normalize_timestamp(str(seconds)) == format_timestamp(expected)
+
+
+@pytest.mark.parametrize("text", ["¹", "٣٤", "1²"])
+def test_unicode_digits_are_not_epochs(text: str) -> None:
+    """str.isdigit() accepts them but float() does not: a reject, never a crash."""
+    with pytest.raises(TimestampError):
+        parse_timestamp(text)

@@ -68,8 +68,10 @@ def detect_profile(record: dict[str, Any]) -> str:
 # "Event Name", "Timestamp"): matched without case, spaces, dashes, dots or underscores.
 _SPELLINGS = {
     "userid": "userId",
+    "distinctid": "userId",  # PostHog and other Mixpanel-like exports
     "anonymousid": "anonymousId",
     "anonid": "anonymousId",
+    "userpseudoid": "anonymousId",  # Google Analytics 4 (BigQuery export)
     "event": "event",
     "eventname": "event",
     "timestamp": "timestamp",
@@ -79,7 +81,7 @@ _SPELLINGS = {
     "messageid": "messageId",
 }
 # Taken as the event time only when a record has no timestamp of its own.
-_TIME_SPELLINGS = frozenset({"time", "eventtime", "createdat", "occurredat", "datetime"})
+_TIME_SPELLINGS = frozenset({"time", "eventtime", "eventtimestamp", "createdat", "occurredat", "datetime"})
 _NOT_IN_NAMES = str.maketrans("", "", " _-.")
 
 

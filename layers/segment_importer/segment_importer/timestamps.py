@@ -78,8 +78,9 @@ def normalize_timestamp(value: Any) -> str:
 
 
 def _looks_numeric(text: str) -> bool:
+    # ASCII only: str.isdigit() is also true for "¹" or "٣", which float() refuses.
     body = text[1:] if text[:1] == "-" else text
-    return body.replace(".", "", 1).isdigit()
+    return body.isascii() and body.replace(".", "", 1).isdigit()
 
 
 def _from_epoch(number: float) -> datetime:
