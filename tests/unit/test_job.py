@@ -26,6 +26,7 @@ FULL_DOCUMENT = {
     "context": {"library": {"name": "importer"}},
     "requireTimestamp": False,
     "messageIdSalt": "workspace-2",
+    "encoding": "cp1252",
 }
 
 
@@ -46,6 +47,7 @@ def test_documented_keys() -> None:
         "context",
         "requireTimestamp",
         "messageIdSalt",
+        "encoding",
     ]
 
 
@@ -66,6 +68,7 @@ def test_document_applies_to_options() -> None:
         context={"library": {"name": "importer"}},
         require_timestamp=False,
         message_id_salt="workspace-2",
+        encoding="cp1252",
     )
     assert options.to_document() == FULL_DOCUMENT
 
@@ -81,6 +84,7 @@ def test_defaults() -> None:
         "context": {},
         "requireTimestamp": True,
         "messageIdSalt": "",
+        "encoding": "utf-8",
     }
 
 
@@ -237,3 +241,7 @@ def test_job_file_candidates(key: str, prefix: str, expected: list[str]) -> None
 )
 def test_is_job_file(key: str, expected: bool) -> None:
     assert is_job_file(key) is expected
+
+
+def test_an_unknown_encoding_is_refused_by_name() -> None:
+    assert "'encoding'" in error_for({"encoding": "klingon-8"})

@@ -61,3 +61,25 @@ def test_posthog_and_ga4_shaped_rows() -> None:
     )
     assert (ga4["event"], ga4["anonymousId"]) == ("purchase", "123.456")
     assert ga4["timestamp"] == "2023-05-01T00:00:00.000Z"  # microseconds since the epoch
+
+
+def test_a_windows_1252_spreadsheet_reads_with_the_encoding_option() -> None:
+    import io
+
+    from segment_importer.batching import BatchLimits
+    from segment_importer.rejects import RejectsWriter
+    from segment_importer.report import ImportReport
+    from segment_importer.splitter import CountingSink, split_stream
+
+    data = "User ID,Event,Timestamp,City\r\nu1,Viewed,2021-01-01T00:00:00Z,Zürich €\r\n".encode("cp1252")
+
+    def split(job: JobOptions) -> tuple[ImportReport, RejectsWriter]:
+        report = ImportReport(bucket="b", key="imports/excel.csv", etag="e", size_bytes=len(data))
+        rejects = RejectsWriter()
+        split_stream(io.BytesIO(data), report, job, BatchLimits(), CountingSink(), rejects)
+        return report, rejects
+
+    as_utf8, _ = split(JobOptions())
+    assert as_utf8.rejected_by_reason == {"invalid_utf8": 1}  # a clear reject, not mojibake
+    as_cp1252, _ = split(JobOptions(encoding="cp1252"))
+    assert (as_cp1252.messages_queued, as_cp1252.rejected) == (1, 0)

@@ -181,6 +181,7 @@ def open_records(
     max_record_bytes: int = 1 << 20,
     resume: ResumePoint | None = None,
     stream_at_resume: bool = False,
+    csv_encoding: str = "utf-8",
 ) -> RecordStream:
     """Sniff `stream` (anything with `read(n)` returning bytes) and return its records.
 
@@ -189,6 +190,7 @@ def open_records(
     `resume` continues an NDJSON read at a line (see `RecordStream.resume_point_after`): the
     stream is read from its start and the content before the point skipped, unless
     `stream_at_resume` says the stream already starts there (a ranged read of a plain file).
+    `csv_encoding` decodes CSV (spreadsheets saved as Windows-1252, say); JSON is UTF-8.
     """
     if max_record_bytes < 1:
         raise ValueError("max_record_bytes must be positive")
@@ -227,7 +229,7 @@ def open_records(
         records = _json_records(io.BufferedReader(source, _CHUNK), prefix, max_record_bytes)
     else:
         delimiter = "\t" if hint == "tsv" or _looks_tab_separated(head) else ","
-        records = _csv_records(io.BufferedReader(source, _CHUNK), delimiter, max_record_bytes)
+        records = _csv_records(io.BufferedReader(source, _CHUNK), delimiter, max_record_bytes, csv_encoding)
     return RecordStream(fmt, compression, records)
 
 
@@ -736,13 +738,15 @@ def _unescape(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def _csv_records(content: io.BufferedReader, delimiter: str, limit: int) -> Iterator[SourceRecord]:
+def _csv_records(
+    content: io.BufferedReader, delimiter: str, limit: int, encoding: str = "utf-8"
+) -> Iterator[SourceRecord]:
     """Read the header now (so header problems raise from open_records), rows lazily."""
     # csv's limit is process-wide, so it is only ever raised; rows are held to `limit` below.
     if csv.field_size_limit() < limit:
         csv.field_size_limit(limit)
     # surrogateescape: invalid UTF-8 becomes one rejected row, not a decoding error.
-    text = io.TextIOWrapper(content, encoding="utf-8", errors="surrogateescape", newline="")
+    text = io.TextIOWrapper(content, encoding=encoding, errors="surrogateescape", newline="")
     flags = _LineFlags()
     reader = csv.reader(_csv_lines(text.readline, limit, flags), delimiter=delimiter)
     header = _csv_header(reader, flags)

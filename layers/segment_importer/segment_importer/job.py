@@ -7,6 +7,7 @@ fallback), and the CLI's `--config`. Keys are documented in README.md ("The job 
 
 from __future__ import annotations
 
+import codecs
 import json
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -24,6 +25,7 @@ _KEYS = {
     "context": "context",
     "requireTimestamp": "require_timestamp",
     "messageIdSalt": "message_id_salt",
+    "encoding": "encoding",
 }
 
 
@@ -42,6 +44,7 @@ class JobOptions:
     context: dict[str, Any] = field(default_factory=dict)
     require_timestamp: bool = True
     message_id_salt: str = ""
+    encoding: str = "utf-8"  # of CSV files (JSON is always UTF-8)
 
     def merged_with(self, overrides: dict[str, Any]) -> JobOptions:
         """These options with the keys of a job document applied on top (`context` deep-merged)."""
@@ -102,6 +105,7 @@ def _check(parsed: dict[str, Any]) -> None:
         "context": lambda v: isinstance(v, dict),
         "require_timestamp": lambda v: isinstance(v, bool),
         "message_id_salt": lambda v: isinstance(v, str) and _encodable(v),
+        "encoding": lambda v: isinstance(v, str) and _known_codec(v),
     }
     expected = {
         "default_type": f"one of {list(CALL_TYPES)}",
@@ -112,6 +116,7 @@ def _check(parsed: dict[str, Any]) -> None:
         "context": "an object",
         "require_timestamp": "true or false",
         "message_id_salt": "a string of valid Unicode text",
+        "encoding": 'a text encoding Python knows, e.g. "utf-8" or "cp1252"',
     }
     attr_to_key = {attr: key for key, attr in _KEYS.items()}
     for attr, value in parsed.items():
@@ -130,6 +135,14 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
         else:
             merged[key] = value
     return merged
+
+
+def _known_codec(name: str) -> bool:
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        return False
+    return True
 
 
 def _encodable(text: str) -> bool:

@@ -280,7 +280,9 @@ def split_stream(
     when the file is done, or where it stopped when `budget` ran out (everything up to that
     record is then queued).
     """
-    records = open_records(stream, report.key, resume=resume, stream_at_resume=stream_at_resume)
+    records = open_records(
+        stream, report.key, resume=resume, stream_at_resume=stream_at_resume, csv_encoding=job.encoding
+    )
     report.format, report.compression = records.format, records.compression
     mapper = MessageMapper(
         job, file_identity(report.etag, report.size_bytes), from_csv=records.format == "csv"
