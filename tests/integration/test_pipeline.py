@@ -231,3 +231,26 @@ def test_the_preflight_stops_an_import_with_an_unknown_key_before_anything_is_qu
     assert (outcome.ledger or {})["status"] == "FAILED"
     assert endpoint.stats()["requests"] == 0  # not one batch was posted
     assert not result.ok
+
+
+def test_the_functions_emit_emf_metrics_and_status_log_lines(tmp_path: Path) -> None:
+    export = tmp_path / "metrics.ndjson"
+    valid, invalid = write_ndjson(export, 150)
+    result = run_import(RunOptions([export], out_dir=tmp_path / "out", show_progress=False))
+    lines = [
+        json.loads(line) for line in Path(result.run_dir or "", "functions.log").read_text().splitlines()
+    ]
+    emitted: dict[str, float] = {}
+    namespaces = set()
+    for line in lines:
+        for directive in line.get("_aws", {}).get("CloudWatchMetrics", []):
+            namespaces.add(directive["Namespace"])
+            for metric in directive["Metrics"]:
+                emitted[metric["Name"]] = emitted.get(metric["Name"], 0) + sum(line[metric["Name"]])
+    assert namespaces == {"SegmentImporter"}
+    assert emitted["RecordsRead"] == 150
+    assert emitted["RecordsRejected"] == len(invalid)
+    assert emitted["MessagesSent"] == len(valid)
+    assert "BatchLatency" in emitted
+    messages = {line.get("message") for line in lines}
+    assert {"import split", "batch delivered", "import finished"} <= messages

@@ -1,7 +1,7 @@
 """Metrics the functions emit (CloudWatch EMF through Powertools Metrics in Lambda).
 
-The domain code takes any object with Powertools' `add_metric(name, unit, value)`; tests
-and the local runner may pass `NullMetrics`.
+The domain code takes any object with Powertools' `add_metric(name, unit, value)`; code
+without metrics passes `NullMetrics`.
 """
 
 from __future__ import annotations
@@ -18,13 +18,3 @@ class MetricsSink(Protocol):
 class NullMetrics:
     def add_metric(self, name: str, unit: str, value: float) -> None:
         pass
-
-
-class RecordingMetrics:
-    """Keeps what was added, for tests."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, float] = {}
-
-    def add_metric(self, name: str, unit: str, value: float) -> None:
-        self.values[name] = self.values.get(name, 0) + value
