@@ -199,14 +199,8 @@ def test_packer_limits_hold_for_any_sizes(
 
 
 @pytest.fixture
-def sqs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
+def sqs() -> Iterator[Any]:
+    """moto's SQS; the placeholder credentials come from conftest's autouse fixture."""
     with mock_aws():
         yield boto3.client("sqs", region_name="us-east-1")
 
