@@ -32,7 +32,7 @@ from segment_importer.report import STATUS_DRY_RUN, derived_key
 from segment_importer.settings import Prefixes
 from segment_importer.template_config import StackTemplate
 
-LOCAL_FOLDER = "imports/local/"
+LOCAL_FOLDER = "local/"  # under the imports prefix: where a local run drops its files
 _FAKE_AWS_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",
@@ -186,8 +186,9 @@ def _destination_parameters(
 def _split_all(
     aws: LocalStack, options: RunOptions, files: list[Path], progress: PipelineProgress
 ) -> list[FileOutcome]:
+    drop_folder = aws.prefixes.imports + LOCAL_FOLDER
     if options.job_config:
-        aws.s3.upload_file(str(options.job_config), aws.bucket, f"{LOCAL_FOLDER}job.json")
+        aws.s3.upload_file(str(options.job_config), aws.bucket, f"{drop_folder}job.json")
     splitter = aws.function("SplitterFunction")
     settings = {**splitter.environment, "DRY_RUN": "true" if options.dry_run else "false"}
     continuation_url = aws.queue_urls["ContinuationQueue"]
@@ -200,7 +201,7 @@ def _split_all(
     )
     outcomes = []
     for path in files:
-        key = f"{LOCAL_FOLDER}{path.name}"
+        key = f"{drop_folder}{path.name}"
         aws.s3.upload_file(str(path), aws.bucket, key)
         head = aws.s3.head_object(Bucket=aws.bucket, Key=key)
         progress.start_file(path.name, head["ContentLength"])
@@ -276,9 +277,10 @@ def _ledger(aws: LocalStack) -> Ledger:
 
 def _copy_bucket_out(aws: LocalStack, folder: Path) -> Path:
     """Reports and rejects live in moto's bucket, gone after the run: keep a copy on disk."""
+    imports = aws.prefixes.imports
     for page in aws.s3.get_paginator("list_objects_v2").paginate(Bucket=aws.bucket):
         for item in page.get("Contents", []):
-            if item["Key"].startswith(LOCAL_FOLDER):
+            if item["Key"].startswith(imports):
                 continue  # the uploaded exports themselves: the user has them
             target = folder / item["Key"]
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from typing import Any
 
 import boto3
 
+from segment_importer.settings import Prefixes
 from segment_importer.template_config import Resolver, StackTemplate
 
 STACK_NAME = "segment-importer-local"
@@ -104,6 +105,12 @@ class LocalStack:
     @property
     def dead_letter_queue_url(self) -> str:
         return self.queue_urls["DeadLetterQueue"]
+
+    @property
+    def prefixes(self) -> Prefixes:
+        """The bucket's prefixes, as the functions are configured with them."""
+        environment = self.resolver.resolve(self.template.function_environment("SplitterFunction"))
+        return Prefixes.from_env({name: str(value) for name, value in environment.items()})
 
     def sqs_batch_size(self, function_id: str) -> int:
         """The BatchSize of the function's (one) SQS event source."""
