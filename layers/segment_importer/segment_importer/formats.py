@@ -380,8 +380,26 @@ def _extension_hint(key: str) -> str | None:
     return _EXTENSIONS.get(extension) if dot else None
 
 
+# Files people export that are not text: say what they are instead of rejecting every "row".
+_BINARY_FORMATS = (
+    (b"PAR1", "a Parquet file: export it as NDJSON or CSV (e.g. with DuckDB or your warehouse's unload)"),
+    (b"Obj\x01", "an Avro file: export it as NDJSON or CSV"),
+    (b"PK\x03\x04", "a ZIP archive (or an Excel workbook): unzip it, or save the sheet as CSV"),
+    (b"\xd0\xcf\x11\xe0", "an old Excel workbook (.xls): save the sheet as CSV"),
+    (b"BZh", "a bzip2 file: recompress it with gzip, or drop it uncompressed"),
+    (b"\x28\xb5\x2f\xfd", "a Zstandard file: recompress it with gzip, or drop it uncompressed"),
+)
+
+
+def _refuse_binary(head: bytes) -> None:
+    for magic, what in _BINARY_FORMATS:
+        if head.startswith(magic):
+            raise FileFormatError(f"this is {what}")
+
+
 def _detect(head: bytes, hint: str | None) -> tuple[str, str | None]:
     """(format, top-level array key of a single JSON document, or None)."""
+    _refuse_binary(head)
     content = head.lstrip()
     if not content:  # nothing but whitespace: nothing to sniff, so believe the extension
         return ("csv" if hint in ("csv", "tsv") else "ndjson"), None

@@ -1,0 +1,24 @@
+"""Binary exports (Parquet, Avro, ZIP/Excel, bzip2) fail the file with a clear message."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from segment_importer.formats import FileFormatError, open_records
+
+
+@pytest.mark.parametrize(
+    ("head", "named"),
+    [
+        (b"PAR1\x15\x04\x15", "Parquet"),
+        (b"Obj\x01\x04\x14avro", "Avro"),
+        (b"PK\x03\x04\x14\x00", "ZIP"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1", "Excel"),
+        (b"BZh91AY&SY", "bzip2"),
+    ],
+)
+def test_binary_exports_fail_with_what_they_are(head: bytes, named: str) -> None:
+    with pytest.raises(FileFormatError, match=named):
+        open_records(io.BytesIO(head + b"\x00" * 100), "export.csv")
