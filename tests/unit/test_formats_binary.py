@@ -22,3 +22,15 @@ from segment_importer.formats import FileFormatError, open_records
 def test_binary_exports_fail_with_what_they_are(head: bytes, named: str) -> None:
     with pytest.raises(FileFormatError, match=named):
         open_records(io.BytesIO(head + b"\x00" * 100), "export.csv")
+
+
+def test_semicolon_separated_spreadsheets_are_read() -> None:
+    """Excel in locales with a decimal comma saves CSV with semicolons."""
+    data = b"userId;event;timestamp;properties.price\r\nu1;Bought;2021-01-01T00:00:00Z;3,50\r\n"
+    (record,) = open_records(io.BytesIO(data), "export.csv")
+    assert record.fields == {
+        "userId": "u1",
+        "event": "Bought",
+        "timestamp": "2021-01-01T00:00:00Z",
+        "properties.price": "3,50",
+    }

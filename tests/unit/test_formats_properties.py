@@ -156,7 +156,9 @@ def test_json_array_round_trips(objects: list[dict[str, Any]], compress: bool, d
 
 
 Table = tuple[list[str], list[list[str]]]
-csv_names = st.text(min_size=1, max_size=8).map(str.strip).filter(bool)
+# No ";" in names: a header like "a;b" with no comma reads as semicolon-separated (the
+# reader's documented heuristic for spreadsheets saved in decimal-comma locales).
+csv_names = st.text(min_size=1, max_size=8).map(str.strip).filter(lambda name: bool(name) and ";" not in name)
 
 
 @st.composite

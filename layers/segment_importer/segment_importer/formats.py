@@ -228,7 +228,7 @@ def open_records(
         prefix = f"{doc_key}.item" if doc_key else "item"
         records = _json_records(io.BufferedReader(source, _CHUNK), prefix, max_record_bytes)
     else:
-        delimiter = "\t" if hint == "tsv" or _looks_tab_separated(head) else ","
+        delimiter = "\t" if hint == "tsv" else _header_delimiter(head)
         records = _csv_records(io.BufferedReader(source, _CHUNK), delimiter, max_record_bytes, csv_encoding)
     return RecordStream(fmt, compression, records)
 
@@ -436,9 +436,16 @@ def _document_array_key(content: bytes) -> str | None:
     return None
 
 
-def _looks_tab_separated(head: bytes) -> bool:
-    line = _content_start(head).partition(b"\n")[0]
-    return b"\t" in line and b"," not in line
+def _header_delimiter(head: bytes) -> str:
+    """Comma, unless the header line has no comma but tabs, or semicolons (as spreadsheets in
+    locales with a decimal comma save CSV)."""
+    line = _content_start(head).partition(b"\n")[0].rstrip(b"\r")
+    if b"," in line:
+        return ","
+    if b"\t" in line:
+        return "\t"
+    names = line.split(b";")
+    return ";" if len(names) > 1 and all(name.strip() for name in names) else ","
 
 
 # --- shared record helpers ----------------------------------------------------------------
