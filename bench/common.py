@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -118,6 +120,20 @@ def child_environment(code: str | None = None) -> dict[str, str]:
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)
     return env
+
+
+def run_worker(module: str, *args: str) -> dict[str, Any]:
+    """Run `python -m module args` in a fresh process; its last stdout line is its JSON result."""
+    completed = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        env=child_environment(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"{module} worker failed on {args}:\n{completed.stderr[-4000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def peak_rss_mb() -> float:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import data
-from bench.common import child_environment, peak_rss_mb
+from bench.common import peak_rss_mb, run_worker
 
 
 def run(events_count: int) -> dict[str, Any]:
@@ -34,16 +33,7 @@ def run(events_count: int) -> dict[str, Any]:
         started = time.perf_counter()
         size = data.write_events_file(path, events_count)
         generated = time.perf_counter() - started
-        completed = subprocess.run(
-            [sys.executable, "-m", "bench.end_to_end", str(path), str(folder / "out")],
-            env=child_environment(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if completed.returncode != 0:
-            raise RuntimeError(f"end-to-end worker failed:\n{completed.stderr[-4000:]}")
-        result = json.loads(completed.stdout.strip().splitlines()[-1])
+        result = run_worker("bench.end_to_end", str(path), str(folder / "out"))
         result.update(events=events_count, file_bytes=size, generate_seconds=generated)
         return result
     finally:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import data
-from bench.common import child_environment, peak_rss_mb
+from bench.common import peak_rss_mb, run_worker
 
 MB = 1_000_000
 RATIO_TARGET = 1.1
@@ -74,16 +73,7 @@ def run(sizes_mb: tuple[int, ...] = (100, 1000)) -> dict[str, Any]:
 
 
 def _measure(path: Path) -> dict[str, Any]:
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.memory", str(path)],
-        env=child_environment(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"memory worker failed on {path.name}:\n{completed.stderr[-4000:]}")
-    return json.loads(completed.stdout)
+    return run_worker("bench.memory", str(path))
 
 
 def _worker(path: Path) -> dict[str, Any]:

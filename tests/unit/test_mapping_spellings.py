@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from segment_importer.job import JobOptions
-from segment_importer.mapping import MessageMapper
 
-
-def map_one(fields: dict[str, Any], *, from_csv: bool = False) -> dict[str, Any]:
-    return MessageMapper(JobOptions(), "etag:1", from_csv=from_csv).map(1, fields)
+from .test_mapping import map_one
 
 
 def test_spreadsheet_headers_with_spaces_and_capitals() -> None:
