@@ -1,6 +1,6 @@
 """Run the benchmarks: `make bench` (all) or `make bench ARGS=--quick` (small and fast).
 
-    .venv/bin/python -m bench [--quick] [--only splitter,sender,e2e,memory,cost]
+    .venv/bin/python -m bench [--quick] [--only splitter,sender,e2e,memory,cost,spans]
                               [--events N] [--repeats N] [--sender-events N]
                               [--e2e-events N] [--memory-sizes 100,1000]
                               [--code PATH] [--out PATH]
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ("splitter", "sender", "e2e", "memory", "cost")
+BENCHMARKS = ("splitter", "sender", "e2e", "memory", "cost", "spans")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             filter(None, [str(Path(args.code).resolve()), os.environ.get("PYTHONPATH")])
         )
     import segment_importer
-    from bench import common, cost, end_to_end, memory, report, sender_throughput, splitter_cpu
+    from bench import common, cost, end_to_end, memory, report, sender_throughput, spans, splitter_cpu
 
     results: dict[str, Any] = {
         "machine": common.machine(),
@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         "sender": lambda: sender_throughput.run(args.sender_events, args.sender_repeats),
         "e2e": lambda: end_to_end.run(args.e2e_events),
         "memory": lambda: memory.run(args.memory_sizes),
+        "spans": lambda: spans.run(args.events, args.repeats),
     }
     for name, step in steps.items():
         if name in args.only:

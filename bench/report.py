@@ -74,6 +74,8 @@ def render(results: dict[str, Any]) -> str:
         parts.append(_memory(measured["memory"]))
     if "cost" in measured:
         parts.append(_cost(measured["cost"]))
+    if "spans" in measured:
+        parts.append(_spans(measured["spans"]))
     if results.get("targets"):
         rows = [
             [
@@ -116,6 +118,27 @@ def _splitter(result: dict[str, Any]) -> str:
         f"wire bytes ({batches['byte_fill_of_batch_max_bytes']:.1%} of BatchMaxBytes, "
         f"{batches['byte_fill_of_500kb']:.1%} of 500 KB); requests "
         f"{batches['request_count_fill']:.1%} of the minimum the limits allow."
+    )
+
+
+def _spans(result: dict[str, Any]) -> str:
+    rows = [
+        [
+            fmt,
+            f"{case['events']:,}",
+            f"{case['bytes'] / 1e6:.1f} MB",
+            f"{case['sequential_cpu_seconds']:.3f}",
+            f"{case['survey_share']:.1%}",
+            f"{case['spans_over_sequential']:.2f}x",
+            f"{case['critical_path_speedup']:.1f}x",
+            "yes" if case["proven"] else "no",
+        ]
+        for fmt, case in result.items()
+    ]
+    spans = next(iter(result.values()))["spans"]
+    return f"### 6. Byte ranges ({spans} spans) against the sequential split, CPU only\n\n" + table(
+        ["format", "events", "size", "sequential CPU-s", "surveys", "spans' CPU", "critical path", "proven"],
+        rows,
     )
 
 

@@ -41,7 +41,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         faults = ", ".join(f"{kind} {count}" for kind, count in sorted(figures["faults"].items()))
         terminalreporter.write_line(
             f"records {figures['records']} (valid {figures['valid']}, rejected {figures['rejected']}); "
-            f"splitter parts {figures['splitter_parts']}; Segment requests {figures['segment_requests']}; "
+            f"splitter parts {figures['splitter_parts']} (byte ranges {figures['byte_ranges']}); "
+            f"Segment requests {figures['segment_requests']}; "
             f"duplicates absorbed by messageId {figures['duplicates_absorbed_by_message_id']}; "
             f"SQS redeliveries {figures['sqs_redeliveries']}"
         )

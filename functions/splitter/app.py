@@ -1,4 +1,4 @@
-"""Splitter Lambda: S3 ObjectCreated events, and checkpoints of continued splits from SQS."""
+"""Splitter Lambda: S3 ObjectCreated events; continued splits and byte-range surveys from SQS."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.data_classes import S3Event, SQSEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from segment_importer.continuation import Checkpoint, PartBudget
+from segment_importer.continuation import PartBudget, SurveyTask, read_task
 from segment_importer.ledger import Ledger
 from segment_importer.log_safety import pin_library_loggers
 from segment_importer.metrics import NAMESPACE
 from segment_importer.preflight import WriteKeyPreflight
 from segment_importer.settings import SplitterSettings
-from segment_importer.splitter import SplitterServices, resume_import, split_import
+from segment_importer.splitter import SplitterServices, resume_import, split_import, survey_import_span
 from segment_importer.write_keys import WriteKeySource, service_for
 
 logger = Logger()
@@ -58,8 +58,12 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     )
     records = event.get("Records", [])
     if records and records[0].get("eventSource") == "aws:sqs":
-        for record in SQSEvent(event).records:  # batch size 1: one checkpoint per invocation
-            resume_import(services, Checkpoint.from_body(record.body), settings, budget=budget)
+        for record in SQSEvent(event).records:  # batch size 1: one task per invocation
+            task = read_task(record.body)
+            if isinstance(task, SurveyTask):
+                survey_import_span(services, task, settings)
+            else:
+                resume_import(services, task, settings, budget=budget)
         return {"batchItemFailures": []}
     reports = [
         split_import(

@@ -2,7 +2,8 @@
 
 Faults: Segment answers 500s, 429s with Retry-After, resets, stalls past the client
 timeout, and accepts-then-fails; senders die after posting; SendMessageBatch fails entries;
-S3 delivers every event twice; the splitter hands over mid-file (plain and gzip). The
+S3 delivers every event twice; the splitter hands over mid-file (plain and gzip), and splits
+the plain file in parallel byte ranges, each handing over mid-range too. The
 invariant: every valid record present, each under exactly one messageId; invalid ones only
 in the rejects. The figures go to the end-of-suite summary (see conftest).
 """
@@ -23,7 +24,12 @@ from segment_importer.local.segment_endpoint import FaultPlan
 from ..conftest import FAULT_FIGURES
 
 ENDPOINT_FAULTS = {"status": 0.1, "rate_limit": 0.03, "reset": 0.08, "stall": 0.04, "accept_then_fail": 0.08}
-STACK = {"BatchMaxMessages": "50", "SplitRecordsPerPart": "150", "SegmentTimeoutSeconds": "1"}
+STACK = {
+    "BatchMaxMessages": "50",
+    "SplitRecordsPerPart": "150",
+    "SegmentTimeoutSeconds": "1",
+    "ParallelSplitBytes": "32768",  # the plain file (~150 KB) is split in byte ranges; gzip never is
+}
 
 
 def write_export(path: Path, count: int) -> tuple[set[int], set[int]]:
@@ -44,6 +50,13 @@ def write_export(path: Path, count: int) -> tuple[set[int], set[int]]:
     data = ("\n".join(lines) + "\n").encode()
     path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
     return valid, invalid
+
+
+def splitter_parts(ledger: dict) -> int:
+    """Splitter invocations that split the file: its parts, or the parts of its byte ranges."""
+    if ledger.get("split_mode") == "spans":
+        return sum(part + 1 for part in ledger["span_parts"].values())
+    return ledger.get("split_part", 0) + 1
 
 
 def test_nothing_lost_nothing_doubled_under_every_fault(tmp_path: Path) -> None:
@@ -85,7 +98,10 @@ def test_nothing_lost_nothing_doubled_under_every_fault(tmp_path: Path) -> None:
         assert sorted(rejected) == sorted(invalid), name
         ledger = outcome.ledger or {}
         assert ledger["messages_delivered"] == ledger["messages_queued"] == len(valid), name
-        assert ledger["split_part"] >= 7, "the splitter did not hand over mid-file"
+        assert splitter_parts(ledger) >= 8, f"{name}: the splitter did not hand over mid-file"
+        if name.startswith("plain"):
+            assert ledger["split_mode"] == "spans", "the plain file was not split in byte ranges"
+            assert splitter_parts(ledger) > ledger["span_count"] >= 4, "no byte range handed over"
     assert doubled == 0
     stats = result.endpoint_stats or {}
     injected = Counter(stats["faults"]) + Counter(result.aws_faults_injected)
@@ -109,7 +125,8 @@ def test_nothing_lost_nothing_doubled_under_every_fault(tmp_path: Path) -> None:
             "segment_requests": stats["requests"],
             "duplicates_absorbed_by_message_id": stats["duplicates"],
             "sqs_redeliveries": result.redelivered_records,
-            "splitter_parts": sum((o.ledger or {}).get("split_part", 0) + 1 for o in result.files),
+            "splitter_parts": sum(splitter_parts(o.ledger or {}) for o in result.files),
+            "byte_ranges": sum((o.ledger or {}).get("span_count", 0) for o in result.files),
             "lost": lost,
             "doubled": doubled,
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -206,3 +207,56 @@ def test_items_carry_a_ttl_when_a_retention_is_set(stack: LocalStack) -> None:
         Key={"import_id": {"S": REF.import_id}, "batch_number": {"N": "1"}},
     )["Item"]
     assert abs(int(batch["expires_at"]["N"]) - expected) < 60
+
+
+def test_a_split_in_spans_sums_them_and_500_fit_one_item(stack: LocalStack, ledger: Ledger) -> None:
+    """With long keys, a large job and many reject reasons, each span's survey and counts add
+    little to the item: 500 spans (the most a file is cut into) stay within DynamoDB's 400 KB.
+    Measured on 40 spans (moto rewrites the whole item per update: 500 would take minutes)."""
+    spans = 40
+    assert ledger.start_split(REF, spans << 30, "request-1")
+    job = {"source": "auto", "context": {"note": "x" * 2000}}
+    ledger.plan_spans(REF, spans, {"format": "ndjson", "compression": "none", "job": job})
+    base = item_bytes(stack)
+    reasons = {f"reason_{n}": n for n in range(8)}
+    for index in range(spans):
+        survey = {"start": index << 30, "end": (index + 1) << 30, "lines": 2_000_000, "problem": None}
+        ledger.record_survey(REF, index, survey)
+    ledger.begin_span_split(REF)
+    all_done = []
+    for index in range(spans):
+        counts = {
+            "records_read": 2_000_000,
+            "messages_queued": 1_999_000,
+            "batches_queued": 800,
+            "rejected": 1000,
+            "rejected_by_reason": reasons,
+            "rejects_key": "rejects/" + "k" * 1000 + f".rejects.span{index:04d}.part0000.ndjson",
+            "rejects_omitted": 0,
+            "format": "ndjson",
+            "compression": "none",
+            "job": job,
+        }
+        all_done.append(ledger.record_span_counts(REF, index, counts, done=True))
+    per_span = (item_bytes(stack) - base) / spans
+    assert base + 500 * per_span < 400_000, f"{per_span:.0f} bytes per span"
+    assert all_done == [False] * (spans - 1) + [True]
+    item = ledger.get(REF)
+    assert item is not None
+    assert (item["records_read"], item["batches_queued"], item["spans_done"]) == (
+        spans * 2_000_000,
+        spans * 800,
+        spans,
+    )
+    assert item["rejected_by_reason"] == {reason: count * spans for reason, count in reasons.items()}
+    assert item["rejects_key"].endswith(".span0000.part0000.ndjson")  # the first written
+    assert ledger.finish_span_split(REF) is None  # batches are still pending ...
+    assert ledger.get(REF)["status"] == SENDING  # type: ignore[index]
+    assert ledger.finish_span_split(REF) is None  # ... and the move to SENDING happens once
+
+
+def item_bytes(stack: LocalStack) -> int:
+    """The item's size as DynamoDB counts it, about: its attribute names and values as JSON."""
+    key = {"import_id": {"S": REF.import_id}}
+    item = stack.dynamodb.get_item(TableName=stack.table_name("ImportsTable"), Key=key)["Item"]
+    return len(json.dumps(item))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import logging
 import sys
 import time
@@ -153,28 +154,38 @@ def _imports_reader(arguments: argparse.Namespace) -> Callable[[], list[dict[str
     return status_module.snapshot_reader(run_dir, arguments.prefix)
 
 
+def _rejects_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+    return sorted(key for key in keys if key.endswith(".ndjson"))
+
+
 def _rejects(arguments: argparse.Namespace) -> int:
     from segment_importer.report import derived_key
     from segment_importer.settings import Prefixes
     from segment_importer.status import local_run_dir
 
     prefixes = Prefixes()
-    rejects_key = derived_key(prefixes.rejects, arguments.key, prefixes.imports, ".rejects.ndjson")
+    # Every part's rejects (`.rejects.ndjson`, `.rejects.partNNNN.ndjson`, and per byte range
+    # `.rejects.spanNNNN.partNNNN.ndjson`), in key order: the file's order.
+    rejects_prefix = derived_key(prefixes.rejects, arguments.key, prefixes.imports, ".rejects.")
     if arguments.stack or arguments.table or arguments.bucket:
         import boto3
 
         bucket = arguments.bucket or _stack_bucket(boto3.client("cloudformation"), arguments.stack)
-        try:
-            body = boto3.client("s3").get_object(Bucket=bucket, Key=rejects_key)["Body"].read()
-        except Exception as error:  # any failure here means "not found" to the user
-            raise SystemExit(
-                f"error: no rejects at s3://{bucket}/{rejects_key} ({type(error).__name__})"
-            ) from None
+        s3 = boto3.client("s3")
+        keys = _rejects_keys(s3, bucket, rejects_prefix)
+        if not keys:
+            raise SystemExit(f"error: no rejects at s3://{bucket}/{rejects_prefix}*")
+        body = b"".join(s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys)
     else:
-        path = local_run_dir(arguments.out, arguments.local) / "bucket" / rejects_key
-        if not path.is_file():
-            raise SystemExit(f"error: no rejects for {arguments.key} in that run ({path})")
-        body = path.read_bytes()
+        folder = local_run_dir(arguments.out, arguments.local) / "bucket"
+        paths = sorted(folder.glob(glob.escape(rejects_prefix) + "*.ndjson"))
+        if not paths:
+            raise SystemExit(
+                f"error: no rejects for {arguments.key} in that run ({folder / rejects_prefix}*)"
+            )
+        body = b"".join(path.read_bytes() for path in paths)
     if arguments.output:
         arguments.output.write_bytes(body)
         lines = body.count(b"\n")

@@ -13,9 +13,12 @@ stopped, and goes on numbering batches from there:
   records earlier parts handled are read again and skipped, never mapped or queued.
 
 The ledger admits each part once (`Ledger.claim_part`), so a redelivered checkpoint does not
-split the same range twice. The continuation goes through SQS, so Lambda's recursive loop
-detection would stop a chain of more than 16 parts: the template sets `RecursiveLoop: Allow`
-on the splitter.
+split the same range twice. A large plain file can also be split in parallel byte ranges
+(`byte_ranges`, `parallel_split`): the same queue carries their survey tasks, and each range
+is a chain of parts of its own (`Checkpoint.span`).
+
+The continuation goes through SQS, so Lambda's recursive loop detection would stop a chain
+of more than 16 parts: the template sets `RecursiveLoop: Allow` on the splitter.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import orjson
 CHECKPOINT_VERSION = 1
 # Check the clock every this many records: cheap enough, and far below a second of work.
 _CLOCK_EVERY = 256
+_SEND_ATTEMPTS = 5
 
 
 @dataclass(slots=True)
@@ -67,17 +71,68 @@ class Checkpoint:
     resume_offset: int | None = None
     compression: str = ""
     started_at: str = ""
+    # One byte range of a file split in parallel (a `byte_ranges.SpanRead` document): the
+    # counts above are then the range's own, and `part` numbers the range's parts.
+    span: dict[str, Any] | None = None
 
     def to_body(self) -> str:
         return orjson.dumps({"v": CHECKPOINT_VERSION, "checkpoint": asdict(self)}).decode()
 
     @classmethod
     def from_body(cls, body: str) -> Checkpoint:
-        document = orjson.loads(body)
-        if document.get("v") != CHECKPOINT_VERSION:
-            raise ValueError(f"unknown checkpoint version {document.get('v')!r}")
-        return cls(**document["checkpoint"])
+        task = read_task(body)
+        if not isinstance(task, Checkpoint):
+            raise ValueError("not a checkpoint")
+        return task
 
 
-def hand_over(sqs: Any, queue_url: str, checkpoint: Checkpoint) -> None:
-    sqs.send_message(QueueUrl=queue_url, MessageBody=checkpoint.to_body())
+@dataclass(slots=True)
+class SurveyTask:
+    """Survey one byte range of a file split in parallel (see `byte_ranges`)."""
+
+    bucket: str
+    key: str
+    etag: str
+    size_bytes: int
+    claim: str  # the request id that claimed the import in the ledger
+    index: int
+    count: int
+    start: int  # the nominal range
+    end: int
+    format: str
+    delimiter: str = ""
+    header_line: int = 0
+    header_end: int = 0
+    job: dict[str, Any] = field(default_factory=dict)
+    started_at: str = ""
+
+    def to_body(self) -> str:
+        return orjson.dumps({"v": CHECKPOINT_VERSION, "survey": asdict(self)}).decode()
+
+
+def read_task(body: str) -> Checkpoint | SurveyTask:
+    """A continuation queue message: a checkpoint, or a byte range's survey."""
+    document = orjson.loads(body)
+    if document.get("v") != CHECKPOINT_VERSION:
+        raise ValueError(f"unknown checkpoint version {document.get('v')!r}")
+    if "survey" in document:
+        return SurveyTask(**document["survey"])
+    return Checkpoint(**document["checkpoint"])
+
+
+def hand_over(sqs: Any, queue_url: str, task: Checkpoint | SurveyTask) -> None:
+    sqs.send_message(QueueUrl=queue_url, MessageBody=task.to_body())
+
+
+def hand_over_all(sqs: Any, queue_url: str, tasks: list[Checkpoint] | list[SurveyTask]) -> None:
+    """Send tasks ten to a request; entries SQS reports as failed are sent again."""
+    for first in range(0, len(tasks), 10):
+        pending = {str(i): task.to_body() for i, task in enumerate(tasks[first : first + 10])}
+        for _ in range(_SEND_ATTEMPTS):
+            entries = [{"Id": entry, "MessageBody": body} for entry, body in pending.items()]
+            failed = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries).get("Failed", [])
+            pending = {entry["Id"]: pending[entry["Id"]] for entry in failed}
+            if not pending:
+                break
+        else:
+            raise RuntimeError(f"{len(pending)} continuation tasks could not be queued")

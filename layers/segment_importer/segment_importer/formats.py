@@ -71,13 +71,22 @@ import orjson
 
 from .records import RAW_EXCERPT_CHARS, SourceRecord, excerpt
 
-__all__ = ["FileFormatError", "RecordStream", "open_records"]
+__all__ = [
+    "MAX_RECORD_BYTES",
+    "FileFormatError",
+    "PlainShape",
+    "RecordStream",
+    "csv_field_limit",
+    "open_records",
+    "plain_shape",
+]
 
 try:  # the C backend is several times faster than the pure-Python one
     _ijson: Any = ijson.get_backend("yajl2_c")
 except ImportError:  # pragma: no cover - depends on how ijson was built
     _ijson = ijson
 
+MAX_RECORD_BYTES = 1 << 20  # the default bound of one record
 _CHUNK = 1 << 20  # reads from the source and the decompressor
 _SNIFF_CHUNK = 1 << 16
 _IJSON_BUF = 1 << 16
@@ -178,10 +187,12 @@ def open_records(
     stream: BinaryIO,
     key: str,
     *,
-    max_record_bytes: int = 1 << 20,
+    max_record_bytes: int = MAX_RECORD_BYTES,
     resume: ResumePoint | None = None,
     stream_at_resume: bool = False,
     csv_encoding: str = "utf-8",
+    known_format: str | None = None,
+    first_row: int = 1,
 ) -> RecordStream:
     """Sniff `stream` (anything with `read(n)` returning bytes) and return its records.
 
@@ -191,6 +202,8 @@ def open_records(
     stream is read from its start and the content before the point skipped, unless
     `stream_at_resume` says the stream already starts there (a ranged read of a plain file).
     `csv_encoding` decodes CSV (spreadsheets saved as Windows-1252, say); JSON is UTF-8.
+    `known_format` skips detection (a byte range of a file whose format was already detected:
+    its first line may be a broken one). `first_row` numbers a CSV range's rows from there.
     """
     if max_record_bytes < 1:
         raise ValueError("max_record_bytes must be positive")
@@ -216,7 +229,7 @@ def open_records(
         source = _Source(stream.read, head.removeprefix(_BOM))
     bom = len(_BOM) if head.startswith(_BOM) else 0
     head = head.removeprefix(_BOM)
-    fmt, doc_key = _detect(head, hint)
+    fmt, doc_key = (known_format, None) if known_format else _detect(head, hint)
     if resume and fmt != "ndjson":
         raise FileFormatError(f"only NDJSON can be resumed at a line; this part reads as {fmt}")
     if fmt == "ndjson":
@@ -229,8 +242,30 @@ def open_records(
         records = _json_records(io.BufferedReader(source, _CHUNK), prefix, max_record_bytes)
     else:
         delimiter = "\t" if hint == "tsv" else _header_delimiter(head)
-        records = _csv_records(io.BufferedReader(source, _CHUNK), delimiter, max_record_bytes, csv_encoding)
+        content = io.BufferedReader(source, _CHUNK)
+        records = _csv_records(content, delimiter, max_record_bytes, csv_encoding, first_row)
     return RecordStream(fmt, compression, records)
+
+
+@dataclass(frozen=True, slots=True)
+class PlainShape:
+    """What the head of an uncompressed object says about the whole of it."""
+
+    format: str  # "ndjson" | "json_array" | "csv"
+    delimiter: str  # CSV only ("" otherwise)
+
+
+def plain_shape(head: bytes, key: str) -> PlainShape | None:
+    """The format and delimiter `open_records` would read an object with, from its head;
+    None for gzip. The same detection as `open_records` (FileFormatError for binary files)."""
+    if head.startswith(_GZIP_MAGIC):
+        return None
+    hint = _extension_hint(key)
+    content = head.removeprefix(_BOM)
+    fmt, _ = _detect(content, hint)
+    if fmt != "csv":
+        return PlainShape(fmt, "")
+    return PlainShape(fmt, "\t" if hint == "tsv" else _header_delimiter(content))
 
 
 # --- the source ---------------------------------------------------------------------------
@@ -764,18 +799,23 @@ def _unescape(text: str) -> bytes:
 
 
 def _csv_records(
-    content: io.BufferedReader, delimiter: str, limit: int, encoding: str = "utf-8"
+    content: io.BufferedReader, delimiter: str, limit: int, encoding: str = "utf-8", first_row: int = 1
 ) -> Iterator[SourceRecord]:
     """Read the header now (so header problems raise from open_records), rows lazily."""
-    # csv's limit is process-wide, so it is only ever raised; rows are held to `limit` below.
-    if csv.field_size_limit() < limit:
-        csv.field_size_limit(limit)
+    csv_field_limit(limit)
     # surrogateescape: invalid UTF-8 becomes one rejected row, not a decoding error.
     text = io.TextIOWrapper(content, encoding=encoding, errors="surrogateescape", newline="")
     flags = _LineFlags()
     reader = csv.reader(_csv_lines(text.readline, limit, flags), delimiter=delimiter)
     header = _csv_header(reader, flags)
-    return _csv_rows(reader, header, flags, delimiter, limit)
+    return _csv_rows(reader, header, flags, delimiter, limit, first_row - 1)
+
+
+def csv_field_limit(limit: int) -> None:
+    """Let the csv module read fields of `limit` characters. Its limit is process-wide, so it
+    is only ever raised; rows are held to the record limit by the readers themselves."""
+    if csv.field_size_limit() < limit:
+        csv.field_size_limit(limit)
 
 
 def _csv_header(reader: _CsvReader, flags: _LineFlags) -> list[str] | None:
@@ -814,7 +854,12 @@ def _check_header(header: list[str]) -> None:
 
 
 def _csv_rows(
-    reader: _CsvReader, header: list[str] | None, flags: _LineFlags, delimiter: str, limit: int
+    reader: _CsvReader,
+    header: list[str] | None,
+    flags: _LineFlags,
+    delimiter: str,
+    limit: int,
+    number: int = 0,
 ) -> Iterator[SourceRecord]:
     if header is None:
         if flags.broken is not None:
@@ -822,7 +867,6 @@ def _csv_rows(
         return
     width = len(header)
     record = SourceRecord
-    number = 0
     line_count = reader.line_num
     try:
         for row in reader:

@@ -14,6 +14,10 @@ batch; it makes the sender's counting idempotent.
   queued batch is resolved. Whoever sees that first, splitter or sender, makes the
   transition with a conditional update on the status, so it happens exactly once.
 
+- A file split in parallel byte ranges ("spans", see `byte_ranges`) keeps its split counts
+  per span, each SET absolutely by that span's parts; readers get the totals summed
+  (`with_span_totals`). The span that finds every span done moves the import to SENDING.
+
 Statuses: SPLITTING -> SENDING -> COMPLETE | COMPLETE_WITH_ERRORS, or FAILED when the file
 cannot be split. COMPLETE_WITH_ERRORS means some records were rejected, refused by Segment
 or dead-lettered. No record content is ever stored here; error texts are reason codes and
@@ -56,6 +60,10 @@ _COUNTERS = (
     "batches_failed",
     "messages_failed",
 )
+# The split's counts, which a file split in spans keeps per span (see `with_span_totals`).
+_SPLIT_TOTALS = ("records_read", "messages_queued", "batches_queued", "rejected", "rejects_omitted")
+# Split counts kept once on the item, not per span (up to 500 spans share its 400 KB).
+_KEPT_ONCE = frozenset({"format", "compression", "job", "rejects_key"})
 _CONFLICT_RETRIES = 5
 _REOPEN = "SET #status = :sending, reopened_at = :now, updated_at = :now REMOVE finished_at"
 _NEXT_PART = "#status = :splitting AND (attribute_not_exists(split_part) OR split_part < :part)"
@@ -158,6 +166,79 @@ class Ledger:
             ref, {**counts, "status": FAILED, "finished_at": now, "last_error": error}, first_error=error
         )
 
+    # --- a split in parallel byte ranges (spans) -----------------------------------------
+
+    def plan_spans(self, ref: ImportRef, count: int, shape: dict[str, Any]) -> None:
+        """The import will be split in `count` spans; `shape` (format, compression, job) is
+        kept once for all of them. A repeated plan keeps what is recorded (a claim of the
+        file by a new S3 event replaces the whole item instead)."""
+        values = {":n": count, ":empty": {}, ":now": self._clock()}
+        names = {f"#s{i}": name for i, name in enumerate(shape)}
+        values.update({f":s{i}": value for i, value in enumerate(shape.values())})
+        shape_update = "".join(f", #s{i} = :s{i}" for i in range(len(shape)))
+        self._db.update_item(
+            TableName=self._imports,
+            Key=_to_dynamo({"import_id": ref.import_id}),
+            UpdateExpression=(
+                "SET span_count = :n, surveys = if_not_exists(surveys, :empty),"
+                " span_parts = if_not_exists(span_parts, :empty), updated_at = :now" + shape_update
+            ),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=_to_dynamo(values),
+        )
+
+    def record_survey(self, ref: ImportRef, index: int, survey: dict[str, Any]) -> dict[str, Any]:
+        """Keep one span's survey (safe to repeat); returns every survey recorded so far."""
+        item = self._set_in_map(ref, "surveys", index, survey)
+        return item.get("surveys", {})
+
+    def begin_span_split(self, ref: ImportRef) -> None:
+        """The surveys proved the spans: their counts are kept from now on (once, if repeated)."""
+        self._db.update_item(
+            TableName=self._imports,
+            Key=_to_dynamo({"import_id": ref.import_id}),
+            UpdateExpression="SET spans = if_not_exists(spans, :empty), split_mode = :mode",
+            ExpressionAttributeValues=_to_dynamo({":empty": {}, ":mode": "spans"}),
+        )
+
+    def claim_span_part(self, ref: ImportRef, index: int, part: int) -> bool:
+        """Admit part `part` of span `index` once; False for a repeated task."""
+        condition = "#status = :splitting AND (attribute_not_exists(span_parts.#i) OR span_parts.#i < :part)"
+        try:
+            self._db.update_item(
+                TableName=self._imports,
+                Key=_to_dynamo({"import_id": ref.import_id}),
+                UpdateExpression="SET span_parts.#i = :part, updated_at = :now",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#status": "status", "#i": str(index)},
+                ExpressionAttributeValues=_to_dynamo(
+                    {":part": part, ":now": self._clock(), ":splitting": SPLITTING}
+                ),
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def record_span_counts(self, ref: ImportRef, index: int, counts: dict[str, Any], *, done: bool) -> bool:
+        """One span's running totals (absolute, safe to repeat); True once every span is done."""
+        # Kept once on the item, not per span: up to 500 spans share its 400 KB. The report
+        # names the first rejects file written; `segment-importer rejects` gathers them all.
+        kept = {name: value for name, value in counts.items() if name not in _KEPT_ONCE}
+        also = {"rejects_key": counts["rejects_key"]} if counts.get("rejects_key") else None
+        item = self._set_in_map(ref, "spans", index, {**kept, "done": done}, if_not_set=also)
+        spans = item.get("spans", {})
+        return len(spans) == item.get("span_count") and all(span.get("done") for span in spans.values())
+
+    def finish_span_split(self, ref: ImportRef) -> str | None:
+        """Every span is split: status SENDING (once), then complete if nothing is pending."""
+        values = {":sending": SENDING, ":now": self._clock(), ":splitting": SPLITTING}
+        update = "SET #status = :sending, split_finished_at = :now, updated_at = :now"
+        if not self._update_if(ref, update, "#status = :splitting", values):
+            return None
+        return self.complete_if_done(ref)
+
     # --- sender --------------------------------------------------------------------------
 
     def record_delivered(self, ref: ImportRef, batch_number: int, messages: int, refused: int) -> bool:
@@ -201,13 +282,13 @@ class Ledger:
         response = self._db.get_item(
             TableName=self._imports, Key=_to_dynamo({"import_id": ref.import_id}), ConsistentRead=True
         )
-        return _from_dynamo(response["Item"]) if "Item" in response else None
+        return with_span_totals(_from_dynamo(response["Item"])) if "Item" in response else None
 
     def list_imports(self, key_prefix: str = "") -> list[dict[str, Any]]:
         """Every import whose key starts with `key_prefix`, oldest first."""
         items: list[dict[str, Any]] = []
         for page in self._db.get_paginator("scan").paginate(TableName=self._imports, ConsistentRead=True):
-            items.extend(_from_dynamo(item) for item in page.get("Items", []))
+            items.extend(with_span_totals(_from_dynamo(item)) for item in page.get("Items", []))
         chosen = [item for item in items if item["key"].startswith(key_prefix)]
         return sorted(chosen, key=lambda item: (item.get("started_at", ""), item["key"]))
 
@@ -229,6 +310,33 @@ class Ledger:
                 return False
             raise
         return True
+
+    def _set_in_map(
+        self,
+        ref: ImportRef,
+        name: str,
+        index: int,
+        value: dict[str, Any],
+        *,
+        if_not_set: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """SET `name[index]` (the map exists), and each of `if_not_set` where the item has no
+        value yet; returns the whole item as it is now."""
+        update = "SET #m.#i = :value, updated_at = :now"
+        names = {"#m": name, "#i": str(index)}
+        values: dict[str, Any] = {":value": value, ":now": self._clock()}
+        for number, (attribute, first) in enumerate((if_not_set or {}).items()):
+            update += f", #n{number} = if_not_exists(#n{number}, :n{number})"
+            names[f"#n{number}"], values[f":n{number}"] = attribute, first
+        response = self._db.update_item(
+            TableName=self._imports,
+            Key=_to_dynamo({"import_id": ref.import_id}),
+            UpdateExpression=update,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=_to_dynamo(values),
+            ReturnValues="ALL_NEW",
+        )
+        return _from_dynamo(response.get("Attributes", {}))
 
     def _set(self, ref: ImportRef, values: dict[str, Any], *, first_error: str | None = None) -> None:
         names = {f"#f{i}": name for i, name in enumerate(values)}
@@ -296,6 +404,23 @@ class Ledger:
             else:
                 return True
         return False  # unreachable: the last attempt returns or raises
+
+
+def with_span_totals(item: dict[str, Any]) -> dict[str, Any]:
+    """An item of a file split in spans, with the split's totals summed over its spans."""
+    spans = item.get("spans")
+    if not spans:
+        return item
+    ordered = [spans[index] for index in sorted(spans, key=int)]
+    for name in _SPLIT_TOTALS:
+        item[name] = sum(span.get(name) or 0 for span in ordered)
+    by_reason: dict[str, int] = {}
+    for span in ordered:
+        for reason, count in (span.get("rejected_by_reason") or {}).items():
+            by_reason[reason] = by_reason.get(reason, 0) + count
+    item["rejected_by_reason"] = by_reason
+    item["spans_done"] = sum(1 for span in ordered if span.get("done"))
+    return item
 
 
 def _counter_update(counters: dict[str, int], now: str, error: str | None) -> tuple[str, dict[str, Any]]:

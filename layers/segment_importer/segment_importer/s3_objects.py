@@ -31,6 +31,20 @@ def open_body(s3: Any, bucket: str, key: str, identity: ObjectIdentity, start: i
     return s3.get_object(Bucket=bucket, Key=key, IfMatch=f'"{identity.etag}"', **ranged)["Body"]
 
 
+def read_range(s3: Any, bucket: str, key: str, identity: ObjectIdentity, start: int, end: int) -> bytes:
+    """The bytes [start, end) of the object (pinned to the ETag)."""
+    return open_range(s3, bucket, key, identity, start, end).read()
+
+
+def open_range(s3: Any, bucket: str, key: str, identity: ObjectIdentity, start: int, end: int) -> Any:
+    """A body of the bytes [start, end) of the object (pinned to the ETag); empty if none."""
+    if start >= end:
+        return io.BytesIO(b"")
+    return s3.get_object(
+        Bucket=bucket, Key=key, IfMatch=f'"{identity.etag}"', Range=f"bytes={start}-{end - 1}"
+    )["Body"]
+
+
 def load_job_options(s3: Any, bucket: str, key: str, defaults: JobOptions, imports_prefix: str) -> JobOptions:
     """The nearest job file's options over the stack defaults."""
     for candidate in job_file_candidates(key, imports_prefix):

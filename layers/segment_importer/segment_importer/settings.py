@@ -56,6 +56,7 @@ class SplitterSettings:
     ledger_tables: LedgerTables | None = None
     continuation_queue_url: str = ""  # empty: a file must fit in one invocation
     records_per_part: int = 0  # 0: parts end only when the invocation's time runs low
+    span_bytes: int = 0  # a larger plain NDJSON/CSV file is split in byte ranges of this size; 0: never
     reserve_seconds: float = 60.0  # a part hands over when less than this is left
     preflight_host: str = ""  # Segment's settings CDN; empty: no write-key pre-flight
     write_key_parameter: str = ""
@@ -76,6 +77,7 @@ class SplitterSettings:
             ledger_tables=LedgerTables.from_env(env),
             continuation_queue_url=env.get("CONTINUATION_QUEUE_URL", ""),
             records_per_part=int(env.get("SPLIT_RECORDS_PER_PART") or 0),
+            span_bytes=int(env.get("PARALLEL_SPLIT_BYTES") or 0),
             reserve_seconds=float(env.get("SPLIT_RESERVE_SECONDS") or 60.0),
             preflight_host=env.get("PREFLIGHT_HOST", ""),
             write_key_parameter=env.get("WRITE_KEY_PARAMETER", ""),

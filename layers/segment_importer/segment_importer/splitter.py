@@ -3,7 +3,8 @@
 Streams the object (memory stays flat in the file size), maps and validates each record,
 packs messages into batches of one Segment request each, and writes a report and a
 rejects file under their own prefixes. Every record read is either queued or rejected.
-A file too large for one invocation is split in parts (see `continuation`).
+A file too large for one invocation is split in parts (see `continuation`); a large plain
+NDJSON or CSV file in parallel byte ranges (see `parallel_split`).
 """
 
 from __future__ import annotations
@@ -15,16 +16,18 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
 from segment_importer.batching import Batch, BatchLimits, BatchPacker
-from segment_importer.completion import publish_final_report
-from segment_importer.continuation import Checkpoint, PartBudget, hand_over
+from segment_importer.byte_ranges import PrefixedBody, SpanRead, span_records
+from segment_importer.completion import final_report, publish_final_report
+from segment_importer.continuation import Checkpoint, PartBudget, SurveyTask, hand_over, hand_over_all
 from segment_importer.encoding import EncodingError, encode_message
-from segment_importer.formats import FileFormatError, ResumePoint, open_records
+from segment_importer.formats import FileFormatError, RecordStream, ResumePoint, open_records
 from segment_importer.import_ref import ImportRef
 from segment_importer.job import JobOptions, JobOptionsError, is_job_file
 from segment_importer.ledger import Ledger
 from segment_importer.mapping import MappingError, MessageMapper
 from segment_importer.message_ids import file_identity
 from segment_importer.metrics import MetricsSink, NullMetrics
+from segment_importer.parallel_split import SPAN_BATCH_STRIDE, record_and_dispatch, survey_span, survey_tasks
 from segment_importer.preflight import PreflightFailed, WriteKeyPreflight
 from segment_importer.queueing import QueueWriter
 from segment_importer.records import SourceRecord
@@ -42,7 +45,15 @@ from segment_importer.report import (
     utc_now,
     write_report,
 )
-from segment_importer.s3_objects import ObjectIdentity, ProgressStream, head, load_job_options, open_body
+from segment_importer.s3_objects import (
+    ObjectIdentity,
+    ProgressStream,
+    head,
+    load_job_options,
+    open_body,
+    open_range,
+    read_range,
+)
 from segment_importer.settings import SplitterSettings
 from segment_importer.validation import ValidationError, check_fields, check_size
 
@@ -105,6 +116,8 @@ class _Part:
     job: JobOptions | None = None
     rejects: RejectsWriter = field(default_factory=RejectsWriter)
     checkpoint: Checkpoint | None = None  # set when the part hands the rest over
+    span: SpanRead | None = None  # the byte range this part reads, in a split in spans
+    spans_planned: int = 0  # this invocation only planned a split in spans
 
 
 def split_import(
@@ -158,13 +171,27 @@ def resume_import(
     if checkpoint.resume_offset is not None:
         part.resume = ResumePoint(checkpoint.resume_offset, checkpoint.after_record + 1)
     part.job = JobOptions().merged_with(checkpoint.job)
-    if services.ledger and not services.ledger.claim_part(ref, checkpoint.part):
+    part.span = SpanRead.from_document(checkpoint.span) if checkpoint.span else None
+    if services.ledger and not _claim_part(services.ledger, part):
         report.status = STATUS_DUPLICATE
-        logger.info(
-            "part already run; repeated checkpoint skipped", extra={"key": ref.key, "part": part.number}
-        )
+        where = {"key": ref.key, "part": part.number, "span": part.span.index if part.span else None}
+        logger.info("part not admitted (already run, or the import failed); skipped", extra=where)
         return report
     return _run(services, settings, part, budget, None)
+
+
+def survey_import_span(services: SplitterServices, task: SurveyTask, settings: SplitterSettings) -> bool:
+    """Survey one span of a file split in spans; True if this survey dispatched the split."""
+    survey = survey_span(services.s3, task)
+    if services.ledger is None:
+        raise RuntimeError("a split in spans needs the ledger")
+    return record_and_dispatch(services.ledger, services.sqs, settings.continuation_queue_url, task, survey)
+
+
+def _claim_part(ledger: Ledger, part: _Part) -> bool:
+    if part.span is None:
+        return ledger.claim_part(part.ref, part.number)
+    return ledger.claim_span_part(part.ref, part.span.index, part.number)
 
 
 def _claim(services: SplitterServices, settings: SplitterSettings, part: _Part) -> bool:
@@ -212,38 +239,102 @@ def _split(
             services.s3, ref.bucket, ref.key, settings.default_job, settings.prefixes.imports
         )
         report.job = part.job.to_document()
-    sink = _sink(services.sqs, settings, ref)
     identity = ObjectIdentity(ref.etag, report.size_bytes)
-    # A plain file resumes with a ranged read; gzip is decompressed again up to the point.
-    ranged = part.resume is not None and report.compression == "none"
-    start = part.resume.offset if ranged and part.resume else 0
-    if ranged and start >= report.size_bytes:  # the previous part stopped at the very end
+    ledger = None if settings.dry_run else services.ledger
+    can_continue = bool(settings.continuation_queue_url) and not settings.dry_run
+    if (
+        part.number == 0
+        and part.span is None
+        and ledger
+        and can_continue
+        and _plan_spans(services, settings, part)
+    ):
+        return
+    records = _open_part(services.s3, part, identity, on_bytes)
+    if records is None:  # the previous part stopped at the very end
         report.status = STATUS_QUEUED
         return
-    stream = ProgressStream(open_body(services.s3, ref.bucket, ref.key, identity, start), on_bytes)
-    ledger = None if settings.dry_run else services.ledger
-    on_progress = (
-        (lambda progress: ledger.record_split_progress(ref, progress.split_counts())) if ledger else None
-    )
-    can_continue = settings.continuation_queue_url and not settings.dry_run
-    stop = split_stream(
-        stream,
+    stop = split_records(
+        records,
         report,
         part.job,
         settings.limits,
-        sink,
+        _sink(services.sqs, settings, ref),
         part.rejects,
-        on_progress=on_progress,
+        on_progress=_progress_recorder(ledger, part),
         after_record=part.after_record,
         budget=budget if can_continue else None,
-        resume=part.resume,
-        stream_at_resume=ranged,
+        first_batch=part.span.index * SPAN_BATCH_STRIDE + 1 if part.span else 1,
     )
     if stop is not None:
         part.checkpoint = _checkpoint(part, stop)
         report.status = STATUS_CONTINUING
     else:
         report.status = STATUS_DRY_RUN if settings.dry_run else STATUS_QUEUED
+
+
+def _plan_spans(services: SplitterServices, settings: SplitterSettings, part: _Part) -> bool:
+    """Plan a split in spans and queue their surveys; False when the file is split sequentially."""
+    assert part.job is not None
+    assert services.ledger is not None
+    report = part.report
+    identity = ObjectIdentity(part.ref.etag, report.size_bytes)
+    tasks = survey_tasks(
+        services.s3,
+        part.ref,
+        identity,
+        part.job,
+        settings.span_bytes,
+        claim=part.claim,
+        started_at=report.started_at,
+    )
+    if not tasks:
+        return False
+    report.format, report.compression = tasks[0].format, "none"
+    shape = {"format": report.format, "compression": report.compression, "job": report.job}
+    services.ledger.plan_spans(part.ref, len(tasks), shape)
+    hand_over_all(services.sqs, settings.continuation_queue_url, tasks)
+    report.status, part.spans_planned = STATUS_CONTINUING, len(tasks)
+    logger.info("file to split in byte ranges", extra={"key": part.ref.key, "spans": len(tasks)})
+    return True
+
+
+def _open_part(
+    s3: Any, part: _Part, identity: ObjectIdentity, on_bytes: Callable[[int], None] | None
+) -> RecordStream | None:
+    """The records this part reads: the whole object, the rest after a checkpoint, or a span."""
+    ref, report, job = part.ref, part.report, part.job
+    assert job is not None  # loaded by now
+    span = part.span
+    if span is not None:
+        start = part.resume.offset if part.resume else span.start
+        body = open_range(s3, ref.bucket, ref.key, identity, start, span.end)
+        if span.csv_prefix:
+            header = read_range(s3, ref.bucket, ref.key, identity, 0, span.header_end)
+            body = PrefixedBody(header, body.read)
+        stream = ProgressStream(body, on_bytes)
+        return span_records(span, stream, ref.key, encoding=job.encoding, resume=part.resume)
+    # A plain file resumes with a ranged read; gzip is decompressed again up to the point.
+    ranged = part.resume is not None and report.compression == "none"
+    start = part.resume.offset if ranged and part.resume else 0
+    if ranged and start >= report.size_bytes:
+        return None
+    stream = ProgressStream(open_body(s3, ref.bucket, ref.key, identity, start), on_bytes)
+    return open_records(
+        stream, ref.key, resume=part.resume, stream_at_resume=ranged, csv_encoding=job.encoding
+    )
+
+
+def _progress_recorder(ledger: Ledger | None, part: _Part) -> Callable[[ImportReport], None] | None:
+    """Where a part's running totals go: the import's counts, or its span's."""
+    if ledger is None:
+        return None
+    span = part.span
+    if span is None:
+        return lambda progress: ledger.record_split_progress(part.ref, progress.split_counts())
+    return lambda progress: ledger.record_span_counts(
+        part.ref, span.index, progress.split_counts(), done=False
+    )
 
 
 def _check_write_key(preflight: WriteKeyPreflight | None) -> None:
@@ -283,11 +374,39 @@ def split_stream(
     records = open_records(
         stream, report.key, resume=resume, stream_at_resume=stream_at_resume, csv_encoding=job.encoding
     )
+    return split_records(
+        records,
+        report,
+        job,
+        limits,
+        sink,
+        rejects,
+        on_progress=on_progress,
+        after_record=after_record,
+        budget=budget,
+    )
+
+
+def split_records(
+    records: RecordStream,
+    report: ImportReport,
+    job: JobOptions,
+    limits: BatchLimits,
+    sink: BatchSink,
+    rejects: RejectsWriter,
+    *,
+    on_progress: Callable[[ImportReport], None] | None = None,
+    after_record: int = 0,
+    budget: PartBudget | None = None,
+    first_batch: int = 1,
+) -> PartStop | None:
+    """`split_stream` for records already opened; batches are numbered from `first_batch`
+    (plus those `report` says earlier parts queued)."""
     report.format, report.compression = records.format, records.compression
     mapper = MessageMapper(
         job, file_identity(report.etag, report.size_bytes), from_csv=records.format == "csv"
     )
-    packer = BatchPacker(limits, first_number=report.batches_queued + 1)
+    packer = BatchPacker(limits, first_number=first_batch + report.batches_queued)
     earlier = _Earlier(report)
     handled = 0
     stop = None
@@ -383,19 +502,24 @@ def _checkpoint(part: _Part, stop: PartStop) -> Checkpoint:
         started_at=report.started_at,
         resume_offset=stop.resume.offset if stop.resume else None,
         compression=report.compression,
+        span=part.span.to_document() if part.span else None,
     )
 
 
-def _rejects_key(settings: SplitterSettings, key: str, part: int) -> str:
-    """The first part's rejects are `<key>.rejects.ndjson`; later parts add `.partNNNN`."""
-    suffix = ".rejects.ndjson" if part == 0 else f".rejects.part{part:04d}.ndjson"
+def _rejects_key(settings: SplitterSettings, key: str, part: _Part) -> str:
+    """The first part's rejects are `<key>.rejects.ndjson`; later parts add `.partNNNN`, and
+    the parts of a span `.spanNNNN.partNNNN`."""
+    if part.span is not None:
+        suffix = f".rejects.span{part.span.index:04d}.part{part.number:04d}.ndjson"
+    else:
+        suffix = ".rejects.ndjson" if part.number == 0 else f".rejects.part{part.number:04d}.ndjson"
     return derived_key(settings.prefixes.rejects, key, settings.prefixes.imports, suffix)
 
 
 def _finish(services: SplitterServices, settings: SplitterSettings, part: _Part) -> None:
     """Write the rejects and the report, hand over or tell the ledger; runs on every way out."""
     report = part.report
-    rejects_key = _rejects_key(settings, report.key, part.number)
+    rejects_key = _rejects_key(settings, report.key, part)
     if part.rejects.upload(services.s3, report.bucket, rejects_key):
         report.rejects_key = rejects_key
     report.rejects_omitted += part.rejects.omitted
@@ -404,16 +528,14 @@ def _finish(services: SplitterServices, settings: SplitterSettings, part: _Part)
     if not report.status:  # an unexpected error is on its way up: record it, let it raise
         report.status, report.error = STATUS_FAILED, "internal error; see the function's log"
     report.finished_at = utc_now()
-    prefixes = settings.prefixes
-    write_report(
-        services.s3,
-        report.bucket,
-        report_key(prefixes.reports, prefixes.imports, report.key),
-        report.to_dict(),
-    )
+    if part.span is None:  # a span's counts are its own: the import's report comes from the ledger
+        _write_import_report(services.s3, settings, report.bucket, report.key, report.to_dict())
     if part.checkpoint is not None:
         _continue(services, settings, part)
-    else:
+    elif part.span is not None:
+        _finish_span(services, settings, part)
+        _emit(services.metrics, report)  # once per span: its totals
+    elif not part.spans_planned:
         _tell_ledger(services, settings, part)
         _emit(services.metrics, report)  # once per import: the totals
     logger.info(
@@ -430,11 +552,39 @@ def _finish(services: SplitterServices, settings: SplitterSettings, part: _Part)
     )
 
 
+def _write_import_report(s3: Any, settings: SplitterSettings, bucket: str, key: str, document: dict) -> None:
+    prefixes = settings.prefixes
+    write_report(s3, bucket, report_key(prefixes.reports, prefixes.imports, key), document)
+
+
+def _finish_span(services: SplitterServices, settings: SplitterSettings, part: _Part) -> None:
+    """Count the finished span; the last span to finish moves the import on to sending."""
+    ledger, report, span = services.ledger, part.report, part.span
+    assert ledger is not None
+    assert span is not None
+    if report.status == STATUS_FAILED:
+        ledger.record_span_counts(part.ref, span.index, report.split_counts(), done=False)
+        ledger.fail_split(part.ref, report.error or "failed", {})
+        return
+    if not ledger.record_span_counts(part.ref, span.index, report.split_counts(), done=True):
+        return
+    item = ledger.get(part.ref)
+    if item is None:
+        return
+    # The import's report, with the totals of every span (the sender may finish it later).
+    _write_import_report(
+        services.s3, settings, report.bucket, report.key, {**final_report(item), "status": STATUS_QUEUED}
+    )
+    if ledger.finish_span_split(part.ref):
+        publish_final_report(services.s3, ledger, part.ref, settings.prefixes)
+
+
 def _continue(services: SplitterServices, settings: SplitterSettings, part: _Part) -> None:
     checkpoint = part.checkpoint
     assert checkpoint is not None  # the caller checked
-    if services.ledger:
-        services.ledger.record_split_progress(part.ref, part.report.split_counts())
+    record_progress = _progress_recorder(services.ledger, part)
+    if record_progress:
+        record_progress(part.report)
     hand_over(services.sqs, settings.continuation_queue_url, checkpoint)
     services.metrics.add_metric("SplitContinuations", "Count", 1)
 

@@ -42,6 +42,10 @@ def describe(item: dict[str, Any], now: datetime | None = None) -> dict[str, Any
         "messages_failed": failed,
         "batches_failed": int(item.get("batches_failed", 0)),
         "progress": _progress(item),
+        # A file split in byte ranges: how many of them are split (see parallel_split).
+        "spans": {"count": item["span_count"], "done": int(item.get("spans_done", 0))}
+        if item.get("split_mode") == "spans"
+        else None,
         "events_per_second": round(rate, 1),
         "eta_seconds": None if status in FINAL_STATUSES or not rate else round(remaining / rate, 1),
         "elapsed_seconds": round(elapsed, 1),

@@ -26,7 +26,7 @@ def status_table(statuses: list[dict[str, Any]]) -> Table:
     for status in statuses:
         table.add_row(
             str(status["key"]),
-            f"[{_STATUS_STYLE.get(status['status'], 'white')}]{status['status']}",
+            f"[{_STATUS_STYLE.get(status['status'], 'white')}]{status['status']}{_spans(status)}",
             _bar(status["progress"]),
             f"{status['messages_delivered']:,} / {status['messages_queued']:,}",
             f"{status['rejected']:,}",
@@ -51,6 +51,13 @@ def summary_lines(statuses: list[dict[str, Any]]) -> list[str]:
                 f"{status['key']}: first error: {status['first_error']}; last: {status['last_error']}"
             )
     return lines
+
+
+def _spans(status: dict[str, Any]) -> str:
+    spans = status.get("spans")
+    if not spans or status["status"] != "SPLITTING":
+        return ""
+    return f" ({spans['done']}/{spans['count']} ranges)"
 
 
 def _bar(progress: float | None) -> ProgressBar | str:

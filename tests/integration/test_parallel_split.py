@@ -1,0 +1,183 @@
+"""A large plain file split in parallel byte ranges arrives exactly as a sequential split sends it.
+
+Same records, same messageIds, same reject numbers, nothing twice; a CSV whose rows cannot be
+proven to be one line each is split sequentially instead. Runs through the local stack (moto
+and the embedded endpoint), with span sizes small enough to give many spans.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+from moto import mock_aws
+from rich.console import Console
+
+from segment_importer import cli
+from segment_importer.continuation import Checkpoint, PartBudget, SurveyTask, read_task
+from segment_importer.ledger import Ledger
+from segment_importer.local.runner import RunOptions, RunResult, run_import
+from segment_importer.local.stack import LocalStack
+from segment_importer.queueing import read_envelope
+from segment_importer.settings import SplitterSettings
+from segment_importer.splitter import SplitterServices, resume_import, split_import, survey_import_span
+from segment_importer.status import describe
+from segment_importer.status_view import status_table
+from segment_importer.template_config import StackTemplate
+
+from .test_continuation import all_rejected_numbers
+from .test_pipeline import write_csv, write_ndjson
+
+SPANS = {"ParallelSplitBytes": "8192", "BatchMaxMessages": "40"}
+SEQUENTIAL = {"ParallelSplitBytes": "0", "BatchMaxMessages": "40"}
+
+
+def write_one_line_csv(path: Path, count: int) -> tuple[set[int], set[int]]:
+    """Quoted cells (commas, doubled quotes, JSON text), but no line breaks inside them."""
+    valid, invalid = set(), set()
+    with path.open("w", encoding="utf-8-sig", newline="") as stream:
+        writer = csv.writer(stream, lineterminator="\r\n")
+        writer.writerow(["userId", "event", "timestamp", "properties.seq", "properties.items"])
+        for row in range(1, count + 1):
+            timestamp = "not a time" if row % 89 == 0 else f"2021-06-01T10:00:{row % 60:02d}+02:00"
+            (invalid if row % 89 == 0 else valid).add(row)
+            items = json.dumps([{"sku": f"s-{row}", "name": 'a "quoted", name'}])
+            writer.writerow([f"user-{row}", "Plan Changed, again", timestamp, row, items])
+    return valid, invalid
+
+
+def received(result: RunResult) -> Counter[tuple[str, int]]:
+    """(messageId, seq) of every message the endpoint accepted."""
+    assert result.received_path
+    lines = Path(result.received_path).read_bytes().splitlines()
+    return Counter(
+        (message["messageId"], message["properties"]["seq"]) for message in map(orjson.loads, lines)
+    )
+
+
+def run(export: Path, out: Path, overrides: dict[str, str]) -> RunResult:
+    return run_import(RunOptions([export], out_dir=out, show_progress=False, parameter_overrides=overrides))
+
+
+@pytest.mark.parametrize(
+    ("name", "extra"),
+    [
+        ("history.ndjson", {}),
+        ("history.csv", {}),
+        ("history.ndjson", {"SplitRecordsPerPart": "53"}),  # spans that continue in parts
+        ("history.csv", {"SplitRecordsPerPart": "53"}),
+    ],
+)
+def test_a_file_split_in_spans_arrives_as_the_sequential_split_sends_it(
+    tmp_path: Path, name: str, extra: dict[str, str]
+) -> None:
+    export = tmp_path / name
+    count = 1500
+    valid, invalid = (
+        write_one_line_csv(export, count) if name.endswith(".csv") else write_ndjson(export, count)
+    )
+    assert export.stat().st_size > 10 * int(SPANS["ParallelSplitBytes"])
+
+    spans = run(export, tmp_path / "spans", {**SPANS, **extra})
+    sequential = run(export, tmp_path / "sequential", {**SEQUENTIAL, **extra})
+
+    got = received(spans)
+    assert max(got.values()) == 1, "a message arrived twice"
+    assert sorted(seq for _, seq in got) == sorted(valid)
+    assert got == received(sequential), "the spans changed a messageId"
+    assert sorted(all_rejected_numbers(spans)) == sorted(all_rejected_numbers(sequential)) == sorted(invalid)
+
+    ledger = spans.files[0].ledger or {}
+    assert ledger["split_mode"] == "spans"
+    assert ledger["span_count"] == ledger["spans_done"] > 10
+    assert ledger["records_read"] == count
+    assert ledger["messages_queued"] == ledger["messages_delivered"] == len(valid)
+    assert ledger["batches_queued"] == ledger["batches_delivered"]
+    assert ledger["rejected"] == len(invalid)
+    assert ledger["status"] == "COMPLETE_WITH_ERRORS"
+    report = spans.files[0].report
+    assert (report["records_read"], report["messages_queued"]) == (count, len(valid))
+    assert spans.ok
+    # `segment-importer rejects` gathers every span's rejects, in the file's order.
+    listed = tmp_path / "rejects.ndjson"
+    run_dir = Path(spans.run_dir or "")
+    assert cli.main(["rejects", spans.files[0].key, "--local", str(run_dir), "--output", str(listed)]) == 0
+    assert [orjson.loads(line)["number"] for line in listed.read_bytes().splitlines()] == sorted(invalid)
+
+
+def test_a_csv_with_line_breaks_in_quoted_cells_is_split_sequentially(tmp_path: Path) -> None:
+    export = tmp_path / "notes.csv"
+    valid, invalid = write_csv(export, 600)  # every row has a quoted cell holding a newline
+    spans = run(export, tmp_path / "spans", SPANS)
+    sequential = run(export, tmp_path / "sequential", SEQUENTIAL)
+    ledger = spans.files[0].ledger or {}
+    assert ledger["span_count"] > 1  # it was surveyed ...
+    assert "split_mode" not in ledger  # ... and split sequentially
+    assert ledger["records_read"] == 600
+    got = received(spans)
+    assert got == received(sequential)
+    assert sorted(seq for _, seq in got) == sorted(valid)
+    assert sorted(all_rejected_numbers(spans)) == sorted(invalid)
+    assert spans.ok
+
+
+def test_repeated_surveys_and_span_tasks_queue_each_batch_once(tmp_path: Path) -> None:
+    """SQS delivers at least once: every survey and every span checkpoint is run twice."""
+    export = tmp_path / "history.ndjson"
+    valid, _ = write_ndjson(export, 1200)
+    with mock_aws():
+        stack = LocalStack(StackTemplate.load(), {**SPANS, "PreflightHost": ""}).create(write_key="k")
+        key = "imports/history.ndjson"
+        stack.s3.upload_file(str(export), stack.bucket, key)
+        settings = SplitterSettings.from_env(stack.function("SplitterFunction").environment)
+        ledger = Ledger.for_tables(stack.dynamodb, settings.ledger_tables)
+        services = SplitterServices(stack.s3, stack.sqs, ledger=ledger)
+        assert split_import(services, stack.bucket, key, settings, request_id="r1").status == "CONTINUING"
+        budget = PartBudget(remaining_seconds=lambda: 900.0, max_records=20)
+        runs: Counter[str] = Counter()
+        while tasks := _receive_all(stack, settings.continuation_queue_url):
+            for task in tasks:
+                for _ in range(2):
+                    if isinstance(task, SurveyTask):
+                        survey_import_span(services, task, settings)
+                    else:
+                        runs[resume_import(services, task, settings, budget=budget).status] += 1
+        (item,) = ledger.list_imports()
+        queued = _work_queue_batches(stack)
+    assert runs["QUEUED"] == item["span_count"] > 10  # each span finished once ...
+    assert runs["CONTINUING"] > 0  # ... some after several parts ...
+    assert runs["DUPLICATE"] >= runs["QUEUED"] + runs["CONTINUING"]  # ... and every repeat was skipped
+    assert item["status"] == "SENDING"
+    assert item["messages_queued"] == sum(count for _, count in queued) == len(valid)
+    assert item["batches_queued"] == len(queued)
+    assert len({number for number, _ in queued}) == len(queued), "a batch was queued twice"
+    assert describe(item)["spans"] == {"count": item["span_count"], "done": item["span_count"]}
+    splitting = {**describe(item), "status": "SPLITTING", "spans": {"count": 23, "done": 5}}
+    console = Console(width=200, record=True)
+    console.print(status_table([splitting]))
+    assert "SPLITTING (5/23 ranges)" in console.export_text()
+
+
+def _receive_all(stack: LocalStack, url: str) -> list[Checkpoint | SurveyTask]:
+    tasks = []
+    while messages := stack.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+        for message in messages:
+            tasks.append(read_task(message["Body"]))
+            stack.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return tasks
+
+
+def _work_queue_batches(stack: LocalStack) -> list[tuple[int, int]]:
+    """(batch number, message count) of every batch on the work queue."""
+    batches = []
+    url = stack.work_queue_url
+    while messages := stack.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+        for message in messages:
+            envelope = read_envelope(message["Body"])
+            batches.append((envelope["batch_number"], envelope["message_count"]))
+            stack.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return batches
