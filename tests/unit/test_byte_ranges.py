@@ -33,31 +33,35 @@ from segment_importer.records import SourceRecord
 LIMIT = 200  # record limit in these tests, so over-long lines are cheap to make
 
 
-def survey(data: bytes, nominal: tuple[int, int], *, csv_delimiter: str = "") -> SpanSurvey:
+def survey(
+    data: bytes, nominal: tuple[int, int], *, csv_delimiter: str = "", encoding: str = "utf-8"
+) -> SpanSurvey:
     origin = max(nominal[0] - 1, 0)
     span = AlignedSpan(io.BytesIO(data[origin:]).read, nominal, len(data))
-    problem = csv_span_problem(span, csv_delimiter, "utf-8", LIMIT) if csv_delimiter else None
+    problem = csv_span_problem(span, csv_delimiter, encoding, LIMIT) if csv_delimiter else None
     span.read_to_end()
     return SpanSurvey(span.start, span.end, span.newlines, problem)
 
 
-def surveys_of(data: bytes, span_bytes: int, csv_delimiter: str = "") -> list[SpanSurvey]:
+def surveys_of(
+    data: bytes, span_bytes: int, csv_delimiter: str = "", encoding: str = "utf-8"
+) -> list[SpanSurvey]:
     spans = plan_spans(len(data), span_bytes, max_spans=1000)
-    return [survey(data, nominal, csv_delimiter=csv_delimiter) for nominal in spans]
+    return [survey(data, nominal, csv_delimiter=csv_delimiter, encoding=encoding) for nominal in spans]
 
 
 def numbered(records: Iterable[SourceRecord]) -> list[tuple]:
     return [(r.number, r.fields, r.reason) for r in records]
 
 
-def sequential(data: bytes, key: str) -> list[tuple]:
-    return numbered(open_records(io.BytesIO(data), key, max_record_bytes=LIMIT))
+def sequential(data: bytes, key: str, encoding: str = "utf-8") -> list[tuple]:
+    return numbered(open_records(io.BytesIO(data), key, max_record_bytes=LIMIT, csv_encoding=encoding))
 
 
-def ranged(data: bytes, key: str, surveys: list[SpanSurvey]) -> list[tuple]:
+def ranged(data: bytes, key: str, surveys: list[SpanSurvey], encoding: str = "utf-8") -> list[tuple]:
     shape = plain_shape(data[:4096], key)
     assert shape is not None
-    header = csv_header(data, shape.delimiter, "utf-8") if shape.format == "csv" else None
+    header = csv_header(data, shape.delimiter, encoding) if shape.format == "csv" else None
     records = []
     for index, (found, first) in enumerate(zip(surveys, first_lines(surveys), strict=True)):
         span = SpanRead(
@@ -72,7 +76,7 @@ def ranged(data: bytes, key: str, surveys: list[SpanSurvey]) -> list[tuple]:
         )
         body = io.BytesIO(data[found.start : found.end])
         stream = PrefixedBody(data[: span.header_end], body.read) if span.csv_prefix else body
-        records += numbered(span_records(span, stream, key, max_record_bytes=LIMIT))
+        records += numbered(span_records(span, stream, key, encoding=encoding, max_record_bytes=LIMIT))
     return records
 
 
@@ -139,29 +143,36 @@ cell = st.one_of(
     st.just("5'11\""),
     st.just('"open'),
     st.just("x" * (LIMIT + 5)),
+    st.just("Café Crème"),  # cp1252: one byte each, not UTF-8
 )
 
 
-def csv_text(rows: list[list[str]], newline: str) -> bytes:
-    body = newline.join(",".join(row) for row in rows)
-    return ("userId,event,note" + newline + body + newline).encode()
+def csv_text(rows: list[list[str]], newline: str, delimiter: str = ",") -> bytes:
+    body = newline.join(delimiter.join(row) for row in rows)
+    return delimiter.join(("userId", "event", "note")).encode() + (newline + body + newline).encode("cp1252")
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Comma, semicolon (spreadsheets of decimal-comma locales) and tab (.tsv) separated.
+DIALECTS = {",": "events.csv", ";": "events.csv", "\t": "events.tsv"}
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rows=st.lists(st.lists(cell, min_size=3, max_size=3), min_size=1, max_size=25),
     newline=st.sampled_from(["\n", "\r\n"]),
     span_bytes=st.integers(1, 200),
+    delimiter=st.sampled_from(sorted(DIALECTS)),
 )
 def test_csv_spans_whose_proofs_hold_read_exactly_what_the_sequential_read_does(
-    rows: list[list[str]], newline: str, span_bytes: int
+    rows: list[list[str]], newline: str, span_bytes: int, delimiter: str
 ) -> None:
-    data = csv_text(rows, newline)
-    found = surveys_of(data, span_bytes, csv_delimiter=",")
+    data = csv_text(rows, newline, delimiter)
+    key = DIALECTS[delimiter]
+    found = surveys_of(data, span_bytes, csv_delimiter=delimiter, encoding="cp1252")
     assert spans_tile(found, len(data))
     if any(s.problem for s in found):
         return  # the file is split sequentially: nothing to compare
-    assert ranged(data, "events.csv", found) == sequential(data, "events.csv")
+    assert ranged(data, key, found, "cp1252") == sequential(data, key, "cp1252")
 
 
 @pytest.mark.parametrize("span_bytes", [1, 5, 13, 40, 1000])
