@@ -7,7 +7,6 @@ and the embedded endpoint), with span sizes small enough to give many spans.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections import Counter
 from pathlib import Path
@@ -36,18 +35,8 @@ SPANS = {"ParallelSplitBytes": "8192", "BatchMaxMessages": "40"}
 SEQUENTIAL = {"ParallelSplitBytes": "0", "BatchMaxMessages": "40"}
 
 
-def write_one_line_csv(path: Path, count: int) -> tuple[set[int], set[int]]:
-    """Quoted cells (commas, doubled quotes, JSON text), but no line breaks inside them."""
-    valid, invalid = set(), set()
-    with path.open("w", encoding="utf-8-sig", newline="") as stream:
-        writer = csv.writer(stream, lineterminator="\r\n")
-        writer.writerow(["userId", "event", "timestamp", "properties.seq", "properties.items"])
-        for row in range(1, count + 1):
-            timestamp = "not a time" if row % 89 == 0 else f"2021-06-01T10:00:{row % 60:02d}+02:00"
-            (invalid if row % 89 == 0 else valid).add(row)
-            items = json.dumps([{"sku": f"s-{row}", "name": 'a "quoted", name'}])
-            writer.writerow([f"user-{row}", "Plan Changed, again", timestamp, row, items])
-    return valid, invalid
+# Quoted cells (commas, doubled quotes, JSON text), but no line breaks inside them.
+ONE_LINE_NOTE = json.dumps([{"sku": "s-1", "name": 'a "quoted", name'}])
 
 
 def received(result: RunResult) -> Counter[tuple[str, int]]:
@@ -78,7 +67,7 @@ def test_a_file_split_in_spans_arrives_as_the_sequential_split_sends_it(
     export = tmp_path / name
     count = 1500
     valid, invalid = (
-        write_one_line_csv(export, count) if name.endswith(".csv") else write_ndjson(export, count)
+        write_csv(export, count, note=ONE_LINE_NOTE) if name.endswith(".csv") else write_ndjson(export, count)
     )
     assert export.stat().st_size > 10 * int(SPANS["ParallelSplitBytes"])
 

@@ -52,7 +52,8 @@ def write_ndjson(path: Path, count: int, *, gzip_it: bool = False) -> tuple[set[
     return valid, invalid
 
 
-def write_csv(path: Path, count: int) -> tuple[set[int], set[int]]:
+def write_csv(path: Path, count: int, *, note: str = 'quoted, "with"\nnewline') -> tuple[set[int], set[int]]:
+    """Rows numbered by `properties.seq`; every 89th has a bad timestamp; every row holds `note`."""
     valid, invalid = set(), set()
     with path.open("w", encoding="utf-8-sig", newline="") as stream:
         writer = csv.writer(stream, lineterminator="\r\n")
@@ -60,7 +61,7 @@ def write_csv(path: Path, count: int) -> tuple[set[int], set[int]]:
         for row in range(1, count + 1):
             timestamp = "not a time" if row % 89 == 0 else f"2021-06-01T10:00:{row % 60:02d}+02:00"
             (invalid if row % 89 == 0 else valid).add(row)
-            writer.writerow([f"user-{row}", "Plan Changed", timestamp, row, 'quoted, "with"\nnewline'])
+            writer.writerow([f"user-{row}", "Plan Changed", timestamp, row, note])
     return valid, invalid
 
 

@@ -355,36 +355,14 @@ def split_stream(
     limits: BatchLimits,
     sink: BatchSink,
     rejects: RejectsWriter,
-    *,
-    on_progress: Callable[[ImportReport], None] | None = None,
-    after_record: int = 0,
-    budget: PartBudget | None = None,
-    resume: ResumePoint | None = None,
-    stream_at_resume: bool = False,
 ) -> PartStop | None:
-    """Read, map, validate and pack one file's records into `sink`; counts go to `report`.
+    """Read, map, validate and pack a whole file's records into `sink`; counts go to `report`.
 
     The S3- and SQS-free core of the splitter: benchmarks and tests feed it local streams.
-    `report.etag` and `report.size_bytes` must be set: message ids derive from them. Counts
-    already in `report` (from earlier parts) are added to. Records numbered up to
-    `after_record` are skipped; `resume` starts an NDJSON read at a line instead. Returns None
-    when the file is done, or where it stopped when `budget` ran out (everything up to that
-    record is then queued).
+    `report.etag` and `report.size_bytes` must be set: message ids derive from them.
     """
-    records = open_records(
-        stream, report.key, resume=resume, stream_at_resume=stream_at_resume, csv_encoding=job.encoding
-    )
-    return split_records(
-        records,
-        report,
-        job,
-        limits,
-        sink,
-        rejects,
-        on_progress=on_progress,
-        after_record=after_record,
-        budget=budget,
-    )
+    records = open_records(stream, report.key, csv_encoding=job.encoding)
+    return split_records(records, report, job, limits, sink, rejects)
 
 
 def split_records(
@@ -400,8 +378,13 @@ def split_records(
     budget: PartBudget | None = None,
     first_batch: int = 1,
 ) -> PartStop | None:
-    """`split_stream` for records already opened; batches are numbered from `first_batch`
-    (plus those `report` says earlier parts queued)."""
+    """Map, validate and pack `records` into `sink`; counts go to `report`.
+
+    Counts already in `report` (from earlier parts) are added to, and batches are numbered
+    from `first_batch` plus the batches earlier parts queued. Records numbered up to
+    `after_record` are skipped. Returns None when the records are done, or where they
+    stopped when `budget` ran out (everything up to that record is then queued).
+    """
     report.format, report.compression = records.format, records.compression
     mapper = MessageMapper(
         job, file_identity(report.etag, report.size_bytes), from_csv=records.format == "csv"
