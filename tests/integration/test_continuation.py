@@ -55,11 +55,16 @@ def test_a_file_split_in_parts_arrives_whole_and_once(tmp_path: Path, name: str)
     assert result.ok
 
 
-@pytest.mark.parametrize("name", ["offsets.ndjson", "offsets.ndjson.gz"])
-def test_an_ndjson_checkpoint_carries_the_offset_of_the_next_line(tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize("name", ["offsets.ndjson", "offsets.ndjson.gz", "offsets.csv", "offsets.csv.gz"])
+def test_a_checkpoint_carries_the_offset_of_the_next_record(tmp_path: Path, name: str) -> None:
     """The next part starts reading at that offset instead of re-parsing what came before."""
     export = tmp_path / name
-    write_ndjson(export, 500, gzip_it=name.endswith(".gz"))
+    if ".csv" in name:
+        write_csv(export, 500)  # every row has a quoted cell holding a line break
+        if name.endswith(".gz"):
+            export.write_bytes(gzip.compress(export.read_bytes()))
+    else:
+        write_ndjson(export, 500, gzip_it=name.endswith(".gz"))
     content = gzip.decompress(export.read_bytes()) if name.endswith(".gz") else export.read_bytes()
     with mock_aws():
         stack = LocalStack(StackTemplate.load(), {"PreflightHost": ""}).create(write_key="k")
@@ -74,5 +79,11 @@ def test_an_ndjson_checkpoint_carries_the_offset_of_the_next_line(tmp_path: Path
         (message,) = stack.sqs.receive_message(QueueUrl=stack.queue_urls["ContinuationQueue"])["Messages"]
         checkpoint = Checkpoint.from_body(message["Body"])
     assert checkpoint.after_record == 123
-    assert checkpoint.resume_offset == len(b"".join(content.splitlines(keepends=True)[:123]))
     assert checkpoint.compression == ("gzip" if name.endswith(".gz") else "none")
+    if ".csv" in name:  # the header, then two physical lines per row
+        header = content.splitlines(keepends=True)[0]
+        assert checkpoint.resume_header_end == len(header)
+        assert checkpoint.resume_offset == len(b"".join(content.splitlines(keepends=True)[: 1 + 2 * 123]))
+        assert content[checkpoint.resume_offset :].startswith(b"user-124,")
+    else:
+        assert checkpoint.resume_offset == len(b"".join(content.splitlines(keepends=True)[:123]))

@@ -246,6 +246,15 @@ class SpanRead:
         """Whether the span is read after the header's bytes (a CSV span but the first)."""
         return self.format == "csv" and self.index > 0
 
+    def start_point(self) -> ResumePoint | None:
+        """Where reading the span starts, as a resumed read of the object; None for the first
+        span (read as the object's start: its BOM and CSV header are there)."""
+        if self.index == 0:
+            return None
+        if self.format == "csv":
+            return ResumePoint(self.start, self.first_line - self.header_line, self.header_end)
+        return ResumePoint(self.start, self.first_line)
+
     def to_document(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
 
@@ -265,29 +274,19 @@ def span_records(
 ) -> RecordStream:
     """The records of an aligned span, numbered as a sequential read numbers them.
 
-    `body` holds the span's bytes from its start (from `resume.offset` for a continued
-    NDJSON span), preceded by the header's bytes when `span.csv_prefix`.
+    `body` holds the span's bytes from `point.offset` (the span's start, or `resume`'s for a
+    continued span), after the CSV header's bytes when `point.header_end` says so, where
+    `point` is `resume or span.start_point()`; the first span's body starts the object.
     """
-    if span.format == "ndjson":
-        if span.index == 0 and resume is None:  # the object's start: its BOM is handled there
-            return open_records(body, key, max_record_bytes=max_record_bytes, known_format="ndjson")
-        point = resume or ResumePoint(span.start, span.first_line)
-        return open_records(
-            body,
-            key,
-            max_record_bytes=max_record_bytes,
-            resume=point,
-            stream_at_resume=True,
-            known_format="ndjson",
-        )
-    first_row = span.first_line - span.header_line if span.csv_prefix else 1
+    point = resume or span.start_point()
     return open_records(
         body,
         key,
         max_record_bytes=max_record_bytes,
+        resume=point,
+        stream_at_resume=point is not None,
         csv_encoding=encoding,
-        known_format="csv",
-        first_row=first_row,
+        known_format=span.format,
     )
 
 

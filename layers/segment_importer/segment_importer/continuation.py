@@ -6,11 +6,14 @@ short), the splitter closes and queues the batch it was filling, so every record
 the last one it read is on the queue, and sends a checkpoint to the continuation queue.
 The splitter function consumes that queue, re-opens the object where the previous part
 stopped, and goes on numbering batches from there:
-- plain NDJSON: a ranged GetObject from the byte offset of the next line;
-- gzip NDJSON: the object is decompressed again and the content before that offset is
-  discarded unread (no parsing; gzip cannot seek);
-- CSV and JSON arrays (a CSV line is not a record when quoted fields hold newlines): the
-  records earlier parts handled are read again and skipped, never mapped or queued.
+- plain NDJSON and CSV: a ranged GetObject from the byte offset of the next record (for
+  CSV after the header's bytes). The CSV reader counts the bytes of the lines it gives the
+  csv module, which takes a line only when a row needs one, so the offset after a row is
+  exact even when quoted cells hold line breaks;
+- gzip NDJSON and CSV: the object is decompressed again and the content before that
+  offset is discarded unread (no parsing; gzip cannot seek);
+- JSON arrays (and CSV in a multi-byte encoding such as UTF-16): the records earlier parts
+  handled are read again and skipped, never mapped or queued.
 
 The ledger admits each part once (`Ledger.claim_part`), so a redelivered checkpoint does not
 split the same range twice. A large plain file can also be split in parallel byte ranges
@@ -66,9 +69,11 @@ class Checkpoint:
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     rejects_omitted: int = 0
     job: dict[str, Any] = field(default_factory=dict)
-    # NDJSON only: where line `after_record + 1` starts in the content (decompressed for
-    # gzip), so the next part reads from there instead of re-parsing what came before.
+    # Where record `after_record + 1` starts in the content (decompressed for gzip), so the
+    # next part reads from there instead of re-parsing what came before (NDJSON, and CSV in
+    # an encoding whose byte lengths are known); a CSV's header ends at `resume_header_end`.
     resume_offset: int | None = None
+    resume_header_end: int = 0
     compression: str = ""
     started_at: str = ""
     # One byte range of a file split in parallel (a `byte_ranges.SpanRead` document): the

@@ -56,6 +56,7 @@ Per format:
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -132,11 +133,14 @@ class _DamagedError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ResumePoint:
-    """Where a continued NDJSON read starts: a line's number and the content bytes before it
-    (decompressed bytes for gzip; the object's own bytes otherwise)."""
+    """Where a continued read starts: the content bytes before it (decompressed bytes for
+    gzip; the object's own bytes otherwise) and the number of the record there (NDJSON: its
+    line; CSV: its data row). A CSV read also needs its header again: the bytes before
+    `header_end` are read first."""
 
     offset: int
     line: int
+    header_end: int = 0  # CSV only
 
 
 class _Position:
@@ -156,15 +160,21 @@ class _Position:
 class RecordStream:
     """The records of one export file, read lazily; iterable once."""
 
-    __slots__ = ("_position", "_records", "_used", "compression", "format")
+    __slots__ = ("_csv_position", "_position", "_records", "_used", "compression", "format")
 
     def __init__(
-        self, fmt: str, compression: str, records: Iterator[SourceRecord], position: _Position | None = None
+        self,
+        fmt: str,
+        compression: str,
+        records: Iterator[SourceRecord],
+        position: _Position | None = None,
+        csv_position: _CsvPosition | None = None,
     ) -> None:
         self.format = fmt  # "ndjson" | "json_array" | "csv"
         self.compression = compression  # "gzip" | "none"
         self._records = records
         self._position = position
+        self._csv_position = csv_position
         self._used = False
 
     def __iter__(self) -> Iterator[SourceRecord]:
@@ -175,7 +185,10 @@ class RecordStream:
         return self._records
 
     def resume_point_after(self, number: int) -> ResumePoint | None:
-        """Where a later read can start right after line `number` (NDJSON only), else None."""
+        """Where a later read can start right after record `number`, the last one yielded
+        (NDJSON; CSV in an encoding whose byte lengths are known), else None."""
+        if self._csv_position is not None:
+            return self._csv_position.after(number)
         position = self._position
         if position is None or not position.first <= number < position.first + len(position.lines):
             return None
@@ -202,6 +215,8 @@ def open_records(
     stream is read from its start and the content before the point skipped, unless
     `stream_at_resume` says the stream already starts there (a ranged read of a plain file).
     `csv_encoding` decodes CSV (spreadsheets saved as Windows-1252, say); JSON is UTF-8.
+    A CSV `resume` reads the header (the bytes before `resume.header_end`) first, then goes on
+    at `resume.offset`; with `stream_at_resume` the stream holds exactly those bytes.
     `known_format` skips detection (a byte range of a file whose format was already detected:
     its first line may be a broken one). `first_row` numbers a CSV range's rows from there.
     """
@@ -217,21 +232,20 @@ def open_records(
         raw = io.BufferedReader(_Source(compressed.read, head), _CHUNK)
         # read1: salvage all data before damage
         read = _ExpansionGuard(gzip.GzipFile(fileobj=raw, mode="rb").read1, compressed).read
-        if resume and not stream_at_resume:
-            _discard(read, resume.offset)
-        head, error = _sniff(read, b"", cap)
+        head = _skip_to(read, resume, b"") if resume and not stream_at_resume else b""
+        head, error = _sniff(read, head, cap)
         source = _Source(read, head.removeprefix(_BOM), error, damage=_GZIP_ERRORS)
     else:
         compression = "none"
         if resume and not stream_at_resume:
-            head = _discard(stream.read, resume.offset, head)
+            head = _skip_to(stream.read, resume, head)
         head, _ = _sniff(stream.read, head, cap)
         source = _Source(stream.read, head.removeprefix(_BOM))
     bom = len(_BOM) if head.startswith(_BOM) else 0
     head = head.removeprefix(_BOM)
     fmt, doc_key = (known_format, None) if known_format else _detect(head, hint)
-    if resume and fmt != "ndjson":
-        raise FileFormatError(f"only NDJSON can be resumed at a line; this part reads as {fmt}")
+    if resume and not (fmt == "ndjson" or (fmt == "csv" and resume.header_end)):
+        raise FileFormatError(f"only NDJSON and CSV can be resumed; this part reads as {fmt}")
     if fmt == "ndjson":
         position = _Position(resume.offset if resume else bom)
         first = resume.line - 1 if resume else 0
@@ -243,7 +257,10 @@ def open_records(
     else:
         delimiter = "\t" if hint == "tsv" else _header_delimiter(head)
         content = io.BufferedReader(source, _CHUNK)
-        records = _csv_records(content, delimiter, max_record_bytes, csv_encoding, first_row)
+        position = _CsvPosition(bom, resume)
+        first = resume.line if resume else first_row
+        records = _csv_records(content, delimiter, max_record_bytes, csv_encoding, first, position)
+        return RecordStream(fmt, compression, records, csv_position=position)
     return RecordStream(fmt, compression, records)
 
 
@@ -365,6 +382,16 @@ def _discard(read: Callable[[int], bytes], count: int, head: bytes = b"") -> byt
             return b""
         count -= len(data)
     return b""
+
+
+def _skip_to(read: Callable[[int], bytes], resume: ResumePoint, head: bytes) -> bytes:
+    """Read past the content before `resume.offset` (keeping a CSV's header bytes first);
+    returns what was read beyond it."""
+    if not resume.header_end:
+        return _discard(read, resume.offset, head)
+    header = head + _read_at_least(read, resume.header_end - len(head))
+    rest = _discard(read, resume.offset - resume.header_end, header[resume.header_end :])
+    return header[: resume.header_end] + rest
 
 
 def _read_at_least(read: Callable[[int], bytes], size: int) -> bytes:
@@ -747,12 +774,13 @@ class _CsvReader(Protocol):
 class _LineFlags:
     """What the line source saw while the csv reader assembled the current row."""
 
-    __slots__ = ("bad_utf8", "broken", "dirty", "in_header", "too_large")
+    __slots__ = ("bad_utf8", "broken", "consumed", "dirty", "in_header", "too_large")
 
     def __init__(self) -> None:
         self.reset()
         self.broken: _DamagedError | None = None
         self.in_header = True  # an over-long header fails the file: no need to read to its end
+        self.consumed = 0  # content bytes of the lines given to the csv reader so far
 
     def reset(self) -> None:
         self.dirty = False  # any of the below: the one check on the hot path
@@ -760,12 +788,16 @@ class _LineFlags:
         self.too_large: str | None = None  # an excerpt of the oversized line
 
 
-def _csv_lines(readline: Callable[[int], str], limit: int, flags: _LineFlags) -> Iterator[str]:
+def _csv_lines(
+    readline: Callable[[int], str], limit: int, flags: _LineFlags, byte_length: Callable[[str], int]
+) -> Iterator[str]:
     """Lines for csv.reader, with each one's size bounded and its UTF-8 checked.
 
     An oversized line is replaced by an empty one (and flagged) after skipping to its end, so
     memory stays bounded. A decompression error ends the lines (flagged): the csv reader
-    sees the end of the file and the records generator reports the damage.
+    sees the end of the file and the records generator reports the damage. The bytes of
+    every line are counted before it is given out: csv.reader takes a line only when its
+    row needs one, so when a row comes out, `flags.consumed` is where the next row starts.
     """
     size = limit + 2  # room for CRLF
     while True:
@@ -776,8 +808,12 @@ def _csv_lines(readline: Callable[[int], str], limit: int, flags: _LineFlags) ->
             return
         if not line:
             return
-        if not line.isascii() and _SURROGATES.search(line):
-            flags.bad_utf8 = flags.dirty = True
+        if line.isascii():
+            flags.consumed += len(line)
+        else:
+            flags.consumed += byte_length(line)
+            if _SURROGATES.search(line):
+                flags.bad_utf8 = flags.dirty = True
         if len(line) > limit and line[-1] not in "\r\n":
             flags.too_large, flags.dirty = excerpt(_unescape(line[:RAW_EXCERPT_CHARS])), True
             if flags.in_header:
@@ -786,11 +822,60 @@ def _csv_lines(readline: Callable[[int], str], limit: int, flags: _LineFlags) ->
             try:
                 while line and line[-1] not in "\r\n":
                     line = readline(size)
+                    flags.consumed += byte_length(line)
             except _DamagedError as exc:
                 flags.broken = exc
                 return
             line = "\n"
         yield line
+
+
+class _CsvPosition:
+    """Where the CSV reader is in the object, so a stop after a row can become an offset.
+
+    Offsets are counted in content bytes through `_csv_lines`. A resumed read holds the
+    header's bytes, then the object's from `resume.offset`: an offset after the header maps
+    to `data_base` + the bytes read after the header.
+    """
+
+    __slots__ = ("bom", "consumed", "data_base", "header_bytes", "header_end", "row")
+
+    def __init__(self, bom: int, resume: ResumePoint | None) -> None:
+        self.bom = bom
+        self.header_end = resume.header_end if resume else 0  # known once the header is read
+        self.data_base = resume.offset if resume else 0
+        self.header_bytes = 0  # content bytes up to the header's end
+        self.row = -1  # the last row read (-1: offsets unknown in this encoding)
+        self.consumed = 0  # content bytes up to that row's end
+
+    def header_read(self, consumed: int, *, counted: bool) -> None:
+        self.header_bytes = consumed
+        if not self.header_end:
+            self.header_end = self.data_base = self.bom + consumed
+        if counted:
+            self.row = 0
+
+    def after(self, number: int) -> ResumePoint | None:
+        if self.row != number or number < 0:
+            return None
+        offset = self.data_base + self.consumed - self.header_bytes
+        return ResumePoint(offset, number + 1, self.header_end)
+
+
+def _byte_length(encoding: str) -> Callable[[str], int] | None:
+    """How many bytes a decoded line was, for the encodings where that is exact: UTF-8, and
+    those that decode every byte to one character (cp1252, Latin-1...). None otherwise."""
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        return None
+    if name in ("utf-8", "utf-8-sig"):
+        return lambda line: len(line.encode("utf-8", "surrogateescape"))
+    try:
+        single_byte = len(bytes(range(256)).decode(encoding, "surrogateescape")) == 256
+    except UnicodeError:
+        return None
+    return len if single_byte else None
 
 
 def _unescape(text: str) -> bytes:
@@ -799,16 +884,25 @@ def _unescape(text: str) -> bytes:
 
 
 def _csv_records(
-    content: io.BufferedReader, delimiter: str, limit: int, encoding: str = "utf-8", first_row: int = 1
+    content: io.BufferedReader,
+    delimiter: str,
+    limit: int,
+    encoding: str = "utf-8",
+    first_row: int = 1,
+    position: _CsvPosition | None = None,
 ) -> Iterator[SourceRecord]:
     """Read the header now (so header problems raise from open_records), rows lazily."""
     csv_field_limit(limit)
     # surrogateescape: invalid UTF-8 becomes one rejected row, not a decoding error.
     text = io.TextIOWrapper(content, encoding=encoding, errors="surrogateescape", newline="")
     flags = _LineFlags()
-    reader = csv.reader(_csv_lines(text.readline, limit, flags), delimiter=delimiter)
+    byte_length = _byte_length(encoding)
+    lines = _csv_lines(text.readline, limit, flags, byte_length or len)
+    reader = csv.reader(lines, delimiter=delimiter)
     header = _csv_header(reader, flags)
-    return _csv_rows(reader, header, flags, delimiter, limit, first_row - 1)
+    position = position or _CsvPosition(0, None)
+    position.header_read(flags.consumed, counted=byte_length is not None)
+    return _csv_rows(reader, header, flags, delimiter, limit, first_row - 1, position)
 
 
 def csv_field_limit(limit: int) -> None:
@@ -860,6 +954,7 @@ def _csv_rows(
     delimiter: str,
     limit: int,
     number: int = 0,
+    position: _CsvPosition | None = None,
 ) -> Iterator[SourceRecord]:
     if header is None:
         if flags.broken is not None:
@@ -868,9 +963,12 @@ def _csv_rows(
     width = len(header)
     record = SourceRecord
     line_count = reader.line_num
+    track = position is not None and position.row >= 0
     try:
         for row in reader:
             number += 1
+            if track:  # before the row's record is yielded: the consumer may stop on it
+                position.row, position.consumed = number, flags.consumed  # type: ignore[union-attr]
             # Lines are bounded one by one; only a row spanning lines (quoted newlines) can
             # outgrow the limit, and csv.reader's line count says when a row did.
             lines_before, line_count = line_count, reader.line_num

@@ -50,7 +50,6 @@ from segment_importer.s3_objects import (
     ProgressStream,
     head,
     load_job_options,
-    open_body,
     open_range,
     read_range,
 )
@@ -169,7 +168,8 @@ def resume_import(
     part = _Part(ref, report, checkpoint.claim, checkpoint.part, checkpoint.after_record)
     report.compression = checkpoint.compression
     if checkpoint.resume_offset is not None:
-        part.resume = ResumePoint(checkpoint.resume_offset, checkpoint.after_record + 1)
+        offset, header_end = checkpoint.resume_offset, checkpoint.resume_header_end
+        part.resume = ResumePoint(offset, checkpoint.after_record + 1, header_end)
     part.job = JobOptions().merged_with(checkpoint.job)
     part.span = SpanRead.from_document(checkpoint.span) if checkpoint.span else None
     if services.ledger and not _claim_part(services.ledger, part):
@@ -307,21 +307,22 @@ def _open_part(
     assert job is not None  # loaded by now
     span = part.span
     if span is not None:
-        start = part.resume.offset if part.resume else span.start
-        body = open_range(s3, ref.bucket, ref.key, identity, start, span.end)
-        if span.csv_prefix:
-            header = read_range(s3, ref.bucket, ref.key, identity, 0, span.header_end)
-            body = PrefixedBody(header, body.read)
-        stream = ProgressStream(body, on_bytes)
+        point = part.resume or span.start_point()
+        start, end = (point.offset if point else 0), span.end
+    else:  # a plain file resumes with a ranged read; gzip is decompressed again up to the point
+        point = part.resume if report.compression == "none" else None
+        start, end = (point.offset if point else 0), report.size_bytes
+        if point and start >= end:  # the previous part stopped at the very end
+            return None
+    body = open_range(s3, ref.bucket, ref.key, identity, start, end)
+    if point and point.header_end:  # a CSV read from the middle: its header first
+        header = read_range(s3, ref.bucket, ref.key, identity, 0, point.header_end)
+        body = PrefixedBody(header, body.read)
+    stream = ProgressStream(body, on_bytes)
+    if span is not None:
         return span_records(span, stream, ref.key, encoding=job.encoding, resume=part.resume)
-    # A plain file resumes with a ranged read; gzip is decompressed again up to the point.
-    ranged = part.resume is not None and report.compression == "none"
-    start = part.resume.offset if ranged and part.resume else 0
-    if ranged and start >= report.size_bytes:
-        return None
-    stream = ProgressStream(open_body(s3, ref.bucket, ref.key, identity, start), on_bytes)
     return open_records(
-        stream, ref.key, resume=part.resume, stream_at_resume=ranged, csv_encoding=job.encoding
+        stream, ref.key, resume=part.resume, stream_at_resume=point is not None, csv_encoding=job.encoding
     )
 
 
@@ -484,6 +485,7 @@ def _checkpoint(part: _Part, stop: PartStop) -> Checkpoint:
         job=report.job,
         started_at=report.started_at,
         resume_offset=stop.resume.offset if stop.resume else None,
+        resume_header_end=stop.resume.header_end if stop.resume else 0,
         compression=report.compression,
         span=part.span.to_document() if part.span else None,
     )
