@@ -33,12 +33,22 @@ from segment_importer.byte_ranges import (
     plan_spans,
     spans_tile,
 )
+from segment_importer.completion import final_report, publish_final_report
 from segment_importer.continuation import Checkpoint, SurveyTask, hand_over, hand_over_all
 from segment_importer.formats import MAX_RECORD_BYTES, FileFormatError, open_records, plain_shape
 from segment_importer.import_ref import ImportRef
 from segment_importer.job import JobOptions
 from segment_importer.ledger import Ledger
+from segment_importer.report import (
+    STATUS_CONTINUING,
+    STATUS_FAILED,
+    STATUS_QUEUED,
+    ImportReport,
+    report_key,
+    write_report,
+)
 from segment_importer.s3_objects import ObjectIdentity, open_body, read_range
+from segment_importer.settings import Prefixes
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +107,53 @@ def survey_tasks(
         )
         for index, (start, end) in enumerate(spans)
     ]
+
+
+class SpanPlanning:
+    """Starts a split in spans: the plan in the ledger, a survey task per span on the queue."""
+
+    def __init__(self, s3: Any, sqs: Any, ledger: Ledger, queue_url: str) -> None:
+        self._s3, self._sqs, self._ledger, self._queue_url = s3, sqs, ledger, queue_url
+
+    def start(
+        self, ref: ImportRef, report: ImportReport, job: JobOptions, span_bytes: int, *, claim: str
+    ) -> int:
+        """Plan the split and queue the surveys; returns the number of spans, 0 when the file
+        is split sequentially. `report` gets the format and the status CONTINUING."""
+        identity = ObjectIdentity(ref.etag, report.size_bytes)
+        tasks = survey_tasks(
+            self._s3, ref, identity, job, span_bytes, claim=claim, started_at=report.started_at
+        )
+        if not tasks:
+            return 0
+        report.format, report.compression = tasks[0].format, "none"
+        shape = {"format": report.format, "compression": report.compression, "job": report.job}
+        self._ledger.plan_spans(ref, len(tasks), shape)
+        hand_over_all(self._sqs, self._queue_url, tasks)
+        report.status = STATUS_CONTINUING
+        logger.info("file to split in byte ranges", extra={"key": ref.key, "spans": len(tasks)})
+        return len(tasks)
+
+
+def finish_span(
+    s3: Any, ledger: Ledger, prefixes: Prefixes, ref: ImportRef, index: int, report: ImportReport
+) -> None:
+    """Count a finished (or failed) span; the last span to finish moves the import on to
+    sending and writes its report with the totals of every span."""
+    if report.status == STATUS_FAILED:
+        ledger.record_span_counts(ref, index, report.split_counts(), done=False)
+        ledger.fail_split(ref, report.error or "failed", {})
+        return
+    if not ledger.record_span_counts(ref, index, report.split_counts(), done=True):
+        return
+    item = ledger.get(ref)
+    if item is None:
+        return
+    # Written before the move to SENDING: a sender that then completes the import rewrites it.
+    document = {**final_report(item), "status": STATUS_QUEUED}
+    write_report(s3, ref.bucket, report_key(prefixes.reports, prefixes.imports, ref.key), document)
+    if ledger.finish_span_split(ref):
+        publish_final_report(s3, ledger, ref, prefixes)
 
 
 def _header_reads(header: bytes, key: str, job: JobOptions) -> bool:

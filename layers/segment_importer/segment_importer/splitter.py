@@ -17,8 +17,8 @@ from typing import Any, BinaryIO, Protocol
 
 from segment_importer.batching import Batch, BatchLimits, BatchPacker
 from segment_importer.byte_ranges import PrefixedBody, SpanRead, span_records
-from segment_importer.completion import final_report, publish_final_report
-from segment_importer.continuation import Checkpoint, PartBudget, SurveyTask, hand_over, hand_over_all
+from segment_importer.completion import publish_final_report
+from segment_importer.continuation import Checkpoint, PartBudget, SurveyTask, hand_over
 from segment_importer.encoding import EncodingError, encode_message
 from segment_importer.formats import FileFormatError, RecordStream, ResumePoint, open_records
 from segment_importer.import_ref import ImportRef
@@ -27,7 +27,13 @@ from segment_importer.ledger import Ledger
 from segment_importer.mapping import MappingError, MessageMapper
 from segment_importer.message_ids import file_identity
 from segment_importer.metrics import MetricsSink, NullMetrics
-from segment_importer.parallel_split import SPAN_BATCH_STRIDE, record_and_dispatch, survey_span, survey_tasks
+from segment_importer.parallel_split import (
+    SPAN_BATCH_STRIDE,
+    SpanPlanning,
+    finish_span,
+    record_and_dispatch,
+    survey_span,
+)
 from segment_importer.preflight import PreflightFailed, WriteKeyPreflight
 from segment_importer.queueing import QueueWriter
 from segment_importer.records import SourceRecord
@@ -277,26 +283,9 @@ def _plan_spans(services: SplitterServices, settings: SplitterSettings, part: _P
     """Plan a split in spans and queue their surveys; False when the file is split sequentially."""
     assert part.job is not None
     assert services.ledger is not None
-    report = part.report
-    identity = ObjectIdentity(part.ref.etag, report.size_bytes)
-    tasks = survey_tasks(
-        services.s3,
-        part.ref,
-        identity,
-        part.job,
-        settings.span_bytes,
-        claim=part.claim,
-        started_at=report.started_at,
-    )
-    if not tasks:
-        return False
-    report.format, report.compression = tasks[0].format, "none"
-    shape = {"format": report.format, "compression": report.compression, "job": report.job}
-    services.ledger.plan_spans(part.ref, len(tasks), shape)
-    hand_over_all(services.sqs, settings.continuation_queue_url, tasks)
-    report.status, part.spans_planned = STATUS_CONTINUING, len(tasks)
-    logger.info("file to split in byte ranges", extra={"key": part.ref.key, "spans": len(tasks)})
-    return True
+    plan = SpanPlanning(services.s3, services.sqs, services.ledger, settings.continuation_queue_url)
+    part.spans_planned = plan.start(part.ref, part.report, part.job, settings.span_bytes, claim=part.claim)
+    return bool(part.spans_planned)
 
 
 def _open_part(
@@ -514,7 +503,11 @@ def _finish(services: SplitterServices, settings: SplitterSettings, part: _Part)
         report.status, report.error = STATUS_FAILED, "internal error; see the function's log"
     report.finished_at = utc_now()
     if part.span is None:  # a span's counts are its own: the import's report comes from the ledger
-        _write_import_report(services.s3, settings, report.bucket, report.key, report.to_dict())
+        prefixes = settings.prefixes
+        document = report.to_dict()
+        write_report(
+            services.s3, report.bucket, report_key(prefixes.reports, prefixes.imports, report.key), document
+        )
     if part.checkpoint is not None:
         _continue(services, settings, part)
     elif part.span is not None:
@@ -537,31 +530,10 @@ def _finish(services: SplitterServices, settings: SplitterSettings, part: _Part)
     )
 
 
-def _write_import_report(s3: Any, settings: SplitterSettings, bucket: str, key: str, document: dict) -> None:
-    prefixes = settings.prefixes
-    write_report(s3, bucket, report_key(prefixes.reports, prefixes.imports, key), document)
-
-
 def _finish_span(services: SplitterServices, settings: SplitterSettings, part: _Part) -> None:
-    """Count the finished span; the last span to finish moves the import on to sending."""
-    ledger, report, span = services.ledger, part.report, part.span
-    assert ledger is not None
-    assert span is not None
-    if report.status == STATUS_FAILED:
-        ledger.record_span_counts(part.ref, span.index, report.split_counts(), done=False)
-        ledger.fail_split(part.ref, report.error or "failed", {})
-        return
-    if not ledger.record_span_counts(part.ref, span.index, report.split_counts(), done=True):
-        return
-    item = ledger.get(part.ref)
-    if item is None:
-        return
-    # The import's report, with the totals of every span (the sender may finish it later).
-    _write_import_report(
-        services.s3, settings, report.bucket, report.key, {**final_report(item), "status": STATUS_QUEUED}
-    )
-    if ledger.finish_span_split(part.ref):
-        publish_final_report(services.s3, ledger, part.ref, settings.prefixes)
+    assert services.ledger is not None
+    assert part.span is not None
+    finish_span(services.s3, services.ledger, settings.prefixes, part.ref, part.span.index, part.report)
 
 
 def _continue(services: SplitterServices, settings: SplitterSettings, part: _Part) -> None:
