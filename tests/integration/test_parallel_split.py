@@ -170,3 +170,24 @@ def _work_queue_batches(stack: LocalStack) -> list[tuple[int, int]]:
             batches.append((envelope["batch_number"], envelope["message_count"]))
             stack.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     return batches
+
+
+def test_the_cli_takes_template_parameters_for_a_local_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`run --parameter ParallelSplitBytes=...` tries byte ranges on a small file; an unknown
+    parameter name is an error, not silently ignored."""
+    export = tmp_path / "history.ndjson"
+    valid, _ = write_ndjson(export, 800)
+    report = tmp_path / "report.json"
+    common = ["run", str(export), "--no-progress", "--out", str(tmp_path / "out"), "--report", str(report)]
+    assert (
+        cli.main([*common, "--parameter", "ParallelSplitBytes=16384", "--parameter", "BatchMaxMessages=40"])
+        == 0
+    )
+    (entry,) = orjson.loads(report.read_bytes())["files"]
+    assert entry["ledger"]["split_mode"] == "spans"
+    assert entry["ledger"]["span_count"] > 2
+    assert entry["messages_delivered"] == len(valid)
+    with pytest.raises(SystemExit, match="NAME=VALUE"):
+        cli.main([*common, "--parameter", "ParallelSplitByte=16384"])

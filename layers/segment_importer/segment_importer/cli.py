@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--template", type=Path, help="template.yaml to read (default: found from here)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a template parameter for this run, e.g. ParallelSplitBytes=1048576 (repeatable)",
+    )
     run.set_defaults(command=_run)
     status = commands.add_parser("status", help="where imports stand: progress, counts, rates, errors")
     status.add_argument("prefix", nargs="?", default="", metavar="KEY-PREFIX", help="only keys starting so")
@@ -82,6 +89,7 @@ def _run(arguments: argparse.Namespace) -> int:
     console = Console(stderr=True)
     if arguments.config:
         _check_job(argparse.Namespace(job_file=arguments.config, quiet=True))
+    overrides = _parameter_overrides(arguments.parameter, arguments.template)
     result = run_import(
         RunOptions(
             files=arguments.files,
@@ -92,6 +100,7 @@ def _run(arguments: argparse.Namespace) -> int:
             out_dir=arguments.out,
             template_path=arguments.template,
             show_progress=not arguments.no_progress,
+            parameter_overrides=overrides,
         )
     )
     _print_result(result, console, dry_run=arguments.dry_run)
@@ -101,6 +110,22 @@ def _run(arguments: argparse.Namespace) -> int:
         )
         console.print(f"Report written to {arguments.report}")
     return 0 if result.ok else 1
+
+
+def _parameter_overrides(pairs: list[str], template_path: Path | None) -> dict[str, str]:
+    """`NAME=VALUE` pairs, each naming a parameter of the template."""
+    from segment_importer.template_config import StackTemplate
+
+    known = StackTemplate.load(template_path).parameter_defaults()
+    overrides = {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        if not equals or name not in known:
+            raise SystemExit(
+                f"error: --parameter {pair!r}: expected NAME=VALUE with NAME one of {', '.join(known)}"
+            )
+        overrides[name] = value
+    return overrides
 
 
 def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
