@@ -55,7 +55,7 @@ def write_export(path: Path, count: int) -> tuple[set[int], set[int]]:
 def splitter_parts(ledger: dict) -> int:
     """Splitter invocations that split the file: its parts, or the parts of its byte ranges."""
     if ledger.get("split_mode") == "spans":
-        return sum(part + 1 for part in ledger["span_parts"].values())
+        return ledger["span_parts"]
     return ledger.get("split_part", 0) + 1
 
 

@@ -209,22 +209,29 @@ def test_items_carry_a_ttl_when_a_retention_is_set(stack: LocalStack) -> None:
     assert abs(int(batch["expires_at"]["N"]) - expected) < 60
 
 
-def test_a_split_in_spans_sums_them_and_500_fit_one_item(stack: LocalStack, ledger: Ledger) -> None:
-    """With long keys, a large job and many reject reasons, each span's survey and counts add
-    little to the item: 500 spans (the most a file is cut into) stay within DynamoDB's 400 KB.
-    Measured on 40 spans (moto rewrites the whole item per update: 500 would take minutes)."""
+def test_a_split_in_spans_sums_them_and_keeps_the_import_item_small(
+    stack: LocalStack, ledger: Ledger
+) -> None:
+    """Each span's survey and counts live in an item of their own: the import's item (which
+    the sender rewrites once per batch, billed by its size) does not grow with the spans."""
     spans = 40
     assert ledger.start_split(REF, spans << 30, "request-1")
     job = {"source": "auto", "context": {"note": "x" * 2000}}
     ledger.plan_spans(REF, spans, {"format": "ndjson", "compression": "none", "job": job})
     base = item_bytes(stack)
     reasons = {f"reason_{n}": n for n in range(8)}
+    surveyed = []
     for index in range(spans):
-        survey = {"start": index << 30, "end": (index + 1) << 30, "lines": 2_000_000, "problem": None}
-        ledger.record_survey(REF, index, survey)
+        survey = {"start": index << 30, "end": (index + 1) << 30, "lines": 2_000_000 + index, "problem": None}
+        surveyed.append(ledger.record_survey(REF, index, survey))
+        ledger.record_survey(REF, index, survey)  # repeated: counted once
+    assert surveyed[:-1] == [None] * (spans - 1)
+    assert [survey["lines"] for survey in surveyed[-1] or []] == [2_000_000 + i for i in range(spans)]
     ledger.begin_span_split(REF)
     all_done = []
     for index in range(spans):
+        assert ledger.claim_span_part(REF, index, 0)
+        assert not ledger.claim_span_part(REF, index, 0)  # a repeated checkpoint
         counts = {
             "records_read": 2_000_000,
             "messages_queued": 1_999_000,
@@ -237,10 +244,11 @@ def test_a_split_in_spans_sums_them_and_500_fit_one_item(stack: LocalStack, ledg
             "compression": "none",
             "job": job,
         }
+        ledger.record_span_counts(REF, index, {**counts, "records_read": 5}, done=False)  # progress
         all_done.append(ledger.record_span_counts(REF, index, counts, done=True))
-    per_span = (item_bytes(stack) - base) / spans
-    assert base + 500 * per_span < 400_000, f"{per_span:.0f} bytes per span"
+        ledger.record_span_counts(REF, index, counts, done=True)  # repeated: counted once
     assert all_done == [False] * (spans - 1) + [True]
+    assert item_bytes(stack) - base < 2000, "the import's item grew with the spans"
     item = ledger.get(REF)
     assert item is not None
     assert (item["records_read"], item["batches_queued"], item["spans_done"]) == (
@@ -251,8 +259,13 @@ def test_a_split_in_spans_sums_them_and_500_fit_one_item(stack: LocalStack, ledg
     assert item["rejected_by_reason"] == {reason: count * spans for reason, count in reasons.items()}
     assert item["rejects_key"].endswith(".span0000.part0000.ndjson")  # the first written
     assert ledger.finish_span_split(REF) is None  # batches are still pending ...
-    assert ledger.get(REF)["status"] == SENDING  # type: ignore[index]
+    finished = ledger.get(REF)
+    assert finished is not None
+    assert finished["status"] == SENDING
+    assert finished["batches_queued"] == spans * 800  # ... the totals are on the item now ...
     assert ledger.finish_span_split(REF) is None  # ... and the move to SENDING happens once
+    assert not ledger.claim_span_part(REF, 0, 1)  # no more parts once the import is not splitting
+    assert finished["span_parts"] == spans  # the parts run, repeats not counted
 
 
 def item_bytes(stack: LocalStack) -> int:

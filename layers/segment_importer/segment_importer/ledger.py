@@ -14,9 +14,12 @@ batch; it makes the sender's counting idempotent.
   queued batch is resolved. Whoever sees that first, splitter or sender, makes the
   transition with a conditional update on the status, so it happens exactly once.
 
-- A file split in parallel byte ranges ("spans", see `byte_ranges`) keeps its split counts
-  per span, each SET absolutely by that span's parts; readers get the totals summed
-  (`with_span_totals`). The span that finds every span done moves the import to SENDING.
+- A file split in parallel byte ranges ("spans", see `byte_ranges`) keeps each span's
+  survey, part and counts in an item of its own (in the batches table, batch number
+  -1 - index), each count SET absolutely by that span's parts; while it splits, readers get
+  the totals summed. The import's item counts surveyed and finished spans (ADDed once per
+  span, in a transaction with the span's item); the span that finds every span done puts
+  the totals on the import and moves it to SENDING.
 
 Statuses: SPLITTING -> SENDING -> COMPLETE | COMPLETE_WITH_ERRORS, or FAILED when the file
 cannot be split. COMPLETE_WITH_ERRORS means some records were rejected, refused by Segment
@@ -62,7 +65,7 @@ _COUNTERS = (
 )
 # The split's counts, which a file split in spans keeps per span (see `with_span_totals`).
 _SPLIT_TOTALS = ("records_read", "messages_queued", "batches_queued", "rejected", "rejects_omitted")
-# Split counts kept once on the item, not per span (up to 500 spans share its 400 KB).
+# What every span shares: kept once on the import's item, not with each span's counts.
 _KEPT_ONCE = frozenset({"format", "compression", "job", "rejects_key"})
 _CONFLICT_RETRIES = 5
 _REOPEN = "SET #status = :sending, reopened_at = :now, updated_at = :now REMOVE finished_at"
@@ -167,12 +170,15 @@ class Ledger:
         )
 
     # --- a split in parallel byte ranges (spans) -----------------------------------------
+    # Each span's survey, part and counts live in an item of its own, in the batches table
+    # under batch number -1 - index: the import's item stays small, and every write to it
+    # (one per delivered batch) costs by its size.
 
     def plan_spans(self, ref: ImportRef, count: int, shape: dict[str, Any]) -> None:
         """The import will be split in `count` spans; `shape` (format, compression, job) is
-        kept once for all of them. A repeated plan keeps what is recorded (a claim of the
+        kept once for all of them. A repeated plan keeps the counts so far (a claim of the
         file by a new S3 event replaces the whole item instead)."""
-        values = {":n": count, ":empty": {}, ":now": self._clock()}
+        values = {":n": count, ":zero": 0, ":now": self._clock()}
         names = {f"#s{i}": name for i, name in enumerate(shape)}
         values.update({f":s{i}": value for i, value in enumerate(shape.values())})
         shape_update = "".join(f", #s{i} = :s{i}" for i in range(len(shape)))
@@ -180,64 +186,142 @@ class Ledger:
             TableName=self._imports,
             Key=_to_dynamo({"import_id": ref.import_id}),
             UpdateExpression=(
-                "SET span_count = :n, surveys = if_not_exists(surveys, :empty),"
-                " span_parts = if_not_exists(span_parts, :empty), updated_at = :now" + shape_update
+                "SET span_count = :n, spans_surveyed = if_not_exists(spans_surveyed, :zero),"
+                " spans_done = if_not_exists(spans_done, :zero), updated_at = :now" + shape_update
             ),
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=_to_dynamo(values),
         )
 
-    def record_survey(self, ref: ImportRef, index: int, survey: dict[str, Any]) -> dict[str, Any]:
-        """Keep one span's survey (safe to repeat); returns every survey recorded so far."""
-        item = self._set_in_map(ref, "surveys", index, survey)
-        return item.get("surveys", {})
+    def record_survey(
+        self, ref: ImportRef, index: int, survey: dict[str, Any]
+    ) -> list[dict[str, Any]] | None:
+        """Keep one span's survey (counted once, if repeated); once every span is surveyed,
+        returns all the surveys in span order, else None."""
+        self._first_time(ref, index, {"survey": survey}, "spans_surveyed")
+        item = self._item(ref)
+        if item is None or item.get("spans_surveyed", 0) < item.get("span_count", 0):
+            return None
+        return [span.get("survey", {}) for span in self._spans(ref)]
 
     def begin_span_split(self, ref: ImportRef) -> None:
-        """The surveys proved the spans: their counts are kept from now on (once, if repeated)."""
-        self._db.update_item(
-            TableName=self._imports,
-            Key=_to_dynamo({"import_id": ref.import_id}),
-            UpdateExpression="SET spans = if_not_exists(spans, :empty), split_mode = :mode",
-            ExpressionAttributeValues=_to_dynamo({":empty": {}, ":mode": "spans"}),
-        )
+        """The surveys proved the spans: the import is split in them."""
+        self._set(ref, {"split_mode": "spans", "updated_at": self._clock()})
 
     def claim_span_part(self, ref: ImportRef, index: int, part: int) -> bool:
-        """Admit part `part` of span `index` once; False for a repeated task."""
-        condition = "#status = :splitting AND (attribute_not_exists(span_parts.#i) OR span_parts.#i < :part)"
-        try:
-            self._db.update_item(
-                TableName=self._imports,
-                Key=_to_dynamo({"import_id": ref.import_id}),
-                UpdateExpression="SET span_parts.#i = :part, updated_at = :now",
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#status": "status", "#i": str(index)},
-                ExpressionAttributeValues=_to_dynamo(
-                    {":part": part, ":now": self._clock(), ":splitting": SPLITTING}
-                ),
-            )
-        except ClientError as error:
-            if _is_condition_failure(error):
-                return False
-            raise
-        return True
+        """Admit part `part` of span `index` once, while the import is splitting; False for a
+        repeated task, or when the import has failed."""
+        count = {  # span_parts: how many parts the spans have run, for status and the tests
+            "TableName": self._imports,
+            "Key": _to_dynamo({"import_id": ref.import_id}),
+            "UpdateExpression": "ADD span_parts :one",
+            "ConditionExpression": "#status = :splitting",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": _to_dynamo({":splitting": SPLITTING, ":one": 1}),
+        }
+        claim = {
+            **self._span_update(ref, index, "SET part = :part", {":part": part}),
+            "ConditionExpression": "attribute_not_exists(part) OR part < :part",
+        }
+        return self._transact([{"Update": count}, {"Update": claim}])
 
     def record_span_counts(self, ref: ImportRef, index: int, counts: dict[str, Any], *, done: bool) -> bool:
         """One span's running totals (absolute, safe to repeat); True once every span is done."""
-        # Kept once on the item, not per span: up to 500 spans share its 400 KB. The report
-        # names the first rejects file written; `segment-importer rejects` gathers them all.
         kept = {name: value for name, value in counts.items() if name not in _KEPT_ONCE}
-        also = {"rejects_key": counts["rejects_key"]} if counts.get("rejects_key") else None
-        item = self._set_in_map(ref, "spans", index, {**kept, "done": done}, if_not_set=also)
-        spans = item.get("spans", {})
-        return len(spans) == item.get("span_count") and all(span.get("done") for span in spans.values())
+        if not done:
+            self._db.update_item(**self._span_update(ref, index, "SET counts = :value", {":value": kept}))
+            return False
+        # The import names the first rejects file written; `segment-importer rejects` joins all.
+        also = {"rejects_key": counts["rejects_key"]} if counts.get("rejects_key") else {}
+        if not self._first_time(ref, index, {"counts": kept, "done": True}, "spans_done", if_not_set=also):
+            self._db.update_item(**self._span_update(ref, index, "SET counts = :value", {":value": kept}))
+        item = self._item(ref)
+        return item is not None and item.get("spans_done", 0) >= item.get("span_count", 0)
 
     def finish_span_split(self, ref: ImportRef) -> str | None:
-        """Every span is split: status SENDING (once), then complete if nothing is pending."""
+        """Every span is split: their totals on the import and status SENDING (once), then
+        complete if nothing is pending."""
+        totals = _summed(self._spans(ref))
         values = {":sending": SENDING, ":now": self._clock(), ":splitting": SPLITTING}
         update = "SET #status = :sending, split_finished_at = :now, updated_at = :now"
+        for number, (name, value) in enumerate(totals.items()):
+            update += f", {name} = :t{number}"
+            values[f":t{number}"] = value
         if not self._update_if(ref, update, "#status = :splitting", values):
             return None
         return self.complete_if_done(ref)
+
+    def _first_time(
+        self,
+        ref: ImportRef,
+        index: int,
+        values: dict[str, Any],
+        counter: str,
+        *,
+        if_not_set: dict[str, Any] | None = None,
+    ) -> bool:
+        """SET `values` on the span's item and ADD 1 to the import's `counter`, in one
+        transaction, if the span's item has no value yet for the last of `values`' names;
+        False (nothing written) if it has."""
+        names = list(values)
+        assignments = ", ".join(f"{name} = :v{number}" for number, name in enumerate(names))
+        mark = {
+            **self._span_update(
+                ref, index, f"SET {assignments}", {f":v{n}": value for n, value in enumerate(values.values())}
+            ),
+            "ConditionExpression": f"attribute_not_exists({names[-1]})",
+        }
+        update, counts = f"ADD {counter} :one SET updated_at = :now", {":one": 1, ":now": self._clock()}
+        attribute_names = {}
+        for number, (name, first) in enumerate((if_not_set or {}).items()):
+            update += f", #n{number} = if_not_exists(#n{number}, :n{number})"
+            attribute_names[f"#n{number}"], counts[f":n{number}"] = name, first
+        count = {
+            "TableName": self._imports,
+            "Key": _to_dynamo({"import_id": ref.import_id}),
+            "UpdateExpression": update,
+            "ExpressionAttributeValues": _to_dynamo(counts),
+            **({"ExpressionAttributeNames": attribute_names} if attribute_names else {}),
+        }
+        return self._transact([{"Update": mark}, {"Update": count}])
+
+    def _span_update(self, ref: ImportRef, index: int, update: str, values: dict[str, Any]) -> dict[str, Any]:
+        """An UpdateItem request for span `index`'s item (its expiry set like a batch's)."""
+        values = {**values, ":now": self._clock()}
+        update += ", updated_at = :now"
+        if expiry := self._expiry():
+            values[":expires"] = expiry["expires_at"]
+            update += ", expires_at = :expires"
+        return {
+            "TableName": self._batches,
+            "Key": _to_dynamo({"import_id": ref.import_id, "batch_number": -1 - index}),
+            "UpdateExpression": update,
+            "ExpressionAttributeValues": _to_dynamo(values),
+        }
+
+    def _spans(self, ref: ImportRef) -> list[dict[str, Any]]:
+        """The items of the import's spans, in span order."""
+        pages = self._db.get_paginator("query").paginate(
+            TableName=self._batches,
+            KeyConditionExpression="import_id = :id AND batch_number < :zero",
+            ExpressionAttributeValues=_to_dynamo({":id": ref.import_id, ":zero": 0}),
+            ConsistentRead=True,
+        )
+        items = [_from_dynamo(item) for page in pages for item in page.get("Items", [])]
+        return sorted(items, key=lambda item: -item["batch_number"])
+
+    def _with_span_totals(self, item: dict[str, Any]) -> dict[str, Any]:
+        """While a file is split in spans, its totals so far are the sums over its spans
+        (once split, they are on the item itself)."""
+        if item.get("split_mode") == "spans" and item.get("status") == SPLITTING:
+            item.update(_summed(self._spans(ImportRef(item["bucket"], item["key"], item["etag"]))))
+        return item
+
+    def _item(self, ref: ImportRef) -> dict[str, Any] | None:
+        response = self._db.get_item(
+            TableName=self._imports, Key=_to_dynamo({"import_id": ref.import_id}), ConsistentRead=True
+        )
+        return _from_dynamo(response["Item"]) if "Item" in response else None
 
     # --- sender --------------------------------------------------------------------------
 
@@ -279,17 +363,15 @@ class Ledger:
     # --- reading -------------------------------------------------------------------------
 
     def get(self, ref: ImportRef) -> dict[str, Any] | None:
-        response = self._db.get_item(
-            TableName=self._imports, Key=_to_dynamo({"import_id": ref.import_id}), ConsistentRead=True
-        )
-        return with_span_totals(_from_dynamo(response["Item"])) if "Item" in response else None
+        item = self._item(ref)
+        return self._with_span_totals(item) if item else None
 
     def list_imports(self, key_prefix: str = "") -> list[dict[str, Any]]:
         """Every import whose key starts with `key_prefix`, oldest first."""
         items: list[dict[str, Any]] = []
         for page in self._db.get_paginator("scan").paginate(TableName=self._imports, ConsistentRead=True):
-            items.extend(with_span_totals(_from_dynamo(item)) for item in page.get("Items", []))
-        chosen = [item for item in items if item["key"].startswith(key_prefix)]
+            items.extend(_from_dynamo(item) for item in page.get("Items", []))
+        chosen = [self._with_span_totals(item) for item in items if item["key"].startswith(key_prefix)]
         return sorted(chosen, key=lambda item: (item.get("started_at", ""), item["key"]))
 
     # --- internals -----------------------------------------------------------------------
@@ -310,33 +392,6 @@ class Ledger:
                 return False
             raise
         return True
-
-    def _set_in_map(
-        self,
-        ref: ImportRef,
-        name: str,
-        index: int,
-        value: dict[str, Any],
-        *,
-        if_not_set: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """SET `name[index]` (the map exists), and each of `if_not_set` where the item has no
-        value yet; returns the whole item as it is now."""
-        update = "SET #m.#i = :value, updated_at = :now"
-        names = {"#m": name, "#i": str(index)}
-        values: dict[str, Any] = {":value": value, ":now": self._clock()}
-        for number, (attribute, first) in enumerate((if_not_set or {}).items()):
-            update += f", #n{number} = if_not_exists(#n{number}, :n{number})"
-            names[f"#n{number}"], values[f":n{number}"] = attribute, first
-        response = self._db.update_item(
-            TableName=self._imports,
-            Key=_to_dynamo({"import_id": ref.import_id}),
-            UpdateExpression=update,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=_to_dynamo(values),
-            ReturnValues="ALL_NEW",
-        )
-        return _from_dynamo(response.get("Attributes", {}))
 
     def _set(self, ref: ImportRef, values: dict[str, Any], *, first_error: str | None = None) -> None:
         names = {f"#f{i}": name for i, name in enumerate(values)}
@@ -406,21 +461,16 @@ class Ledger:
         return False  # unreachable: the last attempt returns or raises
 
 
-def with_span_totals(item: dict[str, Any]) -> dict[str, Any]:
-    """An item of a file split in spans, with the split's totals summed over its spans."""
-    spans = item.get("spans")
-    if not spans:
-        return item
-    ordered = [spans[index] for index in sorted(spans, key=int)]
-    for name in _SPLIT_TOTALS:
-        item[name] = sum(span.get(name) or 0 for span in ordered)
+def _summed(spans: list[dict[str, Any]]) -> dict[str, Any]:
+    """The split's totals over the counts of its spans."""
+    counts = [span.get("counts") or {} for span in spans]
+    totals: dict[str, Any] = {name: sum(count.get(name) or 0 for count in counts) for name in _SPLIT_TOTALS}
     by_reason: dict[str, int] = {}
-    for span in ordered:
-        for reason, count in (span.get("rejected_by_reason") or {}).items():
-            by_reason[reason] = by_reason.get(reason, 0) + count
-    item["rejected_by_reason"] = by_reason
-    item["spans_done"] = sum(1 for span in ordered if span.get("done"))
-    return item
+    for count in counts:
+        for reason, number in (count.get("rejected_by_reason") or {}).items():
+            by_reason[reason] = by_reason.get(reason, 0) + number
+    totals["rejected_by_reason"] = by_reason
+    return totals
 
 
 def _counter_update(counters: dict[str, int], now: str, error: str | None) -> tuple[str, dict[str, Any]]:

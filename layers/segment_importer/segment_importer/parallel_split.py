@@ -187,9 +187,9 @@ def record_and_dispatch(
     """Record a survey; the one that completes the set dispatches. True if it dispatched."""
     ref = ImportRef(task.bucket, task.key, task.etag)
     surveys = ledger.record_survey(ref, task.index, survey.to_document())
-    if len(surveys) < task.count:
+    if surveys is None:
         return False
-    found = [SpanSurvey.from_document(surveys[str(index)]) for index in range(task.count)]
+    found = [SpanSurvey.from_document(document) for document in surveys]
     dispatch(ledger, sqs, queue_url, task, found)
     return True
 
