@@ -106,6 +106,7 @@ def test_a_csv_with_line_breaks_in_quoted_cells_is_split_sequentially(tmp_path: 
     ledger = spans.files[0].ledger or {}
     assert ledger["span_count"] > 1  # it was surveyed ...
     assert "split_mode" not in ledger  # ... and split sequentially
+    assert describe(ledger)["spans"] is None  # status shows no ranges
     assert ledger["records_read"] == 600
     got = received(spans)
     assert got == received(sequential)
@@ -144,11 +145,15 @@ def test_repeated_surveys_and_span_tasks_queue_each_batch_once(tmp_path: Path) -
     assert item["messages_queued"] == sum(count for _, count in queued) == len(valid)
     assert item["batches_queued"] == len(queued)
     assert len({number for number, _ in queued}) == len(queued), "a batch was queued twice"
-    assert describe(item)["spans"] == {"count": item["span_count"], "done": item["span_count"]}
-    splitting = {**describe(item), "status": "SPLITTING", "spans": {"count": 23, "done": 5}}
+    count = item["span_count"]
+    assert describe(item)["spans"] == {"count": count, "surveyed": count, "done": count}
+    surveying = {**describe(item), "status": "SPLITTING", "spans": {"count": 23, "surveyed": 4, "done": 0}}
+    splitting = {**describe(item), "status": "SPLITTING", "spans": {"count": 23, "surveyed": 23, "done": 5}}
     console = Console(width=200, record=True)
-    console.print(status_table([splitting]))
-    assert "SPLITTING (5/23 ranges)" in console.export_text()
+    console.print(status_table([surveying, splitting]))
+    shown = console.export_text()
+    assert "SPLITTING (surveying 4/23 ranges)" in shown
+    assert "SPLITTING (5/23 ranges)" in shown
 
 
 def _receive_all(stack: LocalStack, url: str) -> list[Checkpoint | SurveyTask]:

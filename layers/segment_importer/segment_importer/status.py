@@ -42,10 +42,7 @@ def describe(item: dict[str, Any], now: datetime | None = None) -> dict[str, Any
         "messages_failed": failed,
         "batches_failed": int(item.get("batches_failed", 0)),
         "progress": _progress(item),
-        # A file split in byte ranges: how many of them are split (see parallel_split).
-        "spans": {"count": item["span_count"], "done": int(item.get("spans_done", 0))}
-        if item.get("split_mode") == "spans"
-        else None,
+        "spans": _spans(item),
         "events_per_second": round(rate, 1),
         "eta_seconds": None if status in FINAL_STATUSES or not rate else round(remaining / rate, 1),
         "elapsed_seconds": round(elapsed, 1),
@@ -54,6 +51,16 @@ def describe(item: dict[str, Any], now: datetime | None = None) -> dict[str, Any
         "started_at": item.get("started_at"),
         "finished_at": item.get("finished_at"),
     }
+
+
+def _spans(item: dict[str, Any]) -> dict[str, Any] | None:
+    """A file split in byte ranges: how many are surveyed, then split (see parallel_split);
+    None for a file split in one chain of parts (including one whose survey chose that)."""
+    count = int(item.get("span_count", 0))
+    surveyed, done = int(item.get("spans_surveyed", 0)), int(item.get("spans_done", 0))
+    if not count or (surveyed >= count and item.get("split_mode") != "spans"):
+        return None
+    return {"count": count, "surveyed": surveyed, "done": done}
 
 
 def ledger_reader(dynamodb: Any, table: str, key_prefix: str) -> ImportsReader:

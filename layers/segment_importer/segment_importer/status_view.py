@@ -57,6 +57,8 @@ def _spans(status: dict[str, Any]) -> str:
     spans = status.get("spans")
     if not spans or status["status"] != "SPLITTING":
         return ""
+    if spans["surveyed"] < spans["count"]:
+        return f" (surveying {spans['surveyed']}/{spans['count']} ranges)"
     return f" ({spans['done']}/{spans['count']} ranges)"
 
 
