@@ -1,7 +1,8 @@
 """Streaming readers for export files: NDJSON, JSON arrays and CSV/TSV, plain or gzip.
 
 `open_records(stream, key)` sniffs the object and returns a `RecordStream`, an iterable of
-`SourceRecord`. Memory stays flat in the file size: the source is read in large chunks
+`SourceRecord`. NDJSON is read here; CSV in `csv_records`, JSON arrays in
+`json_array_records`. Memory stays flat in the file size: the source is read in large chunks
 (1 MiB) and only one record (bounded by `max_record_bytes`) is held at a time.
 
 Detection, content first and the key's extension only as a hint:
@@ -56,91 +57,67 @@ Per format:
 
 from __future__ import annotations
 
-import codecs
-import csv
 import gzip
 import io
-import re
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from itertools import accumulate, compress
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO
 
 import ijson
 import orjson
 
-from .records import RAW_EXCERPT_CHARS, SourceRecord, excerpt
+from segment_importer.csv_records import CsvPosition, csv_field_limit, csv_records
+from segment_importer.json_array_records import MAX_JSON_DEPTH, ijson_backend, json_array_records
+from segment_importer.records import (
+    RAW_EXCERPT_CHARS,
+    DamagedError,
+    FileFormatError,
+    ResumePoint,
+    SourceRecord,
+    excerpt,
+    unreadable,
+)
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "MAX_RECORD_BYTES",
     "FileFormatError",
     "PlainShape",
     "RecordStream",
+    "ResumePoint",
     "csv_field_limit",
     "open_records",
     "plain_shape",
 ]
 
-try:  # the C backend is several times faster than the pure-Python one
-    _ijson: Any = ijson.get_backend("yajl2_c")
-except ImportError:  # pragma: no cover - depends on how ijson was built
-    _ijson = ijson
-
 MAX_RECORD_BYTES = 1 << 20  # the default bound of one record
 _CHUNK = 1 << 20  # reads from the source and the decompressor
 _SNIFF_CHUNK = 1 << 16
-_IJSON_BUF = 1 << 16
 _SCAN_BYTES = 1 << 16  # how much of the head is searched for a document's array key
 _EXCERPT_BYTES = RAW_EXCERPT_CHARS * 4  # enough bytes for any excerpt; avoids decoding more
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
 DOCUMENT_ARRAY_KEYS = ("batch", "events", "data")
-# Hostile input. ijson's prefixes cost memory quadratic in the nesting depth (20,000 levels
-# take about 1 GB), so JSON arrays nested deeper than orjson reads NDJSON are not parsed on.
-MAX_JSON_DEPTH = 1024
 # A gzip member of zeros expands about 1,000-fold; real exports expand 5- to 50-fold. Past
 # the floor, a file expanding more than this is read no further (a decompression bomb).
 MAX_GZIP_EXPANSION = 400
 _EXPANSION_FLOOR = 64 << 20
 _DEPTH_STEP = {"start_map": 1, "start_array": 1, "end_map": -1, "end_array": -1}
-_NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'"[]{}')  # every byte but these
-_OPEN_AS_2 = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
 
 # What GzipFile raises for damaged data. Source errors (network) are deliberately absent.
 _GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)
-_SURROGATES = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of invalid UTF-8
-_YAJL_MESSAGE = re.compile(r"(?:lexical|parse) error: [A-Za-z0-9 ,'()\[\]{}-]{1,80}")
 _EXTENSIONS = {"csv": "csv", "tsv": "tsv", "json": "json", "ndjson": "ndjson", "jsonl": "ndjson"}
 
 
-class FileFormatError(ValueError):
-    """The file cannot be read at all (e.g. a CSV header with duplicate names)."""
-
-
-class _DamagedError(Exception):
-    """The compressed data is damaged; the message is a fixed description, never data."""
-
-    @classmethod
-    def of(cls, exc: BaseException) -> _DamagedError:
-        # GzipFile's own messages may quote data bytes: describe by type instead.
-        if isinstance(exc, EOFError):
-            return cls("the gzip data is truncated")
-        if isinstance(exc, gzip.BadGzipFile):
-            return cls("the gzip data is corrupt (bad header, checksum, length or trailing data)")
-        return cls("the gzip data is corrupt (invalid deflate data)")
-
-
-@dataclass(frozen=True, slots=True)
-class ResumePoint:
-    """Where a continued read starts: the content bytes before it (decompressed bytes for
-    gzip; the object's own bytes otherwise) and the number of the record there (NDJSON: its
-    line; CSV: its data row). A CSV read also needs its header again: the bytes before
-    `header_end` are read first."""
-
-    offset: int
-    line: int
-    header_end: int = 0  # CSV only
+def _damage(exc: BaseException) -> DamagedError:
+    """A decompressor's error as a fixed description: GzipFile's own messages may quote data
+    bytes, so the error is described by its type."""
+    if isinstance(exc, EOFError):
+        return DamagedError("the gzip data is truncated")
+    if isinstance(exc, gzip.BadGzipFile):
+        return DamagedError("the gzip data is corrupt (bad header, checksum, length or trailing data)")
+    return DamagedError("the gzip data is corrupt (invalid deflate data)")
 
 
 class _Position:
@@ -168,7 +145,7 @@ class RecordStream:
         compression: str,
         records: Iterator[SourceRecord],
         position: _Position | None = None,
-        csv_position: _CsvPosition | None = None,
+        csv_position: CsvPosition | None = None,
     ) -> None:
         self.format = fmt  # "ndjson" | "json_array" | "csv"
         self.compression = compression  # "gzip" | "none"
@@ -253,13 +230,13 @@ def open_records(
         return RecordStream(fmt, compression, records, position)
     elif fmt == "json_array":
         prefix = f"{doc_key}.item" if doc_key else "item"
-        records = _json_records(io.BufferedReader(source, _CHUNK), prefix, max_record_bytes)
+        records = json_array_records(io.BufferedReader(source, _CHUNK), prefix, max_record_bytes)
     else:
         delimiter = "\t" if hint == "tsv" else _header_delimiter(head)
         content = io.BufferedReader(source, _CHUNK)
-        position = _CsvPosition(bom, resume)
+        position = CsvPosition(bom, resume)
         first = resume.line if resume else first_row
-        records = _csv_records(content, delimiter, max_record_bytes, csv_encoding, first, position)
+        records = csv_records(content, delimiter, max_record_bytes, csv_encoding, first, position)
         return RecordStream(fmt, compression, records, csv_position=position)
     return RecordStream(fmt, compression, records)
 
@@ -293,7 +270,7 @@ class _Source(io.RawIOBase):
 
     botocore's StreamingBody has `read(n)` but no `readinto`, so it cannot go into an
     io.BufferedReader directly. The `damage` exceptions of `read` (a decompressor's) are
-    raised as _DamagedError, which the readers turn into a `file_unreadable` record; anything
+    raised as DamagedError, which the readers turn into a `file_unreadable` record; anything
     else (the network) passes through. Damage met while sniffing is raised after the head,
     where the reader meets it in order, so everything before it is still yielded.
     """
@@ -302,7 +279,7 @@ class _Source(io.RawIOBase):
         self,
         read: Callable[[int], bytes],
         head: bytes = b"",
-        error: _DamagedError | None = None,
+        error: DamagedError | None = None,
         damage: tuple[type[BaseException], ...] = (),
     ) -> None:
         super().__init__()
@@ -325,7 +302,7 @@ class _Source(io.RawIOBase):
         try:
             return self._read(size)
         except self._damage as exc:
-            raise _DamagedError.of(exc) from exc
+            raise _damage(exc) from exc
 
     def readinto(self, buffer: Any) -> int:
         data = self.take(len(buffer))
@@ -364,7 +341,7 @@ class _ExpansionGuard:
         data = self._read(size)
         self.total += len(data)
         if self.total > _EXPANSION_FLOOR and self.total > MAX_GZIP_EXPANSION * self._compressed.total:
-            raise _DamagedError(
+            raise DamagedError(
                 f"the gzip data expands more than {MAX_GZIP_EXPANSION}-fold ({self.total:,} bytes from"
                 f" {self._compressed.total:,}); the rest is not read (a decompression bomb?)"
             )
@@ -405,7 +382,7 @@ def _read_at_least(read: Callable[[int], bytes], size: int) -> bytes:
     return head
 
 
-def _sniff(read: Callable[[int], bytes], head: bytes, cap: int) -> tuple[bytes, _DamagedError | None]:
+def _sniff(read: Callable[[int], bytes], head: bytes, cap: int) -> tuple[bytes, DamagedError | None]:
     """Read until the head holds the first content line (or `cap` bytes, or the end).
 
     Damaged gzip data is returned, not raised: the reader meets it after the head.
@@ -417,8 +394,8 @@ def _sniff(read: Callable[[int], bytes], head: bytes, cap: int) -> tuple[bytes, 
                 break
             head += data
     except _GZIP_ERRORS as exc:
-        return head, _DamagedError.of(exc)
-    except _DamagedError as exc:
+        return head, _damage(exc)
+    except DamagedError as exc:
         return head, exc
     return head, None
 
@@ -485,7 +462,7 @@ def _document_array_key(content: bytes) -> str | None:
     # basic_parse, not parse: parse's prefixes cost memory quadratic in the nesting depth.
     key, depth = None, 0
     try:
-        for event, value in _ijson.basic_parse(content):
+        for event, value in ijson_backend.basic_parse(content):
             if event == "map_key" and depth == 1:
                 key = value
             elif event == "start_array" and depth == 1 and key in DOCUMENT_ARRAY_KEYS:
@@ -510,13 +487,6 @@ def _header_delimiter(head: bytes) -> str:
     return ";" if len(names) > 1 and all(name.strip() for name in names) else ","
 
 
-# --- shared record helpers ----------------------------------------------------------------
-
-
-def _unreadable(number: int, detail: str) -> SourceRecord:
-    return SourceRecord(number, reason="file_unreadable", detail=detail)
-
-
 # --- NDJSON -------------------------------------------------------------------------------
 
 
@@ -538,8 +508,8 @@ def _ndjson_records(
     while True:
         try:
             chunk = take(_CHUNK)
-        except _DamagedError as exc:
-            yield _unreadable(number + 1, f"the file breaks after line {number}: {exc}")
+        except DamagedError as exc:
+            yield unreadable(number + 1, f"the file breaks after line {number}: {exc}")
             return
         if not chunk:
             break
@@ -623,395 +593,3 @@ def _not_an_object(number: int, line: bytes) -> SourceRecord:
 def _too_large(number: int, start: bytes, limit: int) -> SourceRecord:
     detail = f"line {number} is longer than {limit} bytes"
     return SourceRecord(number, reason="record_too_large", detail=detail, raw=excerpt(start[:_EXCERPT_BYTES]))
-
-
-# --- JSON array ---------------------------------------------------------------------------
-
-
-class _ElementTooLargeError(Exception):
-    """Raised into ijson by _SizeGuard to stop it building an oversized element."""
-
-
-class _TooDeepError(Exception):
-    """Raised into ijson by _SizeGuard before it reads data nested deeper than MAX_JSON_DEPTH."""
-
-
-class _SizeGuard:
-    """Refuses to feed ijson once more than `limit` bytes pass without an element ending,
-    or data nested deeper than MAX_JSON_DEPTH.
-
-    ijson builds each element whole; this bounds the memory one element can take. The
-    reader sets `mark` each time an element comes out (ijson yields every element finished
-    in a buffer before reading the next one, so the bound is within one buffer). The depth
-    is checked on each buffer before ijson gets it.
-    """
-
-    __slots__ = ("_depth", "_read", "limit", "mark", "position")
-
-    def __init__(self, read: Callable[[int], bytes], limit: int) -> None:
-        self._read = read
-        self.limit = limit
-        self.position = 0
-        self.mark = 0
-        self._depth = _DepthScanner()
-
-    def read(self, size: int) -> bytes:
-        if self.position - self.mark > self.limit:
-            raise _ElementTooLargeError
-        data = self._read(size)
-        self.position += len(data)
-        if data and self._depth.deepest(data) > MAX_JSON_DEPTH:
-            raise _TooDeepError
-        return data
-
-
-class _DepthScanner:
-    """The nesting depth of a JSON text fed in pieces, at C speed (no tokenizing).
-
-    Only quotes, brackets and backslashes matter: escaped backslashes and quotes are dropped,
-    then every byte but quotes and brackets, then pairs of adjacent quotes (a string without
-    brackets: dropping two neighbouring quotes never changes which brackets are inside a
-    string), then the brackets inside the strings left. What remains are the structural
-    brackets. Text that is not JSON gives a meaningless depth; ijson reports its error.
-    """
-
-    __slots__ = ("_carry", "_in_string", "depth")
-
-    def __init__(self) -> None:
-        self.depth = 0
-        self._in_string = False
-        self._carry = b""  # a backslash whose escaped byte is in the next piece
-
-    def deepest(self, data: bytes) -> int:
-        """Feed the next piece; returns the greatest depth in it: exact above MAX_JSON_DEPTH,
-        an upper bound below."""
-        if self._carry:
-            data, self._carry = self._carry + data, b""
-        if b"\\" in data:
-            if data.endswith(b"\\") and (len(data) - len(data.rstrip(b"\\"))) % 2:
-                data, self._carry = data[:-1], b"\\"
-            data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
-        marks = data.translate(None, _NOT_STRUCTURE)
-        if b'""' in marks:
-            marks = marks.replace(b'""', b"")
-        if b'"' in marks:
-            parts = marks.split(b'"')
-            brackets = b"".join(parts[1 if self._in_string else 0 :: 2])
-            self._in_string ^= len(parts) % 2 == 0
-        elif self._in_string:
-            return self.depth
-        else:
-            brackets = marks
-        start = self.depth
-        opens = brackets.count(b"[") + brackets.count(b"{")
-        self.depth = start + 2 * opens - len(brackets)
-        if start + opens <= MAX_JSON_DEPTH:
-            return start + opens
-        return max(accumulate((step - 1 for step in brackets.translate(_OPEN_AS_2)), initial=start))
-
-
-def _json_records(content: io.BufferedReader, prefix: str, limit: int) -> Iterator[SourceRecord]:
-    """The elements of the array at `prefix` ("item": the top-level array), one by one.
-
-    A JSON stream cannot be resynchronised after a syntax error, so the first one ends the
-    file with a `file_unreadable` record.
-    """
-    # read1, not read: a read that fails midway would drop the good bytes it had gathered.
-    guard = _SizeGuard(content.read1, limit + _IJSON_BUF)
-    count = 0
-    try:
-        for value in _ijson.items(guard, prefix, use_float=True, buf_size=_IJSON_BUF):
-            count += 1
-            guard.mark = guard.position
-            if type(value) is dict:
-                yield SourceRecord(count, value)
-            else:
-                detail = f"element {count} is JSON but not an object"
-                yield SourceRecord(count, reason="not_an_object", detail=detail, raw=_json_excerpt(value))
-    except _ElementTooLargeError:
-        detail = f"JSON array element {count + 1} is larger than {limit} bytes; the rest cannot be read"
-        yield _unreadable(count + 1, detail)
-    except _TooDeepError:
-        detail = f"JSON array element {count + 1} is nested deeper than {MAX_JSON_DEPTH} levels"
-        yield _unreadable(count + 1, detail + "; the rest cannot be read")
-    except _DamagedError as exc:
-        yield _unreadable(count + 1, f"JSON array breaks after record {count}: {exc}")
-    except (ijson.JSONError, UnicodeDecodeError) as exc:
-        yield _unreadable(count + 1, f"JSON array breaks after record {count}: {_json_problem(exc)}")
-
-
-def _json_problem(exc: Exception) -> str:
-    """yajl's message without the excerpt of input it appends."""
-    found = _YAJL_MESSAGE.search(str(exc))
-    if found:
-        return found.group(0).rstrip(" .")
-    return "incomplete JSON" if isinstance(exc, ijson.IncompleteJSONError) else "malformed JSON"
-
-
-def _json_excerpt(value: Any) -> str:
-    try:
-        return excerpt(orjson.dumps(value))
-    except TypeError:  # e.g. an integer beyond 64 bits, or nested deeper than orjson writes
-        pass
-    try:
-        return excerpt(repr(value))
-    except RecursionError:
-        return "(a value nested too deeply to show)"
-
-
-# --- CSV ----------------------------------------------------------------------------------
-
-
-class _CsvReader(Protocol):
-    """What csv.reader returns (its type is private)."""
-
-    line_num: int
-
-    def __iter__(self) -> Iterator[list[str]]: ...
-    def __next__(self) -> list[str]: ...
-
-
-class _LineFlags:
-    """What the line source saw while the csv reader assembled the current row."""
-
-    __slots__ = ("bad_utf8", "broken", "consumed", "dirty", "in_header", "too_large")
-
-    def __init__(self) -> None:
-        self.reset()
-        self.broken: _DamagedError | None = None
-        self.in_header = True  # an over-long header fails the file: no need to read to its end
-        self.consumed = 0  # content bytes of the lines given to the csv reader so far
-
-    def reset(self) -> None:
-        self.dirty = False  # any of the below: the one check on the hot path
-        self.bad_utf8 = False
-        self.too_large: str | None = None  # an excerpt of the oversized line
-
-
-def _csv_lines(
-    readline: Callable[[int], str], limit: int, flags: _LineFlags, byte_length: Callable[[str], int]
-) -> Iterator[str]:
-    """Lines for csv.reader, with each one's size bounded and its UTF-8 checked.
-
-    An oversized line is replaced by an empty one (and flagged) after skipping to its end, so
-    memory stays bounded. A decompression error ends the lines (flagged): the csv reader
-    sees the end of the file and the records generator reports the damage. The bytes of
-    every line are counted before it is given out: csv.reader takes a line only when its
-    row needs one, so when a row comes out, `flags.consumed` is where the next row starts.
-    """
-    size = limit + 2  # room for CRLF
-    while True:
-        try:
-            line = readline(size)
-        except _DamagedError as exc:
-            flags.broken, flags.dirty = exc, True
-            return
-        if not line:
-            return
-        if line.isascii():
-            flags.consumed += len(line)
-        else:
-            flags.consumed += byte_length(line)
-            if _SURROGATES.search(line):
-                flags.bad_utf8 = flags.dirty = True
-        if len(line) > limit and line[-1] not in "\r\n":
-            flags.too_large, flags.dirty = excerpt(_unescape(line[:RAW_EXCERPT_CHARS])), True
-            if flags.in_header:
-                yield "\n"
-                return
-            try:
-                while line and line[-1] not in "\r\n":
-                    line = readline(size)
-                    flags.consumed += byte_length(line)
-            except _DamagedError as exc:
-                flags.broken = exc
-                return
-            line = "\n"
-        yield line
-
-
-class _CsvPosition:
-    """Where the CSV reader is in the object, so a stop after a row can become an offset.
-
-    Offsets are counted in content bytes through `_csv_lines`. A resumed read holds the
-    header's bytes, then the object's from `resume.offset`: an offset after the header maps
-    to `data_base` + the bytes read after the header.
-    """
-
-    __slots__ = ("bom", "consumed", "data_base", "header_bytes", "header_end", "row")
-
-    def __init__(self, bom: int, resume: ResumePoint | None) -> None:
-        self.bom = bom
-        self.header_end = resume.header_end if resume else 0  # known once the header is read
-        self.data_base = resume.offset if resume else 0
-        self.header_bytes = 0  # content bytes up to the header's end
-        self.row = -1  # the last row read (-1: offsets unknown in this encoding)
-        self.consumed = 0  # content bytes up to that row's end
-
-    def header_read(self, consumed: int, *, counted: bool) -> None:
-        self.header_bytes = consumed
-        if not self.header_end:
-            self.header_end = self.data_base = self.bom + consumed
-        if counted:
-            self.row = 0
-
-    def after(self, number: int) -> ResumePoint | None:
-        if self.row != number or number < 0:
-            return None
-        offset = self.data_base + self.consumed - self.header_bytes
-        return ResumePoint(offset, number + 1, self.header_end)
-
-
-def _byte_length(encoding: str) -> Callable[[str], int] | None:
-    """How many bytes a decoded line was, for the encodings where that is exact: UTF-8, and
-    those that decode every byte to one character (cp1252, Latin-1...). None otherwise."""
-    try:
-        name = codecs.lookup(encoding).name
-    except LookupError:
-        return None
-    if name in ("utf-8", "utf-8-sig"):
-        return lambda line: len(line.encode("utf-8", "surrogateescape"))
-    try:
-        single_byte = len(bytes(range(256)).decode(encoding, "surrogateescape")) == 256
-    except UnicodeError:
-        return None
-    return len if single_byte else None
-
-
-def _unescape(text: str) -> bytes:
-    """The original bytes of text decoded with surrogateescape."""
-    return text.encode("utf-8", "surrogateescape")
-
-
-def _csv_records(
-    content: io.BufferedReader,
-    delimiter: str,
-    limit: int,
-    encoding: str = "utf-8",
-    first_row: int = 1,
-    position: _CsvPosition | None = None,
-) -> Iterator[SourceRecord]:
-    """Read the header now (so header problems raise from open_records), rows lazily."""
-    csv_field_limit(limit)
-    # surrogateescape: invalid UTF-8 becomes one rejected row, not a decoding error.
-    text = io.TextIOWrapper(content, encoding=encoding, errors="surrogateescape", newline="")
-    flags = _LineFlags()
-    byte_length = _byte_length(encoding)
-    lines = _csv_lines(text.readline, limit, flags, byte_length or len)
-    reader = csv.reader(lines, delimiter=delimiter)
-    header = _csv_header(reader, flags)
-    position = position or _CsvPosition(0, None)
-    position.header_read(flags.consumed, counted=byte_length is not None)
-    return _csv_rows(reader, header, flags, delimiter, limit, first_row - 1, position)
-
-
-def csv_field_limit(limit: int) -> None:
-    """Let the csv module read fields of `limit` characters. Its limit is process-wide, so it
-    is only ever raised; rows are held to the record limit by the readers themselves."""
-    if csv.field_size_limit() < limit:
-        csv.field_size_limit(limit)
-
-
-def _csv_header(reader: _CsvReader, flags: _LineFlags) -> list[str] | None:
-    """The first non-blank row, stripped and checked; None for an empty or unreadable file."""
-    try:
-        for row in reader:
-            if flags.broken:
-                return None
-            if flags.bad_utf8:
-                raise FileFormatError("the CSV header is not valid UTF-8")
-            if flags.too_large is not None:
-                raise FileFormatError("the CSV header line is longer than the record size limit")
-            header = [name.strip() for name in row]
-            if any(header):
-                _check_header(header)
-                flags.in_header = False
-                return header
-    except csv.Error:
-        raise FileFormatError("the CSV header cannot be parsed") from None
-    return None
-
-
-def _check_header(header: list[str]) -> None:
-    # Positions, not names: a header can itself be personal data (a pasted data row).
-    empty = [str(i + 1) for i, name in enumerate(header) if not name]
-    if empty:
-        raise FileFormatError(f"the CSV header has empty column names (columns {', '.join(empty)})")
-    if len(set(header)) != len(header):
-        seen: set[str] = set()
-        repeated = []
-        for i, name in enumerate(header):
-            if name in seen:
-                repeated.append(str(i + 1))
-            seen.add(name)
-        raise FileFormatError(f"the CSV header has duplicate column names (columns {', '.join(repeated)})")
-
-
-def _csv_rows(
-    reader: _CsvReader,
-    header: list[str] | None,
-    flags: _LineFlags,
-    delimiter: str,
-    limit: int,
-    number: int = 0,
-    position: _CsvPosition | None = None,
-) -> Iterator[SourceRecord]:
-    if header is None:
-        if flags.broken is not None:
-            yield _unreadable(1, f"the file breaks before the CSV header: {flags.broken}")
-        return
-    width = len(header)
-    record = SourceRecord
-    line_count = reader.line_num
-    track = position is not None and position.row >= 0
-    try:
-        for row in reader:
-            number += 1
-            if track:  # before the row's record is yielded: the consumer may stop on it
-                position.row, position.consumed = number, flags.consumed  # type: ignore[union-attr]
-            # Lines are bounded one by one; only a row spanning lines (quoted newlines) can
-            # outgrow the limit, and csv.reader's line count says when a row did.
-            lines_before, line_count = line_count, reader.line_num
-            if flags.dirty:
-                rejected = _flagged_row(number, row, flags, delimiter)
-                flags.reset()
-                if rejected is not None:
-                    yield rejected
-                if flags.broken is not None:
-                    return
-            elif line_count - lines_before > 1 and sum(map(len, row)) > limit:
-                detail = f"row {number} is longer than {limit} bytes"
-                raw = excerpt(delimiter.join(row)[:RAW_EXCERPT_CHARS])
-                yield SourceRecord(number, reason="record_too_large", detail=detail, raw=raw)
-            elif len(row) == width:
-                # Empty cells mean "no value": compress keeps the (name, cell) pairs whose cell
-                # is non-empty, in C. Rows without empty cells skip it.
-                if "" in row:
-                    fields = dict(compress(zip(header, row, strict=False), row))
-                else:
-                    fields = dict(zip(header, row, strict=False))
-                if fields:
-                    yield record(number, fields)
-            elif "".join(row).strip():  # a wrong-length row that is not just blank
-                detail = f"row {number} has {len(row)} fields; the header has {width}"
-                raw = excerpt(delimiter.join(row))
-                yield SourceRecord(number, reason="csv_field_count", detail=detail, raw=raw)
-    except csv.Error:  # a quoted field over csv's own limit: there is no telling where rows restart
-        detail = f"CSV row {number + 1} has a quoted field too long to read (or one that never closes)"
-        yield _unreadable(number + 1, detail + "; the rest of the file is not read")
-        return
-    if flags.broken is not None:
-        detail = f"the file breaks after CSV row {number}: {flags.broken}"
-        yield _unreadable(number + 1, detail)
-
-
-def _flagged_row(number: int, row: list[str], flags: _LineFlags, delimiter: str) -> SourceRecord | None:
-    """The record for a row the line source flagged (damage, size or encoding)."""
-    if flags.broken is not None:
-        detail = f"the file breaks in CSV row {number}: {flags.broken}"
-        return _unreadable(number, detail)
-    if flags.too_large is not None:
-        detail = f"row {number} has a line longer than the record size limit"
-        return SourceRecord(number, reason="record_too_large", detail=detail, raw=flags.too_large)
-    raw = excerpt(_unescape(delimiter.join(row)))
-    return SourceRecord(number, reason="invalid_utf8", detail=f"row {number} is not valid UTF-8", raw=raw)

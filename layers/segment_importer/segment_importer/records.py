@@ -1,4 +1,5 @@
-"""What a reader yields: one source record, parsed or not."""
+"""What the readers yield and share: a source record, parsed or not; where a read resumes;
+the errors a file can raise."""
 
 from __future__ import annotations
 
@@ -30,3 +31,28 @@ def excerpt(raw: bytes | str) -> str:
     """A bounded, printable excerpt of raw input for the rejects file."""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     return text[:RAW_EXCERPT_CHARS]
+
+
+class FileFormatError(ValueError):
+    """The file cannot be read at all (e.g. a CSV header with duplicate names)."""
+
+
+class DamagedError(Exception):
+    """The compressed data is damaged; the message is a fixed description, never data."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePoint:
+    """Where a continued read starts: the content bytes before it (decompressed bytes for
+    gzip; the object's own bytes otherwise) and the number of the record there (NDJSON: its
+    line; CSV: its data row). A CSV read also needs its header again: the bytes before
+    `header_end` are read first."""
+
+    offset: int
+    line: int
+    header_end: int = 0  # CSV only
+
+
+def unreadable(number: int, detail: str) -> SourceRecord:
+    """The last record of a file whose rest cannot be read."""
+    return SourceRecord(number, reason="file_unreadable", detail=detail)
