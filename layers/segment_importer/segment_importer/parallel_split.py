@@ -4,7 +4,7 @@ How the spans give exactly the sequential read is in `byte_ranges`. Here is who 
 
 1. **Plan** (the invocation the S3 event starts): `survey_tasks` decides whether a file is
    split in spans: plain (not gzip) NDJSON or CSV, larger than the span size, and for CSV a
-   header provably on one line, in an encoding where a newline is one byte. The splitter
+   header provably on one line, in an encoding where a newline is one byte. `SpanPlanning`
    records the plan in the ledger and queues one survey task per span on the continuation
    queue.
 2. **Survey** (one invocation per span, in parallel): `survey_span` aligns the span, counts
@@ -14,7 +14,8 @@ How the spans give exactly the sequential read is in `byte_ranges`. Here is who 
    A repeated survey or dispatch is harmless: the ledger admits each span's part once.
 3. **Split** (one chain of parts per span): the splitter's ordinary part, reading the span's
    bytes only. Its batches are numbered from `index * SPAN_BATCH_STRIDE`, so batch numbers
-   stay unique within the import.
+   stay unique within the import. `finish_span` counts it done; the last one moves the
+   import on to sending.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ logger = logging.getLogger(__name__)
 # Batches of span k are numbered from k * SPAN_BATCH_STRIDE + 1: a span would need more
 # than a million batches (2.5 billion messages) to run into the next one's numbers.
 SPAN_BATCH_STRIDE = 1_000_000
-MAX_SPANS = 500  # the ledger item keeps a survey and counts per span
+MAX_SPANS = 500  # a larger file gets larger spans; each span is one more ledger item
 _HEAD_BYTES = MAX_RECORD_BYTES + (64 << 10)  # enough for any CSV header line
 
 
