@@ -95,6 +95,11 @@ def zeros_64_mib() -> bytes:
 
 
 @cache
+def blank_lines_64_mib(newline: bytes) -> bytes:
+    return gzip_member(newline * (MIB // len(newline)), 64)
+
+
+@cache
 def as_64_mib() -> bytes:
     return gzip_member(_A_MIB, 64)
 
@@ -121,6 +126,11 @@ CASES: dict[str, Case] = {
     # The same size of one endless NDJSON line.
     "gzip_bomb_endless_line": Case(
         "imports/bomb.ndjson.gz", lambda: chain([gzip_member(b'{"userId":"')], repeat(as_64_mib(), 160))
+    ),
+    # The same size of nothing but blank lines (LF, then CRLF): counted, never parsed one by one.
+    "gzip_bomb_blank_lines": Case("imports/blank.ndjson.gz", lambda: repeat(blank_lines_64_mib(b"\n"), 160)),
+    "gzip_bomb_blank_crlf_lines": Case(
+        "imports/blank.ndjson.gz", lambda: repeat(blank_lines_64_mib(b"\r\n"), 160)
     ),
     # 2 GiB without a newline, plain: the reader skips to the end of the line in bounded memory.
     "ndjson_2gb_single_line": Case(
@@ -204,6 +214,8 @@ def expected(case: str) -> Callable[[dict[str, Any]], None]:
     return {
         "gzip_bomb_zeros": failed("the CSV header line is longer than the record size limit"),
         "gzip_bomb_endless_line": rejects(record_too_large=1, file_unreadable=1),
+        "gzip_bomb_blank_lines": rejects(file_unreadable=1),
+        "gzip_bomb_blank_crlf_lines": rejects(file_unreadable=1),
         "ndjson_2gb_single_line": rejects(record_too_large=1),
         "csv_2gb_header_line": failed("the CSV header line is longer than the record size limit"),
         "csv_2gb_data_line": rejects(record_too_large=1),
@@ -333,7 +345,7 @@ def test_hostile_input_ends_in_a_reasoned_outcome_in_bounded_memory_and_time(nam
 
 def test_gzip_bombs_are_not_read_to_their_end() -> None:
     """10 MB of gzip that would expand to 10 GiB: reading stops at the expansion guard."""
-    for name in ("gzip_bomb_zeros", "gzip_bomb_endless_line"):
+    for name in ("gzip_bomb_zeros", "gzip_bomb_endless_line", "gzip_bomb_blank_lines"):
         summary = run_in_child(name)
         assert summary["source_bytes_read"] < 2 * MIB, summary
     last = run_in_child("gzip_bomb_endless_line")["rejects_last_line"]

@@ -525,7 +525,9 @@ def _ndjson_records(
         tail = lines.pop()
         if position is not None:  # before any line is yielded: the consumer may stop on one
             position.mark(consumed, number + 1, lines)
-        if lines and max(map(len, lines)) > limit:  # rare: take the careful path for this chunk
+        if lines and len(lines[0]) <= 1 and lines.count(b"") + lines.count(b"\r") == len(lines):
+            number += len(lines)  # only blank lines (a gzip bomb of them?): counted, never parsed
+        elif lines and max(map(len, lines)) > limit:  # rare: take the careful path for this chunk
             yield from _ndjson_lines(lines, number, limit)
             number += len(lines)
         else:
