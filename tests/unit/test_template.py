@@ -673,3 +673,21 @@ def test_every_checkov_suppression_carries_a_one_line_justification(template: St
             reason = str(lint.get("comments", {}).get(check, "")).strip()
             assert len(reason) >= 20, f"{name}: cfn-lint {check} needs a reason"
             assert "\n" not in reason, f"{name}: cfn-lint {check}: one line"
+
+
+@pytest.mark.parametrize(
+    ("alarm", "queue"),
+    [("DeadLetterQueueAlarm", "DeadLetterQueue"), ("SplitterFailureAlarm", "SplitterFailureQueue")],
+)
+def test_a_message_in_a_failure_queue_raises_an_alarm(
+    template: StackTemplate, alarm: str, queue: str
+) -> None:
+    """Dead-lettered batches, and splits that failed for good (their imports stay SPLITTING)."""
+    properties = template.resource(alarm)["Properties"]
+    assert properties["Namespace"] == "AWS/SQS"
+    assert properties["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert properties["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
+    assert (properties["Threshold"], properties["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    assert properties["AlarmActions"] == {
+        "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+    }
