@@ -11,13 +11,13 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.data_classes import S3Event, SQSEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from segment_importer.continuation import PartBudget, SurveyTask, read_task
+from segment_importer.continuation import PartBudget
 from segment_importer.ledger import Ledger
 from segment_importer.log_safety import pin_library_loggers
 from segment_importer.metrics import NAMESPACE
 from segment_importer.preflight import WriteKeyPreflight
 from segment_importer.settings import SplitterSettings
-from segment_importer.splitter import SplitterServices, resume_import, split_import, survey_import_span
+from segment_importer.splitter import SplitterServices, continue_import, split_import
 from segment_importer.write_keys import WriteKeySource, service_for
 
 logger = Logger()
@@ -59,11 +59,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     records = event.get("Records", [])
     if records and records[0].get("eventSource") == "aws:sqs":
         for record in SQSEvent(event).records:  # batch size 1: one task per invocation
-            task = read_task(record.body)
-            if isinstance(task, SurveyTask):
-                survey_import_span(services, task, settings)
-            else:
-                resume_import(services, task, settings, budget=budget)
+            continue_import(services, record.body, settings, budget=budget)
         return {"batchItemFailures": []}
     reports = [
         split_import(

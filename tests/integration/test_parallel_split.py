@@ -17,17 +17,20 @@ from moto import mock_aws
 from rich.console import Console
 
 from segment_importer import cli
-from segment_importer.continuation import Checkpoint, PartBudget, SurveyTask, read_task
+from segment_importer.continuation import PartBudget
 from segment_importer.ledger import Ledger
 from segment_importer.local.runner import RunOptions, RunResult, run_import
+from segment_importer.local.segment_endpoint import SegmentEndpoint
 from segment_importer.local.stack import LocalStack
+from segment_importer.preflight import PreflightResult, WriteKeyPreflight
 from segment_importer.queueing import read_envelope
 from segment_importer.settings import SplitterSettings
-from segment_importer.splitter import SplitterServices, resume_import, split_import, survey_import_span
+from segment_importer.splitter import SplitterServices, continue_import, split_import
 from segment_importer.status import describe
 from segment_importer.status_view import status_table
 from segment_importer.template_config import StackTemplate
 
+from ..conftest import WRITE_KEY
 from .test_continuation import all_rejected_numbers
 from .test_pipeline import write_csv, write_ndjson
 
@@ -115,7 +118,9 @@ def test_a_csv_with_line_breaks_in_quoted_cells_is_split_sequentially(tmp_path: 
     assert spans.ok
 
 
-def test_repeated_surveys_and_span_tasks_queue_each_batch_once(tmp_path: Path) -> None:
+def test_repeated_surveys_and_span_tasks_queue_each_batch_once(
+    tmp_path: Path, endpoint: SegmentEndpoint
+) -> None:
     """SQS delivers at least once: every survey and every span checkpoint is run twice."""
     export = tmp_path / "history.ndjson"
     valid, _ = write_ndjson(export, 1200)
@@ -125,20 +130,21 @@ def test_repeated_surveys_and_span_tasks_queue_each_batch_once(tmp_path: Path) -
         stack.s3.upload_file(str(export), stack.bucket, key)
         settings = SplitterSettings.from_env(stack.function("SplitterFunction").environment)
         ledger = Ledger.for_tables(stack.dynamodb, settings.ledger_tables)
-        services = SplitterServices(stack.s3, stack.sqs, ledger=ledger)
+        preflight = CountedPreflight(WriteKeyPreflight(endpoint.url, lambda: WRITE_KEY))
+        services = SplitterServices(stack.s3, stack.sqs, ledger=ledger, preflight=preflight)  # type: ignore[arg-type]
         assert split_import(services, stack.bucket, key, settings, request_id="r1").status == "CONTINUING"
         budget = PartBudget(remaining_seconds=lambda: 900.0, max_records=20)
         runs: Counter[str] = Counter()
-        while tasks := _receive_all(stack, settings.continuation_queue_url):
-            for task in tasks:
+        while bodies := _receive_all(stack, settings.continuation_queue_url):
+            for body in bodies:
                 for _ in range(2):
-                    if isinstance(task, SurveyTask):
-                        survey_import_span(services, task, settings)
-                    else:
-                        runs[resume_import(services, task, settings, budget=budget).status] += 1
+                    part = continue_import(services, body, settings, budget=budget)
+                    runs[part.status if part else "SURVEYED"] += 1
         (item,) = ledger.list_imports()
         queued = _work_queue_batches(stack)
-    assert runs["QUEUED"] == item["span_count"] > 10  # each span finished once ...
+    assert preflight.checks == 1, "the write key is checked by the plan only, not by every range"
+    assert runs["SURVEYED"] == 2 * item["span_count"]  # each survey twice ...
+    assert runs["QUEUED"] == item["span_count"] > 10  # ... each span finished once ...
     assert runs["CONTINUING"] > 0  # ... some after several parts ...
     assert runs["DUPLICATE"] >= runs["QUEUED"] + runs["CONTINUING"]  # ... and every repeat was skipped
     assert item["status"] == "SENDING"
@@ -156,13 +162,25 @@ def test_repeated_surveys_and_span_tasks_queue_each_batch_once(tmp_path: Path) -
     assert "SPLITTING (5/23 ranges)" in shown
 
 
-def _receive_all(stack: LocalStack, url: str) -> list[Checkpoint | SurveyTask]:
-    tasks = []
+class CountedPreflight:
+    """The real pre-flight (against the embedded endpoint), counting how often it is asked."""
+
+    def __init__(self, preflight: WriteKeyPreflight) -> None:
+        self._preflight = preflight
+        self.checks = 0
+
+    def check(self) -> PreflightResult:
+        self.checks += 1
+        return self._preflight.check()
+
+
+def _receive_all(stack: LocalStack, url: str) -> list[str]:
+    bodies = []
     while messages := stack.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
         for message in messages:
-            tasks.append(read_task(message["Body"]))
+            bodies.append(message["Body"])
             stack.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-    return tasks
+    return bodies
 
 
 def _work_queue_batches(stack: LocalStack) -> list[tuple[int, int]]:

@@ -216,7 +216,13 @@ def child(scenario: str, out: Path) -> None:
 
     keys: list[str] = []
     summary: dict[str, Any] = {"scenario": scenario}
-    overrides = {"LogLevel": "DEBUG", "BatchMaxMessages": "1", "MaxReceiveCount": "2"}
+    # ParallelSplitBytes: the 1 MiB rejects file is split in byte ranges, so their paths log too.
+    overrides = {
+        "LogLevel": "DEBUG",
+        "BatchMaxMessages": "1",
+        "MaxReceiveCount": "2",
+        "ParallelSplitBytes": "262144",
+    }
     with _marking_handler_time(tap):
         if scenario in ("pipeline", "pin_removed"):
             _capture_embedded_key(keys)

@@ -29,7 +29,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from segment_importer.formats import RecordStream, ResumePoint, csv_field_limit, open_records
+from segment_importer.csv_records import reader_lines
+from segment_importer.formats import (
+    MAX_RECORD_BYTES,
+    RecordStream,
+    ResumePoint,
+    csv_field_limit,
+    open_records,
+)
 
 _CHUNK = 1 << 20
 _BOM = b"\xef\xbb\xbf"
@@ -166,7 +173,7 @@ def csv_span_problem(span: io.RawIOBase, delimiter: str, encoding: str, limit: i
         io.BufferedReader(span, _CHUNK), encoding=encoding, errors="surrogateescape", newline=""
     )
     problems: list[str] = []
-    reader = csv.reader(_span_lines(text.readline, limit, problems), delimiter=delimiter)
+    reader = csv.reader(_span_lines(reader_lines(text.readline, limit), problems), delimiter=delimiter)
     lines = 0
     try:
         for _ in reader:
@@ -178,16 +185,11 @@ def csv_span_problem(span: io.RawIOBase, delimiter: str, encoding: str, limit: i
     return problems[0] if problems else None
 
 
-def _span_lines(readline: Callable[[int], str], limit: int, problems: list[str]) -> Iterator[str]:
-    """The span's lines for csv.reader, then one empty line; an over-long line is skipped to
-    its end and stands as one empty line (as the reader does); a bare CR is a problem."""
-    size = limit + 2
-    while line := readline(size):
-        if line[-1] not in "\r\n":  # longer than the limit (or the last line, unterminated)
-            while line and line[-1] not in "\r\n":
-                line = readline(size)
-            line = "\n"
-        elif line[-1] == "\r":
+def _span_lines(lines: Iterator[str], problems: list[str]) -> Iterator[str]:
+    """The span's lines, then one empty line (a quote left open at the end takes it in);
+    a line ending in a bare CR is a problem (the csv module ends a row there)."""
+    for line in lines:
+        if line[-1] == "\r":
             problems.append("a line ends in a bare carriage return")
         yield line
     yield "\n"
@@ -270,7 +272,7 @@ def span_records(
     *,
     encoding: str = "utf-8",
     resume: ResumePoint | None = None,
-    max_record_bytes: int = 1 << 20,
+    max_record_bytes: int = MAX_RECORD_BYTES,
 ) -> RecordStream:
     """The records of an aligned span, numbered as a sequential read numbers them.
 

@@ -32,10 +32,11 @@ from typing import Any
 
 import orjson
 
+from segment_importer.queueing import SQS_BATCH_ENTRIES, send_entries
+
 CHECKPOINT_VERSION = 1
 # Check the clock every this many records: cheap enough, and far below a second of work.
 _CLOCK_EVERY = 256
-_SEND_ATTEMPTS = 5
 
 
 @dataclass(slots=True)
@@ -130,14 +131,7 @@ def hand_over(sqs: Any, queue_url: str, task: Checkpoint | SurveyTask) -> None:
 
 
 def hand_over_all(sqs: Any, queue_url: str, tasks: list[Checkpoint] | list[SurveyTask]) -> None:
-    """Send tasks ten to a request; entries SQS reports as failed are sent again."""
-    for first in range(0, len(tasks), 10):
-        pending = {str(i): task.to_body() for i, task in enumerate(tasks[first : first + 10])}
-        for _ in range(_SEND_ATTEMPTS):
-            entries = [{"Id": entry, "MessageBody": body} for entry, body in pending.items()]
-            failed = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries).get("Failed", [])
-            pending = {entry["Id"]: pending[entry["Id"]] for entry in failed}
-            if not pending:
-                break
-        else:
-            raise RuntimeError(f"{len(pending)} continuation tasks could not be queued")
+    """Send tasks ten to a request (entries SQS answers `Failed` are sent again)."""
+    for first in range(0, len(tasks), SQS_BATCH_ENTRIES):
+        bodies = {str(i): task.to_body() for i, task in enumerate(tasks[first : first + SQS_BATCH_ENTRIES])}
+        send_entries(sqs, queue_url, bodies, what="continuation tasks")

@@ -95,6 +95,14 @@ def _csv_lines(
         yield line
 
 
+def reader_lines(readline: Callable[[int], str], limit: int) -> Iterator[str]:
+    """The data lines exactly as the CSV reader hands them to the csv module (over-long ones
+    skipped to their end), without its checks: what a byte range's survey must parse."""
+    flags = _LineFlags()
+    flags.in_header = False
+    return _csv_lines(readline, limit, flags, len)
+
+
 class CsvPosition:
     """Where the CSV reader is in the object, so a stop after a row can become an offset.
 

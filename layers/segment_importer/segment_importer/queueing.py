@@ -89,24 +89,49 @@ class QueueWriter:
             self.messages_queued += batch.size
 
     def _send_with_retries(self, entries: dict[str, tuple[Batch, str]]) -> None:
-        remaining = dict(entries)
-        for attempt in range(self._max_attempts):
-            failed = self._send(remaining)
-            if not failed:
-                return
-            self.retried_entries += len(failed)
-            remaining = {entry_id: remaining[entry_id] for entry_id in failed}
-            self._sleep(min(0.1 * 2**attempt, 5.0))
-        raise QueueError(f"{len(remaining)} batches still failing after {self._max_attempts} attempts")
-
-    def _send(self, entries: dict[str, tuple[Batch, str]]) -> list[str]:
-        response = self._sqs.send_message_batch(
-            QueueUrl=self._queue_url,
-            Entries=[{"Id": entry_id, "MessageBody": body} for entry_id, (_, body) in entries.items()],
+        bodies = {entry_id: body for entry_id, (_, body) in entries.items()}
+        self.retried_entries += send_entries(
+            self._sqs,
+            self._queue_url,
+            bodies,
+            what="batches",
+            max_attempts=self._max_attempts,
+            sleep=self._sleep,
         )
-        failed = response.get("Failed", [])
-        sender_faults = [entry for entry in failed if entry.get("SenderFault")]
-        if sender_faults:
-            codes = sorted({entry.get("Code", "?") for entry in sender_faults})
-            raise QueueError(f"SQS refused {len(sender_faults)} batches as malformed: {codes}")
-        return [entry["Id"] for entry in failed]
+
+
+def send_entries(
+    sqs: Any,
+    queue_url: str,
+    bodies: dict[str, str],
+    *,
+    what: str,
+    max_attempts: int = 8,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """One SendMessageBatch of up to ten `bodies` (by entry id); entries SQS answers `Failed`
+    are sent again with backoff. Returns how many were sent again; raises QueueError when
+    some still fail, or when SQS refuses some as malformed (`what` names them)."""
+    remaining = dict(bodies)
+    retried = 0
+    for attempt in range(max_attempts):
+        failed = _send(sqs, queue_url, remaining, what)
+        if not failed:
+            return retried
+        retried += len(failed)
+        remaining = {entry_id: remaining[entry_id] for entry_id in failed}
+        sleep(min(0.1 * 2**attempt, 5.0))
+    raise QueueError(f"{len(remaining)} {what} still failing after {max_attempts} attempts")
+
+
+def _send(sqs: Any, queue_url: str, bodies: dict[str, str], what: str) -> list[str]:
+    response = sqs.send_message_batch(
+        QueueUrl=queue_url,
+        Entries=[{"Id": entry_id, "MessageBody": body} for entry_id, body in bodies.items()],
+    )
+    failed = response.get("Failed", [])
+    sender_faults = [entry for entry in failed if entry.get("SenderFault")]
+    if sender_faults:
+        codes = sorted({entry.get("Code", "?") for entry in sender_faults})
+        raise QueueError(f"SQS refused {len(sender_faults)} {what} as malformed: {codes}")
+    return [entry["Id"] for entry in failed]

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, Protocol
 from segment_importer.batching import Batch, BatchLimits, BatchPacker
 from segment_importer.byte_ranges import PrefixedBody, SpanRead, span_records
 from segment_importer.completion import publish_final_report
-from segment_importer.continuation import Checkpoint, PartBudget, SurveyTask, hand_over
+from segment_importer.continuation import Checkpoint, PartBudget, SurveyTask, hand_over, read_task
 from segment_importer.encoding import EncodingError, encode_message
 from segment_importer.formats import FileFormatError, RecordStream, ResumePoint, open_records
 from segment_importer.import_ref import ImportRef
@@ -186,11 +186,23 @@ def resume_import(
     return _run(services, settings, part, budget, None)
 
 
+def continue_import(
+    services: SplitterServices, body: str, settings: SplitterSettings, *, budget: PartBudget | None = None
+) -> ImportReport | None:
+    """One continuation queue message: the next part of a split (its report is returned),
+    or a byte range's survey (None)."""
+    task = read_task(body)
+    if isinstance(task, SurveyTask):
+        survey_import_span(services, task, settings)
+        return None
+    return resume_import(services, task, settings, budget=budget)
+
+
 def survey_import_span(services: SplitterServices, task: SurveyTask, settings: SplitterSettings) -> bool:
     """Survey one span of a file split in spans; True if this survey dispatched the split."""
-    survey = survey_span(services.s3, task)
     if services.ledger is None:
         raise RuntimeError("a split in spans needs the ledger")
+    survey = survey_span(services.s3, task)
     return record_and_dispatch(services.ledger, services.sqs, settings.continuation_queue_url, task, survey)
 
 
@@ -238,7 +250,8 @@ def _split(
     on_bytes: Callable[[int], None] | None,
 ) -> None:
     ref, report = part.ref, part.report
-    if part.number == 0:
+    first_invocation = part.number == 0 and part.span is None  # a span's part 0 is not
+    if first_invocation:
         _check_write_key(services.preflight)
     if part.job is None:
         part.job = load_job_options(
@@ -248,13 +261,7 @@ def _split(
     identity = ObjectIdentity(ref.etag, report.size_bytes)
     ledger = None if settings.dry_run else services.ledger
     can_continue = bool(settings.continuation_queue_url) and not settings.dry_run
-    if (
-        part.number == 0
-        and part.span is None
-        and ledger
-        and can_continue
-        and _plan_spans(services, settings, part)
-    ):
+    if first_invocation and ledger and can_continue and _plan_spans(services, settings, part):
         return
     records = _open_part(services.s3, part, identity, on_bytes)
     if records is None:  # the previous part stopped at the very end
