@@ -118,6 +118,19 @@ def _splitter(result: dict[str, Any]) -> str:
         f"wire bytes ({batches['byte_fill_of_batch_max_bytes']:.1%} of BatchMaxBytes, "
         f"{batches['byte_fill_of_500kb']:.1%} of 500 KB); requests "
         f"{batches['request_count_fill']:.1%} of the minimum the limits allow."
+        + _floors_note(result["cases"])
+    )
+
+
+def _floors_note(cases: dict[str, Any]) -> str:
+    if "ndjson floor" not in cases:  # results of a run before the floors were measured
+        return ""
+    return (
+        "\n\nThe floors are the work no splitter can skip (parse or read the row, serialise the "
+        "message, hash an id) with nothing else: "
+        f"NDJSON {fmt_ratio(cases['ndjson floor']['ratio_to_baseline'])} of the orjson loop "
+        f"(target 0.50), CSV {fmt_ratio(cases['csv floor']['ratio_to_baseline'])} of the "
+        "DictReader loop (target 0.40)."
     )
 
 

@@ -8,6 +8,12 @@ SQS call is left out. Baselines, measured in the same process and the same repea
 * `orjson loop`: `for line in stream: orjson.loads(line)` over the same NDJSON bytes;
 * `DictReader loop`: `for row in csv.DictReader(text stream): pass` over the same CSV bytes.
 
+Two floors show what the targets leave room for, measured the same way against the same
+baselines: `ndjson floor` is `orjson.loads`, `orjson.dumps` and a SHA-1 id per line, and
+`csv floor` is the DictReader row, `orjson.dumps` and a SHA-1 id: the work any splitter
+that parses a record, serialises its message and derives an id cannot skip, with no
+mapping, validation or packing at all.
+
 Rates are events per CPU second of this (single-threaded) process, i.e. per core; wall
 rates are kept too. Each repeat measures every case once, each right after its baseline,
 and the ratio is taken between those neighbours; the figure reported is the median of the
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import io
 import json
 import math
@@ -41,6 +48,7 @@ CASES = (
     ("json_array", True),
 )
 BASELINE_FOR = {"ndjson": "orjson_loop", "json_array": "orjson_loop", "csv": "dictreader_loop"}
+FLOORS = {"ndjson floor": ("ndjson", "orjson_loop"), "csv floor": ("csv", "dictreader_loop")}
 
 
 class MemorySink:
@@ -100,6 +108,29 @@ def dictreader_loop(blob: bytes) -> int:
     return count
 
 
+def ndjson_floor(blob: bytes) -> int:
+    loads, dumps, ids, count = orjson.loads, orjson.dumps, hashlib.sha1(b"namespace"), 0
+    for line in io.BytesIO(blob):
+        message_id = ids.copy()
+        message_id.update(dumps(loads(line)))
+        message_id.hexdigest()
+        count += 1
+    return count
+
+
+def csv_floor(blob: bytes) -> int:
+    dumps, ids, count = orjson.dumps, hashlib.sha1(b"namespace"), 0
+    for row in csv.DictReader(io.TextIOWrapper(io.BytesIO(blob), encoding="utf-8", newline="")):
+        message_id = ids.copy()
+        message_id.update(dumps(row))
+        message_id.hexdigest()
+        count += 1
+    return count
+
+
+FLOOR_LOOPS = {"ndjson floor": ndjson_floor, "csv floor": csv_floor}
+
+
 @dataclass
 class Series:
     cpu_rates: list[float] = field(default_factory=list)
@@ -129,6 +160,7 @@ def run(events_count: int, repeats: int) -> dict[str, Any]:
     del items
     series = {name: Series() for name in ("orjson_loop", "dictreader_loop")}
     series.update({_case_name(fmt, compressed): Series() for fmt, compressed in CASES})
+    series.update({name: Series() for name in FLOORS})
     baselines = {
         "orjson_loop": lambda: orjson_loop(blobs["ndjson"]),
         "dictreader_loop": lambda: dictreader_loop(blobs["csv"]),
@@ -157,6 +189,10 @@ def run(events_count: int, repeats: int) -> dict[str, Any]:
                 "batches_queued": sink.batches_queued,
                 "rejected": rejects.total,
             }
+        for name, (fmt, baseline) in FLOORS.items():
+            baseline_rate = series[baseline].add(*_swap(timed(baselines[baseline])))
+            rate = series[name].add(*_swap(timed(lambda loop=FLOOR_LOOPS[name], blob=blobs[fmt]: loop(blob))))
+            series[name].ratios.append(rate / baseline_rate)
     results: dict[str, Any] = {
         "events": events_count,
         "repeats": repeats,
