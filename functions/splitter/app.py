@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 from typing import Any
+from urllib.parse import unquote_plus
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
@@ -65,7 +66,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         split_import(
             services,
             record.s3.bucket.name,
-            record.s3.get_object.key,
+            unquote_plus(record.s3.get_object.key),  # S3 notifications URL-encode keys
             settings,
             request_id=context.aws_request_id,
             budget=budget,

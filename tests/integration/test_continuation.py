@@ -48,6 +48,9 @@ def test_a_file_split_in_parts_arrives_whole_and_once(tmp_path: Path, name: str)
     ledger = result.files[0].ledger or {}
     assert ledger["records_read"] == 1000
     assert ledger["split_part"] == 1000 // 97  # parts 0..10: 11 invocations
+    # Plain parts start at an offset, gzip parts re-read from 0, a CSV part's header is
+    # read again: progress counts each byte of the stored file once.
+    assert ledger["bytes_read"] == export.stat().st_size
     assert ledger["messages_queued"] == ledger["messages_delivered"] == len(valid)
     assert ledger["batches_queued"] == ledger["batches_delivered"]
     assert ledger["rejected"] == len(invalid)

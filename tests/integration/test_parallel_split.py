@@ -87,6 +87,8 @@ def test_a_file_split_in_spans_arrives_as_the_sequential_split_sends_it(
     assert ledger["split_mode"] == "spans"
     assert ledger["span_count"] == ledger["spans_done"] > 10
     assert ledger["records_read"] == count
+    # Every span counts its own bytes, parts included; together they are the file.
+    assert ledger["bytes_read"] == (sequential.files[0].ledger or {})["bytes_read"] == export.stat().st_size
     assert ledger["messages_queued"] == ledger["messages_delivered"] == len(valid)
     assert ledger["batches_queued"] == ledger["batches_delivered"]
     assert ledger["rejected"] == len(invalid)

@@ -17,6 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from segment_importer import cli
 from segment_importer.local.runner import RunOptions, RunResult, run_import
 from segment_importer.local.segment_endpoint import FaultPlan, SegmentEndpoint
 
@@ -127,6 +128,11 @@ def test_csv_and_gzip_exports_arrive_whole(tmp_path: Path, name: str) -> None:
     assert max(seqs.values()) == 1
     assert rejected_numbers(result) == invalid
     assert result.ok
+    # `segment-importer rejects` finds a one-part import's rejects file too.
+    listed = tmp_path / "rejects.ndjson"
+    arguments = ["rejects", result.files[0].key, "--local", str(result.run_dir), "--output", str(listed)]
+    assert cli.main(arguments) == 0
+    assert [orjson.loads(line)["number"] for line in listed.read_bytes().splitlines()] == sorted(invalid)
 
 
 def test_the_same_file_dropped_twice_dedupes_by_message_id(tmp_path: Path, endpoint: SegmentEndpoint) -> None:
@@ -255,3 +261,30 @@ def test_the_functions_emit_emf_metrics_and_status_log_lines(tmp_path: Path) -> 
     assert "BatchLatency" in emitted
     messages = {line.get("message") for line in lines}
     assert {"import split", "batch delivered", "import finished"} <= messages
+
+
+def test_a_file_whose_name_s3_url_encodes_arrives(tmp_path: Path) -> None:
+    """S3 event notifications carry keys URL-encoded (a space as `+`): Amplitude names its
+    export files like `123_2021-03-04_5#0.json.gz`."""
+    export = tmp_path / "123_2021-03-04_5#0 copy+1 100%.ndjson.gz"
+    valid, invalid = write_ndjson(export, 120, gzip_it=True)
+    result = run_import(RunOptions([export], out_dir=tmp_path / "out", show_progress=False))
+    assert set(received_seqs(result)) == valid
+    assert rejected_numbers(result) == invalid
+    assert result.files[0].report["key"].endswith(export.name)
+    assert result.ok
+
+
+def test_a_truncated_gzip_delivers_what_it_holds_and_the_run_is_not_ok(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.ndjson.gz"
+    valid, _ = write_ndjson(whole, 3000, gzip_it=True)
+    export = tmp_path / "truncated.ndjson.gz"
+    export.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    result = run_import(RunOptions([export], out_dir=tmp_path / "out", show_progress=False))
+    outcome = result.files[0]
+    assert outcome.report["rejected_by_reason"].get("file_unreadable") == 1
+    assert 0 < outcome.messages_delivered < len(valid)
+    assert outcome.complete  # every record it could read arrived
+    assert not outcome.read_to_its_end
+    assert not result.ok
+    assert result.to_dict()["files"][0]["read_to_its_end"] is False

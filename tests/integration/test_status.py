@@ -19,9 +19,10 @@ import orjson
 import pytest
 from moto import mock_aws
 
-from segment_importer import cli
+from segment_importer import cli, splitter
 from segment_importer.import_ref import ImportRef
 from segment_importer.ledger import Ledger
+from segment_importer.local.progress import PipelineProgress
 from segment_importer.local.runner import RunOptions, run_import
 from segment_importer.local.segment_endpoint import FaultPlan
 from segment_importer.local.stack import LocalStack
@@ -112,14 +113,19 @@ def test_status_counts_equal_what_the_endpoint_received(tmp_path: Path) -> None:
     assert delivered_over_time == sorted(delivered_over_time)
 
 
+def deployed_ledger() -> tuple[str, Ledger]:
+    """The stack's imports table (in moto, inside `mock_aws`) and a ledger on it."""
+    stack = LocalStack(StackTemplate.load()).create(write_key="k")
+    table = stack.table_name("ImportsTable")
+    return table, Ledger(stack.dynamodb, table, stack.table_name("BatchesTable"))
+
+
 def test_status_reads_a_deployed_table(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COLUMNS", "160")  # a terminal wide enough for keys on one line
     with mock_aws():
-        stack = LocalStack(StackTemplate.load()).create(write_key="k")
-        table = stack.table_name("ImportsTable")
-        ledger = Ledger(stack.dynamodb, table, stack.table_name("BatchesTable"))
+        table, ledger = deployed_ledger()
         ref = ImportRef("bucket", "imports/2019/big.csv", "e1")
         ledger.start_split(ref, 10, "r1")
         ledger.finish_split(
@@ -133,3 +139,46 @@ def test_status_reads_a_deployed_table(
         table_text = capsys.readouterr().out
         assert "imports/2019/big.csv" in table_text
         assert "SENDING" in table_text
+
+
+def test_status_shows_how_much_of_a_file_the_splitter_has_read(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "160")
+    with mock_aws():
+        table, ledger = deployed_ledger()
+        ref = ImportRef("bucket", "imports/2019/huge.ndjson", "e1")
+        ledger.start_split(ref, 4_000_000_000, "r1")
+        ledger.record_split_progress(ref, {"records_read": 100_000, "bytes_read": 1_000_000_000})
+        assert cli.main(["status", "--table", table, "--json"]) == 0
+        (status,) = json.loads(capsys.readouterr().out)
+        assert (status["status"], status["split_progress"], status["progress"]) == ("SPLITTING", 0.25, None)
+        assert cli.main(["status", "--table", table]) == 0
+        assert "reading 25%" in capsys.readouterr().out
+
+
+def test_a_local_run_moves_the_split_bar_as_the_splitter_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bar follows the splitter's own progress log lines, through the handler as loaded
+    from the template (its Powertools Logger sets the level those lines need)."""
+    monkeypatch.setattr(splitter, "PROGRESS_EVERY_RECORDS", 2_000)  # a line per ~150 KB here
+    export = tmp_path / "big.ndjson"
+    write_export(export, 40_000, bad_every=10**9)
+    size = export.stat().st_size
+    assert size > 2 * (1 << 20)  # more than the reader's 1 MiB chunks, so reads arrive in steps
+    seen: list[tuple[int | None, int]] = []
+    real_split_read = PipelineProgress.split_read
+
+    def recording(self: PipelineProgress, span: int | None, bytes_read: int) -> None:
+        seen.append((span, bytes_read))
+        real_split_read(self, span, bytes_read)
+
+    monkeypatch.setattr(PipelineProgress, "split_read", recording)
+    result = run_import(RunOptions([export], out_dir=tmp_path / "out", dry_run=True, show_progress=False))
+    assert result.ok
+    assert len(seen) == 40_000 // 2_000
+    read = [bytes_read for span, bytes_read in seen if span is None]
+    assert read == sorted(read)
+    assert len(set(read)) >= 3
+    assert read[-1] <= size

@@ -575,3 +575,47 @@ def test_source_errors_are_raised_not_turned_into_records(compress: bool) -> Non
     with pytest.raises(ConnectionError):  # from open_records or from iteration
         seen.extend(open_records(FailingBody(blob, len(blob) // 2), "x.ndjson"))
     assert all(r.reason is None for r in seen)
+
+
+@pytest.mark.parametrize("before", [50, 2_999])
+def test_a_json_array_too_deep_at_one_element_keeps_every_element_before_it(before: int) -> None:
+    """The depth guard stops ijson at the bracket too many, not at the buffer holding it."""
+    element = b'{"userId":"u","event":"E","properties":{"n":[1,2,3]}}'
+    deep = b'{"x":' + b"[" * 1100 + b"]" * 1100 + b"}"
+    data = b"[" + b",".join([element] * before + [deep] + [element] * 8) + b"]"
+    got = records(data, "export.json")
+    assert [r.number for r in got if r.fields is not None] == list(range(1, before + 1))
+    (last,) = [r for r in got if r.fields is None]
+    assert last.reason == "file_unreadable"
+    assert last.number == before + 1
+    assert f"element {before + 1} is nested deeper than 1024 levels" in (last.detail or "")
+
+
+def test_a_json_array_nested_too_deep_at_its_first_bytes_says_so() -> None:
+    (last,) = records(b"[" * 2000 + b"]" * 2000, "export.json")
+    assert (last.reason, last.number) == ("file_unreadable", 1)
+    assert "nested deeper than 1024 levels" in (last.detail or "")
+
+
+def test_a_stray_quote_that_swallows_rows_is_rejected_not_read_as_one_cell() -> None:
+    data = (
+        b"userId,event,timestamp,title\n"
+        b"u1,E,2021-03-04T10:00:00Z,ok\n"
+        b'u4,E,2021-03-04T10:00:00Z,"open quote\n'
+        b"u5,E,2021-03-04T10:00:00Z,x\n"
+        b"u6,E,2021-03-04T10:00:00Z,y\n"
+        b'u7,E,2021-03-04T10:00:00Z,"z"\n'
+        b"u8,E,2021-03-04T10:00:00Z,w\n"
+    )
+    got = records(data, "export.csv")
+    assert [(r.number, r.fields["userId"]) for r in got if r.fields] == [(1, "u1"), (3, "u8")]
+    (swallowed,) = [r for r in got if r.fields is None]
+    assert (swallowed.number, swallowed.reason) == (2, "csv_unclosed_quote")
+    assert "u5,E" in (swallowed.raw or "")
+
+
+def test_a_quoted_note_with_line_breaks_and_commas_is_still_one_cell() -> None:
+    data = b'userId,event,timestamp,note\nu1,E,2021-03-04T10:00:00Z,"line one, with a comma\nline two"\n'
+    (record,) = records(data, "export.csv")
+    assert record.fields is not None
+    assert record.fields["note"] == "line one, with a comma\nline two"

@@ -374,6 +374,56 @@ def test_segment_warehouse_identifies_row_with_job_type() -> None:
     }
 
 
+def test_a_warehouse_row_nests_its_context_columns_back() -> None:
+    row = {
+        **WAREHOUSE_ROW,
+        "context_ip": "203.0.113.9",
+        "context_user_agent": "Mozilla/5.0",
+        "context_page_url": "https://example.com/a",
+        "context_campaign_name": "spring",
+        "context_device_ad_tracking_enabled": True,
+        "context_traits_email": "x@example.com",
+        "context_custom_field": "kept",
+    }
+    message = map_one(row)
+    assert message["context"] == {
+        "ip": "203.0.113.9",
+        "userAgent": "Mozilla/5.0",
+        "page": {"url": "https://example.com/a"},
+        "campaign": {"name": "spring"},
+        "device": {"adTrackingEnabled": True},
+        "traits": {"email": "x@example.com"},
+        "custom_field": "kept",
+    }
+    assert message["properties"] == {"revenue": 9.99}
+
+
+def test_a_warehouse_rows_message_id_and_type_columns_are_event_properties() -> None:
+    """In a warehouse event table `id` is the messageId; a `message_id` column is the
+    event's own property, so two rows sharing one must not dedupe each other away."""
+    columns = {"message_id": "msg_123", "type": "upgrade"}
+    first = map_one({**WAREHOUSE_ROW, **columns}, number=1)
+    second = map_one({**WAREHOUSE_ROW, "id": "ajs-wh-2", **columns}, number=2)
+    assert first["messageId"] == segment_id("ajs-wh-1")
+    assert second["messageId"] == segment_id("ajs-wh-2")
+    assert first["type"] == "track"
+    assert first["properties"] == {"revenue": 9.99, "message_id": "msg_123", "type": "upgrade"}
+    # A call type in a `type` column is still the call type (a union of warehouse tables).
+    assert map_one({**WAREHOUSE_ROW, "type": "page", "name": "Home"})["type"] == "page"
+
+
+def test_a_warehouse_row_without_received_at_is_still_one() -> None:
+    row = {key: value for key, value in WAREHOUSE_ROW.items() if key not in ("received_at", "loaded_at")}
+    message = map_one(row)
+    assert message["messageId"] == segment_id("ajs-wh-1")
+    assert "id" not in message["properties"]
+
+
+def test_a_snake_case_export_that_is_not_a_warehouse_row_keeps_message_id() -> None:
+    message = map_one({"user_id": "u1", "event": "E", "timestamp": 1_600_000_000, "message_id": "m-1"})
+    assert message["messageId"] == segment_id("m-1")
+
+
 # --- Mixpanel export lines -------------------------------------------------------------------
 
 
@@ -422,6 +472,16 @@ def test_mixpanel_user_and_device_ids() -> None:
     message = map_one(line)
     assert message["anonymousId"] == "d-1"
     assert "userId" not in message
+
+
+def test_mixpanel_anonymous_event_before_id_merge_has_no_user_id() -> None:
+    """Projects without ID merge send an anonymous event's device id as its distinct_id."""
+    line = mixpanel(distinct_id="16b4a1c2", **{"$device_id": "16b4a1c2", "$insert_id": "x1"})
+    message = map_one(line)
+    assert message["anonymousId"] == "16b4a1c2"
+    assert "userId" not in message
+    identified = map_one(mixpanel(distinct_id="u7", **{"$device_id": "16b4a1c2", "$insert_id": "x2"}))
+    assert (identified["userId"], identified["anonymousId"]) == ("u7", "16b4a1c2")
 
 
 def test_mixpanel_numeric_distinct_id_becomes_text() -> None:
@@ -503,6 +563,11 @@ def test_amplitude_line() -> None:
         "timestamp": "2021-03-04T05:06:07.123Z",
         "messageId": amplitude_id("amp-ins-1", user_id="u1", device_id="d-1"),
     }
+
+
+def test_amplitude_export_version_name_is_the_app_version() -> None:
+    line = {key: value for key, value in AMPLITUDE_LINE.items() if key != "app_version"}
+    assert map_one({**line, "version_name": "5.1.0"})["context"]["app"] == {"version": "5.1.0"}
 
 
 def test_amplitude_identify() -> None:

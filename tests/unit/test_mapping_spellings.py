@@ -78,3 +78,32 @@ def test_a_windows_1252_spreadsheet_reads_with_the_encoding_option() -> None:
     assert as_utf8.rejected_by_reason == {"invalid_utf8": 1}  # a clear reject, not mojibake
     as_cp1252, _ = split(JobOptions(encoding="cp1252"))
     assert (as_cp1252.messages_queued, as_cp1252.rejected) == (1, 0)
+
+
+def test_a_timestamp_column_wins_over_a_created_at_column_before_it_or_after_it() -> None:
+    for row in (
+        {"userId": "u1", "event": "E", "Timestamp": "2022-01-01 00:00:00", "created_at": "2023-01-01"},
+        {"userId": "u1", "event": "E", "created_at": "2023-01-01", "Timestamp": "2022-01-01 00:00:00"},
+    ):
+        message = map_one(row, from_csv=True)
+        assert message["timestamp"] == "2022-01-01T00:00:00.000Z"
+        assert message["properties"] == {"created_at": "2023-01-01"}
+
+
+def test_an_event_type_column_next_to_an_event_column_is_data_not_amplitude() -> None:
+    row = {"user_id": "u1", "event": "Order Completed", "event_time": "2021-03-04 10:00:00"}
+    message = map_one({**row, "event_type": "ecommerce", "plan": "pro"}, from_csv=True)
+    assert message["event"] == "Order Completed"
+    assert message["timestamp"] == "2021-03-04T10:00:00.000Z"
+    assert message["properties"] == {"event_type": "ecommerce", "plan": "pro"}
+
+
+def test_a_posthog_line_is_not_taken_for_mixpanel() -> None:
+    line = {
+        "event": "$pageview",
+        "distinct_id": "ph-1",
+        "timestamp": "2023-05-01T00:00:00Z",
+        "properties": {"distinct_id": "ph-1", "$current_url": "https://example.com"},
+    }
+    message = map_one(line)
+    assert (message["userId"], message["timestamp"]) == ("ph-1", "2023-05-01T00:00:00.000Z")

@@ -205,7 +205,9 @@ def _rejects(arguments: argparse.Namespace) -> int:
         body = b"".join(s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys)
     else:
         folder = local_run_dir(arguments.out, arguments.local) / "bucket"
-        paths = sorted(folder.glob(glob.escape(rejects_prefix) + "*.ndjson"))
+        # `*` after the prefix, not `*.ndjson`: the first part's file is `.rejects.ndjson`.
+        found = folder.glob(glob.escape(rejects_prefix) + "*")
+        paths = sorted(path for path in found if path.name.endswith(".ndjson"))
         if not paths:
             raise SystemExit(
                 f"error: no rejects for {arguments.key} in that run ({folder / rejects_prefix}*)"
@@ -314,6 +316,11 @@ def _print_details(result: RunResult, console: Console) -> None:
         report = outcome.report
         if report.get("error"):
             console.print(f"[red]{Path(outcome.file).name}: {report['error']}")
+        if not outcome.read_to_its_end:
+            console.print(
+                f"[red]{Path(outcome.file).name}: not read to its end (file_unreadable in the "
+                "rejects says where and why); the records after that point were not imported"
+            )
         if report["rejected"]:
             reasons = ", ".join(
                 f"{reason} {count}" for reason, count in sorted(report["rejected_by_reason"].items())

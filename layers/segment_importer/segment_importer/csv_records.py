@@ -256,6 +256,13 @@ def _csv_rows(
                 detail = f"row {number} is longer than {limit} bytes"
                 raw = excerpt(delimiter.join(row)[:RAW_EXCERPT_CHARS])
                 yield SourceRecord(number, reason="record_too_large", detail=detail, raw=raw)
+            elif line_count - lines_before > 1 and _holds_rows(row, width, delimiter):
+                detail = (
+                    f"row {number} has a quoted cell whose line breaks hold what look like more rows "
+                    "(a quote never closed?); those rows are not read"
+                )
+                raw = excerpt(delimiter.join(row))
+                yield SourceRecord(number, reason="csv_unclosed_quote", detail=detail, raw=raw)
             elif len(row) == width:
                 # Empty cells mean "no value": compress keeps the (name, cell) pairs whose cell
                 # is non-empty, in C. Rows without empty cells skip it.
@@ -276,6 +283,21 @@ def _csv_rows(
     if flags.broken is not None:
         detail = f"the file breaks after CSV row {number}: {flags.broken}"
         yield unreadable(number + 1, detail)
+
+
+def _holds_rows(row: list[str], width: int, delimiter: str) -> bool:
+    """Whether a row read over several lines has, after a line break inside a cell, a line with
+    a whole row's worth of delimiters: a stray quote swallowing the rows after it, which the
+    csv module reads as one long cell. Checked only for rows spanning lines (rare), and for
+    three columns or more (a two-column note with a comma in it is not suspect)."""
+    if width < 3:
+        return False
+    return any(
+        line.count(delimiter) >= width - 1
+        for cell in row
+        if "\n" in cell or "\r" in cell
+        for line in cell.splitlines()[1:]
+    )
 
 
 def _flagged_row(number: int, row: list[str], flags: _LineFlags, delimiter: str) -> SourceRecord | None:

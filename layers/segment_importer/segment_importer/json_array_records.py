@@ -50,7 +50,7 @@ class _SizeGuard:
     is checked on each buffer before ijson gets it.
     """
 
-    __slots__ = ("_depth", "_read", "limit", "mark", "position")
+    __slots__ = ("_depth", "_read", "_too_deep", "limit", "mark", "position")
 
     def __init__(self, read: Callable[[int], bytes], limit: int) -> None:
         self._read = read
@@ -58,15 +58,36 @@ class _SizeGuard:
         self.position = 0
         self.mark = 0
         self._depth = _DepthScanner()
+        self._too_deep = False
 
     def read(self, size: int) -> bytes:
+        if self._too_deep:
+            raise _TooDeepError
         if self.position - self.mark > self.limit:
             raise _ElementTooLargeError
         data = self._read(size)
-        self.position += len(data)
+        before = self._depth.copy()
         if data and self._depth.deepest(data) > MAX_JSON_DEPTH:
-            raise _TooDeepError
+            # ijson still gets the bytes before the bracket too many, so the elements that end
+            # there come out; the next read stops it.
+            data, self._too_deep = data[: _first_too_deep(before, data) - 1], True
+            if not data:  # an empty read would tell ijson the file ended
+                raise _TooDeepError
+        self.position += len(data)
         return data
+
+
+def _first_too_deep(scanner: _DepthScanner, data: bytes) -> int:
+    """The shortest prefix of `data` that takes `scanner` deeper than MAX_JSON_DEPTH (its
+    last byte is the bracket too many); found by bisection, once per file at most."""
+    low, high = 1, len(data)
+    while low < high:
+        middle = (low + high) // 2
+        if scanner.copy().deepest(data[:middle]) > MAX_JSON_DEPTH:
+            high = middle
+        else:
+            low = middle + 1
+    return low
 
 
 class _DepthScanner:
@@ -85,6 +106,11 @@ class _DepthScanner:
         self.depth = 0
         self._in_string = False
         self._carry = b""  # a backslash whose escaped byte is in the next piece
+
+    def copy(self) -> _DepthScanner:
+        twin = _DepthScanner()
+        twin.depth, twin._in_string, twin._carry = self.depth, self._in_string, self._carry
+        return twin
 
     def deepest(self, data: bytes) -> int:
         """Feed the next piece; returns the greatest depth in it: exact above MAX_JSON_DEPTH,

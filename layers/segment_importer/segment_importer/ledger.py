@@ -64,7 +64,14 @@ _COUNTERS = (
     "messages_failed",
 )
 # The split's counts, which a file split in spans keeps per span (see `with_span_totals`).
-_SPLIT_TOTALS = ("records_read", "messages_queued", "batches_queued", "rejected", "rejects_omitted")
+_SPLIT_TOTALS = (
+    "records_read",
+    "bytes_read",
+    "messages_queued",
+    "batches_queued",
+    "rejected",
+    "rejects_omitted",
+)
 # What every span shares: kept once on the import's item, not with each span's counts.
 _KEPT_ONCE = frozenset({"format", "compression", "job", "rejects_key"})
 _CONFLICT_RETRIES = 5

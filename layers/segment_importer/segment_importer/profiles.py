@@ -22,6 +22,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
+from segment_importer.job import CALL_TYPES
 from segment_importer.timestamps import TimestampError, parse_timestamp
 
 # Fields only an archive has; re-sending them would shift times or dedupe events away.
@@ -43,14 +44,37 @@ SNAKE_CASE_ALIASES = {
     "write_key": "writeKey",
 }
 
+# Columns that only Segment's warehouse tables have: a row with one is a warehouse row.
+WAREHOUSE_MARKERS = frozenset({"received_at", "uuid_ts", "loaded_at", "context_library_name"})
+# In a warehouse row `id` is the messageId, and `message_id` would be an event property.
+_WAREHOUSE_ALIASES = {alias: name for alias, name in SNAKE_CASE_ALIASES.items() if name != "messageId"}
+# The warehouse flattens `context.page.url` to `context_page_url`: Segment's context objects
+# and top-level fields, to nest the columns back (leaves are camelCased, as Segment's are).
+_CONTEXT_OBJECTS = frozenset(
+    {
+        "app",
+        "campaign",
+        "device",
+        "library",
+        "location",
+        "network",
+        "os",
+        "page",
+        "referrer",
+        "screen",
+        "traits",
+    }
+)
+_CONTEXT_FIELDS = {"user_agent": "userAgent", "group_id": "groupId", "instance_id": "instanceId"}
+
 SpecRecord = tuple[dict[str, Any], str | None]
 _SEGMENT_DROPPED = ARCHIVE_ONLY_FIELDS | WAREHOUSE_ONLY_FIELDS
 
 
 def detect_profile(record: dict[str, Any]) -> str:
     """Which profile a record's shape belongs to (checked per record: cheap key tests)."""
-    if "event_type" in record and "type" not in record:
-        return "amplitude"
+    if "event_type" in record and "type" not in record and "event" not in record:
+        return "amplitude"  # an export with both names keeps `event_type` as data
     properties = record.get("properties")
     if (
         "event" in record
@@ -58,6 +82,8 @@ def detect_profile(record: dict[str, Any]) -> str:
         and "type" not in record
         and "userId" not in record
         and "anonymousId" not in record
+        and "timestamp" not in record  # Mixpanel lines keep the time and ids in properties;
+        and "distinct_id" not in record  # PostHog's put them at the top as well
         and ("distinct_id" in properties or "$insert_id" in properties or "time" in properties)
     ):
         return "mixpanel"
@@ -94,17 +120,24 @@ def canonical_field(name: str) -> str | None:
     return _SPELLINGS.get(folded)
 
 
-def _respell(record: dict[str, Any]) -> None:
-    """Rename columns spelled unlike Segment's fields, where the field itself is absent."""
-    has_time = "timestamp" in record or "originalTimestamp" in record
+def _respell(record: dict[str, Any], *, keep: str = "") -> None:
+    """Rename columns spelled unlike Segment's fields, where the field itself is absent (never
+    to `keep`: a field the record's shape says comes from elsewhere)."""
+    fallback_times = []
     for key in list(record):
         canonical = canonical_field(key)
         if canonical == "time":
-            if not has_time and _is_time(record[key]):
-                record["timestamp"] = record.pop(key)
-                has_time = True
-        elif canonical and canonical != key and canonical not in record:
+            fallback_times.append(key)
+        elif canonical and canonical != key and canonical not in record and canonical != keep:
             record[canonical] = record.pop(key)
+    # Only then a time-like column (`created_at`, `time`): a `Timestamp` column, renamed
+    # above wherever it stands, is the event time.
+    if "timestamp" in record or "originalTimestamp" in record:
+        return
+    for key in fallback_times:
+        if _is_time(record[key]):
+            record["timestamp"] = record.pop(key)
+            return
 
 
 def _is_time(value: Any) -> bool:
@@ -125,22 +158,68 @@ def _lacks_fields(record: dict[str, Any]) -> bool:
 
 
 def from_segment(record: dict[str, Any]) -> SpecRecord:
-    if not record.keys().isdisjoint(SNAKE_CASE_ALIASES):  # a warehouse row: rename, in this order
-        for alias, name in SNAKE_CASE_ALIASES.items():
+    warehouse = not WAREHOUSE_MARKERS.isdisjoint(record)
+    if warehouse:
+        _from_warehouse_columns(record)
+    aliases = _WAREHOUSE_ALIASES if warehouse else SNAKE_CASE_ALIASES
+    if not record.keys().isdisjoint(aliases):  # snake_case names: rename, in this order
+        for alias, name in aliases.items():
             if alias in record:
                 value = record.pop(alias)
                 record.setdefault(name, value)
     if "event_text" in record:  # warehouse: `event` is a slug, `event_text` the real name
         record["event"] = record.pop("event_text")
     if _lacks_fields(record):
-        _respell(record)
+        _respell(record, keep="messageId" if warehouse else "")
     source_id = record.get("messageId")
-    if "receivedAt" in record and "id" in record:  # warehouse rows keep messageId as `id`
+    if "id" in record and (warehouse or "receivedAt" in record):  # warehouse rows: `id` is the messageId
         source_id = source_id or record.pop("id")
     if not _SEGMENT_DROPPED.isdisjoint(record):
         for name in _SEGMENT_DROPPED.intersection(record):
             del record[name]
     return record, _tagged("segment", source_id)
+
+
+def _from_warehouse_columns(record: dict[str, Any]) -> None:
+    """A warehouse row's flattened `context_*` columns back into `context`, and a `type`
+    column that is not a call type (the warehouse keeps one table per call type, so such a
+    column is an event property) into the properties."""
+    context = record.get("context", {})
+    for key in [key for key in record if key.startswith("context_")]:
+        if key in WAREHOUSE_ONLY_FIELDS or not isinstance(context, dict):
+            continue
+        *parents, leaf = _context_path(key.removeprefix("context_"))
+        node = context
+        for name in parents:
+            node = node.setdefault(name, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            if leaf not in node:  # else the column stays a column: nothing is overwritten
+                node[leaf] = record.pop(key)
+    if context:
+        record["context"] = context  # a `context` that is not an object is left to validation
+    call_type = record.get("type")
+    if call_type is not None and str(call_type).strip().lower() not in CALL_TYPES:
+        properties = record.setdefault("properties", {})
+        if isinstance(properties, dict) and "type" not in properties:
+            properties["type"] = record.pop("type")
+
+
+def _context_path(flat: str) -> tuple[str, ...]:
+    """`page_url` -> (page, url); `device_ad_tracking_enabled` -> (device, adTrackingEnabled);
+    `user_agent` -> (userAgent,); a name it does not know stays as it is."""
+    if flat in _CONTEXT_FIELDS:
+        return (_CONTEXT_FIELDS[flat],)
+    head, _, rest = flat.partition("_")
+    if head in _CONTEXT_OBJECTS and rest:
+        return (head, rest if head == "traits" else _camel(rest))
+    return (flat,)
+
+
+def _camel(snake: str) -> str:
+    first, *others = snake.split("_")
+    return first + "".join(word[:1].upper() + word[1:] for word in others)
 
 
 def from_mixpanel(record: dict[str, Any]) -> SpecRecord:
@@ -151,6 +230,8 @@ def from_mixpanel(record: dict[str, Any]) -> SpecRecord:
     device_id = _text(properties.pop("$device_id", None))
     if distinct_id and distinct_id.startswith("$device:"):
         device_id = device_id or distinct_id.removeprefix("$device:")
+        distinct_id = None
+    elif distinct_id == device_id and not user_id:  # before ID merge: an anonymous event's id
         distinct_id = None
     spec: dict[str, Any] = {
         "type": "track",
@@ -223,7 +304,7 @@ def _amplitude_context(record: dict[str, Any]) -> dict[str, Any]:
                 "type": record.get("device_type"),
             }
         ),
-        "app": _without_none({"version": record.get("app_version")}),
+        "app": _without_none({"version": _first(record, "version_name", "app_version")}),
         "location": _without_none(
             {"country": record.get("country"), "city": record.get("city"), "region": record.get("region")}
         ),

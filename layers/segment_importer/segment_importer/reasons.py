@@ -9,6 +9,7 @@ REASONS: dict[str, str] = {
     "invalid_utf8": "the record is not valid UTF-8 text",
     "csv_field_count": "the CSV row has a different number of fields than the header",
     "record_too_large": "the raw record is larger than the reader accepts",
+    "csv_unclosed_quote": "a quoted CSV cell spans lines that look like rows: a quote never closed",
     "file_unreadable": "the rest of the file could not be read (truncated or corrupt)",
     # mapping and validation
     "unknown_type": "the call type is not one of track, identify, page, screen, group, alias",

@@ -30,6 +30,9 @@ class ImportReport:
     compression: str = ""
     status: str = ""
     records_read: int = 0
+    # Bytes of the object read so far (stored bytes: compressed for gzip), for progress.
+    # A split in byte ranges counts each range's own bytes; the ledger sums them.
+    bytes_read: int = 0
     messages_queued: int = 0
     batches_queued: int = 0
     rejected: int = 0
@@ -52,6 +55,7 @@ class ImportReport:
         """What the ledger keeps of the split: counts and shapes, never record content."""
         return {
             "records_read": self.records_read,
+            "bytes_read": self.bytes_read,
             "messages_queued": self.messages_queued,
             "batches_queued": self.batches_queued,
             "rejected": self.rejected,

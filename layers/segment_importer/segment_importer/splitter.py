@@ -13,6 +13,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from io import RawIOBase
 from typing import Any, BinaryIO, Protocol
 
 from segment_importer.batching import Batch, BatchLimits, BatchPacker
@@ -310,11 +311,14 @@ def _open_part(
         start, end = (point.offset if point else 0), report.size_bytes
         if point and start >= end:  # the previous part stopped at the very end
             return None
-    body = open_range(s3, ref.bucket, ref.key, identity, start, end)
-    if point and point.header_end:  # a CSV read from the middle: its header first
+    # Progress counts the object's bytes up to where this part reads (a span's from its start).
+    report.bytes_read = start - span.start if span is not None else start
+    stream: RawIOBase = ProgressStream(
+        open_range(s3, ref.bucket, ref.key, identity, start, end), _counting(report, on_bytes)
+    )
+    if point and point.header_end:  # a CSV read from the middle: its header first, not counted
         header = read_range(s3, ref.bucket, ref.key, identity, 0, point.header_end)
-        body = PrefixedBody(header, body.read)
-    stream = ProgressStream(body, on_bytes)
+        stream = PrefixedBody(header, stream.read)
     if span is not None:
         return span_records(span, stream, ref.key, encoding=job.encoding, resume=part.resume)
     return open_records(
@@ -322,16 +326,39 @@ def _open_part(
     )
 
 
-def _progress_recorder(ledger: Ledger | None, part: _Part) -> Callable[[ImportReport], None] | None:
-    """Where a part's running totals go: the import's counts, or its span's."""
-    if ledger is None:
-        return None
+def _counting(report: ImportReport, on_bytes: Callable[[int], None] | None) -> Callable[[int], None]:
+    def count(size: int) -> None:
+        report.bytes_read += size
+        if on_bytes is not None:
+            on_bytes(size)
+
+    return count
+
+
+def _progress_recorder(ledger: Ledger | None, part: _Part) -> Callable[[ImportReport], None]:
+    """Where a part's running totals go: a log line (what the local run's progress bar
+    follows), and the import's counts in the ledger, or its span's."""
     span = part.span
-    if span is None:
-        return lambda progress: ledger.record_split_progress(part.ref, progress.split_counts())
-    return lambda progress: ledger.record_span_counts(
-        part.ref, span.index, progress.split_counts(), done=False
-    )
+
+    def record(progress: ImportReport) -> None:
+        logger.info(
+            "split progress",
+            extra={
+                "key": progress.key,
+                "span": span.index if span else None,
+                "records_read": progress.records_read,
+                "bytes_read": progress.bytes_read,
+                "size_bytes": progress.size_bytes,
+            },
+        )
+        if ledger is None:
+            return
+        if span is None:
+            ledger.record_split_progress(part.ref, progress.split_counts())
+        else:
+            ledger.record_span_counts(part.ref, span.index, progress.split_counts(), done=False)
+
+    return record
 
 
 def _check_write_key(preflight: WriteKeyPreflight | None) -> None:
@@ -398,7 +425,8 @@ def split_records(
         _pack_record(record, mapper, packer, sink, rejects)
         if report.records_read % PROGRESS_EVERY_RECORDS == 0:
             earlier.update(report, sink, rejects)
-            _progress(report, on_progress)
+            if on_progress:
+                on_progress(report)
         if budget and budget.exhausted(handled):
             stop = PartStop(record.number, records.resume_point_after(record.number))
             break
@@ -427,12 +455,6 @@ class _Earlier:
         report.batches_queued = self.batches + sink.batches_queued
         report.rejected_by_reason = dict(self.rejected + rejects.by_reason)
         report.rejected = sum(report.rejected_by_reason.values())
-
-
-def _progress(report: ImportReport, on_progress: Callable[[ImportReport], None] | None) -> None:
-    logger.info("split progress", extra={"key": report.key, "records_read": report.records_read})
-    if on_progress:
-        on_progress(report)
 
 
 def _pack_record(

@@ -42,6 +42,7 @@ def describe(item: dict[str, Any], now: datetime | None = None) -> dict[str, Any
         "messages_failed": failed,
         "batches_failed": int(item.get("batches_failed", 0)),
         "progress": _progress(item),
+        "split_progress": _split_progress(item),
         "spans": _spans(item),
         "events_per_second": round(rate, 1),
         "eta_seconds": None if status in FINAL_STATUSES or not rate else round(remaining / rate, 1),
@@ -97,6 +98,15 @@ def _progress(item: dict[str, Any]) -> float | None:
     if not batches:
         return 1.0 if item.get("status") in FINAL_STATUSES else None
     return round((int(item.get("batches_delivered", 0)) + int(item.get("batches_failed", 0))) / batches, 4)
+
+
+def _split_progress(item: dict[str, Any]) -> float | None:
+    """Share of the file's stored bytes the splitter has read; None before it first reports
+    (every 100,000 records) and for imports recorded before it counted bytes."""
+    size, read = int(item.get("size_bytes", 0)), int(item.get("bytes_read", 0))
+    if not size or not read:
+        return None
+    return round(min(read / size, 1.0), 4)
 
 
 def _seconds_between(start: str | None, end: str | None, now: datetime) -> float:

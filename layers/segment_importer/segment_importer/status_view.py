@@ -27,7 +27,7 @@ def status_table(statuses: list[dict[str, Any]]) -> Table:
         table.add_row(
             str(status["key"]),
             f"[{_STATUS_STYLE.get(status['status'], 'white')}]{status['status']}{_spans(status)}",
-            _bar(status["progress"]),
+            _bar(status["progress"], status.get("split_progress")),
             f"{status['messages_delivered']:,} / {status['messages_queued']:,}",
             f"{status['rejected']:,}",
             f"{status['messages_failed'] + status['messages_refused']:,}",
@@ -62,9 +62,9 @@ def _spans(status: dict[str, Any]) -> str:
     return f" ({spans['done']}/{spans['count']} ranges)"
 
 
-def _bar(progress: float | None) -> ProgressBar | str:
+def _bar(progress: float | None, split_progress: float | None) -> ProgressBar | str:
     if progress is None:
-        return "splitting…"
+        return "splitting…" if split_progress is None else f"reading {split_progress:.0%}"
     return ProgressBar(total=1.0, completed=progress, width=10)
 
 

@@ -1,11 +1,14 @@
 """Progress of a local run: each file while it is split, then messages delivered, with rate and ETA.
 
-The splitter runs as Lambda would run it, in one synchronous call, so its bar shows a
-spinner and the elapsed time until the call returns, then the file's size as done.
+The splitter runs as Lambda would run it, in one synchronous call. Its bar follows the
+splitter's own "split progress" log lines (every 100,000 records: the bytes of the file
+read so far), as CloudWatch would show them; until the first one it pulses.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from types import TracebackType
 
 from rich.console import Console
@@ -51,7 +54,16 @@ class PipelineProgress:
 
     def start_file(self, name: str, size: int) -> None:
         self._split_size = size
+        self._split_read: dict[int | None, int] = {}
         self._split_task = self._progress.add_task(f"split {name} (bytes)", total=None, rate="")
+
+    def split_read(self, span: int | None, bytes_read: int) -> None:
+        """The splitter has read `bytes_read` bytes of the file, or of byte range `span`."""
+        if self._split_task is None:
+            return
+        self._split_read[span] = bytes_read
+        done = min(sum(self._split_read.values()), self._split_size)
+        self._progress.update(self._split_task, total=self._split_size, completed=done)
 
     def file_split(self, messages_queued: int) -> None:
         if self._split_task is not None:
@@ -64,3 +76,18 @@ class PipelineProgress:
         self._progress.advance(self._send_task, messages)
         speed = self._progress.tasks[self._send_task].speed
         self._progress.update(self._send_task, rate=f"{speed:,.0f} msg/s" if speed else "")
+
+
+class SplitProgressLog(logging.Handler):
+    """Hands the splitter's "split progress" log lines to `on_read(span, bytes_read)`."""
+
+    MESSAGE = "split progress"
+
+    def __init__(self, on_read: Callable[[int | None, int], None]) -> None:
+        super().__init__(level=logging.INFO)
+        self._on_read = on_read
+
+    def emit(self, record: logging.LogRecord) -> None:
+        bytes_read = getattr(record, "bytes_read", None)
+        if record.msg == self.MESSAGE and isinstance(bytes_read, int):
+            self._on_read(getattr(record, "span", None), bytes_read)

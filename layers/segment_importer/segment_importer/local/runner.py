@@ -8,10 +8,12 @@ Segment-compatible endpoint; with a write key it posts to Segment (or `host`).
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections import Counter
-from contextlib import ExitStack, redirect_stdout
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, redirect_stdout
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,13 +22,14 @@ from typing import Any
 import orjson
 from moto import mock_aws
 
+from segment_importer import splitter as splitter_module
 from segment_importer.ledger import COMPLETE, COMPLETE_WITH_ERRORS, Ledger
 from segment_importer.local.chaos import AwsFaults
 from segment_importer.local.event_source import SqsPoller, invoke, s3_put_event
-from segment_importer.local.progress import PipelineProgress
+from segment_importer.local.progress import PipelineProgress, SplitProgressLog
 from segment_importer.local.segment_endpoint import FaultPlan, SegmentEndpoint
 from segment_importer.local.snapshots import LedgerSnapshots
-from segment_importer.local.stack import LocalStack, environment
+from segment_importer.local.stack import LocalFunction, LocalStack, environment
 from segment_importer.queueing import read_envelope
 from segment_importer.report import STATUS_DRY_RUN, derived_key
 from segment_importer.settings import Prefixes
@@ -91,6 +94,12 @@ class FileOutcome:
             and self.batches_in_dead_letter_queue == 0
         )
 
+    @property
+    def read_to_its_end(self) -> bool:
+        """False when the rest of the file could not be read (a truncated gzip, a broken JSON
+        array): the records after that point are unknown, so the run is not OK."""
+        return "file_unreadable" not in self.report.get("rejected_by_reason", {})
+
     def _count(self, name: str) -> int:
         return int((self.ledger or {}).get(name, 0))
 
@@ -112,12 +121,13 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return all(outcome.complete for outcome in self.files)
+        return all(outcome.complete and outcome.read_to_its_end for outcome in self.files)
 
     def to_dict(self) -> dict[str, Any]:
         document = asdict(self)
         for entry, outcome in zip(document["files"], self.files, strict=True):
             entry["complete"] = outcome.complete
+            entry["read_to_its_end"] = outcome.read_to_its_end
             entry["messages_delivered"] = outcome.messages_delivered
             entry["messages_refused"] = outcome.messages_refused
             entry["batches_dead_lettered"] = outcome.batches_dead_lettered
@@ -143,7 +153,7 @@ def run_import(options: RunOptions) -> RunResult:
         snapshots = LedgerSnapshots(_ledger(aws), run_dir, options.out_dir)
         progress = stack.enter_context(PipelineProgress(enabled=options.show_progress))
         started = time.perf_counter()
-        outcomes = _split_all(aws, options, files, progress)
+        outcomes = _split_all(aws, options, files, progress, snapshots)
         snapshots.write()
         result = RunResult(
             outcomes, destination=host or "Segment", received_path=received, run_dir=str(run_dir)
@@ -184,38 +194,75 @@ def _destination_parameters(
 
 
 def _split_all(
-    aws: LocalStack, options: RunOptions, files: list[Path], progress: PipelineProgress
+    aws: LocalStack,
+    options: RunOptions,
+    files: list[Path],
+    progress: PipelineProgress,
+    snapshots: LedgerSnapshots,
 ) -> list[FileOutcome]:
-    drop_folder = aws.prefixes.imports + LOCAL_FOLDER
     if options.job_config:
-        aws.s3.upload_file(str(options.job_config), aws.bucket, f"{drop_folder}job.json")
-    splitter = aws.function("SplitterFunction")
-    settings = {**splitter.environment, "DRY_RUN": "true" if options.dry_run else "false"}
-    continuation_url = aws.queue_urls["ContinuationQueue"]
-    continued = SqsPoller(
-        aws.sqs,
-        continuation_url,
-        _queue_arn(aws, continuation_url),
-        splitter,
-        aws.sqs_batch_size("SplitterFunction"),
-    )
-    outcomes = []
-    for path in files:
-        key = f"{drop_folder}{path.name}"
+        aws.s3.upload_file(str(options.job_config), aws.bucket, f"{_drop_folder(aws)}job.json")
+    splits = _LocalSplits(aws, options, progress, aws.function("SplitterFunction"))
+    with _following_split_progress(progress, snapshots):
+        return [splits.split(path) for path in files]
+
+
+def _drop_folder(aws: LocalStack) -> str:
+    return aws.prefixes.imports + LOCAL_FOLDER
+
+
+class _LocalSplits:
+    """Each file uploaded, its S3 event handed to the splitter, and its later parts drained
+    from the continuation queue, as Lambda would run them."""
+
+    def __init__(
+        self, aws: LocalStack, options: RunOptions, progress: PipelineProgress, splitter: LocalFunction
+    ) -> None:
+        self._aws, self._options, self._progress, self._splitter = aws, options, progress, splitter
+        self._settings = {**splitter.environment, "DRY_RUN": "true" if options.dry_run else "false"}
+        continuation_url = aws.queue_urls["ContinuationQueue"]
+        self._continued = SqsPoller(
+            aws.sqs,
+            continuation_url,
+            _queue_arn(aws, continuation_url),
+            splitter,
+            aws.sqs_batch_size("SplitterFunction"),
+        )
+
+    def split(self, path: Path) -> FileOutcome:
+        aws, faults = self._aws, self._options.aws_faults
+        key = f"{_drop_folder(aws)}{path.name}"
         aws.s3.upload_file(str(path), aws.bucket, key)
         head = aws.s3.head_object(Bucket=aws.bucket, Key=key)
-        progress.start_file(path.name, head["ContentLength"])
+        self._progress.start_file(path.name, head["ContentLength"])
         event = s3_put_event(aws.bucket, key, head["ContentLength"], head["ETag"].strip('"'))
-        with environment(settings), options.aws_faults.failing_send_message_batch():
-            invoke(splitter, event)
-            if options.aws_faults.duplicate_s3_events:
-                options.aws_faults.injected["duplicate_s3_event"] += 1
-                invoke(splitter, event)  # S3 notifications are at-least-once
-            continued.drain()  # the file's later parts, if it was split in several
-        report = _read_report(aws, Prefixes.from_env(settings), key)
-        progress.file_split(report["messages_queued"])
-        outcomes.append(FileOutcome(file=str(path), key=key, report=report))
-    return outcomes
+        with environment(self._settings), faults.failing_send_message_batch():
+            invoke(self._splitter, event)
+            if faults.duplicate_s3_events:
+                faults.injected["duplicate_s3_event"] += 1
+                invoke(self._splitter, event)  # S3 notifications are at-least-once
+            self._continued.drain()  # the file's later parts, if it was split in several
+        report = _read_report(aws, Prefixes.from_env(self._settings), key)
+        self._progress.file_split(report["messages_queued"])
+        return FileOutcome(file=str(path), key=key, report=report)
+
+
+@contextmanager
+def _following_split_progress(progress: PipelineProgress, snapshots: LedgerSnapshots) -> Iterator[None]:
+    """Move the split bar, and refresh `status`'s snapshot, as the splitter logs its progress
+    (at INFO: the level the function's Powertools Logger gives the package's loggers)."""
+
+    def on_read(span: int | None, bytes_read: int) -> None:
+        progress.split_read(span, bytes_read)
+        snapshots.write(at_most_every=1.0)
+
+    handler = SplitProgressLog(on_read)
+    splitter_logger = logging.getLogger(splitter_module.__name__)
+    splitter_logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        splitter_logger.removeHandler(handler)
 
 
 def _deliver(
