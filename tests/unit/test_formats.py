@@ -619,3 +619,13 @@ def test_a_quoted_note_with_line_breaks_and_commas_is_still_one_cell() -> None:
     (record,) = records(data, "export.csv")
     assert record.fields is not None
     assert record.fields["note"] == "line one, with a comma\nline two"
+
+
+def test_a_csv_null_marker_is_an_empty_cell() -> None:
+    data = b"userId,anonymousId,event,plan\n\\N,a2,Signed Up,\\N\nu3,\\N,Signed Up,pro\nu4,a4,E,\\\\N2\n"
+    got = [r.fields for r in records(data, "unload.csv")]
+    assert got == [
+        {"anonymousId": "a2", "event": "Signed Up"},
+        {"userId": "u3", "event": "Signed Up", "plan": "pro"},
+        {"userId": "u4", "anonymousId": "a4", "event": "E", "plan": "\\\\N2"},
+    ]

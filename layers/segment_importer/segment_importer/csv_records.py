@@ -24,6 +24,9 @@ from segment_importer.records import (
     unreadable,
 )
 
+# A cell that is exactly this is a null, like an empty cell: MySQL's `SELECT ... INTO OUTFILE`
+# and Snowflake's unload write NULL so. (`NULL` as a word is left alone: it can be data.)
+NULL_MARKER = "\\N"
 _SURROGATES = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of invalid UTF-8
 
 
@@ -264,6 +267,8 @@ def _csv_rows(
                 raw = excerpt(delimiter.join(row))
                 yield SourceRecord(number, reason="csv_unclosed_quote", detail=detail, raw=raw)
             elif len(row) == width:
+                if NULL_MARKER in row:  # warehouse unloads (MySQL, Snowflake) write NULL as \N
+                    row = ["" if cell == NULL_MARKER else cell for cell in row]
                 # Empty cells mean "no value": compress keeps the (name, cell) pairs whose cell
                 # is non-empty, in C. Rows without empty cells skip it.
                 if "" in row:
