@@ -158,7 +158,7 @@ def _lacks_fields(record: dict[str, Any]) -> bool:
 
 
 def from_segment(record: dict[str, Any]) -> SpecRecord:
-    warehouse = not WAREHOUSE_MARKERS.isdisjoint(record)
+    warehouse = not record.keys().isdisjoint(WAREHOUSE_MARKERS)  # looks up the 4 markers
     if warehouse:
         _from_warehouse_columns(record)
     aliases = _WAREHOUSE_ALIASES if warehouse else SNAKE_CASE_ALIASES
@@ -185,25 +185,31 @@ def _from_warehouse_columns(record: dict[str, Any]) -> None:
     column that is not a call type (the warehouse keeps one table per call type, so such a
     column is an event property) into the properties."""
     context = record.get("context", {})
-    for key in [key for key in record if key.startswith("context_")]:
-        if key in WAREHOUSE_ONLY_FIELDS or not isinstance(context, dict):
-            continue
-        *parents, leaf = _context_path(key.removeprefix("context_"))
-        node = context
-        for name in parents:
-            node = node.setdefault(name, {})
-            if not isinstance(node, dict):
-                break
-        else:
-            if leaf not in node:  # else the column stays a column: nothing is overwritten
-                node[leaf] = record.pop(key)
-    if context:
-        record["context"] = context  # a `context` that is not an object is left to validation
+    if isinstance(context, dict):  # one that is not an object is left to validation
+        for key in [key for key in record if key.startswith("context_")]:
+            path = _context_path(key.removeprefix("context_"))
+            if key not in WAREHOUSE_ONLY_FIELDS and _nest(context, path, record[key]):
+                del record[key]
+        if context:
+            record["context"] = context
     call_type = record.get("type")
     if call_type is not None and str(call_type).strip().lower() not in CALL_TYPES:
         properties = record.setdefault("properties", {})
         if isinstance(properties, dict) and "type" not in properties:
             properties["type"] = record.pop("type")
+
+
+def _nest(root: dict[str, Any], path: tuple[str, ...], value: Any) -> bool:
+    """Put `value` at `path` under `root`; False (nothing written) where that would overwrite."""
+    node = root
+    for name in path[:-1]:
+        node = node.setdefault(name, {})
+        if not isinstance(node, dict):
+            return False
+    if path[-1] in node:
+        return False
+    node[path[-1]] = value
+    return True
 
 
 def _context_path(flat: str) -> tuple[str, ...]:

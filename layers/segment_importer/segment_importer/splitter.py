@@ -65,6 +65,7 @@ from segment_importer.validation import ValidationError, check_fields, check_siz
 
 logger = logging.getLogger(__name__)
 PROGRESS_EVERY_RECORDS = 100_000
+PROGRESS_MESSAGE = "split progress"  # the log line the local run's split bar follows
 
 
 class BatchSink(Protocol):
@@ -342,7 +343,7 @@ def _progress_recorder(ledger: Ledger | None, part: _Part) -> Callable[[ImportRe
 
     def record(progress: ImportReport) -> None:
         logger.info(
-            "split progress",
+            PROGRESS_MESSAGE,
             extra={
                 "key": progress.key,
                 "span": span.index if span else None,

@@ -23,6 +23,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from segment_importer.splitter import PROGRESS_MESSAGE
+
 
 class PipelineProgress:
     """Two bars: the splitter's read position in the current file, and messages delivered."""
@@ -81,13 +83,11 @@ class PipelineProgress:
 class SplitProgressLog(logging.Handler):
     """Hands the splitter's "split progress" log lines to `on_read(span, bytes_read)`."""
 
-    MESSAGE = "split progress"
-
     def __init__(self, on_read: Callable[[int | None, int], None]) -> None:
         super().__init__(level=logging.INFO)
         self._on_read = on_read
 
     def emit(self, record: logging.LogRecord) -> None:
         bytes_read = getattr(record, "bytes_read", None)
-        if record.msg == self.MESSAGE and isinstance(bytes_read, int):
+        if record.msg == PROGRESS_MESSAGE and isinstance(bytes_read, int):
             self._on_read(getattr(record, "span", None), bytes_read)
