@@ -43,7 +43,7 @@ EVENTS = 1_000_000
 
 
 def template_settings() -> dict[str, Any]:
-    from segment_importer.template_config import StackTemplate
+    from segment_importer_local.template_config import StackTemplate
 
     template = StackTemplate.load()
     parameters = template.parameter_defaults()

@@ -1,7 +1,7 @@
 """Benchmark 3: events through the whole local stack (moto + the embedded endpoint).
 
 Generates an NDJSON file of distinct events under /tmp, then runs
-`segment_importer.local.runner.run_import` on it in a worker process (as `make run`
+`segment_importer_local.runner.run_import` on it in a worker process (as `make run`
 does: the real splitter and sender handlers, moto for S3/SQS/SSM/DynamoDB, the embedded
 endpoint on 127.0.0.1) and deletes the file and the run's output afterwards.
 
@@ -54,7 +54,7 @@ class _Clock:
     def install(self) -> None:
         from botocore.client import BaseClient
 
-        from segment_importer.local import segment_endpoint
+        from segment_importer_local import segment_endpoint
 
         make_api_call = BaseClient._make_api_call
         do_post = segment_endpoint._Handler.do_POST
@@ -84,13 +84,13 @@ class _Clock:
 
 
 def _worker(path: Path, out_dir: Path) -> dict[str, Any]:
-    from segment_importer.local.runner import RunOptions, run_import
+    from segment_importer_local.runner import RunOptions, run_import
 
     clock = _Clock()
     clock.install()
     marks: dict[str, Any] = {}
 
-    from segment_importer.local import runner
+    from segment_importer_local import runner
 
     split_all, deliver = runner._split_all, runner._deliver
 

@@ -13,7 +13,7 @@ import resource
 import sys
 
 from bench.common import peak_rss_mb
-from segment_importer.local.segment_endpoint import SegmentEndpoint
+from segment_importer_local.segment_endpoint import SegmentEndpoint
 
 
 def main() -> int:

@@ -276,17 +276,17 @@ def corpus() -> list[tuple[str, bytes]]:
 
 
 def split_digests() -> dict[str, Any]:
-    from segment_importer.batching import BatchLimits
+    from segment_importer.batch.packing import BatchLimits
+    from segment_importer.batch.queueing import batch_body
     from segment_importer.job import JobOptions
-    from segment_importer.queueing import batch_body
-    from segment_importer.rejects import RejectsWriter
+    from segment_importer.track.rejects import RejectsWriter
 
     try:
         from segment_importer.import_ref import ImportRef as Source
     except ImportError:  # a reference checkout from before ImportRef
-        from segment_importer.queueing import BatchSource as Source  # type: ignore[attr-defined,no-redef]
-    from segment_importer.report import ImportReport
-    from segment_importer.splitter import split_stream
+        from segment_importer.batch.queueing import BatchSource as Source  # type: ignore[attr-defined,no-redef]
+    from segment_importer.split.splitter import split_stream
+    from segment_importer.track.report import ImportReport
 
     class Sink:
         def __init__(self) -> None:
@@ -328,9 +328,9 @@ def split_digests() -> dict[str, Any]:
 
 
 def function_results() -> dict[str, Any]:
-    from segment_importer.coercion import coerce_cell
-    from segment_importer.encoding import wire_size_bound
-    from segment_importer.timestamps import normalize_timestamp
+    from segment_importer.batch.encoding import wire_size_bound
+    from segment_importer.mapping.coercion import coerce_cell
+    from segment_importer.mapping.timestamps import normalize_timestamp
 
     rng = random.Random(7)
     alphabet = "0123456789-.:TZz +tTrRuUeEfFaAlLsS{}[]\"' \u0663\u00b2\u00e9\x7f"

@@ -30,7 +30,7 @@ CASES = (("ndjson", False), ("ndjson", True), ("csv", False))
 
 
 def splitter_memory_size() -> int:
-    from segment_importer.template_config import StackTemplate
+    from segment_importer_local.template_config import StackTemplate
 
     return int(StackTemplate.load().function_property("SplitterFunction", "MemorySize"))
 
@@ -77,11 +77,11 @@ def _measure(path: Path) -> dict[str, Any]:
 
 
 def _worker(path: Path) -> dict[str, Any]:
-    from segment_importer.batching import BatchLimits
+    from segment_importer.batch.packing import BatchLimits
     from segment_importer.job import JobOptions
-    from segment_importer.rejects import RejectsWriter
-    from segment_importer.report import ImportReport
-    from segment_importer.splitter import CountingSink, split_stream
+    from segment_importer.split.splitter import CountingSink, split_stream
+    from segment_importer.track.rejects import RejectsWriter
+    from segment_importer.track.report import ImportReport
 
     report = ImportReport(bucket="b", key=f"imports/{path.name}", etag="etag", size_bytes=path.stat().st_size)
     sink, rejects = CountingSink(), RejectsWriter()

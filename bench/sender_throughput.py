@@ -75,8 +75,8 @@ def queued_bodies(events_count: int) -> list[str]:
 
 
 def send_batches(bodies: list[str], url: str, write_key: str, *, gzip: bool) -> int:
-    from segment_importer.sender import QueuedBatch
-    from segment_importer.sending import BatchPoster, SegmentTarget
+    from segment_importer.deliver.segment_client import BatchPoster, SegmentTarget
+    from segment_importer.deliver.sender import QueuedBatch
 
     poster = BatchPoster(SegmentTarget(write_key, url, timeout_seconds=60, gzip=gzip))
     deadline = time.monotonic() + 3600
@@ -171,9 +171,6 @@ def _worker(method: str, bodies_path: Path, url: str, write_key: str) -> dict[st
     """Send the bodies one way; inputs are prepared (and frozen out of the GC's sight) first."""
     logging.getLogger("segment").setLevel(logging.CRITICAL)
     import segment.analytics  # noqa: F401 - imports are not part of what is timed
-
-    import segment_importer.sender
-    import segment_importer.sending  # noqa: F401
 
     bodies = bodies_path.read_text().splitlines()
     if method == "naive":

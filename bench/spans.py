@@ -62,8 +62,8 @@ def _split_sequentially(blob: bytes, key: str) -> int:
 
 def _survey_all(blob: bytes, fmt: str) -> dict[str, Any]:
     """Every span's survey, and the CPU each took (the slowest bounds the critical path)."""
-    from segment_importer.byte_ranges import csv_header, plan_spans
-    from segment_importer.formats import MAX_RECORD_BYTES
+    from segment_importer.read.byte_ranges import csv_header, plan_spans
+    from segment_importer.read.formats import MAX_RECORD_BYTES
 
     header = csv_header(blob[:MAX_RECORD_BYTES], ",", "utf-8") if fmt == "csv" else None
     surveys, cpu = [], []
@@ -80,8 +80,8 @@ def _survey_all(blob: bytes, fmt: str) -> dict[str, Any]:
 
 
 def _survey(blob: bytes, nominal: tuple[int, int], fmt: str) -> Any:
-    from segment_importer.byte_ranges import AlignedSpan, SpanSurvey, csv_span_problem
-    from segment_importer.formats import MAX_RECORD_BYTES
+    from segment_importer.read.byte_ranges import AlignedSpan, SpanSurvey, csv_span_problem
+    from segment_importer.read.formats import MAX_RECORD_BYTES
 
     origin = max(nominal[0] - 1, 0)
     span = AlignedSpan(_reader(blob, origin), nominal, len(blob))
@@ -98,13 +98,13 @@ def _reader(blob: bytes, origin: int) -> Any:
 
 def _split_spans(blob: bytes, key: str, found: dict[str, Any]) -> list[float]:
     """Every span split as its worker splits it; returns each span's CPU seconds."""
-    from segment_importer.batching import BatchLimits
-    from segment_importer.byte_ranges import PrefixedBody, SpanRead, first_lines, span_records
+    from segment_importer.batch.packing import BatchLimits
     from segment_importer.job import JobOptions
-    from segment_importer.parallel_split import SPAN_BATCH_STRIDE
-    from segment_importer.rejects import RejectsWriter
-    from segment_importer.report import ImportReport
-    from segment_importer.splitter import split_records
+    from segment_importer.read.byte_ranges import PrefixedBody, SpanRead, first_lines, span_records
+    from segment_importer.split.spans import SPAN_BATCH_STRIDE
+    from segment_importer.split.splitter import split_records
+    from segment_importer.track.rejects import RejectsWriter
+    from segment_importer.track.report import ImportReport
 
     surveys, header = found["surveys"], found["header"]
     fmt = "csv" if header else "ndjson"

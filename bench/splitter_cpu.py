@@ -55,8 +55,8 @@ class MemorySink:
     """QueueWriter without SQS: builds every body (bytes -> text, sized) and keeps counts."""
 
     def __init__(self, *, keep: bool = False) -> None:
+        from segment_importer.batch.queueing import batch_body
         from segment_importer.import_ref import ImportRef
-        from segment_importer.queueing import batch_body
 
         self._source = ImportRef("bench-bucket", "imports/bench/events", "0123456789abcdef")
         self._batch_body = batch_body
@@ -78,11 +78,11 @@ class MemorySink:
 
 
 def split_once(blob: bytes, key: str, *, keep: bool = False) -> tuple[Any, MemorySink, Any]:
-    from segment_importer.batching import BatchLimits
+    from segment_importer.batch.packing import BatchLimits
     from segment_importer.job import JobOptions
-    from segment_importer.rejects import RejectsWriter
-    from segment_importer.report import ImportReport
-    from segment_importer.splitter import split_stream
+    from segment_importer.split.splitter import split_stream
+    from segment_importer.track.rejects import RejectsWriter
+    from segment_importer.track.report import ImportReport
 
     report = ImportReport(bucket="bench-bucket", key=key, etag="0123456789abcdef", size_bytes=len(blob))
     sink, rejects = MemorySink(keep=keep), RejectsWriter()
@@ -217,7 +217,7 @@ def _case_name(fmt: str, compressed: bool) -> str:
 
 def batch_fill(ndjson_blob: bytes) -> dict[str, Any]:
     """How full the batches are, measured exactly as segment-analytics-python serialises them."""
-    from segment_importer.batching import BatchLimits
+    from segment_importer.batch.packing import BatchLimits
 
     limits = BatchLimits()
     report, sink, _ = split_once(ndjson_blob, "imports/bench/events.ndjson", keep=True)

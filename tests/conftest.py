@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from segment_importer.local.segment_endpoint import SegmentEndpoint
+from segment_importer_local.segment_endpoint import SegmentEndpoint
 
 WRITE_KEY = "test-write-key"
 

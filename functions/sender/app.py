@@ -1,4 +1,4 @@
-"""Sender Lambda: SQS records (one Segment batch each) -> segment_importer.sender."""
+"""Sender Lambda: SQS records (one Segment batch each) -> segment_importer.deliver.sender."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from segment_importer.ledger import Ledger
+from segment_importer.deliver.segment_client import BatchPoster, SegmentTarget
+from segment_importer.deliver.sender import SenderServices, send_records
+from segment_importer.deliver.write_keys import WriteKeySource, service_for
 from segment_importer.log_safety import pin_library_loggers
 from segment_importer.metrics import NAMESPACE
-from segment_importer.sender import SenderServices, send_records
-from segment_importer.sending import BatchPoster, SegmentTarget
 from segment_importer.settings import SenderSettings
-from segment_importer.write_keys import WriteKeySource, service_for
+from segment_importer.track.ledger import Ledger
 
 logger = Logger()
 metrics = Metrics(namespace=NAMESPACE)

@@ -12,14 +12,14 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.data_classes import S3Event, SQSEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from segment_importer.continuation import PartBudget
-from segment_importer.ledger import Ledger
+from segment_importer.deliver.preflight import WriteKeyPreflight
+from segment_importer.deliver.write_keys import WriteKeySource, service_for
 from segment_importer.log_safety import pin_library_loggers
 from segment_importer.metrics import NAMESPACE
-from segment_importer.preflight import WriteKeyPreflight
 from segment_importer.settings import SplitterSettings
-from segment_importer.splitter import SplitterServices, continue_import, split_import
-from segment_importer.write_keys import WriteKeySource, service_for
+from segment_importer.split.continuation import PartBudget
+from segment_importer.split.splitter import SplitterServices, continue_import, split_import
+from segment_importer.track.ledger import Ledger
 
 logger = Logger()
 metrics = Metrics(namespace=NAMESPACE)

@@ -9,12 +9,12 @@ import orjson
 import pytest
 from moto import mock_aws
 
-from segment_importer.continuation import Checkpoint, PartBudget
-from segment_importer.local.runner import RunOptions, RunResult, run_import
-from segment_importer.local.stack import LocalStack
 from segment_importer.settings import SplitterSettings
-from segment_importer.splitter import SplitterServices, split_import
-from segment_importer.template_config import StackTemplate
+from segment_importer.split.continuation import Checkpoint, PartBudget
+from segment_importer.split.splitter import SplitterServices, split_import
+from segment_importer_local.runner import RunOptions, RunResult, run_import
+from segment_importer_local.stack import LocalStack
+from segment_importer_local.template_config import StackTemplate
 
 from .test_pipeline import received_seqs, write_csv, write_ndjson
 

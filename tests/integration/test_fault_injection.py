@@ -17,9 +17,9 @@ from pathlib import Path
 
 import orjson
 
-from segment_importer.local.chaos import AwsFaults
-from segment_importer.local.runner import RunOptions, run_import
-from segment_importer.local.segment_endpoint import FaultPlan
+from segment_importer_local.chaos import AwsFaults
+from segment_importer_local.runner import RunOptions, run_import
+from segment_importer_local.segment_endpoint import FaultPlan
 
 from ..conftest import FAULT_FIGURES
 

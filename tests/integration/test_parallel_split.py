@@ -16,19 +16,19 @@ import pytest
 from moto import mock_aws
 from rich.console import Console
 
-from segment_importer import cli
-from segment_importer.continuation import PartBudget
-from segment_importer.ledger import Ledger
-from segment_importer.local.runner import RunOptions, RunResult, run_import
-from segment_importer.local.segment_endpoint import SegmentEndpoint
-from segment_importer.local.stack import LocalStack
-from segment_importer.preflight import PreflightResult, WriteKeyPreflight
-from segment_importer.queueing import read_envelope
+from segment_importer.batch.queueing import read_envelope
+from segment_importer.deliver.preflight import PreflightResult, WriteKeyPreflight
 from segment_importer.settings import SplitterSettings
-from segment_importer.splitter import SplitterServices, continue_import, split_import
-from segment_importer.status import describe
-from segment_importer.status_view import status_table
-from segment_importer.template_config import StackTemplate
+from segment_importer.split.continuation import PartBudget
+from segment_importer.split.splitter import SplitterServices, continue_import, split_import
+from segment_importer.track.ledger import Ledger
+from segment_importer_local import cli
+from segment_importer_local.runner import RunOptions, RunResult, run_import
+from segment_importer_local.segment_endpoint import SegmentEndpoint
+from segment_importer_local.stack import LocalStack
+from segment_importer_local.status import describe
+from segment_importer_local.status_view import status_table
+from segment_importer_local.template_config import StackTemplate
 
 from ..conftest import WRITE_KEY
 from .test_continuation import all_rejected_numbers

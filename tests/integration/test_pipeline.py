@@ -17,9 +17,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from segment_importer import cli
-from segment_importer.local.runner import RunOptions, RunResult, run_import
-from segment_importer.local.segment_endpoint import FaultPlan, SegmentEndpoint
+from segment_importer_local import cli
+from segment_importer_local.runner import RunOptions, RunResult, run_import
+from segment_importer_local.segment_endpoint import FaultPlan, SegmentEndpoint
 
 from ..conftest import WRITE_KEY
 
@@ -203,7 +203,7 @@ def test_cli_runs_the_examples_end_to_end(tmp_path: Path) -> None:
     examples = Path(__file__).resolve().parents[2] / "examples"
     report_path = tmp_path / "report.json"
     completed = subprocess.run(
-        [sys.executable, "-m", "segment_importer.cli", "run", str(examples), "--no-progress",
+        [sys.executable, "-m", "segment_importer_local.cli", "run", str(examples), "--no-progress",
          "--report", str(report_path), "--out", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip

@@ -9,12 +9,12 @@ import pytest
 from moto import mock_aws
 
 from segment_importer.import_ref import ImportRef
-from segment_importer.ledger import COMPLETE_WITH_ERRORS, Ledger
-from segment_importer.local.event_source import SqsPoller, invoke, s3_put_event
-from segment_importer.local.segment_endpoint import SegmentEndpoint
-from segment_importer.local.stack import LocalStack, environment
-from segment_importer.redrive import redrive
-from segment_importer.template_config import StackTemplate
+from segment_importer.track.ledger import COMPLETE_WITH_ERRORS, Ledger
+from segment_importer.track.redrive import redrive
+from segment_importer_local.event_source import SqsPoller, invoke, s3_put_event
+from segment_importer_local.segment_endpoint import SegmentEndpoint
+from segment_importer_local.stack import LocalStack, environment
+from segment_importer_local.template_config import StackTemplate
 
 from ..conftest import WRITE_KEY
 from .test_pipeline import write_ndjson

@@ -18,7 +18,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from segment_importer.template_config import StackTemplate
+from segment_importer_local.template_config import StackTemplate
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -181,7 +181,7 @@ def test_layer_holds_the_package_under_python(build: Build) -> None:
     """Lambda adds /opt/python to sys.path: the package must sit directly below python/."""
     package = build.layer / "segment_importer"
 
-    for module in ("__init__.py", "splitter.py", "sender.py", "queueing.py"):
+    for module in ("__init__.py", "split/splitter.py", "deliver/sender.py", "batch/queueing.py"):
         assert (package / module).is_file(), (
             f"missing python/segment_importer/{module}; layer:\n{layer_listing(build)}"
         )

@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from segment_importer.batching import Batch
-from segment_importer.encoding import encode_message
+from segment_importer.batch.encoding import encode_message
+from segment_importer.batch.packing import Batch
+from segment_importer.batch.queueing import batch_body
 from segment_importer.import_ref import ImportRef
-from segment_importer.ledger import COMPLETE, COMPLETE_WITH_ERRORS, Ledger
-from segment_importer.local.event_source import invoke
-from segment_importer.local.segment_endpoint import FaultPlan, SegmentEndpoint
-from segment_importer.local.stack import LocalFunction, LocalStack, environment
-from segment_importer.queueing import batch_body
-from segment_importer.template_config import StackTemplate
+from segment_importer.track.ledger import COMPLETE, COMPLETE_WITH_ERRORS, Ledger
+from segment_importer_local.event_source import invoke
+from segment_importer_local.segment_endpoint import FaultPlan, SegmentEndpoint
+from segment_importer_local.stack import LocalFunction, LocalStack, environment
+from segment_importer_local.template_config import StackTemplate
 
 from ..conftest import WRITE_KEY
 

@@ -19,15 +19,16 @@ import orjson
 import pytest
 from moto import mock_aws
 
-from segment_importer import cli, splitter
 from segment_importer.import_ref import ImportRef
-from segment_importer.ledger import Ledger
-from segment_importer.local.progress import PipelineProgress
-from segment_importer.local.runner import RunOptions, run_import
-from segment_importer.local.segment_endpoint import FaultPlan
-from segment_importer.local.stack import LocalStack
-from segment_importer.status import describe, local_run_dir, snapshot_reader
-from segment_importer.template_config import StackTemplate
+from segment_importer.split import splitter
+from segment_importer.track.ledger import Ledger
+from segment_importer_local import cli
+from segment_importer_local.progress import PipelineProgress
+from segment_importer_local.runner import RunOptions, run_import
+from segment_importer_local.segment_endpoint import FaultPlan
+from segment_importer_local.stack import LocalStack
+from segment_importer_local.status import describe, local_run_dir, snapshot_reader
+from segment_importer_local.template_config import StackTemplate
 
 FAULTS = {"status": 0.15, "rate_limit": 0.05, "reset": 0.1, "accept_then_fail": 0.1}
 
@@ -45,7 +46,7 @@ def write_export(path: Path, count: int, bad_every: int) -> None:
 
 def status_json(out_dir: Path) -> list[dict]:
     completed = subprocess.run(
-        [sys.executable, "-m", "segment_importer.cli", "status", "--json", "--out", str(out_dir)],
+        [sys.executable, "-m", "segment_importer_local.cli", "status", "--json", "--out", str(out_dir)],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     return json.loads(completed.stdout)

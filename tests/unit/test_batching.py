@@ -13,11 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from segment_importer.batching import Batch, BatchLimits, BatchPacker
-from segment_importer.encoding import EncodedMessage, encode_message
+from segment_importer.batch.encoding import EncodedMessage, encode_message
+from segment_importer.batch.packing import Batch, BatchLimits, BatchPacker
+from segment_importer.batch.queueing import QueueError, QueueWriter, batch_body, read_envelope
+from segment_importer.deliver.sender import QueuedBatch
 from segment_importer.import_ref import ImportRef
-from segment_importer.queueing import QueueError, QueueWriter, batch_body, read_envelope
-from segment_importer.sender import QueuedBatch
 
 # The longest source the envelope must hold: a 63-character bucket, a 1,024-byte key and a
 # multipart ETag.
@@ -133,7 +133,7 @@ def test_limits_on_real_bodies(limits: BatchLimits) -> None:
 
 
 def test_envelope_allowances_cover_the_real_envelopes() -> None:
-    from segment_importer.batching import QUEUE_ENVELOPE_BYTES, WIRE_ENVELOPE_BYTES
+    from segment_importer.batch.packing import QUEUE_ENVELOPE_BYTES, WIRE_ENVELOPE_BYTES
 
     empty = Batch(number=2_000_000, bodies=[])
     assert len(wire_body([])) <= WIRE_ENVELOPE_BYTES

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from segment_importer.byte_ranges import (
+from segment_importer.read.byte_ranges import (
     AlignedSpan,
     PrefixedBody,
     SpanRead,
@@ -27,8 +27,8 @@ from segment_importer.byte_ranges import (
     span_records,
     spans_tile,
 )
-from segment_importer.formats import open_records, plain_shape
-from segment_importer.records import SourceRecord
+from segment_importer.read.formats import open_records, plain_shape
+from segment_importer.read.records import SourceRecord
 
 LIMIT = 200  # record limit in these tests, so over-long lines are cheap to make
 

@@ -15,12 +15,12 @@ from urllib.parse import quote_plus
 import pytest
 from aws_lambda_powertools.utilities.data_classes import S3Event
 
-from segment_importer.queueing import read_envelope
-from segment_importer.sender import QueuedBatch
+from segment_importer.batch.queueing import read_envelope
+from segment_importer.deliver.sender import QueuedBatch
+from segment_importer.mapping.timestamps import format_timestamp, parse_timestamp
+from segment_importer.mapping.validation import check_fields
 from segment_importer.settings import SenderSettings, SplitterSettings
-from segment_importer.template_config import Resolver, StackTemplate
-from segment_importer.timestamps import format_timestamp, parse_timestamp
-from segment_importer.validation import check_fields
+from segment_importer_local.template_config import Resolver, StackTemplate
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"

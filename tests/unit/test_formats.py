@@ -12,9 +12,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from segment_importer.formats import FileFormatError, RecordStream, open_records
-from segment_importer.reasons import REASONS
-from segment_importer.records import RAW_EXCERPT_CHARS, SourceRecord
+from segment_importer.read.formats import FileFormatError, RecordStream, open_records
+from segment_importer.read.records import RAW_EXCERPT_CHARS, SourceRecord
+from segment_importer.track.reasons import REASONS
 
 SECRET = "jane.doe@example.com"  # stands for personal data: must never reach detail or messages
 

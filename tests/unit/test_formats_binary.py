@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from segment_importer.formats import FileFormatError, open_records
+from segment_importer.read.formats import FileFormatError, open_records
 
 
 @pytest.mark.parametrize(

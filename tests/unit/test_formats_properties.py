@@ -11,9 +11,9 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segment_importer.formats import FileFormatError, open_records
-from segment_importer.reasons import REASONS
-from segment_importer.records import SourceRecord
+from segment_importer.read.formats import FileFormatError, open_records
+from segment_importer.read.records import SourceRecord
+from segment_importer.track.reasons import REASONS
 
 KEYS = ["export", "x.csv", "x.tsv", "x.json", "x.ndjson", "x.jsonl", "x.csv.gz", "x.json.gz", "x.gz"]
 # Pieces that steer random bytes into the interesting corners of every parser.

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segment_importer.byte_ranges import PrefixedBody
-from segment_importer.formats import FileFormatError, ResumePoint, open_records
+from segment_importer.read.byte_ranges import PrefixedBody
+from segment_importer.read.formats import FileFormatError, ResumePoint, open_records
 
 
 def export(lines: int) -> bytes:

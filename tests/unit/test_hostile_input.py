@@ -279,12 +279,12 @@ def _reset_peak() -> None:
 
 def run_case(name: str, *, rejects_max_bytes: int | None = None) -> dict[str, Any]:
     """Split one case as split_import would; returns a summary (in the child process)."""
-    from segment_importer.batching import BatchLimits
-    from segment_importer.formats import FileFormatError
+    from segment_importer.batch.packing import BatchLimits
     from segment_importer.job import JobOptions, JobOptionsError
-    from segment_importer.rejects import RejectsWriter
-    from segment_importer.report import ImportReport
-    from segment_importer.splitter import CountingSink, split_stream
+    from segment_importer.read.formats import FileFormatError
+    from segment_importer.split.splitter import CountingSink, split_stream
+    from segment_importer.track.rejects import RejectsWriter
+    from segment_importer.track.report import ImportReport
 
     case = CASES[name]
     stream = LazyStream(case.chunks())

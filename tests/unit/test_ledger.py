@@ -11,7 +11,7 @@ import pytest
 from moto import mock_aws
 
 from segment_importer.import_ref import ImportRef
-from segment_importer.ledger import (
+from segment_importer.track.ledger import (
     COMPLETE,
     COMPLETE_WITH_ERRORS,
     FAILED,
@@ -19,8 +19,8 @@ from segment_importer.ledger import (
     SPLITTING,
     Ledger,
 )
-from segment_importer.local.stack import LocalStack
-from segment_importer.template_config import StackTemplate
+from segment_importer_local.stack import LocalStack
+from segment_importer_local.template_config import StackTemplate
 
 REF = ImportRef("bucket", "imports/2019/events.ndjson", "etag-1")
 

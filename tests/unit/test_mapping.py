@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 
 from segment_importer.job import JobOptions
-from segment_importer.mapping import MappingError, MessageMapper
-from segment_importer.message_ids import (
+from segment_importer.mapping.mapper import MappingError, MessageMapper
+from segment_importer.mapping.message_ids import (
     IMPORTER_NAMESPACE,
     file_identity,
     message_id_for_position,
     message_id_for_source_id,
 )
-from segment_importer.profiles import detect_profile
+from segment_importer.mapping.profiles import detect_profile
 
 FILE_ID = file_identity('"abc123"', 1000)  # "abc123:1000"
 TS = "2021-03-04T05:06:07.123Z"

@@ -7,11 +7,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segment_importer.encoding import EncodingError, encode_message
+from segment_importer.batch.encoding import EncodingError, encode_message
 from segment_importer.job import JobOptions
-from segment_importer.mapping import MappingError, MessageMapper
-from segment_importer.reasons import REASONS
-from segment_importer.validation import ValidationError, check_fields, check_size
+from segment_importer.mapping.mapper import MappingError, MessageMapper
+from segment_importer.mapping.validation import ValidationError, check_fields, check_size
+from segment_importer.track.reasons import REASONS
 
 KEYS = st.sampled_from(
     [

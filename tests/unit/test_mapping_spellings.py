@@ -61,10 +61,10 @@ def test_posthog_and_ga4_shaped_rows() -> None:
 def test_a_windows_1252_spreadsheet_reads_with_the_encoding_option() -> None:
     import io
 
-    from segment_importer.batching import BatchLimits
-    from segment_importer.rejects import RejectsWriter
-    from segment_importer.report import ImportReport
-    from segment_importer.splitter import CountingSink, split_stream
+    from segment_importer.batch.packing import BatchLimits
+    from segment_importer.split.splitter import CountingSink, split_stream
+    from segment_importer.track.rejects import RejectsWriter
+    from segment_importer.track.report import ImportReport
 
     data = "User ID,Event,Timestamp,City\r\nu1,Viewed,2021-01-01T00:00:00Z,Zürich €\r\n".encode("cp1252")
 

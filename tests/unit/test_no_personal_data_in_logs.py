@@ -49,7 +49,7 @@ MARKER = "PII-MARKER-7f3a"
 WRITE_KEY = "wk7f3aSECRETdo3not9log"  # the pipeline's embedded endpoint makes its own: captured
 WRONG_KEY = "wk7f3aWRONGkey4never5log"
 SDK_LOGGERS = ("botocore", "boto3", "s3transfer")
-STAND_IN_LOGGERS = ("moto", "responses", "segment_importer.local.segment_endpoint")
+STAND_IN_LOGGERS = ("moto", "responses", "segment_importer_local.segment_endpoint")
 SCENARIOS = ("pipeline", "pin_removed", "wrong_key_sender", "wrong_key_preflight", "malformed_bodies")
 
 
@@ -174,7 +174,7 @@ def _configure_logging(out: Path) -> Tap:
 @contextmanager
 def _marking_handler_time(tap: Tap) -> Iterator[None]:
     """Flags the records made while a function handler runs (not the local harness)."""
-    from segment_importer.local import event_source, runner
+    from segment_importer_local import event_source, runner
 
     original = event_source.invoke
 
@@ -196,7 +196,7 @@ def _marking_handler_time(tap: Tap) -> Iterator[None]:
 
 def _capture_embedded_key(keys: list[str]) -> None:
     """The pipeline's embedded endpoint makes a fresh key per run: note it, to search for it."""
-    from segment_importer.local import runner
+    from segment_importer_local import runner
 
     class Recording(runner.SegmentEndpoint):  # type: ignore[name-defined,misc]
         def __init__(self, write_key: str, *args: Any, **kwargs: Any) -> None:
@@ -211,8 +211,8 @@ def child(scenario: str, out: Path) -> None:
     if scenario == "pin_removed":  # the control: the handler's pin has no effect
         logging.getLogger("segment").setLevel = lambda level: None  # type: ignore[method-assign]
 
-    from segment_importer.local.runner import RunOptions, run_import
-    from segment_importer.local.segment_endpoint import Fault, FaultPlan, SegmentEndpoint
+    from segment_importer_local.runner import RunOptions, run_import
+    from segment_importer_local.segment_endpoint import Fault, FaultPlan, SegmentEndpoint
 
     keys: list[str] = []
     summary: dict[str, Any] = {"scenario": scenario}
@@ -253,7 +253,7 @@ def child(scenario: str, out: Path) -> None:
         for name in (
             "segment-importer-splitter",
             "segment-importer-sender",
-            "segment_importer.sender",
+            "segment_importer.deliver.sender",
             "segment",
         )
     }
@@ -275,9 +275,9 @@ def _malformed_bodies(out: Path) -> dict[str, Any]:
     """SQS bodies that are not batches, straight into the sender handler."""
     from moto import mock_aws
 
-    from segment_importer.local.event_source import invoke
-    from segment_importer.local.stack import LocalStack, environment
-    from segment_importer.template_config import StackTemplate
+    from segment_importer_local.event_source import invoke
+    from segment_importer_local.stack import LocalStack, environment
+    from segment_importer_local.template_config import StackTemplate
 
     bodies = [
         f"{MARKER} not JSON at all {{",
@@ -396,7 +396,7 @@ def test_the_scenarios_reached_every_path(runs: dict[str, dict[str, Any]]) -> No
         if line.startswith('{"level"')
     }
     assert {"import split", "batch delivered", "import finished"} <= logged, logged
-    assert any(r["logger"] == "segment_importer.sender" for r in pipeline["records"])
+    assert any(r["logger"] == "segment_importer.deliver.sender" for r in pipeline["records"])
     assert any(r["level"] == "DEBUG" and r["in_handler"] for r in pipeline["records"])
     # The wrong key: dead-lettered at the sender, or stopped by the pre-flight.
     assert runs["wrong_key_sender"]["dead_lettered"] >= 1
@@ -419,7 +419,7 @@ def test_the_segment_logger_pin_is_what_keeps_bodies_out(runs: dict[str, dict[st
     assert runs["pipeline"]["levels"] == {
         "segment-importer-splitter": "DEBUG",  # LogLevel=DEBUG reached the functions' loggers
         "segment-importer-sender": "DEBUG",
-        "segment_importer.sender": "DEBUG",
+        "segment_importer.deliver.sender": "DEBUG",
         "segment": "WARNING",  # forced to DEBUG first: the sender handler's pin won
     }
     assert runs["pin_removed"]["levels"]["segment"] == "DEBUG"
@@ -440,7 +440,7 @@ def test_an_error_answer_that_echoes_the_request_stays_out_of_the_failure_reason
     never text a proxy or stand-in host echoes back (here: the whole batch, and the key)."""
     from segment.analytics.request import APIError
 
-    from segment_importer.sending import BatchPoster, DeliveryFailed, SegmentTarget
+    from segment_importer.deliver.segment_client import BatchPoster, DeliveryFailed, SegmentTarget
 
     def echo(write_key: str, **request: Any) -> None:
         raise APIError(403, f"{write_key} {request['batch']}", f"echo of {request['batch']}")

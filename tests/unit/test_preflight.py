@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import socket
 
-from segment_importer.local.segment_endpoint import SegmentEndpoint
-from segment_importer.preflight import WriteKeyPreflight
+from segment_importer.deliver.preflight import WriteKeyPreflight
+from segment_importer_local.segment_endpoint import SegmentEndpoint
 
 from ..conftest import WRITE_KEY
 

@@ -19,7 +19,7 @@ import pytest
 import requests
 from segment.analytics.request import APIError, parse_retry_after, post
 
-from segment_importer.local.segment_endpoint import (
+from segment_importer_local.segment_endpoint import (
     MAX_BATCH_MESSAGES,
     MAX_MESSAGE_BYTES,
     MAX_REQUEST_BYTES,

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from segment_importer.local.segment_endpoint import Fault, FaultPlan, SegmentEndpoint
-from segment_importer.sending import BatchPoster, DeliveryFailed, SegmentTarget
+from segment_importer.deliver.segment_client import BatchPoster, DeliveryFailed, SegmentTarget
+from segment_importer_local.segment_endpoint import Fault, FaultPlan, SegmentEndpoint
 
 from ..conftest import WRITE_KEY
 

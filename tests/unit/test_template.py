@@ -24,7 +24,7 @@ import pytest
 from samtranslator.translator.managed_policy_translator import ManagedPolicyLoader
 from samtranslator.translator.transform import transform
 
-from segment_importer.template_config import Resolver, StackTemplate
+from segment_importer_local.template_config import Resolver, StackTemplate
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"

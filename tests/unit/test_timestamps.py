@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segment_importer.timestamps import (
+from segment_importer.mapping.timestamps import (
     TimestampError,
     format_timestamp,
     normalize_timestamp,

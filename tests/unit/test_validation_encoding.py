@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segment_importer.encoding import (
+from segment_importer.batch.encoding import (
     MAX_MESSAGE_BYTES,
     EncodedMessage,
     EncodingError,
     encode_message,
     wire_size_bound,
 )
-from segment_importer.validation import ValidationError, check_fields, check_size
+from segment_importer.mapping.validation import ValidationError, check_fields, check_size
 
 
 def exact_wire_size(message: dict[str, Any]) -> int:

@@ -9,7 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from segment_importer.batching import BatchLimits
+from segment_importer.batch.packing import BatchLimits
 from segment_importer.job import JobOptions, parse_job_document
 
 

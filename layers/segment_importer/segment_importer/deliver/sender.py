@@ -1,0 +1,179 @@
+"""The sender: SQS records (one Segment batch each) -> Segment, with partial-batch failures.
+
+Only batches Segment did not accept are reported as `batchItemFailures`, so only they come
+back (and, after `maxReceiveCount`, go to the dead-letter queue). Messages Segment refused
+with a 400 are written to the import's rejects prefix and are not retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from segment_importer.deliver.segment_client import BatchPoster, Delivery, DeliveryFailed
+from segment_importer.import_ref import ImportRef
+from segment_importer.metrics import MetricsSink, NullMetrics
+from segment_importer.settings import Prefixes
+from segment_importer.track.completion import publish_final_report
+from segment_importer.track.ledger import Ledger
+from segment_importer.track.rejects import RejectsWriter
+from segment_importer.track.report import derived_key
+
+logger = logging.getLogger(__name__)
+# Stop starting new posts when less than this is left, so the function returns in time.
+SAFETY_MARGIN_SECONDS = 5.0
+
+
+class MalformedBatch(ValueError):
+    """An SQS body that is not one of ours; it goes to the DLQ after maxReceiveCount."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedBatch:
+    ref: ImportRef
+    number: int
+    messages: list[dict[str, Any]]
+
+    @property
+    def key(self) -> str:
+        return self.ref.key
+
+    @classmethod
+    def from_body(cls, body: str) -> QueuedBatch:
+        try:
+            document = orjson.loads(body)
+            source = document["source"]
+            messages = document["batch"]
+            if not isinstance(messages, list) or not messages:
+                raise MalformedBatch("batch is not a non-empty list")
+            ref = ImportRef(source["bucket"], source["key"], source["etag"])
+            return cls(ref, int(document["batch_number"]), messages)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            raise MalformedBatch(f"not a segment-importer batch: {type(error).__name__}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class SenderServices:
+    """What the sender talks to; built by the handler (or a test) and passed in."""
+
+    poster: BatchPoster
+    s3: Any
+    prefixes: Prefixes
+    ledger: Ledger | None = None
+    # A failed batch received this many times goes to the DLQ next: the ledger counts it failed.
+    max_receive_count: int | None = None
+    metrics: MetricsSink = field(default_factory=NullMetrics)
+
+
+def send_records(
+    records: Iterable[dict[str, Any]],
+    services: SenderServices,
+    *,
+    remaining_seconds: Callable[[], float],
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, list[dict[str, str]]]:
+    """Deliver each SQS record's batch; returns the ReportBatchItemFailures response."""
+    deadline = clock() + remaining_seconds() - SAFETY_MARGIN_SECONDS
+    failures: list[str] = []
+    for record in records:
+        if not _send_one(record, services, deadline, clock):
+            failures.append(record["messageId"])
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]}
+
+
+def _send_one(
+    record: dict[str, Any], services: SenderServices, deadline: float, clock: Callable[[], float]
+) -> bool:
+    sqs_id = record["messageId"]
+    try:
+        batch = QueuedBatch.from_body(record["body"])
+    except MalformedBatch as error:
+        logger.error("malformed batch", extra={"sqs_message_id": sqs_id, "reason": str(error)})
+        services.metrics.add_metric("BatchesMalformed", "Count", 1)
+        return False
+    started = clock()
+    try:
+        delivery = services.poster.deliver(batch.messages, deadline)
+    except DeliveryFailed as error:
+        _not_delivered(record, batch, services, str(error))
+        return False
+    _delivered(batch, delivery, services, (clock() - started) * 1000)
+    return True
+
+
+def _delivered(batch: QueuedBatch, delivery: Delivery, services: SenderServices, latency_ms: float) -> None:
+    if delivery.rejected:
+        _write_refused(services.s3, services.prefixes, batch, delivery.rejected)
+    metrics = services.metrics
+    metrics.add_metric("MessagesSent", "Count", delivery.delivered)
+    metrics.add_metric("MessagesRefused", "Count", len(delivery.rejected))
+    metrics.add_metric("BatchLatency", "Milliseconds", latency_ms)
+    metrics.add_metric("SegmentRetries", "Count", delivery.retries)
+    logger.info(
+        "batch delivered",
+        extra={
+            "key": batch.key,
+            "batch_number": batch.number,
+            "delivered": delivery.delivered,
+            "refused": len(delivery.rejected),
+            "attempts": delivery.attempts,
+        },
+    )
+    ledger = services.ledger
+    if ledger and ledger.record_delivered(
+        batch.ref, batch.number, len(batch.messages), len(delivery.rejected)
+    ):
+        _complete(batch, services)
+
+
+def _not_delivered(record: dict[str, Any], batch: QueuedBatch, services: SenderServices, reason: str) -> None:
+    receive_count = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+    last_attempt = services.max_receive_count is not None and receive_count >= services.max_receive_count
+    logger.warning(
+        "batch not delivered",
+        extra={
+            "key": batch.key,
+            "batch_number": batch.number,
+            "reason": reason,
+            "receive_count": receive_count,
+            "to_dead_letter_queue": last_attempt,
+        },
+    )
+    if not last_attempt:
+        return
+    services.metrics.add_metric("BatchesDeadLettered", "Count", 1)
+    services.metrics.add_metric("MessagesFailed", "Count", len(batch.messages))
+    ledger = services.ledger
+    if ledger and ledger.record_dead_lettered(batch.ref, batch.number, len(batch.messages), reason):
+        _complete(batch, services)
+
+
+def _complete(batch: QueuedBatch, services: SenderServices) -> None:
+    ledger = services.ledger
+    if ledger and ledger.complete_if_done(batch.ref):
+        publish_final_report(services.s3, ledger, batch.ref, services.prefixes)
+
+
+def refused_key(prefixes: Prefixes, key: str, batch_number: int) -> str:
+    """Where the messages Segment refused in one batch are kept."""
+    return derived_key(prefixes.rejects, key, prefixes.imports, f".refused/batch-{batch_number:06d}.ndjson")
+
+
+def _write_refused(s3: Any, prefixes: Prefixes, batch: QueuedBatch, refused: list[dict[str, Any]]) -> None:
+    writer = RejectsWriter()
+    try:
+        for message in refused:
+            writer.add(
+                None,
+                "rejected_by_segment",
+                f"batch {batch.number}, messageId {message.get('messageId')}",
+                message,
+            )
+        writer.upload(s3, batch.ref.bucket, refused_key(prefixes, batch.key, batch.number))
+    finally:
+        writer.close()

@@ -1,0 +1,1 @@
+"""Mapping a source record to a Segment message: columns, profiles, times, ids, validation."""

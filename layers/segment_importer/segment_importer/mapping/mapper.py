@@ -1,0 +1,381 @@
+"""Record -> Segment message: column mapping, nesting, source profiles, ids and times.
+
+The mapper only shapes; `validation` decides whether the result may be sent. A record the
+mapper cannot shape raises MappingError with a reason code from `reasons`.
+"""
+
+from __future__ import annotations
+
+from hashlib import sha1
+from operator import itemgetter
+from typing import Any
+
+from segment_importer.job import CALL_TYPES, JobOptions, deep_merge
+from segment_importer.mapping.coercion import coerce_cell, parse_embedded_json
+from segment_importer.mapping.message_ids import (
+    IMPORTER_NAMESPACE,
+    message_id_for_position,
+    message_id_for_source_id,
+)
+from segment_importer.mapping.profiles import PROFILES, SNAKE_CASE_ALIASES, canonical_field, detect_profile
+from segment_importer.mapping.timestamps import TimestampError, normalize_timestamp
+
+# Keys each call type carries besides the common ones; anything else in a record is data.
+_TYPE_KEYS = {
+    "track": ("event", "properties"),
+    "identify": ("traits",),
+    "page": ("name", "category", "properties"),
+    "screen": ("name", "category", "properties"),
+    "group": ("groupId", "traits"),
+    "alias": ("previousId",),
+}
+_COMMON_KEYS = (
+    "type", "userId", "anonymousId", "context", "integrations", "timestamp", "originalTimestamp", "channel",
+    "properties", "traits",
+)  # fmt: skip
+_ID_KEYS = frozenset({"userId", "anonymousId", "groupId", "previousId"})
+_OBJECT_KEYS = ("properties", "traits", "context", "integrations")
+_TRAIT_TYPES = frozenset({"identify", "group"})
+_TIMED_TYPES = frozenset({"track", "page", "screen"})
+# Per call type, the record keys the mapper places itself; every other key is data.
+_PLACED_KEYS = {call_type: frozenset(_COMMON_KEYS + keys) for call_type, keys in _TYPE_KEYS.items()}
+_CSV_KEYS_KEPT_AS_TEXT = frozenset(_COMMON_KEYS).union(
+    *_TYPE_KEYS.values(), SNAKE_CASE_ALIASES, ("event_text", "messageId", "id")
+)
+# Per call type, the keys _build takes from the spec, in order.
+_BUILD_KEYS = {call_type: ("userId", "anonymousId", *keys) for call_type, keys in _TYPE_KEYS.items()}
+# Call types as written in most exports; anything else goes through _call_type's full path.
+_CANONICAL_TYPES = {call_type: call_type for call_type in CALL_TYPES}
+# What a CSV cell (or a renamed column) turns into, decided once per column name.
+_TEXT, _DATA, _OBJECT = 0, 1, 2
+_MAX_COLUMN_PLANS = 4096  # keys of JSON records renamed by `columns` are unbounded: stop caching
+_MAX_ROW_SHAPES = 1024  # distinct sets of non-empty columns planned per file
+
+
+class MappingError(ValueError):
+    """A record that cannot become a Segment message; `reason` is a code from `reasons`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class MessageMapper:
+    """Maps the records of one file. `file_id` comes from message_ids.file_identity."""
+
+    def __init__(self, job: JobOptions, file_id: str, *, from_csv: bool) -> None:
+        self._job = job
+        self._from_csv = from_csv
+        self._ids = _MessageIds(job.message_id_salt, file_id)
+        # Per column name: (kind, parent path, leaf), so a cell's fate is decided once per file.
+        self._plans: dict[str, tuple[int, tuple[str, ...], str]] = {}
+        self._shapes: dict[tuple[str, ...], _RowShape] = {}
+
+    def map(self, number: int, fields: dict[str, Any]) -> dict[str, Any]:
+        record = self._shape_input(fields)
+        profile = self._job.source if self._job.source != "auto" else detect_profile(record)
+        spec, source_id = PROFILES[profile](record)
+        message = self._build(spec)
+        message["messageId"] = self._message_id(number, source_id)
+        return message
+
+    def _shape_input(self, fields: dict[str, Any]) -> dict[str, Any]:
+        if not self._from_csv and not self._job.columns:
+            return dict(fields)
+        record = fields
+        if self._job.columns:
+            record = dict(fields)
+            for column, target in self._job.columns.items():
+                if column in record:
+                    value = record.pop(column)
+                    if target:
+                        record[target] = value
+        return self._typed_and_nested(record)
+
+    def _typed_and_nested(self, record: dict[str, Any]) -> dict[str, Any]:
+        """CSV cells as JSON values (see `coercion` for which cells change and why), then
+        `{"properties.plan": "pro"}` -> `{"properties": {"plan": "pro"}}`, leaving `record`
+        untouched. Rows of a file mostly share their columns: the work that depends only on
+        the column names is planned once per set of names (`_RowShape`)."""
+        names = tuple(record)
+        shape = self._shapes.get(names)
+        if shape is None:
+            shape = _RowShape.plan(names, [self._column(name) for name in names], typed=self._from_csv)
+            if len(self._shapes) < _MAX_ROW_SHAPES:
+                self._shapes[names] = shape
+        if shape.builds is not None:
+            return shape.build(list(record.values()))
+        return self._typed_and_nested_by_cell(record)
+
+    def _column(self, key: str) -> tuple[int, tuple[str, ...], str]:
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = _column_plan(key)
+            if len(self._plans) < _MAX_COLUMN_PLANS:
+                self._plans[key] = plan
+        return plan
+
+    def _typed_and_nested_by_cell(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The general case, one cell at a time: columns whose paths overlap (`properties`
+        holding JSON text and `properties.plan`), JSON-text object columns."""
+        typed = self._from_csv
+        nested: dict[str, Any] = {}
+        owned: set[int] = set()  # dicts created here, safe to write into; the caller's are copied first
+        for key, cell in record.items():
+            kind, parents, leaf = self._column(key)
+            value = cell
+            if typed and kind != _TEXT and isinstance(cell, str):
+                if kind == _DATA:
+                    value = coerce_cell(cell)
+                elif cell.strip():
+                    value = parse_embedded_json(cell, fallback=cell)
+                else:
+                    continue  # a blank object cell is absent
+            node = nested
+            for part in parents:
+                child = node.get(part)
+                if not isinstance(child, dict):
+                    child = {}
+                elif id(child) not in owned:
+                    child = dict(child)
+                owned.add(id(child))
+                node[part] = child
+                node = child
+            existing = node.get(leaf)
+            if isinstance(existing, dict) and isinstance(value, dict):
+                value = {**value, **existing}  # a JSON-text column and dotted columns: dotted ones win
+            node[leaf] = value
+        return nested
+
+    def _build(self, spec: dict[str, Any]) -> dict[str, Any]:
+        call_type = spec.get("type")
+        if type(call_type) is not str or call_type not in _CANONICAL_TYPES:
+            call_type = _call_type(call_type, self._job.default_type)
+        _check_objects(spec)
+        message: dict[str, Any] = {"type": call_type}
+        for key in _BUILD_KEYS[call_type]:
+            value = spec.get(key)
+            if key in _ID_KEYS:
+                value = value.strip() or None if type(value) is str else _as_id(value, key)
+            if value is not None and value != "":
+                message[key] = value
+        if call_type == "track" and "event" not in message and self._job.default_event:
+            message["event"] = self._job.default_event
+        _move_extras(spec, message, call_type)
+        self._add_context(spec, message, call_type)
+        self._add_integrations(spec, message)
+        self._add_timestamp(spec, message, call_type)
+        if "channel" in spec:
+            message["channel"] = spec["channel"]
+        return message
+
+    def _add_context(self, spec: dict[str, Any], message: dict[str, Any], call_type: str) -> None:
+        context = deep_merge(self._job.context, spec.get("context") or {})
+        traits = spec.get("traits")
+        if traits and call_type not in _TRAIT_TYPES:  # a track call's traits belong in context
+            context["traits"] = {**context.get("traits", {}), **traits}
+        if context:
+            message["context"] = context
+
+    def _add_integrations(self, spec: dict[str, Any], message: dict[str, Any]) -> None:
+        # The job's choice of destinations replaces whatever the export recorded.
+        integrations = (
+            self._job.integrations if self._job.integrations is not None else spec.get("integrations")
+        )
+        if integrations:
+            message["integrations"] = integrations
+
+    def _add_timestamp(self, spec: dict[str, Any], message: dict[str, Any], call_type: str) -> None:
+        raw = spec.get("timestamp")
+        if raw in (None, ""):
+            raw = spec.get("originalTimestamp")
+        if raw in (None, ""):
+            if self._job.require_timestamp and call_type in _TIMED_TYPES:
+                raise MappingError("missing_timestamp", "no timestamp or originalTimestamp field")
+            return
+        try:
+            message["timestamp"] = normalize_timestamp(raw)
+        except TimestampError as error:
+            raise MappingError("invalid_timestamp", str(error)) from error
+
+    def _message_id(self, number: int, source_id: str | None) -> str:
+        if source_id:
+            return self._ids.for_source(source_id)
+        return self._ids.for_position(number)
+
+
+class _MessageIds:
+    """`message_ids`' UUIDv5 derivations, with the per-file part of the name hashed once.
+
+    uuid5 is SHA-1 over the namespace bytes and the UTF-8 name; the name starts with the
+    salt and file id, so that prefix's hash state is computed here and copied per record.
+    The text is formatted straight from the digest. The ids are the same as
+    `message_id_for_position` / `message_id_for_source_id` (tests pin both).
+    """
+
+    __slots__ = ("_file_id", "_position", "_salt", "_source")
+
+    def __init__(self, salt: str, file_id: str) -> None:
+        self._salt, self._file_id = salt, file_id
+        try:
+            namespace = IMPORTER_NAMESPACE.bytes
+            # SHA-1 because UUIDv5 is defined with it (an identifier, not a security measure).
+            self._position: Any = sha1(namespace + f"{salt}|file|{file_id}|".encode(), usedforsecurity=False)
+            self._source: Any = sha1(namespace + f"{salt}|source|".encode(), usedforsecurity=False)
+        except UnicodeEncodeError:  # a lone surrogate: let message_ids raise it, per record, as before
+            self._position = self._source = None
+
+    def for_position(self, number: int) -> str:
+        if self._position is None:
+            return message_id_for_position(self._salt, self._file_id, number)
+        state = self._position.copy()
+        state.update(str(number).encode())
+        return _uuid5_text(state.digest())
+
+    def for_source(self, source_id: str) -> str:
+        if self._source is None:
+            return message_id_for_source_id(self._salt, source_id)
+        state = self._source.copy()
+        state.update(source_id.encode())
+        return _uuid5_text(state.digest())
+
+
+# The UUID variant byte (RFC 4122: the top two bits 10) for each possible digest byte.
+_VARIANT_BYTE = tuple(f"{(byte & 0x3F) | 0x80:02x}" for byte in range(256))
+
+
+def _uuid5_text(digest: bytes) -> str:
+    """str(uuid.UUID(bytes=digest[:16], version=5)), without building the UUID."""
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-5{text[13:16]}-{_VARIANT_BYTE[digest[8]]}{text[18:20]}-{text[20:32]}"
+
+
+class _RowShape:
+    """How to type and nest every row with one particular tuple of column names.
+
+    Planned only when no column's path lies inside another's (`a.b` with `a` or `a.b.c`)
+    and no column holds a whole object as JSON text: then every cell lands in a fresh dict
+    of its own and nothing merges, so building the nested dicts node by node gives exactly
+    what the cell-by-cell walk gives, keys in the same order. Otherwise `builds` is None.
+    """
+
+    __slots__ = ("builds", "coerced")
+
+    def __init__(self, coerced: tuple[int, ...], builds: list[tuple[tuple[str, ...], Any]] | None) -> None:
+        self.coerced = coerced  # indexes of the cells to coerce
+        self.builds = builds  # per node, innermost first: (its keys, getter of its values)
+
+    @classmethod
+    def plan(
+        cls, names: tuple[str, ...], columns: list[tuple[int, tuple[str, ...], str]], *, typed: bool
+    ) -> _RowShape:
+        paths = [(*parents, leaf) for _, parents, leaf in columns]
+        leaves = set(paths)
+        if (typed and any(kind == _OBJECT for kind, _, _ in columns)) or any(
+            path[:depth] in leaves for path in paths for depth in range(1, len(path))
+        ):
+            return cls((), None)
+        coerced = tuple(i for i, (kind, _, _) in enumerate(columns) if typed and kind == _DATA)
+        # Each node's entries in first-appearance order: a cell index, or a child node's path.
+        nodes: dict[tuple[str, ...], dict[str, int | tuple[str, ...]]] = {(): {}}
+        for index, path in enumerate(paths):
+            for depth in range(len(path) - 1):
+                parent, child = path[:depth], path[: depth + 1]
+                if child not in nodes:
+                    nodes[child] = {}
+                    nodes[parent][path[depth]] = child
+            nodes[path[:-1]][path[-1]] = index
+        # Children are built before their parents; each built node is appended to the values.
+        slots, builds = {}, []
+        for node_path in sorted(nodes, key=len, reverse=True):
+            entries = nodes[node_path]
+            indexes = [entry if isinstance(entry, int) else slots[entry] for entry in entries.values()]
+            getter = itemgetter(*indexes) if len(indexes) > 1 else _getter_of_few(indexes)
+            slots[node_path] = len(names) + len(builds)
+            builds.append((tuple(entries), getter))
+        return cls(coerced, builds)
+
+    def build(self, values: list[Any]) -> dict[str, Any]:
+        for index in self.coerced:
+            cell = values[index]
+            if isinstance(cell, str):
+                values[index] = coerce_cell(cell)
+        node: dict[str, Any] = {}
+        for keys, getter in self.builds:  # type: ignore[union-attr]
+            node = dict(zip(keys, getter(values), strict=True))
+            values.append(node)
+        return node
+
+
+def _getter_of_few(indexes: list[int]) -> Any:
+    """A getter of no value or one value as a tuple (itemgetter wants 1+ indexes, and with
+    one index returns the bare value)."""
+    if not indexes:
+        return lambda values: ()
+    index = indexes[0]
+    return lambda values: (values[index],)
+
+
+def _call_type(value: Any, default: str) -> str:
+    if value in (None, ""):
+        return default
+    call_type = str(value).strip().lower()
+    if call_type not in CALL_TYPES:
+        raise MappingError("unknown_type", f"type is not one of {', '.join(CALL_TYPES)}")
+    return call_type
+
+
+def _check_objects(spec: dict[str, Any]) -> None:
+    for key in _OBJECT_KEYS:
+        value = spec.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise MappingError("invalid_field", f"{key} must be an object, not {type(value).__name__}")
+
+
+def _as_id(value: Any, key: str) -> str | None:
+    if value is None or isinstance(value, bool):
+        if isinstance(value, bool):
+            raise MappingError("invalid_field", f"{key} must be a string or a number")
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, str | int | float):
+        raise MappingError("invalid_field", f"{key} must be a string or a number")
+    text = str(value).strip()
+    return text or None
+
+
+def _move_extras(spec: dict[str, Any], message: dict[str, Any], call_type: str) -> None:
+    """Unknown top-level fields are data: properties, or traits for identify/group."""
+    placed = _PLACED_KEYS[call_type]
+    extras = (
+        {} if placed.issuperset(spec) else {key: value for key, value in spec.items() if key not in placed}
+    )
+    target = "traits" if call_type in _TRAIT_TYPES else "properties"
+    if call_type in _TRAIT_TYPES and isinstance(spec.get("properties"), dict):
+        extras = {**spec["properties"], **extras}
+    if extras:
+        message[target] = {**extras, **message.get(target, {})}
+
+
+def _column_plan(key: str) -> tuple[int, tuple[str, ...], str]:
+    """How a CSV cell of this column is typed (objects kept as JSON text are parsed, data
+    cells coerced, the rest left as text), and where its dotted name puts it."""
+    if key in _OBJECT_KEYS:
+        kind = _OBJECT
+    elif _holds_data(key):
+        kind = _DATA
+    else:
+        kind = _TEXT
+    *parents, leaf = key.split(".")
+    return kind, tuple(parents), leaf
+
+
+def _holds_data(key: str) -> bool:
+    """Cells under properties/traits, and bare columns (which become properties or traits)."""
+    head, dot, _ = key.partition(".")
+    if dot:
+        return head in ("properties", "traits")
+    # A column spelling a Segment field ("User ID") is an id or a time, kept as written.
+    return key not in _CSV_KEYS_KEPT_AS_TEXT and canonical_field(key) is None

@@ -1,0 +1,44 @@
+"""Checks a message must pass before it may be sent.
+
+Segment answers 200 to most malformed messages and drops them silently, so everything it
+would drop is caught here and recorded as a reject instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from segment_importer.batch.encoding import MAX_MESSAGE_BYTES, EncodedMessage
+
+# Per call type: (required field, reason code when it is missing).
+_REQUIRED = {
+    "track": (("event", "missing_event"),),
+    "group": (("groupId", "missing_group_id"),),
+    "alias": (("previousId", "missing_previous_id"), ("userId", "missing_user")),
+}
+
+
+class ValidationError(ValueError):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def check_fields(message: dict[str, Any]) -> None:
+    """Required ids and fields per call type (Segment's own rules)."""
+    if not (message.get("userId") or message.get("anonymousId")):
+        raise ValidationError("missing_user", "neither userId nor anonymousId is set")
+    for field, reason in _REQUIRED.get(message["type"], ()):
+        value = message.get(field)
+        if not isinstance(value, str) or not value.strip():
+            raise ValidationError(reason, f"{message['type']} call without {field}")
+
+
+def check_size(encoded: EncodedMessage) -> None:
+    """The 32 KB per-message limit, measured as the Segment library will send the message."""
+    if encoded.wire_bytes > MAX_MESSAGE_BYTES:
+        raise ValidationError(
+            "message_too_large",
+            f"message is {encoded.wire_bytes} bytes; Segment's limit is {MAX_MESSAGE_BYTES}",
+        )

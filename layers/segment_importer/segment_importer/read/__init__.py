@@ -1,0 +1,1 @@
+"""Reading export objects: formats, detection, compression, byte ranges."""

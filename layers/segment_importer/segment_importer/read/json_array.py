@@ -1,0 +1,189 @@
+"""JSON arrays, streamed element by element with ijson (see `formats` for the rules).
+
+The whole file is one JSON text, so a syntax error ends it: a JSON stream cannot be
+resynchronised. Each element is built whole by ijson, so its size and its nesting depth are
+bounded before ijson reads them (`_SizeGuard`).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable, Iterator
+from itertools import accumulate
+from typing import Any
+
+import ijson
+import orjson
+
+from segment_importer.read.records import DamagedError, SourceRecord, excerpt, unreadable
+
+try:  # the C backend is several times faster than the pure-Python one
+    ijson_backend: Any = ijson.get_backend("yajl2_c")
+except ImportError:  # pragma: no cover - depends on how ijson was built
+    ijson_backend = ijson
+
+IJSON_BUF = 1 << 16
+# Hostile input. ijson's prefixes cost memory quadratic in the nesting depth (20,000 levels
+# take about 1 GB), so JSON arrays nested deeper than orjson reads NDJSON are not parsed on.
+MAX_JSON_DEPTH = 1024
+_NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'"[]{}')  # every byte but these
+_OPEN_AS_2 = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
+_YAJL_MESSAGE = re.compile(r"(?:lexical|parse) error: [A-Za-z0-9 ,'()\[\]{}-]{1,80}")
+
+
+class _ElementTooLargeError(Exception):
+    """Raised into ijson by _SizeGuard to stop it building an oversized element."""
+
+
+class _TooDeepError(Exception):
+    """Raised into ijson by _SizeGuard before it reads data nested deeper than MAX_JSON_DEPTH."""
+
+
+class _SizeGuard:
+    """Refuses to feed ijson once more than `limit` bytes pass without an element ending,
+    or data nested deeper than MAX_JSON_DEPTH.
+
+    ijson builds each element whole; this bounds the memory one element can take. The
+    reader sets `mark` each time an element comes out (ijson yields every element finished
+    in a buffer before reading the next one, so the bound is within one buffer). The depth
+    is checked on each buffer before ijson gets it.
+    """
+
+    __slots__ = ("_depth", "_read", "_too_deep", "limit", "mark", "position")
+
+    def __init__(self, read: Callable[[int], bytes], limit: int) -> None:
+        self._read = read
+        self.limit = limit
+        self.position = 0
+        self.mark = 0
+        self._depth = _DepthScanner()
+        self._too_deep = False
+
+    def read(self, size: int) -> bytes:
+        if self._too_deep:
+            raise _TooDeepError
+        if self.position - self.mark > self.limit:
+            raise _ElementTooLargeError
+        data = self._read(size)
+        before = self._depth.copy()
+        if data and self._depth.deepest(data) > MAX_JSON_DEPTH:
+            # ijson still gets the bytes before the bracket too many, so the elements that end
+            # there come out; the next read stops it.
+            data, self._too_deep = data[: _first_too_deep(before, data) - 1], True
+            if not data:  # an empty read would tell ijson the file ended
+                raise _TooDeepError
+        self.position += len(data)
+        return data
+
+
+def _first_too_deep(scanner: _DepthScanner, data: bytes) -> int:
+    """The shortest prefix of `data` that takes `scanner` deeper than MAX_JSON_DEPTH (its
+    last byte is the bracket too many); found by bisection, once per file at most."""
+    low, high = 1, len(data)
+    while low < high:
+        middle = (low + high) // 2
+        if scanner.copy().deepest(data[:middle]) > MAX_JSON_DEPTH:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+class _DepthScanner:
+    """The nesting depth of a JSON text fed in pieces, at C speed (no tokenizing).
+
+    Only quotes, brackets and backslashes matter: escaped backslashes and quotes are dropped,
+    then every byte but quotes and brackets, then pairs of adjacent quotes (a string without
+    brackets: dropping two neighbouring quotes never changes which brackets are inside a
+    string), then the brackets inside the strings left. What remains are the structural
+    brackets. Text that is not JSON gives a meaningless depth; ijson reports its error.
+    """
+
+    __slots__ = ("_carry", "_in_string", "depth")
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self._in_string = False
+        self._carry = b""  # a backslash whose escaped byte is in the next piece
+
+    def copy(self) -> _DepthScanner:
+        twin = _DepthScanner()
+        twin.depth, twin._in_string, twin._carry = self.depth, self._in_string, self._carry
+        return twin
+
+    def deepest(self, data: bytes) -> int:
+        """Feed the next piece; returns the greatest depth in it: exact above MAX_JSON_DEPTH,
+        an upper bound below."""
+        if self._carry:
+            data, self._carry = self._carry + data, b""
+        if b"\\" in data:
+            if data.endswith(b"\\") and (len(data) - len(data.rstrip(b"\\"))) % 2:
+                data, self._carry = data[:-1], b"\\"
+            data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+        marks = data.translate(None, _NOT_STRUCTURE)
+        if b'""' in marks:
+            marks = marks.replace(b'""', b"")
+        if b'"' in marks:
+            parts = marks.split(b'"')
+            brackets = b"".join(parts[1 if self._in_string else 0 :: 2])
+            self._in_string ^= len(parts) % 2 == 0
+        elif self._in_string:
+            return self.depth
+        else:
+            brackets = marks
+        start = self.depth
+        opens = brackets.count(b"[") + brackets.count(b"{")
+        self.depth = start + 2 * opens - len(brackets)
+        if start + opens <= MAX_JSON_DEPTH:
+            return start + opens
+        return max(accumulate((step - 1 for step in brackets.translate(_OPEN_AS_2)), initial=start))
+
+
+def json_array_records(content: io.BufferedReader, prefix: str, limit: int) -> Iterator[SourceRecord]:
+    """The elements of the array at `prefix` ("item": the top-level array), one by one.
+
+    A JSON stream cannot be resynchronised after a syntax error, so the first one ends the
+    file with a `file_unreadable` record.
+    """
+    # read1, not read: a read that fails midway would drop the good bytes it had gathered.
+    guard = _SizeGuard(content.read1, limit + IJSON_BUF)
+    count = 0
+    try:
+        for value in ijson_backend.items(guard, prefix, use_float=True, buf_size=IJSON_BUF):
+            count += 1
+            guard.mark = guard.position
+            if type(value) is dict:
+                yield SourceRecord(count, value)
+            else:
+                detail = f"element {count} is JSON but not an object"
+                yield SourceRecord(count, reason="not_an_object", detail=detail, raw=_json_excerpt(value))
+    except _ElementTooLargeError:
+        detail = f"JSON array element {count + 1} is larger than {limit} bytes; the rest cannot be read"
+        yield unreadable(count + 1, detail)
+    except _TooDeepError:
+        detail = f"JSON array element {count + 1} is nested deeper than {MAX_JSON_DEPTH} levels"
+        yield unreadable(count + 1, detail + "; the rest cannot be read")
+    except DamagedError as exc:
+        yield unreadable(count + 1, f"JSON array breaks after record {count}: {exc}")
+    except (ijson.JSONError, UnicodeDecodeError) as exc:
+        yield unreadable(count + 1, f"JSON array breaks after record {count}: {_json_problem(exc)}")
+
+
+def _json_problem(exc: Exception) -> str:
+    """yajl's message without the excerpt of input it appends."""
+    found = _YAJL_MESSAGE.search(str(exc))
+    if found:
+        return found.group(0).rstrip(" .")
+    return "incomplete JSON" if isinstance(exc, ijson.IncompleteJSONError) else "malformed JSON"
+
+
+def _json_excerpt(value: Any) -> str:
+    try:
+        return excerpt(orjson.dumps(value))
+    except TypeError:  # e.g. an integer beyond 64 bits, or nested deeper than orjson writes
+        pass
+    try:
+        return excerpt(repr(value))
+    except RecursionError:
+        return "(a value nested too deeply to show)"

@@ -1,0 +1,1 @@
+"""Tracking: the ledger, completion, redrive, reports, rejects and reason codes."""

@@ -1,0 +1,153 @@
+"""Lambda's two event sources, emulated against moto: S3 notifications and SQS polling.
+
+The SQS poller behaves like an event source mapping with ReportBatchItemFailures: it
+receives up to the template's batch size, deletes the records the handler did not report
+as failed, and makes the failed ones visible again at once (the local stand-in for their
+visibility timeout expiring). moto applies the queue's redrive policy, so a batch received
+more than `maxReceiveCount` times moves to the dead-letter queue, as in AWS.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote_plus
+
+from segment_importer_local.stack import PSEUDO_PARAMETERS, LocalFunction, LocalLambdaContext
+
+logger = logging.getLogger(__name__)
+SQS_RECEIVE_MAX = 10
+
+
+def s3_put_event(bucket: str, key: str, size: int, etag: str) -> dict[str, Any]:
+    """An S3 ObjectCreated:Put notification as Lambda receives it (key URL-encoded)."""
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": PSEUDO_PARAMETERS["AWS::Region"],
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+                    "object": {"key": quote_plus(key, safe="/"), "size": size, "eTag": etag},
+                },
+            }
+        ]
+    }
+
+
+def invoke(function: LocalFunction, event: dict[str, Any]) -> Any:
+    return function.handler(event, LocalLambdaContext(function))
+
+
+@dataclass
+class PollStats:
+    invocations: int = 0
+    handler_errors: int = 0
+    crashes: int = 0
+    records_succeeded: int = 0
+    records_failed: int = 0
+
+
+class SqsPoller:
+    """Drains a queue through a handler, the way Lambda's SQS event source mapping does."""
+
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        queue_arn: str,
+        function: LocalFunction,
+        batch_size: int,
+        *,
+        crashes: Callable[[], bool] | None = None,
+    ) -> None:
+        self._crashes = crashes  # fault injection: the invocation dies after its handler ran
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._queue_arn = queue_arn
+        self._function = function
+        self._batch_size = batch_size
+        self.stats = PollStats()
+
+    def drain(self, on_batch_done: Callable[[str], None] | None = None) -> PollStats:
+        """Poll until the queue has nothing visible or in flight."""
+        while True:
+            messages = self._receive()
+            if not messages:
+                if self._is_empty():
+                    return self.stats
+                continue
+            for body in self._invoke(messages):
+                if on_batch_done:
+                    on_batch_done(body)
+
+    def _receive(self) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        while len(messages) < self._batch_size:
+            response = self._sqs.receive_message(
+                QueueUrl=self._queue_url,
+                MaxNumberOfMessages=min(SQS_RECEIVE_MAX, self._batch_size - len(messages)),
+                AttributeNames=["All"],
+                WaitTimeSeconds=0,
+            )
+            received = response.get("Messages", [])
+            if not received:
+                break
+            messages.extend(received)
+        return messages
+
+    def _invoke(self, messages: list[dict[str, Any]]) -> list[str]:
+        """Invoke the handler once; returns the bodies of the records it handled."""
+        self.stats.invocations += 1
+        event = {"Records": [self._record(message) for message in messages]}
+        try:
+            response = invoke(self._function, event)
+            failed = {item["itemIdentifier"] for item in (response or {}).get("batchItemFailures", [])}
+        except Exception:  # Lambda counts an error as every record failed
+            logger.exception("invocation failed; every record in it returns to the queue")
+            self.stats.handler_errors += 1
+            failed = {message["MessageId"] for message in messages}
+        if self._crashes and self._crashes():  # died after its work, before Lambda saw the answer
+            self.stats.crashes += 1
+            failed = {message["MessageId"] for message in messages}
+        handled = []
+        for message in messages:
+            if message["MessageId"] in failed:
+                self.stats.records_failed += 1
+                self._sqs.change_message_visibility(
+                    QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+            else:
+                self.stats.records_succeeded += 1
+                self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
+                handled.append(message["Body"])
+        return handled
+
+    def _record(self, message: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": message.get("Attributes", {}),
+            "messageAttributes": {},
+            "md5OfBody": message.get("MD5OfBody", ""),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self._queue_arn,
+            "awsRegion": PSEUDO_PARAMETERS["AWS::Region"],
+        }
+
+    def _is_empty(self) -> bool:
+        attributes = self._sqs.get_queue_attributes(
+            QueueUrl=self._queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return (
+            int(attributes["ApproximateNumberOfMessages"])
+            + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+            == 0
+        )

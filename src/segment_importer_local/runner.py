@@ -1,0 +1,365 @@
+"""Run the whole pipeline on this machine: moto for AWS, the real handlers, a real endpoint.
+
+The stack comes from template.yaml (`stack`), the files are uploaded under `imports/`, the
+splitter handler gets each S3 event, and the sender handler drains the work queue the way
+the event source mapping would (`event_source`). By default the sender posts to an embedded
+Segment-compatible endpoint; with a write key it posts to Segment (or `host`).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, redirect_stdout
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from moto import mock_aws
+
+from segment_importer.batch.queueing import read_envelope
+from segment_importer.settings import Prefixes
+from segment_importer.split import splitter as splitter_module
+from segment_importer.track.ledger import COMPLETE, COMPLETE_WITH_ERRORS, Ledger
+from segment_importer.track.report import STATUS_DRY_RUN, derived_key
+from segment_importer_local.chaos import AwsFaults
+from segment_importer_local.event_source import SqsPoller, invoke, s3_put_event
+from segment_importer_local.progress import PipelineProgress, SplitProgressLog
+from segment_importer_local.segment_endpoint import FaultPlan, SegmentEndpoint
+from segment_importer_local.snapshots import LedgerSnapshots
+from segment_importer_local.stack import LocalFunction, LocalStack, environment
+from segment_importer_local.template_config import StackTemplate
+
+LOCAL_FOLDER = "local/"  # under the imports prefix: where a local run drops its files
+_FAKE_AWS_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_SESSION_TOKEN": "local",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+@dataclass
+class RunOptions:
+    files: list[Path]
+    job_config: Path | None = None
+    write_key: str | None = None
+    host: str | None = None
+    dry_run: bool = False
+    out_dir: Path = Path("out")
+    template_path: Path | None = None
+    faults: FaultPlan | None = None  # on the embedded Segment endpoint
+    aws_faults: AwsFaults = field(default_factory=AwsFaults)  # on the AWS side (none by default)
+    show_progress: bool = True
+    parameter_overrides: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class FileOutcome:
+    file: str
+    key: str
+    report: dict[str, Any]  # the splitter's report (the final one if the import finished)
+    ledger: dict[str, Any] | None = None  # the import's ledger item at the end of the run
+    batches_in_dead_letter_queue: int = 0  # counted in the queue itself, as a cross-check
+
+    @property
+    def messages_delivered(self) -> int:
+        return self._count("messages_delivered")
+
+    @property
+    def messages_refused(self) -> int:
+        return self._count("messages_refused")
+
+    @property
+    def batches_dead_lettered(self) -> int:
+        return self._count("batches_failed")
+
+    @property
+    def complete(self) -> bool:
+        """Every valid record of the file was accepted (or, in a dry run, validated)."""
+        if self.report.get("status") == STATUS_DRY_RUN:
+            return True
+        ledger = self.ledger or {}
+        return (
+            ledger.get("status") in (COMPLETE, COMPLETE_WITH_ERRORS)
+            and self.messages_delivered == ledger.get("messages_queued")
+            and self.batches_dead_lettered == 0
+            and self.messages_refused == 0
+            and self.batches_in_dead_letter_queue == 0
+        )
+
+    @property
+    def read_to_its_end(self) -> bool:
+        """False when the rest of the file could not be read (a truncated gzip, a broken JSON
+        array): the records after that point are unknown, so the run is not OK."""
+        return "file_unreadable" not in self.report.get("rejected_by_reason", {})
+
+    def _count(self, name: str) -> int:
+        return int((self.ledger or {}).get(name, 0))
+
+
+@dataclass
+class RunResult:
+    files: list[FileOutcome]
+    destination: str
+    endpoint_stats: dict[str, Any] | None = None
+    received_path: str | None = None
+    sender_invocations: int = 0
+    sender_errors: int = 0
+    redelivered_records: int = 0  # SQS records that came back (failed, crashed, or retried)
+    aws_faults_injected: dict[str, int] = field(default_factory=dict)
+    split_seconds: float = 0.0  # wall time of the splitter invocations
+    send_seconds: float = 0.0  # wall time draining the work queue through the sender
+    bucket_copy: str | None = None  # reports and rejects, copied out of the local bucket
+    run_dir: str | None = None  # also holds functions.log, the functions' own log lines
+
+    @property
+    def ok(self) -> bool:
+        return all(outcome.complete and outcome.read_to_its_end for outcome in self.files)
+
+    def to_dict(self) -> dict[str, Any]:
+        document = asdict(self)
+        for entry, outcome in zip(document["files"], self.files, strict=True):
+            entry["complete"] = outcome.complete
+            entry["read_to_its_end"] = outcome.read_to_its_end
+            entry["messages_delivered"] = outcome.messages_delivered
+            entry["messages_refused"] = outcome.messages_refused
+            entry["batches_dead_lettered"] = outcome.batches_dead_lettered
+        document["ok"] = self.ok
+        return document
+
+
+def run_import(options: RunOptions) -> RunResult:
+    """Import `options.files` through the local stack; nothing leaves this machine by default."""
+    template = StackTemplate.load(options.template_path)
+    files = _expand(options.files)
+    with ExitStack() as stack:
+        stack.enter_context(environment(_FAKE_AWS_ENVIRONMENT))
+        stack.enter_context(mock_aws())
+        run_dir = options.out_dir / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        endpoint, write_key, host, received = _destination(options, stack, run_dir)
+        overrides = {**_destination_parameters(options, endpoint, host), **options.parameter_overrides}
+        # The functions log JSON to stdout, as in Lambda: keep it in the run's folder instead.
+        function_log = stack.enter_context((run_dir / "functions.log").open("w", encoding="utf-8"))
+        stack.enter_context(redirect_stdout(function_log))
+        aws = LocalStack(template, overrides).create(write_key)
+        snapshots = LedgerSnapshots(_ledger(aws), run_dir, options.out_dir)
+        progress = stack.enter_context(PipelineProgress(enabled=options.show_progress))
+        started = time.perf_counter()
+        outcomes = _split_all(aws, options, files, progress, snapshots)
+        snapshots.write()
+        result = RunResult(
+            outcomes, destination=host or "Segment", received_path=received, run_dir=str(run_dir)
+        )
+        result.split_seconds = time.perf_counter() - started
+        if not options.dry_run:
+            started = time.perf_counter()
+            _deliver(options, aws, outcomes, progress, result, snapshots)
+            result.send_seconds = time.perf_counter() - started
+        _settle(aws, outcomes, snapshots)
+        if endpoint:
+            result.endpoint_stats = endpoint.stats()
+        result.bucket_copy = str(_copy_bucket_out(aws, run_dir / "bucket"))
+        return result
+
+
+def _destination(
+    options: RunOptions, stack: ExitStack, run_dir: Path
+) -> tuple[SegmentEndpoint | None, str, str | None, str | None]:
+    """The embedded endpoint (default), or Segment with the caller's key."""
+    if options.write_key:
+        return None, options.write_key, options.host, None
+    write_key = f"local-{secrets.token_hex(8)}"
+    received = run_dir / "received.ndjson"
+    endpoint = stack.enter_context(SegmentEndpoint(write_key, faults=options.faults, output_path=received))
+    return endpoint, write_key, endpoint.url, str(received)
+
+
+def _destination_parameters(
+    options: RunOptions, endpoint: SegmentEndpoint | None, host: str | None
+) -> dict[str, str]:
+    """Where the sender posts and the pre-flight asks: the embedded endpoint serves both."""
+    if endpoint is not None:
+        return {"SegmentHost": endpoint.url, "PreflightHost": endpoint.url}
+    if host:  # a proxy or stand-in, not Segment: its settings CDN is not known
+        return {"SegmentHost": host, "PreflightHost": ""}
+    return {}
+
+
+def _split_all(
+    aws: LocalStack,
+    options: RunOptions,
+    files: list[Path],
+    progress: PipelineProgress,
+    snapshots: LedgerSnapshots,
+) -> list[FileOutcome]:
+    if options.job_config:
+        aws.s3.upload_file(str(options.job_config), aws.bucket, f"{_drop_folder(aws)}job.json")
+    splits = _LocalSplits(aws, options, progress, aws.function("SplitterFunction"))
+    with _following_split_progress(progress, snapshots):
+        return [splits.split(path) for path in files]
+
+
+def _drop_folder(aws: LocalStack) -> str:
+    return aws.prefixes.imports + LOCAL_FOLDER
+
+
+class _LocalSplits:
+    """Each file uploaded, its S3 event handed to the splitter, and its later parts drained
+    from the continuation queue, as Lambda would run them."""
+
+    def __init__(
+        self, aws: LocalStack, options: RunOptions, progress: PipelineProgress, splitter: LocalFunction
+    ) -> None:
+        self._aws, self._options, self._progress, self._splitter = aws, options, progress, splitter
+        self._settings = {**splitter.environment, "DRY_RUN": "true" if options.dry_run else "false"}
+        continuation_url = aws.queue_urls["ContinuationQueue"]
+        self._continued = SqsPoller(
+            aws.sqs,
+            continuation_url,
+            _queue_arn(aws, continuation_url),
+            splitter,
+            aws.sqs_batch_size("SplitterFunction"),
+        )
+
+    def split(self, path: Path) -> FileOutcome:
+        aws, faults = self._aws, self._options.aws_faults
+        key = f"{_drop_folder(aws)}{path.name}"
+        aws.s3.upload_file(str(path), aws.bucket, key)
+        head = aws.s3.head_object(Bucket=aws.bucket, Key=key)
+        self._progress.start_file(path.name, head["ContentLength"])
+        event = s3_put_event(aws.bucket, key, head["ContentLength"], head["ETag"].strip('"'))
+        with environment(self._settings), faults.failing_send_message_batch():
+            invoke(self._splitter, event)
+            if faults.duplicate_s3_events:
+                faults.injected["duplicate_s3_event"] += 1
+                invoke(self._splitter, event)  # S3 notifications are at-least-once
+            self._continued.drain()  # the file's later parts, if it was split in several
+        report = _read_report(aws, Prefixes.from_env(self._settings), key)
+        self._progress.file_split(report["messages_queued"])
+        return FileOutcome(file=str(path), key=key, report=report)
+
+
+@contextmanager
+def _following_split_progress(progress: PipelineProgress, snapshots: LedgerSnapshots) -> Iterator[None]:
+    """Move the split bar, and refresh `status`'s snapshot, as the splitter logs its progress
+    (at INFO: the level the function's Powertools Logger gives the package's loggers)."""
+
+    def on_read(span: int | None, bytes_read: int) -> None:
+        progress.split_read(span, bytes_read)
+        snapshots.write(at_most_every=1.0)
+
+    handler = SplitProgressLog(on_read)
+    splitter_logger = logging.getLogger(splitter_module.__name__)
+    splitter_logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        splitter_logger.removeHandler(handler)
+
+
+def _deliver(
+    options: RunOptions,
+    aws: LocalStack,
+    outcomes: list[FileOutcome],
+    progress: PipelineProgress,
+    result: RunResult,
+    snapshots: LedgerSnapshots,
+) -> None:
+    sender = aws.function("SenderFunction")
+    poller = SqsPoller(
+        aws.sqs,
+        aws.work_queue_url,
+        _queue_arn(aws, aws.work_queue_url),
+        sender,
+        aws.sqs_batch_size("SenderFunction"),
+        crashes=options.aws_faults.sender_crashes,
+    )
+
+    def tally(body: str) -> None:
+        progress.delivered(read_envelope(body)["message_count"])
+        snapshots.write(at_most_every=1.0)
+
+    with environment(sender.environment):
+        stats = poller.drain(on_batch_done=tally)
+    result.sender_invocations, result.sender_errors = stats.invocations, stats.handler_errors
+    result.redelivered_records = stats.records_failed
+    result.aws_faults_injected = dict(options.aws_faults.injected)
+
+
+def _settle(aws: LocalStack, outcomes: list[FileOutcome], snapshots: LedgerSnapshots) -> None:
+    """Final numbers: the ledger's items, and the dead-letter queue counted as a cross-check."""
+    items = {item["key"]: item for item in snapshots.write()}
+    in_queue = _dead_lettered(aws)
+    for outcome in outcomes:
+        outcome.ledger = items.get(outcome.key)
+        outcome.batches_in_dead_letter_queue = in_queue.get(outcome.key, 0)
+
+
+def _dead_lettered(aws: LocalStack) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    while True:
+        messages = aws.sqs.receive_message(
+            QueueUrl=aws.dead_letter_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=600
+        ).get("Messages", [])
+        if not messages:
+            return counts
+        for message in messages:
+            try:
+                counts[read_envelope(message["Body"])["source"]["key"]] += 1
+            except (ValueError, KeyError):
+                counts["(not a batch)"] += 1
+
+
+def _ledger(aws: LocalStack) -> Ledger:
+    return Ledger(aws.dynamodb, aws.table_name("ImportsTable"), aws.table_name("BatchesTable"))
+
+
+def _copy_bucket_out(aws: LocalStack, folder: Path) -> Path:
+    """Reports and rejects live in moto's bucket, gone after the run: keep a copy on disk."""
+    imports = aws.prefixes.imports
+    for page in aws.s3.get_paginator("list_objects_v2").paginate(Bucket=aws.bucket):
+        for item in page.get("Contents", []):
+            if item["Key"].startswith(imports):
+                continue  # the uploaded exports themselves: the user has them
+            target = folder / item["Key"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            aws.s3.download_file(aws.bucket, item["Key"], str(target))
+    return folder
+
+
+def _read_report(aws: LocalStack, prefixes: Prefixes, key: str) -> dict[str, Any]:
+    report_key = derived_key(prefixes.reports, key, prefixes.imports, ".report.json")
+    return orjson.loads(aws.s3.get_object(Bucket=aws.bucket, Key=report_key)["Body"].read())
+
+
+def _queue_arn(aws: LocalStack, url: str) -> str:
+    return aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    """Files as given; a folder means the export files in it (job.json and hidden files aside)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(
+                sorted(
+                    p
+                    for p in path.iterdir()
+                    if p.is_file() and not p.name.startswith(".") and p.name != "job.json"
+                )
+            )
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {path}")
+    if not files:
+        raise FileNotFoundError("no export files to import")
+    return files

@@ -1,0 +1,242 @@
+"""The stack's resources in moto, built from template.yaml, and its functions' handlers.
+
+Nothing is copied from the template: names, queue attributes, the redrive policy, function
+environments, timeouts and the sender's batch size are all read and resolved from it.
+The caller activates moto (`mock_aws`) around the stack's lifetime.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+from segment_importer.settings import Prefixes
+from segment_importer_local.template_config import Resolver, StackTemplate
+
+STACK_NAME = "segment-importer-local"
+PSEUDO_PARAMETERS = {
+    "AWS::StackName": STACK_NAME,
+    "AWS::AccountId": "123456789012",
+    "AWS::Region": "us-east-1",
+    "AWS::Partition": "aws",
+    "AWS::URLSuffix": "amazonaws.com",
+}
+_QUEUE_ATTRIBUTES = (
+    "VisibilityTimeout",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "SqsManagedSseEnabled",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LocalFunction:
+    logical_id: str
+    handler: Callable[[dict[str, Any], Any], Any]
+    timeout_seconds: int
+    memory_mb: int
+    environment: dict[str, str]
+
+
+class LocalLambdaContext:
+    """What Lambda passes as `context`, with a real clock for the remaining time."""
+
+    def __init__(self, function: LocalFunction) -> None:
+        self.function_name = f"{STACK_NAME}-{function.logical_id}"
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = function.memory_mb
+        self.invoked_function_arn = (
+            f"arn:aws:lambda:{PSEUDO_PARAMETERS['AWS::Region']}:{PSEUDO_PARAMETERS['AWS::AccountId']}"
+            f":function:{self.function_name}"
+        )
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + function.timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class LocalStack:
+    """Creates the bucket, queues and write-key parameter of template.yaml in moto."""
+
+    def __init__(self, template: StackTemplate, parameter_overrides: dict[str, str] | None = None) -> None:
+        self.template = template
+        self.parameters = {**template.parameter_defaults(), **(parameter_overrides or {})}
+        self.s3 = boto3.client("s3")
+        self.sqs = boto3.client("sqs")
+        self.ssm = boto3.client("ssm")
+        self.dynamodb = boto3.client("dynamodb")
+        self.queue_urls: dict[str, str] = {}
+        self.resolver = Resolver(self.parameters, PSEUDO_PARAMETERS)
+
+    def create(self, write_key: str) -> LocalStack:
+        self._create_queues()
+        self._create_bucket()
+        self._create_tables()
+        self.ssm.put_parameter(
+            Name=self.parameters["WriteKeyParameterName"],
+            Value=write_key,
+            Type="SecureString",
+            Overwrite=True,
+        )
+        return self
+
+    @property
+    def bucket(self) -> str:
+        return self.resolver.resolve(self.template.resource("ImportBucket")["Properties"]["BucketName"])
+
+    @property
+    def work_queue_url(self) -> str:
+        return self.queue_urls["WorkQueue"]
+
+    @property
+    def dead_letter_queue_url(self) -> str:
+        return self.queue_urls["DeadLetterQueue"]
+
+    @property
+    def prefixes(self) -> Prefixes:
+        """The bucket's prefixes, as the functions are configured with them."""
+        environment = self.resolver.resolve(self.template.function_environment("SplitterFunction"))
+        return Prefixes.from_env({name: str(value) for name, value in environment.items()})
+
+    def sqs_batch_size(self, function_id: str) -> int:
+        """The BatchSize of the function's (one) SQS event source."""
+        (event,) = self.template.function_events(function_id, "SQS").values()
+        return int(self.resolver.resolve(event.get("BatchSize", 10)))
+
+    def max_receive_count(self) -> int:
+        policy = self.template.resource("WorkQueue")["Properties"]["RedrivePolicy"]
+        return int(self.resolver.resolve(policy["maxReceiveCount"]))
+
+    def function(self, logical_id: str) -> LocalFunction:
+        code_dir = self.template.root / self.template.function_property(logical_id, "CodeUri")
+        module_file, handler_name = self.template.function_property(logical_id, "Handler").rsplit(".", 1)
+        resolved = self.resolver.resolve(self.template.function_environment(logical_id))
+        settings = {name: str(value) for name, value in resolved.items()}
+        with environment(settings):  # module-level code (the Logger) reads its settings on import
+            handler = _load_handler(code_dir / f"{module_file}.py", handler_name, logical_id)
+        return LocalFunction(
+            logical_id=logical_id,
+            handler=handler,
+            timeout_seconds=int(self.template.function_property(logical_id, "Timeout") or 3),
+            memory_mb=int(self.template.function_property(logical_id, "MemorySize") or 128),
+            environment=settings,
+        )
+
+    def _create_queues(self) -> None:
+        queues = self.template.resources_of_type("AWS::SQS::Queue")
+        # Queues without a redrive policy first: the others point at them.
+        for logical_id in sorted(
+            queues, key=lambda name: "RedrivePolicy" in queues[name].get("Properties", {})
+        ):
+            self._create_queue(logical_id, queues[logical_id].get("Properties", {}))
+
+    def _create_queue(self, logical_id: str, properties: dict[str, Any]) -> None:
+        attributes = {
+            name: _attribute_text(self.resolver.resolve(properties[name]))
+            for name in _QUEUE_ATTRIBUTES
+            if name in properties
+        }
+        if "RedrivePolicy" in properties:
+            attributes["RedrivePolicy"] = json.dumps(self.resolver.resolve(properties["RedrivePolicy"]))
+        url = self.sqs.create_queue(QueueName=f"{STACK_NAME}-{logical_id}", Attributes=attributes)["QueueUrl"]
+        arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        self.queue_urls[logical_id] = url
+        self.resolver.define(logical_id, url, Arn=arn)
+
+    def table_name(self, logical_id: str) -> str:
+        return self.resolver.refs[logical_id]
+
+    def _create_tables(self) -> None:
+        for logical_id, resource in self.template.resources_of_type("AWS::DynamoDB::Table").items():
+            properties = self.resolver.resolve(resource["Properties"])
+            name = f"{STACK_NAME}-{logical_id}"
+            self.dynamodb.create_table(
+                TableName=name,
+                KeySchema=properties["KeySchema"],
+                AttributeDefinitions=properties["AttributeDefinitions"],
+                BillingMode=properties.get("BillingMode", "PAY_PER_REQUEST"),
+                SSESpecification={"Enabled": bool(properties.get("SSESpecification", {}).get("SSEEnabled"))},
+            )
+            arn = self.dynamodb.describe_table(TableName=name)["Table"]["TableArn"]
+            self.resolver.define(logical_id, name, Arn=arn)
+
+    def _create_bucket(self) -> None:
+        properties = self.template.resource("ImportBucket")["Properties"]
+        bucket = self.bucket
+        self.s3.create_bucket(Bucket=bucket)
+        # CloudFormation's ServerSideEncryptionByDefault is the API's ApplyServerSideEncryptionByDefault.
+        rules = [
+            {
+                "ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"],
+                **_without(rule, "ServerSideEncryptionByDefault"),
+            }
+            for rule in properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        ]
+        self.s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": rules})
+        self.s3.put_public_access_block(
+            Bucket=bucket, PublicAccessBlockConfiguration=properties["PublicAccessBlockConfiguration"]
+        )
+        self.resolver.define("ImportBucket", bucket, Arn=f"arn:aws:s3:::{bucket}")
+
+
+def _without(mapping: dict[str, Any], key: str) -> dict[str, Any]:
+    return {name: value for name, value in mapping.items() if name != key}
+
+
+def _attribute_text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _load_handler(path: Any, name: str, logical_id: str) -> Callable[[dict[str, Any], Any], Any]:
+    """Import a function's handler file fresh, as a new Lambda execution environment would."""
+    spec = importlib.util.spec_from_file_location(f"local_{logical_id}_{uuid.uuid4().hex}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    _log_to_current_stdout(module)
+    return getattr(module, name)
+
+
+def _log_to_current_stdout(module: Any) -> None:
+    """Powertools keeps one handler per service across imports, bound to the stdout of the
+    first run: point it at this run's stdout (its functions.log), as a new Lambda would."""
+    logger = getattr(module, "logger", None)
+    handler = getattr(logger, "registered_handler", None)
+    if isinstance(handler, logging.StreamHandler):
+        handler.acquire()  # not setStream: it would flush the old stream, closed by now
+        try:
+            handler.stream = sys.stdout
+        finally:
+            handler.release()
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set process environment variables for a block (a Lambda's configured environment)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
