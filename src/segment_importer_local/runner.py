@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from moto import mock_aws
 
-from segment_importer.batch.queueing import read_envelope
+from segment_importer.batch.envelope import read_envelope
 from segment_importer.settings import Prefixes
 from segment_importer.split import splitter as splitter_module
 from segment_importer.track.ledger import COMPLETE, COMPLETE_WITH_ERRORS, Ledger

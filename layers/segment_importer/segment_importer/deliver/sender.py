@@ -13,10 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
+from segment_importer.batch.envelope import MalformedBatch, QueuedBatch, UnknownEnvelopeVersion
 from segment_importer.deliver.segment_client import BatchPoster, Delivery, DeliveryFailed
-from segment_importer.import_ref import ImportRef
 from segment_importer.metrics import MetricsSink, NullMetrics
 from segment_importer.settings import Prefixes
 from segment_importer.track.completion import publish_final_report
@@ -27,34 +25,6 @@ from segment_importer.track.report import derived_key
 logger = logging.getLogger(__name__)
 # Stop starting new posts when less than this is left, so the function returns in time.
 SAFETY_MARGIN_SECONDS = 5.0
-
-
-class MalformedBatch(ValueError):
-    """An SQS body that is not one of ours; it goes to the DLQ after maxReceiveCount."""
-
-
-@dataclass(frozen=True, slots=True)
-class QueuedBatch:
-    ref: ImportRef
-    number: int
-    messages: list[dict[str, Any]]
-
-    @property
-    def key(self) -> str:
-        return self.ref.key
-
-    @classmethod
-    def from_body(cls, body: str) -> QueuedBatch:
-        try:
-            document = orjson.loads(body)
-            source = document["source"]
-            messages = document["batch"]
-            if not isinstance(messages, list) or not messages:
-                raise MalformedBatch("batch is not a non-empty list")
-            ref = ImportRef(source["bucket"], source["key"], source["etag"])
-            return cls(ref, int(document["batch_number"]), messages)
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-            raise MalformedBatch(f"not a segment-importer batch: {type(error).__name__}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +62,10 @@ def _send_one(
     sqs_id = record["messageId"]
     try:
         batch = QueuedBatch.from_body(record["body"])
-    except MalformedBatch as error:
-        logger.error("malformed batch", extra={"sqs_message_id": sqs_id, "reason": str(error)})
+    except MalformedBatch as error:  # failed, never sent: it waits for a sender that reads it
+        unknown = isinstance(error, UnknownEnvelopeVersion)
+        message = "batch body of an unknown version" if unknown else "malformed batch"
+        logger.error(message, extra={"sqs_message_id": sqs_id, "reason": str(error)})
         services.metrics.add_metric("BatchesMalformed", "Count", 1)
         return False
     started = clock()
