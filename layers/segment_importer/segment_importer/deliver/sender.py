@@ -17,6 +17,7 @@ from segment_importer.batch.envelope import MalformedBatch, QueuedBatch, Unknown
 from segment_importer.deliver.segment_client import BatchPoster, Delivery, DeliveryFailed
 from segment_importer.metrics import MetricsSink, NullMetrics
 from segment_importer.settings import Prefixes
+from segment_importer.track import reasons
 from segment_importer.track.completion import publish_final_report
 from segment_importer.track.ledger import Ledger
 from segment_importer.track.rejects import RejectsWriter
@@ -142,7 +143,7 @@ def _write_refused(s3: Any, prefixes: Prefixes, batch: QueuedBatch, refused: lis
         for message in refused:
             writer.add(
                 None,
-                "rejected_by_segment",
+                reasons.REJECTED_BY_SEGMENT,
                 f"batch {batch.number}, messageId {message.get('messageId')}",
                 message,
             )

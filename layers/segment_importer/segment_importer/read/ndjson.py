@@ -23,6 +23,7 @@ from segment_importer.read.records import (
     excerpt,
     unreadable,
 )
+from segment_importer.track import reasons
 
 _EXCERPT_BYTES = RAW_EXCERPT_CHARS * 4  # enough bytes for any excerpt; avoids decoding more
 
@@ -159,17 +160,19 @@ def _rejected_line(number: int, line: bytes, exc: orjson.JSONDecodeError) -> Sou
         line.decode("utf-8")
     except UnicodeDecodeError as bad:
         detail = f"line {number} is not valid UTF-8 (byte {bad.start + 1})"
-        return SourceRecord(number, reason="invalid_utf8", detail=detail, raw=excerpt(line))
+        return SourceRecord(number, reason=reasons.INVALID_UTF8, detail=detail, raw=excerpt(line))
     # orjson's messages are fixed texts with a position, never input.
     detail = f"line {number} is not valid JSON: {exc.msg} at column {exc.colno}"
-    return SourceRecord(number, reason="invalid_json", detail=detail, raw=excerpt(line))
+    return SourceRecord(number, reason=reasons.INVALID_JSON, detail=detail, raw=excerpt(line))
 
 
 def _not_an_object(number: int, line: bytes) -> SourceRecord:
     detail = f"line {number} is JSON but not an object"
-    return SourceRecord(number, reason="not_an_object", detail=detail, raw=excerpt(line.strip()))
+    return SourceRecord(number, reason=reasons.NOT_AN_OBJECT, detail=detail, raw=excerpt(line.strip()))
 
 
 def _too_large(number: int, start: bytes, limit: int) -> SourceRecord:
     detail = f"line {number} is longer than {limit} bytes"
-    return SourceRecord(number, reason="record_too_large", detail=detail, raw=excerpt(start[:_EXCERPT_BYTES]))
+    return SourceRecord(
+        number, reason=reasons.RECORD_TOO_LARGE, detail=detail, raw=excerpt(start[:_EXCERPT_BYTES])
+    )
