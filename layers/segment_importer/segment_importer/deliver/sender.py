@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,13 +42,14 @@ class SenderServices:
 
 
 def send_records(
-    records: Iterable[dict[str, Any]],
+    records: Iterable[Mapping[str, Any]],
     services: SenderServices,
     *,
     remaining_seconds: Callable[[], float],
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, list[dict[str, str]]]:
-    """Deliver each SQS record's batch; returns the ReportBatchItemFailures response."""
+    """Deliver each SQS record's batch (the raw records, or the handler's SQSEvent records:
+    both are mappings); returns the ReportBatchItemFailures response."""
     deadline = clock() + remaining_seconds() - SAFETY_MARGIN_SECONDS
     failures: list[str] = []
     for record in records:
@@ -58,7 +59,7 @@ def send_records(
 
 
 def _send_one(
-    record: dict[str, Any], services: SenderServices, deadline: float, clock: Callable[[], float]
+    record: Mapping[str, Any], services: SenderServices, deadline: float, clock: Callable[[], float]
 ) -> bool:
     sqs_id = record["messageId"]
     try:
@@ -104,7 +105,9 @@ def _delivered(batch: QueuedBatch, delivery: Delivery, services: SenderServices,
         _complete(batch, services)
 
 
-def _not_delivered(record: dict[str, Any], batch: QueuedBatch, services: SenderServices, reason: str) -> None:
+def _not_delivered(
+    record: Mapping[str, Any], batch: QueuedBatch, services: SenderServices, reason: str
+) -> None:
     receive_count = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
     last_attempt = services.max_receive_count is not None and receive_count >= services.max_receive_count
     logger.warning(

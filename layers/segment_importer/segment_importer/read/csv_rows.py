@@ -289,17 +289,10 @@ def _csv_rows(
                     yield rejected
                 if flags.broken is not None:
                     return
-            elif line_count - lines_before > 1 and sum(map(len, row)) > limit:
-                detail = f"row {number} is longer than {limit} bytes"
-                raw = excerpt(delimiter.join(row)[:RAW_EXCERPT_CHARS])
-                yield SourceRecord(number, reason=reasons.RECORD_TOO_LARGE, detail=detail, raw=raw)
-            elif line_count - lines_before > 1 and _holds_rows(row, width, delimiter):
-                detail = (
-                    f"row {number} has a quoted cell whose line breaks hold what look like more rows "
-                    "(a quote never closed?); those rows are not read"
-                )
-                raw = excerpt(delimiter.join(row))
-                yield SourceRecord(number, reason=reasons.CSV_UNCLOSED_QUOTE, detail=detail, raw=raw)
+            elif line_count - lines_before > 1 and (
+                spanning := _spanning_row_problem(number, row, width, delimiter, limit)
+            ):
+                yield spanning
             elif len(row) == width:
                 if NULL_MARKER in row:  # warehouse unloads (MySQL, Snowflake) write NULL as \N
                     row = ["" if cell == NULL_MARKER else cell for cell in row]
@@ -322,6 +315,25 @@ def _csv_rows(
     if flags.broken is not None:
         detail = f"the file breaks after CSV row {number}: {flags.broken}"
         yield unreadable(number + 1, detail)
+
+
+def _spanning_row_problem(
+    number: int, row: list[str], width: int, delimiter: str, limit: int
+) -> SourceRecord | None:
+    """The reject for a row read over several lines (rare) that is over the limit, or that
+    looks like a quote never closed; None when the row is fine."""
+    if sum(map(len, row)) > limit:
+        detail = f"row {number} is longer than {limit} bytes"
+        raw = excerpt(delimiter.join(row)[:RAW_EXCERPT_CHARS])
+        return SourceRecord(number, reason=reasons.RECORD_TOO_LARGE, detail=detail, raw=raw)
+    if _holds_rows(row, width, delimiter):
+        detail = (
+            f"row {number} has a quoted cell whose line breaks hold what look like more rows "
+            "(a quote never closed?); those rows are not read"
+        )
+        raw = excerpt(delimiter.join(row))
+        return SourceRecord(number, reason=reasons.CSV_UNCLOSED_QUOTE, detail=detail, raw=raw)
+    return None
 
 
 def _holds_rows(row: list[str], width: int, delimiter: str) -> bool:

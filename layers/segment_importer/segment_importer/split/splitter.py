@@ -568,9 +568,7 @@ def _finish_span(services: SplitterServices, settings: SplitterSettings, part: _
 def _continue(services: SplitterServices, settings: SplitterSettings, part: _Part) -> None:
     checkpoint = part.checkpoint
     assert checkpoint is not None  # the caller checked
-    record_progress = _progress_recorder(services.ledger, part)
-    if record_progress:
-        record_progress(part.report)
+    _progress_recorder(services.ledger, part)(part.report)
     hand_over(services.sqs, settings.continuation_queue_url, checkpoint)
     services.metrics.add_metric("SplitContinuations", "Count", 1)
 
