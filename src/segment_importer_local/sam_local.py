@@ -14,7 +14,9 @@ by the local base image (local-image/build.py). The ports are fixed for that rea
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -46,6 +48,8 @@ FAKE_AWS_ENVIRONMENT = {
     "AWS_ENDPOINT_URL": MOTO_URL,
 }
 _ECR_PREFIX = "public.ecr.aws/lambda"
+# Runs the SAM CLI with --docker-network host honoured (see that module).
+HOST_NETWORK_LAUNCHER = Path(__file__).with_name("sam_host_network.py")
 
 
 class SamInvokeError(RuntimeError):
@@ -117,6 +121,7 @@ def local_aws(template: StackTemplate, received_path: Path | None = None) -> Ite
 
     from segment_importer_local.segment_endpoint import SegmentEndpoint
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
     with ExitStack() as stack:
         stack.enter_context(environment(FAKE_AWS_ENVIRONMENT))
         server = ThreadedMotoServer(ip_address=LOOPBACK, port=MOTO_PORT, verbose=False)
@@ -131,10 +136,15 @@ def local_aws(template: StackTemplate, received_path: Path | None = None) -> Ite
         yield LocalAws(LocalStack(template, LOCAL_PARAMETERS).create(LOCAL_WRITE_KEY), endpoint)
 
 
-def find_sam(root: Path) -> str:
-    for candidate in (root / ".venv-sam" / "bin" / "sam", Path("/work/main/.venv-sam/bin/sam")):
-        if candidate.is_file():
-            return str(candidate)
+def find_sam_python(root: Path) -> Path:
+    """The SAM CLI's interpreter: SAM_VENV, the project's .venv-sam, or the `sam` on PATH."""
+    candidates = [Path(os.environ["SAM_VENV"]) / "bin" / "sam"] if os.environ.get("SAM_VENV") else []
+    candidates.append(root / ".venv-sam" / "bin" / "sam")
+    on_path = shutil.which("sam")
+    candidates += [Path(on_path)] if on_path else []
+    for sam in candidates:
+        if sam.is_file() and (sam.parent / "python").exists():
+            return sam.parent / "python"
     raise SamInvokeError("the SAM CLI is not installed: run `make setup` (it installs .venv-sam)")
 
 
@@ -150,7 +160,9 @@ class Invocation:
 class SamCli:
     """`sam local invoke` of the built template, every container on the host network."""
 
-    sam: str
+    # sam_python: the SAM CLI's interpreter, which runs HOST_NETWORK_LAUNCHER
+
+    sam_python: Path
     built_template: Path
     env_vars: Path
     invocations: list[Invocation]
@@ -160,11 +172,11 @@ class SamCli:
         built = root / ".aws-sam" / "build" / "template.yaml"
         if not built.is_file():
             raise SamInvokeError(f"{built} is missing: run `make sam-build` first")
-        return cls(find_sam(root), built, env_vars, [])
+        return cls(find_sam_python(root), built, env_vars, [])
 
     def command(self, function: str, event_path: Path) -> list[str]:
         return [
-            self.sam, "local", "invoke", function,
+            str(self.sam_python), str(HOST_NETWORK_LAUNCHER), "local", "invoke", function,
             "--template", str(self.built_template),
             "--event", str(event_path),
             "--env-vars", str(self.env_vars),
