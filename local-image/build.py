@@ -43,27 +43,38 @@ PYENV_VERSIONS = Path("/root/.pyenv/versions")
 LANG_PREFIX = "var/lang"
 # Left out of /var/lang: not used by a Lambda function, and most of the image's size.
 STDLIB_SKIPPED = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "site-packages", "__phello__"}
-STDLIB_SKIPPED_PATTERNS = (re.compile(r"^config-\d"), re.compile(r"^_tkinter\."), re.compile(r"\.opt-[12]\.pyc$"))
+STDLIB_SKIPPED_PATTERNS = (
+    re.compile(r"^config-\d"),
+    re.compile(r"^_tkinter\."),
+    re.compile(r"\.opt-[12]\.pyc$"),
+)
 HOST_BINARIES = ("sh", "dash", "mv", "chmod", "cp", "rm", "mkdir", "ls", "cat", "env")
 # The Lambda python3.13 image's settings (its Dockerfile's ENV lines), as SAM's containers expect.
 IMAGE_ENV = {
     "LANG": "en_US.UTF-8",
     "TZ": ":/etc/localtime",
     "PATH": "/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin",
-    "LD_LIBRARY_PATH": "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib",
+    "LD_LIBRARY_PATH": ":".join(
+        [
+            *("/var/lang/lib", "/lib64", "/usr/lib64", "/var/runtime", "/var/runtime/lib"),
+            *("/var/task", "/var/task/lib", "/opt/lib"),
+        ]
+    ),
     "LAMBDA_TASK_ROOT": "/var/task",
     "LAMBDA_RUNTIME_DIR": "/var/runtime",
     # `sam local` passes only the environment variables the template declares, so the AWS
     # endpoint of the local moto server is the image's: this image is for local runs only.
     "AWS_ENDPOINT_URL": MOTO_URL,
 }
-ETC_PASSWD = "root:x:0:0:root:/root:/bin/sh\nsbx_user1051:x:993:990::/home/sbx_user1051:/sbin/nologin\n"
-ETC_GROUP = "root:x:0:\nsbx_user1051:x:990:\n"
+USERS_FILE = "root:x:0:0:root:/root:/bin/sh\nsbx_user1051:x:993:990::/home/sbx_user1051:/sbin/nologin\n"
+GROUPS_FILE = "root:x:0:\nsbx_user1051:x:990:\n"
 
 
 def host_python(version: str) -> Path:
     """The newest pyenv CPython of the runtime's minor version (e.g. 3.13 -> 3.13.0)."""
-    candidates = sorted(PYENV_VERSIONS.glob(f"{version}.*"), key=lambda p: [int(n) for n in p.name.split(".")])
+    candidates = sorted(
+        PYENV_VERSIONS.glob(f"{version}.*"), key=lambda p: [int(n) for n in p.name.split(".")]
+    )
     for prefix in reversed(candidates):
         if (prefix / "bin" / f"python{version}").is_file():
             return prefix
@@ -183,8 +194,8 @@ def write_rootfs(rootfs: RootFs, python_prefix: Path, version: str, runtime_clie
     rootfs.add_dir("tmp", 0o1777)
     for link in ("bin", "lib", "lib64", "sbin"):
         rootfs.add_link(link, f"usr/{link if link != 'sbin' else 'bin'}")
-    rootfs.add_text("etc/passwd", ETC_PASSWD)
-    rootfs.add_text("etc/group", ETC_GROUP)
+    rootfs.add_text("etc/passwd", USERS_FILE)
+    rootfs.add_text("etc/group", GROUPS_FILE)
     members = list(stdlib_members(python_prefix, version))
     for source, name in members:
         rootfs.add_file(source, name)
@@ -197,7 +208,11 @@ def write_rootfs(rootfs: RootFs, python_prefix: Path, version: str, runtime_clie
     for path in client_files:
         rootfs.add_file(path, f"var/runtime/{path.relative_to(runtime_client)}")
     rootfs.add_file(HERE / "bootstrap", "var/runtime/bootstrap", mode=0o755)
-    linked = [source for source, _ in members if source.suffix == ".so" or source.name.startswith(("python", "libpython"))]
+    linked = [
+        source
+        for source, _ in members
+        if source.suffix == ".so" or source.name.startswith(("python", "libpython"))
+    ]
     linked += binaries + [path for path in client_files if path.suffix == ".so"]
     for library in sorted(shared_libraries(linked)):
         rootfs.add_file(library, usr_path(library))
@@ -205,9 +220,13 @@ def write_rootfs(rootfs: RootFs, python_prefix: Path, version: str, runtime_clie
 
 def docker_import(tag: str, digest: str, python_prefix: Path, version: str, runtime_client: Path) -> RootFs:
     changes = [f"ENV {name}={value}" for name, value in IMAGE_ENV.items()]
-    changes += ["WORKDIR /var/task", f"LABEL {INPUTS_LABEL}={digest}", 'ENTRYPOINT ["/var/runtime/bootstrap"]']
+    changes += [
+        "WORKDIR /var/task",
+        f"LABEL {INPUTS_LABEL}={digest}",
+        'ENTRYPOINT ["/var/runtime/bootstrap"]',
+    ]
     command = ["docker", "import", *(arg for change in changes for arg in ("--change", change)), "-", tag]
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)  # noqa: S603
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
     assert process.stdin is not None
     rootfs = RootFs(process.stdin)  # type: ignore[arg-type]
     write_rootfs(rootfs, python_prefix, version, runtime_client)
@@ -220,7 +239,10 @@ def docker_import(tag: str, digest: str, python_prefix: Path, version: str, runt
 
 def image_size(tag: str) -> int:
     result = subprocess.run(
-        ["docker", "image", "inspect", "--format", "{{.Size}}", tag], capture_output=True, text=True, check=True
+        ["docker", "image", "inspect", "--format", "{{.Size}}", tag],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return int(result.stdout.strip())
 

@@ -38,16 +38,22 @@ def run(sample: Path) -> int:
     with local_aws(template) as aws:
         stack = aws.stack
         if target["bucket"]["name"] != stack.bucket:
-            raise SamInvokeError(f"events/s3-put.json names bucket {target['bucket']['name']}, not {stack.bucket}")
+            raise SamInvokeError(
+                f"events/s3-put.json names bucket {target['bucket']['name']}, not {stack.bucket}"
+            )
         stack.s3.upload_file(str(sample), stack.bucket, unquote_plus(target["object"]["key"]))
         split = sam.invoke_file("SplitterFunction", EVENTS / "s3-put.json")
         print(f"splitter: {json.dumps(split)}")
         sender = remote_function(stack, "SenderFunction", sam.invoke)
         arn = stack.resolver.attributes["WorkQueue.Arn"]
-        poller = SqsPoller(stack.sqs, stack.work_queue_url, arn, sender, stack.sqs_batch_size("SenderFunction"))
+        poller = SqsPoller(
+            stack.sqs, stack.work_queue_url, arn, sender, stack.sqs_batch_size("SenderFunction")
+        )
         drained = poller.drain()
         print(f"sender on the work queue: {drained}")
-        (item,) = Ledger(stack.dynamodb, stack.table_name("ImportsTable"), stack.table_name("BatchesTable")).list_imports()
+        (item,) = Ledger(
+            stack.dynamodb, stack.table_name("ImportsTable"), stack.table_name("BatchesTable")
+        ).list_imports()
         received_from_split = aws.endpoint.stats()["messages_accepted"]
         sample_batch = sam.invoke_file("SenderFunction", EVENTS / "sqs-batch.json")
         print(f"sender on events/sqs-batch.json: {json.dumps(sample_batch)}")

@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--upload", action="append", default=[], metavar="FILE=KEY", help="put a file in the bucket")
+    parser.add_argument(
+        "--upload", action="append", default=[], metavar="FILE=KEY", help="put a file in the bucket"
+    )
     parser.add_argument("--write-env-json", action="store_true", help="write events/env.json and exit")
     parser.add_argument("--received", type=Path, help="where the endpoint writes what it receives (NDJSON)")
     arguments = parser.parse_args(argv)

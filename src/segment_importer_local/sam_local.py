@@ -90,7 +90,9 @@ def env_overrides(aws: LocalStack) -> dict[str, dict[str, str]]:
         variables = aws.template.function_environment(function)
         local = {name: str(aws.resolver.resolve(value)) for name, value in variables.items()}
         overrides[function] = {
-            name: value for name, value in sorted(local.items()) if _sam_value(sam_view, variables[name]) != value
+            name: value
+            for name, value in sorted(local.items())
+            if _sam_value(sam_view, variables[name]) != value
         }
     return overrides
 
@@ -115,21 +117,31 @@ class LocalAws:
 
 
 @contextmanager
-def local_aws(template: StackTemplate, received_path: Path | None = None) -> Iterator[LocalAws]:
-    """A moto server on MOTO_PORT with the stack's resources, and the endpoint on SEGMENT_PORT."""
+def moto_server() -> Iterator[None]:
+    """A moto server on MOTO_PORT, and this process's AWS clients pointed at it."""
     from moto.server import ThreadedMotoServer  # moto[server]: a development dependency
 
-    from segment_importer_local.segment_endpoint import SegmentEndpoint
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
-    with ExitStack() as stack:
-        stack.enter_context(environment(FAKE_AWS_ENVIRONMENT))
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # it would log every request
+    with environment(FAKE_AWS_ENVIRONMENT):
         server = ThreadedMotoServer(ip_address=LOOPBACK, port=MOTO_PORT, verbose=False)
         try:
             server.start()
         except OSError as error:
-            raise SamInvokeError(f"cannot listen on {MOTO_URL} ({error}): is another local run using it?") from None
-        stack.callback(server.stop)
+            message = f"cannot listen on {MOTO_URL} ({error}): is another local run using it?"
+            raise SamInvokeError(message) from None
+        try:
+            yield
+        finally:
+            server.stop()
+
+
+@contextmanager
+def local_aws(template: StackTemplate, received_path: Path | None = None) -> Iterator[LocalAws]:
+    """The stack's resources in a moto server (MOTO_PORT), and the endpoint on SEGMENT_PORT."""
+    from segment_importer_local.segment_endpoint import SegmentEndpoint
+
+    with ExitStack() as stack:
+        stack.enter_context(moto_server())
         endpoint = stack.enter_context(
             SegmentEndpoint(LOCAL_WRITE_KEY, host=LOOPBACK, port=SEGMENT_PORT, output_path=received_path)
         )
@@ -204,9 +216,13 @@ class SamCli:
         response = _last_json_line(result.stdout)
         self.invocations.append(Invocation(function, response, seconds, result.stderr))
         if result.returncode != 0 or response is None:
-            raise SamInvokeError(f"sam local invoke {function} exited {result.returncode}:\n{result.stderr[-4000:]}")
+            raise SamInvokeError(
+                f"sam local invoke {function} exited {result.returncode}:\n{result.stderr[-4000:]}"
+            )
         if isinstance(response, dict) and "errorType" in response:
-            raise SamInvokeError(f"{function} failed: {response.get('errorType')}: {response.get('errorMessage')}")
+            raise SamInvokeError(
+                f"{function} failed: {response.get('errorType')}: {response.get('errorMessage')}"
+            )
         return response
 
 
@@ -230,6 +246,7 @@ def remote_function(
         timeout_seconds=int(template.function_property(function, "Timeout") or 3),
         memory_mb=int(template.function_property(function, "MemorySize") or 128),
         environment={
-            name: str(value) for name, value in aws.resolver.resolve(template.function_environment(function)).items()
+            name: str(value)
+            for name, value in aws.resolver.resolve(template.function_environment(function)).items()
         },
     )
