@@ -234,6 +234,9 @@ def docker_import(tag: str, digest: str, python_prefix: Path, version: str, runt
     process.stdin.close()
     if process.wait() != 0:
         raise SystemExit(f"docker import failed ({process.returncode}); is dockerd running? (make docker-up)")
+    # The image this one replaced, untagged now: only images of this script carry the label.
+    prune = ["docker", "image", "prune", "--force", "--filter", f"label={INPUTS_LABEL}"]
+    subprocess.run(prune, capture_output=True, check=False)
     return rootfs
 
 
