@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -35,6 +34,7 @@ from segment_importer_local.sam_local import (
     LOOPBACK,
     SamInvokeError,
     base_image_tag,
+    ensure_built,
     find_sam_python,
     moto_server,
     remote_function,
@@ -42,8 +42,6 @@ from segment_importer_local.sam_local import (
 from segment_importer_local.stack import LocalFunction, LocalStack
 from segment_importer_local.template_config import StackTemplate
 
-# `sam build` needs the runtime's Python on PATH (pyenv's 3.13 here), as `make sam-build` gives it.
-SAM_BUILD_PYENV = "3.13.0:3.12.1:3.11.7"
 READY_ATTEMPTS = 600  # polls of start-lambda's port, 0.1 s apart, before giving up
 _LAMBDA_CONFIG = Config(read_timeout=960, connect_timeout=10, retries={"max_attempts": 0})
 
@@ -88,7 +86,7 @@ class SamEngine:
         root = stack.template.root
         _require_image(base_image_tag(stack.template))
         sam_python = find_sam_python(root)
-        built = _sam_build(sam_python, root)
+        built = ensure_built(sam_python, stack.template)
         env_file = self._exit.enter_context(tempfile.NamedTemporaryFile("w", suffix=".json", prefix="env-"))  # noqa: SIM115
         json.dump(_function_environments(stack), env_file)
         env_file.flush()
@@ -148,26 +146,6 @@ def _require_image(tag: str) -> None:
     found = subprocess.run(command, capture_output=True, check=False)  # noqa: S603
     if found.returncode != 0:
         raise SamInvokeError(f"no local image {tag} (or no dockerd): run `make docker-up local-image`")
-
-
-def _sam_build(sam_python: Path, root: Path) -> Path:
-    """`sam build` (cached, from samconfig.toml) so the containers run the current code."""
-    print("sam build (cached) ...", file=sys.stderr)
-    result = subprocess.run(  # noqa: S603 - our own command line
-        [str(sam_python), str(HOST_NETWORK_LAUNCHER), "build"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        env={
-            **os.environ,
-            "SAM_CLI_TELEMETRY": "0",
-            "PYENV_VERSION": os.environ.get("PYENV_VERSION", SAM_BUILD_PYENV),
-        },
-        check=False,
-    )
-    if result.returncode != 0:
-        raise SamInvokeError(f"sam build failed:\n{(result.stdout + result.stderr)[-4000:]}")
-    return root / ".aws-sam" / "build" / "template.yaml"
 
 
 def _free_port() -> int:

@@ -18,8 +18,10 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -48,6 +50,8 @@ FAKE_AWS_ENVIRONMENT = {
     "AWS_ENDPOINT_URL": MOTO_URL,
 }
 _ECR_PREFIX = "public.ecr.aws/lambda"
+# `sam build` needs the runtime's Python on PATH (pyenv's 3.13 here), as `make sam-build` gives it.
+SAM_BUILD_PYENV = "3.13.0:3.12.1:3.11.7"
 # Runs the SAM CLI with --docker-network host honoured (see that module).
 HOST_NETWORK_LAUNCHER = Path(__file__).with_name("sam_host_network.py")
 
@@ -130,9 +134,17 @@ def moto_server() -> Iterator[None]:
             message = f"cannot listen on {MOTO_URL} ({error}): is another local run using it?"
             raise SamInvokeError(message) from None
         try:
+            _reset_moto()  # moto's state lives in this process, and outlives a stopped server
             yield
         finally:
+            _reset_moto()
             server.stop()
+
+
+def _reset_moto() -> None:
+    request = urllib.request.Request(f"{MOTO_URL}/moto-api/reset", method="POST")  # noqa: S310
+    with urllib.request.urlopen(request, timeout=30):  # noqa: S310 - http, the local moto server
+        pass
 
 
 @contextmanager
@@ -224,6 +236,62 @@ class SamCli:
                 f"{function} failed: {response.get('errorType')}: {response.get('errorMessage')}"
             )
         return response
+
+
+def sam_build(sam_python: Path, root: Path) -> Path:
+    """`sam build` (cached, from samconfig.toml) so the containers run the current code."""
+    print("sam build (cached) ...", file=sys.stderr)
+    result = subprocess.run(  # noqa: S603 - our own command line
+        [str(sam_python), str(HOST_NETWORK_LAUNCHER), "build"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SAM_CLI_TELEMETRY": "0", **_python_for_sam_build()},
+        check=False,
+    )
+    if result.returncode != 0:
+        raise SamInvokeError(f"sam build failed:\n{(result.stdout + result.stderr)[-4000:]}")
+    return root / ".aws-sam" / "build" / "template.yaml"
+
+
+def ensure_built(sam_python: Path, template: StackTemplate) -> Path:
+    """The built template, after a `sam build` only if the build is older than the sources."""
+    built = template.root / ".aws-sam" / "build" / "template.yaml"
+    return built if build_is_current(template, built) else sam_build(sam_python, template.root)
+
+
+def build_is_current(template: StackTemplate, built: Path) -> bool:
+    """Every code file of the functions and the layer is in the build as it is now, and neither
+    the template nor the layer's requirements changed since."""
+    if not built.is_file():
+        return False
+    layer = Path(template.resource("DomainLayer")["Properties"]["ContentUri"])
+    inputs = [template.root / "template.yaml", template.root / layer / "requirements.txt"]
+    if any(path.stat().st_mtime > built.stat().st_mtime for path in inputs if path.exists()):
+        return False
+    code = {template.root / layer: built.parent / "DomainLayer" / "python"}
+    for function in FUNCTIONS:
+        code[template.root / template.function_property(function, "CodeUri")] = built.parent / function
+    return all(_same_python_files(source, copy) for source, copy in code.items())
+
+
+def _same_python_files(source: Path, copy: Path) -> bool:
+    for path in source.rglob("*.py"):
+        built = copy / path.relative_to(source)
+        if not built.is_file() or built.read_bytes() != path.read_bytes():
+            return False
+    return True
+
+
+def _python_for_sam_build() -> dict[str, str]:
+    """PATH and PYENV_VERSION giving the runtime's python3.13 (pyenv's shims, else a version)."""
+    settings = {"PYENV_VERSION": os.environ.get("PYENV_VERSION", SAM_BUILD_PYENV)}
+    if shutil.which("python3.13"):
+        return settings
+    versions = sorted(Path.home().glob(".pyenv/versions/3.13*/bin"))
+    if versions:
+        settings["PATH"] = f"{versions[-1]}{os.pathsep}{os.environ.get('PATH', '')}"
+    return settings
 
 
 def _last_json_line(stdout: str) -> Any:
