@@ -26,8 +26,10 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from segment_importer_local.segment_endpoint import SegmentEndpoint
 from segment_importer_local.stack import PSEUDO_PARAMETERS, LocalFunction, LocalStack, environment
 from segment_importer_local.template_config import Resolver, StackTemplate, TemplateError
 
@@ -117,7 +119,7 @@ class LocalAws:
     """The running moto server's stack and the embedded endpoint."""
 
     stack: LocalStack
-    endpoint: Any  # SegmentEndpoint
+    endpoint: SegmentEndpoint
 
 
 @contextmanager

@@ -25,7 +25,10 @@ import pytest
 from segment_importer.batch.queueing import read_envelope
 from segment_importer.deliver.sender import QueuedBatch
 from segment_importer.track.ledger import COMPLETE, COMPLETE_WITH_ERRORS, Ledger
+from segment_importer_local.chaos import AwsFaults
 from segment_importer_local.event_source import SqsPoller
+from segment_importer_local.runner import RunOptions
+from segment_importer_local.sam_engine import SamEngine
 from segment_importer_local.sam_host_network import host_network_options
 from segment_importer_local.sam_local import (
     FUNCTIONS,
@@ -145,6 +148,20 @@ def test_the_launcher_moves_lambda_containers_to_the_host_network() -> None:
     assert options["environment"] == sam_options["environment"]
     build_container = {**sam_options, "labels": {"sam.cli.container.type": "build"}}
     assert host_network_options(dict(build_container)) == build_container
+
+
+@pytest.mark.parametrize(
+    ("options", "refused"),
+    [
+        ({"dry_run": True}, "--dry-run"),
+        ({"aws_faults": AwsFaults(duplicate_s3_events=True)}, "AWS fault injection"),
+    ],
+)
+def test_the_sam_engine_refuses_what_only_the_in_process_handlers_honour(options: dict, refused: str) -> None:
+    """DRY_RUN is no template variable and the AWS faults patch this process's clients: a container
+    would send for real, or run without the faults. Refused before anything starts."""
+    with pytest.raises(SamInvokeError, match=refused):
+        SamEngine(RunOptions(files=[SAMPLE], engine="sam", **options))
 
 
 # ---- through the SAM CLI, in Docker ---------------------------------------------------------
