@@ -27,7 +27,7 @@ from segment_importer.deliver.sender import QueuedBatch
 from segment_importer.track.ledger import COMPLETE, COMPLETE_WITH_ERRORS, Ledger
 from segment_importer_local.chaos import AwsFaults
 from segment_importer_local.event_source import SqsPoller
-from segment_importer_local.runner import RunOptions
+from segment_importer_local.runner import RunOptions, run_import
 from segment_importer_local.sam_engine import SamEngine
 from segment_importer_local.sam_host_network import host_network_options
 from segment_importer_local.sam_local import (
@@ -190,6 +190,26 @@ def sam(docker_ready: None) -> SamCli:
         pytest.skip("SAM CLI not found (run `make setup`)")
     ensure_built(SAM_PYTHON, TEMPLATE)  # `sam build` only if the code changed since `make sam-build`
     return SamCli.for_build(ROOT, EVENTS / "env.json")
+
+
+@pytest.mark.docker
+@pytest.mark.sam
+def test_the_local_run_with_the_sam_engine_delivers_every_valid_record(sam: SamCli, tmp_path: Path) -> None:
+    """`segment-importer run --engine sam`: the runner's pipeline with both functions served by
+    `sam local start-lambda` (before the module's moto server below takes the port)."""
+    result = run_import(RunOptions(files=[SAMPLE], engine="sam", out_dir=tmp_path, show_progress=False))
+
+    (outcome,) = result.files
+    assert result.ok
+    assert outcome.ledger is not None
+    assert outcome.messages_delivered == outcome.ledger["messages_queued"] > 0
+    assert result.endpoint_stats is not None
+    assert result.endpoint_stats["messages_accepted"] == outcome.messages_delivered
+    log = (Path(result.run_dir or "") / "functions.log").read_text(encoding="utf-8")
+    for function in FUNCTIONS:  # each ran in its container, with the template's memory
+        memory = TEMPLATE.function_property(function, "MemorySize")
+        assert f"Mounting {ROOT / '.aws-sam' / 'build' / function} as /var/task" in log
+        assert f"Memory Size: {memory} MB" in log
 
 
 @pytest.fixture(scope="module")
