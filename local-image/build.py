@@ -102,9 +102,11 @@ def current_digest(tag: str) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-def install_runtime_client(python_prefix: Path, version: str, digest: str) -> Path:
-    """awslambdaric and its dependencies for this Python, in a folder reused while inputs hold."""
-    target = BUILD_DIR / f"runtime-{digest}"
+def install_runtime_client(python_prefix: Path, version: str) -> Path:
+    """awslambdaric and its dependencies for this Python, in a folder kept while the pins and
+    the Python hold (a change elsewhere in the image does not ask PyPI again)."""
+    requirements_digest = hashlib.sha256((HERE / "requirements.txt").read_bytes() + bytes(python_prefix))
+    target = BUILD_DIR / f"runtime-{requirements_digest.hexdigest()[:16]}"
     if (target / "awslambdaric").is_dir():
         return target
     python = python_prefix / "bin" / f"python{version}"
@@ -220,11 +222,8 @@ def write_rootfs(rootfs: RootFs, python_prefix: Path, version: str, runtime_clie
 
 def docker_import(tag: str, digest: str, python_prefix: Path, version: str, runtime_client: Path) -> RootFs:
     changes = [f"ENV {name}={value}" for name, value in IMAGE_ENV.items()]
-    changes += [
-        "WORKDIR /var/task",
-        f"LABEL {INPUTS_LABEL}={digest}",
-        'ENTRYPOINT ["/var/runtime/bootstrap"]',
-    ]
+    # No ENTRYPOINT: the SAM CLI starts its emulator (/var/rapid/aws-lambda-rie) itself.
+    changes += ["WORKDIR /var/task", f"LABEL {INPUTS_LABEL}={digest}"]
     command = ["docker", "import", *(arg for change in changes for arg in ("--change", change)), "-", tag]
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
     assert process.stdin is not None
@@ -264,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{tag} is up to date (inputs {digest})")
         return 0
     started = time.perf_counter()
-    runtime_client = install_runtime_client(python_prefix, version, digest)
+    runtime_client = install_runtime_client(python_prefix, version)
     rootfs = docker_import(tag, digest, python_prefix, version, runtime_client)
     seconds = time.perf_counter() - started
     size = image_size(tag)
