@@ -29,13 +29,13 @@ import boto3
 from botocore.config import Config
 
 from segment_importer_local.sam_local import (
-    FUNCTIONS,
     HOST_NETWORK_LAUNCHER,
     LOOPBACK,
     SamInvokeError,
     base_image_tag,
     ensure_built,
     find_sam_python,
+    function_ids,
     moto_server,
     remote_function,
 )
@@ -137,7 +137,7 @@ def _function_environments(stack: LocalStack) -> dict[str, dict[str, str]]:
             name: str(value)
             for name, value in stack.resolver.resolve(stack.template.function_environment(function)).items()
         }
-        for function in FUNCTIONS
+        for function in function_ids(stack.template)
     }
 
 

@@ -3,7 +3,7 @@
 Everything stays on loopback: a moto server (`ThreadedMotoServer`) holds the stack's resources,
 created from template.yaml by `LocalStack` (the code the in-process local run uses), and the
 embedded Segment endpoint answers the sender and the pre-flight. The containers run with
-`--docker-network host`, so 127.0.0.1 inside them is this machine.
+`--docker-network host` (made real by `sam_host_network`), so 127.0.0.1 in them is this machine.
 
 `sam local` hands a function only the environment variables the template declares (from the
 template, the shell or --env-vars), so `events/env.json` overrides the declared ones that name
@@ -38,7 +38,6 @@ MOTO_PORT = 5055
 SEGMENT_PORT = 5056
 MOTO_URL = f"http://{LOOPBACK}:{MOTO_PORT}"
 SEGMENT_URL = f"http://{LOOPBACK}:{SEGMENT_PORT}"
-FUNCTIONS = ("SplitterFunction", "SenderFunction")
 # The parameters a local run overrides: the sender and the pre-flight ask the embedded endpoint.
 LOCAL_PARAMETERS = {"SegmentHost": SEGMENT_URL, "PreflightHost": SEGMENT_URL}
 LOCAL_WRITE_KEY = "local-sam-write-key"  # stored in moto's SSM; the embedded endpoint expects it
@@ -62,8 +61,13 @@ class SamInvokeError(RuntimeError):
     """A function invoked through the SAM CLI failed (its error, or the CLI's)."""
 
 
+def function_ids(template: StackTemplate) -> list[str]:
+    """The template's functions (logical ids), in template order."""
+    return list(template.resources_of_type("AWS::Serverless::Function"))
+
+
 def _function_setting(template: StackTemplate, name: str) -> Any:
-    values = {json.dumps(template.function_property(function, name)) for function in FUNCTIONS}
+    values = {json.dumps(template.function_property(function, name)) for function in function_ids(template)}
     if len(values) != 1:
         raise TemplateError(f"the functions differ in {name} ({sorted(values)}): one local image serves both")
     return json.loads(values.pop())
@@ -92,7 +96,7 @@ def env_overrides(aws: LocalStack) -> dict[str, dict[str, str]]:
     the SAM CLI resolves by itself (it knows parameter defaults, not moto's resources)."""
     sam_view = Resolver(aws.template.parameter_defaults(), PSEUDO_PARAMETERS)
     overrides: dict[str, dict[str, str]] = {}
-    for function in FUNCTIONS:
+    for function in function_ids(aws.template):
         variables = aws.template.function_environment(function)
         local = {name: str(aws.resolver.resolve(value)) for name, value in variables.items()}
         overrides[function] = {
@@ -272,7 +276,7 @@ def build_is_current(template: StackTemplate, built: Path) -> bool:
     if any(path.stat().st_mtime > built.stat().st_mtime for path in inputs if path.exists()):
         return False
     code = {template.root / layer: built.parent / "DomainLayer" / "python"}
-    for function in FUNCTIONS:
+    for function in function_ids(template):
         code[template.root / template.function_property(function, "CodeUri")] = built.parent / function
     return all(_same_python_files(source, copy) for source, copy in code.items())
 

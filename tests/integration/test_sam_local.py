@@ -31,7 +31,6 @@ from segment_importer_local.runner import RunOptions, run_import
 from segment_importer_local.sam_engine import SamEngine
 from segment_importer_local.sam_host_network import host_network_options
 from segment_importer_local.sam_local import (
-    FUNCTIONS,
     LocalAws,
     SamCli,
     SamInvokeError,
@@ -39,6 +38,7 @@ from segment_importer_local.sam_local import (
     ensure_built,
     env_json_text,
     find_sam_python,
+    function_ids,
     local_aws,
     remote_function,
 )
@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 SAMPLE = ROOT / "examples" / "spreadsheet.csv"
 TEMPLATE = StackTemplate.load(ROOT / "template.yaml")
+FUNCTIONS = function_ids(TEMPLATE)
 
 
 def _sam_python() -> Path | None:
