@@ -70,3 +70,18 @@ sam-build: setup
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache
+
+# ---- sam local (issue 19, branch samlocal): a self-contained block, nothing above depends on it ----
+# docker-up installs Debian's docker.io if missing and starts dockerd (root); local-image builds the
+# Lambda python base image the SAM CLI looks for, offline (cached: rebuilt only when its inputs
+# change); local-invoke runs the splitter and the sender through `sam local invoke` on events/.
+.PHONY: docker-up local-image local-invoke
+
+docker-up:  ## start dockerd for sam local (installs docker.io first if missing)
+	scripts/docker_up.sh
+
+local-image: docker-up $(BIN)/segment-importer  ## the local Lambda base image (offline, cached)
+	$(BIN)/python local-image/build.py
+
+local-invoke: local-image sam-build  ## splitter and sender through sam local invoke, on moto + the endpoint
+	SAM_VENV=$(abspath $(SAM_VENV)) $(BIN)/python scripts/local_invoke.py

@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--template", type=Path, help="template.yaml to read (default: found from here)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument(
+        "--engine", choices=("local", "sam"), default="local", help="sam: the functions in SAM CLI containers"
+    )
+    run.add_argument(
         "--parameter",
         action="append",
         default=[],
@@ -101,6 +104,7 @@ def _run(arguments: argparse.Namespace) -> int:
             template_path=arguments.template,
             show_progress=not arguments.no_progress,
             parameter_overrides=overrides,
+            engine=arguments.engine,
         )
     )
     _print_result(result, console, dry_run=arguments.dry_run)

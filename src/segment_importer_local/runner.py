@@ -28,6 +28,7 @@ from segment_importer.split import splitter as splitter_module
 from segment_importer.track import reasons
 from segment_importer.track.ledger import COMPLETE, COMPLETE_WITH_ERRORS, Ledger
 from segment_importer.track.report import STATUS_DRY_RUN, derived_key
+from segment_importer_local import sam_engine
 from segment_importer_local.chaos import AwsFaults
 from segment_importer_local.event_source import SqsPoller, invoke, s3_put_event
 from segment_importer_local.progress import PipelineProgress, SplitProgressLog
@@ -59,6 +60,7 @@ class RunOptions:
     aws_faults: AwsFaults = field(default_factory=AwsFaults)  # on the AWS side (none by default)
     show_progress: bool = True
     parameter_overrides: dict[str, str] = field(default_factory=dict)
+    engine: str = "local"  # "sam": the functions in SAM CLI containers (sam_engine)
 
 
 @dataclass
@@ -142,7 +144,9 @@ def run_import(options: RunOptions) -> RunResult:
     files = _expand(options.files)
     with ExitStack() as stack:
         stack.enter_context(environment(_FAKE_AWS_ENVIRONMENT))
-        stack.enter_context(mock_aws())
+        sam = stack.enter_context(sam_engine.SamEngine(options)) if options.engine == "sam" else None
+        if sam is None:
+            stack.enter_context(mock_aws())
         run_dir = options.out_dir / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
         run_dir.mkdir(parents=True, exist_ok=True)
         endpoint, write_key, host, received = _destination(options, stack, run_dir)
@@ -150,7 +154,7 @@ def run_import(options: RunOptions) -> RunResult:
         # The functions log JSON to stdout, as in Lambda: keep it in the run's folder instead.
         function_log = stack.enter_context((run_dir / "functions.log").open("w", encoding="utf-8"))
         stack.enter_context(redirect_stdout(function_log))
-        aws = LocalStack(template, overrides).create(write_key)
+        aws = (sam.stack if sam else LocalStack)(template, overrides).create(write_key)
         snapshots = LedgerSnapshots(_ledger(aws), run_dir, options.out_dir)
         progress = stack.enter_context(PipelineProgress(enabled=options.show_progress))
         started = time.perf_counter()

@@ -1,13 +1,13 @@
 """The sample events in events/ stay usable with `sam local invoke` and match the code.
 
 `sam local invoke --env-vars` only overrides variables the template declares, so env.json
-must name exactly those; the event samples must be what the handlers actually parse.
+names only those: the ones that point at the local stack (docs/sam-local.md); the event
+samples must be what the handlers actually parse.
 """
 
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -19,12 +19,13 @@ from segment_importer.batch.envelope import QueuedBatch, read_envelope
 from segment_importer.mapping.timestamps import format_timestamp, parse_timestamp
 from segment_importer.mapping.validation import check_fields
 from segment_importer.settings import SenderSettings, SplitterSettings
+from segment_importer_local.sam_local import LOCAL_PARAMETERS, MOTO_URL
+from segment_importer_local.stack import PSEUDO_PARAMETERS, STACK_NAME
 from segment_importer_local.template_config import Resolver, StackTemplate
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 FUNCTIONS = ("SplitterFunction", "SenderFunction")
-SAMPLE_ACCOUNT = "123456789012"
 
 
 @pytest.fixture(scope="module")
@@ -36,46 +37,59 @@ def load_event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / name).read_text(encoding="utf-8"))
 
 
-def samconfig_global() -> dict[str, Any]:
-    with (ROOT / "samconfig.toml").open("rb") as stream:
-        return tomllib.load(stream)["default"]["global"]["parameters"]
-
-
 # ---- env.json ------------------------------------------------------------------------------
 
 
-def test_env_json_names_exactly_the_template_variables(template: StackTemplate) -> None:
+def test_env_json_names_only_template_variables_and_every_resource_one(template: StackTemplate) -> None:
+    """Undeclared names would be ignored; a variable naming a resource has no value SAM knows."""
     env = load_event("env.json")
+    resources = set(template.document["Resources"])
 
     assert set(env) == set(FUNCTIONS) == set(template.resources_of_type("AWS::Serverless::Function"))
     for function_id in FUNCTIONS:
-        assert set(env[function_id]) == set(template.function_environment(function_id)), function_id
+        declared = template.function_environment(function_id)
+        assert set(env[function_id]) <= set(declared), function_id
+        naming_resources = {
+            name
+            for name, value in declared.items()
+            if isinstance(value, dict) and value.get("Ref") in resources
+        }
+        assert naming_resources <= set(env[function_id]), function_id
 
 
-def test_env_json_values_are_template_defaults_or_placeholders(template: StackTemplate) -> None:
-    """Literal and parameter values equal the template's; resource ids are placeholders."""
+def test_env_json_values_point_at_the_local_stack(template: StackTemplate) -> None:
+    """Resources are moto's on 127.0.0.1; a parameter value is the template's default unless the
+    local run overrides the parameter (the Segment hosts: the embedded endpoint)."""
     env = load_event("env.json")
-    resolver = Resolver(parameters=template.parameter_defaults())
+    resolver = Resolver(parameters={**template.parameter_defaults(), **LOCAL_PARAMETERS})
     resources = set(template.document["Resources"])
 
     for function_id in FUNCTIONS:
-        for variable, value in template.function_environment(function_id).items():
-            sample = env[function_id][variable]
+        declared = template.function_environment(function_id)
+        for variable, sample in env[function_id].items():
+            value = declared[variable]
             assert isinstance(sample, str), f"{function_id}.{variable}: sam local wants strings"
             if isinstance(value, dict) and value.get("Ref") in resources:
-                assert sample, f"{function_id}.{variable} needs a placeholder"
+                assert sample.startswith((STACK_NAME, MOTO_URL)), f"{function_id}.{variable}: {sample}"
             else:
                 assert sample == str(resolver.resolve(value)), f"{function_id}.{variable}"
 
 
-def test_env_json_settings_load() -> None:
-    """The handlers read their settings from these values; they must parse."""
+def test_env_json_settings_load(template: StackTemplate) -> None:
+    """The handlers read their settings from what `sam local` hands them (the template's values
+    with env.json's on top); they must parse and name the local resources."""
     env = load_event("env.json")
+    resolver = Resolver(parameters=template.parameter_defaults())
 
-    splitter = SplitterSettings.from_env(env["SplitterFunction"])
-    sender = SenderSettings.from_env(env["SenderFunction"])
+    def container_env(function_id: str) -> dict[str, str]:
+        declared = template.function_environment(function_id)
+        defaults = {name: value for name, value in declared.items() if name not in env[function_id]}
+        return {**{name: str(v) for name, v in resolver.resolve(defaults).items()}, **env[function_id]}
 
-    assert splitter.queue_url.startswith("https://sqs.")
+    splitter = SplitterSettings.from_env(container_env("SplitterFunction"))
+    sender = SenderSettings.from_env(container_env("SenderFunction"))
+
+    assert splitter.queue_url.startswith(MOTO_URL)
     assert sender.write_key_parameter.startswith("/"), "a parameter name, never the key"
 
 
@@ -95,21 +109,14 @@ def test_s3_sample_parses_to_the_decoded_key(template: StackTemplate) -> None:
     assert record.s3.get_object.key.startswith(prefix), "the template's filter would not deliver it"
 
 
-def test_s3_sample_bucket_is_the_stack_bucket(template: StackTemplate) -> None:
-    config = samconfig_global()
-    resolver = Resolver(
-        parameters=template.parameter_defaults(),
-        pseudo={
-            "AWS::StackName": config["stack_name"],
-            "AWS::Region": config["region"],
-            "AWS::AccountId": SAMPLE_ACCOUNT,
-        },
-    )
+def test_s3_sample_bucket_is_the_local_stack_bucket(template: StackTemplate) -> None:
+    """The bucket `scripts/moto_stack.py` and `make local-invoke` create (the local stack's)."""
+    resolver = Resolver(parameters=template.parameter_defaults(), pseudo=PSEUDO_PARAMETERS)
     bucket = resolver.resolve(template.resource("ImportBucket")["Properties"]["BucketName"])
     (record,) = S3Event(load_event("s3-put.json")).records
 
     assert record.s3.bucket.name == bucket
-    assert record.aws_region == config["region"]
+    assert record.aws_region == PSEUDO_PARAMETERS["AWS::Region"]
 
 
 # ---- sqs-batch.json ------------------------------------------------------------------------
