@@ -22,8 +22,7 @@ from urllib.parse import unquote_plus
 
 import pytest
 
-from segment_importer.batch.queueing import read_envelope
-from segment_importer.deliver.sender import QueuedBatch
+from segment_importer.batch.envelope import QueuedBatch, read_envelope
 from segment_importer.track.ledger import COMPLETE, COMPLETE_WITH_ERRORS, Ledger
 from segment_importer_local.chaos import AwsFaults
 from segment_importer_local.event_source import SqsPoller
