@@ -1,0 +1,347 @@
+"""Parquet exports (warehouse unloads, DuckDB, Spark), read a row group at a time.
+
+`parquet_records(source)` takes a seekable object (`ranged_file.RangeSource`: an S3 object
+read by ranged GETs) and yields one `SourceRecord` per row. pyarrow reads the footer, then one
+row group's column chunks at a time, in slices of `BATCH_ROWS` rows: memory is bounded by one
+row group, never the whole file, and the object is never downloaded whole.
+
+Record numbers are the row's position in the file, 1-based (row groups in file order), so
+they are stable across re-reads. A continued part resumes at a row group and a row within it:
+`resume_point_after(n)` gives the byte offset of the row group holding row n + 1 (for
+progress) and the row's number; the reader finds the row group from the footer's row counts
+and skips the rows before it there.
+
+Values become what a JSON export of the same table holds:
+* structs and maps -> objects (map keys as text), lists -> arrays;
+* timestamps of any unit, with or without a time zone -> ISO 8601 UTC text (a timestamp
+  without a zone is read as UTC, as everywhere in the importer); sub-microsecond digits are
+  cut (Segment keeps milliseconds);
+* dates -> `YYYY-MM-DD`, times of day -> `HH:MM:SS[.ffffff]`, durations -> seconds;
+* decimals -> numbers where a JSON number holds them exactly (integers, and decimals whose
+  shortest float text is the same value), else text; integers of any size stay exact;
+* NaN and infinities (no JSON number) -> null;
+* a top-level null is an absent column, as an empty CSV cell is (a warehouse row holds
+  nulls in every column it did not fill); nulls inside structs and lists are kept.
+Binary columns (BYTE_ARRAY without a text type) fail the file, by name: a Segment message is
+JSON text. The job's `columns` can drop one (`{"payload": null}`): it is then never read.
+
+pyarrow lives in its own Lambda layer (ParquetLayer, template parameter EnableParquet): without
+it, a Parquet file fails with PARQUET_LAYER_MISSING, never an ImportError.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import math
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from segment_importer.read.formats import RecordStream
+from segment_importer.read.ranged_file import RangedFile, RangeSource
+from segment_importer.read.records import FileFormatError, ResumePoint, SourceRecord
+
+PARQUET_MAGIC = b"PAR1"
+PARQUET_LAYER_MISSING = (
+    "Parquet needs the ParquetLayer: set EnableParquet=true (pyarrow is not installed in this function)"
+)
+BATCH_ROWS = 10_000  # rows turned into Python values at a time, within one row group
+Converter = Callable[[Any], Any]
+
+
+def is_parquet(head: bytes) -> bool:
+    return head.startswith(PARQUET_MAGIC)
+
+
+def _pyarrow() -> tuple[Any, Any]:
+    """pyarrow and pyarrow.parquet, imported on first use: the main layer does not carry them."""
+    try:
+        import pyarrow  # noqa: PLC0415 - optional, in its own layer
+        import pyarrow.parquet  # noqa: PLC0415
+    except ImportError as error:
+        raise FileFormatError(PARQUET_LAYER_MISSING) from error
+    return pyarrow, pyarrow.parquet
+
+
+@dataclass(frozen=True, slots=True)
+class RowGroupLayout:
+    """Where each row group starts: its first row's number - 1, and its first byte."""
+
+    first_rows: tuple[int, ...]  # rows before each row group
+    offsets: tuple[int, ...]
+    rows: int
+
+    def group_of(self, number: int) -> int:
+        """The row group holding record `number` (1-based)."""
+        return bisect.bisect_right(self.first_rows, number - 1) - 1
+
+    def resume_point_after(self, number: int) -> ResumePoint | None:
+        if number >= self.rows:
+            return ResumePoint(self.offsets[-1] if self.offsets else 0, number + 1)
+        return ResumePoint(self.offsets[self.group_of(number + 1)], number + 1)
+
+
+class ParquetRecords(RecordStream):
+    """The rows of a Parquet file; resumes at a row group and a row within it."""
+
+    __slots__ = ("layout",)
+
+    def __init__(self, records: Iterator[SourceRecord], layout: RowGroupLayout) -> None:
+        super().__init__("parquet", "none", records)
+        self.layout = layout
+
+    def resume_point_after(self, number: int) -> ResumePoint | None:
+        return self.layout.resume_point_after(number)
+
+
+def parquet_records(
+    source: RangeSource,
+    *,
+    resume: ResumePoint | None = None,
+    dropped_columns: Collection[str] = (),
+    batch_rows: int = BATCH_ROWS,
+) -> ParquetRecords:
+    """The records of a Parquet object. Raises FileFormatError when pyarrow is missing, the
+    file is not Parquet (or is damaged), or a column that is read holds binary data."""
+    pa, pq = _pyarrow()
+    file = RangedFile(source)
+    try:
+        parquet = pq.ParquetFile(file, pre_buffer=False)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise FileFormatError(f"the Parquet file cannot be opened: {_arrow_message(error)}") from error
+    schema = parquet.schema_arrow
+    columns = [name for name in schema.names if name not in set(dropped_columns)]
+    _refuse_binary(pa, schema, columns)
+    layout = _layout(parquet.metadata)
+    first = resume.line if resume else 1
+    target = _readable_schema(pa, schema, columns)
+    converters = [_converter(pa, target.field(name).type) for name in columns]
+    rows = _rows(parquet, layout, columns, target, converters, first, batch_rows)
+    return ParquetRecords(rows, layout)
+
+
+def _arrow_message(error: BaseException) -> str:
+    # pyarrow's messages describe the file's structure (sizes, magic bytes), not its values.
+    return str(error).splitlines()[0][:300]
+
+
+def _layout(metadata: Any) -> RowGroupLayout:
+    first_rows, offsets, total = [], [], 0
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        first_rows.append(total)
+        offsets.append(_group_offset(group))
+        total += group.num_rows
+    return RowGroupLayout(tuple(first_rows), tuple(offsets), total)
+
+
+def _group_offset(group: Any) -> int:
+    """The first byte of a row group: its first column chunk's dictionary or data page."""
+    column = group.column(0) if group.num_columns else None
+    if column is None:
+        return 0
+    starts = [column.data_page_offset]
+    if column.has_dictionary_page and column.dictionary_page_offset:
+        starts.append(column.dictionary_page_offset)
+    return min(starts)
+
+
+def _rows(
+    parquet: Any,
+    layout: RowGroupLayout,
+    columns: list[str],
+    target: Any,
+    converters: list[Converter | None],
+    first: int,
+    batch_rows: int,
+) -> Iterator[SourceRecord]:
+    """The rows from record `first` on, one row group (and slice) at a time."""
+    if first > layout.rows:
+        return
+    start_group = layout.group_of(first)
+    skip = first - 1 - layout.first_rows[start_group]
+    number = first - 1
+    for group in range(start_group, len(layout.first_rows)):
+        batches = parquet.iter_batches(
+            batch_size=batch_rows, row_groups=[group], columns=columns, use_threads=False
+        )
+        for batch in batches:
+            if skip:  # take, not slice: pyarrow cannot cast a sliced struct column (ArrowInvalid)
+                cut = min(skip, batch.num_rows)
+                batch, skip = batch.take(list(range(cut, batch.num_rows))), skip - cut
+            if batch.num_rows:
+                yield from _batch_records(batch, number, target, converters)
+                number += batch.num_rows
+
+
+def _batch_records(
+    batch: Any, number: int, target: Any, converters: list[Converter | None]
+) -> Iterator[SourceRecord]:
+    names = batch.schema.names
+    try:
+        values = _columns(batch, target, converters)
+    except (ValueError, OverflowError, ArithmeticError):  # a value with no JSON form: find its rows
+        yield from _rows_one_by_one(batch, number, target, converters)
+        return
+    for offset, row in enumerate(zip(*values, strict=True), start=number + 1):
+        yield SourceRecord(offset, {name: value for name, value in zip(names, row) if value is not None})
+
+
+def _columns(batch: Any, target: Any, converters: list[Converter | None]) -> list[list[Any]]:
+    out = []
+    for column, kind, convert in zip(batch.columns, target.types, converters, strict=True):
+        if column.type != kind:
+            column = column.cast(kind, safe=False)  # safe=False: nanoseconds are cut, not refused
+        values = column.to_pylist(maps_as_pydicts="lossy")
+        out.append(values if convert is None else [None if v is None else convert(v) for v in values])
+    return out
+
+
+def _rows_one_by_one(
+    batch: Any, number: int, target: Any, converters: list[Converter | None]
+) -> Iterator[SourceRecord]:
+    for index in range(batch.num_rows):
+        row = batch.take([index])
+        try:
+            values = _columns(row, target, converters)
+        except (ValueError, OverflowError, ArithmeticError) as error:
+            detail = f"row {number + index + 1} holds a value with no JSON form ({type(error).__name__})"
+            yield SourceRecord(number + index + 1, reason="invalid_field", detail=detail)
+            continue
+        fields = {name: column[0] for name, column in zip(row.schema.names, values) if column[0] is not None}
+        yield SourceRecord(number + index + 1, fields)
+
+
+# --- types --------------------------------------------------------------------------------
+
+
+def _is_binary(pa: Any, kind: Any) -> bool:
+    types = pa.types
+    return bool(
+        types.is_binary(kind)
+        or types.is_large_binary(kind)
+        or types.is_fixed_size_binary(kind)
+        or getattr(types, "is_binary_view", lambda _: False)(kind)
+    )
+
+
+def _binary_path(pa: Any, kind: Any, path: str) -> str | None:
+    """The path of the first binary value inside a type, or None."""
+    if _is_binary(pa, kind):
+        return path
+    if pa.types.is_struct(kind):
+        for index in range(kind.num_fields):
+            child = kind.field(index)
+            found = _binary_path(pa, child.type, f"{path}.{child.name}")
+            if found:
+                return found
+    elif pa.types.is_map(kind):
+        return _binary_path(pa, kind.key_type, f"{path}.key") or _binary_path(
+            pa, kind.item_type, f"{path}.value"
+        )
+    elif _is_list(pa, kind):
+        return _binary_path(pa, kind.value_type, f"{path}[]")
+    elif pa.types.is_dictionary(kind):
+        return _binary_path(pa, kind.value_type, path)
+    return None
+
+
+def _refuse_binary(pa: Any, schema: Any, columns: list[str]) -> None:
+    for name in columns:
+        path = _binary_path(pa, schema.field(name).type, name)
+        if path:
+            raise FileFormatError(
+                f"column {name!r} holds binary data (at {path}): a Segment message is JSON text;"
+                f' drop the column with the job option "columns": {{"{name}": null}}, or export it as text'
+            )
+
+
+def _is_list(pa: Any, kind: Any) -> bool:
+    types = pa.types
+    return bool(types.is_list(kind) or types.is_large_list(kind) or types.is_fixed_size_list(kind))
+
+
+def _readable_schema(pa: Any, schema: Any, columns: list[str]) -> Any:
+    """The schema values are cast to before they become Python: every timestamp as UTC
+    microseconds, times and durations in microseconds (nanoseconds have no Python type)."""
+    return pa.schema([pa.field(name, _readable(pa, schema.field(name).type)) for name in columns])
+
+
+def _readable(pa: Any, kind: Any) -> Any:
+    types = pa.types
+    if types.is_timestamp(kind):
+        return pa.timestamp("us", tz="UTC")
+    if types.is_time(kind):
+        return pa.time64("us")
+    if types.is_duration(kind):
+        return pa.duration("us")
+    if types.is_struct(kind):
+        return pa.struct(
+            [pa.field(f.name, _readable(pa, f.type)) for f in (kind.field(i) for i in range(kind.num_fields))]
+        )
+    if types.is_map(kind):
+        return pa.map_(_readable(pa, kind.key_type), _readable(pa, kind.item_type))
+    if types.is_large_list(kind):
+        return pa.large_list(_readable(pa, kind.value_type))
+    if _is_list(pa, kind):
+        return pa.list_(_readable(pa, kind.value_type))
+    return kind
+
+
+def _converter(pa: Any, kind: Any) -> Converter | None:
+    """How a column's Python values become JSON values; None when they already are."""
+    types = pa.types
+    if (
+        types.is_string(kind)
+        or types.is_large_string(kind)
+        or types.is_integer(kind)
+        or types.is_boolean(kind)
+    ):
+        return None
+    if types.is_dictionary(kind) and (types.is_string(kind.value_type) or types.is_integer(kind.value_type)):
+        return None
+    return json_value
+
+
+def json_value(value: Any) -> Any:
+    """A Python value from pyarrow as JSON holds it (see the module's docstring)."""
+    if isinstance(value, str | bool | int) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(key): json_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_value(item) for item in value]
+    if isinstance(value, dt.datetime):
+        return iso_utc(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return decimal_value(value)
+    raise ValueError(f"a {type(value).__name__} value has no JSON form")
+
+
+def iso_utc(value: dt.datetime) -> str:
+    """ISO 8601 in UTC with a Z: milliseconds, or microseconds when the value has them."""
+    utc = value.astimezone(dt.UTC) if value.tzinfo else value
+    spec = "milliseconds" if utc.microsecond % 1000 == 0 else "microseconds"
+    return utc.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+
+
+def decimal_value(value: Decimal) -> int | float | str:
+    """An integer when integral (within 64 bits, as orjson writes them), a float when its
+    shortest text is the same value, else text (a float would change the amount)."""
+    if not value.is_finite():
+        return str(value)
+    if value == value.to_integral_value():
+        whole = int(value)
+        return whole if -(2**63) <= whole < 2**64 else str(value)  # what a JSON encoder writes exactly
+    number = float(value)
+    return number if Decimal(repr(number)) == value else str(value)
