@@ -58,8 +58,8 @@ def is_parquet(head: bytes) -> bool:
 def _pyarrow() -> tuple[Any, Any]:
     """pyarrow and pyarrow.parquet, imported on first use: the main layer does not carry them."""
     try:
-        import pyarrow  # noqa: PLC0415 - optional, in its own layer
-        import pyarrow.parquet  # noqa: PLC0415
+        import pyarrow  # optional: in its own layer
+        import pyarrow.parquet
     except ImportError as error:
         raise FileFormatError(PARQUET_LAYER_MISSING) from error
     return pyarrow, pyarrow.parquet
@@ -186,7 +186,9 @@ def _batch_records(
         yield from _rows_one_by_one(batch, number, target, converters)
         return
     for offset, row in enumerate(zip(*values, strict=True), start=number + 1):
-        yield SourceRecord(offset, {name: value for name, value in zip(names, row) if value is not None})
+        yield SourceRecord(
+            offset, {name: value for name, value in zip(names, row, strict=True) if value is not None}
+        )
 
 
 def _columns(batch: Any, target: Any, converters: list[Converter | None]) -> list[list[Any]]:
@@ -210,7 +212,11 @@ def _rows_one_by_one(
             detail = f"row {number + index + 1} holds a value with no JSON form ({type(error).__name__})"
             yield SourceRecord(number + index + 1, reason="invalid_field", detail=detail)
             continue
-        fields = {name: column[0] for name, column in zip(row.schema.names, values) if column[0] is not None}
+        fields = {
+            name: column[0]
+            for name, column in zip(row.schema.names, values, strict=True)
+            if column[0] is not None
+        }
         yield SourceRecord(number + index + 1, fields)
 
 

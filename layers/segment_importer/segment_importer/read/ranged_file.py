@@ -98,7 +98,7 @@ class RangedFile(io.RawIOBase):
 
     def _from_block(self, start: int, end: int) -> bytes | None:
         offset = start - self._block_start
-        if 0 <= offset and end <= self._block_start + len(self._block):
+        if offset >= 0 and end <= self._block_start + len(self._block):
             return self._block[offset : offset + end - start]
         return None
 
