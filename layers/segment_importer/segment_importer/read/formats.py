@@ -11,6 +11,9 @@ Detection, content first and the key's extension only as a hint:
   without them is read as plain). Multi-member gzip (concatenated members) is supported.
   Data expanding more than MAX_GZIP_EXPANSION-fold (past 64 MiB) is read no further: a
   decompression bomb ends in a `file_unreadable` record instead of hours of zeros.
+* bzip2 and Zstandard likewise, by their magic bytes (see `compression`), under the same
+  expansion bound. (Parquet and ZIP are read from the object itself, with ranged reads:
+  `parquet`, `zip_archive`; this stream reader refuses them.)
 * Then the decompressed text, after a UTF-8 BOM and whitespace: `[` is a JSON array, `{` is
   NDJSON, anything else is CSV. Mixpanel exports named `.json` are NDJSON, so the extension
   never decides the format of a non-empty file.
@@ -67,6 +70,7 @@ from typing import Any, BinaryIO
 import ijson
 import orjson
 
+from segment_importer.read.compression import compression_of, damage_errors, decompressor, describe
 from segment_importer.read.csv_rows import CsvPosition, csv_field_limit, csv_records
 from segment_importer.read.json_array import MAX_JSON_DEPTH, ijson_backend, json_array_records
 from segment_importer.read.records import (
@@ -110,9 +114,11 @@ _GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)
 _EXTENSIONS = {"csv": "csv", "tsv": "tsv", "json": "json", "ndjson": "ndjson", "jsonl": "ndjson"}
 
 
-def _damage(exc: BaseException) -> DamagedError:
+def _damage(exc: BaseException, kind: str = "gzip") -> DamagedError:
     """A decompressor's error as a fixed description: GzipFile's own messages may quote data
     bytes, so the error is described by its type."""
+    if kind != "gzip":
+        return DamagedError(describe(kind, exc))
     if isinstance(exc, EOFError):
         return DamagedError("the gzip data is truncated")
     if isinstance(exc, gzip.BadGzipFile):
@@ -212,6 +218,8 @@ def open_records(
         head = _skip_to(read, resume, b"") if resume and not stream_at_resume else b""
         head, error = _sniff(read, head, cap)
         source = _Source(read, head.removeprefix(_BOM), error, damage=_GZIP_ERRORS)
+    elif compression_of(head):
+        compression, source, head = _decompressed(stream.read, head, resume, stream_at_resume, cap)
     else:
         compression = "none"
         if resume and not stream_at_resume:
@@ -241,6 +249,21 @@ def open_records(
     return RecordStream(fmt, compression, records)
 
 
+def _decompressed(
+    read_stored: Callable[[int], bytes], head: bytes, resume: ResumePoint | None, at_resume: bool, cap: int
+) -> tuple[str, _Source, bytes]:
+    """A bzip2 or Zstandard object's content (see `compression`), guarded as gzip is."""
+    kind = compression_of(head) or ""
+    damage = damage_errors(kind)
+    compressed = _CountingReader(read_stored, len(head))
+    read = decompressor(kind, _Source(compressed.read, head).take)
+    read = _ExpansionGuard(read, compressed, kind).read
+    head = _skip_to(read, resume, b"") if resume and not at_resume else b""
+    head, error = _sniff(read, head, cap, damage, kind)
+    source = _Source(read, head.removeprefix(_BOM), error, damage=damage, kind=kind)
+    return kind, source, head
+
+
 @dataclass(frozen=True, slots=True)
 class PlainShape:
     """What the head of an uncompressed object says about the whole of it."""
@@ -251,8 +274,8 @@ class PlainShape:
 
 def plain_shape(head: bytes, key: str) -> PlainShape | None:
     """The format and delimiter `open_records` would read an object with, from its head;
-    None for gzip. The same detection as `open_records` (FileFormatError for binary files)."""
-    if head.startswith(_GZIP_MAGIC):
+    None for compressed data. The same detection as `open_records` (FileFormatError for binary files)."""
+    if head.startswith(_GZIP_MAGIC) or compression_of(head):
         return None
     hint = _extension_hint(key)
     content = head.removeprefix(_BOM)
@@ -281,12 +304,14 @@ class _Source(io.RawIOBase):
         head: bytes = b"",
         error: DamagedError | None = None,
         damage: tuple[type[BaseException], ...] = (),
+        kind: str = "gzip",
     ) -> None:
         super().__init__()
         self._read = read
         self._head = head
         self._error = error
         self._damage = damage
+        self._kind = kind  # the compression the damage errors are described for
 
     def readable(self) -> bool:
         return True
@@ -302,7 +327,7 @@ class _Source(io.RawIOBase):
         try:
             return self._read(size)
         except self._damage as exc:
-            raise _damage(exc) from exc
+            raise _damage(exc, self._kind) from exc
 
     def readinto(self, buffer: Any) -> int:
         data = self.take(len(buffer))
@@ -330,11 +355,12 @@ class _CountingReader:
 class _ExpansionGuard:
     """Stops decompressing once the output passes MAX_GZIP_EXPANSION times the input."""
 
-    __slots__ = ("_compressed", "_read", "total")
+    __slots__ = ("_compressed", "_kind", "_read", "total")
 
-    def __init__(self, read: Callable[[int], bytes], compressed: _CountingReader) -> None:
+    def __init__(self, read: Callable[[int], bytes], compressed: _CountingReader, kind: str = "gzip") -> None:
         self._read = read
         self._compressed = compressed
+        self._kind = kind
         self.total = 0
 
     def read(self, size: int) -> bytes:
@@ -342,8 +368,8 @@ class _ExpansionGuard:
         self.total += len(data)
         if self.total > _EXPANSION_FLOOR and self.total > MAX_GZIP_EXPANSION * self._compressed.total:
             raise DamagedError(
-                f"the gzip data expands more than {MAX_GZIP_EXPANSION}-fold ({self.total:,} bytes from"
-                f" {self._compressed.total:,}); the rest is not read (a decompression bomb?)"
+                f"the {self._kind} data expands more than {MAX_GZIP_EXPANSION}-fold ({self.total:,} bytes"
+                f" from {self._compressed.total:,}); the rest is not read (a decompression bomb?)"
             )
         return data
 
@@ -382,10 +408,16 @@ def _read_at_least(read: Callable[[int], bytes], size: int) -> bytes:
     return head
 
 
-def _sniff(read: Callable[[int], bytes], head: bytes, cap: int) -> tuple[bytes, DamagedError | None]:
+def _sniff(
+    read: Callable[[int], bytes],
+    head: bytes,
+    cap: int,
+    damage: tuple[type[BaseException], ...] = _GZIP_ERRORS,
+    kind: str = "gzip",
+) -> tuple[bytes, DamagedError | None]:
     """Read until the head holds the first content line (or `cap` bytes, or the end).
 
-    Damaged gzip data is returned, not raised: the reader meets it after the head.
+    Damaged compressed data is returned, not raised: the reader meets it after the head.
     """
     try:
         while len(head) < cap and not _first_line_complete(head):
@@ -393,8 +425,8 @@ def _sniff(read: Callable[[int], bytes], head: bytes, cap: int) -> tuple[bytes, 
             if not data:
                 break
             head += data
-    except _GZIP_ERRORS as exc:
-        return head, _damage(exc)
+    except damage as exc:
+        return head, _damage(exc, kind)
     except DamagedError as exc:
         return head, exc
     return head, None
@@ -421,12 +453,14 @@ def _extension_hint(key: str) -> str | None:
 
 # Files people export that are not text: say what they are instead of rejecting every "row".
 _BINARY_FORMATS = (
-    (b"PAR1", "a Parquet file: export it as NDJSON or CSV (e.g. with DuckDB or your warehouse's unload)"),
+    (b"PAR1", "a Parquet file: Parquet is read as an S3 object of its own, not inside an archive"),
     (b"Obj\x01", "an Avro file: export it as NDJSON or CSV"),
-    (b"PK\x03\x04", "a ZIP archive (or an Excel workbook): unzip it, or save the sheet as CSV"),
+    (
+        b"PK\x03\x04",
+        "a ZIP archive (or an Excel workbook): archives are read as S3 objects of their own,"
+        " never nested; save a workbook's sheet as CSV",
+    ),
     (b"\xd0\xcf\x11\xe0", "an old Excel workbook (.xls): save the sheet as CSV"),
-    (b"BZh", "a bzip2 file: recompress it with gzip, or drop it uncompressed"),
-    (b"\x28\xb5\x2f\xfd", "a Zstandard file: recompress it with gzip, or drop it uncompressed"),
 )
 
 
