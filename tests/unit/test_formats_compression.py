@@ -11,7 +11,7 @@ import orjson
 import pytest
 import zstandard
 
-from segment_importer.read import formats
+from segment_importer.read import opening
 from segment_importer.read.formats import open_records
 
 
@@ -82,7 +82,7 @@ def test_corrupt_data_ends_in_file_unreadable(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", sorted(COMPRESSORS))
 def test_a_bomb_is_stopped_by_the_expansion_bound(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(formats, "_EXPANSION_FLOOR", 1 << 20)
+    monkeypatch.setattr(opening, "_EXPANSION_FLOOR", 1 << 20)
     bomb = COMPRESSORS[kind](b"\n" * (64 << 20))
     records = list(open_records(io.BytesIO(bomb), "export.ndjson"))
     assert records[-1].reason == "file_unreadable"

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 CALL_TYPES = ("track", "identify", "page", "screen", "group", "alias")
-SOURCES = ("auto", "segment", "mixpanel", "amplitude")
 JOB_FILE_NAME = "job.json"
 
 _KEYS = {
@@ -53,9 +52,22 @@ class JobOptions:
             parsed["context"] = deep_merge(self.context, parsed["context"])
         return replace(self, **parsed)
 
+    def dropped_columns(self) -> frozenset[str]:
+        """The columns mapped to null: a columnar reader (Parquet) does not read them at all."""
+        return frozenset(name for name, target in self.columns.items() if target is None)
+
     def to_document(self) -> dict[str, Any]:
         """The JSON form, for reports."""
         return {key: getattr(self, attr) for key, attr in _KEYS.items()}
+
+
+def source_choices() -> tuple[str, ...]:
+    """What a job's `source` may be: "auto" or a profile's name (mapping.profiles.PROFILES)."""
+    # Imported here: the profiles import this module (CALL_TYPES), and job options are
+    # parsed long after every module is loaded.
+    from segment_importer.mapping.profiles import AUTO, profile_names
+
+    return (AUTO, *profile_names())
 
 
 def parse_job_document(text: str | bytes, origin: str) -> dict[str, Any]:
@@ -97,7 +109,7 @@ def _check(parsed: dict[str, Any]) -> None:
     checks = {
         "default_type": lambda v: v in CALL_TYPES,
         "default_event": lambda v: v is None or (isinstance(v, str) and v.strip() != ""),
-        "source": lambda v: v in SOURCES,
+        "source": lambda v: v in source_choices(),
         "columns": lambda v: (
             isinstance(v, dict) and all((isinstance(t, str) and t) or t is None for t in v.values())
         ),
@@ -110,7 +122,7 @@ def _check(parsed: dict[str, Any]) -> None:
     expected = {
         "default_type": f"one of {list(CALL_TYPES)}",
         "default_event": "a non-empty string",
-        "source": f"one of {list(SOURCES)}",
+        "source": f"one of {list(source_choices())}",
         "columns": "an object mapping column names to target paths (or null)",
         "integrations": 'an object of destination names to true/false/settings, e.g. {"All": false}',
         "context": "an object",

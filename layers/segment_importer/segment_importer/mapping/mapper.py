@@ -17,7 +17,13 @@ from segment_importer.mapping.message_ids import (
     message_id_for_position,
     message_id_for_source_id,
 )
-from segment_importer.mapping.profiles import PROFILES, SNAKE_CASE_ALIASES, canonical_field, detect_profile
+from segment_importer.mapping.profiles import (
+    AUTO,
+    SNAKE_CASE_ALIASES,
+    canonical_field,
+    detect_profile,
+    profile_named,
+)
 from segment_importer.mapping.timestamps import TimestampError, normalize_timestamp
 
 # Keys each call type carries besides the common ones; anything else in a record is data.
@@ -71,11 +77,12 @@ class MessageMapper:
         # Per column name: (kind, parent path, leaf), so a cell's fate is decided once per file.
         self._plans: dict[str, tuple[int, tuple[str, ...], str]] = {}
         self._shapes: dict[tuple[str, ...], _RowShape] = {}
+        self._profile = None if job.source == AUTO else profile_named(job.source)  # else per record
 
     def map(self, number: int, fields: dict[str, Any]) -> dict[str, Any]:
         record = self._shape_input(fields)
-        profile = self._job.source if self._job.source != "auto" else detect_profile(record)
-        spec, source_id = PROFILES[profile](record)
+        profile = self._profile or detect_profile(record)
+        spec, source_id = profile.to_spec(record)
         message = self._build(spec)
         message["messageId"] = self._message_id(number, source_id)
         return message

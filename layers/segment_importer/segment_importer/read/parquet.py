@@ -1,15 +1,16 @@
 """Parquet exports (warehouse unloads, DuckDB, Spark), read a row group at a time.
 
-`parquet_records(source)` takes a seekable object (`ranged_file.RangeSource`: an S3 object
-read by ranged GETs) and yields one `SourceRecord` per row. pyarrow reads the footer, then one
+`PARQUET_READER` (registry: `Format.PARQUET`, detected by the `PAR1` magic bytes) reads the
+object through its handle's ranged reads (`Content.handle`: an S3 object read by ranged GETs;
+`parquet_records(handle)` directly) and yields one `SourceRecord` per row. pyarrow reads the footer, then one
 row group's column chunks at a time, in slices of `BATCH_ROWS` rows: memory is bounded by one
 row group, never the whole file, and the object is never downloaded whole.
 
 Record numbers are the row's position in the file, 1-based (row groups in file order), so
 they are stable across re-reads. A continued part resumes at a row group and a row within it:
-`resume_point_after(n)` gives the byte offset of the row group holding row n + 1 (for
-progress) and the row's number; the reader finds the row group from the footer's row counts
-and skips the rows before it there.
+its `ResumePoint` is the number of the next row (offset 0: the part opens the object from its
+start, as every Parquet read does, footer first); the reader finds that row's group from the
+footer's row counts, reads from that group on and skips the rows before it there.
 
 Values become what a JSON export of the same table holds:
 * structs and maps -> objects (map keys as text), lists -> arrays;
@@ -39,20 +40,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from segment_importer.read.formats import RecordStream
+from segment_importer.read.opening import Content
 from segment_importer.read.ranged_file import RangedFile, RangeSource
-from segment_importer.read.records import FileFormatError, ResumePoint, SourceRecord
+from segment_importer.read.reader import Format, ReadOptions
+from segment_importer.read.records import FileFormatError, RecordStream, ResumePoint, SourceRecord
 
-PARQUET_MAGIC = b"PAR1"
 PARQUET_LAYER_MISSING = (
     "Parquet needs the ParquetLayer: set EnableParquet=true (pyarrow is not installed in this function)"
 )
 BATCH_ROWS = 10_000  # rows turned into Python values at a time, within one row group
 Converter = Callable[[Any], Any]
-
-
-def is_parquet(head: bytes) -> bool:
-    return head.startswith(PARQUET_MAGIC)
 
 
 def _pyarrow() -> tuple[Any, Any]:
@@ -67,33 +64,40 @@ def _pyarrow() -> tuple[Any, Any]:
 
 @dataclass(frozen=True, slots=True)
 class RowGroupLayout:
-    """Where each row group starts: its first row's number - 1, and its first byte."""
+    """The rows before each row group (its first row's number - 1), from the footer: the
+    reader's `ReadPosition`."""
 
-    first_rows: tuple[int, ...]  # rows before each row group
-    offsets: tuple[int, ...]
+    first_rows: tuple[int, ...]
     rows: int
 
     def group_of(self, number: int) -> int:
         """The row group holding record `number` (1-based)."""
         return bisect.bisect_right(self.first_rows, number - 1) - 1
 
-    def resume_point_after(self, number: int) -> ResumePoint | None:
-        if number >= self.rows:
-            return ResumePoint(self.offsets[-1] if self.offsets else 0, number + 1)
-        return ResumePoint(self.offsets[self.group_of(number + 1)], number + 1)
+    def after(self, number: int) -> ResumePoint:
+        return ResumePoint(0, number + 1)
 
 
-class ParquetRecords(RecordStream):
-    """The rows of a Parquet file; resumes at a row group and a row within it."""
+@dataclass(frozen=True, slots=True)
+class ParquetReader:
+    format: Format = Format.PARQUET
+    label: str = "Parquet"
+    resumable: bool = True  # at a row group and a row in it (the record number says which)
+    span_splittable: bool = False  # row groups would be its spans: not done (docs/formats.md)
+    has_header: bool = False
+    records_span_lines: bool = False
+    cells_are_text: bool = False
 
-    __slots__ = ("layout",)
+    def open(self, content: Content, options: ReadOptions) -> RecordStream:
+        if content.handle is None or content.compression != "none":
+            raise FileFormatError(
+                "a Parquet file is read by ranged reads of an uncompressed object of its own (its pages"
+                " are compressed inside it): drop the .parquet file itself, not gzipped or in an archive"
+            )
+        return parquet_records(content.handle, resume=options.resume, dropped_columns=options.dropped_columns)
 
-    def __init__(self, records: Iterator[SourceRecord], layout: RowGroupLayout) -> None:
-        super().__init__("parquet", "none", records)
-        self.layout = layout
 
-    def resume_point_after(self, number: int) -> ResumePoint | None:
-        return self.layout.resume_point_after(number)
+PARQUET_READER = ParquetReader()
 
 
 def parquet_records(
@@ -102,7 +106,7 @@ def parquet_records(
     resume: ResumePoint | None = None,
     dropped_columns: Collection[str] = (),
     batch_rows: int = BATCH_ROWS,
-) -> ParquetRecords:
+) -> RecordStream:
     """The records of a Parquet object. Raises FileFormatError when pyarrow is missing, the
     file is not Parquet (or is damaged), or a column that is read holds binary data."""
     pa, pq = _pyarrow()
@@ -119,7 +123,7 @@ def parquet_records(
     target = _readable_schema(pa, schema, columns)
     converters = [_converter(pa, target.field(name).type) for name in columns]
     rows = _rows(parquet, layout, columns, target, converters, first, batch_rows)
-    return ParquetRecords(rows, layout)
+    return RecordStream(Format.PARQUET.value, "none", rows, layout)
 
 
 def _arrow_message(error: BaseException) -> str:
@@ -128,24 +132,11 @@ def _arrow_message(error: BaseException) -> str:
 
 
 def _layout(metadata: Any) -> RowGroupLayout:
-    first_rows, offsets, total = [], [], 0
+    first_rows, total = [], 0
     for index in range(metadata.num_row_groups):
-        group = metadata.row_group(index)
         first_rows.append(total)
-        offsets.append(_group_offset(group))
-        total += group.num_rows
-    return RowGroupLayout(tuple(first_rows), tuple(offsets), total)
-
-
-def _group_offset(group: Any) -> int:
-    """The first byte of a row group: its first column chunk's dictionary or data page."""
-    column = group.column(0) if group.num_columns else None
-    if column is None:
-        return 0
-    starts = [column.data_page_offset]
-    if column.has_dictionary_page and column.dictionary_page_offset:
-        starts.append(column.dictionary_page_offset)
-    return min(starts)
+        total += metadata.row_group(index).num_rows
+    return RowGroupLayout(tuple(first_rows), total)
 
 
 def _rows(

@@ -17,26 +17,13 @@ READ_AHEAD = 1 << 20  # the least one ranged read fetches (S3 GETs cost per requ
 
 
 class RangeSource(Protocol):
-    """What a ranged file reads: an object's size and its bytes by range."""
+    """What a ranged file reads: an object's size and its bytes by range (the part of
+    `handle.ObjectHandle` it needs)."""
 
     @property
     def size(self) -> int: ...
 
     def read_range(self, start: int, end: int) -> bytes: ...
-
-
-class BytesSource:
-    """An object held in memory (tests, and members small enough to hold)."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    @property
-    def size(self) -> int:
-        return len(self._data)
-
-    def read_range(self, start: int, end: int) -> bytes:
-        return self._data[start:end]
 
 
 class RangedFile(io.RawIOBase):
