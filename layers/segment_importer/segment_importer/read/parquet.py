@@ -110,6 +110,8 @@ def parquet_records(
     """The records of a Parquet object. Raises FileFormatError when pyarrow is missing, the
     file is not Parquet (or is damaged), or a column that is read holds binary data."""
     pa, pq = _pyarrow()
+    if hasattr(source, "ranges_are_progress"):  # read by ranges only: they are its progress
+        source.ranges_are_progress = True
     file = RangedFile(source)
     try:
         parquet = pq.ParquetFile(file, pre_buffer=False)

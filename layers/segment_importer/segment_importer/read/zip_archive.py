@@ -35,6 +35,7 @@ EMPTY_ZIP_MAGIC = b"PK\x05\x06"
 _NESTED_SUFFIXES = (".zip", ".jar", ".tar", ".tgz", ".tar.gz", ".7z", ".rar", ".gz.zip")
 _METADATA = re.compile(r"(^|/)(__MACOSX/|\._[^/]*$|\.DS_Store$)")
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_PIECE = 1 << 16
 _SUPPORTED = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 # What reading a damaged member raises (the source's own errors, the network's, pass through).
 _MEMBER_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, lzma.LZMAError, OSError, ValueError)
@@ -92,14 +93,19 @@ class Archive:
 
 class MemberStream:
     """A member's decompressed bytes; a damaged member's errors become DamagedError, which the
-    readers turn into a `file_unreadable` record after the records before it."""
+    readers turn into a `file_unreadable` record after the records before it.
+
+    Read in pieces of at most `_PIECE`: zipfile checks a member's CRC at its end and then drops
+    what that read held, so a smaller read loses less of a damaged member."""
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
 
     def read(self, size: int = -1) -> bytes:
         try:
-            return self._stream.read(size)
+            if size is None or size < 0:
+                return self._stream.read()
+            return self._stream.read(min(size, _PIECE))
         except _MEMBER_ERRORS as error:
             raise DamagedError(f"the archive member is damaged ({type(error).__name__})") from error
 
