@@ -44,6 +44,7 @@ from segment_importer.read.opening import Content
 from segment_importer.read.ranged_file import RangedFile, RangeSource
 from segment_importer.read.reader import Format, ReadOptions
 from segment_importer.read.records import FileFormatError, RecordStream, ResumePoint, SourceRecord
+from segment_importer.track import reasons
 
 PARQUET_LAYER_MISSING = (
     "Parquet needs the ParquetLayer: set EnableParquet=true (pyarrow is not installed in this function)"
@@ -203,7 +204,7 @@ def _rows_one_by_one(
             values = _columns(row, target, converters)
         except (ValueError, OverflowError, ArithmeticError) as error:
             detail = f"row {number + index + 1} holds a value with no JSON form ({type(error).__name__})"
-            yield SourceRecord(number + index + 1, reason="invalid_field", detail=detail)
+            yield SourceRecord(number + index + 1, reason=reasons.INVALID_FIELD, detail=detail)
             continue
         fields = {
             name: column[0]
