@@ -33,6 +33,7 @@ it, a Parquet file fails with PARQUET_LAYER_MISSING, never an ImportError.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import datetime as dt
 import math
 from collections.abc import Callable, Collection, Iterator
@@ -50,13 +51,14 @@ PARQUET_LAYER_MISSING = (
     "Parquet needs the ParquetLayer: set EnableParquet=true (pyarrow is not installed in this function)"
 )
 BATCH_ROWS = 10_000  # rows turned into Python values at a time, within one row group
-Converter = Callable[[Any], Any]
+Converter = Callable[[Any], list[Any]]  # an Arrow column -> its JSON values
 
 
 def _pyarrow() -> tuple[Any, Any]:
     """pyarrow and pyarrow.parquet, imported on first use: the main layer does not carry them."""
     try:
         import pyarrow  # optional: in its own layer
+        import pyarrow.compute
         import pyarrow.parquet
     except ImportError as error:
         raise FileFormatError(PARQUET_LAYER_MISSING) from error
@@ -124,7 +126,7 @@ def parquet_records(
     layout = _layout(parquet.metadata)
     first = resume.line if resume else 1
     target = _readable_schema(pa, schema, columns)
-    converters = [_converter(pa, target.field(name).type) for name in columns]
+    converters = [_column_reader(pa, target.field(name).type) for name in columns]
     rows = _rows(parquet, layout, columns, target, converters, first, batch_rows)
     return RecordStream(Format.PARQUET.value, "none", rows, layout)
 
@@ -147,7 +149,7 @@ def _rows(
     layout: RowGroupLayout,
     columns: list[str],
     target: Any,
-    converters: list[Converter | None],
+    converters: list[Converter],
     first: int,
     batch_rows: int,
 ) -> Iterator[SourceRecord]:
@@ -171,7 +173,7 @@ def _rows(
 
 
 def _batch_records(
-    batch: Any, number: int, target: Any, converters: list[Converter | None]
+    batch: Any, number: int, target: Any, converters: list[Converter]
 ) -> Iterator[SourceRecord]:
     names = batch.schema.names
     try:
@@ -185,18 +187,17 @@ def _batch_records(
         )
 
 
-def _columns(batch: Any, target: Any, converters: list[Converter | None]) -> list[list[Any]]:
+def _columns(batch: Any, target: Any, converters: list[Converter]) -> list[list[Any]]:
     out = []
     for column, kind, convert in zip(batch.columns, target.types, converters, strict=True):
         if column.type != kind:
             column = column.cast(kind, safe=False)  # safe=False: nanoseconds are cut, not refused
-        values = column.to_pylist(maps_as_pydicts="lossy")
-        out.append(values if convert is None else [None if v is None else convert(v) for v in values])
+        out.append(convert(column))
     return out
 
 
 def _rows_one_by_one(
-    batch: Any, number: int, target: Any, converters: list[Converter | None]
+    batch: Any, number: int, target: Any, converters: list[Converter]
 ) -> Iterator[SourceRecord]:
     for index in range(batch.num_rows):
         row = batch.take([index])
@@ -290,19 +291,46 @@ def _readable(pa: Any, kind: Any) -> Any:
     return kind
 
 
-def _converter(pa: Any, kind: Any) -> Converter | None:
-    """How a column's Python values become JSON values; None when they already are."""
+def _column_reader(pa: Any, kind: Any) -> Converter:
+    """How a column (an Arrow array of the readable type) becomes JSON values: vectorised in
+    Arrow for timestamps and floats (the common costly columns), per value only for types
+    that hold a value JSON has no form for."""
+    compute = pa.compute
+    if pa.types.is_timestamp(kind):
+        return lambda column: _iso_column(pa, column)
+    if pa.types.is_floating(kind):
+        return lambda column: compute.if_else(compute.is_finite(column), column, None).to_pylist()
+    if not _needs_conversion(pa, kind):
+        return lambda column: column.to_pylist(maps_as_pydicts="lossy")
+    return lambda column: [
+        None if value is None else json_value(value) for value in column.to_pylist(maps_as_pydicts="lossy")
+    ]
+
+
+def _iso_column(pa: Any, column: Any) -> list[str | None]:
+    """ISO 8601 UTC text: milliseconds, or microseconds when any value of the slice has them."""
+    compute = pa.compute
+    with contextlib.suppress(pa.ArrowInvalid):  # a safe cast refuses to cut sub-ms digits
+        column = column.cast(pa.timestamp("ms", tz="UTC"))
+    return compute.strftime(column, format="%Y-%m-%dT%H:%M:%SZ").to_pylist()
+
+
+def _needs_conversion(pa: Any, kind: Any) -> bool:
     types = pa.types
-    if (
-        types.is_string(kind)
-        or types.is_large_string(kind)
-        or types.is_integer(kind)
-        or types.is_boolean(kind)
-    ):
-        return None
-    if types.is_dictionary(kind) and (types.is_string(kind.value_type) or types.is_integer(kind.value_type)):
-        return None
-    return json_value
+    if types.is_string(kind) or types.is_large_string(kind) or types.is_integer(kind):
+        return False
+    if types.is_boolean(kind) or types.is_null(kind):
+        return False
+    if types.is_struct(kind):
+        return any(_needs_conversion(pa, kind.field(i).type) for i in range(kind.num_fields))
+    if types.is_map(kind):
+        key_is_text = types.is_string(kind.key_type) or types.is_large_string(kind.key_type)
+        return not key_is_text or _needs_conversion(pa, kind.item_type)
+    if _is_list(pa, kind):
+        return _needs_conversion(pa, kind.value_type)
+    if types.is_dictionary(kind):
+        return _needs_conversion(pa, kind.value_type)
+    return True  # dates, times, durations, decimals, floats inside nested values
 
 
 def json_value(value: Any) -> Any:
