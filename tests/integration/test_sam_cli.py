@@ -264,7 +264,7 @@ def test_the_parquet_layer_is_trimmed_and_fits_lambda_with_the_main_layer(build:
     parquet = build.artifacts / "ParquetLayer" / "python"
     assert (parquet / "pyarrow" / "parquet").is_dir()
     assert not (parquet / "pyarrow" / "tests").exists()
-    assert not list((parquet / "pyarrow").glob("*flight*"))
+    assert not list((parquet / "pyarrow").glob("*flight*.so*"))  # Flight's libraries (30 MB) are gone
     splitter = build.artifacts / "SplitterFunction"
     total = folder_bytes(parquet) + folder_bytes(build.layer) + folder_bytes(splitter)
     assert total < LAMBDA_UNZIPPED_LIMIT, f"{total:,} bytes unzipped"
