@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import json
 import sys
 import zipfile
 from collections import Counter
@@ -18,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from segment_importer.read.parquet import PARQUET_LAYER_MISSING, iso_utc
+from segment_importer_local import cli
 from segment_importer_local.runner import RunOptions, RunResult, run_import
 
 START = dt.datetime(2023, 5, 1, tzinfo=dt.UTC)
@@ -146,7 +148,9 @@ def write_amplitude_export(folder: Path, hours: int, parts: int, per_file: int) 
     return archive, flat
 
 
-def test_an_amplitude_export_zip_imports_each_member_once(tmp_path: Path) -> None:
+def test_an_amplitude_export_zip_imports_each_member_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     archive, flat = write_amplitude_export(tmp_path, hours=4, parts=2, per_file=60)
     result = run([archive], tmp_path)
     messages = received(result)
@@ -173,6 +177,13 @@ def test_an_amplitude_export_zip_imports_each_member_once(tmp_path: Path) -> Non
         / ("amplitude-export.zip!123456/123456_2023-05-01_2#1.json.gz.report.json")
     )
     assert orjson.loads(member_report.read_bytes())["records_read"] == 60
+
+    capsys.readouterr()
+    assert cli.main(["status", "--local", str(result.run_dir), "--json"]) == 0
+    lines = {line["key"]: line for line in json.loads(capsys.readouterr().out)}
+    drop = lines[outcome.key]  # the archive's line: its members' totals and status
+    assert (drop["status"], drop["messages_delivered"], drop["records_read"]) == ("COMPLETE", 480, 480)
+    assert sum(1 for key in lines if key.startswith(f"{outcome.key}!")) == 8  # and a line each
 
     flat_ids = {m["properties"]["seq"]: m["messageId"] for m in received(run([flat], tmp_path))}
     assert {m["properties"]["seq"]: m["messageId"] for m in messages} == flat_ids  # from $insert_id
