@@ -59,6 +59,10 @@ def _archive_totals(archive: dict[str, Any], items: list[dict[str, Any]]) -> dic
     totals["members_listed"] = len(members)  # fewer than `members` while the archive is split
     if archive.get("status") != SPLITTING and len(members) < int(archive.get("members", 0)):
         totals["status"] = min(totals["status"], SENDING, key=_STATUS_ORDER.index)
+    # The drop ends with its last member (the archive's own item ends when it is split).
+    ends = [member.get("finished_at") for member in members]
+    final = totals["status"] in FINAL_STATUSES and all(ends)
+    totals["finished_at"] = max([archive.get("finished_at"), *ends], key=str) if final else None
     return totals
 
 

@@ -47,7 +47,10 @@ class ImportReport:
     finished_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        document = asdict(self)
+        if not self.members:  # only an archive's report lists members
+            del document["members"]
+        return document
 
     def summary(self) -> dict[str, Any]:
         """The handler's answer: no record content, just where the file stands."""
