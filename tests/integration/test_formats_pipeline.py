@@ -17,10 +17,18 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from moto import mock_aws
 
 from segment_importer.read.parquet import PARQUET_LAYER_MISSING, iso_utc
+from segment_importer.settings import SplitterSettings
+from segment_importer.split.archives import OUT_OF_TIME
+from segment_importer.split.continuation import PartBudget
+from segment_importer.split.splitter import SplitterServices, split_import
+from segment_importer.track.ledger import Ledger
 from segment_importer_local import cli
 from segment_importer_local.runner import RunOptions, RunResult, run_import
+from segment_importer_local.stack import LocalStack
+from segment_importer_local.template_config import StackTemplate
 
 START = dt.datetime(2023, 5, 1, tzinfo=dt.UTC)
 
@@ -222,3 +230,27 @@ def test_parquet_without_pyarrow_fails_the_file_naming_the_layer(
     assert result.files[0].report["status"] == "FAILED"
     assert result.files[0].report["error"] == PARQUET_LAYER_MISSING
     assert not result.ok
+
+
+def test_members_left_when_the_invocation_runs_out_of_time_fail_with_that_reason(tmp_path: Path) -> None:
+    """An archive is split in one invocation: a member that no longer fits is a FAILED import
+    with the reason, never silently left out."""
+    archive, _ = write_amplitude_export(tmp_path, hours=2, parts=2, per_file=10)
+    remaining = iter([900.0, 900.0, 30.0, 30.0])  # seconds left before each member
+    budget = PartBudget(remaining_seconds=lambda: next(remaining), reserve_seconds=60.0)
+    with mock_aws():
+        stack = LocalStack(StackTemplate.load(), {"PreflightHost": ""}).create(write_key="k")
+        key = "imports/amplitude-export.zip"
+        stack.s3.upload_file(str(archive), stack.bucket, key)
+        settings = SplitterSettings.from_env(stack.function("SplitterFunction").environment)
+        ledger = Ledger(stack.dynamodb, stack.table_name("ImportsTable"), stack.table_name("BatchesTable"))
+        report = split_import(
+            SplitterServices(stack.s3, stack.sqs, ledger), stack.bucket, key, settings, budget=budget
+        )
+        items = {item["key"]: item for item in ledger.list_imports(key)}
+    statuses = [member["status"] for member in report.members]
+    assert statuses == ["QUEUED", "QUEUED", "FAILED", "FAILED", "SKIPPED"]
+    failed = [m for m in report.members if m["status"] == "FAILED"]
+    assert all(m["error"] == OUT_OF_TIME for m in failed)
+    assert all(items[m["key"]]["status"] == "FAILED" for m in failed)
+    assert report.records_read == 20

@@ -15,6 +15,7 @@ import with its reason; macOS metadata is listed as SKIPPED. Nothing is dropped 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from segment_importer.read.byte_ranges import PrefixedBody
 from segment_importer.read.formats import FileFormatError, open_records
 from segment_importer.read.zip_archive import Archive, ArchiveMember, is_nested_archive, is_zip, open_archive
 from segment_importer.settings import SplitterSettings
+from segment_importer.split.continuation import PartBudget
 from segment_importer.split.s3_objects import ObjectIdentity, S3ObjectHandle, read_range
 from segment_importer.track.completion import publish_final_report
 from segment_importer.track.ledger import Ledger
@@ -46,6 +48,11 @@ from segment_importer.track.report import (
 logger = logging.getLogger(__name__)
 MEMBER_SEPARATOR = "!"  # `<archive key>!<member name>`: a member's import key
 ARCHIVE_FORMAT = "zip"  # the archive's own report and ledger item
+# An archive is split in one invocation (its members are not continued in parts): what does not fit fails.
+OUT_OF_TIME = (
+    "not split: the archive's invocation ran out of time before this member;"
+    " drop the archive's members as files, or export smaller archives"
+)
 _NESTED_SNIFF = 512  # enough of a member to see an archive's magic bytes (tar's is at 257)
 
 
@@ -71,6 +78,7 @@ class ArchiveSplit:
     claim: str
     sink_for: Callable[[ImportRef], Any]  # the batch sink of one member's import
     split: Callable[..., Any]  # splitter.split_records
+    budget: PartBudget | None = None  # the invocation's time: members are not split in parts
 
 
 def split_archive(
@@ -81,9 +89,10 @@ def split_archive(
     ref = context.ref
     archive = open_archive(S3ObjectHandle(context.s3, ref.bucket, ref.key, context.identity))
     report.format, report.compression = ARCHIVE_FORMAT, "none"
+    clock = _MemberClock(context.budget)
     try:
         for member in archive.members:
-            member_report = _split_member(context, archive, member)
+            member_report = _split_member(context, archive, member, clock)
             report.members.append(_summary(member, member_report))
             _add_totals(report, member_report)
             report.bytes_read = archive.bytes_fetched
@@ -93,7 +102,30 @@ def split_archive(
     report.status = STATUS_DRY_RUN if context.settings.dry_run else STATUS_QUEUED
 
 
-def _split_member(context: ArchiveSplit, archive: Archive, member: ArchiveMember) -> ImportReport:
+@dataclass(slots=True)
+class _MemberClock:
+    """Whether the invocation has time for one more member: the longest member so far, with
+    half again as margin, must fit before the budget's reserve. A member is never cut."""
+
+    budget: PartBudget | None
+    longest: float = 0.0
+    started: float = 0.0
+
+    def has_time(self) -> bool:
+        if self.budget is None:
+            return True
+        return self.budget.remaining_seconds() - self.budget.reserve_seconds > 1.5 * self.longest
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+
+    def stop(self) -> None:
+        self.longest = max(self.longest, time.monotonic() - self.started)
+
+
+def _split_member(
+    context: ArchiveSplit, archive: Archive, member: ArchiveMember, clock: _MemberClock
+) -> ImportReport:
     ref = ImportRef(context.ref.bucket, member_key(context.ref.key, member), context.ref.etag)
     report = ImportReport(bucket=ref.bucket, key=ref.key, etag=ref.etag, size_bytes=member.size)
     report.job = context.job.to_document()
@@ -104,11 +136,15 @@ def _split_member(context: ArchiveSplit, archive: Archive, member: ArchiveMember
         report.status = STATUS_DUPLICATE
         return report
     rejects = RejectsWriter()
+    clock.start()
     try:
+        if not clock.has_time():
+            raise FileFormatError(OUT_OF_TIME)
         _read_member(context, archive, member, ref, report, rejects)
     except FileFormatError as error:
         report.status, report.error = STATUS_FAILED, str(error)
     finally:
+        clock.stop()
         try:
             _finish_member(context, ref, report, rejects)
         finally:

@@ -267,7 +267,7 @@ def _split(
     ledger = None if settings.dry_run else services.ledger
     can_continue = bool(settings.continuation_queue_url) and not settings.dry_run
     if first_invocation and is_archive_object(services.s3, ref, identity):
-        _split_archive(services, settings, part, identity)  # each member an import of its own
+        _split_archive(services, settings, part, identity, budget)  # each member an import of its own
         return
     if first_invocation and ledger and can_continue and _plan_spans(services, settings, part):
         return
@@ -295,7 +295,11 @@ def _split(
 
 
 def _split_archive(
-    services: SplitterServices, settings: SplitterSettings, part: _Part, identity: ObjectIdentity
+    services: SplitterServices,
+    settings: SplitterSettings,
+    part: _Part,
+    identity: ObjectIdentity,
+    budget: PartBudget | None,
 ) -> None:
     assert part.job is not None
     ledger = None if settings.dry_run else services.ledger
@@ -309,6 +313,7 @@ def _split_archive(
         part.claim,
         sink_for=lambda member: _sink(services.sqs, settings, member),
         split=split_records,
+        budget=budget,
     )
     split_archive(context, part.report, _progress_recorder(ledger, part))
 
