@@ -152,6 +152,13 @@ def test_a_damaged_member_ends_in_file_unreadable_after_its_good_records() -> No
     assert len(good) >= 19_000  # at most one 64 KiB piece is lost with the damage
 
 
+def test_an_excel_workbook_is_named_not_read_as_an_archive() -> None:
+    """An .xlsx is a ZIP of XML parts: its members are not exports."""
+    data = archive_of({"[Content_Types].xml": b"<Types/>", "xl/workbook.xml": b"<workbook/>"})
+    with pytest.raises(FileFormatError, match="Excel workbook"):
+        open_archive(BytesHandle(data))
+
+
 def test_not_a_readable_zip_fails_the_file() -> None:
     with pytest.raises(FileFormatError, match="ZIP archive cannot be read"):
         open_archive(BytesHandle(b"PK\x03\x04" + b"\x00" * 200))

@@ -120,6 +120,11 @@ def open_archive(source: RangeSource, limits: ArchiveLimits | None = None) -> Ar
     except (zipfile.BadZipFile, zlib.error, OSError, ValueError) as error:
         raise FileFormatError(f"the ZIP archive cannot be read: {type(error).__name__}") from error
     infos = [info for info in archive.infolist() if not info.is_dir()]
+    if any(info.filename == "[Content_Types].xml" for info in infos):  # Office Open XML's package part
+        raise FileFormatError(
+            "this is an Excel workbook (or another Office file), not an archive of exports:"
+            " save the sheet as CSV"
+        )
     if len(infos) > limits.max_members:
         raise FileFormatError(f"the ZIP archive has {len(infos):,} members; at most {limits.max_members:,}")
     total = sum(info.file_size for info in infos)
