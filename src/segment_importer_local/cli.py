@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from segment_importer.job import JobOptionsError, parse_job_document
+from segment_importer.track.ledger import FAILED
 
 if TYPE_CHECKING:  # moto loads only for `run`: the runner is imported there
     from segment_importer_local.runner import RunResult
@@ -280,12 +281,26 @@ def _print_result(result: RunResult, console: Console, *, dry_run: bool) -> None
     _print_details(result, console)
 
 
+def _print_member(member: dict[str, Any], result: RunResult, console: Console) -> None:
+    if member.get("status") == FAILED:
+        console.print(f"[red]{member['key']}: {member.get('last_error')}")
+    if int(member.get("rejected", 0)) and member.get("rejects_key"):
+        reasons = ", ".join(f"{r} {c}" for r, c in sorted((member.get("rejected_by_reason") or {}).items()))
+        where = Path(result.bucket_copy or "") / member["rejects_key"]
+        console.print(f"{member['key']}: rejected {reasons} (see {where})")
+
+
 def _print_ledger_summary(result: RunResult, console: Console) -> None:
     """The same table `segment-importer status` shows, from the run's final ledger."""
     from segment_importer_local.status import describe
     from segment_importer_local.status_view import status_table
 
-    statuses = [describe(outcome.ledger) for outcome in result.files if outcome.ledger]
+    statuses = [
+        describe(item)
+        for outcome in result.files
+        if outcome.ledger
+        for item in (outcome.ledger, *outcome.members)  # an archive, then each member's own line
+    ]
     table = status_table(statuses)
     table.title = f"Imports to {result.destination}"
     console.print(table)
@@ -318,6 +333,8 @@ def _print_split_table(result: RunResult, console: Console, *, dry_run: bool) ->
 def _print_details(result: RunResult, console: Console) -> None:
     for outcome in result.files:
         report = outcome.report
+        for member in outcome.members:  # an archive's members: each an import of its own
+            _print_member(member, result, console)
         if report.get("error"):
             console.print(f"[red]{Path(outcome.file).name}: {report['error']}")
         if not outcome.read_to_its_end:
@@ -325,7 +342,7 @@ def _print_details(result: RunResult, console: Console) -> None:
                 f"[red]{Path(outcome.file).name}: not read to its end (file_unreadable in the "
                 "rejects says where and why); the records after that point were not imported"
             )
-        if report["rejected"]:
+        if report["rejected"] and report.get("rejects_key"):
             reasons = ", ".join(
                 f"{reason} {count}" for reason, count in sorted(report["rejected_by_reason"].items())
             )

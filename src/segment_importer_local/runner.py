@@ -25,6 +25,7 @@ from moto import mock_aws
 from segment_importer.batch.envelope import read_envelope
 from segment_importer.settings import Prefixes
 from segment_importer.split import splitter as splitter_module
+from segment_importer.split.archives import MEMBER_SEPARATOR
 from segment_importer.track import reasons
 from segment_importer.track.ledger import COMPLETE, COMPLETE_WITH_ERRORS, Ledger
 from segment_importer.track.report import STATUS_DRY_RUN, derived_key
@@ -35,6 +36,7 @@ from segment_importer_local.progress import PipelineProgress, SplitProgressLog
 from segment_importer_local.segment_endpoint import FaultPlan, SegmentEndpoint
 from segment_importer_local.snapshots import LedgerSnapshots
 from segment_importer_local.stack import LocalFunction, LocalStack, environment
+from segment_importer_local.status import with_archive_totals
 from segment_importer_local.template_config import StackTemplate
 
 LOCAL_FOLDER = "local/"  # under the imports prefix: where a local run drops its files
@@ -70,6 +72,7 @@ class FileOutcome:
     report: dict[str, Any]  # the splitter's report (the final one if the import finished)
     ledger: dict[str, Any] | None = None  # the import's ledger item at the end of the run
     batches_in_dead_letter_queue: int = 0  # counted in the queue itself, as a cross-check
+    members: list[dict[str, Any]] = field(default_factory=list)  # an archive's: its members' items
 
     @property
     def messages_delivered(self) -> int:
@@ -301,11 +304,15 @@ def _deliver(
 
 def _settle(aws: LocalStack, outcomes: list[FileOutcome], snapshots: LedgerSnapshots) -> None:
     """Final numbers: the ledger's items, and the dead-letter queue counted as a cross-check."""
-    items = {item["key"]: item for item in snapshots.write()}
+    items = {item["key"]: item for item in with_archive_totals(snapshots.write())}
     in_queue = _dead_lettered(aws)
     for outcome in outcomes:
-        outcome.ledger = items.get(outcome.key)
-        outcome.batches_in_dead_letter_queue = in_queue.get(outcome.key, 0)
+        outcome.ledger = items.get(outcome.key)  # an archive's: its members' totals
+        member_prefix = f"{outcome.key}{MEMBER_SEPARATOR}"
+        outcome.members = [item for key, item in sorted(items.items()) if key.startswith(member_prefix)]
+        outcome.batches_in_dead_letter_queue = sum(
+            count for key, count in in_queue.items() if key == outcome.key or key.startswith(member_prefix)
+        )
 
 
 def _dead_lettered(aws: LocalStack) -> Counter[str]:

@@ -11,10 +11,59 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from segment_importer.track.ledger import FINAL_STATUSES, SPLITTING, Ledger
+from segment_importer.split.archives import MEMBER_SEPARATOR
+from segment_importer.track.ledger import (
+    COMPLETE,
+    COMPLETE_WITH_ERRORS,
+    FAILED,
+    FINAL_STATUSES,
+    SENDING,
+    SPLITTING,
+    Ledger,
+)
 from segment_importer_local.snapshots import latest_run_dir, read_snapshot
 
 ImportsReader = Callable[[], list[dict[str, Any]]]
+# An archive's status is its members' least advanced one (any still splitting: splitting...).
+_STATUS_ORDER = (SPLITTING, SENDING, FAILED, COMPLETE_WITH_ERRORS, COMPLETE)
+_SUMMED = (
+    "records_read",
+    "messages_queued",
+    "batches_queued",
+    "rejected",
+    "batches_delivered",
+    "messages_delivered",
+    "messages_refused",
+    "batches_failed",
+    "messages_failed",
+)
+
+
+def with_archive_totals(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items, each archive's (a ZIP: its members are imports of their own, keyed
+    `<archive>!<member>`) replaced by its members' totals and least advanced status."""
+    return [_archive_totals(item, items) if item.get("members") else item for item in items]
+
+
+def _archive_totals(archive: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
+    prefix = f"{archive['key']}{MEMBER_SEPARATOR}"
+    members = [item for item in items if str(item.get("key", "")).startswith(prefix)]
+    totals = {**archive, **{name: sum(int(m.get(name, 0)) for m in members) for name in _SUMMED}}
+    reasons: dict[str, int] = {}
+    for member in members:
+        for reason, count in (member.get("rejected_by_reason") or {}).items():
+            reasons[reason] = reasons.get(reason, 0) + int(count)
+    totals["rejected_by_reason"] = reasons
+    statuses = [archive.get("status", ""), *(m.get("status", "") for m in members)]
+    totals["status"] = min(statuses, key=lambda s: _STATUS_ORDER.index(s) if s in _STATUS_ORDER else 0)
+    totals["members_listed"] = len(members)  # fewer than `members` while the archive is split
+    if archive.get("status") != SPLITTING and len(members) < int(archive.get("members", 0)):
+        totals["status"] = min(totals["status"], SENDING, key=_STATUS_ORDER.index)
+    # The drop ends with its last member (the archive's own item ends when it is split).
+    ends = [member.get("finished_at") for member in members]
+    final = totals["status"] in FINAL_STATUSES and all(ends)
+    totals["finished_at"] = max([archive.get("finished_at"), *ends], key=str) if final else None
+    return totals
 
 
 def describe(item: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
@@ -66,11 +115,13 @@ def _spans(item: dict[str, Any]) -> dict[str, Any] | None:
 
 def ledger_reader(dynamodb: Any, table: str, key_prefix: str) -> ImportsReader:
     ledger = Ledger(dynamodb, table, batches_table="")
-    return lambda: ledger.list_imports(key_prefix)
+    return lambda: with_archive_totals(ledger.list_imports(key_prefix))
 
 
 def snapshot_reader(run_dir: Path, key_prefix: str) -> ImportsReader:
-    return lambda: [item for item in read_snapshot(run_dir) if item["key"].startswith(key_prefix)]
+    return lambda: with_archive_totals(
+        [item for item in read_snapshot(run_dir) if item["key"].startswith(key_prefix)]
+    )
 
 
 def local_run_dir(out_dir: Path, run_dir: Path | None) -> Path:

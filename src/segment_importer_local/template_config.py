@@ -94,11 +94,16 @@ class StackTemplate:
         }
 
     def function_property(self, logical_id: str, name: str) -> Any:
-        """A function property, falling back to Globals.Function."""
+        """A function property, falling back to Globals.Function; a list in both is the two
+        joined, Globals' first (as SAM merges them: a function's Layers add to the global ones)."""
         properties = self.resource(logical_id).get("Properties", {})
+        global_value = self.document.get("Globals", {}).get("Function", {}).get(name)
         if name in properties:
-            return properties[name]
-        return self.document.get("Globals", {}).get("Function", {}).get(name)
+            own = properties[name]
+            if isinstance(own, list) and isinstance(global_value, list):
+                return [*global_value, *own]
+            return own
+        return global_value
 
     def function_environment(self, logical_id: str) -> dict[str, Any]:
         global_env = self.document.get("Globals", {}).get("Function", {}).get("Environment", {})

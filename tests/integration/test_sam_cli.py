@@ -249,3 +249,53 @@ def test_built_template_points_at_the_artifacts(build: Build) -> None:
     for function_id in FUNCTIONS:
         assert built.resource(function_id)["Properties"]["CodeUri"] == function_id
         assert (build.artifacts / function_id / "app.py").is_file()
+
+
+# ---- the Parquet layer -------------------------------------------------------------------------
+
+LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024  # a function and all its layers, unzipped
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file() and not path.is_symlink())
+
+
+def test_the_parquet_layer_is_trimmed_and_fits_lambda_with_the_main_layer(build: Build) -> None:
+    parquet = build.artifacts / "ParquetLayer" / "python"
+    assert (parquet / "pyarrow" / "parquet").is_dir()
+    assert not (parquet / "pyarrow" / "tests").exists()
+    assert not list((parquet / "pyarrow").glob("*flight*.so*"))  # Flight's libraries (30 MB) are gone
+    splitter = build.artifacts / "SplitterFunction"
+    total = folder_bytes(parquet) + folder_bytes(build.layer) + folder_bytes(splitter)
+    assert total < LAMBDA_UNZIPPED_LIMIT, f"{total:,} bytes unzipped"
+
+
+def test_the_parquet_reader_runs_on_the_built_layers(
+    build: Build, python313: Path, sam_env: dict[str, str]
+) -> None:
+    """The trimmed pyarrow imports on Python 3.13 and the reader reads a file it writes."""
+    parquet = build.artifacts / "ParquetLayer" / "python"
+    script = (
+        "import sys, io\n"
+        f"sys.path[:0] = [{str(build.layer)!r}, {str(parquet)!r}]\n"
+        "import pyarrow as pa, pyarrow.parquet as pq\n"
+        "assert pa.__file__.startswith(sys.path[1]), pa.__file__\n"
+        "from segment_importer.read.handle import BytesHandle\n"
+        "from segment_importer.read.parquet import parquet_records\n"
+        "sink = io.BytesIO()\n"
+        "ts = pa.array([1_700_000_000_123_456_789], pa.timestamp('ns', tz='Europe/Paris'))\n"
+        "pq.write_table(pa.table({'userId': ['u1'], 'at': ts, 'ctx': [{'ip': '203.0.113.1'}]}), sink)\n"
+        "(record,) = parquet_records(BytesHandle(sink.getvalue()))\n"
+        "assert record.fields == {'userId': 'u1', 'at': '2023-11-14T22:13:20.123456Z',"
+        " 'ctx': {'ip': '203.0.113.1'}}, record.fields\n"
+    )
+    result = subprocess.run(
+        [str(python313 / "python3.13"), "-I", "-S", "-c", script],
+        env=sam_env,
+        cwd=build.root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import ast
 import gzip
+import io
 from pathlib import Path
 
 import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from moto import mock_aws
 
@@ -94,7 +97,14 @@ def test_the_s3_handle_streams_a_range_and_reads_any_range() -> None:
     assert handle.read() == b"u1,A\nu2,B\n"
 
 
+def _parquet() -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(pa.table({"userId": ["u1"], "event": ["A"]}), sink)
+    return sink.getvalue()
+
+
 @pytest.mark.parametrize("fmt", list(Format))
 def test_a_known_format_skips_detection(fmt: Format) -> None:
-    data = {Format.NDJSON: NDJSON, Format.JSON_ARRAY: b'[{"a": 1}]', Format.CSV: CSV}[fmt]
+    samples = {Format.NDJSON: NDJSON, Format.JSON_ARRAY: b'[{"a": 1}]', Format.CSV: CSV}
+    data = _parquet() if fmt is Format.PARQUET else samples[fmt]
     assert open_records(BytesHandle(data), "no-extension", known_format=fmt).format == fmt.value

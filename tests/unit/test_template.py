@@ -527,6 +527,45 @@ def test_functions_and_layer_target_python_3_13(template: StackTemplate) -> None
     assert [layer["Metadata"].get("BuildArchitecture", "x86_64")] == architectures
 
 
+def test_the_parquet_layer_is_the_splitters_only_when_enabled(
+    template: StackTemplate, expanded: dict[str, Any]
+) -> None:
+    """pyarrow (~100 MB) is a layer of its own, chosen by EnableParquet; the sender never has it."""
+    parameter = template.document["Parameters"]["EnableParquet"]
+    assert parameter["Default"] == "false"
+    assert sorted(parameter["AllowedValues"]) == ["false", "true"]
+    assert template.document["Conditions"]["ParquetEnabled"] == {
+        "Fn::Equals": [{"Ref": "EnableParquet"}, "true"]
+    }
+    layer = template.resource("ParquetLayer")
+    assert layer["Condition"] == "ParquetEnabled"
+    assert layer["Properties"]["ContentUri"] == "layers/parquet/"
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert RUNTIME in layer["Properties"]["CompatibleRuntimes"]
+    choice = {"Fn::If": ["ParquetEnabled", {"Ref": "ParquetLayer"}, {"Ref": "AWS::NoValue"}]}
+    assert template.function_property("SplitterFunction", "Layers") == [{"Ref": "DomainLayer"}, choice]
+    assert template.function_property("SenderFunction", "Layers") == [{"Ref": "DomainLayer"}]
+    functions = lambda_functions(expanded)
+    splitter = next(props for name, props in functions.items() if name.startswith("SplitterFunction"))
+    assert splitter["Layers"] == [
+        {"Ref": _layer_version(expanded, "DomainLayer")},
+        _resolved(choice, expanded),
+    ]
+    requirements = (ROOT / "layers" / "parquet" / "requirements.txt").read_text()
+    assert "pyarrow" in requirements
+    assert "pyarrow" not in (ROOT / "layers" / "segment_importer" / "requirements.txt").read_text()
+
+
+def _layer_version(expanded: dict[str, Any], layer: str) -> str:
+    """The logical id SAM gives a layer's AWS::Lambda::LayerVersion (the name plus a hash)."""
+    return next(name for name in expanded["Resources"] if name.startswith(layer) and name != layer)
+
+
+def _resolved(choice: dict[str, Any], expanded: dict[str, Any]) -> dict[str, Any]:
+    condition, _, otherwise = choice["Fn::If"]
+    return {"Fn::If": [condition, {"Ref": _layer_version(expanded, "ParquetLayer")}, otherwise]}
+
+
 def _cfn_lint() -> str:
     beside = Path(sys.executable).with_name("cfn-lint")
     found = str(beside) if beside.exists() else shutil.which("cfn-lint")

@@ -52,6 +52,10 @@ class JobOptions:
             parsed["context"] = deep_merge(self.context, parsed["context"])
         return replace(self, **parsed)
 
+    def dropped_columns(self) -> frozenset[str]:
+        """The columns mapped to null: a columnar reader (Parquet) does not read them at all."""
+        return frozenset(name for name, target in self.columns.items() if target is None)
+
     def to_document(self) -> dict[str, Any]:
         """The JSON form, for reports."""
         return {key: getattr(self, attr) for key, attr in _KEYS.items()}

@@ -3,7 +3,8 @@ as a hint (the rules are in docs/formats.md).
 
 After a UTF-8 BOM and whitespace: `[` is a JSON array, `{` is NDJSON (or a pretty-printed
 document with a `batch`, `events` or `data` array, read as a JSON array), anything else is
-CSV. Binary files people export (Parquet, Avro, ZIP...) are named, not read as CSV.
+CSV. Parquet is recognised by its magic bytes; other binary files people export (Avro, ZIP
+inside another file, Excel...) are named, not read as CSV.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from dataclasses import dataclass
 import ijson
 import orjson
 
+from segment_importer.read.compression import compression_of
 from segment_importer.read.json_array import ijson_backend
 from segment_importer.read.opening import BOM, GZIP_MAGIC, content_start
 from segment_importer.read.reader import Format
 from segment_importer.read.records import FileFormatError
 
+PARQUET_MAGIC = b"PAR1"
 _SCAN_BYTES = 1 << 16  # how much of the head is searched for a document's array key
 DOCUMENT_ARRAY_KEYS = ("batch", "events", "data")
 _DEPTH_STEP = {"start_map": 1, "start_array": 1, "end_map": -1, "end_array": -1}
@@ -36,8 +39,8 @@ class PlainShape:
 
 def plain_shape(head: bytes, key: str) -> PlainShape | None:
     """The format and delimiter `open_records` would read an object with, from its head;
-    None for gzip. The same detection as `open_records` (FileFormatError for binary files)."""
-    if head.startswith(GZIP_MAGIC):
+    None for compressed data. The same detection as `open_records` (FileFormatError for binary files)."""
+    if head.startswith(GZIP_MAGIC) or compression_of(head):
         return None
     hint = extension_hint(key)
     content = head.removeprefix(BOM)
@@ -54,12 +57,13 @@ def extension_hint(key: str) -> str | None:
 
 # Files people export that are not text: say what they are instead of rejecting every "row".
 _BINARY_FORMATS = (
-    (b"PAR1", "a Parquet file: export it as NDJSON or CSV (e.g. with DuckDB or your warehouse's unload)"),
     (b"Obj\x01", "an Avro file: export it as NDJSON or CSV"),
-    (b"PK\x03\x04", "a ZIP archive (or an Excel workbook): unzip it, or save the sheet as CSV"),
+    (
+        b"PK\x03\x04",
+        "a ZIP archive (or an Excel workbook): an archive is read as an object of its own,"
+        " never inside another file; save a workbook's sheet as CSV",
+    ),
     (b"\xd0\xcf\x11\xe0", "an old Excel workbook (.xls): save the sheet as CSV"),
-    (b"BZh", "a bzip2 file: recompress it with gzip, or drop it uncompressed"),
-    (b"\x28\xb5\x2f\xfd", "a Zstandard file: recompress it with gzip, or drop it uncompressed"),
 )
 
 
@@ -71,6 +75,8 @@ def _refuse_binary(head: bytes) -> None:
 
 def detect(head: bytes, hint: str | None) -> tuple[Format, str | None]:
     """(format, top-level array key of a single JSON document, or None)."""
+    if head.startswith(PARQUET_MAGIC):
+        return Format.PARQUET, None
     _refuse_binary(head)
     content = head.lstrip()
     if not content:  # nothing but whitespace: nothing to sniff, so believe the extension

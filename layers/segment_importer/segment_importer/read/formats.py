@@ -6,6 +6,7 @@ The rules (detection, record numbers, what is rejected and how) are in docs/form
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from segment_importer.read.csv_rows import csv_field_limit
@@ -44,6 +45,7 @@ def open_records(
     csv_encoding: str = "utf-8",
     known_format: str | None = None,
     first_row: int = 1,
+    dropped_columns: Collection[str] = (),
 ) -> RecordStream:
     """Sniff `stream` (a `handle.ObjectHandle`, or anything with `read(n)` returning bytes)
     and return its records.
@@ -58,6 +60,7 @@ def open_records(
     at `resume.offset`; with `stream_at_resume` the stream holds exactly those bytes.
     `known_format` skips detection (a byte range of a file whose format was already detected:
     its first line may be a broken one). `first_row` numbers a CSV range's rows from there.
+    `dropped_columns` (the job's columns mapped to null) are never read by a columnar reader.
     """
     if max_record_bytes < 1:
         raise ValueError("max_record_bytes must be positive")
@@ -71,5 +74,5 @@ def open_records(
     reader = reader_for(fmt)
     if resume and not (reader.resumable and (resume.header_end or not reader.has_header)):
         raise FileFormatError(f"only {resumable_labels()} can be resumed; this part reads as {fmt.value}")
-    options = ReadOptions(max_record_bytes, resume, csv_encoding, first_row)
+    options = ReadOptions(max_record_bytes, resume, csv_encoding, first_row, frozenset(dropped_columns))
     return reader.open(content, options)

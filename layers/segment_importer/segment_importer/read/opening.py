@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from segment_importer.read.compression import compression_of, damage_errors, decompressor, describe
 from segment_importer.read.handle import ObjectHandle
 from segment_importer.read.records import DamagedError, ResumePoint
 
@@ -45,7 +46,7 @@ class Content:
     source: ByteSource
     head: bytes
     bom: int  # bytes of BOM before the head (0 or 3)
-    compression: str  # "gzip" | "none"
+    compression: str  # "gzip" | "bzip2" | "zstd" | "none"
     handle: ObjectHandle | None = None
     hint: str | None = None  # the format the key's extension suggests (detect.extension_hint)
     doc_key: str | None = None  # a single JSON document's array key ("batch"), once detected
@@ -71,6 +72,8 @@ def open_content(
         head, error = _sniff(read, head, cap)
         source = ByteSource(read, head.removeprefix(BOM), error, damage=_GZIP_ERRORS)
         compression = "gzip"
+    elif compression_of(head):
+        compression, source, head = _decompressed(stream.read, head, resume, stream_at_resume, cap)
     else:
         if resume and not stream_at_resume:
             head = _skip_to(stream.read, resume, head)
@@ -81,13 +84,30 @@ def open_content(
     return Content(source, head.removeprefix(BOM), bom, compression, handle)
 
 
+def _decompressed(
+    read_stored: Callable[[int], bytes], head: bytes, resume: ResumePoint | None, at_resume: bool, cap: int
+) -> tuple[str, ByteSource, bytes]:
+    """A bzip2 or Zstandard object's content (see `compression`), guarded as gzip is."""
+    kind = compression_of(head) or ""
+    damage = damage_errors(kind)
+    compressed = _CountingReader(read_stored, len(head))
+    read = decompressor(kind, ByteSource(compressed.read, head).take)
+    read = _ExpansionGuard(read, compressed, kind).read
+    head = _skip_to(read, resume, b"") if resume and not at_resume else b""
+    head, error = _sniff(read, head, cap, damage, kind)
+    source = ByteSource(read, head.removeprefix(BOM), error, damage=damage, kind=kind)
+    return kind, source, head
+
+
 def content_start(head: bytes) -> bytes:
     return head.removeprefix(BOM).lstrip()
 
 
-def _damage(exc: BaseException) -> DamagedError:
+def _damage(exc: BaseException, kind: str = "gzip") -> DamagedError:
     """A decompressor's error as a fixed description: GzipFile's own messages may quote data
     bytes, so the error is described by its type."""
+    if kind != "gzip":
+        return DamagedError(describe(kind, exc))
     if isinstance(exc, EOFError):
         return DamagedError("the gzip data is truncated")
     if isinstance(exc, gzip.BadGzipFile):
@@ -111,12 +131,14 @@ class ByteSource(io.RawIOBase):
         head: bytes = b"",
         error: DamagedError | None = None,
         damage: tuple[type[BaseException], ...] = (),
+        kind: str = "gzip",
     ) -> None:
         super().__init__()
         self._read = read
         self._head = head
         self._error = error
         self._damage = damage
+        self._kind = kind  # the compression the damage errors are described for
 
     def readable(self) -> bool:
         return True
@@ -132,7 +154,7 @@ class ByteSource(io.RawIOBase):
         try:
             return self._read(size)
         except self._damage as exc:
-            raise _damage(exc) from exc
+            raise _damage(exc, self._kind) from exc
 
     def readinto(self, buffer: Any) -> int:
         data = self.take(len(buffer))
@@ -160,11 +182,12 @@ class _CountingReader:
 class _ExpansionGuard:
     """Stops decompressing once the output passes MAX_GZIP_EXPANSION times the input."""
 
-    __slots__ = ("_compressed", "_read", "total")
+    __slots__ = ("_compressed", "_kind", "_read", "total")
 
-    def __init__(self, read: Callable[[int], bytes], compressed: _CountingReader) -> None:
+    def __init__(self, read: Callable[[int], bytes], compressed: _CountingReader, kind: str = "gzip") -> None:
         self._read = read
         self._compressed = compressed
+        self._kind = kind
         self.total = 0
 
     def read(self, size: int) -> bytes:
@@ -172,8 +195,8 @@ class _ExpansionGuard:
         self.total += len(data)
         if self.total > _EXPANSION_FLOOR and self.total > MAX_GZIP_EXPANSION * self._compressed.total:
             raise DamagedError(
-                f"the gzip data expands more than {MAX_GZIP_EXPANSION}-fold ({self.total:,} bytes from"
-                f" {self._compressed.total:,}); the rest is not read (a decompression bomb?)"
+                f"the {self._kind} data expands more than {MAX_GZIP_EXPANSION}-fold ({self.total:,} bytes"
+                f" from {self._compressed.total:,}); the rest is not read (a decompression bomb?)"
             )
         return data
 
@@ -212,10 +235,16 @@ def read_at_least(read: Callable[[int], bytes], size: int) -> bytes:
     return head
 
 
-def _sniff(read: Callable[[int], bytes], head: bytes, cap: int) -> tuple[bytes, DamagedError | None]:
+def _sniff(
+    read: Callable[[int], bytes],
+    head: bytes,
+    cap: int,
+    damage: tuple[type[BaseException], ...] = _GZIP_ERRORS,
+    kind: str = "gzip",
+) -> tuple[bytes, DamagedError | None]:
     """Read until the head holds the first content line (or `cap` bytes, or the end).
 
-    Damaged gzip data is returned, not raised: the reader meets it after the head.
+    Damaged compressed data is returned, not raised: the reader meets it after the head.
     """
     try:
         while len(head) < cap and not _first_line_complete(head):
@@ -223,8 +252,8 @@ def _sniff(read: Callable[[int], bytes], head: bytes, cap: int) -> tuple[bytes, 
             if not data:
                 break
             head += data
-    except _GZIP_ERRORS as exc:
-        return head, _damage(exc)
+    except damage as exc:
+        return head, _damage(exc, kind)
     except DamagedError as exc:
         return head, exc
     return head, None

@@ -26,6 +26,7 @@ class Format(StrEnum):
     NDJSON = "ndjson"
     JSON_ARRAY = "json_array"
     CSV = "csv"
+    PARQUET = "parquet"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,8 @@ class ReadOptions:
     resume: ResumePoint | None = None
     csv_encoding: str = "utf-8"
     first_row: int = 1
+    # Columns the job drops (`"columns": {"name": null}`): a columnar reader never reads them.
+    dropped_columns: frozenset[str] = frozenset()
 
 
 class Reader(Protocol):

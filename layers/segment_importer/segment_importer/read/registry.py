@@ -5,12 +5,14 @@ from __future__ import annotations
 from segment_importer.read.csv_rows import CSV_READER
 from segment_importer.read.json_array import JSON_ARRAY_READER
 from segment_importer.read.ndjson import NDJSON_READER
+from segment_importer.read.parquet import PARQUET_READER
 from segment_importer.read.reader import Format, Reader
 
 READERS: dict[Format, Reader] = {
     Format.NDJSON: NDJSON_READER,
     Format.JSON_ARRAY: JSON_ARRAY_READER,
     Format.CSV: CSV_READER,
+    Format.PARQUET: PARQUET_READER,
 }
 
 

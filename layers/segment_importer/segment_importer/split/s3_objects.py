@@ -90,12 +90,14 @@ def _read_if_exists(s3: Any, bucket: str, key: str) -> bytes | None:
 
 class ProgressStream(io.RawIOBase):
     """A read-only stream that reports how many bytes have passed through it (its body's
-    ranged reads, when it has them, are not counted: they are not progress)."""
+    ranged reads, when it has them, are not counted: they are not progress, unless a reader
+    that reads only by ranges, such as Parquet's, sets `ranges_are_progress`)."""
 
     def __init__(self, body: Any, on_bytes: Callable[[int], None] | None) -> None:
         self._body = body
         self._on_bytes = on_bytes
         self.bytes_read = 0
+        self.ranges_are_progress = False
 
     def readable(self) -> bool:
         return True
@@ -112,7 +114,10 @@ class ProgressStream(io.RawIOBase):
         return int(self._body.size)
 
     def read_range(self, start: int, end: int) -> bytes:
-        return bytes(self._body.read_range(start, end))
+        data = bytes(self._body.read_range(start, end))
+        if self.ranges_are_progress and self._on_bytes and data:
+            self._on_bytes(len(data))
+        return data
 
     def readinto(self, buffer: Any) -> int:
         chunk = self.read(len(buffer))

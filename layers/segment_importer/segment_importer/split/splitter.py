@@ -31,6 +31,7 @@ from segment_importer.read.formats import FileFormatError, RecordStream, ResumeP
 from segment_importer.read.records import SourceRecord
 from segment_importer.read.registry import reader_for
 from segment_importer.settings import SplitterSettings
+from segment_importer.split.archives import ArchiveSplit, is_archive_object, split_archive
 from segment_importer.split.continuation import Checkpoint, PartBudget, SurveyTask, hand_over, read_task
 from segment_importer.split.s3_objects import (
     ObjectIdentity,
@@ -265,6 +266,9 @@ def _split(
     identity = ObjectIdentity(ref.etag, report.size_bytes)
     ledger = None if settings.dry_run else services.ledger
     can_continue = bool(settings.continuation_queue_url) and not settings.dry_run
+    if first_invocation and is_archive_object(services.s3, ref, identity):
+        _split_archive(services, settings, part, identity, budget)  # each member an import of its own
+        return
     if first_invocation and ledger and can_continue and _plan_spans(services, settings, part):
         return
     records = _open_part(services.s3, part, identity, on_bytes)
@@ -288,6 +292,30 @@ def _split(
         report.status = STATUS_CONTINUING
     else:
         report.status = STATUS_DRY_RUN if settings.dry_run else STATUS_QUEUED
+
+
+def _split_archive(
+    services: SplitterServices,
+    settings: SplitterSettings,
+    part: _Part,
+    identity: ObjectIdentity,
+    budget: PartBudget | None,
+) -> None:
+    assert part.job is not None
+    ledger = None if settings.dry_run else services.ledger
+    context = ArchiveSplit(
+        services.s3,
+        settings,
+        ledger,
+        part.ref,
+        identity,
+        part.job,
+        part.claim,
+        sink_for=lambda member: _sink(services.sqs, settings, member),
+        split=split_records,
+        budget=budget,
+    )
+    split_archive(context, part.report, _progress_recorder(ledger, part))
 
 
 def _plan_spans(services: SplitterServices, settings: SplitterSettings, part: _Part) -> bool:
@@ -323,7 +351,12 @@ def _open_part(
     if span is not None:
         return span_records(span, stream, ref.key, encoding=job.encoding, resume=part.resume)
     return open_records(
-        stream, ref.key, resume=part.resume, stream_at_resume=point is not None, csv_encoding=job.encoding
+        stream,
+        ref.key,
+        resume=part.resume,
+        stream_at_resume=point is not None,
+        csv_encoding=job.encoding,
+        dropped_columns=job.dropped_columns(),
     )
 
 
@@ -402,6 +435,7 @@ def split_records(
     after_record: int = 0,
     budget: PartBudget | None = None,
     first_batch: int = 1,
+    file_id: str | None = None,
 ) -> PartStop | None:
     """Map, validate and pack `records` into `sink`; counts go to `report`.
 
@@ -409,11 +443,12 @@ def split_records(
     from `first_batch` plus the batches earlier parts queued. Records numbered up to
     `after_record` are skipped. Returns None when the records are done, or where they
     stopped when `budget` ran out (everything up to that record is then queued).
+    `file_id` replaces the file's content identity in derived message ids (an archive's member).
     """
     report.format, report.compression = records.format, records.compression
     mapper = MessageMapper(
         job,
-        file_identity(report.etag, report.size_bytes),
+        file_id or file_identity(report.etag, report.size_bytes),
         from_csv=reader_for(records.format).cells_are_text,
     )
     packer = BatchPacker(limits, first_number=first_batch + report.batches_queued)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
+from botocore.exceptions import ClientError
+
 from segment_importer.import_ref import ImportRef
 from segment_importer.settings import Prefixes
 from segment_importer.track.ledger import Ledger
@@ -34,7 +37,10 @@ def publish_final_report(
     if item is None:
         return None
     document = final_report(item)
-    write_report(s3, ref.bucket, report_key(prefixes.reports, prefixes.imports, ref.key), document)
+    key = report_key(prefixes.reports, prefixes.imports, ref.key)
+    if item.get("members"):  # an archive: its members' summaries stay (the ledger keeps a count)
+        document["members"] = _members_of(s3, ref.bucket, key)
+    write_report(s3, ref.bucket, key, document)
     logger.info(
         "import finished",
         extra={
@@ -46,3 +52,14 @@ def publish_final_report(
         },
     )
     return document
+
+
+def _members_of(s3: Any, bucket: str, key: str) -> list[Any]:
+    """The member summaries of the archive's report as its split wrote it."""
+    try:
+        document = orjson.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except (ClientError, orjson.JSONDecodeError):
+        logger.warning("archive report not readable; its members are listed in their own reports")
+        return []
+    members = document.get("members") if isinstance(document, dict) else None
+    return members if isinstance(members, list) else []

@@ -41,18 +41,32 @@ class ImportReport:
     rejects_omitted: int = 0  # counted in `rejected` but not listed: the rejects file was full
     job: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    # An archive's: one summary per member, each split as an import of its own (split.archives).
+    members: list[dict[str, Any]] = field(default_factory=list)
     started_at: str = field(default_factory=utc_now)
     finished_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        document = asdict(self)
+        if not self.members:  # only an archive's report lists members
+            del document["members"]
+        return document
 
     def summary(self) -> dict[str, Any]:
         """The handler's answer: no record content, just where the file stands."""
         return {"key": self.key, "status": self.status, "messages_queued": self.messages_queued}
 
     def split_counts(self) -> dict[str, Any]:
-        """What the ledger keeps of the split: counts and shapes, never record content."""
+        """What the ledger keeps of the split: counts and shapes, never record content.
+
+        An archive's batches are its members' (imports of their own, which the sender credits):
+        its own item counts what it held but waits for no batch."""
+        if self.members:
+            imports = sum(1 for member in self.members if member["status"] != STATUS_SKIPPED)
+            return {**self._counts(), "messages_queued": 0, "batches_queued": 0, "members": imports}
+        return self._counts()
+
+    def _counts(self) -> dict[str, Any]:
         return {
             "records_read": self.records_read,
             "bytes_read": self.bytes_read,
