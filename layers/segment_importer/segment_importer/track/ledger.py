@@ -57,7 +57,18 @@ _COUNTERS = (
     "messages_failed",
 )
 _REOPEN = "SET #status = :sending, reopened_at = :now, updated_at = :now REMOVE finished_at"
-_NEXT_PART = "#status = :splitting AND (attribute_not_exists(split_part) OR split_part < :part)"
+_NEXT_PART = (
+    "#status = :splitting AND (attribute_not_exists(split_part) OR split_part < :part"
+    " OR (split_part = :part AND part_attempt < :attempt))"
+)
+_SPLIT_COUNTERS = (
+    "records_read",
+    "bytes_read",
+    "messages_queued",
+    "batches_queued",
+    "rejected",
+    "rejects_omitted",
+)
 _BATCH_RESOLUTION = "SET #state = :state, resolved_at = :now, message_count = :messages"
 
 
@@ -73,12 +84,15 @@ class Ledger(SpanLedger):
 
     # --- splitter ------------------------------------------------------------------------
 
-    def start_split(self, ref: ImportRef, size_bytes: int, request_id: str) -> bool:
-        """Claim the import for this splitter invocation; False if another already has it.
+    def start_split(self, ref: ImportRef, size_bytes: int, request_id: str) -> int:
+        """Claim the import for this splitter invocation; returns the attempt (1 for a new
+        claim), or 0 if another invocation has it.
 
         A new import, a FAILED one, or this same request (Lambda retries an async event
         under the same request id) may start; a repeated S3 event for an import that is
-        splitting, sending or complete may not.
+        splitting, sending or complete may not. A restart keeps the sender's counters: the
+        batches they count stay resolved in the batches table, and the split queues them
+        again under the same numbers, so they must not be counted from zero.
         """
         now = self._clock()
         item = {
@@ -89,6 +103,7 @@ class Ledger(SpanLedger):
             "size_bytes": size_bytes,
             "status": SPLITTING,
             "splitter_request_id": request_id,
+            "split_attempt": 1,
             "started_at": now,
             "updated_at": now,
             **dict.fromkeys(_COUNTERS, 0),
@@ -98,25 +113,53 @@ class Ledger(SpanLedger):
             self._db.put_item(
                 TableName=self._imports,
                 Item=to_dynamo(item),
-                ConditionExpression=(
-                    "attribute_not_exists(import_id) OR #status = :failed OR splitter_request_id = :rid"
-                ),
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=to_dynamo({":failed": FAILED, ":rid": request_id}),
+                ConditionExpression="attribute_not_exists(import_id)",
             )
         except ClientError as error:
-            if is_condition_failure(error):
-                return False
-            raise
-        return True
+            if not is_condition_failure(error):
+                raise
+        else:
+            return 1
+        return self._restart_split(ref, size_bytes, request_id)
 
-    def claim_part(self, ref: ImportRef, part: int) -> bool:
-        """Admit part `part` of a continued split once; False for a repeated checkpoint."""
+    def _restart_split(self, ref: ImportRef, size_bytes: int, request_id: str) -> int:
+        """The split starts over: its own counts from zero, the sender's kept (see start_split)."""
+        values = {
+            ":splitting": SPLITTING,
+            ":rid": request_id,
+            ":size": size_bytes,
+            ":now": self._clock(),
+            ":zero": 0,
+            ":one": 1,
+            ":none": {},
+            ":no_keys": [],
+        }
+        split_counts = ", ".join(f"{name} = :zero" for name in _SPLIT_COUNTERS)
+        restart = (
+            f"SET #status = :splitting, splitter_request_id = :rid, size_bytes = :size, {split_counts},"
+            " rejected_by_reason = :none, rejects_keys = :no_keys, updated_at = :now, started_at = :now"
+        )
+        forget = " REMOVE split_part, part_attempt, finished_at, split_finished_at, last_error, rejects_key"
+        retry = restart + ", split_attempt = if_not_exists(split_attempt, :zero) + :one" + forget
+        attempt = self._update_returning(ref, retry, "splitter_request_id = :rid", values, "split_attempt")
+        if attempt:  # Lambda's retry of the same invocation
+            return attempt
+        again = restart + ", split_attempt = :one" + forget  # a failed import dropped again
+        failed = {**values, ":failed": FAILED}
+        return self._update_returning(ref, again, "#status = :failed", failed, "split_attempt")
+
+    def claim_part(self, ref: ImportRef, part: int, attempt: int = 1) -> bool:
+        """Admit part `part` of a continued split: once per delivery of its checkpoint.
+
+        A repeated checkpoint (another copy, the same receive count) or one of a part already
+        passed is refused; a redelivery after a failed or killed run (a higher receive count
+        `attempt`) runs the part again, from the same checkpoint, giving the same batches.
+        """
         return self._update_if(
             ref,
-            "SET split_part = :part, updated_at = :now",
+            "SET split_part = :part, part_attempt = :attempt, updated_at = :now",
             _NEXT_PART,
-            {":part": part, ":now": self._clock(), ":splitting": SPLITTING},
+            {":part": part, ":attempt": attempt, ":now": self._clock(), ":splitting": SPLITTING},
         )
 
     def record_split_progress(self, ref: ImportRef, counts: dict[str, Any]) -> None:
@@ -234,5 +277,3 @@ def _counter_update(counters: dict[str, int], now: str, error: str | None) -> tu
         sets += ["last_error = :error", "first_error = if_not_exists(first_error, :error)"]
         values[":error"] = error
     return f"ADD {', '.join(adds)} SET {', '.join(sets)}", values
-
-

@@ -50,7 +50,6 @@ class LedgerItems:
         )
         return from_dynamo(response["Item"]) if "Item" in response else None
 
-
     def _update_if(self, ref: ImportRef, update: str, condition: str, values: dict[str, Any]) -> bool:
         """A conditional update of the import's item; False when the condition does not hold."""
         try:
@@ -67,6 +66,27 @@ class LedgerItems:
                 return False
             raise
         return True
+
+    def _update_returning(
+        self, ref: ImportRef, update: str, condition: str, values: dict[str, Any], name: str
+    ) -> int:
+        """A conditional update that returns the new value of the number `name`; 0 when the
+        condition does not hold."""
+        try:
+            response = self._db.update_item(
+                TableName=self._imports,
+                Key=to_dynamo({"import_id": ref.import_id}),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_dynamo(values),
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as error:
+            if is_condition_failure(error):
+                return 0
+            raise
+        return int(from_dynamo(response.get("Attributes", {})).get(name, 0))
 
     def _set(self, ref: ImportRef, values: dict[str, Any], *, first_error: str | None = None) -> None:
         names = {f"#f{i}": name for i, name in enumerate(values)}

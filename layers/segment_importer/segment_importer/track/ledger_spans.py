@@ -64,9 +64,10 @@ class SpanLedger(LedgerItems):
         """The surveys proved the spans: the import is split in them."""
         self._set(ref, {"split_mode": "spans", "updated_at": self._clock()})
 
-    def claim_span_part(self, ref: ImportRef, index: int, part: int) -> bool:
-        """Admit part `part` of span `index` once, while the import is splitting; False for a
-        repeated task, or when the import has failed."""
+    def claim_span_part(self, ref: ImportRef, index: int, part: int, attempt: int = 1) -> bool:
+        """Admit part `part` of span `index` while the import is splitting, once per delivery
+        of its checkpoint (see `Ledger.claim_part`); False for a repeated task, or when the
+        import has failed."""
         count = {  # span_parts: how many parts the spans have run, for status and the tests
             "TableName": self._imports,
             "Key": to_dynamo({"import_id": ref.import_id}),
@@ -76,8 +77,12 @@ class SpanLedger(LedgerItems):
             "ExpressionAttributeValues": to_dynamo({":splitting": SPLITTING, ":one": 1}),
         }
         claim = {
-            **self._span_update(ref, index, "SET part = :part", {":part": part}),
-            "ConditionExpression": "attribute_not_exists(part) OR part < :part",
+            **self._span_update(
+                ref, index, "SET part = :part, part_attempt = :attempt", {":part": part, ":attempt": attempt}
+            ),
+            "ConditionExpression": (
+                "attribute_not_exists(part) OR part < :part OR (part = :part AND part_attempt < :attempt)"
+            ),
         }
         return self._transact([{"Update": count}, {"Update": claim}])
 
@@ -186,6 +191,5 @@ def _summed(spans: list[dict[str, Any]]) -> dict[str, Any]:
         for reason, number in (count.get("rejected_by_reason") or {}).items():
             by_reason[reason] = by_reason.get(reason, 0) + number
     totals["rejected_by_reason"] = by_reason
+    totals["rejects_keys"] = [key for count in counts for key in count.get("rejects_keys") or []]
     return totals
-
-
