@@ -39,7 +39,7 @@ PER_PART = {"SplitRecordsPerPart": "5000", "BatchMaxMessages": "500"}
 SEQUENTIAL = {"SplitRecordsPerPart": "0", "BatchMaxMessages": "500"}
 
 
-class Killed(BaseException):  # noqa: N818 - what a Lambda timeout or OOM kill is to the code
+class Killed(BaseException):  # what a Lambda timeout or OOM kill is to the code
     """The invocation dies here: no `except Exception`, no cleanup the code chose to run."""
 
 
@@ -125,14 +125,21 @@ class Lambda:
     def s3_event(self, key: str, request_id: str, *, retries: int = 2) -> None:
         """An asynchronous invoke: retried on error under the same request id; when every
         attempt fails, the event goes to the on-failure destination."""
-        head = self.stack.s3.head_object(Bucket=self.stack.bucket, Key=key)
-        event = s3_put_event(self.stack.bucket, key, head["ContentLength"], head["ETag"].strip('"'))
+        event = self._s3_event(key)
         for _ in range(1 + retries):
             if self._invoke(self.splitter, event, request_id):
                 return
         self.stack.sqs.send_message(
             QueueUrl=self.stack.queue_urls["SplitterFailureQueue"], MessageBody=orjson.dumps(event).decode()
         )
+
+    def s3_attempt(self, key: str, request_id: str) -> bool:
+        """One run of the S3 event's invocation (Lambda retries it later)."""
+        return self._invoke(self.splitter, self._s3_event(key), request_id)
+
+    def _s3_event(self, key: str) -> dict[str, Any]:
+        head = self.stack.s3.head_object(Bucket=self.stack.bucket, Key=key)
+        return s3_put_event(self.stack.bucket, key, head["ContentLength"], head["ETag"].strip('"'))
 
     def drain_continuations(self) -> None:
         """Poll the continuation queue one message at a time until it is empty."""
@@ -187,7 +194,7 @@ class Lambda:
         with environment(function.environment):
             try:
                 function.handler(event, context)
-            except (Exception, Killed):  # noqa: BLE001 - Lambda records any failure the same way
+            except (Exception, Killed):  # Lambda records any failure the same way
                 return False
         return True
 
@@ -294,13 +301,13 @@ def test_an_async_retry_after_a_mid_file_failure_completes(aws: Lambda, read_fau
     body, valid = export_lines(RECORDS)
     read_fault.after_bytes = len(body) // 2
     aws.upload(key, body)
-    aws.s3_event(key, "req-async", retries=0)  # the first attempt, then the sender runs
+    assert not aws.s3_attempt(key, "req-async")  # the first run fails; the sender runs meanwhile
     failed = aws.item(key)
     aws.deliver()
     assert failed["status"] == "SPLITTING", "a retry is coming: the import has not failed"
     assert failed["messages_queued"] > 0, "the counts say what was queued before the failure"
     assert failed["messages_queued"] == aws.item(key)["messages_delivered"]
-    aws.s3_event(key, "req-async")  # Lambda's retry
+    aws.s3_event(key, "req-async", retries=1)  # Lambda's retries (one is enough here)
     aws.drain_continuations()
     aws.deliver()
     assert read_fault.injected == 1
@@ -311,10 +318,12 @@ def test_an_async_retry_after_a_mid_file_failure_completes(aws: Lambda, read_fau
     assert report["messages_delivered"] == len(valid)
 
 
+@pytest.mark.parametrize("aws", [{"SplitRecordsPerPart": "5000", "BatchMaxMessages": "100"}], indirect=True)
 def test_a_part_that_keeps_failing_reaches_the_failure_queue(aws: Lambda, read_fault: ReadFault) -> None:
     """Every attempt of part 1 fails: after maxReceiveCount the checkpoint is in the failure
     queue, and the import is FAILED with what was really queued."""
-    read_fault.nth = 0  # every continued read fails
+    read_fault.nth = 0  # every continued read fails, after about 3,000 records (30 batches)
+    read_fault.after_bytes = 300_000
     key = "imports/poison.ndjson"
     body, _ = export_lines(RECORDS)
     aws.upload(key, body)
@@ -383,7 +392,14 @@ def queued_ids(aws: Lambda) -> Counter[tuple[str, int, str]]:
 def test_the_same_bytes_uploaded_three_ways_get_the_same_message_ids(aws: Lambda) -> None:
     """Issue 11.4: one PUT, 8 MiB parts and 5 MiB parts: three ETags, one set of messageIds."""
     lines = [
-        orjson.dumps({"userId": f"u{n % 1000}", "event": "E", "timestamp": "2021-01-01T00:00:00Z", "properties": {"seq": n, "pad": "x" * 6000}})
+        orjson.dumps(
+            {
+                "userId": f"u{n % 1000}",
+                "event": "E",
+                "timestamp": "2021-01-01T00:00:00Z",
+                "properties": {"seq": n, "pad": "x" * 6000},
+            }
+        )
         for n in range(1, 2001)
     ]
     body = b"\n".join(lines) + b"\n"

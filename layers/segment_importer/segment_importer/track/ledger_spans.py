@@ -178,6 +178,10 @@ class SpanLedger(LedgerItems):
             item.update(_summed(self._spans(ImportRef(item["bucket"], item["key"], item["etag"]))))
         return item
 
+    def span_totals(self, ref: ImportRef) -> dict[str, Any]:
+        """The split's totals so far, summed over its spans."""
+        return _summed(self._spans(ref))
+
     def complete_if_done(self, ref: ImportRef) -> str | None:
         raise NotImplementedError  # the Ledger's
 

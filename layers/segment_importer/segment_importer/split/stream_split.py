@@ -1,0 +1,165 @@
+"""The S3- and SQS-free core of the splitter: records -> mapped, validated messages -> batches.
+
+Benchmarks and tests feed it local streams; the splitter feeds it one part's records.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
+
+from segment_importer.batch.encoding import EncodingError, encode_message
+from segment_importer.batch.packing import Batch, BatchLimits, BatchPacker
+from segment_importer.job import JobOptions
+from segment_importer.mapping.mapper import MappingError, MessageMapper
+from segment_importer.mapping.message_ids import file_identity
+from segment_importer.mapping.validation import ValidationError, check_fields, check_size
+from segment_importer.read.formats import RecordStream, ResumePoint, open_records
+from segment_importer.read.records import SourceRecord
+from segment_importer.split.continuation import PartBudget
+from segment_importer.track.rejects import RejectsWriter
+from segment_importer.track.report import ImportReport
+
+PROGRESS_EVERY_RECORDS = 100_000
+
+
+class BatchSink(Protocol):
+    batches_queued: int
+    messages_queued: int
+
+    def put(self, batch: Batch) -> None: ...
+    def flush(self) -> None: ...
+
+
+class CountingSink:
+    """A dry run's queue: counts what would be queued."""
+
+    def __init__(self) -> None:
+        self.batches_queued = 0
+        self.messages_queued = 0
+
+    def put(self, batch: Batch) -> None:
+        self.batches_queued += 1
+        self.messages_queued += batch.size
+
+    def flush(self) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class PartStop:
+    """Where a part stopped: after this record, and (NDJSON) where the next line starts."""
+
+    after_record: int
+    resume: ResumePoint | None
+
+
+def split_stream(
+    stream: BinaryIO,
+    report: ImportReport,
+    job: JobOptions,
+    limits: BatchLimits,
+    sink: BatchSink,
+    rejects: RejectsWriter,
+) -> PartStop | None:
+    """Read, map, validate and pack a whole file's records into `sink`; counts go to `report`.
+
+    The S3- and SQS-free core of the splitter: benchmarks and tests feed it local streams.
+    `report.etag` and `report.size_bytes` must be set: message ids derive from them.
+    """
+    records = open_records(stream, report.key, csv_encoding=job.encoding)
+    return split_records(records, report, job, limits, sink, rejects)
+
+
+def split_records(
+    records: RecordStream,
+    report: ImportReport,
+    job: JobOptions,
+    limits: BatchLimits,
+    sink: BatchSink,
+    rejects: RejectsWriter,
+    *,
+    on_progress: Callable[[ImportReport], None] | None = None,
+    after_record: int = 0,
+    budget: PartBudget | None = None,
+    first_batch: int = 1,
+) -> PartStop | None:
+    """Map, validate and pack `records` into `sink`; counts go to `report`.
+
+    Counts already in `report` (from earlier parts) are added to, and batches are numbered
+    from `first_batch` plus the batches earlier parts queued. Records numbered up to
+    `after_record` are skipped. Returns None when the records are done, or where they
+    stopped when `budget` ran out (everything up to that record is then queued).
+    """
+    report.format, report.compression = records.format, records.compression
+    mapper = MessageMapper(
+        job, file_identity(report.etag, report.size_bytes), from_csv=records.format == "csv"
+    )
+    packer = BatchPacker(limits, first_number=first_batch + report.batches_queued)
+    earlier = _Earlier(report)
+    handled = 0
+    stop = None
+    try:
+        for record in records:
+            if record.number <= after_record:
+                continue
+            report.records_read += 1
+            handled += 1
+            _pack_record(record, mapper, packer, sink, rejects)
+            if report.records_read % PROGRESS_EVERY_RECORDS == 0:
+                earlier.update(report, sink, rejects)
+                if on_progress:
+                    on_progress(report)
+            if budget and budget.exhausted(handled):
+                stop = PartStop(record.number, records.resume_point_after(record.number))
+                break
+        last = packer.finish()
+        if last:
+            sink.put(last)
+        sink.flush()
+    finally:  # on an error too: the counts say what reached the queue
+        earlier.update(report, sink, rejects)
+    return stop
+
+
+@dataclass(slots=True)
+class _Earlier:
+    """Counts carried from earlier parts, so a part's report holds the import's totals."""
+
+    messages: int
+    batches: int
+    rejected: Counter[str]
+
+    def __init__(self, report: ImportReport) -> None:
+        self.messages, self.batches = report.messages_queued, report.batches_queued
+        self.rejected = Counter(report.rejected_by_reason)
+
+    def update(self, report: ImportReport, sink: BatchSink, rejects: RejectsWriter) -> None:
+        report.messages_queued = self.messages + sink.messages_queued
+        report.batches_queued = self.batches + sink.batches_queued
+        report.rejected_by_reason = dict(self.rejected + rejects.by_reason)
+        report.rejected = sum(report.rejected_by_reason.values())
+
+
+def _pack_record(
+    record: SourceRecord, mapper: MessageMapper, packer: BatchPacker, sink: BatchSink, rejects: RejectsWriter
+) -> None:
+    if record.fields is None:
+        rejects.add(record.number, record.reason or "invalid_json", record.detail, record.raw)
+        return
+    try:
+        message = mapper.map(record.number, record.fields)
+        check_fields(message)
+        encoded = encode_message(message)
+        check_size(encoded)
+    except (MappingError, ValidationError) as error:
+        rejects.add(record.number, error.reason, error.detail, record.fields)
+        return
+    except EncodingError as error:
+        rejects.add(record.number, "invalid_field", str(error), record.fields)
+        return
+    closed = packer.add(encoded)
+    if closed:
+        sink.put(closed)
