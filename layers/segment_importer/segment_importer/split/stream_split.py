@@ -14,7 +14,6 @@ from segment_importer.batch.encoding import EncodingError, encode_message
 from segment_importer.batch.packing import Batch, BatchLimits, BatchPacker
 from segment_importer.job import JobOptions
 from segment_importer.mapping.mapper import MappingError, MessageMapper
-from segment_importer.mapping.message_ids import file_identity
 from segment_importer.mapping.validation import ValidationError, check_fields, check_size
 from segment_importer.read.formats import RecordStream, ResumePoint, open_records
 from segment_importer.read.records import SourceRecord
@@ -67,7 +66,6 @@ def split_stream(
     """Read, map, validate and pack a whole file's records into `sink`; counts go to `report`.
 
     The S3- and SQS-free core of the splitter: benchmarks and tests feed it local streams.
-    `report.etag` and `report.size_bytes` must be set: message ids derive from them.
     """
     records = open_records(stream, report.key, csv_encoding=job.encoding)
     return split_records(records, report, job, limits, sink, rejects)
@@ -94,9 +92,8 @@ def split_records(
     stopped when `budget` ran out (everything up to that record is then queued).
     """
     report.format, report.compression = records.format, records.compression
-    mapper = MessageMapper(
-        job, file_identity(report.etag, report.size_bytes), from_csv=records.format == "csv"
-    )
+    # Ids from each record's position and content, never the ETag: see message_ids.
+    mapper = MessageMapper(job, None, from_csv=records.format == "csv")
     packer = BatchPacker(limits, first_number=first_batch + report.batches_queued)
     earlier = _Earlier(report)
     handled = 0
