@@ -27,12 +27,14 @@ from moto import mock_aws
 
 from segment_importer.batch.queueing import read_envelope
 from segment_importer.track.ledger import Ledger
+from segment_importer_local import cli
 from segment_importer_local.event_source import SqsPoller, s3_put_event
 from segment_importer_local.segment_endpoint import SegmentEndpoint
 from segment_importer_local.stack import LocalFunction, LocalLambdaContext, LocalStack, environment
 from segment_importer_local.template_config import StackTemplate
 
 from ..conftest import FAULT_FIGURES, WRITE_KEY
+from .test_pipeline import write_csv
 
 RECORDS = 20_000
 PER_PART = {"SplitRecordsPerPart": "5000", "BatchMaxMessages": "500"}
@@ -422,3 +424,25 @@ def test_the_same_bytes_uploaded_three_ways_get_the_same_message_ids(aws: Lambda
     assert sorted(ids_by_seq) == list(range(1, 2001))
     assert all(len(ids) == 1 for ids in ids_by_seq.values()), "one record, one messageId, however uploaded"
     assert len({next(iter(ids)) for ids in ids_by_seq.values()}) == 2000
+
+
+@pytest.mark.parametrize("per_part", ["50", "150"])
+def test_every_parts_rejects_are_in_the_final_report(tmp_path: Path, per_part: str) -> None:
+    """Issue 11.9: with 50 records a part, the last part has no rejects (the run used to end
+    in a TypeError, exit 1, no report); with 150, the report named one file of several."""
+    export = tmp_path / "events.csv"
+    _, invalid = write_csv(export, 500)  # rows 89, 178, 267, 356, 445 are invalid
+    report_path = tmp_path / "report.json"
+    arguments = ["run", str(export), "--parameter", f"SplitRecordsPerPart={per_part}", "--no-progress"]
+    assert cli.main([*arguments, "--report", str(report_path), "--out", str(tmp_path / "out")]) == 0
+    result = orjson.loads(report_path.read_bytes())
+    (outcome,) = result["files"]
+    listed = outcome["report"]["rejects_keys"]
+    assert len(listed) == len({(number - 1) // int(per_part) for number in invalid}) > 1
+    numbers = []
+    for key in listed:
+        lines = (Path(result["bucket_copy"]) / key).read_bytes().splitlines()
+        numbers += [orjson.loads(line)["number"] for line in lines]
+    assert sorted(numbers) == sorted(invalid)
+    assert outcome["report"]["rejects_key"] == listed[0]
+    assert outcome["ledger"]["rejects_keys"] == listed
