@@ -64,7 +64,11 @@ class ReadFault:
     `error` (an S3 connection reset by default)."""
 
     def __init__(
-        self, *, nth: int = 1, after_bytes: int = 50_000, error: Callable[[], BaseException] | None = None
+        self,
+        *,
+        nth: int | tuple[int, ...] = 1,
+        after_bytes: int = 50_000,
+        error: Callable[[], BaseException] | None = None,
     ):
         self.nth, self.after_bytes = nth, after_bytes
         self.error = error or (lambda: ResponseStreamingError(error="Connection reset by peer"))
@@ -82,7 +86,8 @@ class ReadFault:
         if (first == "0") != self.only_from_start:
             return
         self.continued_reads += 1
-        if self.nth and self.continued_reads != self.nth:
+        chosen = self.nth if isinstance(self.nth, tuple) else (self.nth,)
+        if self.nth and self.continued_reads not in chosen:
             return
         self.injected += 1
         parsed["Body"] = _BreakingBody(parsed["Body"], self.after_bytes, self.error())
@@ -260,8 +265,10 @@ def assert_one_clean_run(aws: Lambda, key: str, valid: set[int], case: str, faul
             "segment_requests": aws.endpoint.stats()["requests"],
             "duplicates_absorbed_by_message_id": aws.endpoint.stats()["duplicates"],
             "sqs_redeliveries": aws.continuation_failures,
-            "splitter_parts": item.get("split_part", 0) + 1,
-            "byte_ranges": 0,
+            "splitter_parts": item["span_parts"]
+            if item.get("split_mode") == "spans"
+            else item.get("split_part", 0) + 1,
+            "byte_ranges": item.get("span_count", 0),
             "lost": lost,
             "doubled": doubled,
         }
@@ -292,6 +299,30 @@ def test_a_transient_error_in_a_continued_part_is_retried(aws: Lambda, read_faul
     aws.deliver()
     assert read_fault.injected == 1
     assert_one_clean_run(aws, key, valid, "S3 read reset", {"s3_read_reset": 1})
+
+
+SPANS = {"ParallelSplitBytes": "400000", "SplitRecordsPerPart": "2000", "BatchMaxMessages": "500"}
+
+
+@pytest.mark.parametrize("aws", [SPANS], indirect=True)
+def test_byte_ranges_whose_surveys_and_parts_die_or_fail_are_run_again(
+    aws: Lambda, read_fault: ReadFault
+) -> None:
+    """The class of bug in a split in byte ranges: the 2nd, 5th and 9th read after byte 0
+    (surveys and span parts) are killed or reset; each task's redelivery redoes it."""
+    kinds = iter([Killed(), ResponseStreamingError(error="Connection reset by peer"), Killed()])
+    read_fault.nth, read_fault.error = (2, 5, 9), lambda: next(kinds)
+    key = "imports/ranges.ndjson"
+    body, valid = export_lines(RECORDS)
+    aws.upload(key, body)
+    aws.s3_event(key, "req-ranges")
+    aws.drain_continuations()
+    aws.deliver()
+    item = aws.item(key)
+    assert item["split_mode"] == "spans"
+    assert item["span_count"] >= 4
+    assert read_fault.injected == aws.continuation_failures == 3
+    assert_one_clean_run(aws, key, valid, "byte ranges", {"splitter_killed": 2, "s3_read_reset": 1})
 
 
 @pytest.mark.parametrize("aws", [SEQUENTIAL], indirect=True)
