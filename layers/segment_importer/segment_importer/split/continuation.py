@@ -54,9 +54,13 @@ class PartBudget:
     max_records: int = 0  # 0: no limit
 
     def exhausted(self, records_in_part: int) -> bool:
-        if self.max_records and records_in_part >= self.max_records:
+        if self.count_reached(records_in_part):
             return True
         return records_in_part % _CLOCK_EVERY == 0 and self.remaining_seconds() < self.reserve_seconds
+
+    def count_reached(self, records_in_part: int) -> bool:
+        """The part has its `max_records`: it ends right here, on every run of it."""
+        return bool(self.max_records) and records_in_part >= self.max_records
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
-from segment_importer.batch.encoding import EncodingError, encode_message
+from segment_importer.batch.encoding import EncodedMessage, EncodingError, encode_message
 from segment_importer.batch.packing import Batch, BatchLimits, BatchPacker
 from segment_importer.job import JobOptions
 from segment_importer.mapping.mapper import MappingError, MessageMapper
@@ -98,20 +98,31 @@ def split_records(
     earlier = _Earlier(report)
     handled = 0
     stop = None
+    # Once the clock runs low, the part ends where a batch closes on its own (before the
+    # record that would open the next one): greedy packing then cuts the next part's batches
+    # as one run would, so a retry of a part that was killed later cuts them the same way.
+    ending: PartStop | None = None
     try:
         for record in records:
             if record.number <= after_record:
                 continue
+            encoded = _encode(record, mapper, rejects)
+            if ending is not None and encoded is not None and packer.would_close(encoded):
+                stop = ending
+                break
             report.records_read += 1
             handled += 1
-            _pack_record(record, mapper, packer, sink, rejects)
+            if encoded is not None and (closed := packer.add(encoded)):
+                sink.put(closed)
             if report.records_read % PROGRESS_EVERY_RECORDS == 0:
                 earlier.update(report, sink, rejects)
                 if on_progress:
                     on_progress(report)
-            if budget and budget.exhausted(handled):
-                stop = PartStop(record.number, records.resume_point_after(record.number))
-                break
+            if ending is not None or (budget and budget.exhausted(handled)):
+                ending = PartStop(record.number, records.resume_point_after(record.number))
+                if budget and budget.count_reached(handled):  # a count: every run ends here
+                    stop = ending
+                    break
         last = packer.finish()
         if last:
             sink.put(last)
@@ -140,12 +151,11 @@ class _Earlier:
         report.rejected = sum(report.rejected_by_reason.values())
 
 
-def _pack_record(
-    record: SourceRecord, mapper: MessageMapper, packer: BatchPacker, sink: BatchSink, rejects: RejectsWriter
-) -> None:
+def _encode(record: SourceRecord, mapper: MessageMapper, rejects: RejectsWriter) -> EncodedMessage | None:
+    """The record's message, ready to pack; None (and a reject) when it cannot be sent."""
     if record.fields is None:
         rejects.add(record.number, record.reason or "invalid_json", record.detail, record.raw)
-        return
+        return None
     try:
         message = mapper.map(record.number, record.fields)
         check_fields(message)
@@ -153,10 +163,8 @@ def _pack_record(
         check_size(encoded)
     except (MappingError, ValidationError) as error:
         rejects.add(record.number, error.reason, error.detail, record.fields)
-        return
+        return None
     except EncodingError as error:
         rejects.add(record.number, "invalid_field", str(error), record.fields)
-        return
-    closed = packer.add(encoded)
-    if closed:
-        sink.put(closed)
+        return None
+    return encoded
