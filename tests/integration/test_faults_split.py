@@ -258,6 +258,7 @@ def assert_one_clean_run(aws: Lambda, key: str, valid: set[int], case: str, faul
     assert aws.failure_queue() == []
     FAULT_FIGURES.append(
         {
+            "case": f"{case} (ledger {item['status']})",
             "records": RECORDS,
             "valid": len(valid),
             "rejected": RECORDS - len(valid),
