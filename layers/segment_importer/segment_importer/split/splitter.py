@@ -343,7 +343,7 @@ def _finish(services: SplitterServices, settings: SplitterSettings, part: Part) 
         if services.ledger is not None:
             finish_span(services.s3, services.ledger, settings.prefixes, state.ref, part.span_index, report)
         _emit(services.metrics, report)  # once per span: its totals
-    elif not part.spans_planned:
+    elif not part.spans_planned or report.status == STATUS_FAILED:
         _tell_ledger(services, settings, part)
         _emit(services.metrics, report)  # once per import: the totals
     logger.info(

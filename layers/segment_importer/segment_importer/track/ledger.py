@@ -69,6 +69,7 @@ _SPLIT_COUNTERS = (
     "rejected",
     "rejects_omitted",
 )
+_SPAN_FIELDS = ("span_count", "spans_surveyed", "spans_done", "split_mode", "span_parts")
 _BATCH_RESOLUTION = "SET #state = :state, resolved_at = :now, message_count = :messages"
 
 
@@ -144,9 +145,13 @@ class Ledger(SpanLedger):
         attempt = self._update_returning(ref, retry, "splitter_request_id = :rid", values, "split_attempt")
         if attempt:  # Lambda's retry of the same invocation
             return attempt
-        again = restart + ", split_attempt = :one" + forget  # a failed import dropped again
+        # A failed import dropped again: a split in byte ranges is planned afresh.
+        again = restart + ", split_attempt = :one" + forget + ", " + ", ".join(_SPAN_FIELDS)
         failed = {**values, ":failed": FAILED}
-        return self._update_returning(ref, again, "#status = :failed", failed, "split_attempt")
+        attempt = self._update_returning(ref, again, "#status = :failed", failed, "split_attempt")
+        if attempt:
+            self.forget_spans(ref)
+        return attempt
 
     def claim_part(self, ref: ImportRef, part: int, attempt: int = 1) -> bool:
         """Admit part `part` of a continued split: once per delivery of its checkpoint.

@@ -178,6 +178,12 @@ class SpanLedger(LedgerItems):
             item.update(_summed(self._spans(ImportRef(item["bucket"], item["key"], item["etag"]))))
         return item
 
+    def forget_spans(self, ref: ImportRef) -> None:
+        """Delete the items of the import's spans (a failed import starts over)."""
+        for span in self._spans(ref):
+            key = {"import_id": ref.import_id, "batch_number": span["batch_number"]}
+            self._db.delete_item(TableName=self._batches, Key=to_dynamo(key))
+
     def span_totals(self, ref: ImportRef) -> dict[str, Any]:
         """The split's totals so far, summed over its spans."""
         return _summed(self._spans(ref))
