@@ -54,11 +54,6 @@ def rejects_key(prefixes: KeyPrefixes, key: str, *, part: int = 0, span: int | N
     return rejects_prefix(prefixes, key) + name
 
 
-def is_rejects_key(prefixes: KeyPrefixes, key: str, candidate: str) -> bool:
-    """Whether `candidate` is one of the rejects files of the import of `key`."""
-    return candidate.startswith(rejects_prefix(prefixes, key)) and candidate.endswith(".ndjson")
-
-
 def refused_key(prefixes: KeyPrefixes, key: str, batch_number: int) -> str:
     """Where the messages Segment refused in one batch are kept."""
     return derived_key(prefixes.rejects, key, prefixes.imports, f".refused/batch-{batch_number:06d}.ndjson")
