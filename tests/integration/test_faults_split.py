@@ -276,9 +276,11 @@ def assert_one_clean_run(aws: Lambda, key: str, valid: set[int], case: str, faul
     )
 
 
+@pytest.mark.parametrize("aws", [{"SplitRecordsPerPart": "5000", "BatchMaxMessages": "100"}], indirect=True)
 def test_a_continued_part_that_dies_is_run_again(aws: Lambda, read_fault: ReadFault) -> None:
-    """Issue 11.1: part 1 is killed mid-read (no cleanup runs); its redelivery redoes it."""
-    read_fault.error = lambda: Killed()
+    """Issue 11.1: part 1 is killed mid-read (no cleanup runs) after queuing about 30
+    batches; its redelivery redoes it, queuing those batches again under the same numbers."""
+    read_fault.error, read_fault.after_bytes = (lambda: Killed()), 300_000
     key = "imports/dies.ndjson"
     body, valid = export_lines(RECORDS)
     aws.upload(key, body)
@@ -287,6 +289,7 @@ def test_a_continued_part_that_dies_is_run_again(aws: Lambda, read_fault: ReadFa
     aws.deliver()
     assert read_fault.injected == 1
     assert aws.continuation_failures == 1
+    assert aws.endpoint.stats()["duplicates"] >= 2000, "the killed run had queued batches"
     assert_one_clean_run(aws, key, valid, "part killed", {"splitter_killed": 1})
 
 
