@@ -39,6 +39,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section("fault injection: nothing lost, nothing doubled")
     for figures in FAULT_FIGURES:
         faults = ", ".join(f"{kind} {count}" for kind, count in sorted(figures["faults"].items()))
+        if figures.get("case"):
+            terminalreporter.write_line(f"case: {figures['case']}")
         terminalreporter.write_line(
             f"records {figures['records']} (valid {figures['valid']}, rejected {figures['rejected']}); "
             f"splitter parts {figures['splitter_parts']} (byte ranges {figures['byte_ranges']}); "

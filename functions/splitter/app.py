@@ -60,7 +60,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     records = event.get("Records", [])
     if records and records[0].get("eventSource") == "aws:sqs":
         for record in SQSEvent(event).records:  # batch size 1: one task per invocation
-            continue_import(services, record.body, settings, budget=budget)
+            attempt = int(record.attributes.approximate_receive_count or 1)  # a redelivery redoes the part
+            continue_import(services, record.body, settings, budget=budget, attempt=attempt)
         return {"batchItemFailures": []}
     reports = [
         split_import(

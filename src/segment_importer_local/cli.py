@@ -192,13 +192,13 @@ def _rejects_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
 
 def _rejects(arguments: argparse.Namespace) -> int:
     from segment_importer.settings import Prefixes
-    from segment_importer.track.report import derived_key
+    from segment_importer.track import keys
     from segment_importer_local.status import local_run_dir
 
     prefixes = Prefixes()
     # Every part's rejects (`.rejects.ndjson`, `.rejects.partNNNN.ndjson`, and per byte range
     # `.rejects.spanNNNN.partNNNN.ndjson`), in key order: the file's order.
-    rejects_prefix = derived_key(prefixes.rejects, arguments.key, prefixes.imports, ".rejects.")
+    rejects_prefix = keys.rejects_prefix(prefixes, arguments.key)
     if arguments.stack or arguments.table or arguments.bucket:
         import boto3
 
@@ -346,7 +346,11 @@ def _print_details(result: RunResult, console: Console) -> None:
             reasons = ", ".join(
                 f"{reason} {count}" for reason, count in sorted(report["rejected_by_reason"].items())
             )
-            where = Path(result.bucket_copy or "") / report["rejects_key"]
+            files = report.get("rejects_keys") or (
+                [report["rejects_key"]] if report.get("rejects_key") else []
+            )
+            where = ", ".join(str(Path(result.bucket_copy or "") / key) for key in files[:3]) or "no file"
+            where += f" and {len(files) - 3} more" if len(files) > 3 else ""
             console.print(f"{Path(outcome.file).name}: rejected {reasons} (see {where})")
     if result.endpoint_stats is not None:
         stats = result.endpoint_stats

@@ -26,9 +26,9 @@ from segment_importer.batch.envelope import read_envelope
 from segment_importer.settings import Prefixes
 from segment_importer.split import splitter as splitter_module
 from segment_importer.split.archives import MEMBER_SEPARATOR
-from segment_importer.track import reasons
+from segment_importer.track import keys, reasons
 from segment_importer.track.ledger import COMPLETE, COMPLETE_WITH_ERRORS, Ledger
-from segment_importer.track.report import STATUS_DRY_RUN, derived_key
+from segment_importer.track.report import STATUS_DRY_RUN
 from segment_importer_local import sam_engine
 from segment_importer_local.chaos import AwsFaults
 from segment_importer_local.event_source import SqsPoller, invoke, s3_put_event
@@ -348,7 +348,7 @@ def _copy_bucket_out(aws: LocalStack, folder: Path) -> Path:
 
 
 def _read_report(aws: LocalStack, prefixes: Prefixes, key: str) -> dict[str, Any]:
-    report_key = derived_key(prefixes.reports, key, prefixes.imports, ".report.json")
+    report_key = keys.report_key(prefixes.reports, prefixes.imports, key)
     return orjson.loads(aws.s3.get_object(Bucket=aws.bucket, Key=report_key)["Body"].read())
 
 

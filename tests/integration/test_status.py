@@ -20,7 +20,7 @@ import pytest
 from moto import mock_aws
 
 from segment_importer.import_ref import ImportRef
-from segment_importer.split import splitter
+from segment_importer.split import stream_split
 from segment_importer.track.ledger import Ledger
 from segment_importer_local import cli
 from segment_importer_local.progress import PipelineProgress
@@ -163,7 +163,7 @@ def test_a_local_run_moves_the_split_bar_as_the_splitter_reads(
 ) -> None:
     """The bar follows the splitter's own progress log lines, through the handler as loaded
     from the template (its Powertools Logger sets the level those lines need)."""
-    monkeypatch.setattr(splitter, "PROGRESS_EVERY_RECORDS", 2_000)  # a line per ~150 KB here
+    monkeypatch.setattr(stream_split, "PROGRESS_EVERY_RECORDS", 2_000)  # a line per ~150 KB here
     export = tmp_path / "big.ndjson"
     write_export(export, 40_000, bad_every=10**9)
     size = export.stat().st_size

@@ -273,3 +273,24 @@ def item_bytes(stack: LocalStack) -> int:
     key = {"import_id": {"S": REF.import_id}}
     item = stack.dynamodb.get_item(TableName=stack.table_name("ImportsTable"), Key=key)["Item"]
     return len(json.dumps(item))
+
+
+def test_a_restart_keeps_the_senders_counts_and_admits_each_retry_of_a_part(ledger: Ledger) -> None:
+    """Issue 11: Lambda's retry of the S3 event (same request id) must not zero what the sender
+    counted (those batches stay resolved); a redelivered checkpoint (higher receive count)
+    redoes its part, a second copy of the same delivery does not."""
+    assert ledger.start_split(REF, 1000, "request-1") == 1
+    ledger.record_split_progress(REF, {"batches_queued": 2, "messages_queued": 20, "records_read": 20})
+    assert ledger.record_delivered(REF, 1, 10, 0)
+    assert ledger.start_split(REF, 1000, "request-1") == 2  # the retry: attempt 2
+    item = ledger.get(REF)
+    assert item is not None
+    assert (item["batches_delivered"], item["messages_delivered"]) == (1, 10)
+    assert (item["batches_queued"], item["records_read"]) == (0, 0)  # the split's own counts start over
+    assert ledger.claim_part(REF, 1, attempt=1)
+    assert not ledger.claim_part(REF, 1, attempt=1)  # another copy of the same delivery
+    assert ledger.claim_part(REF, 1, attempt=2)  # redelivered after a run that died
+    assert ledger.claim_part(REF, 2, attempt=1)
+    assert not ledger.claim_part(REF, 1, attempt=3)  # a part already passed
+    ledger.fail_split(REF, "internal error", {})
+    assert ledger.start_split(REF, 1000, "request-9") == 1  # dropped again: a fresh first run

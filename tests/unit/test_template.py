@@ -328,10 +328,24 @@ def test_splitter_async_failures_go_to_a_queue(template: StackTemplate) -> None:
     config = template.resource("SplitterFunction")["Properties"].get("EventInvokeConfig")
     assert config, "S3 invokes the splitter asynchronously: without a destination failures vanish"
 
-    assert config["MaximumRetryAttempts"] in (0, 1, 2)
+    retries = parameter_of(template, config["MaximumRetryAttempts"])
+    assert 0 <= retries["MinValue"] <= retries["Default"] <= retries["MaxValue"] <= 2
+    # The splitter knows which run is the last (it then marks the import FAILED) from the same value.
+    environment = template.function_environment("SplitterFunction")
+    assert environment["SPLIT_ASYNC_RETRIES"] == config["MaximumRetryAttempts"]
     on_failure = config["DestinationConfig"]["OnFailure"]
     assert on_failure["Type"] == "SQS"
     assert on_failure["Destination"] == {"Fn::GetAtt": ["SplitterFailureQueue", "Arn"]}
+
+
+def test_the_splitter_knows_the_continuation_queues_receive_count(template: StackTemplate) -> None:
+    """A continued part that fails on its last receive marks the import FAILED: the splitter
+    reads the count the queue's redrive policy uses, from the same parameter."""
+    redrive = template.resource("ContinuationQueue")["Properties"]["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["SplitterFailureQueue", "Arn"]}
+    environment = template.function_environment("SplitterFunction")
+    assert environment["CONTINUATION_MAX_RECEIVE_COUNT"] == redrive["maxReceiveCount"]
+    assert parameter_of(template, redrive["maxReceiveCount"])["MinValue"] >= 1
 
 
 def test_s3_event_filters_on_the_imports_prefix(template: StackTemplate) -> None:

@@ -12,8 +12,10 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+# The key layout lives in track.keys; these stay importable from here.
+from segment_importer.track.keys import JOB_FILE_NAME, is_job_file, job_file_candidates  # noqa: F401
+
 CALL_TYPES = ("track", "identify", "page", "screen", "group", "alias")
-JOB_FILE_NAME = "job.json"
 
 _KEYS = {
     "type": "default_type",
@@ -83,17 +85,6 @@ def parse_job_document(text: str | bytes, origin: str) -> dict[str, Any]:
     except JobOptionsError as error:
         raise JobOptionsError(f"{origin}: {error}") from error
     return document
-
-
-def job_file_candidates(key: str, imports_prefix: str) -> list[str]:
-    """Job file keys to try for an object, nearest folder first, up to the imports prefix."""
-    folders = key.split("/")[:-1]
-    root_depth = len(imports_prefix.strip("/").split("/")) if imports_prefix.strip("/") else 0
-    return ["/".join([*folders[:depth], JOB_FILE_NAME]) for depth in range(len(folders), root_depth - 1, -1)]
-
-
-def is_job_file(key: str) -> bool:
-    return key.rsplit("/", 1)[-1] == JOB_FILE_NAME
 
 
 def _parse_document(document: dict[str, Any]) -> dict[str, Any]:

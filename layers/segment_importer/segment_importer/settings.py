@@ -58,6 +58,10 @@ class SplitterSettings:
     records_per_part: int = 0  # 0: parts end only when the invocation's time runs low
     span_bytes: int = 0  # a larger plain NDJSON/CSV file is split in byte ranges of this size; 0: never
     reserve_seconds: float = 60.0  # a part hands over when less than this is left
+    # Runs Lambda gives an S3 event (1 + its async retries) and a continuation message (its
+    # queue's maxReceiveCount): a part that fails on its last run marks the import FAILED.
+    event_attempts: int = 3
+    continuation_attempts: int = 3
     preflight_host: str = ""  # Segment's settings CDN; empty: no write-key pre-flight
     write_key_parameter: str = ""
 
@@ -79,6 +83,8 @@ class SplitterSettings:
             records_per_part=int(env.get("SPLIT_RECORDS_PER_PART") or 0),
             span_bytes=int(env.get("PARALLEL_SPLIT_BYTES") or 0),
             reserve_seconds=float(env.get("SPLIT_RESERVE_SECONDS") or 60.0),
+            event_attempts=1 + int(env.get("SPLIT_ASYNC_RETRIES") or 2),
+            continuation_attempts=int(env.get("CONTINUATION_MAX_RECEIVE_COUNT") or 3),
             preflight_host=env.get("PREFLIGHT_HOST", ""),
             write_key_parameter=env.get("WRITE_KEY_PARAMETER", ""),
         )

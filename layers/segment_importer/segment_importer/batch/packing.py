@@ -66,6 +66,15 @@ class BatchPacker:
         current.queue_bytes = queue_bytes
         return closed
 
+    def would_close(self, message: EncodedMessage) -> bool:
+        """Whether adding `message` would close the batch being filled (see `add`)."""
+        current, limits = self._current, self._limits
+        return bool(current.bodies) and (
+            len(current.bodies) >= limits.max_messages
+            or current.wire_bytes + message.wire_bytes + 2 > limits.max_bytes
+            or current.queue_bytes + len(message.body) + 1 > limits.max_queue_bytes
+        )
+
     def finish(self) -> Batch | None:
         """The last, partly filled batch, if any."""
         return self._current if self._current.bodies else None

@@ -17,11 +17,10 @@ from segment_importer.batch.envelope import MalformedBatch, QueuedBatch, Unknown
 from segment_importer.deliver.segment_client import BatchPoster, Delivery, DeliveryFailed
 from segment_importer.metrics import MetricsSink, NullMetrics
 from segment_importer.settings import Prefixes
-from segment_importer.track import reasons
+from segment_importer.track import keys, reasons
 from segment_importer.track.completion import publish_final_report
 from segment_importer.track.ledger import Ledger
 from segment_importer.track.rejects import RejectsWriter
-from segment_importer.track.report import derived_key
 
 logger = logging.getLogger(__name__)
 # Stop starting new posts when less than this is left, so the function returns in time.
@@ -137,7 +136,7 @@ def _complete(batch: QueuedBatch, services: SenderServices) -> None:
 
 def refused_key(prefixes: Prefixes, key: str, batch_number: int) -> str:
     """Where the messages Segment refused in one batch are kept."""
-    return derived_key(prefixes.rejects, key, prefixes.imports, f".refused/batch-{batch_number:06d}.ndjson")
+    return keys.refused_key(prefixes, key, batch_number)
 
 
 def _write_refused(s3: Any, prefixes: Prefixes, batch: QueuedBatch, refused: list[dict[str, Any]]) -> None:

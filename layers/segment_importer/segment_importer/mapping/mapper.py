@@ -14,8 +14,11 @@ from segment_importer.job import CALL_TYPES, JobOptions, deep_merge
 from segment_importer.mapping.coercion import coerce_cell, parse_embedded_json
 from segment_importer.mapping.message_ids import (
     IMPORTER_NAMESPACE,
+    content_id_prefix,
+    message_id_for_content,
     message_id_for_position,
     message_id_for_source_id,
+    record_content,
 )
 from segment_importer.mapping.profiles import (
     AUTO,
@@ -61,9 +64,10 @@ _MAX_ROW_SHAPES = 1024  # distinct sets of non-empty columns planned per file
 
 
 class MessageMapper:
-    """Maps the records of one file. `file_id` comes from message_ids.file_identity."""
+    """Maps the records of one file. `file_id` comes from message_ids.file_identity; None
+    derives the ids of records without a source id from their content (what the splitter uses)."""
 
-    def __init__(self, job: JobOptions, file_id: str, *, from_csv: bool) -> None:
+    def __init__(self, job: JobOptions, file_id: str | None, *, from_csv: bool) -> None:
         self._job = job
         self._from_csv = from_csv
         self._ids = _MessageIds(job.message_id_salt, file_id)
@@ -77,7 +81,12 @@ class MessageMapper:
         profile = self._profile or detect_profile(record)
         spec, source_id = profile.to_spec(record)
         message = self._build(spec)
-        message["messageId"] = self._message_id(number, source_id)
+        if source_id:
+            message["messageId"] = self._ids.for_source(source_id)
+        elif self._ids.by_content:
+            message["messageId"] = self._ids.for_content(number, fields)
+        else:
+            message["messageId"] = self._ids.for_position(number)
         return message
 
     def _shape_input(self, fields: dict[str, Any]) -> dict[str, Any]:
@@ -199,11 +208,6 @@ class MessageMapper:
         except TimestampError as error:
             raise Reject(reasons.INVALID_TIMESTAMP, str(error)) from error
 
-    def _message_id(self, number: int, source_id: str | None) -> str:
-        if source_id:
-            return self._ids.for_source(source_id)
-        return self._ids.for_position(number)
-
 
 class _MessageIds:
     """`message_ids`' UUIDv5 derivations, with the per-file part of the name hashed once.
@@ -214,17 +218,27 @@ class _MessageIds:
     `message_id_for_position` / `message_id_for_source_id` (tests pin both).
     """
 
-    __slots__ = ("_file_id", "_position", "_salt", "_source")
+    __slots__ = ("_content", "_file_id", "_position", "_salt", "_source", "by_content")
 
-    def __init__(self, salt: str, file_id: str) -> None:
-        self._salt, self._file_id = salt, file_id
+    def __init__(self, salt: str, file_id: str | None) -> None:
+        self._salt, self._file_id = salt, file_id or ""
+        self.by_content = file_id is None
         try:
             namespace = IMPORTER_NAMESPACE.bytes
             # SHA-1 because UUIDv5 is defined with it (an identifier, not a security measure).
             self._position: Any = sha1(namespace + f"{salt}|file|{file_id}|".encode(), usedforsecurity=False)
             self._source: Any = sha1(namespace + f"{salt}|source|".encode(), usedforsecurity=False)
+            self._content: Any = sha1(namespace + content_id_prefix(salt).encode(), usedforsecurity=False)
         except UnicodeEncodeError:  # a lone surrogate: let message_ids raise it, per record, as before
-            self._position = self._source = None
+            self._position = self._source = self._content = None
+
+    def for_content(self, number: int, fields: dict[str, Any]) -> str:
+        if self._content is None:
+            return message_id_for_content(self._salt, number, fields)
+        state = self._content.copy()
+        state.update(f"{number}|".encode())
+        state.update(record_content(fields))
+        return _uuid5_text(state.digest())
 
     def for_position(self, number: int) -> str:
         if self._position is None:

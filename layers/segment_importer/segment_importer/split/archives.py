@@ -22,7 +22,6 @@ from typing import Any
 
 from segment_importer.import_ref import ImportRef
 from segment_importer.job import JobOptions
-from segment_importer.mapping.message_ids import file_identity
 from segment_importer.read.byte_ranges import PrefixedBody
 from segment_importer.read.formats import FileFormatError, open_records
 from segment_importer.read.zip_archive import Archive, ArchiveMember, is_nested_archive, is_zip, open_archive
@@ -167,11 +166,10 @@ def _read_member(
     if is_nested_archive(head):
         raise FileFormatError("a nested archive; archives inside archives are not read (unpack it)")
     records = open_records(PrefixedBody(head, stream.read), member.name, csv_encoding=context.job.encoding)
-    # The archive's content identity and the member's name: members of one archive never share ids.
-    identity = context.identity
-    file_id = f"{file_identity(identity.etag, identity.size)}{MEMBER_SEPARATOR}{member.name}"
+    # Ids as for any file: from the record's content and position, never the archive's ETag, so
+    # the same archive uploaded again (another tool, another part size) gets the same ids.
     limits = context.settings.limits
-    context.split(records, report, context.job, limits, context.sink_for(ref), rejects, file_id=file_id)
+    context.split(records, report, context.job, limits, context.sink_for(ref), rejects)
     report.status = STATUS_DRY_RUN if context.settings.dry_run else STATUS_QUEUED
 
 

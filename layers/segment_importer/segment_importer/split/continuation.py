@@ -15,8 +15,12 @@ stopped, and goes on numbering batches from there:
 - JSON arrays (and CSV in a multi-byte encoding such as UTF-16): the records earlier parts
   handled are read again and skipped, never mapped or queued.
 
-The ledger admits each part once (`Ledger.claim_part`), so a redelivered checkpoint does not
-split the same range twice. A large plain file can also be split in parallel byte ranges
+The ledger admits each part once per delivery of its checkpoint (`Ledger.claim_part`): a
+second copy of a checkpoint is refused, and a redelivery after a run that failed or was
+killed runs the part again from the same checkpoint. A part reads the same records and
+packs them into the same numbered batches every time, so a run that is repeated queues
+nothing new: the sender counts each batch number once, Segment dedupes each messageId.
+A large plain file can also be split in parallel byte ranges
 (`byte_ranges`, `parallel_split`): the same queue carries their survey tasks, and each range
 is a chain of parts of its own (`Checkpoint.span`).
 
@@ -33,6 +37,8 @@ from typing import Any
 import orjson
 
 from segment_importer.batch.queueing import SQS_BATCH_ENTRIES, send_entries
+from segment_importer.read.records import ResumePoint
+from segment_importer.track.report import ImportReport
 
 CHECKPOINT_VERSION = 1
 # Check the clock every this many records: cheap enough, and far below a second of work.
@@ -48,9 +54,13 @@ class PartBudget:
     max_records: int = 0  # 0: no limit
 
     def exhausted(self, records_in_part: int) -> bool:
-        if self.max_records and records_in_part >= self.max_records:
+        if self.count_reached(records_in_part):
             return True
         return records_in_part % _CLOCK_EVERY == 0 and self.remaining_seconds() < self.reserve_seconds
+
+    def count_reached(self, records_in_part: int) -> bool:
+        """The part has its `max_records`: it ends right here, on every run of it."""
+        return bool(self.max_records) and records_in_part >= self.max_records
 
 
 @dataclass(slots=True)
@@ -69,6 +79,7 @@ class Checkpoint:
     batches_queued: int
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     rejects_omitted: int = 0
+    rejects_keys: list[str] = field(default_factory=list)  # the earlier parts' rejects files
     job: dict[str, Any] = field(default_factory=dict)
     # Where record `after_record + 1` starts in the content (decompressed for gzip), so the
     # next part reads from there instead of re-parsing what came before (NDJSON, and CSV in
@@ -83,6 +94,66 @@ class Checkpoint:
 
     def to_body(self) -> str:
         return orjson.dumps({"v": CHECKPOINT_VERSION, "checkpoint": asdict(self)}).decode()
+
+    @classmethod
+    def build(
+        cls,
+        report: ImportReport,
+        claim: str,
+        *,
+        part: int,
+        after_record: int,
+        resume: ResumePoint | None = None,
+        span: dict[str, Any] | None = None,
+    ) -> Checkpoint:
+        """The checkpoint of part `part`, carrying the counts in `report` (the parts before it)."""
+        return cls(
+            bucket=report.bucket,
+            key=report.key,
+            etag=report.etag,
+            size_bytes=report.size_bytes,
+            claim=claim,
+            part=part,
+            after_record=after_record,
+            records_read=report.records_read,
+            messages_queued=report.messages_queued,
+            batches_queued=report.batches_queued,
+            rejected_by_reason=dict(report.rejected_by_reason),
+            rejects_omitted=report.rejects_omitted,
+            rejects_keys=list(report.rejects_keys),
+            job=report.job,
+            started_at=report.started_at,
+            resume_offset=resume.offset if resume else None,
+            resume_header_end=resume.header_end if resume else 0,
+            compression=report.compression,
+            span=span,
+        )
+
+    def report(self) -> ImportReport:
+        """The report the part starts from: the counts of the parts before it."""
+        return ImportReport(
+            bucket=self.bucket,
+            key=self.key,
+            etag=self.etag,
+            size_bytes=self.size_bytes,
+            compression=self.compression,
+            records_read=self.records_read,
+            messages_queued=self.messages_queued,
+            batches_queued=self.batches_queued,
+            rejected=sum(self.rejected_by_reason.values()),
+            rejected_by_reason=dict(self.rejected_by_reason),
+            rejects_key=self.rejects_keys[0] if self.rejects_keys else None,
+            rejects_keys=list(self.rejects_keys),
+            rejects_omitted=self.rejects_omitted,
+            job=self.job,
+            started_at=self.started_at,
+        )
+
+    def resume_point(self) -> ResumePoint | None:
+        """Where the part reads from, when the previous part knew the offset."""
+        if self.resume_offset is None:
+            return None
+        return ResumePoint(self.resume_offset, self.after_record + 1, self.resume_header_end)
 
 
 @dataclass(slots=True)

@@ -147,7 +147,7 @@ def finish_span(
     sending and writes its report with the totals of every span."""
     if report.status == STATUS_FAILED:
         ledger.record_span_counts(ref, index, report.split_counts(), done=False)
-        ledger.fail_split(ref, report.error or "failed", {})
+        ledger.fail_split(ref, report.error or "failed", ledger.span_totals(ref))  # what was queued
         return
     if not ledger.record_span_counts(ref, index, report.split_counts(), done=True):
         return
@@ -235,19 +235,16 @@ def first_record(span: SpanRead) -> int:
 
 
 def _checkpoint(task: SurveyTask, *, part: int, span: SpanRead | None) -> Checkpoint:
-    return Checkpoint(
+    start = ImportReport(
         bucket=task.bucket,
         key=task.key,
         etag=task.etag,
         size_bytes=task.size_bytes,
-        claim=task.claim,
-        part=part,
-        after_record=first_record(span) - 1 if span else 0,
-        records_read=0,
-        messages_queued=0,
-        batches_queued=0,
-        job=task.job,
         compression="none",
+        job=task.job,
         started_at=task.started_at,
-        span=span.to_document() if span else None,
+    )
+    after_record = first_record(span) - 1 if span else 0
+    return Checkpoint.build(
+        start, task.claim, part=part, after_record=after_record, span=span.to_document() if span else None
     )

@@ -8,6 +8,10 @@ from typing import Any
 
 import orjson
 
+from segment_importer.track.keys import derived_key, report_key
+
+__all__ = ["ImportReport", "derived_key", "report_key", "utc_now", "write_report"]
+
 STATUS_QUEUED = "QUEUED"  # every valid record is on the work queue
 STATUS_CONTINUING = "CONTINUING"  # this part is queued; the next part continues the file
 STATUS_DRY_RUN = "DRY_RUN"  # validated and counted, nothing queued
@@ -37,7 +41,8 @@ class ImportReport:
     batches_queued: int = 0
     rejected: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
-    rejects_key: str | None = None
+    rejects_key: str | None = None  # the first rejects file written (see `rejects_keys`)
+    rejects_keys: list[str] = field(default_factory=list)  # every part's, in file order
     rejects_omitted: int = 0  # counted in `rejected` but not listed: the rejects file was full
     job: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
@@ -75,6 +80,7 @@ class ImportReport:
             "rejected": self.rejected,
             "rejected_by_reason": dict(self.rejected_by_reason),
             "rejects_key": self.rejects_key,
+            "rejects_keys": list(self.rejects_keys),
             "rejects_omitted": self.rejects_omitted,
             "format": self.format,
             "compression": self.compression,
@@ -85,13 +91,3 @@ class ImportReport:
 def write_report(s3: Any, bucket: str, key: str, document: dict[str, Any]) -> None:
     body = orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
     s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
-
-
-def report_key(reports_prefix: str, imports_prefix: str, key: str) -> str:
-    return derived_key(reports_prefix, key, imports_prefix, ".report.json")
-
-
-def derived_key(prefix: str, key: str, imports_prefix: str, suffix: str) -> str:
-    """`imports/a/b.csv` -> `<prefix>a/b.csv<suffix>`: reports and rejects mirror the drop."""
-    relative = key.removeprefix(imports_prefix)
-    return f"{prefix}{relative}{suffix}"

@@ -1,0 +1,173 @@
+"""The S3- and SQS-free core of the splitter: records -> mapped, validated messages -> batches.
+
+Benchmarks and tests feed it local streams; the splitter feeds it one part's records.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
+
+from segment_importer.batch.encoding import EncodedMessage, encode_message
+from segment_importer.batch.packing import Batch, BatchLimits, BatchPacker
+from segment_importer.job import JobOptions
+from segment_importer.mapping.mapper import MessageMapper
+from segment_importer.mapping.validation import check_fields, check_size
+from segment_importer.read.formats import RecordStream, ResumePoint, open_records
+from segment_importer.read.records import SourceRecord
+from segment_importer.read.registry import reader_for
+from segment_importer.split.continuation import PartBudget
+from segment_importer.track import reasons
+from segment_importer.track.reasons import Reject
+from segment_importer.track.rejects import RejectsWriter
+from segment_importer.track.report import ImportReport
+
+PROGRESS_EVERY_RECORDS = 100_000
+
+
+class BatchSink(Protocol):
+    batches_queued: int
+    messages_queued: int
+
+    def put(self, batch: Batch) -> None: ...
+    def flush(self) -> None: ...
+
+
+class CountingSink:
+    """A dry run's queue: counts what would be queued."""
+
+    def __init__(self) -> None:
+        self.batches_queued = 0
+        self.messages_queued = 0
+
+    def put(self, batch: Batch) -> None:
+        self.batches_queued += 1
+        self.messages_queued += batch.size
+
+    def flush(self) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class PartStop:
+    """Where a part stopped: after this record, and (NDJSON) where the next line starts."""
+
+    after_record: int
+    resume: ResumePoint | None
+
+
+def split_stream(
+    stream: BinaryIO,
+    report: ImportReport,
+    job: JobOptions,
+    limits: BatchLimits,
+    sink: BatchSink,
+    rejects: RejectsWriter,
+) -> PartStop | None:
+    """Read, map, validate and pack a whole file's records into `sink`; counts go to `report`.
+
+    The S3- and SQS-free core of the splitter: benchmarks and tests feed it local streams.
+    """
+    records = open_records(stream, report.key, csv_encoding=job.encoding)
+    return split_records(records, report, job, limits, sink, rejects)
+
+
+def split_records(
+    records: RecordStream,
+    report: ImportReport,
+    job: JobOptions,
+    limits: BatchLimits,
+    sink: BatchSink,
+    rejects: RejectsWriter,
+    *,
+    on_progress: Callable[[ImportReport], None] | None = None,
+    after_record: int = 0,
+    budget: PartBudget | None = None,
+    first_batch: int = 1,
+    file_id: str | None = None,
+) -> PartStop | None:
+    """Map, validate and pack `records` into `sink`; counts go to `report`.
+
+    Counts already in `report` (from earlier parts) are added to, and batches are numbered
+    from `first_batch` plus the batches earlier parts queued. Records numbered up to
+    `after_record` are skipped. Returns None when the records are done, or where they
+    stopped when `budget` ran out (everything up to that record is then queued).
+    `file_id` derives the ids of records without a source id from their position in that file
+    instead of their content (see message_ids).
+    """
+    report.format, report.compression = records.format, records.compression
+    # Ids from each record's position and content, never the ETag: see message_ids.
+    mapper = MessageMapper(job, file_id, from_csv=reader_for(records.format).cells_are_text)
+    packer = BatchPacker(limits, first_number=first_batch + report.batches_queued)
+    earlier = _Earlier(report)
+    handled = 0
+    stop = None
+    # Once the clock runs low, the part ends where a batch closes on its own (before the
+    # record that would open the next one): greedy packing then cuts the next part's batches
+    # as one run would, so a retry of a part that was killed later cuts them the same way.
+    ending: PartStop | None = None
+    try:
+        for record in records:
+            if record.number <= after_record:
+                continue
+            encoded = _encode(record, mapper, rejects)
+            if ending is not None and encoded is not None and packer.would_close(encoded):
+                stop = ending
+                break
+            report.records_read += 1
+            handled += 1
+            if encoded is not None and (closed := packer.add(encoded)):
+                sink.put(closed)
+            if report.records_read % PROGRESS_EVERY_RECORDS == 0:
+                earlier.update(report, sink, rejects)
+                if on_progress:
+                    on_progress(report)
+            if ending is not None or (budget and budget.exhausted(handled)):
+                ending = PartStop(record.number, records.resume_point_after(record.number))
+                if budget and budget.count_reached(handled):  # a count: every run ends here
+                    stop = ending
+                    break
+        last = packer.finish()
+        if last:
+            sink.put(last)
+        sink.flush()
+    finally:  # on an error too: the counts say what reached the queue
+        earlier.update(report, sink, rejects)
+    return stop
+
+
+@dataclass(slots=True)
+class _Earlier:
+    """Counts carried from earlier parts, so a part's report holds the import's totals."""
+
+    messages: int
+    batches: int
+    rejected: Counter[str]
+
+    def __init__(self, report: ImportReport) -> None:
+        self.messages, self.batches = report.messages_queued, report.batches_queued
+        self.rejected = Counter(report.rejected_by_reason)
+
+    def update(self, report: ImportReport, sink: BatchSink, rejects: RejectsWriter) -> None:
+        report.messages_queued = self.messages + sink.messages_queued
+        report.batches_queued = self.batches + sink.batches_queued
+        report.rejected_by_reason = dict(self.rejected + rejects.by_reason)
+        report.rejected = sum(report.rejected_by_reason.values())
+
+
+def _encode(record: SourceRecord, mapper: MessageMapper, rejects: RejectsWriter) -> EncodedMessage | None:
+    """The record's message, ready to pack; None (and a reject) when it cannot be sent."""
+    if record.fields is None:
+        rejects.add(record.number, record.reason or reasons.INVALID_JSON, record.detail, record.raw)
+        return None
+    try:
+        message = mapper.map(record.number, record.fields)
+        check_fields(message)
+        encoded = encode_message(message)
+        check_size(encoded)
+    except Reject as error:
+        rejects.add(record.number, error.reason, error.detail, record.fields)
+        return None
+    return encoded
