@@ -1,0 +1,77 @@
+"""What `run` prints when it is done (stdout): the imports' table, then what went wrong where.
+
+The verdict line and exit code come from verdict.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from segment_importer_local.runner import RunResult
+
+
+def print_result(result: RunResult, console: Console, *, dry_run: bool) -> None:
+    if not dry_run and all(outcome.ledger for outcome in result.files):
+        _print_ledger_summary(result, console)
+    else:
+        _print_split_table(result, console, dry_run=dry_run)
+    _print_details(result, console, dry_run=dry_run)
+
+
+def _print_ledger_summary(result: RunResult, console: Console) -> None:
+    """The same table `segment-importer status` shows, from the run's final ledger."""
+    from segment_importer_local.status import describe
+    from segment_importer_local.status_view import status_table
+
+    statuses = [describe(outcome.ledger) for outcome in result.files if outcome.ledger]
+    table = status_table(statuses, width=console.width)
+    table.title = f"Imports to {result.destination}"
+    console.print(table)
+
+
+def _print_split_table(result: RunResult, console: Console, *, dry_run: bool) -> None:
+    table = Table(title="Dry run: nothing sent" if dry_run else f"Import to {result.destination}")
+    table.add_column("file", overflow="fold", ratio=2)
+    table.add_column("format")
+    table.add_column("status", overflow="fold", ratio=1)
+    for column in ("read", "rejected", "delivered / queued", "dead-lettered"):
+        table.add_column(column, justify="right")
+    for outcome in result.files:
+        report = outcome.report
+        status = (outcome.ledger or {}).get("status", report["status"])
+        table.add_row(
+            outcome.key,
+            f"{report.get('format', '')}{'+gzip' if report.get('compression') == 'gzip' else ''}",
+            status if outcome.complete or dry_run else f"[red]{status} (incomplete)",
+            f"{report['records_read']:,}",
+            f"{report['rejected']:,}",
+            f"- / {report['messages_queued']:,}"
+            if dry_run
+            else f"{outcome.messages_delivered:,} / {report['messages_queued']:,}",
+            "-" if dry_run else f"{outcome.batches_dead_lettered:,}",
+        )
+    console.print(table)
+
+
+def _print_details(result: RunResult, console: Console, *, dry_run: bool) -> None:
+    for outcome in result.files:
+        report = outcome.report
+        if report["rejected"]:
+            reasons = ", ".join(
+                f"{reason} {count}" for reason, count in sorted(report["rejected_by_reason"].items())
+            )
+            where = Path(result.bucket_copy or "") / report["rejects_key"]
+            console.print(f"{outcome.key}: rejected {reasons} (see {where})")
+    if result.endpoint_stats is not None and not dry_run:
+        stats = result.endpoint_stats
+        console.print(
+            f"Embedded Segment endpoint accepted {stats['messages_accepted']} messages in "
+            f"{stats['batches_accepted']} batches ({stats['duplicates']} duplicates, "
+            f"dropped {sum(stats['dropped'].values())}); received events written to {result.received_path}"
+        )
+    console.print(f"Reports and rejects copied to {result.bucket_copy}")
