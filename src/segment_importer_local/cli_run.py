@@ -153,7 +153,7 @@ def _check_destination(write_key: str, host: str | None, settings_host: str) -> 
     try:
         if host:
             check_reachable(host)
-        key_check = check_write_key(write_key, settings_host)
+        key_check = check_write_key(write_key, settings_host, host)
     except (HostUnreachable, UnknownWriteKey) as error:
         raise CliError(f"{error}; nothing was queued") from None
     if not key_check.checked:

@@ -95,10 +95,14 @@ def preflight_host(host: str | None, explicit: str | None, template_default: str
     return ""
 
 
-def check_write_key(write_key: str, settings_host: str) -> KeyCheck:
-    """Ask the settings host; UsageError-free: an unknown key raises HostUnreachable's sibling."""
+def check_write_key(write_key: str, settings_host: str, host: str | None = None) -> KeyCheck:
+    """Ask the settings host about the key; raises UnknownWriteKey when it does not know it."""
     if not settings_host:
-        return KeyCheck(False, "the write key could not be checked (not a Segment host; --preflight-host)")
+        return KeyCheck(
+            False,
+            f"the write key could not be checked: {host} is not Segment's host (US or EU), so its "
+            "settings CDN is unknown; pass --preflight-host to check the key",
+        )
     result = WriteKeyPreflight(settings_host, lambda: write_key).check()
     if result.verdict == "unknown_key":
         raise UnknownWriteKey(f"{result.detail} (asked {settings_host})")

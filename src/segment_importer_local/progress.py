@@ -47,6 +47,8 @@ class PipelineProgress:
         self._split_task: TaskID | None = None
         self._split_size = 0
         self._send_task = self._progress.add_task("send", total=0, start=False, **_fields())
+        self._retries = 0
+        self._last_retry = ""
 
     def __enter__(self) -> PipelineProgress:
         self._progress.start()
@@ -86,19 +88,24 @@ class PipelineProgress:
             self._send_task,
             counts=f"{task.completed:,.0f}/{task.total or 0:,.0f} messages",
             rate=f"{task.speed:,.0f} msg/s" if task.speed else "",
-            note="",
+            note=f"{self._retries} retries (last: {self._last_retry})" if self._retries else "",
         )
 
     def retrying(self, host: str, reason: str, attempt: int) -> None:
-        """The sender is retrying a batch: say so on the send line until the next delivery."""
+        """The sender is retrying a batch: say so on the send line; after the next delivery the
+        line keeps the count of retries and the last reason."""
+        self._retries += 1
+        self._last_retry = f"{host}: {reason}"
         self._progress.update(self._send_task, note=f"retrying {host}: {reason}, attempt {attempt}")
 
     def _show_bytes(self, task_id: TaskID) -> None:
         task = self._progress.tasks[task_id]
-        rate = f"{task.speed / MB:,.1f} MB/s" if task.speed else ""
-        self._progress.update(
-            task_id, counts=f"{task.completed / MB:,.1f}/{(task.total or 0) / MB:,.1f} MB", rate=rate
-        )
+        rate = f"{_size(task.speed)}/s" if task.speed else ""
+        self._progress.update(task_id, counts=f"{_size(task.completed)}/{_size(task.total or 0)}", rate=rate)
+
+
+def _size(count: float) -> str:
+    return f"{count / MB:,.1f} MB" if count >= MB / 10 else f"{count / 1000:,.1f} kB"
 
 
 def _fields() -> dict[str, str]:
