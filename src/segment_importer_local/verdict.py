@@ -60,8 +60,8 @@ def of_run(result: RunResult, *, dry_run: bool) -> Verdict:
     if records == 0 and not reasons:
         return Verdict(EXIT_FAILED, "NOT OK: 0 records in the input (an empty file, or a header only)")
     if reasons or sent == 0:
-        if sent == 0 and rejected:
-            reasons.append(f"every record was rejected{': ' + hint if hint else ''}")
+        if rejected and hint:
+            reasons.append(hint)
         return Verdict(EXIT_FAILED, f"NOT OK: {done}", reasons)
     if rejected:
         return Verdict(
@@ -86,6 +86,9 @@ def _failures(outcome: FileOutcome, destination: str, dry_run: bool) -> list[str
     """Why one file's import is not a success, one line per cause."""
     name, report, ledger = outcome.key, outcome.report, outcome.ledger or {}
     lines = []
+    records, queued = int(report.get("records_read", 0)), int(report.get("messages_queued", 0))
+    if records and not queued and not report.get("error"):
+        lines.append(f"{name}: every record was rejected ({records:,}): nothing to send from it")
     if report.get("error"):
         lines.append(f"{name}: import failed: {report['error']}")
     if not outcome.read_to_its_end:
