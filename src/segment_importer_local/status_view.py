@@ -17,8 +17,8 @@ _STATUS_STYLE = {
 
 
 # The columns besides the key take about this much at their widest (80-column terminals
-# leave the key 28 characters: a long key is cut at its start, keeping the file name).
-_OTHER_COLUMNS_WIDTH = 52
+# leave the key 25 characters: a long key is cut at its start, keeping the file name).
+_OTHER_COLUMNS_WIDTH = 55
 _MIN_KEY_WIDTH = 16
 
 
@@ -59,9 +59,9 @@ def _short_status(status: dict[str, Any]) -> str:
 
 def _count(value: float) -> str:
     """3 to 5 characters: 950, 12.3k, 4.56M."""
-    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e4, "k")):
+    for limit, unit, suffix in ((1e9, 1e9, "G"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
         if value >= limit:
-            return f"{value / limit:.3g}{suffix}"
+            return f"{value / unit:.3g}{suffix}"
     return f"{value:,.0f}"
 
 
