@@ -53,7 +53,7 @@ def _local_run(folder: Path, imports: int) -> Path:
     run_dir.mkdir(parents=True)
     items = [
         {
-            "key": f"imports/local/exports/{2000 + i % 20}/customers-with-a-long-descriptive-name-{i:05d}.csv",
+            "key": f"imports/local/exports/{2000 + i % 20}/customers-with-a-long-name-{i:05d}.csv",
             "status": "SENDING",
             "messages_queued": 1_250_000,
             "messages_delivered": 730_000 + i,
