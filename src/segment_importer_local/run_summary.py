@@ -8,8 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
+
+from segment_importer_local.status_view import fit_key
 
 if TYPE_CHECKING:
     from segment_importer_local.runner import RunResult
@@ -35,24 +38,27 @@ def _print_ledger_summary(result: RunResult, console: Console) -> None:
 
 
 def _print_split_table(result: RunResult, console: Console, *, dry_run: bool) -> None:
-    table = Table(title="Dry run: nothing sent" if dry_run else f"Import to {result.destination}")
-    table.add_column("file", overflow="fold", ratio=2)
-    table.add_column("format")
-    table.add_column("status", overflow="fold", ratio=1)
-    for column in ("read", "rejected", "delivered / queued", "dead-lettered"):
-        table.add_column(column, justify="right")
+    """Per file: what the splitter read, rejected and queued (the ledger is not whole here)."""
+    title = "Dry run: nothing sent" if dry_run else f"Import to {result.destination}"
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=0)
+    key_width = max(console.width - 50, 16)
+    table.add_column("file", no_wrap=True)
+    table.add_column("format", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for column in ("read", "rej", "would send" if dry_run else "sent/queued", "DLQ"):
+        table.add_column(column, justify="right", no_wrap=True)
     for outcome in result.files:
         report = outcome.report
         status = (outcome.ledger or {}).get("status", report["status"])
         table.add_row(
-            outcome.key,
+            fit_key(outcome.key, key_width),
             f"{report.get('format', '')}{'+gzip' if report.get('compression') == 'gzip' else ''}",
             status if outcome.complete or dry_run else f"[red]{status} (incomplete)",
             f"{report['records_read']:,}",
             f"{report['rejected']:,}",
-            f"- / {report['messages_queued']:,}"
+            f"{report['messages_queued']:,}"
             if dry_run
-            else f"{outcome.messages_delivered:,} / {report['messages_queued']:,}",
+            else f"{outcome.messages_delivered:,}/{report['messages_queued']:,}",
             "-" if dry_run else f"{outcome.batches_dead_lettered:,}",
         )
     console.print(table)

@@ -34,7 +34,7 @@ def status_table(statuses: list[dict[str, Any]], width: int = 80) -> Table:
         table.add_column(name, justify="right", no_wrap=True)
     for status in statuses:
         table.add_row(
-            _fit(str(status["key"]), key_width),
+            fit_key(str(status["key"]), key_width),
             f"[{_STATUS_STYLE.get(status['status'], 'white')}]{_short_status(status)}",
             _bar(status["progress"], status.get("split_progress")),
             f"{_count(status['messages_delivered'])}/{_count(status['messages_queued'])}",
@@ -46,7 +46,8 @@ def status_table(statuses: list[dict[str, Any]], width: int = 80) -> Table:
     return table
 
 
-def _fit(key: str, width: int) -> str:
+def fit_key(key: str, width: int) -> str:
+    """The key without `imports/`, cut at its start (keeping the file name) to `width`."""
     key = key.removeprefix("imports/")
     return key if len(key) <= width else "…" + key[-(width - 1) :]
 

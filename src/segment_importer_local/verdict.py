@@ -51,7 +51,9 @@ def of_run(result: RunResult, *, dry_run: bool) -> Verdict:
     if dry_run:
         sent = sum(int(f.report.get("messages_queued", 0)) for f in files)
         batches = sum(int(f.report.get("batches_queued", 0)) for f in files)
-        done = f"DRY RUN, nothing sent: would send {sent:,} of {records:,} records in {batches:,} batches"
+        done = (
+            f"would send {sent:,} of {records:,} records in {batches:,} batch{'es' if batches != 1 else ''}"
+        )
     else:
         sent = sum(f.messages_delivered for f in files)
         done = f"sent {sent:,} of {records:,} records to {result.destination}"
@@ -59,15 +61,16 @@ def of_run(result: RunResult, *, dry_run: bool) -> Verdict:
     hint = top_reason_hint(files)
     if records == 0 and not reasons:
         return Verdict(EXIT_FAILED, "NOT OK: 0 records in the input (an empty file, or a header only)")
+    mode = " (dry run, nothing sent)" if dry_run else ""
     if reasons or sent == 0:
         if rejected and hint:
             reasons.append(hint)
-        return Verdict(EXIT_FAILED, f"NOT OK: {done}", reasons)
+        return Verdict(EXIT_FAILED, f"NOT OK{mode}: {done}", reasons)
     if rejected:
         return Verdict(
-            EXIT_REJECTS, f"DONE WITH REJECTS: {done}; {rejected:,} rejected", [hint] if hint else []
+            EXIT_REJECTS, f"DONE WITH REJECTS{mode}: {done}; {rejected:,} rejected", [hint] if hint else []
         )
-    return Verdict(EXIT_OK, f"OK: {done}")
+    return Verdict(EXIT_OK, f"OK{mode}: {done}")
 
 
 def top_reason_hint(files: list[FileOutcome]) -> str:

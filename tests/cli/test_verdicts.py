@@ -70,7 +70,7 @@ def test_a_dry_run_says_what_it_would_send(cli, tmp_path: Path) -> None:
     done = cli("run", "signups.csv", "--dry-run", "--no-progress")
 
     assert done.code == 0, done.both
-    assert "DRY RUN, nothing sent: would send 7 of 7 records in 1 batches" in done.out
+    assert "OK (dry run, nothing sent): would send 7 of 7 records in 1 batch" in done.out
     assert "accepted 0 messages" not in done.both
 
 
