@@ -47,8 +47,7 @@ def status_table(statuses: list[dict[str, Any]], width: int = 80) -> Table:
 
 
 def fit_key(key: str, width: int) -> str:
-    """The key without `imports/`, cut at its start (keeping the file name) to `width`."""
-    key = key.removeprefix("imports/")
+    """The key (what `rejects` takes), cut at its start to `width`, keeping the file name."""
     return key if len(key) <= width else "…" + key[-(width - 1) :]
 
 
