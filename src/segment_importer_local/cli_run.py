@@ -29,6 +29,7 @@ from segment_importer_local.destination import (
 )
 from segment_importer_local.errors import CliError, usage_error
 from segment_importer_local.inputs import InputError, find_inputs
+from segment_importer_local.resume import Delivered, ResumeError, load_run
 from segment_importer_local.template_config import StackTemplate, TemplateError
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ _RUN_EXAMPLES = """examples:
   segment-importer run events.ndjson --write-key "$KEY" --host https://events.eu1.segmentapis.com
   segment-importer run events.ndjson --write-key "$KEY" --host https://proxy.example --preflight-host https://cdn.segment.com
   segment-importer run big.csv.gz --parameter ParallelSplitBytes=67108864
+  segment-importer run --resume out/20261201T101500Z-1a2b   # after Ctrl-C: sends only what was not sent
 
 Folders are searched recursively; each file keeps its path under imports/local/, and a job.json in
 a folder governs the files below it, as the nearest job.json does in the bucket.
@@ -58,7 +60,13 @@ def add_run_command(commands: Any) -> None:
         epilog=_RUN_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("files", nargs="+", type=Path, metavar="FILE", help="export files, or folders of them")
+    run.add_argument("files", nargs="*", type=Path, metavar="FILE", help="export files, or folders of them")
+    run.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="run a stopped run again: the batches it delivered are not sent again (out/<run>)",
+    )
     run.add_argument("--config", type=Path, help="job file (the job.json format) for every file")
     run.add_argument(
         "--write-key", help="send to Segment with this write key instead of the embedded endpoint"
@@ -91,6 +99,7 @@ def run_command(arguments: argparse.Namespace) -> int:
     from segment_importer_local.cli_inspect import check_job_files
     from segment_importer_local.runner import RunOptions, run_import  # moto loads only for `run`
 
+    resumed = _resume(arguments)
     template = _template(arguments.template)
     host, settings_host = _checked_destination(arguments, template)
     overrides = parameter_overrides(arguments.parameter, template)
@@ -114,9 +123,41 @@ def run_command(arguments: argparse.Namespace) -> int:
             template_path=template.path,
             show_progress=not arguments.no_progress,
             parameter_overrides=overrides,
+            resumed=resumed,
         )
     )
+    if resumed is not None:
+        print(
+            f"Resumed {arguments.resume}: {result.resumed_batches_skipped:,} batches "
+            f"({result.resumed_messages_skipped:,} messages) delivered before the stop were not sent again",
+            file=sys.stderr,
+        )
     return _report(result, arguments)
+
+
+def _resume(arguments: argparse.Namespace) -> Delivered | None:
+    """With --resume, the stopped run's options (the command line may repeat or change them)."""
+    if arguments.resume is None:
+        if not arguments.files:
+            raise usage_error("give the export files or folders to import (or --resume RUN_DIR)")
+        return None
+    try:
+        saved = load_run(arguments.resume)
+    except ResumeError as error:
+        raise usage_error(str(error)) from None
+    if saved["write_key_given"] and not arguments.write_key:
+        raise usage_error(f"that run sent to {saved['host']} with a write key: give --write-key again")
+    arguments.files = arguments.files or [Path(path) for path in saved["files"]]
+    arguments.config = arguments.config or (Path(saved["config"]) if saved["config"] else None)
+    arguments.host = arguments.host or (saved["host"] if saved["write_key_given"] else None)
+    arguments.preflight_host = arguments.preflight_host or saved["preflight_host"]
+    arguments.dry_run = arguments.dry_run or saved["dry_run"]
+    arguments.template = arguments.template or (Path(saved["template"]) if saved["template"] else None)
+    given = {pair.partition("=")[0] for pair in arguments.parameter}
+    arguments.parameter += [
+        f"{name}={value}" for name, value in saved["parameters"].items() if name not in given
+    ]
+    return Delivered.read(arguments.resume)
 
 
 def _template(path: Path | None) -> StackTemplate:
@@ -181,11 +222,9 @@ def _interrupted_note(out_dir: Path) -> str:
     where = (
         f"what was done so far is in {run_dir} (segment-importer status --local {run_dir})" if run_dir else ""
     )
-    return (
-        f"stopped; {where or 'nothing was imported yet'}. A local run cannot be resumed yet: run the same "
-        "command again (message ids are derived from the file, so Segment deduplicates a resend "
-        "within its window)"
-    )
+    if not run_dir:
+        return "stopped; nothing was imported yet"
+    return f"stopped; {where}. Resume it with: segment-importer run --resume {run_dir}"
 
 
 def _report(result: RunResult, arguments: argparse.Namespace) -> int:

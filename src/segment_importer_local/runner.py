@@ -35,6 +35,7 @@ from segment_importer_local.destination import preflight_host
 from segment_importer_local.event_source import SqsPoller, invoke, s3_put_event
 from segment_importer_local.inputs import InputFile, find_inputs
 from segment_importer_local.progress import PipelineProgress, RetryLog, SplitProgressLog
+from segment_importer_local.resume import Delivered, DeliveredLog, on_both, save_run, skipping_delivered
 from segment_importer_local.segment_endpoint import FaultPlan, SegmentEndpoint
 from segment_importer_local.snapshots import LedgerSnapshots
 from segment_importer_local.stack import LocalFunction, LocalStack, environment
@@ -64,6 +65,20 @@ class RunOptions:
     aws_faults: AwsFaults = field(default_factory=AwsFaults)  # on the AWS side (none by default)
     show_progress: bool = True
     parameter_overrides: dict[str, str] = field(default_factory=dict)
+    resumed: Delivered | None = None  # run --resume: the batches a stopped run delivered
+
+    def to_saved(self) -> dict[str, Any]:
+        """What `run --resume` needs to run this again (never the write key)."""
+        return {
+            "files": [str(path.resolve()) for path in self.files],
+            "config": str(self.job_config.resolve()) if self.job_config else None,
+            "write_key_given": bool(self.write_key),
+            "host": self.host,
+            "preflight_host": self.preflight_host,
+            "dry_run": self.dry_run,
+            "parameters": self.parameter_overrides,
+            "template": str(self.template_path.resolve()) if self.template_path else None,
+        }
 
 
 @dataclass
@@ -124,6 +139,8 @@ class RunResult:
     send_seconds: float = 0.0  # wall time draining the work queue through the sender
     bucket_copy: str | None = None  # reports and rejects, copied out of the local bucket
     run_dir: str | None = None  # also holds functions.log, the functions' own log lines
+    resumed_batches_skipped: int = 0  # run --resume: delivered before the stop, not sent again
+    resumed_messages_skipped: int = 0
 
     @property
     def ok(self) -> bool:
@@ -151,6 +168,9 @@ def run_import(options: RunOptions) -> RunResult:
         stack.enter_context(_owner_only_files())
         run_dir = options.out_dir / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
         run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        save_run(run_dir, options.to_saved())
+        delivered_log = DeliveredLog(run_dir, options.resumed or Delivered())
+        stack.callback(delivered_log.close)
         endpoint, write_key, host, received = _destination(options, stack, run_dir)
         overrides = {
             **_destination_parameters(options, endpoint, host, template),
@@ -173,7 +193,7 @@ def run_import(options: RunOptions) -> RunResult:
         result.split_seconds = time.perf_counter() - started
         if not options.dry_run:
             started = time.perf_counter()
-            _deliver(options, aws, outcomes, progress, result, snapshots)
+            _deliver(options, aws, progress, result, snapshots, delivered_log)
             result.send_seconds = time.perf_counter() - started
         _settle(aws, outcomes, snapshots)
         if endpoint:
@@ -311,12 +331,13 @@ def _following_split_progress(progress: PipelineProgress, snapshots: LedgerSnaps
 def _deliver(
     options: RunOptions,
     aws: LocalStack,
-    outcomes: list[FileOutcome],
     progress: PipelineProgress,
     result: RunResult,
     snapshots: LedgerSnapshots,
+    delivered_log: DeliveredLog,
 ) -> None:
-    sender = aws.function("SenderFunction")
+    resumed = options.resumed or Delivered()
+    sender = skipping_delivered(aws.function("SenderFunction"), resumed, _ledger(aws), aws.s3, aws.prefixes)
     poller = SqsPoller(
         aws.sqs,
         aws.work_queue_url,
@@ -335,9 +356,11 @@ def _deliver(
     client_logger.addHandler(retries)
     try:
         with environment(sender.environment):
-            stats = poller.drain(on_batch_done=tally)
+            stats = poller.drain(on_batch_done=on_both(tally, delivered_log.batch_done))
     finally:
         client_logger.removeHandler(retries)
+    result.resumed_batches_skipped = resumed.skipped_batches
+    result.resumed_messages_skipped = resumed.skipped_messages
     result.sender_invocations, result.sender_errors = stats.invocations, stats.handler_errors
     result.redelivered_records = stats.records_failed
     result.aws_faults_injected = dict(options.aws_faults.injected)
