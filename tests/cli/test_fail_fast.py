@@ -24,6 +24,19 @@ def test_a_host_nobody_answers_on_fails_at_once_naming_host_and_error(cli, tmp_p
     no_traceback(done)
 
 
+def test_a_host_that_does_not_speak_tls_fails_the_tls_check(cli, tmp_path: Path) -> None:
+    signups(tmp_path / "signups.csv")
+    with SegmentEndpoint(WRITE_KEY) as endpoint:  # plain HTTP
+        https = endpoint.url.replace("http://", "https://")
+        done = cli("run", "signups.csv", "--write-key", WRITE_KEY, "--host", https, "--no-progress")
+        stats = endpoint.stats()
+
+    assert done.code == 1, done.both
+    assert f"cannot reach {https}: TLS handshake failed" in done.err
+    assert stats["batches_accepted"] == 0
+    no_traceback(done)
+
+
 @pytest.mark.parametrize(
     ("arguments", "says"),
     [
