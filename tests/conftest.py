@@ -41,7 +41,7 @@ def endpoint() -> Iterator[SegmentEndpoint]:
         yield running
 
 
-# Figures of the fault-injection suite, printed at the end of the run (and quoted in README).
+# Figures of the fault-injection suite, printed at the end of the run (and quoted in docs/delivery-and-ledger.md).
 FAULT_FIGURES: list[dict] = []
 
 

@@ -2,7 +2,7 @@
 
 One JSON format, used three ways: a `job.json` file in the drop's folder or a parent folder
 under `imports/` (the nearest one wins), the stack parameter `DefaultJobOptions` (the
-fallback), and the CLI's `--config`. Keys are documented in README.md ("The job file").
+fallback), and the CLI's `--config`. Keys are documented in docs/job-file.md.
 """
 
 from __future__ import annotations
