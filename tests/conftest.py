@@ -41,7 +41,8 @@ def endpoint() -> Iterator[SegmentEndpoint]:
         yield running
 
 
-# Figures of the fault-injection suite, printed at the end of the run (and quoted in docs/delivery-and-ledger.md).
+# Figures of the fault-injection suite, printed at the end of the run (quoted in
+# docs/delivery-and-ledger.md).
 FAULT_FIGURES: list[dict] = []
 
 
