@@ -49,11 +49,12 @@ def test_every_make_target_in_the_readme_exists() -> None:
         if match
     }
     assert {"setup", "run", "test", "deploy", "lint", "audit", "bench"} <= targets
-    for target in sorted(targets):
-        dry = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, check=False)
-        assert dry.returncode == 0, (target, dry.stderr)
-        if target in ("build", "deploy"):
-            assert "SAM_CLI_TELEMETRY" in (ROOT / "Makefile").read_text()
+    # One `make -n` for them all: make refuses the lot if it does not know one.
+    dry = subprocess.run(
+        ["make", "-n", *sorted(targets)], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert "export SAM_CLI_TELEMETRY := 0" in (ROOT / "Makefile").read_text()
 
 
 def _latest(tmp_path: Path) -> Path:
