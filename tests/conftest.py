@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -9,17 +10,28 @@ import pytest
 from segment_importer_local.segment_endpoint import SegmentEndpoint
 
 WRITE_KEY = "test-write-key"
+FAKE_AWS_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    # botocore never asks the EC2 metadata service (a link-local address) for credentials.
+    "AWS_EC2_METADATA_DISABLED": "true",
+    # nor reads the developer's own ~/.aws files.
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+}
+# For the whole session and every process it starts (subprocess tests, xdist workers), not only
+# inside tests: a fixture, a collection hook or a child process must not find real credentials.
+os.environ.update(FAKE_AWS_ENVIRONMENT)
+for _name in ("AWS_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture(autouse=True)
 def _fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test may reach AWS: moto answers, with placeholder credentials."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
+    for name, value in FAKE_AWS_ENVIRONMENT.items():
         monkeypatch.setenv(name, value)
 
 
@@ -29,7 +41,8 @@ def endpoint() -> Iterator[SegmentEndpoint]:
         yield running
 
 
-# Figures of the fault-injection suite, printed at the end of the run (and quoted in README).
+# Figures of the fault-injection suite, printed at the end of the run (quoted in
+# docs/delivery-and-ledger.md).
 FAULT_FIGURES: list[dict] = []
 
 

@@ -14,7 +14,6 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     SpinnerColumn,
     TaskID,
@@ -23,7 +22,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from segment_importer.deliver.segment_client import RETRY_MESSAGE
 from segment_importer.split.splitter import PROGRESS_MESSAGE
+
+MB = 1_000_000
 
 
 class PipelineProgress:
@@ -33,17 +35,20 @@ class PipelineProgress:
         self._progress = Progress(
             SpinnerColumn(),
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
+            BarColumn(bar_width=24),
+            TextColumn("{task.fields[counts]} {task.fields[rate]}"),
             TimeElapsedColumn(),
+            TextColumn("ETA"),
             TimeRemainingColumn(),
+            TextColumn("[yellow]{task.fields[note]}"),
             console=console or Console(stderr=True),
             disable=not enabled,
         )
         self._split_task: TaskID | None = None
         self._split_size = 0
-        self._send_task = self._progress.add_task("send (messages)", total=0, start=False, rate="")
+        self._send_task = self._progress.add_task("send", total=0, start=False, **_fields())
+        self._retries = 0
+        self._last_retry = ""
 
     def __enter__(self) -> PipelineProgress:
         self._progress.start()
@@ -57,7 +62,7 @@ class PipelineProgress:
     def start_file(self, name: str, size: int) -> None:
         self._split_size = size
         self._split_read: dict[int | None, int] = {}
-        self._split_task = self._progress.add_task(f"split {name} (bytes)", total=None, rate="")
+        self._split_task = self._progress.add_task(f"split {name}", total=None, **_fields())
 
     def split_read(self, span: int | None, bytes_read: int) -> None:
         """The splitter has read `bytes_read` bytes of the file, or of byte range `span`."""
@@ -66,18 +71,58 @@ class PipelineProgress:
         self._split_read[span] = bytes_read
         done = min(sum(self._split_read.values()), self._split_size)
         self._progress.update(self._split_task, total=self._split_size, completed=done)
+        self._show_bytes(self._split_task)
 
     def file_split(self, messages_queued: int) -> None:
         if self._split_task is not None:
             self._progress.update(self._split_task, total=self._split_size, completed=self._split_size)
+            self._show_bytes(self._split_task)
         total = (self._progress.tasks[self._send_task].total or 0) + messages_queued
         self._progress.update(self._send_task, total=total)
 
     def delivered(self, messages: int) -> None:
         self._progress.start_task(self._send_task)
         self._progress.advance(self._send_task, messages)
-        speed = self._progress.tasks[self._send_task].speed
-        self._progress.update(self._send_task, rate=f"{speed:,.0f} msg/s" if speed else "")
+        task = self._progress.tasks[self._send_task]
+        self._progress.update(
+            self._send_task,
+            counts=f"{task.completed:,.0f}/{task.total or 0:,.0f} messages",
+            rate=f"{task.speed:,.0f} msg/s" if task.speed else "",
+            note=f"{self._retries} retries (last: {self._last_retry})" if self._retries else "",
+        )
+
+    def retrying(self, host: str, reason: str, attempt: int) -> None:
+        """The sender is retrying a batch: say so on the send line; after the next delivery the
+        line keeps the count of retries and the last reason."""
+        self._retries += 1
+        self._last_retry = f"{host}: {reason}"
+        self._progress.update(self._send_task, note=f"retrying {host}: {reason}, attempt {attempt}")
+
+    def _show_bytes(self, task_id: TaskID) -> None:
+        task = self._progress.tasks[task_id]
+        rate = f"{_size(task.speed)}/s" if task.speed else ""
+        self._progress.update(task_id, counts=f"{_size(task.completed)}/{_size(task.total or 0)}", rate=rate)
+
+
+def _size(count: float) -> str:
+    return f"{count / MB:,.1f} MB" if count >= MB / 10 else f"{count / 1000:,.1f} kB"
+
+
+def _fields() -> dict[str, str]:
+    return {"counts": "", "rate": "", "note": ""}
+
+
+class RetryLog(logging.Handler):
+    """Hands the sender's "retrying segment" log lines to `on_retry(host, reason, attempt)`."""
+
+    def __init__(self, on_retry: Callable[[str, str, int], None]) -> None:
+        super().__init__(level=logging.INFO)
+        self._on_retry = on_retry
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == RETRY_MESSAGE:
+            host = getattr(record, "host", "")
+            self._on_retry(host, str(getattr(record, "reason", "")), int(getattr(record, "attempt", 0)))
 
 
 class SplitProgressLog(logging.Handler):

@@ -9,6 +9,7 @@ Segment-compatible endpoint; with a write key it posts to Segment (or `host`).
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import time
 from collections import Counter
@@ -23,6 +24,8 @@ import orjson
 from moto import mock_aws
 
 from segment_importer.batch.envelope import read_envelope
+from segment_importer.deliver import segment_client
+from segment_importer.job import JOB_FILE_NAME
 from segment_importer.settings import Prefixes
 from segment_importer.split import splitter as splitter_module
 from segment_importer.split.archives import MEMBER_SEPARATOR
@@ -31,8 +34,11 @@ from segment_importer.track.ledger import COMPLETE, COMPLETE_WITH_ERRORS, Ledger
 from segment_importer.track.report import STATUS_DRY_RUN
 from segment_importer_local import sam_engine
 from segment_importer_local.chaos import AwsFaults
+from segment_importer_local.destination import preflight_host
 from segment_importer_local.event_source import SqsPoller, invoke, s3_put_event
-from segment_importer_local.progress import PipelineProgress, SplitProgressLog
+from segment_importer_local.inputs import InputFile, find_inputs
+from segment_importer_local.progress import PipelineProgress, RetryLog, SplitProgressLog
+from segment_importer_local.resume import Delivered, DeliveredLog, on_both, save_run, skipping_delivered
 from segment_importer_local.segment_endpoint import FaultPlan, SegmentEndpoint
 from segment_importer_local.snapshots import LedgerSnapshots
 from segment_importer_local.stack import LocalFunction, LocalStack, environment
@@ -55,6 +61,7 @@ class RunOptions:
     job_config: Path | None = None
     write_key: str | None = None
     host: str | None = None
+    preflight_host: str | None = None  # the settings CDN to check the key at, for a non-Segment host
     dry_run: bool = False
     out_dir: Path = Path("out")
     template_path: Path | None = None
@@ -63,6 +70,20 @@ class RunOptions:
     show_progress: bool = True
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     engine: str = "local"  # "sam": the functions in SAM CLI containers (sam_engine)
+    resumed: Delivered | None = None  # run --resume: the batches a stopped run delivered
+
+    def to_saved(self) -> dict[str, Any]:
+        """What `run --resume` needs to run this again (never the write key)."""
+        return {
+            "files": [str(path.resolve()) for path in self.files],
+            "config": str(self.job_config.resolve()) if self.job_config else None,
+            "write_key_given": bool(self.write_key),
+            "host": self.host,
+            "preflight_host": self.preflight_host,
+            "dry_run": self.dry_run,
+            "parameters": self.parameter_overrides,
+            "template": str(self.template_path.resolve()) if self.template_path else None,
+        }
 
 
 @dataclass
@@ -124,6 +145,8 @@ class RunResult:
     send_seconds: float = 0.0  # wall time draining the work queue through the sender
     bucket_copy: str | None = None  # reports and rejects, copied out of the local bucket
     run_dir: str | None = None  # also holds functions.log, the functions' own log lines
+    resumed_batches_skipped: int = 0  # run --resume: delivered before the stop, not sent again
+    resumed_messages_skipped: int = 0
 
     @property
     def ok(self) -> bool:
@@ -144,24 +167,33 @@ class RunResult:
 def run_import(options: RunOptions) -> RunResult:
     """Import `options.files` through the local stack; nothing leaves this machine by default."""
     template = StackTemplate.load(options.template_path)
-    files = _expand(options.files)
+    inputs = find_inputs(options.files)
     with ExitStack() as stack:
         stack.enter_context(environment(_FAKE_AWS_ENVIRONMENT))
         sam = stack.enter_context(sam_engine.SamEngine(options)) if options.engine == "sam" else None
         if sam is None:
             stack.enter_context(mock_aws())
+        stack.enter_context(_owner_only_files())
         run_dir = options.out_dir / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        save_run(run_dir, options.to_saved())
+        delivered_log = DeliveredLog(run_dir, options.resumed or Delivered())
+        stack.callback(delivered_log.close)
         endpoint, write_key, host, received = _destination(options, stack, run_dir)
-        overrides = {**_destination_parameters(options, endpoint, host), **options.parameter_overrides}
-        # The functions log JSON to stdout, as in Lambda: keep it in the run's folder instead.
+        overrides = {
+            **_destination_parameters(options, endpoint, host, template),
+            **options.parameter_overrides,
+        }
+        # The functions log JSON to stdout, as in Lambda: keep it in the run's folder instead,
+        # with the libraries' own log lines and warnings (the terminal shows the run's progress).
         function_log = stack.enter_context((run_dir / "functions.log").open("w", encoding="utf-8"))
         stack.enter_context(redirect_stdout(function_log))
+        stack.enter_context(_library_logs_to(function_log))
         aws = (sam.stack if sam else LocalStack)(template, overrides).create(write_key)
         snapshots = LedgerSnapshots(_ledger(aws), run_dir, options.out_dir)
         progress = stack.enter_context(PipelineProgress(enabled=options.show_progress))
         started = time.perf_counter()
-        outcomes = _split_all(aws, options, files, progress, snapshots)
+        outcomes = _split_all(aws, options, inputs, progress, snapshots)
         snapshots.write()
         result = RunResult(
             outcomes, destination=host or "Segment", received_path=received, run_dir=str(run_dir)
@@ -169,7 +201,7 @@ def run_import(options: RunOptions) -> RunResult:
         result.split_seconds = time.perf_counter() - started
         if not options.dry_run:
             started = time.perf_counter()
-            _deliver(options, aws, outcomes, progress, result, snapshots)
+            _deliver(options, aws, progress, result, snapshots, delivered_log)
             result.send_seconds = time.perf_counter() - started
         _settle(aws, outcomes, snapshots)
         if endpoint:
@@ -191,28 +223,59 @@ def _destination(
 
 
 def _destination_parameters(
-    options: RunOptions, endpoint: SegmentEndpoint | None, host: str | None
+    options: RunOptions, endpoint: SegmentEndpoint | None, host: str | None, template: StackTemplate
 ) -> dict[str, str]:
-    """Where the sender posts and the pre-flight asks: the embedded endpoint serves both."""
+    """Where the sender posts and the pre-flight asks: the embedded endpoint serves both. For
+    Segment's own hosts (US, EU) the template's settings CDN checks the key; for another host
+    only an explicit `preflight_host` can (see destination.py)."""
     if endpoint is not None:
         return {"SegmentHost": endpoint.url, "PreflightHost": endpoint.url}
-    if host:  # a proxy or stand-in, not Segment: its settings CDN is not known
-        return {"SegmentHost": host, "PreflightHost": ""}
-    return {}
+    default = template.parameter_defaults().get("PreflightHost", "")
+    settings_host = preflight_host(host, options.preflight_host, default)
+    return {**({"SegmentHost": host} if host else {}), "PreflightHost": settings_host}
+
+
+@contextmanager
+def _owner_only_files() -> Iterator[None]:
+    """What a run writes (received events, rejects, logs) holds personal data: owner only."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+@contextmanager
+def _library_logs_to(stream: Any) -> Iterator[None]:
+    """Every logger but the CLI's own (segment's `Unknown error`, Powertools' warnings) goes to
+    the run's functions.log, not the terminal."""
+    handler = logging.StreamHandler(stream)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
 
 
 def _split_all(
     aws: LocalStack,
     options: RunOptions,
-    files: list[Path],
+    inputs: list[InputFile],
     progress: PipelineProgress,
     snapshots: LedgerSnapshots,
 ) -> list[FileOutcome]:
+    # Job files first, each at its folder's prefix: the nearest one governs a file, as in the
+    # bucket (--config is the drop's root job file).
     if options.job_config:
-        aws.s3.upload_file(str(options.job_config), aws.bucket, f"{_drop_folder(aws)}job.json")
+        aws.s3.upload_file(str(options.job_config), aws.bucket, f"{_drop_folder(aws)}{JOB_FILE_NAME}")
+    for job_file in (item for item in inputs if item.is_job_file):
+        aws.s3.upload_file(str(job_file.path), aws.bucket, f"{_drop_folder(aws)}{job_file.relative}")
     splits = _LocalSplits(aws, options, progress, aws.function("SplitterFunction"))
     with _following_split_progress(progress, snapshots):
-        return [splits.split(path) for path in files]
+        return [splits.split(item) for item in inputs if not item.is_job_file]
 
 
 def _drop_folder(aws: LocalStack) -> str:
@@ -237,12 +300,12 @@ class _LocalSplits:
             aws.sqs_batch_size("SplitterFunction"),
         )
 
-    def split(self, path: Path) -> FileOutcome:
-        aws, faults = self._aws, self._options.aws_faults
-        key = f"{_drop_folder(aws)}{path.name}"
+    def split(self, item: InputFile) -> FileOutcome:
+        aws, faults, path = self._aws, self._options.aws_faults, item.path
+        key = f"{_drop_folder(aws)}{item.relative}"
         aws.s3.upload_file(str(path), aws.bucket, key)
         head = aws.s3.head_object(Bucket=aws.bucket, Key=key)
-        self._progress.start_file(path.name, head["ContentLength"])
+        self._progress.start_file(item.relative, head["ContentLength"])
         event = s3_put_event(aws.bucket, key, head["ContentLength"], head["ETag"].strip('"'))
         with environment(self._settings), faults.failing_send_message_batch():
             invoke(self._splitter, event)
@@ -276,12 +339,13 @@ def _following_split_progress(progress: PipelineProgress, snapshots: LedgerSnaps
 def _deliver(
     options: RunOptions,
     aws: LocalStack,
-    outcomes: list[FileOutcome],
     progress: PipelineProgress,
     result: RunResult,
     snapshots: LedgerSnapshots,
+    delivered_log: DeliveredLog,
 ) -> None:
-    sender = aws.function("SenderFunction")
+    resumed = options.resumed or Delivered()
+    sender = skipping_delivered(aws.function("SenderFunction"), resumed, _ledger(aws), aws.s3, aws.prefixes)
     poller = SqsPoller(
         aws.sqs,
         aws.work_queue_url,
@@ -295,8 +359,16 @@ def _deliver(
         progress.delivered(read_envelope(body)["message_count"])
         snapshots.write(at_most_every=1.0)
 
-    with environment(sender.environment):
-        stats = poller.drain(on_batch_done=tally)
+    retries = RetryLog(progress.retrying)
+    client_logger = logging.getLogger(segment_client.__name__)
+    client_logger.addHandler(retries)
+    try:
+        with environment(sender.environment):
+            stats = poller.drain(on_batch_done=on_both(tally, delivered_log.batch_done))
+    finally:
+        client_logger.removeHandler(retries)
+    result.resumed_batches_skipped = resumed.skipped_batches
+    result.resumed_messages_skipped = resumed.skipped_messages
     result.sender_invocations, result.sender_errors = stats.invocations, stats.handler_errors
     result.redelivered_records = stats.records_failed
     result.aws_faults_injected = dict(options.aws_faults.injected)
@@ -354,24 +426,3 @@ def _read_report(aws: LocalStack, prefixes: Prefixes, key: str) -> dict[str, Any
 
 def _queue_arn(aws: LocalStack, url: str) -> str:
     return aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-
-
-def _expand(paths: list[Path]) -> list[Path]:
-    """Files as given; a folder means the export files in it (job.json and hidden files aside)."""
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files.extend(
-                sorted(
-                    p
-                    for p in path.iterdir()
-                    if p.is_file() and not p.name.startswith(".") and p.name != "job.json"
-                )
-            )
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"no such file or folder: {path}")
-    if not files:
-        raise FileNotFoundError("no export files to import")
-    return files

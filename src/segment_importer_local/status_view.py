@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.progress_bar import ProgressBar
+from rich import box
 from rich.table import Table
 
 _STATUS_STYLE = {
@@ -16,25 +16,53 @@ _STATUS_STYLE = {
 }
 
 
-def status_table(statuses: list[dict[str, Any]]) -> Table:
-    table = Table(title="Imports")
-    table.add_column("key", overflow="fold", ratio=2)
-    table.add_column("status", overflow="fold", ratio=1)
-    table.add_column("progress", min_width=10)
-    for name in ("delivered / queued", "rejected", "failed", "rate/s", "ETA"):
-        table.add_column(name, justify="right")
+# The columns besides the key take about this much at their widest (80-column terminals
+# leave the key 25 characters: a long key is cut at its start, keeping the file name).
+_OTHER_COLUMNS_WIDTH = 55
+_MIN_KEY_WIDTH = 16
+
+
+def status_table(statuses: list[dict[str, Any]], width: int = 80) -> Table:
+    """One line per import at any width from 80 columns: the key, cut at its start to fit."""
+    key_width = max(width - _OTHER_COLUMNS_WIDTH, _MIN_KEY_WIDTH)
+    # No borders or padding: one space between columns is the whole frame.
+    table = Table(title="Imports", box=box.SIMPLE_HEAD, show_edge=False, padding=0)
+    table.add_column("key", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("progress", no_wrap=True)
+    for name in ("sent/queued", "rej", "fail", "msg/s", "ETA"):
+        table.add_column(name, justify="right", no_wrap=True)
     for status in statuses:
         table.add_row(
-            str(status["key"]),
-            f"[{_STATUS_STYLE.get(status['status'], 'white')}]{status['status']}{_spans(status)}",
+            fit_key(str(status["key"]), key_width),
+            f"[{_STATUS_STYLE.get(status['status'], 'white')}]{_short_status(status)}",
             _bar(status["progress"], status.get("split_progress")),
-            f"{status['messages_delivered']:,} / {status['messages_queued']:,}",
-            f"{status['rejected']:,}",
-            f"{status['messages_failed'] + status['messages_refused']:,}",
-            f"{status['events_per_second']:,.0f}",
+            f"{_count(status['messages_delivered'])}/{_count(status['messages_queued'])}",
+            _count(status["rejected"]),
+            _count(status["messages_failed"] + status["messages_refused"]),
+            _count(status["events_per_second"]),
             _eta(status["eta_seconds"]),
         )
     return table
+
+
+def fit_key(key: str, width: int) -> str:
+    """The key (what `rejects` takes), cut at its start to `width`, keeping the file name."""
+    return key if len(key) <= width else "…" + key[-(width - 1) :]
+
+
+def _short_status(status: dict[str, Any]) -> str:
+    """COMPLETE_WITH_ERRORS is the longest status: `DONE+ERR` says the same in a column."""
+    text = {"COMPLETE_WITH_ERRORS": "DONE+ERR", "COMPLETE": "DONE"}.get(status["status"], status["status"])
+    return f"{text}{_spans(status)}"
+
+
+def _count(value: float) -> str:
+    """3 to 5 characters: 950, 12.3k, 4.56M."""
+    for limit, unit, suffix in ((1e9, 1e9, "G"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
+        if value >= limit:
+            return f"{value / unit:.3g}{suffix}"
+    return f"{value:,.0f}"
 
 
 def summary_lines(statuses: list[dict[str, Any]]) -> list[str]:
@@ -58,14 +86,14 @@ def _spans(status: dict[str, Any]) -> str:
     if not spans or status["status"] != "SPLITTING":
         return ""
     if spans["surveyed"] < spans["count"]:
-        return f" (surveying {spans['surveyed']}/{spans['count']} ranges)"
-    return f" ({spans['done']}/{spans['count']} ranges)"
+        return f" survey {spans['surveyed']}/{spans['count']}"
+    return f" {spans['done']}/{spans['count']}"
 
 
-def _bar(progress: float | None, split_progress: float | None) -> ProgressBar | str:
+def _bar(progress: float | None, split_progress: float | None) -> str:
     if progress is None:
-        return "splitting…" if split_progress is None else f"reading {split_progress:.0%}"
-    return ProgressBar(total=1.0, completed=progress, width=10)
+        return "reading" if split_progress is None else f"read {split_progress:.0%}"
+    return f"{progress:.0%}"
 
 
 def _eta(seconds: float | None) -> str:
@@ -73,4 +101,4 @@ def _eta(seconds: float | None) -> str:
         return "-"
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

@@ -48,14 +48,14 @@ for _tag in (*_SHORT_TAGS, *_FN_TAGS):
     _TemplateLoader.add_constructor(f"!{_tag}", lambda loader, node, _t=_tag: _construct(loader, _t, node))
 
 
-def find_template(start: Path | None = None) -> Path:
-    """template.yaml in the current folder or a parent, else beside this package's checkout."""
-    candidates = [start or Path.cwd(), *(start or Path.cwd()).parents, *Path(__file__).resolve().parents]
-    for folder in candidates:
-        path = folder / "template.yaml"
+def find_template() -> Path:
+    """The template installed with this package: the checkout's own (src/../template.yaml).
+    Never one found from the working folder: the local stack runs the code it names."""
+    package = Path(__file__).resolve().parent
+    for path in (package / "template.yaml", package.parent.parent / "template.yaml"):
         if path.is_file():
             return path
-    raise TemplateError("template.yaml not found; run from the project folder or pass --template")
+    raise TemplateError(f"no template.yaml installed with {package}; pass --template")
 
 
 @dataclass
@@ -79,6 +79,24 @@ class StackTemplate:
         return {
             name: str(spec.get("Default", "")) for name, spec in self.document.get("Parameters", {}).items()
         }
+
+    def parameter_problem(self, name: str, value: str) -> str | None:
+        """Why `value` is not allowed for parameter `name` by the template's own constraints
+        (Type, MinValue/MaxValue, MinLength/MaxLength, AllowedPattern, AllowedValues), or None."""
+        spec = self.document.get("Parameters", {}).get(name)
+        if spec is None:
+            return f"the template has no parameter {name}; it has {', '.join(self.parameter_defaults())}"
+        allowed = spec.get("AllowedValues")
+        if allowed is not None and value not in [str(item) for item in allowed]:
+            return f"{name} must be one of {', '.join(str(item) for item in allowed)}"
+        if spec.get("Type") == "Number":
+            return _number_problem(name, value, spec)
+        pattern = spec.get("AllowedPattern")
+        if pattern is not None and not re.fullmatch(pattern, value):
+            return f"{name} must match {pattern}"
+        if len(value) < int(spec.get("MinLength", 0)) or len(value) > int(spec.get("MaxLength", 1 << 30)):
+            return f"{name} must be {spec.get('MinLength', 0)} to {spec.get('MaxLength', 'any')} characters"
+        return None
 
     def resource(self, logical_id: str) -> dict[str, Any]:
         try:
@@ -115,6 +133,20 @@ class StackTemplate:
         return {
             name: event["Properties"] for name, event in events.items() if event.get("Type") == event_type
         }
+
+
+def _number_problem(name: str, value: str, spec: dict[str, Any]) -> str | None:
+    try:
+        number = float(value)
+    except ValueError:
+        return f"{name} must be a number, not {value!r}"
+    if number != number or number in (float("inf"), float("-inf")):
+        return f"{name} must be a finite number"
+    low, high = spec.get("MinValue"), spec.get("MaxValue")
+    if (low is not None and number < float(low)) or (high is not None and number > float(high)):
+        bounds = f"{low if low is not None else '-inf'} and {high if high is not None else 'inf'}"
+        return f"{name} must be between {bounds} (the template's MinValue/MaxValue)"
+    return None
 
 
 @dataclass

@@ -474,7 +474,8 @@ def test_every_parts_rejects_are_in_the_final_report(tmp_path: Path, per_part: s
     _, invalid = write_csv(export, 500)  # rows 89, 178, 267, 356, 445 are invalid
     report_path = tmp_path / "report.json"
     arguments = ["run", str(export), "--parameter", f"SplitRecordsPerPart={per_part}", "--no-progress"]
-    assert cli.main([*arguments, "--report", str(report_path), "--out", str(tmp_path / "out")]) == 0
+    # Exit 3: every valid record delivered, and the file has rejects (the verdict says so).
+    assert cli.main([*arguments, "--report", str(report_path), "--out", str(tmp_path / "out")]) == 3
     result = orjson.loads(report_path.read_bytes())
     (outcome,) = result["files"]
     listed = outcome["report"]["rejects_keys"]

@@ -155,7 +155,7 @@ def test_status_shows_how_much_of_a_file_the_splitter_has_read(
         (status,) = json.loads(capsys.readouterr().out)
         assert (status["status"], status["split_progress"], status["progress"]) == ("SPLITTING", 0.25, None)
         assert cli.main(["status", "--table", table]) == 0
-        assert "reading 25%" in capsys.readouterr().out
+        assert "read 25%" in capsys.readouterr().out
 
 
 def test_a_local_run_moves_the_split_bar_as_the_splitter_reads(

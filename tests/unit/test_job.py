@@ -26,6 +26,7 @@ FULL_DOCUMENT = {
     "requireTimestamp": False,
     "messageIdSalt": "workspace-2",
     "encoding": "cp1252",
+    "timestampFormat": "%m/%d/%Y %H:%M",
 }
 
 
@@ -47,6 +48,7 @@ def test_documented_keys() -> None:
         "requireTimestamp",
         "messageIdSalt",
         "encoding",
+        "timestampFormat",
     ]
 
 
@@ -68,6 +70,7 @@ def test_document_applies_to_options() -> None:
         require_timestamp=False,
         message_id_salt="workspace-2",
         encoding="cp1252",
+        timestamp_format="%m/%d/%Y %H:%M",
     )
     assert options.to_document() == FULL_DOCUMENT
 
@@ -84,6 +87,7 @@ def test_defaults() -> None:
         "requireTimestamp": True,
         "messageIdSalt": "",
         "encoding": "utf-8",
+        "timestampFormat": None,
     }
 
 
@@ -244,3 +248,19 @@ def test_is_job_file(key: str, expected: bool) -> None:
 
 def test_an_unknown_encoding_is_refused_by_name() -> None:
     assert "'encoding'" in error_for({"encoding": "klingon-8"})
+
+
+def test_every_problem_is_reported_with_the_entries_at_fault() -> None:
+    document = {
+        "columns": {"ok": "properties.ok", "a": "properties..x", "b": ".x"},
+        "integrations": {"All": "no", "Vero": True},
+        "colour": "blue",
+    }
+    with pytest.raises(JobOptionsError) as caught:
+        parse_job_document(json.dumps(document), "j")
+    problems = caught.value.problems
+    assert len(problems) == 3
+    assert problems[0].startswith("j: unknown keys ['colour']; allowed: [")
+    assert "'columns'" in problems[0]
+    assert "(not: 'a': 'properties..x', 'b': '.x')" in problems[1]
+    assert "(not: 'All': 'no')" in problems[2]

@@ -416,24 +416,25 @@ def test_reset_raises_a_connection_error_in_the_client() -> None:
 
 
 def test_stall_trips_the_client_timeout_but_the_messages_still_arrive() -> None:
-    with SegmentEndpoint(WRITE_KEY, faults=FaultPlan.script([Fault.stall(0.5)])) as ep:
-        started = time.monotonic()
+    # Counts, not seconds: the client has given up while the server still holds the request
+    # (nothing stored yet), and the server stores it when its stall ends.
+    with SegmentEndpoint(WRITE_KEY, faults=FaultPlan.script([Fault.stall(3.0)])) as ep:
         with pytest.raises(requests.exceptions.Timeout):
             post(WRITE_KEY, host=ep.url, timeout=0.1, batch=[track(1)])
-        assert time.monotonic() - started < 0.45
 
         assert ep.accepted == []
-        assert wait_for(lambda: len(ep.accepted) == 1)  # Segment got it after the client gave up
+        assert wait_for(lambda: len(ep.accepted) == 1, timeout=30)  # stored after the client gave up
         assert ep.stats()["faults"] == {"stall": 1}
 
 
 def test_stop_does_not_wait_out_a_stall() -> None:
-    ep = SegmentEndpoint(WRITE_KEY, faults=FaultPlan.script([Fault.stall(30)])).start()
+    ep = SegmentEndpoint(WRITE_KEY, faults=FaultPlan.script([Fault.stall(3600)])).start()
     with pytest.raises(requests.exceptions.Timeout):
         post(WRITE_KEY, host=ep.url, timeout=0.1, batch=[track(1)])
-    started = time.monotonic()
     ep.stop()
-    assert time.monotonic() - started < 2
+    # The request was held in its (hour-long) stall when stop() ran: had stop() waited it out,
+    # the suite's per-test timeout would fail this test. No seconds are asserted here.
+    assert ep.stats()["faults"] == {"stall": 1}
 
 
 def test_accept_then_fail_stores_then_answers_500_and_redelivery_is_deduped() -> None:

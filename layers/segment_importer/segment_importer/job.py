@@ -2,7 +2,7 @@
 
 One JSON format, used three ways: a `job.json` file in the drop's folder or a parent folder
 under `imports/` (the nearest one wins), the stack parameter `DefaultJobOptions` (the
-fallback), and the CLI's `--config`. Keys are documented in README.md ("The job file").
+fallback), and the CLI's `--config`. Keys are documented in docs/job-file.md.
 """
 
 from __future__ import annotations
@@ -27,11 +27,16 @@ _KEYS = {
     "requireTimestamp": "require_timestamp",
     "messageIdSalt": "message_id_salt",
     "encoding": "encoding",
+    "timestampFormat": "timestamp_format",
 }
 
 
 class JobOptionsError(ValueError):
-    """The job file is not valid; the message says which key and why."""
+    """The job file is not valid; the message says which key and why (every problem found)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,7 @@ class JobOptions:
     require_timestamp: bool = True
     message_id_salt: str = ""
     encoding: str = "utf-8"  # of CSV files (JSON is always UTF-8)
+    timestamp_format: str | None = None  # strptime syntax, for times neither ISO 8601 nor epoch
 
     def merged_with(self, overrides: dict[str, Any]) -> JobOptions:
         """These options with the keys of a job document applied on top (`context` deep-merged)."""
@@ -83,48 +89,78 @@ def parse_job_document(text: str | bytes, origin: str) -> dict[str, Any]:
     try:
         _parse_document(document)
     except JobOptionsError as error:
-        raise JobOptionsError(f"{origin}: {error}") from error
+        problems = [f"{origin}: {problem}" for problem in error.problems]
+        raise JobOptionsError("; ".join(problems), problems) from error
     return document
 
 
 def _parse_document(document: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(document) - set(_KEYS))
-    if unknown:
-        raise JobOptionsError(f"unknown keys {unknown}; allowed: {sorted(_KEYS)}")
-    parsed = {_KEYS[key]: value for key, value in document.items()}
-    _check(parsed)
+    problems = [f"unknown keys {unknown}; allowed: {sorted(_KEYS)}"] if unknown else []
+    parsed = {_KEYS[key]: value for key, value in document.items() if key in _KEYS}
+    problems += _problems(parsed)
+    if problems:
+        raise JobOptionsError("; ".join(problems), problems)
     return parsed
 
 
-def _check(parsed: dict[str, Any]) -> None:
+def _problems(parsed: dict[str, Any]) -> list[str]:
+    """Every problem of the parsed keys, not only the first: a user fixes them in one go."""
     checks = {
         "default_type": lambda v: v in CALL_TYPES,
         "default_event": lambda v: v is None or (isinstance(v, str) and v.strip() != ""),
         "source": lambda v: v in source_choices(),
-        "columns": lambda v: (
-            isinstance(v, dict) and all((isinstance(t, str) and t) or t is None for t in v.values())
-        ),
+        "columns": lambda v: isinstance(v, dict) and all(t is None or _is_dot_path(t) for t in v.values()),
         "integrations": lambda v: v is None or _is_integrations(v),
         "context": lambda v: isinstance(v, dict),
         "require_timestamp": lambda v: isinstance(v, bool),
         "message_id_salt": lambda v: isinstance(v, str) and _encodable(v),
         "encoding": lambda v: isinstance(v, str) and _known_codec(v),
+        "timestamp_format": lambda v: v is None or (isinstance(v, str) and "%" in v),
     }
     expected = {
         "default_type": f"one of {list(CALL_TYPES)}",
         "default_event": "a non-empty string",
         "source": f"one of {list(source_choices())}",
-        "columns": "an object mapping column names to target paths (or null)",
-        "integrations": 'an object of destination names to true/false/settings, e.g. {"All": false}',
+        "columns": 'an object mapping column names to dot paths (e.g. "properties.plan") or null; '
+        "a path has no empty part",
+        "integrations": "an object of destination names to true, false or an object of settings, "
+        'e.g. {"All": false, "Mixpanel": true}',
         "context": "an object",
         "require_timestamp": "true or false",
         "message_id_salt": "a string of valid Unicode text",
         "encoding": 'a text encoding Python knows, e.g. "utf-8" or "cp1252"',
+        "timestamp_format": 'a strptime format, e.g. "%m/%d/%Y %H:%M"',
     }
     attr_to_key = {attr: key for key, attr in _KEYS.items()}
-    for attr, value in parsed.items():
-        if not checks[attr](value):
-            raise JobOptionsError(f"{attr_to_key[attr]!r} must be {expected[attr]}")
+    return [
+        f"{attr_to_key[attr]!r} must be {expected[attr]}{_which(attr, value)}"
+        for attr, value in parsed.items()
+        if not checks[attr](value)
+    ]
+
+
+def _which(attr: str, value: Any) -> str:
+    """The entries at fault, for the two keys that hold many."""
+    if attr == "columns" and isinstance(value, dict):
+        bad = [
+            f"{name!r}: {target!r}"
+            for name, target in value.items()
+            if not (target is None or _is_dot_path(target))
+        ]
+    elif attr == "integrations" and isinstance(value, dict):
+        bad = [
+            f"{name!r}: {setting!r}"
+            for name, setting in value.items()
+            if not isinstance(setting, bool | dict)
+        ]
+    else:
+        return ""
+    return f" (not: {', '.join(bad)})" if bad else ""
+
+
+def _is_dot_path(target: Any) -> bool:
+    return isinstance(target, str) and all(part.strip() for part in target.split("."))
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -158,4 +194,4 @@ def _encodable(text: str) -> bool:
 
 
 def _is_integrations(value: Any) -> bool:
-    return isinstance(value, dict) and all(isinstance(name, str) for name in value)
+    return isinstance(value, dict) and all(isinstance(setting, bool | dict) for setting in value.values())

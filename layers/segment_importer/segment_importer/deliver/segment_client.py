@@ -13,6 +13,7 @@ Nothing from the messages or the response body is put in exception texts or logs
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import time
@@ -29,6 +30,10 @@ _REFUSED = frozenset({400, 413})
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 30.0
 _ERROR_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+# Logged (INFO) before each retry with `host`, `reason` and `attempt` (the one about to start):
+# CloudWatch shows why a batch is slow, and the local CLI's progress line follows it.
+RETRY_MESSAGE = "retrying segment"
+logger = logging.getLogger(__name__)
 
 
 class DeliveryFailed(RuntimeError):
@@ -113,11 +118,14 @@ class BatchPoster:
                 )
                 reason = f"HTTP {error.status}"
             except requests.RequestException as error:
-                delay, reason = None, type(error).__name__
+                delay, reason = None, _network_reason(error)
             delay = delay if delay is not None else self._backoff(attempt)
             if self._clock() + delay >= deadline:
                 raise DeliveryFailed(f"gave up after {attempt + 1} attempts; last: {reason}")
             delivery.retries += 1
+            logger.info(
+                RETRY_MESSAGE, extra={"host": self._target.host, "reason": reason, "attempt": attempt + 2}
+            )
             self._sleep(delay)
             attempt += 1
 
@@ -130,6 +138,17 @@ def _code(error: segment_request.APIError) -> str:
     stand-in host may echo the request in it)."""
     code = str(error.code)
     return code if _ERROR_CODE.fullmatch(code) else "unrecognised error code"
+
+
+def _network_reason(error: requests.RequestException) -> str:
+    """A few words for a network error (not its text: it names the request)."""
+    if isinstance(error, requests.exceptions.SSLError):
+        return "TLS error"
+    if isinstance(error, requests.Timeout):
+        return "timed out"
+    if isinstance(error, requests.ConnectionError) and "refused" in str(error).lower():
+        return "connection refused"
+    return type(error).__name__
 
 
 def _retryable(status: int) -> bool:

@@ -6,6 +6,7 @@ mapper cannot shape raises `reasons.Reject` with a reason code.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from hashlib import sha1
 from operator import itemgetter
 from typing import Any
@@ -27,7 +28,12 @@ from segment_importer.mapping.profiles import (
     detect_profile,
     profile_named,
 )
-from segment_importer.mapping.timestamps import TimestampError, normalize_timestamp
+from segment_importer.mapping.timestamps import (
+    TimestampError,
+    format_timestamp,
+    normalize_timestamp,
+    parse_with_format,
+)
 from segment_importer.track import reasons
 from segment_importer.track.reasons import Reject
 
@@ -78,6 +84,8 @@ class MessageMapper:
 
     def map(self, number: int, fields: dict[str, Any]) -> dict[str, Any]:
         record = self._shape_input(fields)
+        if self._job.timestamp_format:
+            record = _with_formatted_times(record, self._job.timestamp_format)
         profile = self._profile or detect_profile(record)
         spec, source_id = profile.to_spec(record)
         message = self._build(spec)
@@ -201,12 +209,28 @@ class MessageMapper:
             raw = spec.get("originalTimestamp")
         if raw in (None, ""):
             if self._job.require_timestamp and call_type in _TIMED_TYPES:
-                raise Reject(reasons.MISSING_TIMESTAMP, "no timestamp or originalTimestamp field")
+                raise Reject(reasons.MISSING_TIMESTAMP, self._missing_time_detail(spec, message))
             return
         try:
             message["timestamp"] = normalize_timestamp(raw)
         except TimestampError as error:
             raise Reject(reasons.INVALID_TIMESTAMP, str(error)) from error
+
+    def _missing_time_detail(self, spec: dict[str, Any], message: dict[str, Any]) -> str:
+        """Name a time-like column that was found but not read (its value is not quoted: the
+        detail is logged and counted; the rejects file holds the record)."""
+        candidates = {**spec, **(message.get("properties") or {})}
+        found = next((key for key in candidates if canonical_field(key) == "time"), None)
+        if found is None:
+            return "no timestamp or originalTimestamp field"
+        why = (
+            f"does not match timestampFormat {self._job.timestamp_format!r}"
+            if self._job.timestamp_format
+            else "is not ISO 8601 or epoch seconds/milliseconds: give its format as timestampFormat"
+        )
+        return (
+            f"no timestamp or originalTimestamp field; column {found!r} looks like the event time but {why}"
+        )
 
 
 class _MessageIds:
@@ -320,6 +344,17 @@ class _RowShape:
             node = dict(zip(keys, getter(values), strict=True))
             values.append(node)
         return node
+
+
+def _with_formatted_times(record: dict[str, Any], time_format: str) -> dict[str, Any]:
+    """Time-like fields in the job's format, rewritten as ISO 8601 (the rest as they are)."""
+    converted = dict(record)
+    for key, value in record.items():
+        if type(value) is str and canonical_field(key) in ("time", "timestamp", "originalTimestamp"):
+            # Not in the format: kept as it is; the mapper's own parse reports it, or names the column.
+            with suppress(TimestampError):
+                converted[key] = format_timestamp(parse_with_format(value, time_format))
+    return converted
 
 
 def _getter_of_few(indexes: list[int]) -> Any:

@@ -49,6 +49,15 @@ def parse_timestamp(value: Any) -> datetime:
     raise TimestampError(f"unsupported time value of type {type(value).__name__}")
 
 
+def parse_with_format(text: str, time_format: str) -> datetime:
+    """A time in the job's `timestampFormat` (strptime syntax); without an offset, UTC."""
+    try:
+        moment = datetime.strptime(text.strip(), time_format)  # naive: made UTC below
+    except ValueError as error:
+        raise TimestampError(f"does not match timestampFormat {time_format!r}") from error
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def format_timestamp(moment: datetime) -> str:
     """Segment's preferred form: UTC with millisecond precision and a `Z`."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

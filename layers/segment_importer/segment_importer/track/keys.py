@@ -54,9 +54,14 @@ def rejects_key(prefixes: KeyPrefixes, key: str, *, part: int = 0, span: int | N
     return rejects_prefix(prefixes, key) + name
 
 
+def refused_prefix(prefixes: KeyPrefixes, key: str) -> str:
+    """What the keys of the files of messages Segment refused (HTTP 400) start with."""
+    return derived_key(prefixes.rejects, key, prefixes.imports, ".refused/")
+
+
 def refused_key(prefixes: KeyPrefixes, key: str, batch_number: int) -> str:
     """Where the messages Segment refused in one batch are kept."""
-    return derived_key(prefixes.rejects, key, prefixes.imports, f".refused/batch-{batch_number:06d}.ndjson")
+    return f"{refused_prefix(prefixes, key)}batch-{batch_number:06d}.ndjson"
 
 
 def job_file_candidates(key: str, imports_prefix: str) -> list[str]:

@@ -1,0 +1,247 @@
+"""`status`, `rejects`, `redrive` and `check-job`: read what runs and stacks left behind.
+
+Against a deployed stack these need AWS credentials and a region; a missing one is a one-line
+error naming what is missing, never a botocore traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from rich.console import Console
+
+from segment_importer.job import JobOptionsError, parse_job_document
+from segment_importer_local.errors import CliError, usage_error
+
+if TYPE_CHECKING:
+    from segment_importer_local.inputs import InputFile
+
+
+def add_inspect_commands(commands: Any) -> None:
+    _add_status(commands)
+    _add_rejects(commands)
+    redrive = commands.add_parser(
+        "redrive",
+        help="move dead-lettered batches back to the work queue",
+        description="Move a deployed stack's dead-lettered batches back to its work queue, and reopen "
+        "their imports in the ledger. Example: segment-importer redrive --stack segment-importer",
+    )
+    redrive.add_argument("--stack", required=True, help="the deployed stack's name")
+    redrive.add_argument("--key", help="only this import's batches (its key under imports/)")
+    redrive.set_defaults(command=_redrive)
+    check = commands.add_parser(
+        "check-job",
+        help="validate a job file and print the options it sets",
+        description="Check a job file (the job.json format) and report every problem in it; print the "
+        "options it sets when it has none. Example: segment-importer check-job imports/2019/job.json",
+    )
+    check.add_argument("job_file", type=Path)
+    check.set_defaults(command=_check_job)
+
+
+def _add_status(commands: Any) -> None:
+    status = commands.add_parser(
+        "status",
+        help="where imports stand: progress, counts, rates, errors",
+        description="Where imports stand: progress, counts, rate, ETA and errors, from the latest local "
+        "run (default), a local run's folder, or a deployed stack's ledger. Examples: "
+        "segment-importer status --watch; segment-importer status --stack segment-importer imports/2019/",
+    )
+    status.add_argument("prefix", nargs="?", default="", metavar="KEY-PREFIX", help="only keys starting so")
+    _add_source_arguments(status)
+    status.add_argument("--watch", action="store_true", help="refresh until every import has finished")
+    status.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (--watch)")
+    status.add_argument("--json", action="store_true", help="print JSON for scripts")
+    status.set_defaults(command=_status)
+
+
+def _add_rejects(commands: Any) -> None:
+    rejects = commands.add_parser(
+        "rejects",
+        help="print or download the rejects of one import",
+        description="Print (or --output) the records one import rejected, and the messages Segment "
+        "refused (HTTP 400). KEY is the import's key, or the name given to `run`. Examples: "
+        "segment-importer rejects signups.csv; segment-importer rejects imports/2019/events.csv --stack NAME",
+    )
+    rejects.add_argument("key", metavar="KEY", help="the import's key (imports/2019/events.csv) or file name")
+    _add_source_arguments(rejects)
+    rejects.add_argument("--bucket", help="the import bucket (default: the stack's)")
+    rejects.add_argument("--output", type=Path, help="write to this file instead of printing")
+    rejects.set_defaults(command=_rejects)
+
+
+def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--stack", help="a deployed stack's name")
+    where.add_argument("--table", help="a deployed imports table's name")
+    where.add_argument(
+        "--local", type=Path, metavar="RUN_DIR", help="a local run's folder (default: the latest)"
+    )
+    parser.add_argument("--out", type=Path, default=Path("out"), help="where local runs are (default: out)")
+
+
+@contextmanager
+def aws_errors() -> Iterator[None]:
+    """botocore's exceptions as one line naming what is missing."""
+    from botocore import exceptions
+
+    try:
+        yield
+    except exceptions.NoRegionError:
+        raise CliError(
+            "no AWS region configured: set AWS_REGION (or AWS_DEFAULT_REGION, or a profile's region)"
+        ) from None
+    except (exceptions.NoCredentialsError, exceptions.PartialCredentialsError):
+        raise CliError(
+            "no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        ) from None
+    except exceptions.EndpointConnectionError as error:
+        raise CliError(f"cannot reach AWS: {error}") from None
+    except exceptions.ClientError as error:
+        detail = error.response.get("Error", {})
+        raise CliError(
+            f"AWS answered {detail.get('Code', 'an error')}: {detail.get('Message', '')}"
+        ) from None
+    except exceptions.BotoCoreError as error:
+        raise CliError(f"AWS: {error}") from None
+
+
+def _status(arguments: argparse.Namespace) -> int:
+    from segment_importer_local import status as status_module
+    from segment_importer_local.status_view import status_table, summary_lines
+
+    read = _imports_reader(arguments)
+    console = Console()
+    with aws_errors():
+        if arguments.watch and not arguments.json:
+            statuses = _watch(read, console, arguments.interval)
+        else:
+            statuses = [status_module.describe(item) for item in read()]
+            if arguments.json:
+                print(orjson.dumps(statuses, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
+                return 0
+            console.print(status_table(statuses, width=console.width))
+    for line in summary_lines(statuses):
+        console.print(line, markup=False)
+    return 0
+
+
+def _watch(
+    read: Callable[[], list[dict[str, Any]]], console: Console, interval: float
+) -> list[dict[str, Any]]:
+    from rich.live import Live
+
+    from segment_importer_local import status as status_module
+    from segment_importer_local.status_view import status_table
+
+    with Live(console=console, refresh_per_second=4) as live:
+        while True:
+            statuses = [status_module.describe(item) for item in read()]
+            live.update(status_table(statuses, width=console.width))
+            if status_module.all_final(statuses):
+                return statuses
+            time.sleep(interval)
+
+
+def _imports_reader(arguments: argparse.Namespace) -> Callable[[], list[dict[str, Any]]]:
+    from segment_importer_local import status as status_module
+
+    if arguments.stack or arguments.table:
+        import boto3
+
+        with aws_errors():
+            table = arguments.table or status_module.table_of_stack(
+                boto3.client("cloudformation"), arguments.stack
+            )
+            return status_module.ledger_reader(boto3.client("dynamodb"), table, arguments.prefix)
+    try:
+        run_dir = status_module.local_run_dir(arguments.out, arguments.local)
+        status_module.read_snapshot(run_dir)
+    except FileNotFoundError as error:
+        raise CliError(str(error)) from None
+    return status_module.snapshot_reader(run_dir, arguments.prefix)
+
+
+def _rejects(arguments: argparse.Namespace) -> int:
+    from segment_importer_local import rejects_lookup
+
+    if arguments.stack or arguments.table or arguments.bucket:
+        with aws_errors():
+            found = rejects_lookup.deployed(arguments)
+    else:
+        found = rejects_lookup.local(arguments)
+    if arguments.output:
+        arguments.output.write_bytes(found.body)
+        print(f"{found.lines} rejected records written to {arguments.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(found.body.decode("utf-8", "replace"))
+    if not found.lines:
+        print(f"0 rejects for {found.key}", file=sys.stderr)
+    return 0
+
+
+def _redrive(arguments: argparse.Namespace) -> int:
+    import boto3
+
+    from segment_importer.track.ledger import Ledger
+    from segment_importer.track.redrive import redrive
+
+    with aws_errors():
+        cloudformation = boto3.client("cloudformation")
+
+        def physical(logical_id: str) -> str:
+            detail = cloudformation.describe_stack_resource(
+                StackName=arguments.stack, LogicalResourceId=logical_id
+            )
+            return detail["StackResourceDetail"]["PhysicalResourceId"]
+
+        ledger = Ledger(boto3.client("dynamodb"), physical("ImportsTable"), physical("BatchesTable"))
+        result = redrive(
+            boto3.client("sqs"),
+            physical("DeadLetterQueue"),
+            physical("WorkQueue"),
+            key=arguments.key,
+            ledger=ledger,
+        )
+    print(
+        f"moved {result.moved} batches back to the work queue ({len(result.imports)} imports reopened); "
+        f"{result.kept} left in the dead-letter queue"
+    )
+    return 0
+
+
+def _check_job(arguments: argparse.Namespace) -> int:
+    document = checked_job_document(arguments.job_file)
+    print(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+def checked_job_document(path: Path) -> dict[str, Any]:
+    """The job file's document, or a usage error listing every problem in it."""
+    try:
+        return parse_job_document(path.read_bytes(), str(path))
+    except OSError as error:
+        raise usage_error(f"cannot read the job file: {error}") from None
+    except JobOptionsError as error:
+        listed = "\n".join(f"  - {problem}" for problem in error.problems)
+        raise usage_error(f"{len(error.problems)} problem(s) in the job file:\n{listed}") from None
+
+
+def check_job_files(configs: list[Path], inputs: list[InputFile]) -> None:
+    """--config and every job.json among the inputs, before anything runs."""
+    for path in [*configs, *(item.path for item in inputs if item.is_job_file)]:
+        checked_job_document(path)
+
+
+def stack_bucket(cloudformation: Any, stack_name: str | None) -> str:
+    if not stack_name:
+        raise usage_error("give --bucket or --stack")
+    resource = cloudformation.describe_stack_resource(StackName=stack_name, LogicalResourceId="ImportBucket")
+    return resource["StackResourceDetail"]["PhysicalResourceId"]

@@ -1,0 +1,250 @@
+"""`segment-importer run`: check the command line and the destination, run, print the verdict.
+
+Everything that can be known before the local stack starts is checked first and refused at
+once: a host that is not a URL, a write key that is empty or missing for `--host`, parameter
+overrides the template does not allow, job files with errors, inputs that do not exist. Then,
+for a real destination, one connection to the host and the write-key pre-flight: a host nobody
+answers on fails in seconds, naming the host and the error, with nothing queued.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from rich.console import Console
+
+from segment_importer_local import verdict as verdicts
+from segment_importer_local.destination import (
+    HostUnreachable,
+    UnknownWriteKey,
+    UsageError,
+    check_reachable,
+    check_write_key,
+    parse_host,
+    preflight_host,
+)
+from segment_importer_local.errors import CliError, usage_error
+from segment_importer_local.inputs import InputError, find_inputs
+from segment_importer_local.resume import Delivered, ResumeError, load_run
+from segment_importer_local.template_config import StackTemplate, TemplateError
+
+if TYPE_CHECKING:
+    from segment_importer_local.runner import RunResult
+
+_RUN_EXAMPLES = """examples:
+  segment-importer run examples/
+  segment-importer run exports/ --config job.json --report report.json
+  segment-importer run events.ndjson --write-key "$SEGMENT_WRITE_KEY"
+  segment-importer run events.ndjson --write-key "$KEY" --host https://events.eu1.segmentapis.com
+  segment-importer run events.ndjson --write-key "$KEY" --host https://proxy.example --preflight-host https://cdn.segment.com
+  segment-importer run big.csv.gz --parameter ParallelSplitBytes=67108864
+  segment-importer run --resume out/20261201T101500Z-1a2b   # after Ctrl-C: sends only what was not sent
+
+Folders are searched recursively; each file keeps its path under imports/local/, and a job.json in
+a folder governs the files below it, as the nearest job.json does in the bucket.
+Exit codes: 0 every record sent, 3 finished with rejects, 1 failed or nothing sent, 2 usage.
+"""
+
+
+def add_run_command(commands: Any) -> None:
+    run = commands.add_parser(
+        "run",
+        help="import export files end to end on this machine (moto and an embedded Segment endpoint)",
+        description="Import export files end to end on this machine: the splitter and sender run as in "
+        "Lambda, against moto, and send to an embedded Segment-compatible endpoint (or, with "
+        "--write-key, to Segment).",
+        epilog=_RUN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("files", nargs="*", type=Path, metavar="FILE", help="export files, or folders of them")
+    run.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="run a stopped run again: the batches it delivered are not sent again (out/<run>)",
+    )
+    run.add_argument("--config", type=Path, help="job file (the job.json format) for every file")
+    run.add_argument(
+        "--write-key", help="send to Segment with this write key instead of the embedded endpoint"
+    )
+    run.add_argument("--host", help="Segment host for --write-key (default: the template's SegmentHost)")
+    run.add_argument(
+        "--preflight-host",
+        help="settings host to check the write key at, when --host is not Segment's (e.g. https://cdn.segment.com)",
+    )
+    run.add_argument(
+        "--dry-run", action="store_true", help="validate and report what would be sent; send nothing"
+    )
+    run.add_argument("--report", type=Path, help="also write the run's report as JSON here")
+    run.add_argument(
+        "--out", type=Path, default=Path("out"), help="folder for the runs' output (default: out)"
+    )
+    run.add_argument("--template", type=Path, help="template.yaml to read (default: the one installed)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--engine", choices=("local", "sam"), default="local", help="sam: the functions in SAM CLI containers"
+    )
+    run.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a template parameter for this run, e.g. ParallelSplitBytes=1048576 (repeatable)",
+    )
+    run.set_defaults(command=run_command)
+
+
+def run_command(arguments: argparse.Namespace) -> int:
+    from segment_importer_local.cli_inspect import check_job_files
+    from segment_importer_local.runner import RunOptions, run_import  # moto loads only for `run`
+
+    resumed = _resume(arguments)
+    template = _template(arguments.template)
+    host, settings_host = _checked_destination(arguments, template)
+    overrides = parameter_overrides(arguments.parameter, template)
+    try:
+        inputs = find_inputs(arguments.files)
+    except InputError as error:
+        raise usage_error(str(error)) from None
+    check_job_files([arguments.config] if arguments.config else [], inputs)
+    if arguments.write_key:
+        _check_destination(arguments.write_key, host, settings_host)
+    arguments.interrupted_note = lambda: _interrupted_note(arguments.out)
+    result = run_import(
+        RunOptions(
+            files=arguments.files,
+            job_config=arguments.config,
+            write_key=arguments.write_key,
+            host=host,
+            preflight_host=arguments.preflight_host,
+            dry_run=arguments.dry_run,
+            out_dir=arguments.out,
+            template_path=template.path,
+            show_progress=not arguments.no_progress,
+            parameter_overrides=overrides,
+            resumed=resumed,
+            engine=arguments.engine,
+        )
+    )
+    if resumed is not None:
+        print(
+            f"Resumed {arguments.resume}: {result.resumed_batches_skipped:,} batches "
+            f"({result.resumed_messages_skipped:,} messages) delivered before the stop were not sent again",
+            file=sys.stderr,
+        )
+    return _report(result, arguments)
+
+
+def _resume(arguments: argparse.Namespace) -> Delivered | None:
+    """With --resume, the stopped run's options (the command line may repeat or change them)."""
+    if arguments.resume is None:
+        if not arguments.files:
+            raise usage_error("give the export files or folders to import (or --resume RUN_DIR)")
+        return None
+    try:
+        saved = load_run(arguments.resume)
+    except ResumeError as error:
+        raise usage_error(str(error)) from None
+    if saved["write_key_given"] and not arguments.write_key:
+        raise usage_error(f"that run sent to {saved['host']} with a write key: give --write-key again")
+    arguments.files = arguments.files or [Path(path) for path in saved["files"]]
+    arguments.config = arguments.config or (Path(saved["config"]) if saved["config"] else None)
+    arguments.host = arguments.host or (saved["host"] if saved["write_key_given"] else None)
+    arguments.preflight_host = arguments.preflight_host or saved["preflight_host"]
+    arguments.dry_run = arguments.dry_run or saved["dry_run"]
+    arguments.template = arguments.template or (Path(saved["template"]) if saved["template"] else None)
+    given = {pair.partition("=")[0] for pair in arguments.parameter}
+    arguments.parameter += [
+        f"{name}={value}" for name, value in saved["parameters"].items() if name not in given
+    ]
+    return Delivered.read(arguments.resume)
+
+
+def _template(path: Path | None) -> StackTemplate:
+    try:
+        return StackTemplate.load(path)
+    except (OSError, TemplateError) as error:
+        raise usage_error(f"cannot read the template: {error}") from None
+
+
+def _checked_destination(arguments: argparse.Namespace, template: StackTemplate) -> tuple[str | None, str]:
+    """The host to send to and the settings host to check the key at; refuses what is wrong."""
+    if arguments.write_key is not None and not arguments.write_key.strip():
+        raise usage_error("--write-key is empty: give the source's write key, or leave the option out")
+    for option, value in (("--host", arguments.host), ("--preflight-host", arguments.preflight_host)):
+        if value is not None and not arguments.write_key:
+            raise usage_error(
+                f"{option} needs --write-key (without it the run sends to the embedded endpoint)"
+            )
+    try:
+        host = parse_host(arguments.host) if arguments.host else None
+        explicit = (
+            parse_host(arguments.preflight_host, "--preflight-host") if arguments.preflight_host else None
+        )
+    except UsageError as error:
+        raise usage_error(str(error)) from None
+    defaults = template.parameter_defaults()
+    if arguments.write_key and host is None:
+        host = defaults.get("SegmentHost")
+    return host, preflight_host(host, explicit, defaults.get("PreflightHost", ""))
+
+
+def _check_destination(write_key: str, host: str | None, settings_host: str) -> None:
+    """A short connection (and TLS) check of the host, then the write-key pre-flight."""
+    try:
+        if host:
+            check_reachable(host)
+        key_check = check_write_key(write_key, settings_host, host)
+    except (HostUnreachable, UnknownWriteKey) as error:
+        raise CliError(f"{error}; nothing was queued") from None
+    if not key_check.checked:
+        print(f"warning: {key_check.detail}; a wrong key would lose every message silently", file=sys.stderr)
+
+
+def parameter_overrides(pairs: list[str], template: StackTemplate) -> dict[str, str]:
+    """`NAME=VALUE` pairs, each allowed by the template's own constraints for NAME."""
+    overrides, problems = {}, []
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        problem = template.parameter_problem(name, value) if equals else "expected NAME=VALUE"
+        if problem:
+            problems.append(f"--parameter {pair!r}: {problem}")
+        overrides[name] = value
+    if problems:
+        raise usage_error("; ".join(problems))
+    return overrides
+
+
+def _interrupted_note(out_dir: Path) -> str:
+    from segment_importer_local.snapshots import latest_run_dir
+
+    run_dir = latest_run_dir(out_dir)
+    where = (
+        f"what was done so far is in {run_dir} (segment-importer status --local {run_dir})" if run_dir else ""
+    )
+    if not run_dir:
+        return "stopped; nothing was imported yet"
+    return f"stopped; {where}. Resume it with: segment-importer run --resume {run_dir}"
+
+
+def _report(result: RunResult, arguments: argparse.Namespace) -> int:
+    from segment_importer_local.run_summary import print_result
+
+    console = Console(highlight=False)
+    print_result(result, console, dry_run=arguments.dry_run)
+    verdict = verdicts.of_run(result, dry_run=arguments.dry_run)
+    for line in verdict.reasons:
+        console.print(line, style="red" if verdict.code == verdicts.EXIT_FAILED else "yellow", markup=False)
+    style = {verdicts.EXIT_OK: "green", verdicts.EXIT_REJECTS: "yellow"}.get(verdict.code, "red")
+    console.print(verdict.headline, style=style, markup=False)
+    if arguments.report:
+        document = {**result.to_dict(), "verdict": verdict.headline, "exit_code": verdict.code}
+        arguments.report.write_bytes(
+            orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+        )
+        print(f"Report written to {arguments.report}", file=sys.stderr)
+    return verdict.code

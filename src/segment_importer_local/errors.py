@@ -1,0 +1,23 @@
+"""The CLI's one-line errors and exit codes (a module of their own: `python -m ...cli` runs
+cli.py as `__main__`, so a class defined there would be a second class in the subcommands)."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_REJECTS = 3
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a command stopped by SIGPIPE (128 + 13)
+
+
+class CliError(Exception):
+    """A one-line error for the user; `code` is the exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def usage_error(message: str) -> CliError:
+    return CliError(message, EXIT_USAGE)

@@ -1,0 +1,68 @@
+"""The files a local run imports, and where each lands under the drop folder.
+
+Folders are searched recursively, and a file keeps its path relative to the folder given
+(with that folder's own name first), so `run exports/2019 exports/2020` drops
+`local/2019/events.csv` and `local/2020/events.csv`: two imports with two reports, never one
+overwriting the other. A `job.json` in a folder lands at the matching prefix, where the splitter
+finds it as the nearest job file, exactly as in the bucket. Hidden files and folders are skipped.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from segment_importer.job import JOB_FILE_NAME
+
+
+class InputError(ValueError):
+    """No such file, nothing to import, or two inputs that would land on one key."""
+
+
+@dataclass(frozen=True, slots=True)
+class InputFile:
+    path: Path
+    relative: str  # under the local drop folder, "/"-separated
+
+    @property
+    def is_job_file(self) -> bool:
+        return PurePosixPath(self.relative).name == JOB_FILE_NAME
+
+
+def find_inputs(paths: list[Path]) -> list[InputFile]:
+    """Every export file (and job file) under `paths`, in a stable order."""
+    found: list[InputFile] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(_in_folder(path))
+        elif path.is_file():
+            found.append(InputFile(path, path.name))
+        else:
+            raise InputError(f"no such file or folder: {path}")
+    if not any(not item.is_job_file for item in found):
+        raise InputError(f"no export files to import in {', '.join(str(path) for path in paths)}")
+    _refuse_collisions(found)
+    return found
+
+
+def _in_folder(folder: Path) -> list[InputFile]:
+    base = folder.resolve().name or "drop"
+    files = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if not path.is_file() or any(part.startswith(".") for part in relative.parts):
+            continue
+        files.append(InputFile(path, "/".join((base, *relative.parts))))
+    return files
+
+
+def _refuse_collisions(found: list[InputFile]) -> None:
+    counts = Counter(item.relative for item in found)
+    twice = sorted(relative for relative, count in counts.items() if count > 1)
+    if twice:
+        sources = [str(item.path) for item in found if item.relative in twice]
+        raise InputError(
+            f"two inputs would land on one key ({', '.join(twice)}): {', '.join(sources)}; "
+            "give their folders instead, so each keeps its own path"
+        )

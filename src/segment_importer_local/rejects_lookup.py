@@ -1,0 +1,95 @@
+"""Find one import's rejects: the records the splitter rejected (`.rejects.*.ndjson`, one file a
+part or byte range) and the messages Segment refused with a 400 (`.refused/batch-*.ndjson`).
+
+KEY may be the import's full key or the name given to `run` (`signups.csv`, `2019/events.csv`);
+"0 rejects" (the import is known, nothing was rejected) is told apart from "no such import".
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+from dataclasses import dataclass
+from typing import Any
+
+from segment_importer.settings import Prefixes
+from segment_importer.track import keys as bucket_keys
+from segment_importer_local.errors import CliError, usage_error
+
+
+@dataclass(frozen=True, slots=True)
+class FoundRejects:
+    key: str
+    body: bytes
+
+    @property
+    def lines(self) -> int:
+        return self.body.count(b"\n")
+
+
+def resolve_key(given: str, known: list[str], prefixes: Prefixes) -> str:
+    """The one known import key that `given` names."""
+    if given in known:
+        return given
+    name = given.removeprefix("./")
+    matches = sorted({key for key in known if key.endswith("/" + name) or key == prefixes.imports + name})
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise usage_error(f"{given!r} names {len(matches)} imports: {', '.join(matches)}; give the full key")
+    listed = ", ".join(sorted(known)[:10]) or "none"
+    raise CliError(f"no such import: {given!r} (imports in that run: {listed})")
+
+
+def local(arguments: argparse.Namespace) -> FoundRejects:
+    from segment_importer_local.snapshots import read_snapshot
+    from segment_importer_local.status import local_run_dir
+
+    prefixes = Prefixes()
+    try:
+        run_dir = local_run_dir(arguments.out, arguments.local)
+        known = [item["key"] for item in read_snapshot(run_dir)]
+    except FileNotFoundError as error:
+        raise CliError(str(error)) from None
+    key = resolve_key(arguments.key, known, prefixes)
+    folder = run_dir / "bucket"
+    rejects_prefix, refused_prefix = _prefixes(prefixes, key)
+    # `*` after the prefix, not `*.ndjson`: the first part's file is `.rejects.ndjson`.
+    paths = sorted(
+        path for path in folder.glob(glob.escape(rejects_prefix) + "*") if path.name.endswith(".ndjson")
+    )
+    paths += sorted((folder / refused_prefix).glob("*.ndjson"))
+    return FoundRejects(key, b"".join(path.read_bytes() for path in paths))
+
+
+def deployed(arguments: argparse.Namespace) -> FoundRejects:
+    import boto3
+
+    from segment_importer_local.cli_inspect import stack_bucket
+
+    prefixes = Prefixes()
+    bucket = arguments.bucket or stack_bucket(boto3.client("cloudformation"), arguments.stack)
+    key = arguments.key if arguments.key.startswith(prefixes.imports) else prefixes.imports + arguments.key
+    s3 = boto3.client("s3")
+    keys = [found for prefix in _prefixes(prefixes, key) for found in _ndjson_keys(s3, bucket, prefix)]
+    if not keys and not _has_report(s3, bucket, prefixes, key):
+        raise CliError(f"no such import: s3://{bucket}/{key} has no report (and no rejects)")
+    return FoundRejects(
+        key, b"".join(s3.get_object(Bucket=bucket, Key=found)["Body"].read() for found in keys)
+    )
+
+
+def _prefixes(prefixes: Prefixes, key: str) -> tuple[str, str]:
+    return bucket_keys.rejects_prefix(prefixes, key), bucket_keys.refused_prefix(prefixes, key)
+
+
+def _ndjson_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sorted(
+        item["Key"] for page in pages for item in page.get("Contents", []) if item["Key"].endswith(".ndjson")
+    )
+
+
+def _has_report(s3: Any, bucket: str, prefixes: Prefixes, key: str) -> bool:
+    report_key = bucket_keys.report_key(prefixes.reports, prefixes.imports, key)
+    return bool(s3.list_objects_v2(Bucket=bucket, Prefix=report_key, MaxKeys=1).get("KeyCount"))

@@ -1,0 +1,107 @@
+"""What a run's last line says, and its exit code: a verdict means what it says.
+
+- 0 `OK`: every record read was sent (in a dry run: would be sent);
+- 3 `DONE WITH REJECTS`: finished, everything valid was sent, some records were rejected
+  (by validation, or refused by Segment);
+- 1 `NOT OK`: something was not delivered, an import failed, a file was not read to its end,
+  nothing was sent, or there was nothing to send (0 records);
+- 2: the command line was wrong (argparse's own code, and every refused option).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from segment_importer_local.runner import FileOutcome, RunResult
+
+from segment_importer_local.errors import EXIT_FAILED, EXIT_OK, EXIT_REJECTS
+
+# What to do about the most frequent reject reason (codes: segment_importer.track.reasons).
+HINTS = {
+    "missing_user": 'no column maps to userId or anonymousId: map one in the job file, e.g. `"columns": '
+    '{"email": "userId"}`',
+    "missing_timestamp": "no field holds an event time Segment can read: map a column to timestamp "
+    '(`"columns": {"created": "timestamp"}`), give its format (`"timestampFormat": "%m/%d/%Y %H:%M"`), '
+    'or set `"requireTimestamp": false`',
+    "invalid_timestamp": "the event time is not ISO 8601 or epoch: give its format in the job file, "
+    'e.g. `"timestampFormat": "%m/%d/%Y %H:%M"`',
+    "missing_event": 'track calls need an event name: map a column to event, or set `"event"` in the '
+    "job file",
+    "unknown_type": 'the type column holds something else: set `"type"` in the job file, or drop the column',
+    "csv_field_count": "rows with more or fewer cells than the header: check the delimiter and quoting",
+    "invalid_json": "lines that are not JSON: is this NDJSON (one object a line)?",
+    "rejected_by_segment": "Segment answered 400 for these messages (see the rejects' .refused/ files)",
+}
+
+
+@dataclass
+class Verdict:
+    code: int
+    headline: str
+    reasons: list[str] = field(default_factory=list)  # one line each, said before the headline
+
+
+def of_run(result: RunResult, *, dry_run: bool) -> Verdict:
+    files = result.files
+    records = sum(int(f.report.get("records_read", 0)) for f in files)
+    rejected = sum(int(f.report.get("rejected", 0)) for f in files) + sum(f.messages_refused for f in files)
+    if dry_run:
+        sent = sum(int(f.report.get("messages_queued", 0)) for f in files)
+        batches = sum(int(f.report.get("batches_queued", 0)) for f in files)
+        done = (
+            f"would send {sent:,} of {records:,} records in {batches:,} batch{'es' if batches != 1 else ''}"
+        )
+    else:
+        sent = sum(f.messages_delivered for f in files)
+        done = f"sent {sent:,} of {records:,} records to {result.destination}"
+    reasons = [line for outcome in files for line in _failures(outcome, result.destination, dry_run)]
+    hint = top_reason_hint(files)
+    if records == 0 and not reasons:
+        return Verdict(EXIT_FAILED, "NOT OK: 0 records in the input (an empty file, or a header only)")
+    mode = " (dry run, nothing sent)" if dry_run else ""
+    if reasons or sent == 0:
+        if rejected and hint:
+            reasons.append(hint)
+        return Verdict(EXIT_FAILED, f"NOT OK{mode}: {done}", reasons)
+    if rejected:
+        return Verdict(
+            EXIT_REJECTS, f"DONE WITH REJECTS{mode}: {done}; {rejected:,} rejected", [hint] if hint else []
+        )
+    return Verdict(EXIT_OK, f"OK{mode}: {done}")
+
+
+def top_reason_hint(files: list[FileOutcome]) -> str:
+    counts: Counter[str] = Counter()
+    for outcome in files:
+        counts.update(outcome.report.get("rejected_by_reason", {}))
+        counts["rejected_by_segment"] += outcome.messages_refused
+    counts = Counter({reason: count for reason, count in counts.items() if count})
+    if not counts:
+        return ""
+    reason, count = counts.most_common(1)[0]
+    return f"top reject reason {reason} ({count:,}): {HINTS.get(reason, 'see the rejects file')}"
+
+
+def _failures(outcome: FileOutcome, destination: str, dry_run: bool) -> list[str]:
+    """Why one file's import is not a success, one line per cause."""
+    name, report, ledger = outcome.key, outcome.report, outcome.ledger or {}
+    lines = []
+    records, queued = int(report.get("records_read", 0)), int(report.get("messages_queued", 0))
+    if records and not queued and not report.get("error"):
+        lines.append(f"{name}: every record was rejected ({records:,}): nothing to send from it")
+    if report.get("error"):
+        lines.append(f"{name}: import failed: {report['error']}")
+    if not outcome.read_to_its_end:
+        lines.append(f"{name}: not read to its end (file_unreadable in the rejects says where and why)")
+    if dry_run or report.get("error"):
+        return lines
+    undelivered = int(ledger.get("messages_queued", report.get("messages_queued", 0))) - (
+        outcome.messages_delivered + outcome.messages_refused
+    )
+    if undelivered > 0 or outcome.batches_dead_lettered or outcome.batches_in_dead_letter_queue:
+        error = ledger.get("last_error") or ledger.get("first_error") or "no answer recorded"
+        lines.append(f"{name}: {undelivered:,} messages not delivered: {error} (host {destination})")
+    return lines

@@ -1,0 +1,107 @@
+"""Issue 12, files and folders as people have them; issue 11.7 (one base name in two folders),
+11.10 (Segment's refusals in `rejects`), 11.11 (the installed template) and owner-only output."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+from segment_importer_local.segment_endpoint import FaultPlan, SegmentEndpoint
+from tests.cli.conftest import no_traceback, signups, write_csv
+from tests.conftest import WRITE_KEY
+
+
+def _statuses(cli, tmp_path: Path) -> dict[str, dict]:
+    done = cli("status", "--json")
+    assert done.code == 0, done.both
+    return {status["key"]: status for status in json.loads(done.out)}
+
+
+def test_folders_recurse_keep_their_paths_and_the_nearest_job_file(cli, tmp_path: Path) -> None:
+    """2019/events.csv and 2020/events.csv used to land on one key: one report overwrote the
+    other and the failed import was hidden (exit 0, OK)."""
+    drop = tmp_path / "exports"
+    signups(drop / "2019" / "events.csv", 3)
+    # All rows lack a user id: every record rejected, unless the job file nearest to it maps email.
+    rows = [f"u{i}@example.com,Played,2021-01-01T00:00:0{i}Z" for i in range(2)]
+    write_csv(drop / "2020" / "events.csv", "email,event,timestamp", rows)
+    write_csv(drop / "2020" / "mapped" / "events.csv", "email,event,timestamp", rows)
+    (drop / "2020" / "mapped" / "job.json").write_text(json.dumps({"columns": {"email": "userId"}}))
+
+    done = cli("run", "exports", "--no-progress")
+    statuses = _statuses(cli, tmp_path)
+
+    assert done.code == 1, done.both  # the 2020 file sent nothing
+    assert statuses["imports/local/exports/2019/events.csv"]["messages_delivered"] == 3
+    assert statuses["imports/local/exports/2020/events.csv"]["rejected_by_reason"] == {"missing_user": 2}
+    assert statuses["imports/local/exports/2020/mapped/events.csv"]["messages_delivered"] == 2
+    assert "imports/local/exports/2020/mapped/job.json" not in statuses  # a job file, not an import
+    assert "exports/2020/events.csv" in done.out
+
+
+def test_two_files_of_one_name_given_directly_are_refused(cli, tmp_path: Path) -> None:
+    signups(tmp_path / "a" / "events.csv")
+    signups(tmp_path / "b" / "events.csv")
+    done = cli("run", "a/events.csv", "b/events.csv", "--no-progress")
+
+    assert done.code == 2, done.both
+    assert "two inputs would land on one key (events.csv)" in done.err
+
+
+def test_rejects_by_the_name_given_to_run_and_zero_rejects_apart_from_no_such_import(
+    cli, tmp_path: Path
+) -> None:
+    write_csv(
+        tmp_path / "mixed.csv", "userId,event,timestamp", ["u1,Played,2021-01-01T00:00:00Z", ",Played,x"]
+    )
+    signups(tmp_path / "clean.csv", 2)
+    assert cli("run", "mixed.csv", "clean.csv", "--no-progress").code == 3
+
+    mixed, clean, missing = (
+        cli("rejects", "mixed.csv"),
+        cli("rejects", "clean.csv"),
+        cli("rejects", "nope.csv"),
+    )
+
+    assert mixed.code == 0, mixed.both
+    assert [json.loads(line)["number"] for line in mixed.out.splitlines()] == [2]
+    assert clean.code == 0, clean.both
+    assert clean.out == ""
+    assert "0 rejects for imports/local/clean.csv" in clean.err
+    assert missing.code == 1, missing.both
+    assert "no such import: 'nope.csv'" in missing.err
+    no_traceback(missing)
+
+
+def test_rejects_lists_the_messages_segment_refused(cli, tmp_path: Path) -> None:
+    """A 400 from Segment for a one-message batch: kept under .refused/ with "number": null."""
+    signups(tmp_path / "one.csv", 1)
+    with SegmentEndpoint(WRITE_KEY, faults=FaultPlan.script([400])) as endpoint:
+        url = endpoint.url
+        done = cli("run", "one.csv", "--write-key", WRITE_KEY, "--host", url, "--no-progress")
+    listed = cli("rejects", "one.csv")
+
+    assert done.code == 1, done.both  # nothing was sent
+    assert "rejected_by_segment" in done.out
+    (refused,) = [json.loads(line) for line in listed.out.splitlines()]
+    assert refused["reason"] == "rejected_by_segment"
+    assert refused["number"] is None
+
+
+def test_output_is_for_the_owner_only_and_the_template_is_the_installed_one(cli, tmp_path: Path) -> None:
+    """A template.yaml in the working folder is not read (it would choose the code that runs)."""
+    (tmp_path / "template.yaml").write_text("Resources: {this is: [not the project's template\n")
+    write_csv(
+        tmp_path / "mixed.csv", "userId,event,timestamp", ["u1,Played,2021-01-01T00:00:00Z", ",Played,x"]
+    )
+    done = cli("run", "mixed.csv", "--no-progress")
+
+    assert done.code == 3, done.both
+    run_dir = Path((tmp_path / "out" / "LATEST").read_text().strip())
+    written = [run_dir, *run_dir.rglob("*")]
+    assert any(path.name == "received.ndjson" for path in written)
+    assert any(path.name.endswith(".rejects.ndjson") for path in written)
+    for path in written:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o077 == 0, f"{path} is {oct(mode)}"

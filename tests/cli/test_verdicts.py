@@ -1,0 +1,91 @@
+"""Issue 12, verdicts that mean what they say: exit 0 only when every record was sent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.cli.conftest import no_traceback, signups, write_csv
+
+
+def test_a_spreadsheet_with_every_row_rejected_is_not_ok(cli, tmp_path: Path) -> None:
+    rows = [f"u{i}@example.com,Signed Up,2021-03-0{i + 1}T09:30:00Z,pro" for i in range(4)]
+    write_csv(tmp_path / "spreadsheet.csv", "email,event,created_at,plan", rows)
+    done = cli("run", "spreadsheet.csv", "--no-progress")
+
+    assert done.code == 1, done.both
+    assert "NOT OK: sent 0 of 4 records" in done.out
+    assert "top reject reason missing_user (4): no column maps to userId or anonymousId" in done.out
+    assert '"columns": {"email": "userId"}' in done.out
+    no_traceback(done)
+
+
+def test_every_record_sent_is_ok_and_some_rejected_is_exit_3(cli, tmp_path: Path) -> None:
+    signups(tmp_path / "good.csv", 3)
+    ok = cli("run", "good.csv", "--no-progress")
+    write_csv(
+        tmp_path / "mixed.csv", "userId,event,timestamp", ["u1,Played,2021-01-01T00:00:00Z", ",Played,2021"]
+    )
+    mixed = cli("run", "mixed.csv", "--no-progress")
+
+    assert ok.code == 0, ok.both
+    assert "OK: sent 3 of 3 records" in ok.out
+    assert mixed.code == 3, mixed.both
+    assert "DONE WITH REJECTS: sent 1 of 2 records" in mixed.out
+    assert "1 rejected" in mixed.out
+
+
+def test_a_time_in_another_format_names_its_column_then_timestamp_format_reads_it(
+    cli, tmp_path: Path
+) -> None:
+    write_csv(tmp_path / "sheet.csv", "userId,event,created_at", ["u1,Signed Up,03/06/2021 09:30"])
+    before = cli("run", "sheet.csv", "--no-progress")
+    rejects = cli("rejects", "sheet.csv")
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"timestampFormat": "%m/%d/%Y %H:%M"}), encoding="utf-8")
+    after = cli("run", "sheet.csv", "--config", "job.json", "--no-progress")
+
+    assert before.code == 1, before.both
+    (reject,) = [json.loads(line) for line in rejects.out.splitlines()]
+    assert reject["reason"] == "missing_timestamp"
+    assert "column 'created_at' looks like the event time but is not ISO 8601 or epoch" in reject["message"]
+    assert "timestampFormat" in reject["message"]
+    assert after.code == 0, after.both
+    (received,) = [json.loads(line) for line in _latest_run(tmp_path).joinpath("received.ndjson").open()]
+    assert received["timestamp"] == "2021-03-06T09:30:00.000Z"
+
+
+def test_empty_inputs_are_not_ok(cli, tmp_path: Path) -> None:
+    (tmp_path / "empty.ndjson").write_bytes(b"")
+    write_csv(tmp_path / "header-only.csv", "userId,event,timestamp", [])
+    for name in ("empty.ndjson", "header-only.csv"):
+        done = cli("run", name, "--no-progress")
+
+        assert done.code == 1, done.both
+        assert "NOT OK: 0 records in the input" in done.out
+
+
+def test_a_dry_run_says_what_it_would_send(cli, tmp_path: Path) -> None:
+    signups(tmp_path / "signups.csv", 7)
+    done = cli("run", "signups.csv", "--dry-run", "--no-progress")
+
+    assert done.code == 0, done.both
+    assert "OK (dry run, nothing sent): would send 7 of 7 records in 1 batch" in done.out
+    assert "accepted 0 messages" not in done.both
+
+
+def test_results_go_to_stdout_and_progress_to_stderr(cli, tmp_path: Path) -> None:
+    signups(tmp_path / "signups.csv", 3)
+    done = cli("run", "signups.csv", "--report", "report.json")
+
+    assert done.code == 0, done.both
+    assert "OK: sent 3 of 3 records" in done.out
+    assert "split signups.csv" in done.err  # the progress bars
+    assert "split signups.csv" not in done.out
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["exit_code"] == 0
+    assert report["verdict"].startswith("OK")
+
+
+def _latest_run(tmp_path: Path) -> Path:
+    return Path((tmp_path / "out" / "LATEST").read_text().strip())
