@@ -19,7 +19,7 @@ from segment_importer.deliver.segment_client import BatchPoster, Delivery, Deliv
 from segment_importer.import_ref import ImportRef
 from segment_importer.metrics import MetricsSink, NullMetrics
 from segment_importer.settings import Prefixes
-from segment_importer.track.completion import publish_final_report
+from segment_importer.track.completion import complete_and_report
 from segment_importer.track.ledger import Ledger
 from segment_importer.track.rejects import RejectsWriter
 from segment_importer.track.report import derived_key
@@ -154,9 +154,8 @@ def _not_delivered(record: dict[str, Any], batch: QueuedBatch, services: SenderS
 
 
 def _complete(batch: QueuedBatch, services: SenderServices) -> None:
-    ledger = services.ledger
-    if ledger and ledger.complete_if_done(batch.ref):
-        publish_final_report(services.s3, ledger, batch.ref, services.prefixes)
+    if services.ledger:
+        complete_and_report(services.s3, services.ledger, batch.ref, services.prefixes)
 
 
 def refused_key(prefixes: Prefixes, key: str, batch_number: int) -> str:
