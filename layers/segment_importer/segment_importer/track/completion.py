@@ -18,7 +18,8 @@ FINAL_REPORT_FIELDS = (
     "records_read", "messages_queued", "batches_queued", "rejected", "rejected_by_reason", "rejects_key",
     "rejects_omitted",
     "batches_delivered", "messages_delivered", "messages_refused", "batches_failed", "messages_failed",
-    "batches_redriven", "first_error", "last_error", "resolved_error", "reopened_at", "job", "started_at", "split_finished_at", "finished_at",
+    "batches_redriven", "first_error", "last_error", "resolved_error", "reopened_at",
+    "job", "started_at", "split_finished_at", "finished_at",
 )  # fmt: skip
 
 
