@@ -58,6 +58,8 @@ class RunOptions:
     aws_faults: AwsFaults = field(default_factory=AwsFaults)  # on the AWS side (none by default)
     show_progress: bool = True
     parameter_overrides: dict[str, str] = field(default_factory=dict)
+    # Each function's clients refuse what its role in template.yaml does not grant (as in AWS).
+    enforce_iam: bool = True
 
 
 @dataclass
@@ -149,7 +151,7 @@ def run_import(options: RunOptions) -> RunResult:
         # The functions log JSON to stdout, as in Lambda: keep it in the run's folder instead.
         function_log = stack.enter_context((run_dir / "functions.log").open("w", encoding="utf-8"))
         stack.enter_context(redirect_stdout(function_log))
-        aws = LocalStack(template, overrides).create(write_key)
+        aws = LocalStack(template, overrides, enforce_iam=options.enforce_iam).create(write_key)
         snapshots = LedgerSnapshots(_ledger(aws), run_dir, options.out_dir)
         progress = stack.enter_context(PipelineProgress(enabled=options.show_progress))
         started = time.perf_counter()

@@ -443,12 +443,14 @@ def test_sender_permissions(template: StackTemplate, expanded: dict[str, Any], r
         "s3:PutObject",
         "dynamodb:UpdateItem",
         "dynamodb:GetItem",
+        "dynamodb:Query",
         *_SQS_POLL,
         *_LOGS,
     }
     assert allowed_resources("ssm:GetParameter", statements) == {
         f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{parameter_name}"
     }
+    assert allowed_resources("dynamodb:Query", statements) == {table_arn(resolver, "BatchesTable")}
     # rejects/: messages Segment refused; reports/: the final report when an import completes.
     assert allowed_resources("s3:PutObject", statements) == {
         bucket_objects(resolver, "rejects/"),
