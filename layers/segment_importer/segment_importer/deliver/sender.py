@@ -78,10 +78,15 @@ def send_records(
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, list[dict[str, str]]]:
     """Deliver each SQS record's batch; returns the ReportBatchItemFailures response."""
+    records = list(records)
     deadline = clock() + remaining_seconds() - SAFETY_MARGIN_SECONDS
     failures: list[str] = []
-    for record in records:
-        if not _send_one(record, services, deadline, clock):
+    for index, record in enumerate(records):
+        # Each batch gets a fair share of the time left (what one leaves flows to the next):
+        # a slow batch cannot use up the time of those behind it, so every batch received is
+        # posted at least once, and none reaches the DLQ on receives it was never tried in.
+        share = (deadline - clock()) / (len(records) - index)
+        if not _send_one(record, services, clock() + share, clock):
             failures.append(record["messageId"])
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]}
 
@@ -107,11 +112,11 @@ def _send_one(
 
 
 def _delivered(batch: QueuedBatch, delivery: Delivery, services: SenderServices, latency_ms: float) -> None:
-    if delivery.rejected:
-        _write_refused(services.s3, services.prefixes, batch, delivery.rejected)
+    if delivery.refused:
+        _write_refused(services.s3, services.prefixes, batch, delivery)
     metrics = services.metrics
     metrics.add_metric("MessagesSent", "Count", delivery.delivered)
-    metrics.add_metric("MessagesRefused", "Count", len(delivery.rejected))
+    metrics.add_metric("MessagesRefused", "Count", delivery.refused)
     metrics.add_metric("BatchLatency", "Milliseconds", latency_ms)
     metrics.add_metric("SegmentRetries", "Count", delivery.retries)
     logger.info(
@@ -120,14 +125,12 @@ def _delivered(batch: QueuedBatch, delivery: Delivery, services: SenderServices,
             "key": batch.key,
             "batch_number": batch.number,
             "delivered": delivery.delivered,
-            "refused": len(delivery.rejected),
+            "refused": delivery.refused,
             "attempts": delivery.attempts,
         },
     )
     ledger = services.ledger
-    if ledger and ledger.record_delivered(
-        batch.ref, batch.number, len(batch.messages), len(delivery.rejected)
-    ):
+    if ledger and ledger.record_delivered(batch.ref, batch.number, len(batch.messages), delivery.refused):
         _complete(batch, services)
 
 
@@ -163,16 +166,13 @@ def refused_key(prefixes: Prefixes, key: str, batch_number: int) -> str:
     return derived_key(prefixes.rejects, key, prefixes.imports, f".refused/batch-{batch_number:06d}.ndjson")
 
 
-def _write_refused(s3: Any, prefixes: Prefixes, batch: QueuedBatch, refused: list[dict[str, Any]]) -> None:
+def _write_refused(s3: Any, prefixes: Prefixes, batch: QueuedBatch, delivery: Delivery) -> None:
     writer = RejectsWriter()
+    refused = [(message, "rejected_by_segment") for message in delivery.rejected]
+    refused += [(message, "refused_with_others") for message in delivery.unisolated]
     try:
-        for message in refused:
-            writer.add(
-                None,
-                "rejected_by_segment",
-                f"batch {batch.number}, messageId {message.get('messageId')}",
-                message,
-            )
+        for message, reason in refused:
+            writer.add(None, reason, f"batch {batch.number}, messageId {message.get('messageId')}", message)
         writer.upload(s3, batch.ref.bucket, refused_key(prefixes, batch.key, batch.number))
     finally:
         writer.close()

@@ -23,6 +23,9 @@ REASONS: dict[str, str] = {
     "message_too_large": "the Segment message is larger than 32 KB",
     # sending
     "rejected_by_segment": "Segment answered 400 for the message",
+    "refused_with_others": (
+        "Segment answered 400 for a group holding the message; too many were refused to isolate each"
+    ),
     # the rejects file itself
     "rejects_omitted": "more rejects than the rejects file holds: counted in the report, not listed",
 }
