@@ -180,3 +180,24 @@ def test_the_guard_refuses_what_a_role_does_not_grant(pipeline: Pipeline) -> Non
         f"s3:GetObject on arn:aws:s3:::{pipeline.stack.bucket}/imports/anything.ndjson",
         f"sqs:SendMessage on arn:aws:sqs:us-east-1:123456789012:{work_queue}",
     ]
+
+
+def test_neither_handler_logs_whole_events_even_when_the_environment_asks(
+    endpoint: SegmentEndpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+) -> None:
+    """POWERTOOLS_LOGGER_LOG_EVENT=true would log every SQS batch, records included."""
+    monkeypatch.setenv("POWERTOOLS_LOGGER_LOG_EVENT", "true")
+    export = tmp_path / "private.ndjson"
+    record = {"type": "track", "userId": "u-1", "event": "Secret-Event-7f3a", "timestamp": 1_600_000_000}
+    export.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    with mock_aws():
+        pipeline = Pipeline(endpoint, {}, WRITE_KEY)
+        try:
+            pipeline.drop(export, "imports/private.ndjson")
+            assert pipeline.send_step(), (pipeline.faults.counts, pipeline.ledger.list_imports())
+        finally:
+            pipeline.close()
+    assert endpoint.stats()["messages_accepted"] == 1
+    output = capfd.readouterr()
+    assert "batch delivered" in output.out  # the handlers did log, to the captured stream
+    assert "Secret-Event-7f3a" not in output.out + output.err
