@@ -59,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="override a template parameter for this run, e.g. ParallelSplitBytes=1048576 (repeatable)",
     )
+    run.add_argument(
+        "--chaos",
+        metavar="SPEC",
+        help="inject faults into the local run and print lost/doubled, e.g. 'default' or "
+        "'seed=3,status=0.1,sender_crash=0.1' (docs/chaos.md)",
+    )
     run.set_defaults(command=_run)
     status = commands.add_parser("status", help="where imports stand: progress, counts, rates, errors")
     status.add_argument("prefix", nargs="?", default="", metavar="KEY-PREFIX", help="only keys starting so")
@@ -93,8 +99,10 @@ def _run(arguments: argparse.Namespace) -> int:
     if arguments.config:
         _check_job(argparse.Namespace(job_file=arguments.config, quiet=True))
     overrides = _parameter_overrides(arguments.parameter, arguments.template)
+    chaos = _chaos_options(arguments)
     result = run_import(
         RunOptions(
+            **chaos,
             files=arguments.files,
             job_config=arguments.config,
             write_key=arguments.write_key,
@@ -107,12 +115,50 @@ def _run(arguments: argparse.Namespace) -> int:
         )
     )
     _print_result(result, console, dry_run=arguments.dry_run)
+    if chaos and not _print_chaos_figures(result, console):
+        return 1
     if arguments.report:
         arguments.report.write_bytes(
             orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
         )
         console.print(f"Report written to {arguments.report}")
     return 0 if result.ok else 1
+
+
+def _chaos_options(arguments: argparse.Namespace) -> dict[str, Any]:
+    """RunOptions for `--chaos SPEC`: the faults, and a redrive after delivery."""
+    if not arguments.chaos:
+        return {}
+    from segment_importer_local.chaos import ChaosSpec, ChaosSpecError
+
+    if arguments.write_key or arguments.dry_run:
+        raise SystemExit("error: --chaos runs against the embedded endpoint: no --write-key, no --dry-run")
+    try:
+        spec = ChaosSpec.parse(arguments.chaos)
+    except ChaosSpecError as error:
+        raise SystemExit(f"error: {error}") from None
+    return {"faults": spec.endpoint_faults(), "aws_faults": spec.aws_faults(), "redrive_dead_letters": True}
+
+
+def _print_chaos_figures(result: RunResult, console: Console) -> bool:
+    """The faults injected, and lost/doubled against what the endpoint received; True if none."""
+    from segment_importer_local.chaos import delivery_figures
+
+    stats = result.endpoint_stats or {}
+    injected = {**stats.get("faults", {}), **result.aws_faults_injected}
+    queued = sum(outcome.report.get("messages_queued", 0) for outcome in result.files)
+    figures = delivery_figures(result.received_path or "", queued)
+    faults = ", ".join(f"{kind} {count}" for kind, count in sorted(injected.items())) or "none"
+    console.print(f"Chaos: faults injected: {faults}")
+    console.print(
+        f"Chaos: Segment requests {stats.get('requests', 0)}; SQS redeliveries {result.redelivered_records}; "
+        f"batches redriven {result.redriven_batches}; duplicates absorbed by messageId "
+        f"{stats.get('duplicates', 0)}"
+    )
+    held = figures["lost"] == 0 and figures["doubled"] == 0
+    colour = "green" if held else "red"
+    console.print(f"[{colour}]Chaos: lost = {figures['lost']}, doubled = {figures['doubled']}")
+    return held
 
 
 def _parameter_overrides(pairs: list[str], template_path: Path | None) -> dict[str, str]:

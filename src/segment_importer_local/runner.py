@@ -25,7 +25,9 @@ from moto import mock_aws
 from segment_importer.batch.queueing import read_envelope
 from segment_importer.settings import Prefixes
 from segment_importer.split import splitter as splitter_module
+from segment_importer.track.completion import complete_and_report
 from segment_importer.track.ledger import COMPLETE, COMPLETE_WITH_ERRORS, Ledger
+from segment_importer.track.redrive import redrive
 from segment_importer.track.report import STATUS_DRY_RUN, derived_key
 from segment_importer_local.chaos import AwsFaults
 from segment_importer_local.event_source import SqsPoller, invoke, s3_put_event
@@ -35,6 +37,7 @@ from segment_importer_local.snapshots import LedgerSnapshots
 from segment_importer_local.stack import LocalFunction, LocalStack, environment
 from segment_importer_local.template_config import StackTemplate
 
+REDRIVE_ROUNDS = 3  # redrives after delivery, each followed by draining the work queue again
 LOCAL_FOLDER = "local/"  # under the imports prefix: where a local run drops its files
 _FAKE_AWS_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "local",
@@ -60,6 +63,8 @@ class RunOptions:
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     # Each function's clients refuse what its role in template.yaml does not grant (as in AWS).
     enforce_iam: bool = True
+    # After delivery, redrive the dead-letter queue (as an operator would) and deliver again.
+    redrive_dead_letters: bool = False
 
 
 @dataclass
@@ -115,6 +120,7 @@ class RunResult:
     sender_invocations: int = 0
     sender_errors: int = 0
     redelivered_records: int = 0  # SQS records that came back (failed, crashed, or retried)
+    redriven_batches: int = 0  # moved back from the dead-letter queue (redrive_dead_letters)
     aws_faults_injected: dict[str, int] = field(default_factory=dict)
     split_seconds: float = 0.0  # wall time of the splitter invocations
     send_seconds: float = 0.0  # wall time draining the work queue through the sender
@@ -291,9 +297,25 @@ def _deliver(
 
     with environment(sender.environment):
         stats = poller.drain(on_batch_done=tally)
+        rounds = REDRIVE_ROUNDS if options.redrive_dead_letters else 0
+        while rounds and (moved := _redrive_all(aws)):
+            result.redriven_batches += moved
+            stats = poller.drain(on_batch_done=tally)
+            rounds -= 1
     result.sender_invocations, result.sender_errors = stats.invocations, stats.handler_errors
     result.redelivered_records = stats.records_failed
     result.aws_faults_injected = dict(options.aws_faults.injected)
+
+
+def _redrive_all(aws: LocalStack) -> int:
+    ledger, prefixes = _ledger(aws), aws.prefixes
+    return redrive(
+        aws.sqs,
+        aws.dead_letter_queue_url,
+        aws.work_queue_url,
+        ledger=ledger,
+        complete=lambda ref: complete_and_report(aws.s3, ledger, ref, prefixes),
+    ).moved
 
 
 def _settle(aws: LocalStack, outcomes: list[FileOutcome], snapshots: LedgerSnapshots) -> None:

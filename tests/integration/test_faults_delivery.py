@@ -7,6 +7,7 @@ what its role in template.yaml (as SAM expands it) does not grant.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -201,3 +202,33 @@ def test_neither_handler_logs_whole_events_even_when_the_environment_asks(
     output = capfd.readouterr()
     assert "batch delivered" in output.out  # the handlers did log, to the captured stream
     assert "Secret-Event-7f3a" not in output.out + output.err
+
+
+def test_run_with_chaos_prints_the_fault_figures_and_that_nothing_was_lost_or_doubled(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    export = tmp_path / "chaos.ndjson"
+    write_export(export, "imports/local/chaos.ndjson", 600)
+    spec = "seed=5,status=0.05,accept_then_fail=0.1,reset=0.05,sender_crash=0.3,send_batch_failure=0.2"
+    arguments = ["run", str(export), "--no-progress", "--out", str(tmp_path / "out"), "--chaos", spec]
+    assert cli.main([*arguments, "--parameter", "BatchMaxMessages=20"]) == 0
+    shown = capsys.readouterr().err
+    assert "Chaos: faults injected: " in shown
+    for kind in ("accept_then_fail", "sender_crash", "send_batch_entry_failed"):
+        assert re.search(rf"{kind}\s+[1-9]", shown), kind  # injected at least once
+    assert "lost = 0, doubled = 0" in shown
+    with pytest.raises(SystemExit, match="unknown fault 'sender_crahs'"):
+        cli.main([*arguments[:-1], "sender_crahs=0.1"])
+
+
+def test_chaos_figures_count_a_record_under_two_message_ids_as_doubled(tmp_path: Path) -> None:
+    from segment_importer_local.chaos import delivery_figures
+
+    message = {"type": "track", "userId": "u", "event": "E", "properties": {"seq": 1}}
+    lines = [
+        {**message, "messageId": "a", "sentAt": "1"},
+        {**message, "messageId": "b", "sentAt": "3"},  # the same record under a new id: doubled
+    ]
+    received = tmp_path / "received.ndjson"
+    received.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    assert delivery_figures(str(received), messages_queued=3) == {"lost": 1, "doubled": 1}
