@@ -59,12 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="override a template parameter for this run, e.g. ParallelSplitBytes=1048576 (repeatable)",
     )
-    run.add_argument(
-        "--chaos",
-        metavar="SPEC",
-        help="inject faults into the local run and print lost/doubled, e.g. 'default' or "
-        "'seed=3,status=0.1,sender_crash=0.1' (docs/chaos.md)",
-    )
+    _add_chaos_argument(run)
     run.set_defaults(command=_run)
     status = commands.add_parser("status", help="where imports stand: progress, counts, rates, errors")
     status.add_argument("prefix", nargs="?", default="", metavar="KEY-PREFIX", help="only keys starting so")
@@ -82,14 +77,21 @@ def _parser() -> argparse.ArgumentParser:
     redrive = commands.add_parser("redrive", help="move dead-lettered batches back to the work queue")
     redrive.add_argument("--stack", required=True, help="the deployed stack's name")
     redrive.add_argument("--key", help="only this import's batches (its key under imports/)")
-    redrive.add_argument(
-        "--force", action="store_true", help="also batches older than Segment's dedupe window (duplicates)"
-    )
+    redrive.add_argument("--force", action="store_true", help="also batches past Segment's dedupe window")
     redrive.set_defaults(command=_redrive)
     check = commands.add_parser("check-job", help="validate a job file and print the options it sets")
     check.add_argument("job_file", type=Path)
     check.set_defaults(command=_check_job)
     return parser
+
+
+def _add_chaos_argument(run: argparse.ArgumentParser) -> None:
+    run.add_argument(
+        "--chaos",
+        metavar="SPEC",
+        help="inject faults into the local run and print lost/doubled, e.g. 'default' or "
+        "'seed=3,status=0.1,sender_crash=0.1' (docs/chaos.md)",
+    )
 
 
 def _run(arguments: argparse.Namespace) -> int:
