@@ -73,7 +73,7 @@ class DeliveryModel(RuleBasedStateMachine):
         self.byte_ranges = False
 
     @initialize(
-        count=st.integers(min_value=12, max_value=60),
+        count=st.integers(min_value=12, max_value=40),
         invalid_every=st.sampled_from([0, 0, 7, 11]),
         byte_ranges=st.booleans(),
         die_at=DIE_AT,
@@ -82,7 +82,8 @@ class DeliveryModel(RuleBasedStateMachine):
     def drop_the_file(
         self, count: int, invalid_every: int, byte_ranges: bool, die_at: int | None, repeat: bool
     ) -> None:
-        overrides = {"BatchMaxMessages": "8", "SplitRecordsPerPart": "20", "SegmentTimeoutSeconds": "2"}
+        # Two receives before the dead-letter queue: refusals and deaths reach it, and redrives matter.
+        overrides = {"BatchMaxMessages": "8", "SplitRecordsPerPart": "15", "MaxReceiveCount": "2"}
         overrides["ParallelSplitBytes"] = "3000" if byte_ranges else "0"
         self.byte_ranges = byte_ranges
         self.pipeline = Pipeline(self.endpoint, overrides, WRITE_KEY)
@@ -183,10 +184,11 @@ def test_a_byte_range_task_that_dies_after_its_claim_is_resumed(tmp_path: Path) 
 
 DeliveryModel.TestCase.settings = settings(
     max_examples=15,
-    stateful_step_count=12,
+    stateful_step_count=10,
     deadline=None,
     derandomize=True,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-test_delivery_promise_holds_under_random_schedules = DeliveryModel.TestCase
+# Bounded by examples and steps; the timeout only allows for a machine shared with others.
+test_delivery_promise_holds_under_random_schedules = pytest.mark.timeout(900)(DeliveryModel.TestCase)
