@@ -232,3 +232,20 @@ def test_chaos_figures_count_a_record_under_two_message_ids_as_doubled(tmp_path:
     received = tmp_path / "received.ndjson"
     received.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     assert delivery_figures(str(received), messages_queued=3) == {"lost": 1, "doubled": 1}
+
+
+def test_a_redriven_batch_that_fails_again_is_counted_failed_again(
+    pipeline: Pipeline, endpoint: SegmentEndpoint, tmp_path: Path
+) -> None:
+    """Redriven too early (the cause not fixed): dead-lettered again, the import finished again."""
+    write_export(tmp_path / "again.ndjson", "imports/again.ndjson", 1000)
+    pipeline.drop(tmp_path / "again.ndjson", "imports/again.ndjson")
+    (ref,) = pipeline.refs
+    dead_letter_everything(pipeline, endpoint)
+    assert pipeline.redrive() == 2
+    dead_letter_everything(pipeline, endpoint)
+    item = pipeline.ledger.get(ref) or {}
+    assert (item["status"], item["batches_failed"], item["batches_redriven"]) == (COMPLETE_WITH_ERRORS, 2, 0)
+    assert (item["messages_failed"], item["messages_delivered"]) == (1000, 0)
+    assert pipeline.report(ref)["status"] == COMPLETE_WITH_ERRORS
+    assert pipeline.queue_depth("DeadLetterQueue") == 2
