@@ -35,7 +35,7 @@ def _write_keys(parameter: str) -> WriteKeySource:
     return WriteKeySource(parameter, _client(service_for(parameter)))
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(log_event=False)  # never the whole event: it holds records
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = SenderSettings.from_env()

@@ -39,7 +39,7 @@ def _preflight(settings_host: str, parameter: str) -> WriteKeyPreflight:
     return WriteKeyPreflight(settings_host, keys.get)
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(log_event=False)  # never the whole event: it holds records
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = SplitterSettings.from_env()

@@ -75,3 +75,114 @@ class AwsFaults:
         if hit:
             self.injected[kind] += 1
         return hit
+
+
+# --- `segment-importer run --chaos SPEC` (docs/chaos.md) ----------------------------------
+
+# The fault-injection suite's mix (tests/integration/test_fault_injection.py): `--chaos default`.
+DEFAULT_SPEC = (
+    "seed=11,status=0.1,rate_limit=0.03,reset=0.08,stall=0.04,accept_then_fail=0.08,"
+    "sender_crash=0.1,send_batch_failure=0.2,duplicate_s3_events"
+)
+_AWS_RATES = {"sender_crash": "sender_crash_rate", "send_batch_failure": "send_batch_failure_rate"}
+
+
+class ChaosSpecError(ValueError):
+    """A --chaos SPEC that names an unknown fault or gives a value out of range."""
+
+
+@dataclass
+class ChaosSpec:
+    """Which faults a local run injects, and how often (each a probability per request,
+    per invocation or per entry); parsed from `name=value,...`."""
+
+    seed: int = 0
+    endpoint_rates: dict[str, float] = field(default_factory=dict)
+    aws: dict[str, float] = field(default_factory=dict)
+    duplicate_s3_events: bool = False
+    retry_after: int = 1
+    stall_seconds: float = 2.0
+
+    @classmethod
+    def parse(cls, text: str) -> ChaosSpec:
+        from segment_importer_local.endpoint_faults import FAULT_KINDS
+
+        spec = cls()
+        for item in filter(
+            None, (part.strip() for part in (DEFAULT_SPEC if text == "default" else text).split(","))
+        ):
+            name, _, value = item.partition("=")
+            try:
+                if name == "duplicate_s3_events":
+                    spec.duplicate_s3_events = value.lower() not in {"0", "false", "no"}
+                elif name in {"seed", "retry_after"}:
+                    setattr(spec, name, int(value))
+                elif name == "stall_seconds":
+                    spec.stall_seconds = float(value)
+                elif name in FAULT_KINDS:
+                    spec.endpoint_rates[name] = _rate(name, value)
+                elif name in _AWS_RATES:
+                    spec.aws[_AWS_RATES[name]] = _rate(name, value)
+                else:
+                    known = ", ".join([*FAULT_KINDS, *_AWS_RATES, "duplicate_s3_events", "seed"])
+                    raise ChaosSpecError(f"unknown fault {name!r} in --chaos (known: {known})")
+            except ValueError as error:
+                if isinstance(error, ChaosSpecError):
+                    raise
+                raise ChaosSpecError(f"--chaos {item!r}: {error}") from None
+        return spec
+
+    def endpoint_faults(self) -> Any:
+        from segment_importer_local.segment_endpoint import FaultPlan
+
+        if not self.endpoint_rates:
+            return None
+        return FaultPlan.random(
+            seed=self.seed,
+            rates=self.endpoint_rates,
+            retry_after=self.retry_after,
+            stall_seconds=self.stall_seconds,
+        )
+
+    def aws_faults(self) -> AwsFaults:
+        return AwsFaults(seed=self.seed, duplicate_s3_events=self.duplicate_s3_events, **self.aws)
+
+
+def _rate(name: str, value: str) -> float:
+    rate = float(value)
+    if not 0 <= rate < 1:
+        raise ChaosSpecError(f"--chaos {name}={value}: a rate is a probability in [0, 1)")
+    return rate
+
+
+def delivery_figures(received_path: str, messages_queued: int) -> dict[str, int]:
+    """Lost and doubled, from what the embedded endpoint stored (once per messageId: the
+    repeats its dedupe absorbed are in its stats): the distinct messageIds against the
+    messages the splitter queued (lost), and the same message content stored under more than
+    one messageId (doubled: a duplicate Segment's dedupe would not catch)."""
+    import orjson
+
+    ids: set[str] = set()
+    ids_per_content: dict[bytes, set[str]] = {}
+    with open(received_path, "rb") as stream:
+        for line in stream:
+            message = orjson.loads(line)
+            ids.add(message["messageId"])
+            content = orjson.dumps(_content(message), option=orjson.OPT_SORT_KEYS)
+            ids_per_content.setdefault(content, set()).add(message["messageId"])
+    return {
+        "lost": max(0, messages_queued - len(ids)),
+        "doubled": sum(len(found) - 1 for found in ids_per_content.values() if len(found) > 1),
+    }
+
+
+def _content(message: dict[str, Any]) -> dict[str, Any]:
+    """A message without what the sender or the endpoint set (its id, send and receive times)."""
+    content = {
+        name: value
+        for name, value in message.items()
+        if name not in {"messageId", "sentAt", "receivedAt", "writeKey"}
+    }
+    if isinstance(content.get("context"), dict):
+        content["context"] = {name: value for name, value in content["context"].items() if name != "library"}
+    return content

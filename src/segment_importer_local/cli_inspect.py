@@ -35,6 +35,7 @@ def add_inspect_commands(commands: Any) -> None:
     )
     redrive.add_argument("--stack", required=True, help="the deployed stack's name")
     redrive.add_argument("--key", help="only this import's batches (its key under imports/)")
+    redrive.add_argument("--force", action="store_true", help="also batches past Segment's dedupe window")
     redrive.set_defaults(command=_redrive)
     check = commands.add_parser(
         "check-job",
@@ -190,9 +191,14 @@ def _rejects(arguments: argparse.Namespace) -> int:
 def _redrive(arguments: argparse.Namespace) -> int:
     import boto3
 
+    from segment_importer.settings import Prefixes
+    from segment_importer.track.completion import complete_and_report
     from segment_importer.track.ledger import Ledger
     from segment_importer.track.redrive import redrive
+    from segment_importer_local.template_config import StackTemplate
 
+    environment = StackTemplate.load().function_environment("SenderFunction")
+    prefixes = Prefixes.from_env({name: str(value) for name, value in environment.items()})
     with aws_errors():
         cloudformation = boto3.client("cloudformation")
 
@@ -203,18 +209,41 @@ def _redrive(arguments: argparse.Namespace) -> int:
             return detail["StackResourceDetail"]["PhysicalResourceId"]
 
         ledger = Ledger(boto3.client("dynamodb"), physical("ImportsTable"), physical("BatchesTable"))
+        s3 = boto3.client("s3")
         result = redrive(
             boto3.client("sqs"),
             physical("DeadLetterQueue"),
             physical("WorkQueue"),
             key=arguments.key,
             ledger=ledger,
+            force=arguments.force,
+            complete=lambda ref: complete_and_report(s3, ledger, ref, prefixes),
         )
-    print(
+    print(redrive_summary(result))
+    return 1 if result.too_old else 0
+
+
+def redrive_summary(result: Any) -> str:
+    """What a redrive did, and the dedupe-window warning when it matters."""
+    from segment_importer.track.redrive import SEGMENT_DEDUPE_WINDOW_SECONDS
+
+    window_hours = SEGMENT_DEDUPE_WINDOW_SECONDS // 3600
+    lines = [
         f"moved {result.moved} batches back to the work queue ({len(result.imports)} imports reopened); "
-        f"{result.kept} left in the dead-letter queue"
-    )
-    return 0
+        f"{result.kept + result.too_old} left in the dead-letter queue"
+    ]
+    if result.too_old:
+        lines.append(
+            f"refused {result.too_old} batches first queued more than {window_hours - 1} h ago: Segment may "
+            f"have accepted them with the answer lost, and it dedupes messageIds for only about "
+            f"{window_hours} h, so redriving them now can create duplicates. Use --force to redrive anyway."
+        )
+    if result.forced:
+        lines.append(
+            f"warning: {result.forced} batches were older than Segment's {window_hours} h dedupe window "
+            "(--force): any of them Segment had already accepted is now duplicated."
+        )
+    return "\n".join(lines)
 
 
 def _check_job(arguments: argparse.Namespace) -> int:

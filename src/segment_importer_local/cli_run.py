@@ -89,6 +89,12 @@ def add_run_command(commands: Any) -> None:
         "--engine", choices=("local", "sam"), default="local", help="sam: the functions in SAM CLI containers"
     )
     run.add_argument(
+        "--chaos",
+        metavar="SPEC",
+        help="inject faults into the local run and print lost/doubled, e.g. 'default' or "
+        "'seed=3,status=0.1,sender_crash=0.1' (docs/chaos.md)",
+    )
+    run.add_argument(
         "--parameter",
         action="append",
         default=[],
@@ -114,8 +120,10 @@ def run_command(arguments: argparse.Namespace) -> int:
     if arguments.write_key:
         _check_destination(arguments.write_key, host, settings_host)
     arguments.interrupted_note = lambda: _interrupted_note(arguments.out)
+    chaos = _chaos_options(arguments)
     result = run_import(
         RunOptions(
+            **chaos,
             files=arguments.files,
             job_config=arguments.config,
             write_key=arguments.write_key,
@@ -136,7 +144,53 @@ def run_command(arguments: argparse.Namespace) -> int:
             f"({result.resumed_messages_skipped:,} messages) delivered before the stop were not sent again",
             file=sys.stderr,
         )
-    return _report(result, arguments)
+    code = _report(result, arguments)
+    if chaos and not _print_chaos_figures(result):
+        return verdicts.EXIT_FAILED
+    return code
+
+
+def _chaos_options(arguments: argparse.Namespace) -> dict[str, Any]:
+    """RunOptions for `--chaos SPEC`: the faults, and a redrive after delivery."""
+    if not arguments.chaos:
+        return {}
+    from segment_importer_local.chaos import ChaosSpec, ChaosSpecError
+
+    if arguments.write_key or arguments.dry_run or arguments.engine != "local":
+        raise usage_error(
+            "--chaos runs against the embedded endpoint: no --write-key, --dry-run or --engine sam"
+        )
+    try:
+        spec = ChaosSpec.parse(arguments.chaos)
+    except ChaosSpecError as error:
+        raise usage_error(str(error)) from None
+    return {"faults": spec.endpoint_faults(), "aws_faults": spec.aws_faults(), "redrive_dead_letters": True}
+
+
+def _print_chaos_figures(result: RunResult) -> bool:
+    """The faults injected, and lost/doubled against what the endpoint received; True if none."""
+    from segment_importer_local.chaos import delivery_figures
+
+    console = Console(highlight=False)
+    stats = result.endpoint_stats or {}
+    injected = {**stats.get("faults", {}), **result.aws_faults_injected}
+    queued = sum(outcome.report.get("messages_queued", 0) for outcome in result.files)
+    figures = delivery_figures(result.received_path or "", queued)
+    faults = ", ".join(f"{kind} {count}" for kind, count in sorted(injected.items())) or "none"
+    console.print(f"Chaos: faults injected: {faults}", markup=False)
+    console.print(
+        f"Chaos: Segment requests {stats.get('requests', 0)}; SQS redeliveries {result.redelivered_records}; "
+        f"batches redriven {result.redriven_batches}; duplicates absorbed by messageId "
+        f"{stats.get('duplicates', 0)}",
+        markup=False,
+    )
+    held = figures["lost"] == 0 and figures["doubled"] == 0
+    console.print(
+        f"Chaos: lost = {figures['lost']}, doubled = {figures['doubled']}",
+        style="green" if held else "red",
+        markup=False,
+    )
+    return held
 
 
 def _resume(arguments: argparse.Namespace) -> Delivered | None:

@@ -30,7 +30,9 @@ from segment_importer.settings import Prefixes
 from segment_importer.split import splitter as splitter_module
 from segment_importer.split.archives import MEMBER_SEPARATOR
 from segment_importer.track import keys, reasons
+from segment_importer.track.completion import complete_and_report
 from segment_importer.track.ledger import COMPLETE, COMPLETE_WITH_ERRORS, Ledger
+from segment_importer.track.redrive import redrive
 from segment_importer.track.report import STATUS_DRY_RUN
 from segment_importer_local import sam_engine
 from segment_importer_local.chaos import AwsFaults
@@ -45,6 +47,7 @@ from segment_importer_local.stack import LocalFunction, LocalStack, environment
 from segment_importer_local.status import with_archive_totals
 from segment_importer_local.template_config import StackTemplate
 
+REDRIVE_ROUNDS = 3  # redrives after delivery, each followed by draining the work queue again
 LOCAL_FOLDER = "local/"  # under the imports prefix: where a local run drops its files
 _FAKE_AWS_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "local",
@@ -70,6 +73,10 @@ class RunOptions:
     show_progress: bool = True
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     engine: str = "local"  # "sam": the functions in SAM CLI containers (sam_engine)
+    # Each function's clients refuse what its role in template.yaml does not grant (as in AWS).
+    enforce_iam: bool = True
+    # After delivery, redrive the dead-letter queue (as an operator would) and deliver again.
+    redrive_dead_letters: bool = False
     resumed: Delivered | None = None  # run --resume: the batches a stopped run delivered
 
     def to_saved(self) -> dict[str, Any]:
@@ -140,6 +147,7 @@ class RunResult:
     sender_invocations: int = 0
     sender_errors: int = 0
     redelivered_records: int = 0  # SQS records that came back (failed, crashed, or retried)
+    redriven_batches: int = 0  # moved back from the dead-letter queue (redrive_dead_letters)
     aws_faults_injected: dict[str, int] = field(default_factory=dict)
     split_seconds: float = 0.0  # wall time of the splitter invocations
     send_seconds: float = 0.0  # wall time draining the work queue through the sender
@@ -189,7 +197,10 @@ def run_import(options: RunOptions) -> RunResult:
         function_log = stack.enter_context((run_dir / "functions.log").open("w", encoding="utf-8"))
         stack.enter_context(redirect_stdout(function_log))
         stack.enter_context(_library_logs_to(function_log))
-        aws = (sam.stack if sam else LocalStack)(template, overrides).create(write_key)
+        if sam:
+            aws = sam.stack(template, overrides).create(write_key)
+        else:
+            aws = LocalStack(template, overrides, enforce_iam=options.enforce_iam).create(write_key)
         snapshots = LedgerSnapshots(_ledger(aws), run_dir, options.out_dir)
         progress = stack.enter_context(PipelineProgress(enabled=options.show_progress))
         started = time.perf_counter()
@@ -245,13 +256,21 @@ def _owner_only_files() -> Iterator[None]:
         os.umask(previous)
 
 
+class _JsonLineFormatter(logging.Formatter):
+    """A library's log record as the functions' own lines are: one JSON object."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        return orjson.dumps(line).decode()
+
+
 @contextmanager
 def _library_logs_to(stream: Any) -> Iterator[None]:
     """Every logger but the CLI's own (segment's `Unknown error`, Powertools' warnings) goes to
     the run's functions.log, not the terminal."""
     handler = logging.StreamHandler(stream)
     handler.setLevel(logging.WARNING)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_JsonLineFormatter())  # functions.log stays one JSON object a line
     root = logging.getLogger()
     root.addHandler(handler)
     try:
@@ -365,6 +384,11 @@ def _deliver(
     try:
         with environment(sender.environment):
             stats = poller.drain(on_batch_done=on_both(tally, delivered_log.batch_done))
+            rounds = REDRIVE_ROUNDS if options.redrive_dead_letters else 0
+            while rounds and (moved := _redrive_all(aws)):
+                result.redriven_batches += moved
+                stats = poller.drain(on_batch_done=on_both(tally, delivered_log.batch_done))
+                rounds -= 1
     finally:
         client_logger.removeHandler(retries)
     result.resumed_batches_skipped = resumed.skipped_batches
@@ -372,6 +396,17 @@ def _deliver(
     result.sender_invocations, result.sender_errors = stats.invocations, stats.handler_errors
     result.redelivered_records = stats.records_failed
     result.aws_faults_injected = dict(options.aws_faults.injected)
+
+
+def _redrive_all(aws: LocalStack) -> int:
+    ledger, prefixes = _ledger(aws), aws.prefixes
+    return redrive(
+        aws.sqs,
+        aws.dead_letter_queue_url,
+        aws.work_queue_url,
+        ledger=ledger,
+        complete=lambda ref: complete_and_report(aws.s3, ledger, ref, prefixes),
+    ).moved
 
 
 def _settle(aws: LocalStack, outcomes: list[FileOutcome], snapshots: LedgerSnapshots) -> None:

@@ -7,6 +7,7 @@ The caller activates moto (`mock_aws`) around the stack's lifetime.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
@@ -22,6 +23,7 @@ from typing import Any
 import boto3
 
 from segment_importer.settings import Prefixes
+from segment_importer_local.iam_guard import RolePolicy, expanded_template, role_statements
 from segment_importer_local.template_config import Resolver, StackTemplate
 
 STACK_NAME = "segment-importer-local"
@@ -72,8 +74,18 @@ class LocalLambdaContext:
 class LocalStack:
     """Creates the bucket, queues and write-key parameter of template.yaml in moto."""
 
-    def __init__(self, template: StackTemplate, parameter_overrides: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        template: StackTemplate,
+        parameter_overrides: dict[str, str] | None = None,
+        *,
+        enforce_iam: bool = False,
+    ) -> None:
         self.template = template
+        # Opt-in: each function's clients refuse what its role in template.yaml does not grant.
+        self.enforce_iam = enforce_iam
+        self.role_policies: list[RolePolicy] = []  # one per function environment loaded
+        self._expanded: dict[str, Any] | None = None
         self.parameters = {**template.parameter_defaults(), **(parameter_overrides or {})}
         self.s3 = boto3.client("s3")
         self.sqs = boto3.client("sqs")
@@ -127,7 +139,10 @@ class LocalStack:
         resolved = self.resolver.resolve(self.template.function_environment(logical_id))
         settings = {name: str(value) for name, value in resolved.items()}
         with environment(settings):  # module-level code (the Logger) reads its settings on import
-            handler = _load_handler(code_dir / f"{module_file}.py", handler_name, logical_id)
+            module = _load_handler(code_dir / f"{module_file}.py", logical_id)
+        if self.enforce_iam:
+            self._guard_clients(module, logical_id)
+        handler = getattr(module, handler_name)
         return LocalFunction(
             logical_id=logical_id,
             handler=handler,
@@ -135,6 +150,20 @@ class LocalStack:
             memory_mb=int(self.template.function_property(logical_id, "MemorySize") or 128),
             environment=settings,
         )
+
+    def _guard_clients(self, module: Any, logical_id: str) -> None:
+        """The handler builds its clients with its module's `_client(service)`: build them
+        guarded by the function's role instead."""
+        if self._expanded is None:
+            self._expanded = expanded_template(self.template)
+        policy = RolePolicy(
+            logical_id,
+            role_statements(self._expanded, logical_id, self.resolver),
+            region=PSEUDO_PARAMETERS["AWS::Region"],
+            account=PSEUDO_PARAMETERS["AWS::AccountId"],
+        )
+        self.role_policies.append(policy)
+        module._client = functools.cache(lambda service: policy.guard(boto3.client(service)))
 
     def _create_queues(self) -> None:
         queues = self.template.resources_of_type("AWS::SQS::Queue")
@@ -203,7 +232,7 @@ def _attribute_text(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _load_handler(path: Any, name: str, logical_id: str) -> Callable[[dict[str, Any], Any], Any]:
+def _load_handler(path: Any, logical_id: str) -> Any:
     """Import a function's handler file fresh, as a new Lambda execution environment would."""
     spec = importlib.util.spec_from_file_location(f"local_{logical_id}_{uuid.uuid4().hex}", path)
     if spec is None or spec.loader is None:
@@ -211,7 +240,7 @@ def _load_handler(path: Any, name: str, logical_id: str) -> Callable[[dict[str, 
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     _log_to_current_stdout(module)
-    return getattr(module, name)
+    return module
 
 
 def _log_to_current_stdout(module: Any) -> None:

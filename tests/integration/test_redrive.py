@@ -24,7 +24,7 @@ from .test_pipeline import write_ndjson
 def stack(endpoint: SegmentEndpoint) -> Iterator[LocalStack]:
     with mock_aws():
         overrides = {"SegmentHost": endpoint.url, "PreflightHost": "", "BatchMaxMessages": "40"}
-        yield LocalStack(StackTemplate.load(), overrides).create(write_key="the-wrong-key")
+        yield LocalStack(StackTemplate.load(), overrides, enforce_iam=True).create(write_key="the-wrong-key")
 
 
 def drain_work_queue(stack: LocalStack) -> None:

@@ -422,7 +422,11 @@ def test_splitter_permissions(template: StackTemplate, expanded: dict[str, Any],
         assert allowed_resources(action, statements) == {queue_arn(resolver, "ContinuationQueue")}, (
             f"{action} is allowed beyond the continuation queue"
         )
-    assert allowed_resources("s3:GetObject", statements) == {bucket_objects(resolver, "imports/")}
+    # imports/: the exports and job files; reports/: an archive's report, to keep its members.
+    assert allowed_resources("s3:GetObject", statements) == {
+        bucket_objects(resolver, "imports/"),
+        bucket_objects(resolver, "reports/"),
+    }
     assert allowed_resources("s3:PutObject", statements) == {
         bucket_objects(resolver, "reports/"),
         bucket_objects(resolver, "rejects/"),
@@ -454,15 +458,20 @@ def test_sender_permissions(template: StackTemplate, expanded: dict[str, Any], r
 
     assert allowed_actions(statements) == {
         "ssm:GetParameter",
+        "s3:GetObject",
         "s3:PutObject",
         "dynamodb:UpdateItem",
         "dynamodb:GetItem",
+        "dynamodb:Query",
         *_SQS_POLL,
         *_LOGS,
     }
+    # Only an archive's report, to keep its members' summaries when the import completes.
+    assert allowed_resources("s3:GetObject", statements) == {bucket_objects(resolver, "reports/")}
     assert allowed_resources("ssm:GetParameter", statements) == {
         f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{parameter_name}"
     }
+    assert allowed_resources("dynamodb:Query", statements) == {table_arn(resolver, "BatchesTable")}
     # rejects/: messages Segment refused; reports/: the final report when an import completes.
     assert allowed_resources("s3:PutObject", statements) == {
         bucket_objects(resolver, "rejects/"),

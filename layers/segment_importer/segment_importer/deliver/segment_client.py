@@ -6,7 +6,12 @@ library's `request.post`, which raises on anything but a 2xx. Around it:
   exponential backoff, honouring `Retry-After`, and never past the caller's deadline;
 - a 400 or 413 (the request or a message too large or malformed) is not retried: the batch
   is split in halves until the refused messages are isolated, and those are returned as
-  rejected while the rest are delivered;
+  rejected while the rest are delivered. The halving is bounded (MAX_ISOLATION_POSTS per
+  batch): past it, each group still refused is returned whole as `unisolated` (written to
+  the rejects, with a reason saying so), so many bad messages cannot keep a batch re-posting
+  until it is dead-lettered;
+- each request has a total deadline (its timeout, or the time left if less): `requests`
+  bounds only each read, and an answer that drips could outlive the Lambda;
 - anything else (401, 403, 404: a configuration error) fails the batch at once.
 Nothing from the messages or the response body is put in exception texts or logs.
 """
@@ -24,6 +29,8 @@ from typing import Any
 import requests
 from segment.analytics import request as segment_request
 
+from segment_importer.deliver import request_deadline
+
 _NOT_RETRYABLE_5XX = frozenset({501, 505})
 _RETRYABLE_4XX = frozenset({408, 410, 429, 460})
 _REFUSED = frozenset({400, 413})
@@ -34,6 +41,9 @@ _ERROR_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 # CloudWatch shows why a batch is slow, and the local CLI's progress line follows it.
 RETRY_MESSAGE = "retrying segment"
 logger = logging.getLogger(__name__)
+# Posts spent halving a refused batch: isolates a few bad messages among 2,500 (about
+# 2 * log2(2500) = 23 posts for each), and bounds the work when many are bad.
+MAX_ISOLATION_POSTS = 64
 
 
 class DeliveryFailed(RuntimeError):
@@ -44,8 +54,15 @@ class DeliveryFailed(RuntimeError):
 class Delivery:
     delivered: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    # Refused in a group that was not halved further (MAX_ISOLATION_POSTS spent): some may be fine.
+    unisolated: list[dict[str, Any]] = field(default_factory=list)
     attempts: int = 0
     retries: int = 0
+    isolation_posts: int = 0
+
+    @property
+    def refused(self) -> int:
+        return len(self.rejected) + len(self.unisolated)
 
 
 @dataclass(slots=True)
@@ -73,6 +90,8 @@ class BatchPoster:
         self._sleep = sleep
         self._clock = clock
         self._jitter = jitter or random.Random()
+        if post is segment_request.post:  # the library's session: let its requests be cut short
+            request_deadline.install(segment_request._session)
 
     def deliver(self, messages: list[dict[str, Any]], deadline: float) -> Delivery:
         """Post `messages` as one batch (splitting only on 400); raises DeliveryFailed."""
@@ -85,8 +104,11 @@ class BatchPoster:
             delivery.delivered += len(messages)
         elif len(messages) == 1:
             delivery.rejected.extend(messages)
+        elif delivery.isolation_posts + 2 > MAX_ISOLATION_POSTS:
+            delivery.unisolated.extend(messages)
         else:
             middle = len(messages) // 2
+            delivery.isolation_posts += 2
             self._deliver(messages[:middle], deadline, delivery)
             self._deliver(messages[middle:], deadline, delivery)
 
@@ -99,7 +121,9 @@ class BatchPoster:
                 raise DeliveryFailed(f"out of time before attempt {attempt + 1}")
             delivery.attempts += 1
             try:
-                self._post(
+                request_deadline.call_within(
+                    min(self._target.timeout_seconds, remaining),
+                    self._post,
                     self._target.write_key,
                     host=self._target.host,
                     gzip=self._target.gzip,
@@ -144,6 +168,8 @@ def _network_reason(error: requests.RequestException) -> str:
     """A few words for a network error (not its text: it names the request)."""
     if isinstance(error, requests.exceptions.SSLError):
         return "TLS error"
+    if isinstance(error, request_deadline.RequestDeadlineExceeded):  # a Timeout, cut by our own clock
+        return "no complete answer by the request deadline"
     if isinstance(error, requests.Timeout):
         return "timed out"
     if isinstance(error, requests.ConnectionError) and "refused" in str(error).lower():

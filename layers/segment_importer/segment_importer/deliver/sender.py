@@ -18,7 +18,7 @@ from segment_importer.deliver.segment_client import BatchPoster, Delivery, Deliv
 from segment_importer.metrics import MetricsSink, NullMetrics
 from segment_importer.settings import Prefixes
 from segment_importer.track import keys, reasons
-from segment_importer.track.completion import publish_final_report
+from segment_importer.track.completion import complete_and_report
 from segment_importer.track.ledger import Ledger
 from segment_importer.track.rejects import RejectsWriter
 
@@ -49,10 +49,15 @@ def send_records(
 ) -> dict[str, list[dict[str, str]]]:
     """Deliver each SQS record's batch (the raw records, or the handler's SQSEvent records:
     both are mappings); returns the ReportBatchItemFailures response."""
+    records = list(records)
     deadline = clock() + remaining_seconds() - SAFETY_MARGIN_SECONDS
     failures: list[str] = []
-    for record in records:
-        if not _send_one(record, services, deadline, clock):
+    for index, record in enumerate(records):
+        # Each batch gets a fair share of the time left (what one leaves flows to the next):
+        # a slow batch cannot use up the time of those behind it, so every batch received is
+        # posted at least once, and none reaches the DLQ on receives it was never tried in.
+        share = (deadline - clock()) / (len(records) - index)
+        if not _send_one(record, services, clock() + share, clock):
             failures.append(record["messageId"])
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]}
 
@@ -80,11 +85,11 @@ def _send_one(
 
 
 def _delivered(batch: QueuedBatch, delivery: Delivery, services: SenderServices, latency_ms: float) -> None:
-    if delivery.rejected:
-        _write_refused(services.s3, services.prefixes, batch, delivery.rejected)
+    if delivery.refused:
+        _write_refused(services.s3, services.prefixes, batch, delivery)
     metrics = services.metrics
     metrics.add_metric("MessagesSent", "Count", delivery.delivered)
-    metrics.add_metric("MessagesRefused", "Count", len(delivery.rejected))
+    metrics.add_metric("MessagesRefused", "Count", delivery.refused)
     metrics.add_metric("BatchLatency", "Milliseconds", latency_ms)
     metrics.add_metric("SegmentRetries", "Count", delivery.retries)
     logger.info(
@@ -93,14 +98,12 @@ def _delivered(batch: QueuedBatch, delivery: Delivery, services: SenderServices,
             "key": batch.key,
             "batch_number": batch.number,
             "delivered": delivery.delivered,
-            "refused": len(delivery.rejected),
+            "refused": delivery.refused,
             "attempts": delivery.attempts,
         },
     )
     ledger = services.ledger
-    if ledger and ledger.record_delivered(
-        batch.ref, batch.number, len(batch.messages), len(delivery.rejected)
-    ):
+    if ledger and ledger.record_delivered(batch.ref, batch.number, len(batch.messages), delivery.refused):
         _complete(batch, services)
 
 
@@ -129,9 +132,8 @@ def _not_delivered(
 
 
 def _complete(batch: QueuedBatch, services: SenderServices) -> None:
-    ledger = services.ledger
-    if ledger and ledger.complete_if_done(batch.ref):
-        publish_final_report(services.s3, ledger, batch.ref, services.prefixes)
+    if services.ledger:
+        complete_and_report(services.s3, services.ledger, batch.ref, services.prefixes)
 
 
 def refused_key(prefixes: Prefixes, key: str, batch_number: int) -> str:
@@ -139,16 +141,13 @@ def refused_key(prefixes: Prefixes, key: str, batch_number: int) -> str:
     return keys.refused_key(prefixes, key, batch_number)
 
 
-def _write_refused(s3: Any, prefixes: Prefixes, batch: QueuedBatch, refused: list[dict[str, Any]]) -> None:
+def _write_refused(s3: Any, prefixes: Prefixes, batch: QueuedBatch, delivery: Delivery) -> None:
     writer = RejectsWriter()
+    refused = [(message, "rejected_by_segment") for message in delivery.rejected]
+    refused += [(message, reasons.REFUSED_WITH_OTHERS) for message in delivery.unisolated]
     try:
-        for message in refused:
-            writer.add(
-                None,
-                reasons.REJECTED_BY_SEGMENT,
-                f"batch {batch.number}, messageId {message.get('messageId')}",
-                message,
-            )
+        for message, reason in refused:
+            writer.add(None, reason, f"batch {batch.number}, messageId {message.get('messageId')}", message)
         writer.upload(s3, batch.ref.bucket, refused_key(prefixes, batch.key, batch.number))
     finally:
         writer.close()

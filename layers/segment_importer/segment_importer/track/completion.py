@@ -21,12 +21,22 @@ FINAL_REPORT_FIELDS = (
     "records_read", "messages_queued", "batches_queued", "rejected", "rejected_by_reason", "rejects_key",
     "rejects_keys", "rejects_omitted",
     "batches_delivered", "messages_delivered", "messages_refused", "batches_failed", "messages_failed",
-    "first_error", "last_error", "job", "started_at", "split_finished_at", "finished_at",
+    "batches_redriven", "first_error", "last_error", "resolved_error", "reopened_at",
+    "job", "started_at", "split_finished_at", "finished_at",
 )  # fmt: skip
 
 
 def final_report(item: dict[str, Any]) -> dict[str, Any]:
     return {name: item.get(name) for name in FINAL_REPORT_FIELDS}
+
+
+def complete_and_report(s3: Any, ledger: Ledger, ref: ImportRef, prefixes: Prefixes) -> str | None:
+    """Complete the import if every queued batch is resolved, and then rewrite its report
+    (whoever completes it: the sender, or a redrive that found nothing left to deliver)."""
+    status = ledger.complete_if_done(ref)
+    if status:
+        publish_final_report(s3, ledger, ref, prefixes)
+    return status
 
 
 def publish_final_report(

@@ -44,6 +44,9 @@ __all__ = ["COMPLETE", "COMPLETE_WITH_ERRORS", "FAILED", "FINAL_STATUSES", "SEND
 
 DELIVERED = "DELIVERED"
 DEAD_LETTERED = "DEAD_LETTERED"
+# Moved back from the dead-letter queue: pending again, no longer counted failed (a redriven
+# batch that counted as resolved would let the import complete before it was delivered).
+REDRIVEN = "REDRIVEN"
 
 _COUNTERS = (
     "records_read",
@@ -190,14 +193,26 @@ class Ledger(SpanLedger):
         counters = {"batches_delivered": 1, "messages_delivered": accepted, "messages_refused": refused}
         if self._resolve(ref, batch_number, DELIVERED, None, counters, messages):
             return True
-        # A batch that was dead-lettered and then redriven moves from failed to delivered.
+        redriven = {**counters, "batches_redriven": -1}
+        if self._resolve(ref, batch_number, DELIVERED, REDRIVEN, redriven, messages):
+            return True
+        # Dead-lettered, then moved back without the ledger knowing: from failed to delivered.
         moved = {**counters, "batches_failed": -1, "messages_failed": -messages}
         return self._resolve(ref, batch_number, DELIVERED, DEAD_LETTERED, moved, messages)
 
     def record_dead_lettered(self, ref: ImportRef, batch_number: int, messages: int, reason: str) -> bool:
         """Count a batch on its way to the dead-letter queue; False if already resolved."""
         counters = {"batches_failed": 1, "messages_failed": messages}
-        return self._resolve(ref, batch_number, DEAD_LETTERED, None, counters, messages, error=reason)
+        if self._resolve(ref, batch_number, DEAD_LETTERED, None, counters, messages, error=reason):
+            return True
+        again = {**counters, "batches_redriven": -1}
+        return self._resolve(ref, batch_number, DEAD_LETTERED, REDRIVEN, again, messages, error=reason)
+
+    def record_redriven(self, ref: ImportRef, batch_number: int, messages: int) -> bool:
+        """A dead-lettered batch is moved back to the work queue: pending again, not failed;
+        False if the ledger does not hold it as dead-lettered."""
+        counters = {"batches_failed": -1, "messages_failed": -messages, "batches_redriven": 1}
+        return self._resolve(ref, batch_number, REDRIVEN, DEAD_LETTERED, counters, messages)
 
     def complete_if_done(self, ref: ImportRef) -> str | None:
         """Make the final transition if every queued batch is resolved; returns the new status."""
@@ -211,6 +226,10 @@ class Ledger(SpanLedger):
         status = COMPLETE_WITH_ERRORS if errors else COMPLETE
         values = {":status": status, ":now": self._clock(), ":sending": SENDING}
         finish = "SET #status = :status, finished_at = :now, updated_at = :now"
+        if not item["batches_failed"] and item.get("last_error"):
+            # Every dead-lettered batch was redriven and delivered: its error is history.
+            finish += ", resolved_error = :resolved REMOVE first_error, last_error"
+            values[":resolved"] = item["last_error"]
         # Only one caller can move it out of SENDING: the others see the condition fail.
         return status if self._update_if(ref, finish, "#status = :sending", values) else None
 

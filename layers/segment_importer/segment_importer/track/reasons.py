@@ -27,6 +27,7 @@ INVALID_FIELD = "invalid_field"
 MESSAGE_TOO_LARGE = "message_too_large"
 # sending
 REJECTED_BY_SEGMENT = "rejected_by_segment"
+REFUSED_WITH_OTHERS = "refused_with_others"
 # the rejects file itself
 REJECTS_OMITTED = "rejects_omitted"
 
@@ -48,6 +49,9 @@ REASONS: dict[str, str] = {
     INVALID_FIELD: "a field has the wrong shape (e.g. properties is not an object)",
     MESSAGE_TOO_LARGE: "the Segment message is larger than 32 KB",
     REJECTED_BY_SEGMENT: "Segment answered 400 for the message",
+    REFUSED_WITH_OTHERS: (
+        "Segment answered 400 for a group holding the message; too many were refused to isolate each"
+    ),
     REJECTS_OMITTED: "more rejects than the rejects file holds: counted in the report, not listed",
 }
 
