@@ -48,6 +48,12 @@ def test_documented_keys() -> None:
         "requireTimestamp",
         "messageIdSalt",
         "encoding",
+        "filter",
+        "limit",
+        "sample",
+        "drop",
+        "hash",
+        "set",
     ]
 
 

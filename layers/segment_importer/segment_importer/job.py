@@ -10,7 +10,10 @@ from __future__ import annotations
 import codecs
 import json
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from segment_importer.mapping.shaping import ShapingRules
 
 CALL_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 SOURCES = ("auto", "segment", "mixpanel", "amplitude")
@@ -26,7 +29,15 @@ _KEYS = {
     "requireTimestamp": "require_timestamp",
     "messageIdSalt": "message_id_salt",
     "encoding": "encoding",
+    # Shaping (mapping/shaping.py): which valid messages are sent, and what they carry.
+    "filter": "filter",
+    "limit": "limit",
+    "sample": "sample",
+    "drop": "drop",
+    "hash": "hash",
+    "set": "set",
 }
+_SHAPING_ATTRS = ("filter", "limit", "sample", "drop", "hash", "set")
 
 
 class JobOptionsError(ValueError):
@@ -45,6 +56,13 @@ class JobOptions:
     require_timestamp: bool = True
     message_id_salt: str = ""
     encoding: str = "utf-8"  # of CSV files (JSON is always UTF-8)
+    # Shaping, as written in the job (checked by mapping/shaping.py, compiled by `shaping_rules`).
+    filter: dict[str, Any] | None = None
+    limit: int | None = None
+    sample: float | None = None
+    drop: list[str] = field(default_factory=list)
+    hash: dict[str, Any] | None = None
+    set: dict[str, Any] = field(default_factory=dict)
 
     def merged_with(self, overrides: dict[str, Any]) -> JobOptions:
         """These options with the keys of a job document applied on top (`context` deep-merged)."""
@@ -54,8 +72,17 @@ class JobOptions:
         return replace(self, **parsed)
 
     def to_document(self) -> dict[str, Any]:
-        """The JSON form, for reports."""
-        return {key: getattr(self, attr) for key, attr in _KEYS.items()}
+        """The JSON form, carried by checkpoints (reports show it through `shaping.redacted`)."""
+        document = {key: getattr(self, attr) for key, attr in _KEYS.items()}
+        for attr in _SHAPING_ATTRS:  # only those set: a job without shaping reads as before
+            if document[attr] in (None, [], {}):
+                del document[attr]
+        return document
+
+    def shaping_rules(self) -> ShapingRules:
+        from segment_importer.mapping.shaping import rules_from_job
+
+        return rules_from_job({attr: getattr(self, attr) for attr in _SHAPING_ATTRS})
 
 
 def parse_job_document(text: str | bytes, origin: str) -> dict[str, Any]:
@@ -120,8 +147,20 @@ def _check(parsed: dict[str, Any]) -> None:
     }
     attr_to_key = {attr: key for key, attr in _KEYS.items()}
     for attr, value in parsed.items():
-        if not checks[attr](value):
+        if attr in _SHAPING_ATTRS:
+            _check_shaping(attr, value)
+        elif not checks[attr](value):
             raise JobOptionsError(f"{attr_to_key[attr]!r} must be {expected[attr]}")
+
+
+def _check_shaping(attr: str, value: Any) -> None:
+    # Imported here: shaping imports CALL_TYPES from this module.
+    from segment_importer.mapping.shaping import ShapingError, check_option
+
+    try:
+        check_option(attr, value)
+    except ShapingError as error:
+        raise JobOptionsError(str(error)) from None
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

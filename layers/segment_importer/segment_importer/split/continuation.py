@@ -69,6 +69,7 @@ class Checkpoint:
     batches_queued: int
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     rejects_omitted: int = 0
+    filtered_by: dict[str, int] = field(default_factory=dict)  # shaping: per rule, earlier parts
     job: dict[str, Any] = field(default_factory=dict)
     # Where record `after_record + 1` starts in the content (decompressed for gzip), so the
     # next part reads from there instead of re-parsing what came before (NDJSON, and CSV in

@@ -24,6 +24,7 @@ from segment_importer.import_ref import ImportRef
 from segment_importer.job import JobOptions, JobOptionsError, is_job_file
 from segment_importer.mapping.mapper import MappingError, MessageMapper
 from segment_importer.mapping.message_ids import file_identity
+from segment_importer.mapping.shaping import Shaper, shaper_for
 from segment_importer.mapping.validation import ValidationError, check_fields, check_size
 from segment_importer.metrics import MetricsSink, NullMetrics
 from segment_importer.read.byte_ranges import PrefixedBody, SpanRead, span_records
@@ -169,6 +170,8 @@ def resume_import(
         rejected=sum(checkpoint.rejected_by_reason.values()),
         rejected_by_reason=dict(checkpoint.rejected_by_reason),
         rejects_omitted=checkpoint.rejects_omitted,
+        filtered=sum(checkpoint.filtered_by.values()),
+        filtered_by=dict(checkpoint.filtered_by),
         job=checkpoint.job,
         started_at=checkpoint.started_at,
     )
@@ -263,7 +266,9 @@ def _split(
     identity = ObjectIdentity(ref.etag, report.size_bytes)
     ledger = None if settings.dry_run else services.ledger
     can_continue = bool(settings.continuation_queue_url) and not settings.dry_run
-    if first_invocation and ledger and can_continue and _plan_spans(services, settings, part):
+    # A job with a `limit` is split sequentially: parts carry the count on, spans could not.
+    spans_allowed = first_invocation and ledger and can_continue and part.job.limit is None
+    if spans_allowed and _plan_spans(services, settings, part):
         return
     records = _open_part(services.s3, part, identity, on_bytes)
     if records is None:  # the previous part stopped at the very end
@@ -402,6 +407,7 @@ def split_records(
     after_record: int = 0,
     budget: PartBudget | None = None,
     first_batch: int = 1,
+    read_parameter: Callable[[str], str] | None = None,
 ) -> PartStop | None:
     """Map, validate and pack `records` into `sink`; counts go to `report`.
 
@@ -416,6 +422,7 @@ def split_records(
     )
     packer = BatchPacker(limits, first_number=first_batch + report.batches_queued)
     earlier = _Earlier(report)
+    shaper = shaper_for(job, report, read_parameter)  # the job's filters and transforms
     handled = 0
     stop = None
     for record in records:
@@ -423,7 +430,7 @@ def split_records(
             continue
         report.records_read += 1
         handled += 1
-        _pack_record(record, mapper, packer, sink, rejects)
+        _pack_record(record, mapper, packer, sink, rejects, shaper)
         if report.records_read % PROGRESS_EVERY_RECORDS == 0:
             earlier.update(report, sink, rejects)
             if on_progress:
@@ -459,7 +466,12 @@ class _Earlier:
 
 
 def _pack_record(
-    record: SourceRecord, mapper: MessageMapper, packer: BatchPacker, sink: BatchSink, rejects: RejectsWriter
+    record: SourceRecord,
+    mapper: MessageMapper,
+    packer: BatchPacker,
+    sink: BatchSink,
+    rejects: RejectsWriter,
+    shaper: Shaper,
 ) -> None:
     if record.fields is None:
         rejects.add(record.number, record.reason or "invalid_json", record.detail, record.raw)
@@ -469,13 +481,16 @@ def _pack_record(
         check_fields(message)
         encoded = encode_message(message)
         check_size(encoded)
+        shaped = shaper.shape(message, encoded)  # after validation: None when a filter leaves it out
     except (MappingError, ValidationError) as error:
         rejects.add(record.number, error.reason, error.detail, record.fields)
         return
     except EncodingError as error:
         rejects.add(record.number, "invalid_field", str(error), record.fields)
         return
-    closed = packer.add(encoded)
+    if shaped is None:
+        return
+    closed = packer.add(shaped)
     if closed:
         sink.put(closed)
 
@@ -501,6 +516,7 @@ def _checkpoint(part: _Part, stop: PartStop) -> Checkpoint:
         batches_queued=report.batches_queued,
         rejected_by_reason=dict(report.rejected_by_reason),
         rejects_omitted=report.rejects_omitted,
+        filtered_by=dict(report.filtered_by),
         job=report.job,
         started_at=report.started_at,
         resume_offset=stop.resume.offset if stop.resume else None,

@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 FINAL_REPORT_FIELDS = (
     "bucket", "key", "etag", "size_bytes", "format", "compression", "status",
     "records_read", "messages_queued", "batches_queued", "rejected", "rejected_by_reason", "rejects_key",
-    "rejects_omitted",
+    "rejects_omitted", "filtered", "filtered_by",
     "batches_delivered", "messages_delivered", "messages_refused", "batches_failed", "messages_failed",
     "first_error", "last_error", "job", "started_at", "split_finished_at", "finished_at",
 )  # fmt: skip

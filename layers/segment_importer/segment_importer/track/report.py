@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 
+from segment_importer.mapping.shaping import redacted
+
 STATUS_QUEUED = "QUEUED"  # every valid record is on the work queue
 STATUS_CONTINUING = "CONTINUING"  # this part is queued; the next part continues the file
 STATUS_DRY_RUN = "DRY_RUN"  # validated and counted, nothing queued
@@ -39,13 +41,18 @@ class ImportReport:
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     rejects_key: str | None = None
     rejects_omitted: int = 0  # counted in `rejected` but not listed: the rejects file was full
+    # Valid messages the job's shaping rules left out (neither sent nor rejected), per rule.
+    filtered: int = 0
+    filtered_by: dict[str, int] = field(default_factory=dict)
     job: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     started_at: str = field(default_factory=utc_now)
     finished_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        document = asdict(self)
+        document["job"] = redacted(self.job)
+        return document
 
     def summary(self) -> dict[str, Any]:
         """The handler's answer: no record content, just where the file stands."""
@@ -62,9 +69,11 @@ class ImportReport:
             "rejected_by_reason": dict(self.rejected_by_reason),
             "rejects_key": self.rejects_key,
             "rejects_omitted": self.rejects_omitted,
+            "filtered": self.filtered,
+            "filtered_by": dict(self.filtered_by),
             "format": self.format,
             "compression": self.compression,
-            "job": self.job,
+            "job": redacted(self.job),
         }
 
     def to_json(self) -> bytes:
