@@ -95,7 +95,12 @@ def test_types_events_and_exclusions() -> None:
 def test_since_is_inclusive_and_until_exclusive() -> None:
     records = [
         {"type": "track", "event": "E", "userId": "u", "timestamp": moment}
-        for moment in ("2023-01-31T23:59:59.999Z", "2023-02-01T00:00:00Z", "2023-02-28T23:59:59Z", "2023-03")
+        for moment in (
+            "2023-01-31T23:59:59.999Z",
+            "2023-02-01T00:00:00Z",
+            "2023-02-28T23:59:59Z",
+            "2023-03-01",
+        )
     ]
     report, messages = shape(records, {"filter": {"since": "2023-02-01", "until": "2023-03-01T00:00:00Z"}})
     assert [m["timestamp"] for m in messages] == ["2023-02-01T00:00:00.000Z", "2023-02-28T23:59:59.000Z"]
