@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from segment_importer.job import JobOptionsError, parse_job_document
+from segment_importer_local.preview import add_preview_parser
 
 if TYPE_CHECKING:  # moto loads only for `run`: the runner is imported there
     from segment_importer_local.runner import RunResult
@@ -80,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-job", help="validate a job file and print the options it sets")
     check.add_argument("job_file", type=Path)
     check.set_defaults(command=_check_job)
+    add_preview_parser(commands)
     return parser
 
 

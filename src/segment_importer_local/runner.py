@@ -29,6 +29,7 @@ from segment_importer.track.ledger import COMPLETE, COMPLETE_WITH_ERRORS, Ledger
 from segment_importer.track.report import STATUS_DRY_RUN, derived_key
 from segment_importer_local.chaos import AwsFaults
 from segment_importer_local.event_source import SqsPoller, invoke, s3_put_event
+from segment_importer_local.export_files import expand_files
 from segment_importer_local.progress import PipelineProgress, SplitProgressLog
 from segment_importer_local.segment_endpoint import FaultPlan, SegmentEndpoint
 from segment_importer_local.snapshots import LedgerSnapshots
@@ -138,7 +139,7 @@ class RunResult:
 def run_import(options: RunOptions) -> RunResult:
     """Import `options.files` through the local stack; nothing leaves this machine by default."""
     template = StackTemplate.load(options.template_path)
-    files = _expand(options.files)
+    files = expand_files(options.files)
     with ExitStack() as stack:
         stack.enter_context(environment(_FAKE_AWS_ENVIRONMENT))
         stack.enter_context(mock_aws())
@@ -342,24 +343,3 @@ def _read_report(aws: LocalStack, prefixes: Prefixes, key: str) -> dict[str, Any
 
 def _queue_arn(aws: LocalStack, url: str) -> str:
     return aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-
-
-def _expand(paths: list[Path]) -> list[Path]:
-    """Files as given; a folder means the export files in it (job.json and hidden files aside)."""
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files.extend(
-                sorted(
-                    p
-                    for p in path.iterdir()
-                    if p.is_file() and not p.name.startswith(".") and p.name != "job.json"
-                )
-            )
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"no such file or folder: {path}")
-    if not files:
-        raise FileNotFoundError("no export files to import")
-    return files
