@@ -294,7 +294,7 @@ def _print_split_table(result: RunResult, console: Console, *, dry_run: bool) ->
     table.add_column("file", overflow="fold", ratio=2)
     table.add_column("format")
     table.add_column("status", overflow="fold", ratio=1)
-    for column in ("read", "rejected", "delivered / queued", "dead-lettered"):
+    for column in ("read", "rejected", "would send" if dry_run else "delivered / queued", "dead-lettered"):
         table.add_column(column, justify="right")
     for outcome in result.files:
         report = outcome.report
@@ -305,7 +305,7 @@ def _print_split_table(result: RunResult, console: Console, *, dry_run: bool) ->
             status if outcome.complete or dry_run else f"[red]{status} (incomplete)",
             f"{report['records_read']:,}",
             f"{report['rejected']:,}",
-            f"- / {report['messages_queued']:,}"
+            f"{report['messages_queued']:,}"
             if dry_run
             else f"{outcome.messages_delivered:,} / {report['messages_queued']:,}",
             "-" if dry_run else f"{outcome.batches_dead_lettered:,}",
@@ -329,7 +329,13 @@ def _print_details(result: RunResult, console: Console) -> None:
             )
             where = Path(result.bucket_copy or "") / report["rejects_key"]
             console.print(f"{Path(outcome.file).name}: rejected {reasons} (see {where})")
-    if result.endpoint_stats is not None:
+    if result.mapped_path:  # a dry run: nothing was sent, so nothing was accepted
+        would_send = sum(outcome.report["messages_queued"] for outcome in result.files)
+        console.print(
+            f"Dry run: would send {would_send:,} messages (written to {result.mapped_path}; "
+            f"page {result.page_path})"
+        )
+    elif result.endpoint_stats is not None:
         stats = result.endpoint_stats
         console.print(
             f"Embedded Segment endpoint accepted {stats['messages_accepted']} messages in "
@@ -337,7 +343,8 @@ def _print_details(result: RunResult, console: Console) -> None:
             f"dropped {sum(stats['dropped'].values())}); received events written to {result.received_path}"
         )
     console.print(f"Reports and rejects copied to {result.bucket_copy}")
-    console.print("[green]OK: every valid record was accepted." if result.ok else "[red]NOT OK: see above.")
+    verdict = "every file was read; nothing sent" if result.mapped_path else "every valid record was accepted"
+    console.print(f"[green]OK: {verdict}." if result.ok else "[red]NOT OK: see above.")
 
 
 if __name__ == "__main__":

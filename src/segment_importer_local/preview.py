@@ -223,7 +223,7 @@ def run_preview_command(arguments: argparse.Namespace) -> int:
 
     if arguments.sample < 0:
         raise SystemExit("error: --sample must be 0 or more")
-    job = _job(arguments.config)
+    job = job_options(arguments.config)
     paths = expand_files(arguments.files)
     total = sum(path.stat().st_size for path in paths)
     show_progress = not arguments.no_progress and sys.stderr.isatty()
@@ -245,7 +245,8 @@ def run_preview_command(arguments: argparse.Namespace) -> int:
     return 0 if read_to_its_end(document) else 1
 
 
-def _job(config: Path | None) -> JobOptions:
+def job_options(config: Path | None) -> JobOptions:
+    """The options of a job file (defaults without one); a bad file exits with its error."""
     if config is None:
         return JobOptions()
     try:

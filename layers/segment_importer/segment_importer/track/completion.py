@@ -9,6 +9,7 @@ from segment_importer.import_ref import ImportRef
 from segment_importer.settings import Prefixes
 from segment_importer.track.ledger import Ledger
 from segment_importer.track.report import report_key, write_report
+from segment_importer.track.report_page import publish_report_page
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ def publish_final_report(
         return None
     document = final_report(item)
     write_report(s3, ref.bucket, report_key(prefixes.reports, prefixes.imports, ref.key), document)
+    publish_report_page(s3, ref.bucket, prefixes, document)  # the same figures as a page, beside it
     logger.info(
         "import finished",
         extra={
