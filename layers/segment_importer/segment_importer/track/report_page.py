@@ -120,6 +120,7 @@ def _page(title: str, subtitle: str, figures: list[tuple[str, Any]], sections: l
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        '<link rel="icon" href="data:,">'  # or browsers fetch /favicon.ico beside the page
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>"
         f'<h1>{escape(title)}</h1><p class="sub">{escape(subtitle)}</p>'
         f'<div class="figures">{cards}</div>{"".join(sections)}</body></html>\n'
