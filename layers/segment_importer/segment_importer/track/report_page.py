@@ -62,9 +62,7 @@ def preview_page(document: dict[str, Any]) -> str:
         _section(f"Top events (of {len(document.get('by_event') or {}):,})", _top_events(document)),
         _section("Call types", _bars("by_type", document.get("by_type") or {})),
         _section("Reject reasons", _bars("by_reason", by_reason, tone="bad")),
-        _section(
-            "Filtered, by rule (valid, not sent)", _bars("filtered_by", document["filtered_by"], "muted")
-        ),
+        _section(_FILTERED, _bars("filtered_by", document["filtered_by"], "muted")),
         _section("Property coverage", _coverage(document, "properties")),
         _section("Trait coverage", _coverage(document, "traits")),
         _section("Sample messages, as they would be sent", _samples(document.get("samples") or [])),
@@ -85,9 +83,7 @@ def import_page(report: dict[str, Any]) -> str:
     ]
     sections = [
         _section("Reject reasons", _bars("by_reason", report.get("rejected_by_reason") or {}, tone="bad")),
-        _section(
-            "Filtered, by rule (valid, not sent)", _bars("filtered_by", report.get("filtered_by") or {})
-        ),
+        _section(_FILTERED, _bars("filtered_by", report.get("filtered_by") or {}, "muted")),
         _section("Delivery", _delivery_table(report)),
     ]
     subtitle = f"{report.get('status', '')}: s3://{report.get('bucket', '')}/{report.get('key', '')}"
