@@ -60,6 +60,7 @@ class SplitterSettings:
     reserve_seconds: float = 60.0  # a part hands over when less than this is left
     preflight_host: str = ""  # Segment's settings CDN; empty: no write-key pre-flight
     write_key_parameter: str = ""
+    hash_key_path: str = ""  # SSM path a job's `hash.keyParameter` must be under; empty: none allowed
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> SplitterSettings:
@@ -81,6 +82,7 @@ class SplitterSettings:
             reserve_seconds=float(env.get("SPLIT_RESERVE_SECONDS") or 60.0),
             preflight_host=env.get("PREFLIGHT_HOST", ""),
             write_key_parameter=env.get("WRITE_KEY_PARAMETER", ""),
+            hash_key_path=env.get("HASH_KEY_PARAMETER_PATH", ""),
         )
 
 

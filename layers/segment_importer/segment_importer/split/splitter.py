@@ -101,6 +101,7 @@ class SplitterServices:
     ledger: Ledger | None = None
     metrics: MetricsSink = field(default_factory=NullMetrics)
     preflight: WriteKeyPreflight | None = None
+    read_parameter: Callable[[str], str] | None = None  # SSM, for a job's `hash.keyParameter`
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +286,7 @@ def _split(
         after_record=part.after_record,
         budget=budget if can_continue else None,
         first_batch=part.span.index * SPAN_BATCH_STRIDE + 1 if part.span else 1,
+        read_parameter=services.read_parameter,
     )
     if stop is not None:
         part.checkpoint = _checkpoint(part, stop)
