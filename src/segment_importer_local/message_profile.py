@@ -16,10 +16,12 @@ from typing import Any
 
 MAX_NAMES = 10_000  # distinct event names counted one by one
 MAX_FIELDS = 2_000  # distinct property or trait names, per kind
+MAX_SHAPES = 20_000  # distinct (names, types) shapes of properties counted as shapes
 OTHER = "(other names)"
 EXACT_DISTINCT_UP_TO = 100_000
 SKETCH_SIZE = 4096  # KMV's k: relative standard error 1/sqrt(k - 2), about 1.6%
 _HASH_SPACE = float(1 << 64)
+_blake2b = hashlib.blake2b
 _PROPERTY_TYPES = frozenset({"track", "page", "screen"})
 _TRAIT_TYPES = frozenset({"identify", "group"})
 _JSON_TYPES = {str: "string", bool: "boolean", int: "number", float: "number", dict: "object", list: "array"}
@@ -34,6 +36,7 @@ class DistinctCount:
         self._k = sketch_size
         self._heap: list[int] = []  # the k smallest hashes, negated: heap[0] is minus the largest
         self._members: set[int] = set()
+        self._largest_kept = 1 << 64  # below this a hash may enter the sketch
 
     def add(self, value: str) -> None:
         if self._exact is not None:
@@ -46,16 +49,17 @@ class DistinctCount:
         self._sketch(value)
 
     def _sketch(self, value: str) -> None:
-        digest = int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "big")
+        digest = int.from_bytes(_blake2b(value.encode(), digest_size=8).digest())
+        if digest >= self._largest_kept or digest in self._members:
+            return  # once the sketch is full, nearly every value ends here
         heap = self._heap
-        if digest in self._members:
-            return
         if len(heap) < self._k:
             heapq.heappush(heap, -digest)
-            self._members.add(digest)
-        elif digest < -heap[0]:
+        else:
             self._members.discard(-heapq.heappushpop(heap, -digest))
-            self._members.add(digest)
+        self._members.add(digest)
+        if len(heap) == self._k:
+            self._largest_kept = -heap[0]
 
     def result(self) -> dict[str, Any]:
         if self._exact is not None:
@@ -72,27 +76,42 @@ class DistinctCount:
 
 
 class FieldCoverage:
-    """Per top-level property (or trait) name: how many messages carry it, and its types."""
+    """Per top-level property (or trait) name: how many messages carry it, and its types.
+
+    Messages are counted by shape (their names and value types, found at C speed) while the
+    shapes are few, as in most exports; past `MAX_SHAPES` shapes, name by name."""
 
     def __init__(self) -> None:
         self.messages = 0  # messages of the call types that carry this kind of field
+        self.shapes: Counter[tuple[tuple[str, ...], tuple[type, ...]]] = Counter()
         self.counts: Counter[str] = Counter()
         self.types: dict[str, set[str]] = {}
 
     def add(self, fields: Any) -> None:
         self.messages += 1
-        if not isinstance(fields, dict):
+        if not isinstance(fields, dict) or not fields:
             return
+        shape = (tuple(fields), tuple(map(type, fields.values())))
+        shapes = self.shapes
+        if shape in shapes or len(shapes) < MAX_SHAPES:
+            shapes[shape] += 1
+        else:
+            self._add_fields(shape, 1)
+
+    def _add_fields(self, shape: tuple[tuple[str, ...], tuple[type, ...]], times: int) -> None:
         counts, types = self.counts, self.types
-        for name, value in fields.items():
+        for name, kind in zip(*shape, strict=True):
             if name not in types:
                 if len(types) >= MAX_FIELDS:
                     name = OTHER
                 types.setdefault(name, set())
-            counts[name] += 1
-            types[name].add(_JSON_TYPES.get(type(value), "null"))
+            counts[name] += times
+            types[name].add(_JSON_TYPES.get(kind, "null"))
 
     def result(self) -> dict[str, Any]:
+        for shape, times in self.shapes.items():
+            self._add_fields(shape, times)
+        self.shapes.clear()
         fields = {
             name: {
                 "messages": count,
