@@ -142,3 +142,24 @@ def test_a_dry_run_writes_what_it_would_send(tmp_path: Path, capsys: pytest.Capt
     assert entry["report"]["filtered_by"] == {"limit": len(valid) - 120}
     received_path = run_dir / "received.ndjson"
     assert not received_path.exists() or received_path.stat().st_size == 0, "a dry run sent something"
+
+
+def test_event_filters_through_the_handlers_match_the_preview(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from .test_preview_cli import crafted
+
+    export = crafted(tmp_path / "crafted.ndjson")
+    job = job_file(
+        tmp_path, {"filter": {"events": ["Signed Up", "Order Completed"], "exclude_events": ["Signed Up"]}}
+    )
+    assert cli.main(["preview", str(export), "--config", str(job), "--json", "--no-progress"]) == 0
+    previewed = json.loads(capsys.readouterr().out)
+    result = run(tmp_path, export, job, {})
+    assert result.ok
+    assert [message["event"] for message in received(result)] == ["Order Completed"]
+    ledger = result.files[0].ledger or {}
+    assert (
+        ledger["filtered_by"] == previewed["filtered_by"] == {"events": 2, "exclude_events": 2}
+    )  # identify, page; 2 Signed Up
+    assert ledger["rejected"] == previewed["rejected"] == 4
