@@ -163,3 +163,19 @@ def test_event_filters_through_the_handlers_match_the_preview(
         ledger["filtered_by"] == previewed["filtered_by"] == {"events": 2, "exclude_events": 2}
     )  # identify, page; 2 Signed Up
     assert ledger["rejected"] == previewed["rejected"] == 4
+
+
+def test_filters_in_a_file_split_in_byte_ranges(tmp_path: Path) -> None:
+    """Without a limit the file is split in ranges; each range's filtered counts add up."""
+    export = tmp_path / "history.ndjson"
+    valid, invalid = write_ndjson(export, 1000)
+    job = job_file(tmp_path, {"filter": {"where": "properties.seq > `100`"}, "sample": 0.5})
+    result = run(tmp_path, export, job, {"ParallelSplitBytes": "8192", "BatchMaxMessages": "40"})
+    assert result.ok
+    ledger = result.files[0].ledger or {}
+    assert ledger["span_count"] > 5
+    sent = len(received(result))
+    assert ledger["messages_delivered"] == sent
+    assert ledger["filtered_by"]["where"] == sum(1 for seq in valid if seq <= 100)
+    assert ledger["filtered"] == sum(ledger["filtered_by"].values()) == len(valid) - sent
+    assert ledger["records_read"] == sent + len(invalid) + ledger["filtered"]
