@@ -1,9 +1,9 @@
 """Run the benchmarks: `make bench` (all) or `make bench ARGS=--quick` (small and fast).
 
-    .venv/bin/python -m bench [--quick] [--only splitter,sender,e2e,memory,cost,spans]
+    .venv/bin/python -m bench [--quick] [--only splitter,sender,e2e,memory,cost,spans,preview]
                               [--events N] [--repeats N] [--sender-events N]
                               [--e2e-events N] [--memory-sizes 100,1000]
-                              [--code PATH] [--out PATH]
+                              [--preview-events N] [--code PATH] [--out PATH]
 
 Prints the results as Markdown tables, the targets as pass/fail, and writes everything
 to bench/results/latest.json (git-ignored). Absolute figures depend on the machine and
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ("splitter", "sender", "e2e", "memory", "cost", "spans")
+BENCHMARKS = ("splitter", "sender", "e2e", "memory", "cost", "spans", "preview")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -35,6 +35,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--memory-sizes", help="input sizes in MB for the memory benchmark (default 100,1000)"
     )
+    parser.add_argument("--preview-events", type=int, help="events for the preview (default 1,000,000)")
     parser.add_argument("--code", help="run against another segment_importer tree (see bench/reference.py)")
     parser.add_argument(
         "--out", type=Path, help="where to write the JSON (default bench/results/latest.json)"
@@ -50,6 +51,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.repeats = args.repeats or (3 if quick else 5)
     args.sender_events = args.sender_events or (20_000 if quick else 60_000)
     args.e2e_events = args.e2e_events or (50_000 if quick else 1_000_000)
+    args.preview_events = args.preview_events or (100_000 if quick else 1_000_000)
     sizes = args.memory_sizes or ("10,100" if quick else "100,1000")
     args.memory_sizes = tuple(int(size) for size in sizes.split(","))
     return args
@@ -65,7 +67,17 @@ def main(argv: list[str] | None = None) -> int:
             filter(None, [str(Path(args.code).resolve()), os.environ.get("PYTHONPATH")])
         )
     import segment_importer
-    from bench import common, cost, end_to_end, memory, report, sender_throughput, spans, splitter_cpu
+    from bench import (
+        common,
+        cost,
+        end_to_end,
+        memory,
+        preview,
+        report,
+        sender_throughput,
+        spans,
+        splitter_cpu,
+    )
 
     results: dict[str, Any] = {
         "machine": common.machine(),
@@ -80,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         "e2e": lambda: end_to_end.run(args.e2e_events),
         "memory": lambda: memory.run(args.memory_sizes),
         "spans": lambda: spans.run(args.events, args.repeats),
+        "preview": lambda: preview.run(args.preview_events, 1 if not args.quick else args.repeats),
     }
     for name, step in steps.items():
         if name in args.only:

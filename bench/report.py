@@ -46,6 +46,19 @@ def targets(measured: dict[str, Any]) -> list[dict[str, Any]]:
             0.5,
             at_most=True,
         )
+    if "preview" in measured:
+        found_preview = measured["preview"]
+        add(
+            "preview events/CPU-s / splitter's (same file, same run)",
+            found_preview["ratio"],
+            found_preview["speed_target"],
+        )
+        add(
+            "preview peak RSS: file / a tenth of it",
+            found_preview["memory_ratio"],
+            found_preview["memory_target"],
+            at_most=True,
+        )
     if "cost" in measured:
         add(
             "batch fill: minimum Segment requests / actual",
@@ -76,6 +89,8 @@ def render(results: dict[str, Any]) -> str:
         parts.append(_cost(measured["cost"]))
     if "spans" in measured:
         parts.append(_spans(measured["spans"]))
+    if "preview" in measured:
+        parts.append(_preview(measured["preview"]))
     if results.get("targets"):
         rows = [
             [
@@ -153,6 +168,27 @@ def _spans(result: dict[str, Any]) -> str:
         ["format", "events", "size", "sequential CPU-s", "surveys", "spans' CPU", "critical path", "proven"],
         rows,
     )
+
+
+def _preview(result: dict[str, Any]) -> str:
+    row = [
+        f"{result['events']:,}",
+        f"{result['bytes'] / 1e6:.1f} MB",
+        fmt_rate(result["splitter_events_per_cpu_second"]),
+        fmt_rate(result["preview_events_per_cpu_second"]),
+        f"**{result['ratio']:.2f}**",
+        f"{result['peak_rss_mb']:.0f} MB / {result['peak_rss_mb_tenth']:.0f} MB "
+        f"= {result['memory_ratio']:.2f}",
+    ]
+    headers = [
+        "events",
+        "size",
+        "splitter events/CPU-s",
+        "preview events/CPU-s",
+        "ratio",
+        "peak RSS: file / tenth",
+    ]
+    return "### 7. Preview against the splitter (NDJSON, same run)\n\n" + table(headers, [row])
 
 
 def _sender(result: dict[str, Any]) -> str:

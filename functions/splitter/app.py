@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from segment_importer.deliver.preflight import WriteKeyPreflight
 from segment_importer.deliver.write_keys import WriteKeySource, service_for
 from segment_importer.log_safety import pin_library_loggers
+from segment_importer.mapping.shaping import ssm_parameter_reader
 from segment_importer.metrics import NAMESPACE
 from segment_importer.settings import SplitterSettings
 from segment_importer.split.continuation import PartBudget
@@ -51,6 +52,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         preflight=_preflight(settings.preflight_host, settings.write_key_parameter)
         if settings.preflight_host and settings.write_key_parameter
         else None,
+        read_parameter=ssm_parameter_reader(_client("ssm"), settings.hash_key_path),
     )
     budget = PartBudget(
         remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,

@@ -14,6 +14,7 @@ import sys
 
 from segment_importer import __version__
 from segment_importer_local.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, CliError
+from segment_importer_local.preview import add_preview_parser
 
 _EXAMPLES = """examples:
   segment-importer run examples/                       # import the samples, send to the embedded endpoint
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     cli_run.add_run_command(commands)
+    add_preview_parser(commands)
     cli_inspect.add_inspect_commands(commands)
     return parser
 

@@ -152,6 +152,8 @@ class RunResult:
     split_seconds: float = 0.0  # wall time of the splitter invocations
     send_seconds: float = 0.0  # wall time draining the work queue through the sender
     bucket_copy: str | None = None  # reports and rejects, copied out of the local bucket
+    mapped_path: str | None = None  # a dry run: every message it would send (NDJSON)
+    page_path: str | None = None  # a dry run: the preview page of what it would send
     run_dir: str | None = None  # also holds functions.log, the functions' own log lines
     resumed_batches_skipped: int = 0  # run --resume: delivered before the stop, not sent again
     resumed_messages_skipped: int = 0
@@ -218,7 +220,23 @@ def run_import(options: RunOptions) -> RunResult:
         if endpoint:
             result.endpoint_stats = endpoint.stats()
         result.bucket_copy = str(_copy_bucket_out(aws, run_dir / "bucket"))
+        if options.dry_run:
+            exports = [item.path for item in inputs if not item.is_job_file]
+            result.mapped_path, result.page_path = _write_would_send(options, exports, run_dir)
         return result
+
+
+def _write_would_send(options: RunOptions, files: list[Path], run_dir: Path) -> tuple[str, str]:
+    """A dry run's `mapped.ndjson` (the messages it would send, as the splitter mapped and
+    shaped them) and `preview.html`, from the same core the splitter ran (see preview.py)."""
+    from segment_importer.track.report_page import preview_page
+    from segment_importer_local.preview import job_options, preview_files
+
+    mapped, page = run_dir / "mapped.ndjson", run_dir / "preview.html"
+    with mapped.open("wb") as output:
+        document = preview_files(files, job_options(options.job_config), mapped=output)
+    page.write_text(preview_page(document), encoding="utf-8")
+    return str(mapped), str(page)
 
 
 def _destination(

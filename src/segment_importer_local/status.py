@@ -85,6 +85,8 @@ def describe(item: dict[str, Any], now: datetime | None = None) -> dict[str, Any
         "batches_queued": int(item.get("batches_queued", 0)),
         "rejected": int(item.get("rejected", 0)),
         "rejected_by_reason": item.get("rejected_by_reason", {}),
+        "filtered": int(item.get("filtered", 0)),  # valid, left out by the job's shaping rules
+        "filtered_by": item.get("filtered_by", {}),
         "messages_delivered": delivered,
         "batches_delivered": int(item.get("batches_delivered", 0)),
         "messages_refused": refused,

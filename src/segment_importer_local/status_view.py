@@ -66,7 +66,7 @@ def _count(value: float) -> str:
 
 
 def summary_lines(statuses: list[dict[str, Any]]) -> list[str]:
-    """One line per import with errors: what went wrong, by reason code."""
+    """One line per import with errors (what went wrong, by reason code) or filtered messages."""
     lines = []
     for status in statuses:
         if status["rejected_by_reason"]:
@@ -74,6 +74,11 @@ def summary_lines(statuses: list[dict[str, Any]]) -> list[str]:
                 f"{code} {count}" for code, count in sorted(status["rejected_by_reason"].items())
             )
             lines.append(f"{status['key']}: rejected {reasons}")
+        if status.get("filtered"):
+            rules = ", ".join(f"{rule} {count}" for rule, count in sorted(status["filtered_by"].items()))
+            lines.append(
+                f"{status['key']}: filtered {status['filtered']:,} (not sent, not rejected): {rules}"
+            )
         if status["first_error"]:
             lines.append(
                 f"{status['key']}: first error: {status['first_error']}; last: {status['last_error']}"

@@ -57,6 +57,9 @@ def of_run(result: RunResult, *, dry_run: bool) -> Verdict:
     else:
         sent = sum(f.messages_delivered for f in files)
         done = f"sent {sent:,} of {records:,} records to {result.destination}"
+    filtered = sum(int(f.report.get("filtered") or 0) for f in files)
+    if filtered:  # left out by the job's filters, limit or sample: neither sent nor rejected
+        done += f" ({filtered:,} left out by the job's filters)"
     reasons = [line for outcome in files for line in _failures(outcome, result.destination, dry_run)]
     hint = top_reason_hint(files)
     if records == 0 and not reasons:

@@ -49,7 +49,7 @@ def test_documented_keys() -> None:
         "messageIdSalt",
         "encoding",
         "timestampFormat",
-    ]
+    ]  # the shaping keys (filter, limit, ...) appear only when set: see test_shaping
 
 
 def test_accepts_every_documented_key() -> None:

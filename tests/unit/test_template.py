@@ -407,10 +407,12 @@ def test_splitter_permissions(template: StackTemplate, expanded: dict[str, Any],
         *_SQS_POLL,
         *_LOGS,
     }
-    # The write-key pre-flight reads the key; only that parameter.
+    # The write-key pre-flight reads the key; shaping's `hash.keyParameter` only under its prefix.
     parameter_name = template.parameter_defaults()["WriteKeyParameterName"]
+    hash_keys = template.parameter_defaults()["HashKeyParameterPath"]
     assert allowed_resources("ssm:GetParameter", statements) == {
-        f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{parameter_name}"
+        f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{parameter_name}",
+        f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{hash_keys}*",
     }
     imports, batches = table_arn(resolver, "ImportsTable"), table_arn(resolver, "BatchesTable")
     for action in ("dynamodb:PutItem", "dynamodb:GetItem"):

@@ -10,7 +10,10 @@ from __future__ import annotations
 import codecs
 import json
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from segment_importer.mapping.shaping import ShapingRules
 
 # The key layout lives in track.keys; these stay importable from here.
 from segment_importer.track.keys import JOB_FILE_NAME, is_job_file, job_file_candidates  # noqa: F401
@@ -28,7 +31,15 @@ _KEYS = {
     "messageIdSalt": "message_id_salt",
     "encoding": "encoding",
     "timestampFormat": "timestamp_format",
+    # Shaping (mapping/shaping.py): which valid messages are sent, and what they carry.
+    "filter": "filter",
+    "limit": "limit",
+    "sample": "sample",
+    "drop": "drop",
+    "hash": "hash",
+    "set": "set",
 }
+_SHAPING_ATTRS = ("filter", "limit", "sample", "drop", "hash", "set")
 
 
 class JobOptionsError(ValueError):
@@ -52,6 +63,13 @@ class JobOptions:
     message_id_salt: str = ""
     encoding: str = "utf-8"  # of CSV files (JSON is always UTF-8)
     timestamp_format: str | None = None  # strptime syntax, for times neither ISO 8601 nor epoch
+    # Shaping, as written in the job (checked by mapping/shaping.py, compiled by `shaping_rules`).
+    filter: dict[str, Any] | None = None
+    limit: int | None = None
+    sample: float | None = None
+    drop: list[str] = field(default_factory=list)
+    hash: dict[str, Any] | None = None
+    set: dict[str, Any] = field(default_factory=dict)
 
     def merged_with(self, overrides: dict[str, Any]) -> JobOptions:
         """These options with the keys of a job document applied on top (`context` deep-merged)."""
@@ -65,8 +83,17 @@ class JobOptions:
         return frozenset(name for name, target in self.columns.items() if target is None)
 
     def to_document(self) -> dict[str, Any]:
-        """The JSON form, for reports."""
-        return {key: getattr(self, attr) for key, attr in _KEYS.items()}
+        """The JSON form, carried by checkpoints (reports show it through `shaping.redacted`)."""
+        document = {key: getattr(self, attr) for key, attr in _KEYS.items()}
+        for attr in _SHAPING_ATTRS:  # only those set: a job without shaping reads as before
+            if document[attr] in (None, [], {}):
+                del document[attr]
+        return document
+
+    def shaping_rules(self) -> ShapingRules:
+        from segment_importer.mapping.shaping import rules_from_job
+
+        return rules_from_job({attr: getattr(self, attr) for attr in _SHAPING_ATTRS})
 
 
 def source_choices() -> tuple[str, ...]:
@@ -133,11 +160,14 @@ def _problems(parsed: dict[str, Any]) -> list[str]:
         "timestamp_format": 'a strptime format, e.g. "%m/%d/%Y %H:%M"',
     }
     attr_to_key = {attr: key for key, attr in _KEYS.items()}
-    return [
+    problems = [
         f"{attr_to_key[attr]!r} must be {expected[attr]}{_which(attr, value)}"
         for attr, value in parsed.items()
-        if not checks[attr](value)
+        if attr not in _SHAPING_ATTRS and not checks[attr](value)
     ]
+    for attr in (name for name in _SHAPING_ATTRS if name in parsed):  # in a fixed order
+        problems += _shaping_problems(attr, parsed[attr])
+    return problems
 
 
 def _which(attr: str, value: Any) -> str:
@@ -161,6 +191,17 @@ def _which(attr: str, value: Any) -> str:
 
 def _is_dot_path(target: Any) -> bool:
     return isinstance(target, str) and all(part.strip() for part in target.split("."))
+
+
+def _shaping_problems(attr: str, value: Any) -> list[str]:
+    # Imported here: shaping imports CALL_TYPES from this module.
+    from segment_importer.mapping.shaping import ShapingError, check_option
+
+    try:
+        check_option(attr, value)
+    except ShapingError as error:
+        return [str(error)]
+    return []
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

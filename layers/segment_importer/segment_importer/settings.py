@@ -64,6 +64,7 @@ class SplitterSettings:
     continuation_attempts: int = 3
     preflight_host: str = ""  # Segment's settings CDN; empty: no write-key pre-flight
     write_key_parameter: str = ""
+    hash_key_path: str = ""  # SSM path a job's `hash.keyParameter` must be under; empty: none allowed
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> SplitterSettings:
@@ -87,6 +88,7 @@ class SplitterSettings:
             continuation_attempts=int(env.get("CONTINUATION_MAX_RECEIVE_COUNT") or 3),
             preflight_host=env.get("PREFLIGHT_HOST", ""),
             write_key_parameter=env.get("WRITE_KEY_PARAMETER", ""),
+            hash_key_path=env.get("HASH_KEY_PARAMETER_PATH", ""),
         )
 
 

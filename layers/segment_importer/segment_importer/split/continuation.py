@@ -80,6 +80,7 @@ class Checkpoint:
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     rejects_omitted: int = 0
     rejects_keys: list[str] = field(default_factory=list)  # the earlier parts' rejects files
+    filtered_by: dict[str, int] = field(default_factory=dict)  # shaping: per rule, earlier parts
     job: dict[str, Any] = field(default_factory=dict)
     # Where record `after_record + 1` starts in the content (decompressed for gzip), so the
     # next part reads from there instead of re-parsing what came before (NDJSON, and CSV in
@@ -121,6 +122,7 @@ class Checkpoint:
             rejected_by_reason=dict(report.rejected_by_reason),
             rejects_omitted=report.rejects_omitted,
             rejects_keys=list(report.rejects_keys),
+            filtered_by=dict(report.filtered_by),
             job=report.job,
             started_at=report.started_at,
             resume_offset=resume.offset if resume else None,
@@ -145,6 +147,8 @@ class Checkpoint:
             rejects_key=self.rejects_keys[0] if self.rejects_keys else None,
             rejects_keys=list(self.rejects_keys),
             rejects_omitted=self.rejects_omitted,
+            filtered=sum(self.filtered_by.values()),
+            filtered_by=dict(self.filtered_by),
             job=self.job,
             started_at=self.started_at,
         )

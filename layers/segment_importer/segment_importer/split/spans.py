@@ -26,6 +26,7 @@ from typing import Any
 
 from segment_importer.import_ref import ImportRef
 from segment_importer.job import JobOptions
+from segment_importer.mapping.shaping import redacted
 from segment_importer.read.byte_ranges import (
     AlignedSpan,
     SpanRead,
@@ -132,7 +133,7 @@ class SpanPlanning:
         if not tasks:
             return 0
         report.format, report.compression = tasks[0].format, "none"
-        shape = {"format": report.format, "compression": report.compression, "job": report.job}
+        shape = {"format": report.format, "compression": report.compression, "job": redacted(report.job)}
         self._ledger.plan_spans(ref, len(tasks), shape)
         hand_over_all(self._sqs, self._queue_url, tasks)
         report.status = STATUS_CONTINUING

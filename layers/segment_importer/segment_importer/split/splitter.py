@@ -79,6 +79,7 @@ class SplitterServices:
     ledger: Ledger | None = None
     metrics: MetricsSink = field(default_factory=NullMetrics)
     preflight: WriteKeyPreflight | None = None
+    read_parameter: Callable[[str], str] | None = None  # SSM, for a job's `hash.keyParameter`
 
 
 def split_import(
@@ -243,7 +244,9 @@ def _split(
         if is_archive_object(services.s3, ref, ObjectIdentity(ref.etag, report.size_bytes)):
             _split_archive(services, settings, part, budget)  # each member an import of its own
             return
-        if ledger and can_continue and _plan_spans(services, settings, part):
+        # A job with a `limit` is split sequentially: parts carry the count on, spans could not.
+        spans_allowed = ledger and can_continue and state.job.limit is None
+        if spans_allowed and _plan_spans(services, settings, part):
             return
     records = part.open(services.s3, on_bytes)
     if records is None:  # the previous part stopped at the very end
@@ -261,6 +264,7 @@ def _split(
         after_record=state.after_record,
         budget=budget if can_continue else None,
         first_batch=part.first_batch,
+        read_parameter=services.read_parameter,
     )
     if stop is not None:
         state.checkpoint = part.next_checkpoint(stop.after_record, stop.resume)

@@ -14,6 +14,7 @@ from segment_importer.batch.encoding import EncodedMessage, encode_message
 from segment_importer.batch.packing import Batch, BatchLimits, BatchPacker
 from segment_importer.job import JobOptions
 from segment_importer.mapping.mapper import MessageMapper
+from segment_importer.mapping.shaping import Shaper, shaper_for
 from segment_importer.mapping.validation import check_fields, check_size
 from segment_importer.read.formats import RecordStream, ResumePoint, open_records
 from segment_importer.read.records import SourceRecord
@@ -87,6 +88,7 @@ def split_records(
     budget: PartBudget | None = None,
     first_batch: int = 1,
     file_id: str | None = None,
+    read_parameter: Callable[[str], str] | None = None,
 ) -> PartStop | None:
     """Map, validate and pack `records` into `sink`; counts go to `report`.
 
@@ -102,6 +104,7 @@ def split_records(
     mapper = MessageMapper(job, file_id, from_csv=reader_for(records.format).cells_are_text)
     packer = BatchPacker(limits, first_number=first_batch + report.batches_queued)
     earlier = _Earlier(report)
+    shaper = shaper_for(job, report, read_parameter)  # the job's filters and transforms
     handled = 0
     stop = None
     # Once the clock runs low, the part ends where a batch closes on its own (before the
@@ -112,7 +115,7 @@ def split_records(
         for record in records:
             if record.number <= after_record:
                 continue
-            encoded = _encode(record, mapper, rejects)
+            encoded = _encode(record, mapper, rejects, shaper)
             if ending is not None and encoded is not None and packer.would_close(encoded):
                 stop = ending
                 break
@@ -157,8 +160,11 @@ class _Earlier:
         report.rejected = sum(report.rejected_by_reason.values())
 
 
-def _encode(record: SourceRecord, mapper: MessageMapper, rejects: RejectsWriter) -> EncodedMessage | None:
-    """The record's message, ready to pack; None (and a reject) when it cannot be sent."""
+def _encode(
+    record: SourceRecord, mapper: MessageMapper, rejects: RejectsWriter, shaper: Shaper
+) -> EncodedMessage | None:
+    """The record's message, ready to pack; None when it cannot be sent (a reject) or when the
+    job's filters leave it out (counted by the shaper)."""
     if record.fields is None:
         rejects.add(record.number, record.reason or reasons.INVALID_JSON, record.detail, record.raw)
         return None
@@ -167,6 +173,7 @@ def _encode(record: SourceRecord, mapper: MessageMapper, rejects: RejectsWriter)
         check_fields(message)
         encoded = encode_message(message)
         check_size(encoded)
+        encoded = shaper.shape(message, encoded)  # after validation: None when a filter leaves it out
     except Reject as error:
         rejects.add(record.number, error.reason, error.detail, record.fields)
         return None

@@ -12,6 +12,7 @@ from segment_importer.import_ref import ImportRef
 from segment_importer.settings import Prefixes
 from segment_importer.track.ledger import Ledger
 from segment_importer.track.report import report_key, write_report
+from segment_importer.track.report_page import publish_report_page
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ logger = logging.getLogger(__name__)
 FINAL_REPORT_FIELDS = (
     "bucket", "key", "etag", "size_bytes", "format", "compression", "status",
     "records_read", "messages_queued", "batches_queued", "rejected", "rejected_by_reason", "rejects_key",
-    "rejects_keys", "rejects_omitted",
+    "rejects_keys", "rejects_omitted", "filtered", "filtered_by",
     "batches_delivered", "messages_delivered", "messages_refused", "batches_failed", "messages_failed",
     "batches_redriven", "first_error", "last_error", "resolved_error", "reopened_at",
     "job", "started_at", "split_finished_at", "finished_at",
@@ -51,6 +52,7 @@ def publish_final_report(
     if item.get("members"):  # an archive: its members' summaries stay (the ledger keeps a count)
         document["members"] = _members_of(s3, ref.bucket, key)
     write_report(s3, ref.bucket, key, document)
+    publish_report_page(s3, ref.bucket, prefixes, document)  # the same figures as a page, beside it
     logger.info(
         "import finished",
         extra={

@@ -71,6 +71,7 @@ _SPLIT_COUNTERS = (
     "batches_queued",
     "rejected",
     "rejects_omitted",
+    "filtered",
 )
 _SPAN_FIELDS = ("span_count", "spans_surveyed", "spans_done", "split_mode", "span_parts")
 _BATCH_RESOLUTION = "SET #state = :state, resolved_at = :now, message_count = :messages"

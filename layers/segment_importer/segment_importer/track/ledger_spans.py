@@ -22,6 +22,7 @@ _SPLIT_TOTALS = (
     "batches_queued",
     "rejected",
     "rejects_omitted",
+    "filtered",
 )
 # What every span shares: kept once on the import's item, not with each span's counts.
 _KEPT_ONCE = frozenset({"format", "compression", "job", "rejects_key"})
@@ -202,4 +203,13 @@ def _summed(spans: list[dict[str, Any]]) -> dict[str, Any]:
             by_reason[reason] = by_reason.get(reason, 0) + number
     totals["rejected_by_reason"] = by_reason
     totals["rejects_keys"] = [key for count in counts for key in count.get("rejects_keys") or []]
+    totals["filtered_by"] = _summed_by_name(count.get("filtered_by") for count in counts)
+    return totals
+
+
+def _summed_by_name(counters: Any) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for counter in counters:
+        for name, number in (counter or {}).items():
+            totals[name] = totals.get(name, 0) + number
     return totals

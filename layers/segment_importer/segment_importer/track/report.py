@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from segment_importer.mapping.shaping import redacted
 from segment_importer.track.keys import derived_key, report_key
 
 __all__ = ["ImportReport", "derived_key", "report_key", "utc_now", "write_report"]
@@ -44,6 +45,9 @@ class ImportReport:
     rejects_key: str | None = None  # the first rejects file written (see `rejects_keys`)
     rejects_keys: list[str] = field(default_factory=list)  # every part's, in file order
     rejects_omitted: int = 0  # counted in `rejected` but not listed: the rejects file was full
+    # Valid messages the job's shaping rules left out (neither sent nor rejected), per rule.
+    filtered: int = 0
+    filtered_by: dict[str, int] = field(default_factory=dict)
     job: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     # An archive's: one summary per member, each split as an import of its own (split.archives).
@@ -55,6 +59,7 @@ class ImportReport:
         document = asdict(self)
         if not self.members:  # only an archive's report lists members
             del document["members"]
+        document["job"] = redacted(self.job)
         return document
 
     def summary(self) -> dict[str, Any]:
@@ -82,9 +87,11 @@ class ImportReport:
             "rejects_key": self.rejects_key,
             "rejects_keys": list(self.rejects_keys),
             "rejects_omitted": self.rejects_omitted,
+            "filtered": self.filtered,
+            "filtered_by": dict(self.filtered_by),
             "format": self.format,
             "compression": self.compression,
-            "job": self.job,
+            "job": redacted(self.job),
         }
 
 
