@@ -9,6 +9,7 @@ import pytest
 
 from segment_importer.job import (
     CALL_TYPES,
+    SOURCES,
     JobOptions,
     JobOptionsError,
     is_job_file,
@@ -27,6 +28,13 @@ FULL_DOCUMENT = {
     "requireTimestamp": False,
     "messageIdSalt": "workspace-2",
     "encoding": "cp1252",
+    "recordPath": "data",
+    "keepVendorInternals": True,
+    "timezone": "Europe/Berlin",
+    "timestampFormat": "%d/%m/%Y %H:%M",
+    "timestampRange": ["1971-01-01", "2100-01-01"],
+    "nullValues": ["NULL", "\\N", ""],
+    "trimCells": False,
 }
 
 
@@ -48,6 +56,13 @@ def test_documented_keys() -> None:
         "requireTimestamp",
         "messageIdSalt",
         "encoding",
+        "recordPath",
+        "keepVendorInternals",
+        "timezone",
+        "timestampFormat",
+        "timestampRange",
+        "nullValues",
+        "trimCells",
     ]
 
 
@@ -69,6 +84,13 @@ def test_document_applies_to_options() -> None:
         require_timestamp=False,
         message_id_salt="workspace-2",
         encoding="cp1252",
+        record_path="data",
+        keep_vendor_internals=True,
+        timezone="Europe/Berlin",
+        timestamp_format="%d/%m/%Y %H:%M",
+        timestamp_range=["1971-01-01", "2100-01-01"],
+        null_values=["NULL", "\\N", ""],
+        trim_cells=False,
     )
     assert options.to_document() == FULL_DOCUMENT
 
@@ -85,6 +107,13 @@ def test_defaults() -> None:
         "requireTimestamp": True,
         "messageIdSalt": "",
         "encoding": "utf-8",
+        "recordPath": "",
+        "keepVendorInternals": False,
+        "timezone": "UTC",
+        "timestampFormat": None,
+        "timestampRange": None,
+        "nullValues": ["\\N"],
+        "trimCells": True,
     }
 
 
@@ -103,7 +132,7 @@ def test_empty_documents(text: str | bytes) -> None:
 @pytest.mark.parametrize(
     ("document", "accepted"),
     [({"type": call_type}, True) for call_type in CALL_TYPES]
-    + [({"source": source}, True) for source in ("auto", "segment", "mixpanel", "amplitude")]
+    + [({"source": source}, True) for source in SOURCES]
     + [
         ({"event": None}, True),
         ({"integrations": None}, True),
@@ -143,7 +172,17 @@ def test_keys_are_case_sensitive() -> None:
         ("event", ""),
         ("event", "   "),
         ("event", 5),
-        ("source", "heap"),
+        ("source", "snowplow"),
+        ("source", "Mixpanel"),
+        ("recordPath", "data..event"),
+        ("recordPath", 5),
+        ("timezone", "Mars/Olympus"),
+        ("timezone", ""),
+        ("timestampFormat", "dd/mm/yyyy"),
+        ("timestampRange", ["1971-01-01"]),
+        ("timestampRange", ["1971", "yesterday"]),
+        ("nullValues", "NULL"),
+        ("keepVendorInternals", "yes"),
         ("source", None),
         ("columns", ["userId"]),
         ("columns", None),
@@ -245,3 +284,9 @@ def test_is_job_file(key: str, expected: bool) -> None:
 
 def test_an_unknown_encoding_is_refused_by_name() -> None:
     assert "'encoding'" in error_for({"encoding": "klingon-8"})
+
+
+def test_sources_are_the_profiles() -> None:
+    from segment_importer.mapping.profiles import PROFILE_NAMES
+
+    assert ("auto", *PROFILE_NAMES) == SOURCES

@@ -10,10 +10,13 @@ from __future__ import annotations
 import codecs
 import json
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 CALL_TYPES = ("track", "identify", "page", "screen", "group", "alias")
-SOURCES = ("auto", "segment", "mixpanel", "amplitude")
+# The profiles of mapping.profiles (a test keeps the two lists equal).
+SOURCES = ("auto", "segment", "posthog", "mixpanel", "amplitude", "ga4")
 JOB_FILE_NAME = "job.json"
 
 _KEYS = {
@@ -26,6 +29,13 @@ _KEYS = {
     "requireTimestamp": "require_timestamp",
     "messageIdSalt": "message_id_salt",
     "encoding": "encoding",
+    "recordPath": "record_path",
+    "keepVendorInternals": "keep_vendor_internals",
+    "timezone": "timezone",
+    "timestampFormat": "timestamp_format",
+    "timestampRange": "timestamp_range",
+    "nullValues": "null_values",
+    "trimCells": "trim_cells",
 }
 
 
@@ -45,6 +55,15 @@ class JobOptions:
     require_timestamp: bool = True
     message_id_salt: str = ""
     encoding: str = "utf-8"  # of CSV files (JSON is always UTF-8)
+    # Dot path to the record inside each line (`data`, `EventPayload.event`); "" = the line.
+    record_path: str = ""
+    keep_vendor_internals: bool = False  # keep e.g. Mixpanel's `$mp_api_endpoint` in properties
+    timezone: str = "UTC"  # for times without an offset (IANA name, e.g. "Europe/Berlin")
+    timestamp_format: str | None = None  # strptime format for non-ISO dates ("%d/%m/%Y %H:%M")
+    # [earliest, latest] plausible event times (ISO 8601); None = the default range.
+    timestamp_range: list[str] | None = None
+    null_values: list[str] = field(default_factory=lambda: ["\\N"])  # cells that mean "no value"
+    trim_cells: bool = True  # strip spaces around CSV cells
 
     def merged_with(self, overrides: dict[str, Any]) -> JobOptions:
         """These options with the keys of a job document applied on top (`context` deep-merged)."""
@@ -94,34 +113,72 @@ def _parse_document(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check(parsed: dict[str, Any]) -> None:
-    checks = {
-        "default_type": lambda v: v in CALL_TYPES,
-        "default_event": lambda v: v is None or (isinstance(v, str) and v.strip() != ""),
-        "source": lambda v: v in SOURCES,
-        "columns": lambda v: (
-            isinstance(v, dict) and all((isinstance(t, str) and t) or t is None for t in v.values())
-        ),
-        "integrations": lambda v: v is None or _is_integrations(v),
-        "context": lambda v: isinstance(v, dict),
-        "require_timestamp": lambda v: isinstance(v, bool),
-        "message_id_salt": lambda v: isinstance(v, str) and _encodable(v),
-        "encoding": lambda v: isinstance(v, str) and _known_codec(v),
-    }
-    expected = {
-        "default_type": f"one of {list(CALL_TYPES)}",
-        "default_event": "a non-empty string",
-        "source": f"one of {list(SOURCES)}",
-        "columns": "an object mapping column names to target paths (or null)",
-        "integrations": 'an object of destination names to true/false/settings, e.g. {"All": false}',
-        "context": "an object",
-        "require_timestamp": "true or false",
-        "message_id_salt": "a string of valid Unicode text",
-        "encoding": 'a text encoding Python knows, e.g. "utf-8" or "cp1252"',
-    }
     attr_to_key = {attr: key for key, attr in _KEYS.items()}
     for attr, value in parsed.items():
-        if not checks[attr](value):
-            raise JobOptionsError(f"{attr_to_key[attr]!r} must be {expected[attr]}")
+        check, expected = _RULES[attr]
+        if not check(value):
+            raise JobOptionsError(f"{attr_to_key[attr]!r} must be {expected}")
+
+
+_RULES: dict[str, tuple[Any, str]] = {
+    "default_type": (lambda v: v in CALL_TYPES, f"one of {list(CALL_TYPES)}"),
+    "default_event": (lambda v: v is None or (isinstance(v, str) and v.strip() != ""), "a non-empty string"),
+    "source": (lambda v: v in SOURCES, f"one of {list(SOURCES)}"),
+    "columns": (
+        lambda v: isinstance(v, dict) and all(_is_column_target(t) for t in v.values()),
+        "an object mapping column names (or #N, a column's position from 1) to target paths (or null)",
+    ),
+    "integrations": (
+        lambda v: v is None or _is_integrations(v),
+        'an object of destination names to true/false/settings, e.g. {"All": false}',
+    ),
+    "context": (lambda v: isinstance(v, dict), "an object"),
+    "require_timestamp": (lambda v: isinstance(v, bool), "true or false"),
+    "message_id_salt": (lambda v: isinstance(v, str) and _encodable(v), "a string of valid Unicode text"),
+    "encoding": (
+        lambda v: isinstance(v, str) and _known_codec(v),
+        'a text encoding Python knows, e.g. "utf-8" or "cp1252"',
+    ),
+    "record_path": (
+        lambda v: isinstance(v, str) and all(v.split(".")) if v else v == "",
+        'a dot path such as "data" or "EventPayload.event"',
+    ),
+    "keep_vendor_internals": (lambda v: isinstance(v, bool), "true or false"),
+    "timezone": (lambda v: isinstance(v, str) and _known_zone(v), 'an IANA time zone, e.g. "Europe/Berlin"'),
+    "timestamp_format": (
+        lambda v: v is None or (isinstance(v, str) and "%" in v),
+        'a strptime format, e.g. "%d/%m/%Y %H:%M"',
+    ),
+    "timestamp_range": (
+        lambda v: v is None or (isinstance(v, list) and len(v) == 2 and all(_is_iso(t) for t in v)),
+        'two ISO 8601 times, e.g. ["1971-01-01", "2100-01-01"]',
+    ),
+    "null_values": (
+        lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v),
+        'a list of strings, e.g. ["NULL", "\\\\N"]',
+    ),
+    "trim_cells": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def _is_column_target(target: Any) -> bool:
+    return (isinstance(target, str) and target != "") or target is None
+
+
+def _known_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ValueError, KeyError, OSError):
+        return False
+    return True
+
+
+def _is_iso(text: Any) -> bool:
+    try:
+        datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from hashlib import sha1
 from operator import itemgetter
 from typing import Any
 
+from segment_importer import __version__
 from segment_importer.job import CALL_TYPES, JobOptions, deep_merge
 from segment_importer.mapping.coercion import coerce_cell, parse_embedded_json
 from segment_importer.mapping.message_ids import (
@@ -19,6 +20,11 @@ from segment_importer.mapping.message_ids import (
 )
 from segment_importer.mapping.profiles import PROFILES, SNAKE_CASE_ALIASES, canonical_field, detect_profile
 from segment_importer.mapping.timestamps import TimestampError, normalize_timestamp
+from segment_importer.mapping.vendors.fields import SOURCE_LIBRARY_KEY
+
+# Every message names this importer as its library (Segment's `context.library`), so what
+# was imported can be told from what was tracked live.
+IMPORTER_LIBRARY = {"name": "segment-importer", "version": __version__}
 
 # Keys each call type carries besides the common ones; anything else in a record is data.
 _TYPE_KEYS = {
@@ -75,7 +81,7 @@ class MessageMapper:
     def map(self, number: int, fields: dict[str, Any]) -> dict[str, Any]:
         record = self._shape_input(fields)
         profile = self._job.source if self._job.source != "auto" else detect_profile(record)
-        spec, source_id = PROFILES[profile](record)
+        spec, source_id = PROFILES[profile](record, self._job.keep_vendor_internals)
         message = self._build(spec)
         message["messageId"] = self._message_id(number, source_id)
         return message
@@ -174,15 +180,18 @@ class MessageMapper:
         context = deep_merge(self._job.context, spec.get("context") or {})
         traits = spec.get("traits")
         if traits and call_type not in _TRAIT_TYPES:  # a track call's traits belong in context
-            context["traits"] = {**context.get("traits", {}), **traits}
-        if context:
-            message["context"] = context
+            recorded = context.get("traits")
+            context["traits"] = {**(recorded if isinstance(recorded, dict) else {}), **traits}
+        original = context.get("library")
+        if original and original != IMPORTER_LIBRARY and SOURCE_LIBRARY_KEY not in context:
+            context[SOURCE_LIBRARY_KEY] = original  # what an archived message was tracked with
+        context["library"] = dict(IMPORTER_LIBRARY)
+        message["context"] = context
 
     def _add_integrations(self, spec: dict[str, Any], message: dict[str, Any]) -> None:
-        # The job's choice of destinations replaces whatever the export recorded.
-        integrations = (
-            self._job.integrations if self._job.integrations is not None else spec.get("integrations")
-        )
+        integrations = spec.get("integrations")
+        if self._job.integrations is not None:
+            integrations = _chosen_integrations(self._job.integrations, integrations)
         if integrations:
             message["integrations"] = integrations
 
@@ -315,6 +324,21 @@ def _getter_of_few(indexes: list[int]) -> Any:
         return lambda values: ()
     index = indexes[0]
     return lambda values: (values[index],)
+
+
+def _chosen_integrations(chosen: dict[str, Any], recorded: Any) -> dict[str, Any]:
+    """The job's choice of destinations replaces whatever the export recorded, except the
+    per-destination settings a record carries (Amplitude's `session_id`) for a destination
+    the job still sends to: `{"Amplitude": true}` + `{"Amplitude": {"session_id": 1}}`."""
+    if not isinstance(recorded, dict) or not recorded:
+        return chosen
+    merged = dict(chosen)
+    default_on = chosen.get("All", True) is not False
+    for name, settings in recorded.items():
+        enabled = chosen.get(name, default_on)
+        if isinstance(settings, dict) and enabled is not False and not isinstance(enabled, dict):
+            merged[name] = settings
+    return merged
 
 
 def _call_type(value: Any, default: str) -> str:

@@ -4,16 +4,14 @@ Each profile takes a parsed record (a fresh dict the caller owns) and returns
 `(spec_record, source_id)`: a record keyed like a Segment message, plus the record's
 original unique id if the export has one (used to derive a stable messageId). A source id
 is tagged with its source and includes what the source itself dedupes on, so ids from
-different tools never collide: Mixpanel dedupes on (event, distinct_id, time, $insert_id),
-Amplitude on insert_id per user or device.
+different tools never collide.
 
-- segment: Segment spec messages (camelCase), Segment's S3/warehouse archives (their
-  archive-only fields are dropped; snake_case warehouse columns are renamed), and generic
+- segment (here): Segment spec messages (camelCase), Segment's S3/warehouse archives
+  (their archive-only fields are dropped; snake_case warehouse columns are renamed),
+  RudderStack dumps (Segment-spec lines with `rudderId`, `request_ip`, `channel`), and generic
   CSV/JSON rows such as `userId,event,timestamp,properties.plan`.
-- mixpanel: Mixpanel raw export lines `{"event": ..., "properties": {"time", "distinct_id",
-  "$insert_id", ...}}`.
-- amplitude: Amplitude export lines (`event_type`, `event_time`, `user_id`, `device_id`,
-  `event_properties`, `user_properties`, `insert_id`, ...).
+- the vendors, one module each under `vendors/` (PostHog, Mixpanel, Amplitude, GA4), listed
+  in VENDORS in the order they are tried. docs/mapping.md lists which field goes where.
 """
 
 from __future__ import annotations
@@ -24,6 +22,8 @@ from typing import Any
 
 from segment_importer.job import CALL_TYPES
 from segment_importer.mapping.timestamps import TimestampError, parse_timestamp
+from segment_importer.mapping.vendors import amplitude, ga4, mixpanel, posthog
+from segment_importer.mapping.vendors.fields import SpecRecord, nest
 
 # Fields only an archive has; re-sending them would shift times or dedupe events away.
 ARCHIVE_ONLY_FIELDS = frozenset(
@@ -31,6 +31,8 @@ ARCHIVE_ONLY_FIELDS = frozenset(
 )
 # Segment warehouse columns that are load bookkeeping, not event data.
 WAREHOUSE_ONLY_FIELDS = frozenset({"uuid_ts", "loaded_at", "context_library_name", "context_library_version"})
+# RudderStack's additions to Segment-spec lines -> context paths.
+_RUDDERSTACK_FIELDS = {"rudderId": ("rudderId",), "request_ip": ("ip",), "channel": ("channel",)}
 SNAKE_CASE_ALIASES = {
     "user_id": "userId",
     "anonymous_id": "anonymousId",
@@ -67,26 +69,16 @@ _CONTEXT_OBJECTS = frozenset(
 )
 _CONTEXT_FIELDS = {"user_agent": "userAgent", "group_id": "groupId", "instance_id": "instanceId"}
 
-SpecRecord = tuple[dict[str, Any], str | None]
+ToSpec = Callable[..., SpecRecord]
 _SEGMENT_DROPPED = ARCHIVE_ONLY_FIELDS | WAREHOUSE_ONLY_FIELDS
 
 
 def detect_profile(record: dict[str, Any]) -> str:
-    """Which profile a record's shape belongs to (checked per record: cheap key tests)."""
-    if "event_type" in record and "type" not in record and "event" not in record:
-        return "amplitude"  # an export with both names keeps `event_type` as data
-    properties = record.get("properties")
-    if (
-        "event" in record
-        and isinstance(properties, dict)
-        and "type" not in record
-        and "userId" not in record
-        and "anonymousId" not in record
-        and "timestamp" not in record  # Mixpanel lines keep the time and ids in properties;
-        and "distinct_id" not in record  # PostHog's put them at the top as well
-        and ("distinct_id" in properties or "$insert_id" in properties or "time" in properties)
-    ):
-        return "mixpanel"
+    """Which profile a record's shape belongs to (checked per record: cheap key tests, in
+    the order of VENDORS; a record no vendor claims is Segment-shaped)."""
+    for name, matches, _ in VENDORS:
+        if matches(record):
+            return name
     return "segment"
 
 
@@ -167,6 +159,8 @@ def from_segment(record: dict[str, Any]) -> SpecRecord:
             if alias in record:
                 value = record.pop(alias)
                 record.setdefault(name, value)
+    if "rudderId" in record or "request_ip" in record:  # a RudderStack dump
+        _from_rudderstack(record)
     if "event_text" in record:  # warehouse: `event` is a slug, `event_text` the real name
         record["event"] = record.pop("event_text")
     if _lacks_fields(record):
@@ -180,6 +174,18 @@ def from_segment(record: dict[str, Any]) -> SpecRecord:
     return record, _tagged("segment", source_id)
 
 
+def _from_rudderstack(record: dict[str, Any]) -> None:
+    """RudderStack's own top-level fields describe where the event came from: `context`."""
+    context = record.setdefault("context", {})
+    if not isinstance(context, dict):
+        return  # left to validation
+    for name, path in _RUDDERSTACK_FIELDS.items():
+        if name in record:
+            value = record.pop(name)
+            if value not in (None, ""):
+                nest(context, path, value)
+
+
 def _from_warehouse_columns(record: dict[str, Any]) -> None:
     """A warehouse row's flattened `context_*` columns back into `context`, and a `type`
     column that is not a call type (the warehouse keeps one table per call type, so such a
@@ -188,7 +194,7 @@ def _from_warehouse_columns(record: dict[str, Any]) -> None:
     if isinstance(context, dict):  # one that is not an object is left to validation
         for key in [key for key in record if key.startswith("context_")]:
             path = _context_path(key.removeprefix("context_"))
-            if key not in WAREHOUSE_ONLY_FIELDS and _nest(context, path, record[key]):
+            if key not in WAREHOUSE_ONLY_FIELDS and nest(context, path, record[key]):
                 del record[key]
         if context:
             record["context"] = context
@@ -197,19 +203,6 @@ def _from_warehouse_columns(record: dict[str, Any]) -> None:
         properties = record.setdefault("properties", {})
         if isinstance(properties, dict) and "type" not in properties:
             properties["type"] = record.pop("type")
-
-
-def _nest(root: dict[str, Any], path: tuple[str, ...], value: Any) -> bool:
-    """Put `value` at `path` under `root`; False (nothing written) where that would overwrite."""
-    node = root
-    for name in path[:-1]:
-        node = node.setdefault(name, {})
-        if not isinstance(node, dict):
-            return False
-    if path[-1] in node:
-        return False
-    node[path[-1]] = value
-    return True
 
 
 def _context_path(flat: str) -> tuple[str, ...]:
@@ -228,119 +221,19 @@ def _camel(snake: str) -> str:
     return first + "".join(word[:1].upper() + word[1:] for word in others)
 
 
-def from_mixpanel(record: dict[str, Any]) -> SpecRecord:
-    properties = dict(record.get("properties") or {})
-    raw_distinct_id = properties.get("distinct_id")
-    distinct_id = _text(properties.pop("distinct_id", None))
-    user_id = _text(properties.pop("$user_id", None))
-    device_id = _text(properties.pop("$device_id", None))
-    if distinct_id and distinct_id.startswith("$device:"):
-        device_id = device_id or distinct_id.removeprefix("$device:")
-        distinct_id = None
-    elif distinct_id == device_id and not user_id:  # before ID merge: an anonymous event's id
-        distinct_id = None
-    spec: dict[str, Any] = {
-        "type": "track",
-        "event": record.get("event"),
-        "userId": user_id or distinct_id,
-        "anonymousId": device_id,
-        "timestamp": properties.pop("time", None),
-    }
-    context = _mixpanel_context(properties)
-    if context:
-        spec["context"] = context
-    insert_id = _as_source_id(properties.pop("$insert_id", None))
-    source_id = insert_id and f"{record.get('event')}|{raw_distinct_id}|{spec.get('timestamp')}|{insert_id}"
-    spec["properties"] = properties
-    return _without_none(spec), _tagged("mixpanel", source_id)
+def _segment(record: dict[str, Any], keep_internals: bool = False) -> SpecRecord:
+    return from_segment(record)
 
 
-def from_amplitude(record: dict[str, Any]) -> SpecRecord:
-    event_type = record.get("event_type")
-    user_properties = record.get("user_properties") or {}
-    spec: dict[str, Any] = {
-        "userId": _text(record.get("user_id")),
-        "anonymousId": _text(record.get("device_id")),
-        "timestamp": _first(record, "event_time", "client_event_time", "server_upload_time"),
-    }
-    if event_type == "$identify":
-        spec.update(type="identify", traits=user_properties)
-    else:
-        spec.update(type="track", event=event_type, properties=record.get("event_properties") or {})
-        if user_properties:
-            spec["context"] = {"traits": user_properties}
-    context = _amplitude_context(record)
-    if context:
-        spec["context"] = {**spec.get("context", {}), **context}
-    insert_id = _as_source_id(_first(record, "insert_id", "$insert_id"))
-    if insert_id:
-        source_id = f"{record.get('user_id') or ''}|{record.get('device_id') or ''}|{insert_id}"
-    else:
-        source_id = _as_source_id(record.get("uuid"))  # Amplitude's own id for the stored event
-    return _without_none(spec), _tagged("amplitude", source_id)
-
-
-PROFILES: dict[str, Callable[[dict[str, Any]], SpecRecord]] = {
-    "segment": from_segment,
-    "mixpanel": from_mixpanel,
-    "amplitude": from_amplitude,
-}
-
-
-def _mixpanel_context(properties: dict[str, Any]) -> dict[str, Any]:
-    context: dict[str, Any] = {}
-    ip = properties.pop("ip", None)
-    if ip:
-        context["ip"] = ip
-    url = properties.get("$current_url")
-    if url:
-        context["page"] = {"url": url}
-    return context
-
-
-def _amplitude_context(record: dict[str, Any]) -> dict[str, Any]:
-    nested = {
-        "ip": record.get("ip_address"),
-        "os": _without_none({"name": record.get("os_name"), "version": record.get("os_version")}),
-        "device": _without_none(
-            {
-                "id": record.get("device_id"),
-                "model": record.get("device_model"),
-                "manufacturer": record.get("device_manufacturer"),
-                "type": record.get("device_type"),
-            }
-        ),
-        "app": _without_none({"version": _first(record, "version_name", "app_version")}),
-        "location": _without_none(
-            {"country": record.get("country"), "city": record.get("city"), "region": record.get("region")}
-        ),
-        "library": _without_none({"name": record.get("library")}),
-    }
-    return {key: value for key, value in nested.items() if value}
-
-
-def _first(record: dict[str, Any], *names: str) -> Any:
-    for name in names:
-        value = record.get(name)
-        if value not in (None, ""):
-            return value
-    return None
-
-
-def _text(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    return str(value)
-
-
-def _as_source_id(value: Any) -> str | None:
-    text = _text(value)
-    return text if text and text.strip() else None
+# Tried in this order: PostHog before Mixpanel (both have `event` + `properties`; PostHog's
+# SDKs write `$lib`, Mixpanel's `mp_lib`), GA4 and Amplitude by their own column names.
+_VENDOR_MODULES = (posthog, mixpanel, amplitude, ga4)
+VENDORS: tuple[tuple[str, Callable[[dict[str, Any]], bool], ToSpec], ...] = tuple(
+    (module.NAME, module.matches, module.to_spec) for module in _VENDOR_MODULES
+)
+PROFILES: dict[str, ToSpec] = {"segment": _segment, **{name: to_spec for name, _, to_spec in VENDORS}}
+PROFILE_NAMES = tuple(PROFILES)
 
 
 def _tagged(source: str, source_id: str | None) -> str | None:
     return f"{source}:{source_id}" if source_id else None
-
-
-def _without_none(values: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in values.items() if value is not None and value != ""}

@@ -1,0 +1,126 @@
+"""Amplitude: Export API lines (and the same columns in connector tables).
+
+Shape: `{"event_type": "...", "event_time": "2021-03-04 05:06:07.123000", "user_id": ...,
+"device_id": ..., "session_id": 1614834367000, "event_properties": {...},
+"user_properties": {...}, "groups": {...}, "group_properties": {...}, "platform": "iOS",
+"os_name": ..., "language": ..., "device_carrier": ..., "location_lat": ..., "idfa": ...,
+"insert_id": ..., "uuid": ..., "amplitude_id": ...}` (Amplitude Export API docs; the
+Fivetran Amplitude schema lists the same columns). See tests/fixtures/vendors/amplitude.
+
+Fields go where Segment's Amplitude destinations read them back from
+(segmentio/action-destinations, amplitude/fields/common-track-identify-fields.ts:
+platform <- context.device.type, language <- context.locale, carrier <-
+context.network.carrier, os_name <- context.os.name; the session id from
+`integrations["Actions Amplitude"].session_id`, the classic destination's from
+`integrations.Amplitude.session_id`). Amplitude's own bookkeeping (`amplitude_id`,
+`server_upload_time`, `processed_time`, `$schema`, ...) is never sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from segment_importer.mapping.vendors.fields import (
+    SOURCE_LIBRARY_KEY,
+    SpecRecord,
+    as_source_id,
+    first,
+    move_to_context,
+    tagged,
+    text,
+    without_empty,
+)
+
+NAME = "amplitude"
+# Export column -> Segment context path (the first name listed for a path wins).
+CONTEXT_FIELDS = {
+    "ip_address": ("ip",),
+    "os_version": ("os", "version"),
+    "device_id": ("device", "id"),
+    "device_model": ("device", "model"),
+    "device_manufacturer": ("device", "manufacturer"),
+    "device_brand": ("device", "brand"),
+    "platform": ("device", "type"),
+    "device_type": ("device", "name"),  # "Apple iPhone 12": what the device is sold as
+    "idfa": ("device", "advertisingId"),
+    "adid": ("device", "advertisingId"),
+    "ad_id": ("device", "advertisingId"),
+    "version_name": ("app", "version"),
+    "app_version": ("app", "version"),
+    "country": ("location", "country"),
+    "city": ("location", "city"),
+    "region": ("location", "region"),
+    "location_lat": ("location", "latitude"),
+    "location_lng": ("location", "longitude"),
+    "language": ("locale",),
+    "device_carrier": ("network", "carrier"),
+    "carrier": ("network", "carrier"),
+    "library": (SOURCE_LIBRARY_KEY, "name"),
+}
+_INTEGRATION_NAMES = ("Amplitude", "Actions Amplitude")
+_NO_SESSION = -1  # Amplitude's session_id for events outside a session
+
+
+def matches(record: dict[str, Any]) -> bool:
+    # An export with `event_type` as well as `type`/`event` keeps `event_type` as data.
+    return "event_type" in record and "type" not in record and "event" not in record
+
+
+def to_spec(record: dict[str, Any], keep_internals: bool = False) -> SpecRecord:
+    event_type = record.get("event_type")
+    user_properties = record.get("user_properties") or {}
+    spec: dict[str, Any] = {
+        "userId": text(record.get("user_id")),
+        "anonymousId": text(record.get("device_id")),
+        "timestamp": first(record, "event_time", "client_event_time", "time", "server_upload_time"),
+    }
+    context = _context(record)
+    groups = record.get("groups")
+    if event_type == "$identify":
+        spec.update(type="identify", traits=user_properties)
+    elif event_type == "$groupidentify" and isinstance(groups, dict) and groups:
+        group_type, group_value = next(iter(groups.items()))
+        traits = {"groupType": group_type, **(record.get("group_properties") or {})}
+        spec.update(type="group", groupId=text(_one(group_value)), traits=traits)
+    else:
+        properties = dict(record.get("event_properties") or {})
+        spec.update(type="track", event=event_type, properties=properties)
+        if user_properties:
+            context["traits"] = user_properties
+        if isinstance(groups, dict) and groups:
+            context["groups"] = groups
+    session_id = record.get("session_id")
+    if session_id not in (None, "", _NO_SESSION, str(_NO_SESSION)):
+        spec["integrations"] = {name: {"session_id": session_id} for name in _INTEGRATION_NAMES}
+        if spec["type"] == "track":
+            spec["properties"].setdefault("session_id", session_id)
+    spec["context"] = context
+    return without_empty(spec), tagged(NAME, _source_id(record))
+
+
+def _context(record: dict[str, Any]) -> dict[str, Any]:
+    fields = {name: record[name] for name in CONTEXT_FIELDS if name in record}
+    context: dict[str, Any] = {}
+    os_name = record.get("os_name")
+    if os_name not in (None, ""):
+        # Amplitude's web SDKs write the browser as the OS ("Chrome", version "120").
+        web = str(record.get("platform") or "").lower() == "web"
+        context["browser" if web else "os"] = {"name": os_name}
+        if web and fields.get("os_version") not in (None, ""):
+            context["browser"]["version"] = fields.pop("os_version")
+    move_to_context(fields, CONTEXT_FIELDS, context)
+    return context
+
+
+def _source_id(record: dict[str, Any]) -> str | None:
+    insert_id = as_source_id(first(record, "insert_id", "$insert_id"))
+    if insert_id:  # Amplitude dedupes insert_id per user or device
+        return f"{record.get('user_id') or ''}|{record.get('device_id') or ''}|{insert_id}"
+    return as_source_id(record.get("uuid"))  # Amplitude's own id for the stored event
+
+
+def _one(value: Any) -> Any:
+    """A group value may be a list of names (an event in several groups of one type)."""
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value
