@@ -1056,4 +1056,4 @@ def test_mapping_error_carries_reason_and_detail() -> None:
     ],
 )
 def test_detect_profile(record: dict[str, Any], profile: str) -> None:
-    assert detect_profile(record) == profile
+    assert detect_profile(record).name == profile

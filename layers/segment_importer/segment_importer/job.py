@@ -15,8 +15,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 CALL_TYPES = ("track", "identify", "page", "screen", "group", "alias")
-# The profiles of mapping.profiles (a test keeps the two lists equal).
-SOURCES = ("auto", "segment", "posthog", "mixpanel", "amplitude", "ga4")
 JOB_FILE_NAME = "job.json"
 
 _KEYS = {
@@ -77,6 +75,15 @@ class JobOptions:
         return {key: getattr(self, attr) for key, attr in _KEYS.items()}
 
 
+def source_choices() -> tuple[str, ...]:
+    """What a job's `source` may be: "auto" or a profile's name (mapping.profiles.PROFILES)."""
+    # Imported here: the profiles import this module (CALL_TYPES), and job options are
+    # parsed long after every module is loaded.
+    from segment_importer.mapping.profiles import AUTO, profile_names
+
+    return (AUTO, *profile_names())
+
+
 def parse_job_document(text: str | bytes, origin: str) -> dict[str, Any]:
     """Parse and check a job file's JSON; errors name the origin, never record data."""
     try:
@@ -117,13 +124,14 @@ def _check(parsed: dict[str, Any]) -> None:
     for attr, value in parsed.items():
         check, expected = _RULES[attr]
         if not check(value):
+            expected = _source_expectation() if attr == "source" else expected
             raise JobOptionsError(f"{attr_to_key[attr]!r} must be {expected}")
 
 
 _RULES: dict[str, tuple[Any, str]] = {
     "default_type": (lambda v: v in CALL_TYPES, f"one of {list(CALL_TYPES)}"),
     "default_event": (lambda v: v is None or (isinstance(v, str) and v.strip() != ""), "a non-empty string"),
-    "source": (lambda v: v in SOURCES, f"one of {list(SOURCES)}"),
+    "source": (lambda v: v in source_choices(), "one of the profile names"),  # listed when raised
     "columns": (
         lambda v: isinstance(v, dict) and all(_is_column_target(t) for t in v.values()),
         "an object mapping column names (or #N, a column's position from 1) to target paths (or null)",
@@ -159,6 +167,10 @@ _RULES: dict[str, tuple[Any, str]] = {
     ),
     "trim_cells": (lambda v: isinstance(v, bool), "true or false"),
 }
+
+
+def _source_expectation() -> str:
+    return f"one of {list(source_choices())}"
 
 
 def _is_column_target(target: Any) -> bool:

@@ -18,9 +18,15 @@ from segment_importer.mapping.message_ids import (
     message_id_for_position,
     message_id_for_source_id,
 )
-from segment_importer.mapping.profiles import PROFILES, SNAKE_CASE_ALIASES, canonical_field, detect_profile
+from segment_importer.mapping.profiles import (
+    AUTO,
+    SNAKE_CASE_ALIASES,
+    canonical_field,
+    detect_profile,
+    profile_named,
+)
+from segment_importer.mapping.profiles.context_paths import SOURCE_LIBRARY_KEY
 from segment_importer.mapping.timestamps import TimestampError, normalize_timestamp
-from segment_importer.mapping.vendors.fields import SOURCE_LIBRARY_KEY
 
 # Every message names this importer as its library (Segment's `context.library`), so what
 # was imported can be told from what was tracked live.
@@ -77,11 +83,14 @@ class MessageMapper:
         # Per column name: (kind, parent path, leaf), so a cell's fate is decided once per file.
         self._plans: dict[str, tuple[int, tuple[str, ...], str]] = {}
         self._shapes: dict[tuple[str, ...], _RowShape] = {}
+        self._profile = None if job.source == AUTO else profile_named(job.source)  # else per record
 
     def map(self, number: int, fields: dict[str, Any]) -> dict[str, Any]:
         record = self._shape_input(fields)
-        profile = self._job.source if self._job.source != "auto" else detect_profile(record)
-        spec, source_id = PROFILES[profile](record, self._job.keep_vendor_internals)
+        profile = self._profile or detect_profile(record)
+        spec, source_id = profile.to_spec(record)
+        if profile.is_internal is not None and not self._job.keep_vendor_internals:
+            _drop_internals(spec, profile.is_internal)
         message = self._build(spec)
         message["messageId"] = self._message_id(number, source_id)
         return message
@@ -339,6 +348,13 @@ def _chosen_integrations(chosen: dict[str, Any], recorded: Any) -> dict[str, Any
         if isinstance(settings, dict) and enabled is not False and not isinstance(enabled, dict):
             merged[name] = settings
     return merged
+
+
+def _drop_internals(spec: dict[str, Any], is_internal: Any) -> None:
+    for key in ("properties", "traits"):
+        fields = spec.get(key)
+        if isinstance(fields, dict) and any(map(is_internal, fields)):
+            spec[key] = {name: value for name, value in fields.items() if not is_internal(name)}
 
 
 def _call_type(value: Any, default: str) -> str:

@@ -1,4 +1,4 @@
-"""CSV and TSV rows as records, read with the csv module (see `formats` for the rules).
+"""CSV and TSV rows as records, read with the csv module (see docs/formats.md for the rules).
 
 Lines are bounded one by one before the csv module sees them, and their bytes are counted,
 so a stop after a row can become the byte offset of the next (`CsvPosition`).
@@ -11,13 +11,18 @@ import csv
 import io
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from itertools import compress
 from typing import Protocol
 
+from segment_importer.read.detect import csv_delimiter
+from segment_importer.read.opening import CHUNK, Content
+from segment_importer.read.reader import Format, ReadOptions
 from segment_importer.read.records import (
     RAW_EXCERPT_CHARS,
     DamagedError,
     FileFormatError,
+    RecordStream,
     ResumePoint,
     SourceRecord,
     excerpt,
@@ -136,6 +141,34 @@ class CsvPosition:
             return None
         offset = self.data_base + self.consumed - self.header_bytes
         return ResumePoint(offset, number + 1, self.header_end)
+
+
+@dataclass(frozen=True, slots=True)
+class CsvReader:
+    """CSV and TSV: a header row, then one record per row."""
+
+    format: Format = Format.CSV
+    label: str = "CSV"
+    resumable: bool = True  # after the header's bytes (see CsvPosition)
+    span_splittable: bool = True
+    has_header: bool = True
+    records_span_lines: bool = True  # a quoted cell may hold line breaks
+    cells_are_text: bool = True
+
+    def open(self, content: Content, options: ReadOptions) -> RecordStream:
+        """Reads the header now (FileFormatError when it cannot work), rows lazily."""
+        delimiter = csv_delimiter(content.head, content.hint)
+        buffered = io.BufferedReader(content.source, CHUNK)
+        resume = options.resume
+        position = CsvPosition(content.bom, resume)
+        first = resume.line if resume else options.first_row
+        records = csv_records(
+            buffered, delimiter, options.max_record_bytes, options.csv_encoding, first, position
+        )
+        return RecordStream(self.format.value, content.compression, records, position)
+
+
+CSV_READER = CsvReader()
 
 
 def _byte_length(encoding: str) -> Callable[[str], int] | None:

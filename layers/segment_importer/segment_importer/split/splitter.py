@@ -29,15 +29,15 @@ from segment_importer.metrics import MetricsSink, NullMetrics
 from segment_importer.read.byte_ranges import PrefixedBody, SpanRead, span_records
 from segment_importer.read.formats import FileFormatError, RecordStream, ResumePoint, open_records
 from segment_importer.read.records import SourceRecord
+from segment_importer.read.registry import reader_for
 from segment_importer.settings import SplitterSettings
 from segment_importer.split.continuation import Checkpoint, PartBudget, SurveyTask, hand_over, read_task
 from segment_importer.split.s3_objects import (
     ObjectIdentity,
     ProgressStream,
+    S3ObjectHandle,
     head,
     load_job_options,
-    open_range,
-    read_range,
 )
 from segment_importer.split.spans import (
     SPAN_BATCH_STRIDE,
@@ -314,12 +314,10 @@ def _open_part(
             return None
     # Progress counts the object's bytes up to where this part reads (a span's from its start).
     report.bytes_read = start - span.start if span is not None else start
-    stream: RawIOBase = ProgressStream(
-        open_range(s3, ref.bucket, ref.key, identity, start, end), _counting(report, on_bytes)
-    )
+    handle = S3ObjectHandle(s3, ref.bucket, ref.key, identity, start, end)
+    stream: RawIOBase = ProgressStream(handle, _counting(report, on_bytes))
     if point and point.header_end:  # a CSV read from the middle: its header first, not counted
-        header = read_range(s3, ref.bucket, ref.key, identity, 0, point.header_end)
-        stream = PrefixedBody(header, stream.read)
+        stream = PrefixedBody(handle.read_range(0, point.header_end), stream.read)
     if span is not None:
         return span_records(span, stream, ref.key, encoding=job.encoding, resume=part.resume)
     return open_records(
@@ -412,7 +410,9 @@ def split_records(
     """
     report.format, report.compression = records.format, records.compression
     mapper = MessageMapper(
-        job, file_identity(report.etag, report.size_bytes), from_csv=records.format == "csv"
+        job,
+        file_identity(report.etag, report.size_bytes),
+        from_csv=reader_for(records.format).cells_are_text,
     )
     packer = BatchPacker(limits, first_number=first_batch + report.batches_queued)
     earlier = _Earlier(report)

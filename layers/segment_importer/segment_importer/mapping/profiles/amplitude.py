@@ -20,15 +20,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from segment_importer.mapping.vendors.fields import (
-    SOURCE_LIBRARY_KEY,
+from segment_importer.mapping.profiles.common import (
+    Profile,
     SpecRecord,
     as_source_id,
     first,
-    move_to_context,
     tagged,
     text,
-    without_empty,
+    without_none,
+)
+from segment_importer.mapping.profiles.context_paths import (
+    SOURCE_LIBRARY_KEY,
+    move_to_context,
 )
 
 NAME = "amplitude"
@@ -66,7 +69,7 @@ def matches(record: dict[str, Any]) -> bool:
     return "event_type" in record and "type" not in record and "event" not in record
 
 
-def to_spec(record: dict[str, Any], keep_internals: bool = False) -> SpecRecord:
+def to_spec(record: dict[str, Any]) -> SpecRecord:
     event_type = record.get("event_type")
     user_properties = record.get("user_properties") or {}
     spec: dict[str, Any] = {
@@ -95,7 +98,7 @@ def to_spec(record: dict[str, Any], keep_internals: bool = False) -> SpecRecord:
         if spec["type"] == "track":
             spec["properties"].setdefault("session_id", session_id)
     spec["context"] = context
-    return without_empty(spec), tagged(NAME, _source_id(record))
+    return without_none(spec), tagged(NAME, _source_id(record))
 
 
 def _context(record: dict[str, Any]) -> dict[str, Any]:
@@ -124,3 +127,6 @@ def _one(value: Any) -> Any:
     if isinstance(value, list):
         return value[0] if value else None
     return value
+
+
+AMPLITUDE = Profile(NAME, matches, to_spec)

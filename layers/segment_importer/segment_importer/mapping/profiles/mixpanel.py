@@ -18,17 +18,20 @@ from typing import Any
 
 import orjson
 
-from segment_importer.mapping.vendors.fields import (
-    SOURCE_LIBRARY_KEY,
-    UTM_CONTEXT,
+from segment_importer.mapping.profiles.common import (
+    Profile,
     SpecRecord,
     as_source_id,
-    drop_internals,
-    move_to_context,
-    other_id,
     tagged,
     text,
-    without_empty,
+    without_none,
+)
+from segment_importer.mapping.profiles.context_paths import (
+    SOURCE_LIBRARY_KEY,
+    UTM_CONTEXT,
+    internal_names,
+    move_to_context,
+    other_id,
 )
 
 NAME = "mixpanel"
@@ -95,7 +98,7 @@ INTERNALS = frozenset(
         "$source",
     }
 )
-_INTERNAL_PREFIXES = ("$mp_",)
+IS_INTERNAL = internal_names(INTERNALS, prefixes=("$mp_",))
 # People profile reserved properties -> Segment traits (the Mixpanel destination's
 # identify mapping, read backwards).
 PROFILE_TRAITS = {
@@ -121,9 +124,9 @@ def matches(record: dict[str, Any]) -> bool:
     return "$lib" not in properties and any(marker in properties for marker in _ID_MARKERS)
 
 
-def to_spec(record: dict[str, Any], keep_internals: bool = False) -> SpecRecord:
+def to_spec(record: dict[str, Any]) -> SpecRecord:
     if "$distinct_id" in record:
-        return _from_profile(record, keep_internals)
+        return _from_profile(record)
     properties = _properties(record) or {}
     for name in ("distinct_id", "time"):  # connector tables may hold them as columns of their own
         if name not in properties and name in record:
@@ -138,12 +141,10 @@ def to_spec(record: dict[str, Any], keep_internals: bool = False) -> SpecRecord:
     source_id = insert_id and f"{event}|{raw_distinct_id}|{spec.get('timestamp')}|{insert_id}"
     context: dict[str, Any] = {}
     move_to_context(properties, CONTEXT_FIELDS, context)
-    if not keep_internals:
-        drop_internals(properties, INTERNALS, _INTERNAL_PREFIXES)
     spec.update(context=context, properties=properties)
     if spec["type"] != "track":  # identify and alias calls carry no event properties
         spec["traits" if spec["type"] == "identify" else "properties"] = spec.pop("properties")
-    return without_empty(spec), tagged(NAME, source_id)
+    return without_none(spec), tagged(NAME, source_id)
 
 
 def _call(
@@ -178,15 +179,13 @@ def _identities(properties: dict[str, Any]) -> dict[str, Any]:
     return {"userId": user_id or distinct_id, "anonymousId": device_id}
 
 
-def _from_profile(record: dict[str, Any], keep_internals: bool) -> SpecRecord:
+def _from_profile(record: dict[str, Any]) -> SpecRecord:
     """An engage export line: an identify call, `$properties` as traits."""
     properties = _parsed(record.get("$properties")) or {}
     traits = {PROFILE_TRAITS.get(name, name): value for name, value in properties.items()}
     context: dict[str, Any] = {}
     move_to_context(traits, CONTEXT_FIELDS, context)
     last_seen = traits.pop("$last_seen", None)  # when Mixpanel last updated the profile
-    if not keep_internals:
-        drop_internals(traits, INTERNALS, _INTERNAL_PREFIXES)
     spec = {
         "type": "identify",
         "userId": text(record.get("$distinct_id")),
@@ -194,7 +193,7 @@ def _from_profile(record: dict[str, Any], keep_internals: bool) -> SpecRecord:
         "context": context,
         "timestamp": last_seen,
     }
-    return without_empty(spec), None
+    return without_none(spec), None
 
 
 def _properties(record: dict[str, Any]) -> dict[str, Any] | None:
@@ -215,3 +214,6 @@ def _parsed(value: Any) -> dict[str, Any] | None:
             return None
         return parsed if isinstance(parsed, dict) else None
     return None
+
+
+MIXPANEL = Profile(NAME, matches, to_spec, IS_INTERNAL)

@@ -16,18 +16,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from segment_importer.mapping.vendors.fields import (
-    SOURCE_LIBRARY_KEY,
-    UTM_CONTEXT,
+from segment_importer.mapping.profiles.common import (
+    Profile,
     SpecRecord,
     as_source_id,
-    drop_internals,
     first,
-    merged_traits,
-    move_to_context,
     tagged,
     text,
-    without_empty,
+    without_none,
+)
+from segment_importer.mapping.profiles.context_paths import (
+    SOURCE_LIBRARY_KEY,
+    UTM_CONTEXT,
+    internal_names,
+    merged_traits,
+    move_to_context,
 )
 
 NAME = "posthog"
@@ -96,8 +99,11 @@ INTERNALS = frozenset(
         "$anon_distinct_id",
     }
 )
-_INTERNAL_PREFIXES = ("$sdk_debug_", "$lib", "$session_recording_", "$replay_", "$geoip_")
-_INTERNAL_SUFFIXES = ("_server_side",)
+IS_INTERNAL = internal_names(
+    INTERNALS,
+    prefixes=("$sdk_debug_", "$lib", "$session_recording_", "$replay_", "$geoip_"),
+    suffixes=("_server_side",),
+)
 # Top-level columns of an exported event that are PostHog's storage, not the event.
 _PAGE_EVENTS = {"$pageview": "page", "$screen": "screen"}
 _NO_REFERRER = "$direct"
@@ -115,7 +121,7 @@ def matches(record: dict[str, Any]) -> bool:
     return "uuid" in record or ("distinct_id" in record and "timestamp" in record)
 
 
-def to_spec(record: dict[str, Any], keep_internals: bool = False) -> SpecRecord:
+def to_spec(record: dict[str, Any]) -> SpecRecord:
     properties = dict(record.get("properties") or {})
     event = record.get("event")
     spec = _identities(record, properties)
@@ -148,12 +154,8 @@ def to_spec(record: dict[str, Any], keep_internals: bool = False) -> SpecRecord:
     properties.pop("$insert_id", None)
     context: dict[str, Any] = {}
     move_to_context(properties, CONTEXT_FIELDS, context)
-    if not keep_internals:
-        drop_internals(properties, INTERNALS, _INTERNAL_PREFIXES)
-        for name in [name for name in properties if name.endswith(_INTERNAL_SUFFIXES)]:
-            del properties[name]
     _place(spec, call_type, properties, traits, context)
-    return without_empty(spec), tagged(NAME, source_id)
+    return without_none(spec), tagged(NAME, source_id)
 
 
 def _identities(record: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
@@ -182,3 +184,6 @@ def _place(
     if call_type in ("track", "page", "screen"):
         spec["properties"] = properties
     spec["context"] = context
+
+
+POSTHOG = Profile(NAME, matches, to_spec, IS_INTERNAL)

@@ -1,9 +1,9 @@
-"""Helpers the vendor profiles share: moving vendor fields into Segment's `context`, ids,
-and the tagged source ids messageIds are derived from."""
+"""Helpers the vendor profiles share to put a vendor's fields where Segment's spec has them:
+moving fields into `context` by a table of paths, dropping ingestion internals, traits."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 # Segment's own `context.library` names this importer on every message (mapper); the
@@ -11,7 +11,6 @@ from typing import Any
 # `context.library`) is kept under this key, so it is not lost and not mistaken for ours.
 SOURCE_LIBRARY_KEY = "sourceLibrary"
 
-SpecRecord = tuple[dict[str, Any], str | None]
 ContextTable = Mapping[str, tuple[str, ...]]
 
 
@@ -44,40 +43,16 @@ def nest(root: dict[str, Any], path: tuple[str, ...], value: Any) -> bool:
     return True
 
 
-def drop_internals(fields: dict[str, Any], names: frozenset[str], prefixes: tuple[str, ...] = ()) -> None:
-    """Remove a vendor's ingestion and SDK bookkeeping (never event data) from `fields`."""
-    for name in [name for name in fields if name in names or (prefixes and name.startswith(prefixes))]:
-        del fields[name]
+def internal_names(
+    names: frozenset[str], prefixes: tuple[str, ...] = (), suffixes: tuple[str, ...] = ()
+) -> Callable[[str], bool]:
+    """A test for a vendor's ingestion and SDK bookkeeping fields (never event data): the
+    mapper drops them from properties and traits unless the job keeps them."""
 
+    def is_internal(name: str) -> bool:
+        return name in names or name.startswith(prefixes) or name.endswith(suffixes)
 
-def first(record: Mapping[str, Any], *names: str) -> Any:
-    for name in names:
-        value = record.get(name)
-        if value not in (None, ""):
-            return value
-    return None
-
-
-def text(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value)
-
-
-def as_source_id(value: Any) -> str | None:
-    result = text(value)
-    return result if result and result.strip() else None
-
-
-def tagged(source: str, source_id: str | None) -> str | None:
-    """A source id tagged with its tool, so ids from different tools never collide."""
-    return f"{source}:{source_id}" if source_id else None
-
-
-def without_empty(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in values.items() if value is not None and value != ""}
+    return is_internal
 
 
 def merged_traits(*layers: Any) -> dict[str, Any]:
@@ -92,7 +67,7 @@ def merged_traits(*layers: Any) -> dict[str, Any]:
 def other_id(ids: Iterable[Any], known: str | None) -> str | None:
     """The first id in `ids` that is not `known` (a merge event's previous id)."""
     for value in ids:
-        candidate = text(value)
+        candidate = None if value in (None, "") else str(value)
         if candidate and candidate != known:
             return candidate
     return None

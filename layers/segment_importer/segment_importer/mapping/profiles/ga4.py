@@ -13,13 +13,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from segment_importer.mapping.vendors.fields import (
+from segment_importer.mapping.profiles.common import (
+    Profile,
     SpecRecord,
-    move_to_context,
-    nest,
     tagged,
     text,
-    without_empty,
+    without_none,
+)
+from segment_importer.mapping.profiles.context_paths import (
+    move_to_context,
+    nest,
 )
 
 NAME = "ga4"
@@ -90,7 +93,7 @@ def matches(record: dict[str, Any]) -> bool:
     )
 
 
-def to_spec(record: dict[str, Any], keep_internals: bool = False) -> SpecRecord:
+def to_spec(record: dict[str, Any]) -> SpecRecord:
     event = record.get("event_name")
     params = flatten_params(record.get("event_params"))
     call_type = _CALLS.get(str(event), "track")
@@ -117,7 +120,7 @@ def to_spec(record: dict[str, Any], keep_internals: bool = False) -> SpecRecord:
     if traits:
         context["traits"] = traits
     spec.update(properties=params, context=context)
-    return without_empty(spec), tagged(NAME, _source_id(record))
+    return without_none(spec), tagged(NAME, _source_id(record))
 
 
 def flatten_params(entries: Any) -> dict[str, Any]:
@@ -192,3 +195,6 @@ def _source_id(record: dict[str, Any]) -> str | None:
         return None
     user = record.get("user_pseudo_id") or record.get("user_id")
     return f"{user}|{record.get('event_timestamp')}|{record.get('event_name')}|{bundle}"
+
+
+GA4 = Profile(NAME, matches, to_spec)
