@@ -83,6 +83,7 @@ _ECOMMERCE_FIELDS = {
     "shipping_value": "shipping",
 }
 _CALLS = {"page_view": "page", "screen_view": "screen"}
+_NO_VALUE = (None, "", "(not set)")  # GA4 writes "(not set)" in item fields it has no value for
 
 
 def matches(record: dict[str, Any]) -> bool:
@@ -180,7 +181,7 @@ def _context(record: dict[str, Any]) -> dict[str, Any]:
 
 def _product(item: dict[str, Any]) -> dict[str, Any]:
     fields = _ITEM_FIELDS.items()
-    product = {target: item[name] for name, target in fields if item.get(name) not in (None, "")}
+    product = {target: item[name] for name, target in fields if item.get(name) not in _NO_VALUE}
     for name in ("price", "quantity"):
         if isinstance(product.get(name), str):
             product[name] = _typed({"int_value" if name == "quantity" else "double_value": product[name]})

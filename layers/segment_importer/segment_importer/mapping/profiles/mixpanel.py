@@ -142,8 +142,10 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
     context: dict[str, Any] = {}
     move_to_context(properties, CONTEXT_FIELDS, context)
     spec.update(context=context, properties=properties)
-    if spec["type"] != "track":  # identify and alias calls carry no event properties
-        spec["traits" if spec["type"] == "identify" else "properties"] = spec.pop("properties")
+    if spec["type"] != "track":  # what identify and alias events carry besides ids is traits
+        remaining = spec.pop("properties")
+        if remaining:
+            spec["traits" if spec["type"] == "identify" else "properties"] = remaining
     return without_none(spec), tagged(NAME, source_id)
 
 

@@ -90,6 +90,7 @@ INTERNALS = frozenset(
         "$transformations_failed",
         "$feature_flag_request_id",
         "$window_id",
+        "$pageview_id",
         "$web_vitals_allowed_metrics",
         "$referring_domain",
         "$browser_language_prefix",
