@@ -375,9 +375,19 @@ def test_pretty_printed_document_truncated() -> None:
     assert summary(records(data)) == [(1, {"a": 1}), (2, {"a": 2}), (3, "file_unreadable")]
 
 
-def test_single_line_document_is_one_ndjson_record() -> None:
-    # Decided on the first line: a complete object there is an NDJSON record.
-    assert summary(records(b'{"batch": [{"a": 1}]}\n')) == [(1, {"batch": [{"a": 1}]})]
+def test_single_line_wrapper_is_read_as_its_array() -> None:
+    # A file that is one line holding a wrapper of records (a capture batch written compactly)
+    # is that array, as it is pretty-printed; a line that is an event stays one NDJSON record.
+    assert summary(records(b'{"api_key": "k", "batch": [{"a": 1}, {"a": 2}]}\n')) == [
+        (1, {"a": 1}),
+        (2, {"a": 2}),
+    ]
+    event = {"event": "E", "batch": [{"a": 1}]}
+    assert summary(records(orjson.dumps(event) + b"\n")) == [(1, event)]
+    assert summary(records(b'{"data": [{"a": 1}]}\n{"data": [{"a": 2}]}\n')) == [
+        (1, {"data": [{"a": 1}]}),
+        (2, {"data": [{"a": 2}]}),
+    ]
 
 
 # --- CSV ----------------------------------------------------------------------------------
@@ -629,3 +639,41 @@ def test_a_csv_null_marker_is_an_empty_cell() -> None:
         {"userId": "u3", "event": "Signed Up", "plan": "pro"},
         {"userId": "u4", "anonymousId": "a4", "event": "E", "plan": "\\\\N2"},
     ]
+
+
+# --- JSON documents whatever their layout --------------------------------------------------
+
+PRETTY = orjson.OPT_INDENT_2  # how jq and json.dumps(indent=2) print a document
+
+
+def test_a_pretty_printed_object_is_one_record_not_a_line_each() -> None:
+    # Read line by line, every line was invalid_json and the one event was lost.
+    event = {"type": "track", "userId": "u1", "event": "E", "properties": {"tags": ["a", "b"], "n": 1}}
+    for blob in (orjson.dumps(event, option=PRETTY), gz(orjson.dumps(event, option=PRETTY))):
+        stream = open_records(io.BytesIO(blob), "event.json")
+        assert stream.format == "json_array"
+        assert summary(check(list(stream))) == [(1, event)]
+
+
+def test_pretty_printed_objects_one_after_another_are_records() -> None:
+    # `jq . export.ndjson` prints each line's object over several lines.
+    events = [{"event": "A", "userId": "u1"}, {"event": "B", "userId": "u2", "list": [{"x": 1}]}]
+    blob = b"\n".join(orjson.dumps(event, option=PRETTY) for event in events) + b"\n"
+    assert summary(records(blob, "x.json")) == [(1, events[0]), (2, events[1])]
+
+
+@pytest.mark.parametrize("array_key", ["results", "records", "rows", "sessions"])
+def test_a_document_holding_one_array_of_records_is_read_as_it(array_key: str) -> None:
+    doc = {"count": 2, "next": None, array_key: [{"a": 1}, {"a": 2}], "tags": ["x"]}
+    assert summary(records(orjson.dumps(doc, option=PRETTY), "page.json")) == [(1, {"a": 1}), (2, {"a": 2})]
+
+
+def test_a_document_with_an_empty_results_array_has_no_records() -> None:
+    assert summary(records(orjson.dumps({"results": [], "next": None}, option=PRETTY))) == []
+
+
+def test_a_document_holding_several_arrays_of_records_is_refused_naming_them() -> None:
+    doc = {"events": [{"a": 1}], "people": [{"b": 2}]}
+    for blob in (orjson.dumps(doc, option=PRETTY), orjson.dumps(doc) + b"\n"):
+        with pytest.raises(FileFormatError, match=r"2 arrays of records \(events, people\)"):
+            open_records(io.BytesIO(blob), "export.json")
