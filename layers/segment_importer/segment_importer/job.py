@@ -134,7 +134,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     "source": (lambda v: v in source_choices(), "one of the profile names"),  # listed when raised
     "columns": (
         lambda v: isinstance(v, dict) and all(_is_column_target(t) for t in v.values()),
-        "an object mapping column names (or #N, a column's position from 1) to target paths (or null)",
+        "an object mapping column names to target paths (or null)",
     ),
     "integrations": (
         lambda v: v is None or _is_integrations(v),

@@ -26,6 +26,7 @@ from segment_importer.mapping.profiles import (
     profile_named,
 )
 from segment_importer.mapping.profiles.context_paths import SOURCE_LIBRARY_KEY
+from segment_importer.mapping.record_input import RecordPathError, record_at, renamed
 from segment_importer.mapping.timestamps import TimestampError, normalize_timestamp
 
 # Every message names this importer as its library (Segment's `context.library`), so what
@@ -96,16 +97,14 @@ class MessageMapper:
         return message
 
     def _shape_input(self, fields: dict[str, Any]) -> dict[str, Any]:
+        if not self._from_csv:
+            try:
+                fields = record_at(fields, self._job.record_path)
+            except RecordPathError as error:
+                raise MappingError("invalid_field", str(error)) from error
         if not self._from_csv and not self._job.columns:
             return dict(fields)
-        record = fields
-        if self._job.columns:
-            record = dict(fields)
-            for column, target in self._job.columns.items():
-                if column in record:
-                    value = record.pop(column)
-                    if target:
-                        record[target] = value
+        record = renamed(fields, self._job.columns) if self._job.columns else fields
         return self._typed_and_nested(record)
 
     def _typed_and_nested(self, record: dict[str, Any]) -> dict[str, Any]:
