@@ -27,7 +27,7 @@ from segment_importer.mapping.profiles import (
 )
 from segment_importer.mapping.profiles.context_paths import SOURCE_LIBRARY_KEY
 from segment_importer.mapping.record_input import RecordPathError, record_at, renamed
-from segment_importer.mapping.timestamps import TimestampError, normalize_timestamp
+from segment_importer.mapping.timestamps import ImplausibleTimestampError, TimeReader, TimestampError
 
 # Every message names this importer as its library (Segment's `context.library`), so what
 # was imported can be told from what was tracked live.
@@ -85,6 +85,7 @@ class MessageMapper:
         self._plans: dict[str, tuple[int, tuple[str, ...], str]] = {}
         self._shapes: dict[tuple[str, ...], _RowShape] = {}
         self._profile = None if job.source == AUTO else profile_named(job.source)  # else per record
+        self._times = TimeReader(job.timezone, job.timestamp_format, job.timestamp_range)
 
     def map(self, number: int, fields: dict[str, Any]) -> dict[str, Any]:
         record = self._shape_input(fields)
@@ -212,7 +213,9 @@ class MessageMapper:
                 raise MappingError("missing_timestamp", "no timestamp or originalTimestamp field")
             return
         try:
-            message["timestamp"] = normalize_timestamp(raw)
+            message["timestamp"] = self._times.normalize(raw)
+        except ImplausibleTimestampError as error:
+            raise MappingError("implausible_timestamp", str(error)) from error
         except TimestampError as error:
             raise MappingError("invalid_timestamp", str(error)) from error
 

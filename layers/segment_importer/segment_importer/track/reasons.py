@@ -19,6 +19,8 @@ REASONS: dict[str, str] = {
     "missing_previous_id": "an alias call has no previousId",
     "missing_timestamp": "the record has no event time and the job requires one",
     "invalid_timestamp": "the event time cannot be parsed",
+    "implausible_timestamp": "the event time is before 1990 or after 2099 (a misread value) and the job's "
+    "timestampRange does not allow it",
     "invalid_field": "a field has the wrong shape (e.g. properties is not an object)",
     "message_too_large": "the Segment message is larger than 32 KB",
     # sending
