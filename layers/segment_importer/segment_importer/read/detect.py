@@ -196,7 +196,7 @@ def header_delimiter(head: bytes) -> str:
         return ","
     if b"\t" in line:
         return "\t"
-    names = line.split(b";")
+    names = line.rstrip(b"; \t").split(b";")  # a trailing `;` (an empty last column) is tolerated
     return ";" if len(names) > 1 and all(name.strip() for name in names) else ","
 
 

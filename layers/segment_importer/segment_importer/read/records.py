@@ -68,7 +68,7 @@ class ReadPosition(Protocol):
 class RecordStream:
     """The records of one export file, read lazily; iterable once."""
 
-    __slots__ = ("_position", "_records", "_used", "compression", "format")
+    __slots__ = ("_position", "_records", "_used", "compression", "format", "warnings")
 
     def __init__(
         self,
@@ -82,6 +82,7 @@ class RecordStream:
         self._records = records
         self._position = position
         self._used = False
+        self.warnings: list[str] = []  # what the reader tolerated (a repeated CSV column name)
 
     def __iter__(self) -> Iterator[SourceRecord]:
         # The records come from a stream: a second pass would silently yield nothing.

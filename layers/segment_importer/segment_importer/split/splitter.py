@@ -409,6 +409,7 @@ def split_records(
     stopped when `budget` ran out (everything up to that record is then queued).
     """
     report.format, report.compression = records.format, records.compression
+    report.warnings.extend(w for w in records.warnings if w not in report.warnings)  # once per file
     mapper = MessageMapper(
         job,
         file_identity(report.etag, report.size_bytes),

@@ -41,6 +41,8 @@ class ImportReport:
     rejects_omitted: int = 0  # counted in `rejected` but not listed: the rejects file was full
     job: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    # What was tolerated and how (a repeated CSV column read as `name_2`): worth a look.
+    warnings: list[str] = field(default_factory=list)
     started_at: str = field(default_factory=utc_now)
     finished_at: str | None = None
 
