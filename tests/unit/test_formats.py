@@ -724,3 +724,36 @@ def test_a_cell_under_a_trailing_unnamed_column_is_kept_as_column_n() -> None:
     assert summary(records(b"userId,event,\nu1,E,note\n", "x.csv")) == [
         (1, {"userId": "u1", "event": "E", "column_3": "note"})
     ]
+
+
+# --- files none of whose records can be read ----------------------------------------------
+
+
+def test_a_file_whose_first_thousand_lines_hold_no_record_fails_saying_what_it_looks_like() -> None:
+    # Python dict reprs dumped one per line: each line a reject, the run said OK.
+    data = b"".join(b"{'event': 'E', 'userId': 'u%d'}\n" % n for n in range(1500))
+    recs = records(data, "dump.json")
+    assert [r.reason for r in recs[:-1]] == ["invalid_json"] * 1000
+    last = recs[-1]
+    assert (last.number, last.reason) == (1001, "file_unreadable")
+    assert last.detail == (
+        "the first 1000 records hold no record that could be read (1000 invalid_json): the file looks like "
+        "JSON that is not one object per line nor one document; the rest is not read"
+    )
+    assert "u1" not in last.detail
+
+
+def test_a_csv_with_a_title_above_its_header_fails_saying_so() -> None:
+    data = b"Sales report 2021\n" + b"".join(b"u%d,Signed Up,2021-03-04\n" % n for n in range(1200))
+    last = records(data, "report.csv")[-1]
+    assert last.reason == "file_unreadable"
+    assert "1000 csv_field_count" in (last.detail or "")
+    assert "a title above the header" in (last.detail or "")
+
+
+def test_one_good_record_among_the_first_thousand_keeps_the_file_going() -> None:
+    data = b"{'bad': 1}\n" * 999 + b'{"good": 1}\n' + b"{'bad': 2}\n" * 2000
+    recs = records(data, "x.ndjson")
+    assert len(recs) == 3000
+    assert recs[999].fields == {"good": 1}
+    assert {r.reason for r in recs if r.fields is None} == {"invalid_json"}

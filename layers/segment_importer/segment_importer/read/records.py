@@ -3,7 +3,7 @@ the errors a file can raise."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -90,6 +90,10 @@ class RecordStream:
             raise RuntimeError("a RecordStream can be iterated only once")
         self._used = True
         return self._records
+
+    def wrap(self, transform: Callable[[Iterator[SourceRecord]], Iterator[SourceRecord]]) -> None:
+        """Pass the records through `transform` (before they are iterated)."""
+        self._records = transform(self._records)
 
     def resume_point_after(self, number: int) -> ResumePoint | None:
         """Where a later read can start right after record `number`, the last one yielded
