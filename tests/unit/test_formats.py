@@ -757,3 +757,22 @@ def test_one_good_record_among_the_first_thousand_keeps_the_file_going() -> None
     assert len(recs) == 3000
     assert recs[999].fields == {"good": 1}
     assert {r.reason for r in recs if r.fields is None} == {"invalid_json"}
+
+
+def test_integers_beyond_64_bits_are_kept_exactly_as_strings() -> None:
+    # orjson reads 2^64 as the float 1.8446744073709552e+19: the id's last digits were lost.
+    line = (
+        b'{"id": 18446744073709551616, "neg": -9223372036854775809, "max": 18446744073709551615,'
+        b' "small": 7, "text": "123456789012345678901234", "f": 1.5,'
+        b' "nested": [{"n": 123456789012345678901234567}]}\n'
+    )
+    [record] = records(b'{"a": 1}\n' + line)[1:]
+    assert record.fields == {
+        "id": "18446744073709551616",
+        "neg": "-9223372036854775809",
+        "max": 18446744073709551615,
+        "small": 7,
+        "text": "123456789012345678901234",
+        "f": 1.5,
+        "nested": [{"n": "123456789012345678901234567"}],
+    }
