@@ -34,7 +34,7 @@ FULL_DOCUMENT = {
     "timestampFormat": "%d/%m/%Y %H:%M",
     "timestampRange": ["1971-01-01", "2100-01-01"],
     "nullValues": ["NULL", "\\N", ""],
-    "trimCells": False,
+    "trimCells": True,
 }
 
 
@@ -90,7 +90,7 @@ def test_document_applies_to_options() -> None:
         timestamp_format="%d/%m/%Y %H:%M",
         timestamp_range=["1971-01-01", "2100-01-01"],
         null_values=["NULL", "\\N", ""],
-        trim_cells=False,
+        trim_cells=True,
     )
     assert options.to_document() == FULL_DOCUMENT
 
@@ -113,7 +113,7 @@ def test_defaults() -> None:
         "timestampFormat": None,
         "timestampRange": None,
         "nullValues": ["\\N"],
-        "trimCells": True,
+        "trimCells": False,
     }
 
 

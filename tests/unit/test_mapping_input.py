@@ -78,3 +78,24 @@ def test_well_known_envelopes_are_opened_without_a_job(line: dict[str, Any]) -> 
 def test_an_event_with_a_data_property_is_not_an_envelope() -> None:
     line = {**EVENT, "data": {"x": 1}}
     assert mapped(line)["properties"] == {"plan": "pro", "data": {"x": 1}}
+
+
+def test_null_spellings_of_the_job_are_no_value_like_empty_cells() -> None:
+    row = {"userId": "u1", "event": "E", "timestamp": TS, "plan": "NULL", "seats": "None", "note": "null-ish"}
+    message = mapped(row, from_csv=True, null_values=["NULL", "None"])
+    assert message["properties"] == {"note": "null-ish"}
+    assert mapped(row, from_csv=True)["properties"] == {"plan": "NULL", "seats": "None", "note": "null-ish"}
+
+
+def test_trimmed_cells_lose_their_surrounding_spaces_and_blank_ones_are_empty() -> None:
+    row = {
+        "userId": " u1 ",
+        "event": " Signed Up",
+        "timestamp": TS,
+        "plan": " pro ",
+        "seats": " 3",
+        "x": "   ",
+    }
+    message = mapped(row, from_csv=True, trim_cells=True)
+    assert (message["event"], message["properties"]) == ("Signed Up", {"plan": "pro", "seats": 3})
+    assert mapped(row, from_csv=True)["properties"] == {"plan": " pro ", "seats": " 3", "x": "   "}

@@ -60,8 +60,9 @@ class JobOptions:
     timestamp_format: str | None = None  # strptime format for non-ISO dates ("%d/%m/%Y %H:%M")
     # [earliest, latest] plausible event times (ISO 8601); None = the default range.
     timestamp_range: list[str] | None = None
-    null_values: list[str] = field(default_factory=lambda: ["\\N"])  # cells that mean "no value"
-    trim_cells: bool = True  # strip spaces around CSV cells
+    # CSV cells that mean "no value", like an empty cell (`\\N` always does: MySQL/Snowflake).
+    null_values: list[str] = field(default_factory=lambda: ["\\N"])
+    trim_cells: bool = False  # strip spaces around CSV cells (off: it costs every row a pass)
 
     def merged_with(self, overrides: dict[str, Any]) -> JobOptions:
         """These options with the keys of a job document applied on top (`context` deep-merged)."""

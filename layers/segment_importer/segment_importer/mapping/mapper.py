@@ -26,7 +26,7 @@ from segment_importer.mapping.profiles import (
     profile_named,
 )
 from segment_importer.mapping.profiles.context_paths import SOURCE_LIBRARY_KEY
-from segment_importer.mapping.record_input import RecordPathError, record_at, renamed
+from segment_importer.mapping.record_input import RecordPathError, cleaned_cells, record_at, renamed
 from segment_importer.mapping.timestamps import ImplausibleTimestampError, TimeReader, TimestampError
 
 # Every message names this importer as its library (Segment's `context.library`), so what
@@ -86,6 +86,8 @@ class MessageMapper:
         self._shapes: dict[tuple[str, ...], _RowShape] = {}
         self._profile = None if job.source == AUTO else profile_named(job.source)  # else per record
         self._times = TimeReader(job.timezone, job.timestamp_format, job.timestamp_range)
+        # The reader already drops empty cells and `\N`: only other null spellings cost a pass.
+        self._nulls = frozenset(job.null_values) - {"", "\\N"}
 
     def map(self, number: int, fields: dict[str, Any]) -> dict[str, Any]:
         record = self._shape_input(fields)
@@ -105,6 +107,8 @@ class MessageMapper:
                 raise MappingError("invalid_field", str(error)) from error
         if not self._from_csv and not self._job.columns:
             return dict(fields)
+        if self._from_csv and (self._nulls or self._job.trim_cells):
+            fields = cleaned_cells(fields, self._nulls, trim=self._job.trim_cells)
         record = renamed(fields, self._job.columns) if self._job.columns else fields
         return self._typed_and_nested(record)
 

@@ -1,4 +1,5 @@
-"""Before mapping: the record inside a line (wrapped records) and the job's column renames.
+"""Before mapping: the record inside a line (wrapped records), the job's null spellings and
+trimming of CSV cells, and the job's column renames.
 
 Wrapped records: some exports put each event inside an envelope, e.g. every line
 `{"data": {...event...}, "metadata": {...}}` (stream and webhook archives) or an event
@@ -56,3 +57,17 @@ def renamed(fields: dict[str, Any], columns: dict[str, str | None]) -> dict[str,
             moved[columns[key]] = value  # type: ignore[index]
     kept.update(moved)
     return kept
+
+
+def cleaned_cells(fields: dict[str, Any], nulls: frozenset[str], *, trim: bool) -> dict[str, Any]:
+    """CSV cells with surrounding whitespace stripped (`trim`) and the job's null spellings
+    (`NULL`, `None`, ...) left out, as empty cells are."""
+    cleaned = {}
+    for name, cell in fields.items():
+        if trim and isinstance(cell, str):
+            cell = cell.strip()
+            if not cell:
+                continue
+        if cell not in nulls:
+            cleaned[name] = cell
+    return cleaned
