@@ -134,7 +134,7 @@ def test_empty_documents(text: str | bytes) -> None:
     [({"type": call_type}, True) for call_type in CALL_TYPES]
     + [
         ({"source": source}, True)
-        for source in ("auto", "segment", "posthog", "mixpanel", "amplitude", "ga4")
+        for source in ("auto", "segment", "posthog", "mixpanel", "amplitude", "ga4", "snowplow", "heap")
     ]
     + [
         ({"event": None}, True),
@@ -175,7 +175,7 @@ def test_keys_are_case_sensitive() -> None:
         ("event", ""),
         ("event", "   "),
         ("event", 5),
-        ("source", "snowplow"),
+        ("source", "rudderstack"),
         ("source", "Mixpanel"),
         ("recordPath", "data..event"),
         ("recordPath", 5),
@@ -290,4 +290,13 @@ def test_an_unknown_encoding_is_refused_by_name() -> None:
 
 
 def test_sources_are_the_profiles() -> None:
-    assert source_choices() == ("auto", "segment", "posthog", "mixpanel", "amplitude", "ga4")
+    assert source_choices() == (
+        "auto",
+        "segment",
+        "posthog",
+        "mixpanel",
+        "amplitude",
+        "ga4",
+        "snowplow",
+        "heap",
+    )
