@@ -61,6 +61,8 @@ def test_every_vendor_has_samples() -> None:
         "amplitude",
         "posthog",
         "ga4",
+        "heap",
+        "snowplow",
         "rudderstack",
     }
 
