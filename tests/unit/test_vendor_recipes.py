@@ -89,3 +89,31 @@ def test_amplitude_session_id_survives_a_job_that_chooses_destinations() -> None
     assert message["integrations"] == {"All": False, "Amplitude": {"session_id": 1614834300000}}
     off = imported(sample, JobOptions(integrations={"All": False, "Mixpanel": True}))[0]
     assert off["integrations"] == {"All": False, "Mixpanel": True}
+
+
+# Segment warehouse tables have no `type` column: the table is the call type. Rows as the
+# warehouse schemas put them (segment.com/docs/connections/storage/warehouses/schema).
+WAREHOUSE_COMMON = {"id": "ajs-1", "received_at": "2021-03-04T05:06:08Z", "uuid_ts": "2021-03-04T05:07:00Z"}
+
+
+@pytest.mark.parametrize(
+    ("table", "row", "call_type"),
+    [
+        ("identifies", {"user_id": "u1", "email": "ada@example.com"}, "identify"),
+        ("tracks", {"user_id": "u1", "event": "signed_up", "event_text": "Signed Up"}, "track"),
+        (
+            "pages",
+            {"anonymous_id": "a1", "name": "Pricing", "url": "https://x.example/p", "path": "/p"},
+            "page",
+        ),
+        ("screens", {"user_id": "u1", "name": "Settings"}, "screen"),
+        ("groups", {"user_id": "u1", "group_id": "g1", "name": "Acme"}, "group"),
+    ],
+)
+def test_a_warehouse_row_without_a_type_column_has_its_tables_call_type(
+    table: str, row: dict[str, Any], call_type: str
+) -> None:
+    record = {**WAREHOUSE_COMMON, "timestamp": "2021-03-04T05:06:07Z", **row}
+    message = MessageMapper(JobOptions(), FILE_ID, from_csv=False).map(1, record)
+    assert message["type"] == call_type, table
+    assert message["messageId"] == message_id_for_source_id("", "segment:ajs-1")

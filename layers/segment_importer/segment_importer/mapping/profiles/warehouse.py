@@ -1,6 +1,10 @@
 """Segment's warehouse tables (one per call type, columns flattened to snake_case): a row
 with a warehouse-only column is a warehouse row, and its `context_*` columns nest back into
-`context`. Used by the Segment profile, which reads archives and warehouse rows alike."""
+`context`. Used by the Segment profile, which reads archives and warehouse rows alike.
+
+The tables have no `type` column (the table is the type): a row's call type comes from the
+columns only its table has (`group_id`: groups; `event`/`event_text`: tracks; `url` or
+`path`: pages; `name`: screens; none of those: identifies)."""
 
 from __future__ import annotations
 
@@ -50,6 +54,19 @@ def from_warehouse_columns(record: dict[str, Any]) -> None:
         properties = record.setdefault("properties", {})
         if isinstance(properties, dict) and "type" not in properties:
             properties["type"] = record.pop("type")
+    if "type" not in record:
+        record["type"] = _table_call_type(record)
+
+
+def _table_call_type(record: dict[str, Any]) -> str:
+    """The call type of a warehouse row by the columns of its table (see the module doc)."""
+    if "group_id" in record:
+        return "group"
+    if "event" in record or "event_text" in record:
+        return "track"
+    if "url" in record or "path" in record:
+        return "page"
+    return "screen" if "name" in record else "identify"
 
 
 def _context_path(flat: str) -> tuple[str, ...]:
