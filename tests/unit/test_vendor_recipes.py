@@ -117,3 +117,16 @@ def test_a_warehouse_row_without_a_type_column_has_its_tables_call_type(
     message = MessageMapper(JobOptions(), FILE_ID, from_csv=False).map(1, record)
     assert message["type"] == call_type, table
     assert message["messageId"] == message_id_for_source_id("", "segment:ajs-1")
+
+
+@pytest.mark.parametrize("module", ["mixpanel", "amplitude", "posthog", "snowplow", "heap"])
+def test_docs_mapping_lists_every_context_field_of_a_profile(module: str) -> None:
+    """docs/mapping.md is the table users read: it must say where each field goes."""
+    import importlib
+
+    fields = importlib.import_module(f"segment_importer.mapping.profiles.{module}").CONTEXT_FIELDS
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "mapping.md").read_text()
+    missing = [
+        name for name, path in fields.items() if f"| `{name}` | `context.{'.'.join(path)}` |" not in doc
+    ]
+    assert missing == []
