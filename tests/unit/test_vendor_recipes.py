@@ -4,6 +4,7 @@ the messages must equal the expected ones written out from Segment's spec."""
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -122,8 +123,6 @@ def test_a_warehouse_row_without_a_type_column_has_its_tables_call_type(
 @pytest.mark.parametrize("module", ["mixpanel", "amplitude", "posthog", "snowplow", "heap"])
 def test_docs_mapping_lists_every_context_field_of_a_profile(module: str) -> None:
     """docs/mapping.md is the table users read: it must say where each field goes."""
-    import importlib
-
     fields = importlib.import_module(f"segment_importer.mapping.profiles.{module}").CONTEXT_FIELDS
     doc = (Path(__file__).resolve().parents[2] / "docs" / "mapping.md").read_text()
     missing = [
