@@ -99,3 +99,17 @@ def test_trimmed_cells_lose_their_surrounding_spaces_and_blank_ones_are_empty() 
     message = mapped(row, from_csv=True, trim_cells=True)
     assert (message["event"], message["properties"]) == ("Signed Up", {"plan": "pro", "seats": 3})
     assert mapped(row, from_csv=True)["properties"] == {"plan": " pro ", "seats": " 3", "x": "   "}
+
+
+def test_a_column_mapped_to_message_id_is_taken_with_event_user_and_time() -> None:
+    mapper = MessageMapper(JobOptions(columns={"order_id": "messageId"}), "f:1", from_csv=True)
+    rows = [
+        {"order_id": "o-1", "userId": "u1", "event": "Order Placed", "timestamp": TS},
+        {"order_id": "o-1", "userId": "u1", "event": "Order Shipped", "timestamp": TS},
+        {"order_id": "o-1", "userId": "u1", "event": "Order Placed", "timestamp": TS},
+    ]
+    ids = [mapper.map(number, row)["messageId"] for number, row in enumerate(rows, 1)]
+    assert ids[0] != ids[1]  # distinct events never merge
+    assert ids[0] == ids[2]  # the same event twice still dedupes
+    assert mapper.id_collisions == 1
+    assert MessageMapper(JobOptions(), "f:1", from_csv=False).id_collisions == 0

@@ -15,6 +15,7 @@ from segment_importer.job import CALL_TYPES, JobOptions, deep_merge
 from segment_importer.mapping.coercion import coerce_cell, parse_embedded_json
 from segment_importer.mapping.message_ids import (
     IMPORTER_NAMESPACE,
+    DeclaredIds,
     message_id_for_position,
     message_id_for_source_id,
 )
@@ -88,6 +89,8 @@ class MessageMapper:
         self._times = TimeReader(job.timezone, job.timestamp_format, job.timestamp_range)
         # The reader already drops empty cells and `\N`: only other null spellings cost a pass.
         self._nulls = frozenset(job.null_values) - {"", "\\N"}
+        declared = "messageId" in job.columns.values()
+        self._declared_ids = DeclaredIds() if declared else None
 
     def map(self, number: int, fields: dict[str, Any]) -> dict[str, Any]:
         record = self._shape_input(fields)
@@ -96,8 +99,16 @@ class MessageMapper:
         if profile.is_internal is not None and not self._job.keep_vendor_internals:
             _drop_internals(spec, profile.is_internal)
         message = self._build(spec)
+        if source_id is not None and self._declared_ids is not None:
+            source_id = self._declared_ids.distinct(source_id, message)
         message["messageId"] = self._message_id(number, source_id)
         return message
+
+    @property
+    def id_collisions(self) -> int:
+        """Records whose declared id (a column the job maps to messageId) an earlier record
+        of this part already had with another event, user or time."""
+        return self._declared_ids.collisions if self._declared_ids is not None else 0
 
     def _shape_input(self, fields: dict[str, Any]) -> dict[str, Any]:
         if not self._from_csv:

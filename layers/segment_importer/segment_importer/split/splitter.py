@@ -437,7 +437,17 @@ def split_records(
         sink.put(last)
     sink.flush()
     earlier.update(report, sink, rejects)
+    _warn_of_id_collisions(report, mapper.id_collisions)
     return stop
+
+
+def _warn_of_id_collisions(report: ImportReport, collisions: int) -> None:
+    if collisions:
+        report.message_id_collisions += collisions
+        report.warnings.append(
+            f"{collisions} records repeat a messageId column's value with another event, user or time: "
+            "their messageIds include those fields, so they are not merged"
+        )
 
 
 @dataclass(slots=True)

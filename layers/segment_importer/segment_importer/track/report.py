@@ -41,6 +41,8 @@ class ImportReport:
     rejects_omitted: int = 0  # counted in `rejected` but not listed: the rejects file was full
     job: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    # Records whose declared messageId repeated with another event/user/time (not merged).
+    message_id_collisions: int = 0
     # What was tolerated and how (a repeated CSV column read as `name_2`): worth a look.
     warnings: list[str] = field(default_factory=list)
     started_at: str = field(default_factory=utc_now)
