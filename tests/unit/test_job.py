@@ -300,3 +300,18 @@ def test_sources_are_the_profiles() -> None:
         "snowplow",
         "heap",
     )
+
+
+def test_columns_by_position_name_a_csv_column_whatever_its_header_says() -> None:
+    from segment_importer.job import columns_by_position
+
+    names = ["userId", "email", "email_2", "column_4"]
+    columns = {"#3": "traits.work_email", "#4": None, "userId": "userId"}
+    assert columns_by_position(columns, names) == {
+        "email_2": "traits.work_email",
+        "column_4": None,
+        "userId": "userId",
+    }
+    assert columns_by_position({"#x": "a"}, names) == {"#x": "a"}  # not a position: a name
+    with pytest.raises(JobOptionsError, match="'columns' maps #5 but the file has 4 columns"):
+        columns_by_position({"#5": "a"}, names)

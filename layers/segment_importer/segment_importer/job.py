@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -85,6 +86,28 @@ def source_choices() -> tuple[str, ...]:
     return (AUTO, *profile_names())
 
 
+_POSITION = re.compile(r"#([1-9][0-9]*)")
+
+
+def columns_by_position(columns: dict[str, str | None], names: list[str]) -> dict[str, str | None]:
+    """The job's `columns` with keys `#N` (a CSV column by its position, from 1) as the names
+    of those columns, so a column can be mapped whatever its header says (repeated, empty).
+    A position beyond the header raises JobOptionsError."""
+    if not any(_POSITION.fullmatch(key) for key in columns):
+        return columns
+    resolved: dict[str, str | None] = {}
+    for key, target in columns.items():
+        position = _POSITION.fullmatch(key)
+        if position is None:
+            resolved[key] = target
+            continue
+        index = int(position.group(1))
+        if index > len(names):
+            raise JobOptionsError(f"'columns' maps {key} but the file has {len(names)} columns")
+        resolved[names[index - 1]] = target
+    return resolved
+
+
 def parse_job_document(text: str | bytes, origin: str) -> dict[str, Any]:
     """Parse and check a job file's JSON; errors name the origin, never record data."""
     try:
@@ -135,7 +158,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     "source": (lambda v: v in source_choices(), "one of the profile names"),  # listed when raised
     "columns": (
         lambda v: isinstance(v, dict) and all(_is_column_target(t) for t in v.values()),
-        "an object mapping column names to target paths (or null)",
+        "an object mapping column names (or #N, a CSV column's position from 1) to target paths (or null)",
     ),
     "integrations": (
         lambda v: v is None or _is_integrations(v),

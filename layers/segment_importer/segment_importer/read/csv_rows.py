@@ -162,12 +162,11 @@ class CsvReader:
         resume = options.resume
         position = CsvPosition(content.bom, resume)
         first = resume.line if resume else options.first_row
-        warnings: list[str] = []
+        stream = RecordStream(self.format.value, content.compression, iter(()), position)
         records = csv_records(
-            buffered, delimiter, options.max_record_bytes, options.csv_encoding, first, position, warnings
+            buffered, delimiter, options.max_record_bytes, options.csv_encoding, first, position, stream
         )
-        stream = RecordStream(self.format.value, content.compression, records, position)
-        stream.warnings.extend(warnings)
+        stream.wrap(lambda _: records)
         return stream
 
 
@@ -202,10 +201,10 @@ def csv_records(
     encoding: str = "utf-8",
     first_row: int = 1,
     position: CsvPosition | None = None,
-    warnings: list[str] | None = None,
+    stream: RecordStream | None = None,
 ) -> Iterator[SourceRecord]:
-    """Read the header now (so header problems raise from open_records), rows lazily;
-    what was tolerated in the header is appended to `warnings`."""
+    """Read the header now (so header problems raise from open_records), rows lazily; the
+    column names and what was tolerated in the header go to `stream`."""
     csv_field_limit(limit)
     # surrogateescape: invalid UTF-8 becomes one rejected row, not a decoding error.
     text = io.TextIOWrapper(content, encoding=encoding, errors="surrogateescape", newline="")
@@ -216,7 +215,9 @@ def csv_records(
     header = _csv_header(reader, flags)
     named = 0
     if header is not None:
-        header, named = _fixed_header(header, warnings if warnings is not None else [])
+        header, named = _fixed_header(header, stream.warnings if stream is not None else [])
+        if stream is not None:
+            stream.columns = list(header)
     position = position or CsvPosition(0, None)
     position.header_read(flags.consumed, counted=byte_length is not None)
     return _csv_rows(reader, header, flags, delimiter, limit, first_row - 1, position, named)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from io import RawIOBase
 from typing import Any, BinaryIO, Protocol
 
@@ -21,7 +21,7 @@ from segment_importer.batch.packing import Batch, BatchLimits, BatchPacker
 from segment_importer.batch.queueing import QueueWriter
 from segment_importer.deliver.preflight import PreflightFailed, WriteKeyPreflight
 from segment_importer.import_ref import ImportRef
-from segment_importer.job import JobOptions, JobOptionsError, is_job_file
+from segment_importer.job import JobOptions, JobOptionsError, columns_by_position, is_job_file
 from segment_importer.mapping.mapper import MappingError, MessageMapper
 from segment_importer.mapping.message_ids import file_identity
 from segment_importer.mapping.validation import ValidationError, check_fields, check_size
@@ -410,6 +410,8 @@ def split_records(
     """
     report.format, report.compression = records.format, records.compression
     report.warnings.extend(w for w in records.warnings if w not in report.warnings)  # once per file
+    if records.columns and job.columns:
+        job = replace(job, columns=columns_by_position(job.columns, records.columns))
     mapper = MessageMapper(
         job,
         file_identity(report.etag, report.size_bytes),
