@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from segment_importer.job import JobOptionsError, parse_job_document
@@ -327,6 +328,8 @@ def _print_details(result: RunResult, console: Console) -> None:
             )
             where = Path(result.bucket_copy or "") / report["rejects_key"]
             console.print(f"{Path(outcome.file).name}: rejected {reasons} (see {where})")
+        for warning in report.get("warnings", []):  # tolerated, and how: worth a look
+            console.print(f"[yellow]{Path(outcome.file).name}: warning: {escape(warning)}")
     if result.endpoint_stats is not None:
         stats = result.endpoint_stats
         console.print(
