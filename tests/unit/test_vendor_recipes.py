@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import importlib
 import json
+import random
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from segment_importer.job import JobOptions
-from segment_importer.mapping.mapper import MessageMapper
+from segment_importer.mapping.mapper import MappingError, MessageMapper
 from segment_importer.mapping.message_ids import (
     file_identity,
     message_id_for_position,
@@ -129,3 +131,48 @@ def test_docs_mapping_lists_every_context_field_of_a_profile(module: str) -> Non
         name for name, path in fields.items() if f"| `{name}` | `context.{'.'.join(path)}` |" not in doc
     ]
     assert missing == []
+
+
+ODD_VALUES = [None, "", "x", 0, -1, 1.5, True, [], [1], ["a"], {}, {"a": 1}, [{"a": 1}], {"data": "x"}]
+
+
+def _json_samples() -> list[dict[str, Any]]:
+    samples: list[dict[str, Any]] = []
+    for sample in SAMPLES:
+        if sample.suffix == ".csv":
+            continue
+        with sample.open("rb") as stream:
+            samples.extend(record.fields for record in open_records(stream, sample.name) if record.fields)
+    return samples
+
+
+def _mutated(value: Any, rng: random.Random) -> Any:
+    if isinstance(value, dict):
+        odd = rng.random
+        return {
+            key: rng.choice(ODD_VALUES) if odd() < 0.3 else _mutated(item, rng) for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_mutated(item, rng) for item in value]
+    return value
+
+
+def _odd_or_mutated(value: Any, rng: random.Random) -> Any:
+    return rng.choice(ODD_VALUES) if rng.random() < 0.3 else _mutated(value, rng)
+
+
+def test_vendor_records_with_fields_of_the_wrong_type_map_or_are_rejected_with_a_reason() -> None:
+    # A TypeError in a profile would fail the whole split (and retry it) instead of one record.
+    rng = random.Random(7)
+    samples = _json_samples()
+    mapper = MessageMapper(JobOptions(), FILE_ID, from_csv=False)
+    outcomes: Counter[str] = Counter()
+    for number in range(1, 3001):
+        try:
+            mapper.map(number, _mutated(rng.choice(samples), rng))
+        except MappingError as error:
+            outcomes[error.reason] += 1
+        else:
+            outcomes["mapped"] += 1
+    assert sum(outcomes.values()) == 3000
+    assert outcomes["mapped"] > 0

@@ -83,10 +83,12 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
         spec.update(type="identify", traits=user_properties)
     elif event_type == "$groupidentify" and isinstance(groups, dict) and groups:
         group_type, group_value = next(iter(groups.items()))
-        traits = {"groupType": group_type, **(record.get("group_properties") or {})}
+        group_properties = record.get("group_properties")
+        traits = {"groupType": group_type, **(group_properties if isinstance(group_properties, dict) else {})}
         spec.update(type="group", groupId=text(_one(group_value)), traits=traits)
     else:
-        properties = dict(record.get("event_properties") or {})
+        recorded = record.get("event_properties") or {}
+        properties = dict(recorded) if isinstance(recorded, dict) else recorded  # else invalid_field
         spec.update(type="track", event=event_type, properties=properties)
         if user_properties:
             context["traits"] = user_properties
@@ -95,7 +97,7 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
     session_id = record.get("session_id")
     if session_id not in (None, "", _NO_SESSION, str(_NO_SESSION)):
         spec["integrations"] = {name: {"session_id": session_id} for name in _INTEGRATION_NAMES}
-        if spec["type"] == "track":
+        if spec["type"] == "track" and isinstance(spec["properties"], dict):
             spec["properties"].setdefault("session_id", session_id)
     spec["context"] = context
     return without_none(spec), tagged(NAME, _source_id(record))

@@ -66,7 +66,7 @@ def merged_traits(*layers: Any) -> dict[str, Any]:
 
 def other_id(ids: Iterable[Any], known: str | None) -> str | None:
     """The first id in `ids` that is not `known` (a merge event's previous id)."""
-    for value in ids:
+    for value in ids if isinstance(ids, list) else ():
         candidate = None if value in (None, "") else str(value)
         if candidate and candidate != known:
             return candidate

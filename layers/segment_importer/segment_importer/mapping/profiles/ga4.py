@@ -97,7 +97,7 @@ def matches(record: dict[str, Any]) -> bool:
 def to_spec(record: dict[str, Any]) -> SpecRecord:
     event = record.get("event_name")
     params = flatten_params(record.get("event_params"))
-    call_type = _CALLS.get(str(event), "track")
+    call_type = _CALLS.get(event, "track") if isinstance(event, str) else "track"
     context = _context(record)
     move_to_context(params, _PAGE_PARAMS, context)
     spec: dict[str, Any] = {
@@ -109,12 +109,14 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
     if call_type == "track":
         spec["event"] = event
     else:
-        spec["name"] = params.pop("firebase_screen", None) or context.get("page", {}).get("title")
-    products = [_product(item) for item in record.get("items") or [] if isinstance(item, dict)]
+        spec["name"] = params.pop("firebase_screen", None) or _object(context.get("page")).get("title")
+    items = record.get("items")
+    products = [_product(item) for item in items if isinstance(item, dict)] if isinstance(items, list) else []
     if products:
         params["products"] = products
+    ecommerce = _object(record.get("ecommerce"))
     for name, target in _ECOMMERCE_FIELDS.items():
-        value = (record.get("ecommerce") or {}).get(name)
+        value = ecommerce.get(name)
         if value not in (None, "") and target not in params:
             params[target] = value
     traits = flatten_params(record.get("user_properties"))
@@ -170,13 +172,17 @@ def _context(record: dict[str, Any]) -> dict[str, Any]:
         fields = record.get(column)
         if isinstance(fields, dict):
             move_to_context(dict(fields), table, context)
-    web_info = (record.get("device") or {}).get("web_info")
+    web_info = _object(record.get("device")).get("web_info")
     if isinstance(web_info, dict):
         move_to_context(dict(web_info), _WEB_INFO, context)
-    limited = (record.get("device") or {}).get("is_limited_ad_tracking")
+    limited = _object(record.get("device")).get("is_limited_ad_tracking")
     if limited in ("Yes", "No", True, False):
         nest(context, ("device", "adTrackingEnabled"), limited in ("No", False))
     return context
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _product(item: dict[str, Any]) -> dict[str, Any]:

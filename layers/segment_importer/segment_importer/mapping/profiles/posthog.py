@@ -130,7 +130,7 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
     traits = merged_traits(
         properties.pop("$set_once", None), record.get("person_properties"), properties.pop("$set", None)
     )
-    call_type = _PAGE_EVENTS.get(event, "track")
+    call_type = _PAGE_EVENTS.get(event, "track") if isinstance(event, str) else "track"
     if event == "$identify":
         call_type = "identify"
         spec["anonymousId"] = spec.get("anonymousId") or text(properties.get("$anon_distinct_id"))
@@ -140,7 +140,8 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
     elif event == "$groupidentify":
         call_type = "group"
         spec["groupId"] = text(properties.pop("$group_key", None))
-        group_set = properties.pop("$group_set", None) or {}
+        group_set = properties.pop("$group_set", None)
+        group_set = group_set if isinstance(group_set, dict) else {}
         traits = {"groupType": properties.pop("$group_type", None), **group_set}
     spec["type"] = call_type
     if call_type == "track":
