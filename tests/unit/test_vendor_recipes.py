@@ -165,11 +165,12 @@ def test_vendor_records_with_fields_of_the_wrong_type_map_or_are_rejected_with_a
     # A TypeError in a profile would fail the whole split (and retry it) instead of one record.
     rng = random.Random(7)
     samples = _json_samples()
-    mapper = MessageMapper(JobOptions(), FILE_ID, from_csv=False)
+    sources = ("auto", "segment", "posthog", "mixpanel", "amplitude", "ga4", "snowplow", "heap")
+    mappers = [MessageMapper(JobOptions(source=source), FILE_ID, from_csv=False) for source in sources]
     outcomes: Counter[str] = Counter()
-    for number in range(1, 3001):
+    for number in range(1, 3001):  # any profile, also one a job forces on records of another shape
         try:
-            mapper.map(number, _mutated(rng.choice(samples), rng))
+            rng.choice(mappers).map(number, _mutated(rng.choice(samples), rng))
         except MappingError as error:
             outcomes[error.reason] += 1
         else:

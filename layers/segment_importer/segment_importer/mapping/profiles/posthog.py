@@ -123,7 +123,10 @@ def matches(record: dict[str, Any]) -> bool:
 
 
 def to_spec(record: dict[str, Any]) -> SpecRecord:
-    properties = dict(record.get("properties") or {})
+    recorded = record.get("properties") or {}
+    if not isinstance(recorded, dict):  # (a forced source) left to validation: invalid_field
+        return {"type": "track", "event": record.get("event"), "properties": recorded}, None
+    properties = dict(recorded)
     event = record.get("event")
     spec = _identities(record, properties)
     spec["timestamp"] = first(record, "timestamp") or properties.get("$time")
