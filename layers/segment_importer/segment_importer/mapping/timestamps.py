@@ -130,21 +130,21 @@ class TimeReader:
         self._zone: tzinfo = UTC if timezone == "UTC" else ZoneInfo(timezone)
         self._format = timestamp_format
         earliest, latest = plausible or DEFAULT_PLAUSIBLE_RANGE
-        self._earliest = _from_iso(earliest)
-        self._latest = _from_iso(latest)
+        self._earliest = format_timestamp(_from_iso(earliest))
+        self._latest = format_timestamp(_from_iso(latest))
 
     def normalize(self, value: Any) -> str:
         """Segment's form of `value`, or TimestampError (ImplausibleTimestampError when it
         parses to a time outside the plausible range)."""
         if self._zone is UTC and self._format is None:
             text = normalize_timestamp(value)
-            moment = _from_iso(text)
         else:
-            moment = self._parse(value)
-            text = format_timestamp(moment)
-        if not self._earliest <= moment <= self._latest:
+            text = format_timestamp(self._parse(value))
+        # Segment's form sorts as time does (years 0001-9999): the range check is a string
+        # comparison, not a second parse.
+        if not self._earliest <= text <= self._latest:
             raise ImplausibleTimestampError(
-                f"the time is outside the plausible range {self._earliest.date()} to {self._latest.date()}"
+                f"the time is outside the plausible range {self._earliest[:10]} to {self._latest[:10]}"
                 " (set timestampRange to import it)"
             )
         return text

@@ -47,6 +47,10 @@ FALLBACK = PROFILES[-1]
 
 def detect_profile(record: dict[str, Any]) -> Profile:
     """The profile a record's shape belongs to (checked per record: cheap key tests)."""
+    if "type" in record and "event_id" not in record and PROFILES[-1] is FALLBACK:
+        # Most records of most files: a Segment call. No vendor's shape has a `type` key of its
+        # own (Heap's tables have one, with an `event_id`): one look-up instead of every matcher.
+        return FALLBACK
     for profile in PROFILES:
         if profile.matches(record):
             return profile
