@@ -333,7 +333,7 @@ def _csv_rows(
                 )
                 raw = excerpt(delimiter.join(row))
                 yield SourceRecord(number, reason="csv_unclosed_quote", detail=detail, raw=raw)
-            elif len(row) == width:
+            elif len(row) == width or named <= len(row) < width:  # trailing unnamed cells may be left out
                 if NULL_MARKER in row:  # warehouse unloads (MySQL, Snowflake) write NULL as \N
                     row = ["" if cell == NULL_MARKER else cell for cell in row]
                 # Empty cells mean "no value": compress keeps the (name, cell) pairs whose cell
@@ -342,10 +342,6 @@ def _csv_rows(
                     fields = dict(compress(zip(header, row, strict=False), row))
                 else:
                     fields = dict(zip(header, row, strict=False))
-                if fields:
-                    yield record(number, fields)
-            elif named <= len(row) < width:  # without the trailing unnamed columns' cells
-                fields = dict(compress(zip(header, row, strict=False), row))
                 if fields:
                     yield record(number, fields)
             elif "".join(row).strip():  # a wrong-length row that is not just blank

@@ -108,8 +108,7 @@ def _ndjson_records(
         if lines and len(lines[0]) <= 1 and lines.count(b"") + lines.count(b"\r") == len(lines):
             number += len(lines)  # only blank lines (a gzip bomb of them?): counted, never parsed
         elif lines and (max(map(len, lines)) > limit or _LONG_DIGITS in block.translate(_DIGITS)):
-            # rare: an oversized line, or a run of 20+ digits (an integer orjson would turn
-            # into a float beyond 2^64?): the careful path for this chunk
+            # rare (a line too long, or 20 digits: a 64-bit overflow?): the careful path
             yield from _ndjson_lines(lines, number, limit)
             number += len(lines)
         else:
