@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from segment_importer.job import JobOptions
-from segment_importer.mapping.mapper import MappingError, MessageMapper
+from segment_importer.mapping.mapper import MessageMapper
+from segment_importer.track.reasons import Reject
 
 TS = "2021-03-04T05:06:07.123Z"
 EVENT = {"type": "track", "userId": "u1", "event": "E", "timestamp": TS, "properties": {"plan": "pro"}}
@@ -57,7 +58,7 @@ def test_record_path_names_the_record_inside_each_line() -> None:
 
 
 def test_a_line_without_the_record_path_is_rejected_with_a_reason() -> None:
-    with pytest.raises(MappingError) as caught:
+    with pytest.raises(Reject) as caught:
         mapped({"data": EVENT}, record_path="payload")
     assert caught.value.reason == "invalid_field"
     assert "recordPath 'payload'" in caught.value.detail

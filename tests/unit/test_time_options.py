@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from segment_importer.job import JobOptions
-from segment_importer.mapping.mapper import MappingError, MessageMapper
-from segment_importer.track.reasons import REASONS
+from segment_importer.mapping.mapper import MessageMapper
+from segment_importer.track.reasons import REASONS, Reject
 
 
 def time_of(value: Any, *, from_csv: bool = False, **options: Any) -> str:
@@ -18,7 +18,7 @@ def time_of(value: Any, *, from_csv: bool = False, **options: Any) -> str:
 
 
 def reason_of(value: Any, **options: Any) -> str:
-    with pytest.raises(MappingError) as caught:
+    with pytest.raises(Reject) as caught:
         time_of(value, **options)
     return caught.value.reason
 

@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 
 from segment_importer.job import JobOptions
-from segment_importer.mapping.mapper import MappingError, MessageMapper
+from segment_importer.mapping.mapper import MessageMapper
 from segment_importer.mapping.message_ids import (
     file_identity,
     message_id_for_position,
     message_id_for_source_id,
 )
 from segment_importer.read.formats import open_records
+from segment_importer.track.reasons import Reject
 
 VENDORS = Path(__file__).resolve().parents[1] / "fixtures" / "vendors"
 SAMPLES = sorted(
@@ -171,7 +172,7 @@ def test_vendor_records_with_fields_of_the_wrong_type_map_or_are_rejected_with_a
     for number in range(1, 3001):  # any profile, also one a job forces on records of another shape
         try:
             rng.choice(mappers).map(number, _mutated(rng.choice(samples), rng))
-        except MappingError as error:
+        except Reject as error:
             outcomes[error.reason] += 1
         else:
             outcomes["mapped"] += 1

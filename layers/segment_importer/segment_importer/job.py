@@ -249,8 +249,3 @@ def _encodable(text: str) -> bool:
 
 def _is_integrations(value: Any) -> bool:
     return isinstance(value, dict) and all(isinstance(name, str) for name in value)
-
-
-def option_names() -> list[str]:
-    """The documented job keys, for help texts."""
-    return list(_KEYS)

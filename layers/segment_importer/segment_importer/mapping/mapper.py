@@ -1,7 +1,7 @@
 """Record -> Segment message: column mapping, nesting, source profiles, ids and times.
 
 The mapper only shapes; `validation` decides whether the result may be sent. A record the
-mapper cannot shape raises MappingError with a reason code from `reasons`.
+mapper cannot shape raises `reasons.Reject` with a reason code.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from segment_importer.mapping.profiles import (
 from segment_importer.mapping.profiles.context_paths import SOURCE_LIBRARY_KEY
 from segment_importer.mapping.record_input import RecordPathError, cleaned_cells, record_at, renamed
 from segment_importer.mapping.timestamps import ImplausibleTimestampError, TimeReader, TimestampError
+from segment_importer.track import reasons
+from segment_importer.track.reasons import Reject
 
 # Every message names this importer as its library (Segment's `context.library`), so what
 # was imported can be told from what was tracked live.
@@ -64,15 +66,6 @@ _CANONICAL_TYPES = {call_type: call_type for call_type in CALL_TYPES}
 _TEXT, _DATA, _OBJECT = 0, 1, 2
 _MAX_COLUMN_PLANS = 4096  # keys of JSON records renamed by `columns` are unbounded: stop caching
 _MAX_ROW_SHAPES = 1024  # distinct sets of non-empty columns planned per file
-
-
-class MappingError(ValueError):
-    """A record that cannot become a Segment message; `reason` is a code from `reasons`."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
 
 
 class MessageMapper:
@@ -115,7 +108,7 @@ class MessageMapper:
             try:
                 fields = record_at(fields, self._job.record_path)
             except RecordPathError as error:
-                raise MappingError("invalid_field", str(error)) from error
+                raise Reject(reasons.INVALID_FIELD, str(error)) from error
         if not self._from_csv and not self._job.columns:
             return dict(fields)
         if self._from_csv and (self._nulls or self._job.trim_cells):
@@ -225,14 +218,14 @@ class MessageMapper:
             raw = spec.get("originalTimestamp")
         if raw in (None, ""):
             if self._job.require_timestamp and call_type in _TIMED_TYPES:
-                raise MappingError("missing_timestamp", "no timestamp or originalTimestamp field")
+                raise Reject(reasons.MISSING_TIMESTAMP, "no timestamp or originalTimestamp field")
             return
         try:
             message["timestamp"] = self._times.normalize(raw)
         except ImplausibleTimestampError as error:
-            raise MappingError("implausible_timestamp", str(error)) from error
+            raise Reject(reasons.IMPLAUSIBLE_TIMESTAMP, str(error)) from error
         except TimestampError as error:
-            raise MappingError("invalid_timestamp", str(error)) from error
+            raise Reject(reasons.INVALID_TIMESTAMP, str(error)) from error
 
     def _message_id(self, number: int, source_id: str | None) -> str:
         if source_id:
@@ -379,7 +372,7 @@ def _call_type(value: Any, default: str) -> str:
         return default
     call_type = str(value).strip().lower()
     if call_type not in CALL_TYPES:
-        raise MappingError("unknown_type", f"type is not one of {', '.join(CALL_TYPES)}")
+        raise Reject(reasons.UNKNOWN_TYPE, f"type is not one of {', '.join(CALL_TYPES)}")
     return call_type
 
 
@@ -387,18 +380,18 @@ def _check_objects(spec: dict[str, Any]) -> None:
     for key in _OBJECT_KEYS:
         value = spec.get(key)
         if value is not None and not isinstance(value, dict):
-            raise MappingError("invalid_field", f"{key} must be an object, not {type(value).__name__}")
+            raise Reject(reasons.INVALID_FIELD, f"{key} must be an object, not {type(value).__name__}")
 
 
 def _as_id(value: Any, key: str) -> str | None:
     if value is None or isinstance(value, bool):
         if isinstance(value, bool):
-            raise MappingError("invalid_field", f"{key} must be a string or a number")
+            raise Reject(reasons.INVALID_FIELD, f"{key} must be a string or a number")
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, str | int | float):
-        raise MappingError("invalid_field", f"{key} must be a string or a number")
+        raise Reject(reasons.INVALID_FIELD, f"{key} must be a string or a number")
     text = str(value).strip()
     return text or None
 

@@ -28,6 +28,7 @@ from segment_importer.read.records import (
     excerpt,
     unreadable,
 )
+from segment_importer.track import reasons
 
 # A cell that is exactly this is a null, like an empty cell: MySQL's `SELECT ... INTO OUTFILE`
 # and Snowflake's unload write NULL so. (`NULL` as a word is left alone: it can be data.)
@@ -322,17 +323,10 @@ def _csv_rows(
                     yield rejected
                 if flags.broken is not None:
                     return
-            elif line_count - lines_before > 1 and sum(map(len, row)) > limit:
-                detail = f"row {number} is longer than {limit} bytes"
-                raw = excerpt(delimiter.join(row)[:RAW_EXCERPT_CHARS])
-                yield SourceRecord(number, reason="record_too_large", detail=detail, raw=raw)
-            elif line_count - lines_before > 1 and _holds_rows(row, width, delimiter):
-                detail = (
-                    f"row {number} has a quoted cell whose line breaks hold what look like more rows "
-                    "(a quote never closed?); those rows are not read"
-                )
-                raw = excerpt(delimiter.join(row))
-                yield SourceRecord(number, reason="csv_unclosed_quote", detail=detail, raw=raw)
+            elif line_count - lines_before > 1 and (
+                spanning := _spanning_row_problem(number, row, width, delimiter, limit)
+            ):
+                yield spanning
             elif len(row) == width or named <= len(row) < width:  # trailing unnamed cells may be left out
                 if NULL_MARKER in row:  # warehouse unloads (MySQL, Snowflake) write NULL as \N
                     row = ["" if cell == NULL_MARKER else cell for cell in row]
@@ -347,7 +341,7 @@ def _csv_rows(
             elif "".join(row).strip():  # a wrong-length row that is not just blank
                 detail = f"row {number} has {len(row)} fields; the header has {width}"
                 raw = excerpt(delimiter.join(row))
-                yield SourceRecord(number, reason="csv_field_count", detail=detail, raw=raw)
+                yield SourceRecord(number, reason=reasons.CSV_FIELD_COUNT, detail=detail, raw=raw)
     except csv.Error:  # a quoted field over csv's own limit: there is no telling where rows restart
         detail = f"CSV row {number + 1} has a quoted field too long to read (or one that never closes)"
         yield unreadable(number + 1, detail + "; the rest of the file is not read")
@@ -355,6 +349,25 @@ def _csv_rows(
     if flags.broken is not None:
         detail = f"the file breaks after CSV row {number}: {flags.broken}"
         yield unreadable(number + 1, detail)
+
+
+def _spanning_row_problem(
+    number: int, row: list[str], width: int, delimiter: str, limit: int
+) -> SourceRecord | None:
+    """The reject for a row read over several lines (rare) that is over the limit, or that
+    looks like a quote never closed; None when the row is fine."""
+    if sum(map(len, row)) > limit:
+        detail = f"row {number} is longer than {limit} bytes"
+        raw = excerpt(delimiter.join(row)[:RAW_EXCERPT_CHARS])
+        return SourceRecord(number, reason=reasons.RECORD_TOO_LARGE, detail=detail, raw=raw)
+    if _holds_rows(row, width, delimiter):
+        detail = (
+            f"row {number} has a quoted cell whose line breaks hold what look like more rows "
+            "(a quote never closed?); those rows are not read"
+        )
+        raw = excerpt(delimiter.join(row))
+        return SourceRecord(number, reason=reasons.CSV_UNCLOSED_QUOTE, detail=detail, raw=raw)
+    return None
 
 
 def _holds_rows(row: list[str], width: int, delimiter: str) -> bool:
@@ -379,6 +392,8 @@ def _flagged_row(number: int, row: list[str], flags: _LineFlags, delimiter: str)
         return unreadable(number, detail)
     if flags.too_large is not None:
         detail = f"row {number} has a line longer than the record size limit"
-        return SourceRecord(number, reason="record_too_large", detail=detail, raw=flags.too_large)
+        return SourceRecord(number, reason=reasons.RECORD_TOO_LARGE, detail=detail, raw=flags.too_large)
     raw = excerpt(_unescape(delimiter.join(row)))
-    return SourceRecord(number, reason="invalid_utf8", detail=f"row {number} is not valid UTF-8", raw=raw)
+    return SourceRecord(
+        number, reason=reasons.INVALID_UTF8, detail=f"row {number} is not valid UTF-8", raw=raw
+    )

@@ -20,6 +20,7 @@ import orjson
 from segment_importer.read.opening import CHUNK, Content
 from segment_importer.read.reader import Format, ReadOptions
 from segment_importer.read.records import DamagedError, RecordStream, SourceRecord, excerpt, unreadable
+from segment_importer.track import reasons
 
 try:  # the C backend is several times faster than the pure-Python one
     ijson_backend: Any = ijson.get_backend("yajl2_c")
@@ -191,7 +192,9 @@ def json_array_records(
                 yield SourceRecord(count, value)
             else:
                 detail = f"element {count} is JSON but not an object"
-                yield SourceRecord(count, reason="not_an_object", detail=detail, raw=_json_excerpt(value))
+                yield SourceRecord(
+                    count, reason=reasons.NOT_AN_OBJECT, detail=detail, raw=_json_excerpt(value)
+                )
     except _ElementTooLargeError:
         detail = f"JSON array element {count + 1} is larger than {limit} bytes; the rest cannot be read"
         yield unreadable(count + 1, detail)

@@ -3,6 +3,13 @@
 A line over `max_record_bytes` is skipped (`record_too_large`) without being held whole; a
 bad line costs one record. Record numbers are physical lines (blank lines count, as in an
 editor), so a part can resume at the byte offset after any line (`_Position`).
+
+The hot path (`_ndjson_records`): splitting a 1 MiB chunk with bytes.split and looping over
+the list costs less per line than readline() calls, and the size check is one max() per
+chunk instead of one per line. The loop stays in one function: a generator per chunk would
+add a frame to every record. A line longer than `limit` is never held whole: once the
+unfinished tail of a chunk passes the limit it is dropped and the reader skips to the next
+newline.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from segment_importer.read.records import (
     excerpt,
     unreadable,
 )
+from segment_importer.track import reasons
 
 _EXCERPT_BYTES = RAW_EXCERPT_CHARS * 4  # enough bytes for any excerpt; avoids decoding more
 
@@ -73,13 +81,7 @@ NDJSON_READER = NdjsonReader()
 def _ndjson_records(
     take: Callable[[int], bytes], limit: int, number: int = 0, position: _Position | None = None
 ) -> Iterator[SourceRecord]:
-    """One record per line, parsed in place from 1 MiB chunks (the hot path).
-
-    Splitting a chunk with bytes.split and looping over the list costs less per line than
-    readline() calls, and the size check is one max() per chunk instead of one per line.
-    A line longer than `limit` is never held whole: once the unfinished tail of a chunk
-    passes the limit it is dropped and the reader skips to the next newline.
-    """
+    """One record per line, parsed in place from 1 MiB chunks (the hot path; see above)."""
     loads, decode_error, record = orjson.loads, orjson.JSONDecodeError, SourceRecord
     # `number`: the last physical line read. `consumed`: content bytes before `tail`.
     consumed = position.base if position else 0
@@ -94,12 +96,10 @@ def _ndjson_records(
         if not chunk:
             break
         if skipping:
-            end = chunk.find(b"\n")
-            if end < 0:
-                consumed += len(chunk)
+            consumed, rest = _past_line_end(chunk, consumed)
+            if rest is None:
                 continue
-            consumed += end + 1
-            chunk, skipping = chunk[end + 1 :], False
+            chunk, skipping = rest, False
         block = tail + chunk if tail else chunk
         lines = block.split(b"\n")
         tail = lines.pop()
@@ -117,8 +117,7 @@ def _ndjson_records(
                 try:
                     value = loads(line)
                 except decode_error as exc:
-                    rejected = _rejected_line(number, line, exc)
-                    if rejected is not None:
+                    if (rejected := _rejected_line(number, line, exc)) is not None:
                         yield rejected
                     continue
                 if type(value) is dict:
@@ -127,14 +126,29 @@ def _ndjson_records(
                     yield _not_an_object(number, line)
         consumed += len(block) - len(tail)
         if len(tail) > limit + 1:  # +1: a CR whose LF is in the next chunk
-            number += 1
+            number, consumed, skipping = number + 1, consumed + len(tail), True
             yield _too_large(number, tail, limit)
-            consumed += len(tail)
-            tail, skipping = b"", True
+            tail = b""
     if tail and not skipping:
-        if position is not None:
-            position.mark(consumed, number + 1, [tail])
-        yield from _ndjson_lines([tail], number, limit)
+        yield from _last_line(tail, number, limit, consumed, position)
+
+
+def _last_line(
+    tail: bytes, number: int, limit: int, consumed: int, position: _Position | None
+) -> Iterator[SourceRecord]:
+    """The file's last line when it has no newline after it."""
+    if position is not None:
+        position.mark(consumed, number + 1, [tail])
+    yield from _ndjson_lines([tail], number, limit)
+
+
+def _past_line_end(chunk: bytes, consumed: int) -> tuple[int, bytes | None]:
+    """Skipping an oversized line: (bytes consumed, what follows its newline in `chunk`, or
+    None when the line goes on past the chunk)."""
+    end = chunk.find(b"\n")
+    if end < 0:
+        return consumed + len(chunk), None
+    return consumed + end + 1, chunk[end + 1 :]
 
 
 def _ndjson_lines(lines: list[bytes], number: int, limit: int) -> Iterator[SourceRecord]:
@@ -183,17 +197,19 @@ def _rejected_line(number: int, line: bytes, exc: orjson.JSONDecodeError) -> Sou
         line.decode("utf-8")
     except UnicodeDecodeError as bad:
         detail = f"line {number} is not valid UTF-8 (byte {bad.start + 1})"
-        return SourceRecord(number, reason="invalid_utf8", detail=detail, raw=excerpt(line))
+        return SourceRecord(number, reason=reasons.INVALID_UTF8, detail=detail, raw=excerpt(line))
     # orjson's messages are fixed texts with a position, never input.
     detail = f"line {number} is not valid JSON: {exc.msg} at column {exc.colno}"
-    return SourceRecord(number, reason="invalid_json", detail=detail, raw=excerpt(line))
+    return SourceRecord(number, reason=reasons.INVALID_JSON, detail=detail, raw=excerpt(line))
 
 
 def _not_an_object(number: int, line: bytes) -> SourceRecord:
     detail = f"line {number} is JSON but not an object"
-    return SourceRecord(number, reason="not_an_object", detail=detail, raw=excerpt(line.strip()))
+    return SourceRecord(number, reason=reasons.NOT_AN_OBJECT, detail=detail, raw=excerpt(line.strip()))
 
 
 def _too_large(number: int, start: bytes, limit: int) -> SourceRecord:
     detail = f"line {number} is longer than {limit} bytes"
-    return SourceRecord(number, reason="record_too_large", detail=detail, raw=excerpt(start[:_EXCERPT_BYTES]))
+    return SourceRecord(
+        number, reason=reasons.RECORD_TOO_LARGE, detail=detail, raw=excerpt(start[:_EXCERPT_BYTES])
+    )

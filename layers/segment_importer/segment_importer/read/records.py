@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from segment_importer.track import reasons
+
 # Raw text kept for a rejected record is cut here: the rejects file must stay bounded.
 RAW_EXCERPT_CHARS = 4096
 
@@ -56,7 +58,7 @@ class ResumePoint:
 
 def unreadable(number: int, detail: str) -> SourceRecord:
     """The last record of a file whose rest cannot be read."""
-    return SourceRecord(number, reason="file_unreadable", detail=detail)
+    return SourceRecord(number, reason=reasons.FILE_UNREADABLE, detail=detail)
 
 
 class ReadPosition(Protocol):

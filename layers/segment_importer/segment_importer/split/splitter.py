@@ -16,15 +16,15 @@ from dataclasses import dataclass, field, replace
 from io import RawIOBase
 from typing import Any, BinaryIO, Protocol
 
-from segment_importer.batch.encoding import EncodingError, encode_message
+from segment_importer.batch.encoding import encode_message
 from segment_importer.batch.packing import Batch, BatchLimits, BatchPacker
 from segment_importer.batch.queueing import QueueWriter
 from segment_importer.deliver.preflight import PreflightFailed, WriteKeyPreflight
 from segment_importer.import_ref import ImportRef
 from segment_importer.job import JobOptions, JobOptionsError, columns_by_position, is_job_file
-from segment_importer.mapping.mapper import MappingError, MessageMapper
+from segment_importer.mapping.mapper import MessageMapper
 from segment_importer.mapping.message_ids import file_identity
-from segment_importer.mapping.validation import ValidationError, check_fields, check_size
+from segment_importer.mapping.validation import check_fields, check_size
 from segment_importer.metrics import MetricsSink, NullMetrics
 from segment_importer.read.byte_ranges import PrefixedBody, SpanRead, span_records
 from segment_importer.read.formats import FileFormatError, RecordStream, ResumePoint, open_records
@@ -46,8 +46,10 @@ from segment_importer.split.spans import (
     record_and_dispatch,
     survey_span,
 )
+from segment_importer.track import reasons
 from segment_importer.track.completion import publish_final_report
 from segment_importer.track.ledger import Ledger
+from segment_importer.track.reasons import Reject
 from segment_importer.track.rejects import RejectsWriter
 from segment_importer.track.report import (
     STATUS_CONTINUING,
@@ -475,18 +477,15 @@ def _pack_record(
     record: SourceRecord, mapper: MessageMapper, packer: BatchPacker, sink: BatchSink, rejects: RejectsWriter
 ) -> None:
     if record.fields is None:
-        rejects.add(record.number, record.reason or "invalid_json", record.detail, record.raw)
+        rejects.add(record.number, record.reason or reasons.INVALID_JSON, record.detail, record.raw)
         return
     try:
         message = mapper.map(record.number, record.fields)
         check_fields(message)
         encoded = encode_message(message)
         check_size(encoded)
-    except (MappingError, ValidationError) as error:
+    except Reject as error:
         rejects.add(record.number, error.reason, error.detail, record.fields)
-        return
-    except EncodingError as error:
-        rejects.add(record.number, "invalid_field", str(error), record.fields)
         return
     closed = packer.add(encoded)
     if closed:
@@ -582,9 +581,7 @@ def _finish_span(services: SplitterServices, settings: SplitterSettings, part: _
 def _continue(services: SplitterServices, settings: SplitterSettings, part: _Part) -> None:
     checkpoint = part.checkpoint
     assert checkpoint is not None  # the caller checked
-    record_progress = _progress_recorder(services.ledger, part)
-    if record_progress:
-        record_progress(part.report)
+    _progress_recorder(services.ledger, part)(part.report)
     hand_over(services.sqs, settings.continuation_queue_url, checkpoint)
     services.metrics.add_metric("SplitContinuations", "Count", 1)
 
