@@ -95,6 +95,8 @@ def _print_details(result: RunResult, console: Console, *, dry_run: bool) -> Non
                 f"{reason} {count}" for reason, count in sorted(report["rejected_by_reason"].items())
             )
             console.print(f"{outcome.key}: rejected {reasons} (see {_rejects_files(result, report)})")
+        for warning in report.get("warnings", []):  # tolerated, and how: worth a look
+            console.print(f"{outcome.key}: warning: {warning}", style="yellow", markup=False)
     if result.endpoint_stats is not None and not dry_run:
         stats = result.endpoint_stats
         console.print(

@@ -82,7 +82,14 @@ def hostile_file(path: Path) -> Path:
         for n in range(300)
     ]
     lines.append(
-        {"type": "track", "event": HOSTILE, "userId": "x", "properties": {HOSTILE: HOSTILE}, "timestamp": 0}
+        # A plausible time: the hostile name must reach the page (a time of 0 is rejected).
+        {
+            "type": "track",
+            "event": HOSTILE,
+            "userId": "x",
+            "properties": {HOSTILE: HOSTILE},
+            "timestamp": "2021-01-01",
+        }
     )
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     return path

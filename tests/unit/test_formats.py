@@ -375,9 +375,19 @@ def test_pretty_printed_document_truncated() -> None:
     assert summary(records(data)) == [(1, {"a": 1}), (2, {"a": 2}), (3, "file_unreadable")]
 
 
-def test_single_line_document_is_one_ndjson_record() -> None:
-    # Decided on the first line: a complete object there is an NDJSON record.
-    assert summary(records(b'{"batch": [{"a": 1}]}\n')) == [(1, {"batch": [{"a": 1}]})]
+def test_single_line_wrapper_is_read_as_its_array() -> None:
+    # A file that is one line holding a wrapper of records (a capture batch written compactly)
+    # is that array, as it is pretty-printed; a line that is an event stays one NDJSON record.
+    assert summary(records(b'{"api_key": "k", "batch": [{"a": 1}, {"a": 2}]}\n')) == [
+        (1, {"a": 1}),
+        (2, {"a": 2}),
+    ]
+    event = {"event": "E", "batch": [{"a": 1}]}
+    assert summary(records(orjson.dumps(event) + b"\n")) == [(1, event)]
+    assert summary(records(b'{"data": [{"a": 1}]}\n{"data": [{"a": 2}]}\n')) == [
+        (1, {"data": [{"a": 1}]}),
+        (2, {"data": [{"a": 2}]}),
+    ]
 
 
 # --- CSV ----------------------------------------------------------------------------------
@@ -502,10 +512,8 @@ def test_csv_leading_blank_lines_before_header() -> None:
 @pytest.mark.parametrize(
     ("header", "message"),
     [
-        (f"{SECRET},x,{SECRET}", "duplicate column names (columns 3)"),
-        (f"{SECRET}, x ,x", "duplicate column names (columns 3)"),
         (f"{SECRET},,x", "empty column names (columns 2)"),
-        (f"{SECRET},x, ", "empty column names (columns 3)"),
+        (f" ,{SECRET},x", "empty column names (columns 1)"),
     ],
 )
 def test_csv_bad_header_raises_without_content(header: str, message: str) -> None:
@@ -629,3 +637,142 @@ def test_a_csv_null_marker_is_an_empty_cell() -> None:
         {"userId": "u3", "event": "Signed Up", "plan": "pro"},
         {"userId": "u4", "anonymousId": "a4", "event": "E", "plan": "\\\\N2"},
     ]
+
+
+# --- JSON documents whatever their layout --------------------------------------------------
+
+PRETTY = orjson.OPT_INDENT_2  # how jq and json.dumps(indent=2) print a document
+
+
+def test_a_pretty_printed_object_is_one_record_not_a_line_each() -> None:
+    # Read line by line, every line was invalid_json and the one event was lost.
+    event = {"type": "track", "userId": "u1", "event": "E", "properties": {"tags": ["a", "b"], "n": 1}}
+    for blob in (orjson.dumps(event, option=PRETTY), gz(orjson.dumps(event, option=PRETTY))):
+        stream = open_records(io.BytesIO(blob), "event.json")
+        assert stream.format == "json_array"
+        assert summary(check(list(stream))) == [(1, event)]
+
+
+def test_pretty_printed_objects_one_after_another_are_records() -> None:
+    # `jq . export.ndjson` prints each line's object over several lines.
+    events = [{"event": "A", "userId": "u1"}, {"event": "B", "userId": "u2", "list": [{"x": 1}]}]
+    blob = b"\n".join(orjson.dumps(event, option=PRETTY) for event in events) + b"\n"
+    assert summary(records(blob, "x.json")) == [(1, events[0]), (2, events[1])]
+
+
+@pytest.mark.parametrize("array_key", ["results", "records", "rows", "sessions"])
+def test_a_document_holding_one_array_of_records_is_read_as_it(array_key: str) -> None:
+    doc = {"count": 2, "next": None, array_key: [{"a": 1}, {"a": 2}], "tags": ["x"]}
+    assert summary(records(orjson.dumps(doc, option=PRETTY), "page.json")) == [(1, {"a": 1}), (2, {"a": 2})]
+
+
+def test_a_document_with_an_empty_results_array_has_no_records() -> None:
+    assert summary(records(orjson.dumps({"results": [], "next": None}, option=PRETTY))) == []
+
+
+def test_a_document_holding_several_arrays_of_records_is_refused_naming_them() -> None:
+    doc = {"events": [{"a": 1}], "people": [{"b": 2}]}
+    for blob in (orjson.dumps(doc, option=PRETTY), orjson.dumps(doc) + b"\n"):
+        with pytest.raises(FileFormatError, match=r"2 arrays of records \(events, people\)"):
+            open_records(io.BytesIO(blob), "export.json")
+
+
+# --- CSV headers as spreadsheets and unloads write them -----------------------------------
+
+
+def test_a_repeated_column_name_is_read_as_name_2_with_a_warning() -> None:
+    # It failed the whole file; now both columns are imported and the report says how.
+    data = b"userId,email,plan,email, plan\nu1,a@example.com,pro,b@example.com,free\n"
+    stream = open_records(io.BytesIO(data), "x.csv")
+    fields = {
+        "userId": "u1",
+        "email": "a@example.com",
+        "plan": "pro",
+        "email_2": "b@example.com",
+        "plan_2": "free",
+    }
+    assert summary(check(list(stream))) == [(1, fields)]
+    assert stream.warnings == [
+        "the CSV header repeats column 'email' (columns 2 and 4): column 4 is read as 'email_2'; "
+        "a job's `columns` can rename it",
+        "the CSV header repeats column 'plan' (columns 3 and 5): column 5 is read as 'plan_2'; "
+        "a job's `columns` can rename it",
+    ]
+
+
+def test_a_repeated_name_skips_a_name_already_taken() -> None:
+    data = b"a,a_2,a\n1,2,3\n"
+    assert summary(records(data, "x.csv")) == [(1, {"a": "1", "a_2": "2", "a_3": "3"})]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"userId,event,\nu1,E,\nu2,F\n",  # Excel's trailing empty column; short rows too
+        b"userId;event;\nu1;E;\nu2;F;\n",  # a `;` header with a trailing `;`
+        b"userId,event,,\nu1,E,,\nu2,F\n",
+    ],
+)
+def test_trailing_empty_header_columns_are_tolerated(data: bytes) -> None:
+    assert summary(records(data, "x.csv")) == [
+        (1, {"userId": "u1", "event": "E"}),
+        (2, {"userId": "u2", "event": "F"}),
+    ]
+
+
+def test_a_cell_under_a_trailing_unnamed_column_is_kept_as_column_n() -> None:
+    assert summary(records(b"userId,event,\nu1,E,note\n", "x.csv")) == [
+        (1, {"userId": "u1", "event": "E", "column_3": "note"})
+    ]
+
+
+# --- files none of whose records can be read ----------------------------------------------
+
+
+def test_a_file_whose_first_thousand_lines_hold_no_record_fails_saying_what_it_looks_like() -> None:
+    # Python dict reprs dumped one per line: each line a reject, the run said OK.
+    data = b"".join(b"{'event': 'E', 'userId': 'u%d'}\n" % n for n in range(1500))
+    recs = records(data, "dump.json")
+    assert [r.reason for r in recs[:-1]] == ["invalid_json"] * 1000
+    last = recs[-1]
+    assert (last.number, last.reason) == (1001, "file_unreadable")
+    assert last.detail == (
+        "the first 1000 records hold no record that could be read (1000 invalid_json): the file looks like "
+        "JSON that is not one object per line nor one document; the rest is not read"
+    )
+    assert "u1" not in last.detail
+
+
+def test_a_csv_with_a_title_above_its_header_fails_saying_so() -> None:
+    data = b"Sales report 2021\n" + b"".join(b"u%d,Signed Up,2021-03-04\n" % n for n in range(1200))
+    last = records(data, "report.csv")[-1]
+    assert last.reason == "file_unreadable"
+    assert "1000 csv_field_count" in (last.detail or "")
+    assert "a title above the header" in (last.detail or "")
+
+
+def test_one_good_record_among_the_first_thousand_keeps_the_file_going() -> None:
+    data = b"{'bad': 1}\n" * 999 + b'{"good": 1}\n' + b"{'bad': 2}\n" * 2000
+    recs = records(data, "x.ndjson")
+    assert len(recs) == 3000
+    assert recs[999].fields == {"good": 1}
+    assert {r.reason for r in recs if r.fields is None} == {"invalid_json"}
+
+
+def test_integers_beyond_64_bits_are_kept_exactly_as_strings() -> None:
+    # orjson reads 2^64 as the float 1.8446744073709552e+19: the id's last digits were lost.
+    line = (
+        b'{"id": 18446744073709551616, "neg": -9223372036854775809, "max": 18446744073709551615,'
+        b' "small": 7, "text": "123456789012345678901234", "f": 1.5,'
+        b' "nested": [{"n": 123456789012345678901234567}]}\n'
+    )
+    [record] = records(b'{"a": 1}\n' + line)[1:]
+    assert record.fields == {
+        "id": "18446744073709551616",
+        "neg": "-9223372036854775809",
+        "max": 18446744073709551615,
+        "small": 7,
+        "text": "123456789012345678901234",
+        "f": 1.5,
+        "nested": [{"n": "123456789012345678901234567"}],
+    }

@@ -14,6 +14,7 @@ from segment_importer.job import (
     is_job_file,
     job_file_candidates,
     parse_job_document,
+    source_choices,
 )
 
 FULL_DOCUMENT = {
@@ -26,7 +27,13 @@ FULL_DOCUMENT = {
     "requireTimestamp": False,
     "messageIdSalt": "workspace-2",
     "encoding": "cp1252",
-    "timestampFormat": "%m/%d/%Y %H:%M",
+    "recordPath": "data",
+    "keepVendorInternals": True,
+    "timezone": "Europe/Berlin",
+    "timestampFormat": "%d/%m/%Y %H:%M",
+    "timestampRange": ["1971-01-01", "2100-01-01"],
+    "nullValues": ["NULL", "\\N", ""],
+    "trimCells": True,
 }
 
 
@@ -48,8 +55,14 @@ def test_documented_keys() -> None:
         "requireTimestamp",
         "messageIdSalt",
         "encoding",
+        "recordPath",
+        "keepVendorInternals",
+        "timezone",
         "timestampFormat",
-    ]  # the shaping keys (filter, limit, ...) appear only when set: see test_shaping
+        "timestampRange",
+        "nullValues",
+        "trimCells",
+    ]
 
 
 def test_accepts_every_documented_key() -> None:
@@ -70,7 +83,13 @@ def test_document_applies_to_options() -> None:
         require_timestamp=False,
         message_id_salt="workspace-2",
         encoding="cp1252",
-        timestamp_format="%m/%d/%Y %H:%M",
+        record_path="data",
+        keep_vendor_internals=True,
+        timezone="Europe/Berlin",
+        timestamp_format="%d/%m/%Y %H:%M",
+        timestamp_range=["1971-01-01", "2100-01-01"],
+        null_values=["NULL", "\\N", ""],
+        trim_cells=True,
     )
     assert options.to_document() == FULL_DOCUMENT
 
@@ -87,7 +106,13 @@ def test_defaults() -> None:
         "requireTimestamp": True,
         "messageIdSalt": "",
         "encoding": "utf-8",
+        "recordPath": "",
+        "keepVendorInternals": False,
+        "timezone": "UTC",
         "timestampFormat": None,
+        "timestampRange": None,
+        "nullValues": ["\\N"],
+        "trimCells": False,
     }
 
 
@@ -106,7 +131,10 @@ def test_empty_documents(text: str | bytes) -> None:
 @pytest.mark.parametrize(
     ("document", "accepted"),
     [({"type": call_type}, True) for call_type in CALL_TYPES]
-    + [({"source": source}, True) for source in ("auto", "segment", "mixpanel", "amplitude")]
+    + [
+        ({"source": source}, True)
+        for source in ("auto", "segment", "posthog", "mixpanel", "amplitude", "ga4", "snowplow", "heap")
+    ]
     + [
         ({"event": None}, True),
         ({"integrations": None}, True),
@@ -146,7 +174,17 @@ def test_keys_are_case_sensitive() -> None:
         ("event", ""),
         ("event", "   "),
         ("event", 5),
-        ("source", "heap"),
+        ("source", "rudderstack"),
+        ("source", "Mixpanel"),
+        ("recordPath", "data..event"),
+        ("recordPath", 5),
+        ("timezone", "Mars/Olympus"),
+        ("timezone", ""),
+        ("timestampFormat", "dd/mm/yyyy"),
+        ("timestampRange", ["1971-01-01"]),
+        ("timestampRange", ["1971", "yesterday"]),
+        ("nullValues", "NULL"),
+        ("keepVendorInternals", "yes"),
         ("source", None),
         ("columns", ["userId"]),
         ("columns", None),
@@ -264,3 +302,31 @@ def test_every_problem_is_reported_with_the_entries_at_fault() -> None:
     assert "'columns'" in problems[0]
     assert "(not: 'a': 'properties..x', 'b': '.x')" in problems[1]
     assert "(not: 'All': 'no')" in problems[2]
+
+
+def test_sources_are_the_profiles() -> None:
+    assert source_choices() == (
+        "auto",
+        "segment",
+        "posthog",
+        "mixpanel",
+        "amplitude",
+        "ga4",
+        "snowplow",
+        "heap",
+    )
+
+
+def test_columns_by_position_name_a_csv_column_whatever_its_header_says() -> None:
+    from segment_importer.job import columns_by_position
+
+    names = ["userId", "email", "email_2", "column_4"]
+    columns = {"#3": "traits.work_email", "#4": None, "userId": "userId"}
+    assert columns_by_position(columns, names) == {
+        "email_2": "traits.work_email",
+        "column_4": None,
+        "userId": "userId",
+    }
+    assert columns_by_position({"#x": "a"}, names) == {"#x": "a"}  # not a position: a name
+    with pytest.raises(JobOptionsError, match="'columns' maps #5 but the file has 4 columns"):
+        columns_by_position({"#5": "a"}, names)

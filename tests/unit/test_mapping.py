@@ -56,6 +56,15 @@ def amplitude_id(insert_id: str, user_id: str = "", device_id: str = "") -> str:
     return source_id(f"amplitude:{user_id}|{device_id}|{insert_id}")
 
 
+# Every message names the importer as its library (Segment's `context.library`).
+IMPORTER_LIBRARY = {"name": "segment-importer", "version": "0.1.0"}
+
+
+def with_library(expected: dict[str, Any]) -> dict[str, Any]:
+    """An expected message as the importer sends it: `context.library` names the importer."""
+    return {**expected, "context": {**expected.get("context", {}), "library": IMPORTER_LIBRARY}}
+
+
 def reason_of(fields: dict[str, Any], **kwargs: Any) -> str:
     with pytest.raises(Reject) as caught:
         map_one(fields, **kwargs)
@@ -197,7 +206,7 @@ def test_message_id_salt_changes_every_id() -> None:
 )
 def test_segment_spec_messages(fields: dict[str, Any], expected: dict[str, Any]) -> None:
     message = map_one(fields, number=3)
-    assert message == {**expected, "messageId": position_id(3)}
+    assert message == with_library({**expected, "messageId": position_id(3)})
 
 
 def test_channel_is_kept() -> None:
@@ -246,17 +255,23 @@ ARCHIVE_LINE = {
 
 def test_segment_archive_line() -> None:
     message = map_one(copy.deepcopy(ARCHIVE_LINE), number=11)
-    assert message == {
-        "type": "track",
-        "userId": "u1",
-        "anonymousId": "a1b2c3",
-        "event": "Plan Viewed",
-        "properties": {"plan": "pro"},
-        "context": ARCHIVE_LINE["context"],
-        "timestamp": "2021-03-04T05:06:07.123Z",
-        "channel": "client",
-        "messageId": segment_id("ajs-next-1a2b3c"),
-    }
+    assert message == with_library(
+        {
+            "type": "track",
+            "userId": "u1",
+            "anonymousId": "a1b2c3",
+            "event": "Plan Viewed",
+            "properties": {"plan": "pro"},
+            # The archive's library is kept under its own key; `library` is the importer.
+            "context": {
+                **{key: value for key, value in ARCHIVE_LINE["context"].items() if key != "library"},
+                "sourceLibrary": ARCHIVE_LINE["context"]["library"],
+            },
+            "timestamp": "2021-03-04T05:06:07.123Z",
+            "channel": "client",
+            "messageId": segment_id("ajs-next-1a2b3c"),
+        }
+    )
     assert message["messageId"] != ARCHIVE_LINE["messageId"]
     for archive_only in ("sentAt", "projectId", "receivedAt", "writeKey", "version", "_metadata"):
         assert archive_only not in message
@@ -291,13 +306,15 @@ def test_segment_archive_identify_line() -> None:
         "version": 2,
         "writeKey": "wk",
     }
-    assert map_one(line) == {
-        "type": "identify",
-        "userId": "u1",
-        "traits": {"email": "a@example.com"},
-        "timestamp": "2021-03-04T05:06:06.000Z",
-        "messageId": segment_id("ajs-id-1"),
-    }
+    assert map_one(line) == with_library(
+        {
+            "type": "identify",
+            "userId": "u1",
+            "traits": {"email": "a@example.com"},
+            "timestamp": "2021-03-04T05:06:06.000Z",
+            "messageId": segment_id("ajs-id-1"),
+        }
+    )
 
 
 # --- Segment warehouse rows ------------------------------------------------------------------
@@ -323,15 +340,17 @@ WAREHOUSE_ROW = {
 
 def test_segment_warehouse_row() -> None:
     message = map_one(dict(WAREHOUSE_ROW), number=4)
-    assert message == {
-        "type": "track",
-        "userId": "u1",
-        "anonymousId": "a1",
-        "event": "Order Completed",
-        "properties": {"revenue": 9.99},
-        "timestamp": "2021-03-04T05:06:07.123Z",
-        "messageId": segment_id("ajs-wh-1"),
-    }
+    assert message == with_library(
+        {
+            "type": "track",
+            "userId": "u1",
+            "anonymousId": "a1",
+            "event": "Order Completed",
+            "properties": {"revenue": 9.99},
+            "timestamp": "2021-03-04T05:06:07.123Z",
+            "messageId": segment_id("ajs-wh-1"),
+        }
+    )
 
 
 def test_segment_warehouse_row_uses_original_timestamp_when_timestamp_missing() -> None:
@@ -345,15 +364,17 @@ def test_segment_warehouse_row_from_csv() -> None:
     row["plan"] = "pro"
     row["seats"] = "5"
     message = map_one(row, number=2, from_csv=True)
-    assert message == {
-        "type": "track",
-        "userId": "u1",
-        "anonymousId": "a1",
-        "event": "Order Completed",
-        "properties": {"revenue": 9.99, "plan": "pro", "seats": 5},
-        "timestamp": "2021-03-04T05:06:07.123Z",
-        "messageId": segment_id("ajs-wh-1"),
-    }
+    assert message == with_library(
+        {
+            "type": "track",
+            "userId": "u1",
+            "anonymousId": "a1",
+            "event": "Order Completed",
+            "properties": {"revenue": 9.99, "plan": "pro", "seats": 5},
+            "timestamp": "2021-03-04T05:06:07.123Z",
+            "messageId": segment_id("ajs-wh-1"),
+        }
+    )
 
 
 def test_segment_warehouse_identifies_row_with_job_type() -> None:
@@ -366,13 +387,15 @@ def test_segment_warehouse_identifies_row_with_job_type() -> None:
         "uuid_ts": "2021-03-04 06:00:00 UTC",
     }
     message = map_one(row, default_type="identify")
-    assert message == {
-        "type": "identify",
-        "userId": "u9",
-        "traits": {"email": "x@example.com"},
-        "timestamp": "2021-03-04T05:06:07.000Z",
-        "messageId": segment_id("ajs-wh-2"),
-    }
+    assert message == with_library(
+        {
+            "type": "identify",
+            "userId": "u9",
+            "traits": {"email": "x@example.com"},
+            "timestamp": "2021-03-04T05:06:07.000Z",
+            "messageId": segment_id("ajs-wh-2"),
+        }
+    )
 
 
 def test_a_warehouse_row_nests_its_context_columns_back() -> None:
@@ -395,6 +418,7 @@ def test_a_warehouse_row_nests_its_context_columns_back() -> None:
         "device": {"adTrackingEnabled": True},
         "traits": {"email": "x@example.com"},
         "custom_field": "kept",
+        "library": IMPORTER_LIBRARY,
     }
     assert message["properties"] == {"revenue": 9.99}
 
@@ -440,15 +464,23 @@ def test_mixpanel_line() -> None:
         plan="pro",
     )
     message = map_one(line, number=5)
-    assert message == {
-        "type": "track",
-        "userId": "u1",
-        "event": "Signed Up",
-        "properties": {"$current_url": "https://example.com/join", "mp_lib": "web", "plan": "pro"},
-        "context": {"ip": "1.2.3.4", "page": {"url": "https://example.com/join"}},
-        "timestamp": "2021-03-04T05:06:07.000Z",
-        "messageId": mixpanel_id("ins-1"),
-    }
+    assert message == with_library(
+        {
+            "type": "track",
+            "userId": "u1",
+            "event": "Signed Up",
+            # Default properties go to context (where Segment's Mixpanel destination reads
+            # `$current_url` and `mp_lib` from), the importer is the library.
+            "properties": {"plan": "pro"},
+            "context": {
+                "ip": "1.2.3.4",
+                "page": {"url": "https://example.com/join"},
+                "sourceLibrary": {"name": "web"},
+            },
+            "timestamp": "2021-03-04T05:06:07.000Z",
+            "messageId": mixpanel_id("ins-1"),
+        }
+    )
 
 
 def test_mixpanel_time_in_milliseconds() -> None:
@@ -546,24 +578,38 @@ AMPLITUDE_LINE = {
 
 def test_amplitude_line() -> None:
     message = map_one(dict(AMPLITUDE_LINE), number=6)
-    assert message == {
-        "type": "track",
-        "userId": "u1",
-        "anonymousId": "d-1",
-        "event": "Song Played",
-        "properties": {"genre": "jazz"},
-        "context": {
-            "traits": {"plan": "pro"},
-            "ip": "1.2.3.4",
-            "os": {"name": "ios", "version": "14.2"},
-            "device": {"id": "d-1", "model": "iPhone", "manufacturer": "Apple", "type": "Apple iPhone 12"},
-            "app": {"version": "1.2.3"},
-            "location": {"country": "United States", "city": "Austin", "region": "Texas"},
-            "library": {"name": "amplitude-ios/8.3.0"},
-        },
-        "timestamp": "2021-03-04T05:06:07.123Z",
-        "messageId": amplitude_id("amp-ins-1", user_id="u1", device_id="d-1"),
-    }
+    assert message == with_library(
+        {
+            "type": "track",
+            "userId": "u1",
+            "anonymousId": "d-1",
+            "event": "Song Played",
+            # The session id where Segment's Amplitude destinations read it, and a property.
+            "properties": {"genre": "jazz", "session_id": 1614834360000},
+            "integrations": {
+                "Amplitude": {"session_id": 1614834360000},
+                "Actions Amplitude": {"session_id": 1614834360000},
+            },
+            "context": {
+                "traits": {"plan": "pro"},
+                "ip": "1.2.3.4",
+                "os": {"name": "ios", "version": "14.2"},
+                "device": {
+                    "id": "d-1",
+                    "model": "iPhone",
+                    "manufacturer": "Apple",
+                    "type": "iOS",
+                    "name": "Apple iPhone 12",
+                },
+                "app": {"version": "1.2.3"},
+                "location": {"country": "United States", "city": "Austin", "region": "Texas"},
+                "locale": "English",
+                "sourceLibrary": {"name": "amplitude-ios/8.3.0"},
+            },
+            "timestamp": "2021-03-04T05:06:07.123Z",
+            "messageId": amplitude_id("amp-ins-1", user_id="u1", device_id="d-1"),
+        }
+    )
 
 
 def test_amplitude_export_version_name_is_the_app_version() -> None:
@@ -580,13 +626,15 @@ def test_amplitude_identify() -> None:
         "event_properties": {"ignored": True},
         "insert_id": "amp-ins-2",
     }
-    assert map_one(line) == {
-        "type": "identify",
-        "userId": "u1",
-        "traits": {"plan": "pro", "seats": 3},
-        "timestamp": "2021-03-04T05:06:07.000Z",
-        "messageId": amplitude_id("amp-ins-2", user_id="u1"),
-    }
+    assert map_one(line) == with_library(
+        {
+            "type": "identify",
+            "userId": "u1",
+            "traits": {"plan": "pro", "seats": 3},
+            "timestamp": "2021-03-04T05:06:07.000Z",
+            "messageId": amplitude_id("amp-ins-2", user_id="u1"),
+        }
+    )
 
 
 def test_amplitude_falls_back_to_uuid_and_client_time() -> None:
@@ -602,7 +650,7 @@ def test_amplitude_falls_back_to_uuid_and_client_time() -> None:
     assert message["timestamp"] == "2021-03-04T05:06:06.500Z"
     assert message["messageId"] == source_id("amplitude:uuid-2")
     assert message["anonymousId"] == "d-2"
-    assert message["context"] == {"device": {"id": "d-2"}}
+    assert message["context"] == {"device": {"id": "d-2"}, "library": IMPORTER_LIBRARY}
     assert message["properties"] == {}
     assert "userId" not in message
 
@@ -637,28 +685,30 @@ def test_csv_dot_notation_and_coercion() -> None:
         "context.app.build": "42",
     }
     message = map_one(row, number=9, from_csv=True)
-    assert message == {
-        "type": "track",
-        "userId": "007",
-        "anonymousId": "123",
-        "event": "Signed Up",
-        "properties": {
-            "plan": "pro",
-            "seats": 5,
-            "zip": "02134",
-            "active": True,
-            "trial": False,
-            "price": 3.5,
-            "delta": -0.25,
-            "big": "9007199254740993",
-            "tags": ["a", "b"],
-            "address": {"city": "Berlin", "code": 10115},
-            "note": "",
-        },
-        "context": {"ip": "1.2.3.4", "app": {"build": "42"}},  # context is not coerced
-        "timestamp": TS,
-        "messageId": position_id(9),
-    }
+    assert message == with_library(
+        {
+            "type": "track",
+            "userId": "007",
+            "anonymousId": "123",
+            "event": "Signed Up",
+            "properties": {
+                "plan": "pro",
+                "seats": 5,
+                "zip": "02134",
+                "active": True,
+                "trial": False,
+                "price": 3.5,
+                "delta": -0.25,
+                "big": "9007199254740993",
+                "tags": ["a", "b"],
+                "address": {"city": "Berlin", "code": 10115},
+                "note": "",
+            },
+            "context": {"ip": "1.2.3.4", "app": {"build": "42"}},  # context is not coerced
+            "timestamp": TS,
+            "messageId": position_id(9),
+        }
+    )
 
 
 def test_csv_ids_and_names_stay_text() -> None:
@@ -694,7 +744,7 @@ def test_csv_properties_column_holding_json() -> None:
     }
     message = map_one(row, from_csv=True)
     assert message["properties"] == {"plan": "pro", "seats": 5, "nested": {"a": [1, 2]}}
-    assert message["context"] == {"ip": "1.2.3.4"}
+    assert message["context"] == {"ip": "1.2.3.4", "library": IMPORTER_LIBRARY}
     assert message["integrations"] == {"All": False, "Vero": True}
 
 
@@ -725,13 +775,15 @@ def test_csv_empty_object_cells_are_absent(blank: str) -> None:
         "context": blank,
         "integrations": blank,
     }
-    assert map_one(row, number=2, from_csv=True) == {
-        "type": "track",
-        "userId": "u1",
-        "event": "E",
-        "timestamp": TS,
-        "messageId": position_id(2),
-    }
+    assert map_one(row, number=2, from_csv=True) == with_library(
+        {
+            "type": "track",
+            "userId": "u1",
+            "event": "E",
+            "timestamp": TS,
+            "messageId": position_id(2),
+        }
+    )
 
 
 def test_csv_properties_column_not_an_object_is_invalid() -> None:
@@ -750,18 +802,20 @@ def test_csv_bare_columns_become_properties_on_track() -> None:
 def test_csv_bare_columns_become_traits_on_identify() -> None:
     row = {"type": "identify", "userId": "0099", "email": "a@example.com", "age": "42", "vip": "True"}
     message = map_one(row, number=4, from_csv=True)
-    assert message == {
-        "type": "identify",
-        "userId": "0099",
-        "traits": {"email": "a@example.com", "age": 42, "vip": True},
-        "messageId": position_id(4),
-    }
+    assert message == with_library(
+        {
+            "type": "identify",
+            "userId": "0099",
+            "traits": {"email": "a@example.com", "age": 42, "vip": True},
+            "messageId": position_id(4),
+        }
+    )
 
 
 def test_csv_empty_id_and_timestamp_cells_are_absent() -> None:
     row = {"type": "identify", "userId": "", "anonymousId": "a1", "timestamp": ""}
     message = map_one(row, from_csv=True)
-    assert message == {"type": "identify", "anonymousId": "a1", "messageId": position_id(1)}
+    assert message == with_library({"type": "identify", "anonymousId": "a1", "messageId": position_id(1)})
     row = {"userId": "u1", "event": "E", "timestamp": ""}
     assert reason_of(row, from_csv=True) == "missing_timestamp"
 
@@ -810,15 +864,17 @@ def test_columns_rename_drop_and_nest() -> None:
         "seats": "2",
     }
     message = map_one(row, number=3, from_csv=True, columns=columns)
-    assert message == {
-        "type": "track",
-        "userId": "42",
-        "event": "Bought",
-        "properties": {"plan": "pro", "seats": 2},
-        "context": {"location": {"city": "Berlin"}},
-        "timestamp": "2021-03-04T05:06:07.000Z",
-        "messageId": position_id(3),
-    }
+    assert message == with_library(
+        {
+            "type": "track",
+            "userId": "42",
+            "event": "Bought",
+            "properties": {"plan": "pro", "seats": 2},
+            "context": {"location": {"city": "Berlin"}},
+            "timestamp": "2021-03-04T05:06:07.000Z",
+            "messageId": position_id(3),
+        }
+    )
     assert "hunter2" not in repr(message)
 
 
@@ -826,14 +882,16 @@ def test_columns_on_json_records() -> None:
     columns = {"user": "userId", "name": "event", "plan": "properties.plan", "debug": None}
     record = {"user": 7, "name": "E", "timestamp": TS, "plan": "pro", "debug": {"x": 1}}
     message = map_one(record, columns=columns)
-    assert message == {
-        "type": "track",
-        "userId": "7",
-        "event": "E",
-        "properties": {"plan": "pro"},
-        "timestamp": TS,
-        "messageId": position_id(1),
-    }
+    assert message == with_library(
+        {
+            "type": "track",
+            "userId": "7",
+            "event": "E",
+            "properties": {"plan": "pro"},
+            "timestamp": TS,
+            "messageId": position_id(1),
+        }
+    )
 
 
 def test_mapping_does_not_mutate_the_input_record() -> None:
@@ -891,22 +949,30 @@ def test_context_defaults_deep_merged_record_wins() -> None:
     }
     message = map_one(record, context=job_context)
     assert message["context"] == {
-        "library": {"name": "analytics.js", "version": "1.0"},
+        # The recorded library (with the job's defaults under it) is kept as the source's.
+        "library": IMPORTER_LIBRARY,
+        "sourceLibrary": {"name": "analytics.js", "version": "1.0"},
         "app": {"name": "Shop"},
         "ip": "1.2.3.4",
         "locale": "de-DE",
         "traits": {"plan": "pro"},
     }
     assert job_context == snapshot
-    # a record without context gets the defaults
+    # a record without context gets the defaults (a library the job names is the source's)
     bare = map_one({"type": "identify", "userId": "u1"}, context=job_context)
-    assert bare["context"] == snapshot
+    assert bare["context"] == {
+        **snapshot,
+        "library": IMPORTER_LIBRARY,
+        "sourceLibrary": snapshot["library"],
+    }
 
 
 def test_require_timestamp_false() -> None:
     record = {"type": "track", "userId": "u1", "event": "E"}
     message = map_one(record, require_timestamp=False)
-    assert message == {"type": "track", "userId": "u1", "event": "E", "messageId": position_id(1)}
+    assert message == with_library(
+        {"type": "track", "userId": "u1", "event": "E", "messageId": position_id(1)}
+    )
     # a bad timestamp is still an error
     assert reason_of({**record, "timestamp": "soon"}, require_timestamp=False) == "invalid_timestamp"
 

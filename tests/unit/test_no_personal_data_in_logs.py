@@ -109,8 +109,9 @@ def write_inputs(folder: Path, *, everything: bool = True) -> list[Path]:
         + f"{MARKER}-short-row,Signed Up\n".encode()  # csv_field_count
         + f"{MARKER}-bad\xff,Signed Up,2021-03-04T05:06:07Z,x\n".encode("utf-8", "surrogateescape")
     )
-    # A header that cannot work (duplicate names) fails the file: the error names positions only.
-    (folder / "header.csv").write_text(f"{MARKER},{MARKER}\n1,2\n")
+    # A header that cannot work (an empty name between named ones) fails the file: the error
+    # names positions only. (A repeated name is imported as `name_2`, warned in the report.)
+    (folder / "header.csv").write_text(f"{MARKER},,{MARKER}x\n1,2,3\n")
     broken_array = folder / "broken-array.json"
     broken_array.write_text("[" + json.dumps(event(30)) + ', {"userId": "' + MARKER + '", "x": [1, }')
     whole = gzip.compress("".join(json.dumps(event(n)) + "\n" for n in range(40, 60)).encode(), mtime=0)

@@ -15,18 +15,19 @@ from segment_importer.mapping.profiles import PROFILES, Profile, detect_profile,
 FILE_ID = "f" * 40
 
 
-def _heap_to_spec(record: dict[str, Any]) -> profiles.SpecRecord:
+def _hubble_to_spec(record: dict[str, Any]) -> profiles.SpecRecord:
     spec = {
         "type": "track",
-        "event": record["heap_event"],
+        "event": record["hubble_event"],
         "userId": record["identity"],
         "timestamp": record["time"],
     }
-    return spec, f"heap:{record['heap_id']}"
+    return spec, f"hubble:{record['hubble_id']}"
 
 
-HEAP = Profile("heap", lambda record: "heap_event" in record, _heap_to_spec)
-HEAP_ROW = {"heap_event": "Viewed", "identity": "u1", "time": "2021-03-04T05:06:07Z", "heap_id": "h-1"}
+# A made-up vendor: a plug-in the registry does not ship.
+HUBBLE = Profile("hubble", lambda record: "hubble_event" in record, _hubble_to_spec)
+HUBBLE_ROW = {"hubble_event": "Viewed", "identity": "u1", "time": "2021-03-04T05:06:07Z", "hubble_id": "h-1"}
 
 
 def test_every_profile_has_a_unique_name_and_segment_is_the_fallback() -> None:
@@ -38,20 +39,29 @@ def test_every_profile_has_a_unique_name_and_segment_is_the_fallback() -> None:
 
 
 def test_source_choices_come_from_the_registry() -> None:
-    assert source_choices() == ("auto", "segment", "mixpanel", "amplitude")
+    assert source_choices() == (
+        "auto",
+        "segment",
+        "posthog",
+        "mixpanel",
+        "amplitude",
+        "ga4",
+        "snowplow",
+        "heap",
+    )
     assert set(source_choices()) == {"auto", *(profile.name for profile in PROFILES)}
     with pytest.raises(JobOptionsError, match=r"'source' must be one of \['auto', 'segment'"):
-        parse_job_document('{"source": "heap"}', "job.json")
+        parse_job_document('{"source": "hubble"}', "job.json")
 
 
 def test_a_new_profile_is_one_registry_entry(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(profiles, "PROFILES", (HEAP, *PROFILES))
-    assert "heap" in source_choices()
-    assert detect_profile(dict(HEAP_ROW)) is HEAP
-    job = JobOptions().merged_with(parse_job_document('{"source": "heap"}', "job.json"))
-    message = MessageMapper(job, FILE_ID, from_csv=False).map(1, dict(HEAP_ROW))
+    monkeypatch.setattr(profiles, "PROFILES", (HUBBLE, *PROFILES))
+    assert "hubble" in source_choices()
+    assert detect_profile(dict(HUBBLE_ROW)) is HUBBLE
+    job = JobOptions().merged_with(parse_job_document('{"source": "hubble"}', "job.json"))
+    message = MessageMapper(job, FILE_ID, from_csv=False).map(1, dict(HUBBLE_ROW))
     assert (message["event"], message["userId"]) == ("Viewed", "u1")
-    detected = MessageMapper(JobOptions(), FILE_ID, from_csv=False).map(1, dict(HEAP_ROW))
+    detected = MessageMapper(JobOptions(), FILE_ID, from_csv=False).map(1, dict(HUBBLE_ROW))
     assert detected["messageId"] == message["messageId"]  # both from the tagged source id
 
 
@@ -59,4 +69,4 @@ def test_profile_named_knows_every_choice() -> None:
     for name in source_choices()[1:]:
         assert profile_named(name).name == name
     with pytest.raises(KeyError):
-        profile_named("heap")
+        profile_named("hubble")

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 if TYPE_CHECKING:
     from segment_importer.mapping.shaping import ShapingRules
@@ -30,7 +33,13 @@ _KEYS = {
     "requireTimestamp": "require_timestamp",
     "messageIdSalt": "message_id_salt",
     "encoding": "encoding",
+    "recordPath": "record_path",
+    "keepVendorInternals": "keep_vendor_internals",
+    "timezone": "timezone",
     "timestampFormat": "timestamp_format",
+    "timestampRange": "timestamp_range",
+    "nullValues": "null_values",
+    "trimCells": "trim_cells",
     # Shaping (mapping/shaping.py): which valid messages are sent, and what they carry.
     "filter": "filter",
     "limit": "limit",
@@ -70,6 +79,15 @@ class JobOptions:
     drop: list[str] = field(default_factory=list)
     hash: dict[str, Any] | None = None
     set: dict[str, Any] = field(default_factory=dict)
+    # Dot path to the record inside each line (`data`, `EventPayload.event`); "" = the line.
+    record_path: str = ""
+    keep_vendor_internals: bool = False  # keep e.g. Mixpanel's `$mp_api_endpoint` in properties
+    timezone: str = "UTC"  # for times without an offset (IANA name, e.g. "Europe/Berlin")
+    # [earliest, latest] plausible event times (ISO 8601); None = the default range.
+    timestamp_range: list[str] | None = None
+    # CSV cells that mean "no value", like an empty cell (`\\N` always does: MySQL/Snowflake).
+    null_values: list[str] = field(default_factory=lambda: ["\\N"])
+    trim_cells: bool = False  # strip spaces around CSV cells (off: it costs every row a pass)
 
     def merged_with(self, overrides: dict[str, Any]) -> JobOptions:
         """These options with the keys of a job document applied on top (`context` deep-merged)."""
@@ -105,6 +123,28 @@ def source_choices() -> tuple[str, ...]:
     return (AUTO, *profile_names())
 
 
+_POSITION = re.compile(r"#([1-9][0-9]*)")
+
+
+def columns_by_position(columns: dict[str, str | None], names: list[str]) -> dict[str, str | None]:
+    """The job's `columns` with keys `#N` (a CSV column by its position, from 1) as the names
+    of those columns, so a column can be mapped whatever its header says (repeated, empty).
+    A position beyond the header raises JobOptionsError."""
+    if not any(_POSITION.fullmatch(key) for key in columns):
+        return columns
+    resolved: dict[str, str | None] = {}
+    for key, target in columns.items():
+        position = _POSITION.fullmatch(key)
+        if position is None:
+            resolved[key] = target
+            continue
+        index = int(position.group(1))
+        if index > len(names):
+            raise JobOptionsError(f"'columns' maps {key} but the file has {len(names)} columns")
+        resolved[names[index - 1]] = target
+    return resolved
+
+
 def parse_job_document(text: str | bytes, origin: str) -> dict[str, Any]:
     """Parse and check a job file's JSON; errors name the origin, never record data."""
     try:
@@ -137,20 +177,26 @@ def _problems(parsed: dict[str, Any]) -> list[str]:
         "default_type": lambda v: v in CALL_TYPES,
         "default_event": lambda v: v is None or (isinstance(v, str) and v.strip() != ""),
         "source": lambda v: v in source_choices(),
-        "columns": lambda v: isinstance(v, dict) and all(t is None or _is_dot_path(t) for t in v.values()),
+        "columns": lambda v: isinstance(v, dict) and all(_is_column_target(t) for t in v.values()),
         "integrations": lambda v: v is None or _is_integrations(v),
         "context": lambda v: isinstance(v, dict),
         "require_timestamp": lambda v: isinstance(v, bool),
         "message_id_salt": lambda v: isinstance(v, str) and _encodable(v),
         "encoding": lambda v: isinstance(v, str) and _known_codec(v),
         "timestamp_format": lambda v: v is None or (isinstance(v, str) and "%" in v),
+        "record_path": lambda v: isinstance(v, str) and (v == "" or all(v.split("."))),
+        "keep_vendor_internals": lambda v: isinstance(v, bool),
+        "timezone": lambda v: isinstance(v, str) and _known_zone(v),
+        "timestamp_range": lambda v: v is None or _is_time_range(v),
+        "null_values": lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v),
+        "trim_cells": lambda v: isinstance(v, bool),
     }
     expected = {
         "default_type": f"one of {list(CALL_TYPES)}",
         "default_event": "a non-empty string",
         "source": f"one of {list(source_choices())}",
-        "columns": 'an object mapping column names to dot paths (e.g. "properties.plan") or null; '
-        "a path has no empty part",
+        "columns": "an object mapping column names (or #N, a CSV column's position from 1) to dot paths "
+        '(e.g. "properties.plan") or null; a path has no empty part',
         "integrations": "an object of destination names to true, false or an object of settings, "
         'e.g. {"All": false, "Mixpanel": true}',
         "context": "an object",
@@ -158,6 +204,12 @@ def _problems(parsed: dict[str, Any]) -> list[str]:
         "message_id_salt": "a string of valid Unicode text",
         "encoding": 'a text encoding Python knows, e.g. "utf-8" or "cp1252"',
         "timestamp_format": 'a strptime format, e.g. "%m/%d/%Y %H:%M"',
+        "record_path": 'a dot path such as "data" or "EventPayload.event"',
+        "keep_vendor_internals": "true or false",
+        "timezone": 'an IANA time zone, e.g. "Europe/Berlin"',
+        "timestamp_range": 'two ISO 8601 times, e.g. ["1971-01-01", "2100-01-01"]',
+        "null_values": 'a list of strings, e.g. ["NULL", "\\\\N"]',
+        "trim_cells": "true or false",
     }
     attr_to_key = {attr: key for key, attr in _KEYS.items()}
     problems = [
@@ -173,11 +225,7 @@ def _problems(parsed: dict[str, Any]) -> list[str]:
 def _which(attr: str, value: Any) -> str:
     """The entries at fault, for the two keys that hold many."""
     if attr == "columns" and isinstance(value, dict):
-        bad = [
-            f"{name!r}: {target!r}"
-            for name, target in value.items()
-            if not (target is None or _is_dot_path(target))
-        ]
+        bad = [f"{name!r}: {target!r}" for name, target in value.items() if not _is_column_target(target)]
     elif attr == "integrations" and isinstance(value, dict):
         bad = [
             f"{name!r}: {setting!r}"
@@ -191,6 +239,30 @@ def _which(attr: str, value: Any) -> str:
 
 def _is_dot_path(target: Any) -> bool:
     return isinstance(target, str) and all(part.strip() for part in target.split("."))
+
+
+def _is_column_target(target: Any) -> bool:
+    return target is None or _is_dot_path(target)
+
+
+def _known_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ValueError, KeyError, OSError):
+        return False
+    return True
+
+
+def _is_time_range(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(_is_iso(text) for text in value)
+
+
+def _is_iso(text: Any) -> bool:
+    try:
+        datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _shaping_problems(attr: str, value: Any) -> list[str]:

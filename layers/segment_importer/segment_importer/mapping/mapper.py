@@ -6,21 +6,13 @@ mapper cannot shape raises `reasons.Reject` with a reason code.
 
 from __future__ import annotations
 
-from contextlib import suppress
-from hashlib import sha1
 from operator import itemgetter
 from typing import Any
 
+from segment_importer import __version__
 from segment_importer.job import CALL_TYPES, JobOptions, deep_merge
 from segment_importer.mapping.coercion import coerce_cell, parse_embedded_json
-from segment_importer.mapping.message_ids import (
-    IMPORTER_NAMESPACE,
-    content_id_prefix,
-    message_id_for_content,
-    message_id_for_position,
-    message_id_for_source_id,
-    record_content,
-)
+from segment_importer.mapping.message_ids import DeclaredIds, MessageIds
 from segment_importer.mapping.profiles import (
     AUTO,
     SNAKE_CASE_ALIASES,
@@ -28,14 +20,22 @@ from segment_importer.mapping.profiles import (
     detect_profile,
     profile_named,
 )
-from segment_importer.mapping.timestamps import (
-    TimestampError,
-    format_timestamp,
-    normalize_timestamp,
-    parse_with_format,
+from segment_importer.mapping.profiles.context_paths import SOURCE_LIBRARY_KEY
+from segment_importer.mapping.record_input import (
+    RecordPathError,
+    cleaned_cells,
+    missing_time_detail,
+    record_at,
+    renamed,
+    with_formatted_times,
 )
+from segment_importer.mapping.timestamps import ImplausibleTimestampError, TimeReader, TimestampError
 from segment_importer.track import reasons
 from segment_importer.track.reasons import Reject
+
+# Every message names this importer as its library (Segment's `context.library`), so what
+# was imported can be told from what was tracked live.
+IMPORTER_LIBRARY = {"name": "segment-importer", "version": __version__}
 
 # Keys each call type carries besides the common ones; anything else in a record is data.
 _TYPE_KEYS = {
@@ -76,19 +76,28 @@ class MessageMapper:
     def __init__(self, job: JobOptions, file_id: str | None, *, from_csv: bool) -> None:
         self._job = job
         self._from_csv = from_csv
-        self._ids = _MessageIds(job.message_id_salt, file_id)
+        self._ids = MessageIds(job.message_id_salt, file_id)
         # Per column name: (kind, parent path, leaf), so a cell's fate is decided once per file.
         self._plans: dict[str, tuple[int, tuple[str, ...], str]] = {}
         self._shapes: dict[tuple[str, ...], _RowShape] = {}
         self._profile = None if job.source == AUTO else profile_named(job.source)  # else per record
+        self._times = TimeReader(job.timezone, job.timestamp_format, job.timestamp_range)
+        # The reader already drops empty cells and `\N`: only other null spellings cost a pass.
+        self._nulls = frozenset(job.null_values) - {"", "\\N"}
+        declared = "messageId" in job.columns.values()
+        self._declared_ids = DeclaredIds() if declared else None
 
     def map(self, number: int, fields: dict[str, Any]) -> dict[str, Any]:
         record = self._shape_input(fields)
         if self._job.timestamp_format:
-            record = _with_formatted_times(record, self._job.timestamp_format)
+            record = with_formatted_times(record, self._times)
         profile = self._profile or detect_profile(record)
         spec, source_id = profile.to_spec(record)
+        if profile.is_internal is not None and not self._job.keep_vendor_internals:
+            _drop_internals(spec, profile.is_internal)
         message = self._build(spec)
+        if source_id is not None and self._declared_ids is not None:
+            source_id = self._declared_ids.distinct(source_id, message)
         if source_id:
             message["messageId"] = self._ids.for_source(source_id)
         elif self._ids.by_content:
@@ -97,17 +106,23 @@ class MessageMapper:
             message["messageId"] = self._ids.for_position(number)
         return message
 
+    @property
+    def id_collisions(self) -> int:
+        """Records whose declared id (a column the job maps to messageId) an earlier record
+        of this part already had with another event, user or time."""
+        return self._declared_ids.collisions if self._declared_ids is not None else 0
+
     def _shape_input(self, fields: dict[str, Any]) -> dict[str, Any]:
+        if not self._from_csv:
+            try:
+                fields = record_at(fields, self._job.record_path)
+            except RecordPathError as error:
+                raise Reject(reasons.INVALID_FIELD, str(error)) from error
         if not self._from_csv and not self._job.columns:
             return dict(fields)
-        record = fields
-        if self._job.columns:
-            record = dict(fields)
-            for column, target in self._job.columns.items():
-                if column in record:
-                    value = record.pop(column)
-                    if target:
-                        record[target] = value
+        if self._from_csv and (self._nulls or self._job.trim_cells):
+            fields = cleaned_cells(fields, self._nulls, trim=self._job.trim_cells)
+        record = renamed(fields, self._job.columns) if self._job.columns else fields
         return self._typed_and_nested(record)
 
     def _typed_and_nested(self, record: dict[str, Any]) -> dict[str, Any]:
@@ -191,15 +206,18 @@ class MessageMapper:
         context = deep_merge(self._job.context, spec.get("context") or {})
         traits = spec.get("traits")
         if traits and call_type not in _TRAIT_TYPES:  # a track call's traits belong in context
-            context["traits"] = {**context.get("traits", {}), **traits}
-        if context:
-            message["context"] = context
+            recorded = context.get("traits")
+            context["traits"] = {**(recorded if isinstance(recorded, dict) else {}), **traits}
+        original = context.get("library")
+        if original and original != IMPORTER_LIBRARY and SOURCE_LIBRARY_KEY not in context:
+            context[SOURCE_LIBRARY_KEY] = original  # what an archived message was tracked with
+        context["library"] = dict(IMPORTER_LIBRARY)
+        message["context"] = context
 
     def _add_integrations(self, spec: dict[str, Any], message: dict[str, Any]) -> None:
-        # The job's choice of destinations replaces whatever the export recorded.
-        integrations = (
-            self._job.integrations if self._job.integrations is not None else spec.get("integrations")
-        )
+        integrations = spec.get("integrations")
+        if self._job.integrations is not None:
+            integrations = _chosen_integrations(self._job.integrations, integrations)
         if integrations:
             message["integrations"] = integrations
 
@@ -209,84 +227,16 @@ class MessageMapper:
             raw = spec.get("originalTimestamp")
         if raw in (None, ""):
             if self._job.require_timestamp and call_type in _TIMED_TYPES:
-                raise Reject(reasons.MISSING_TIMESTAMP, self._missing_time_detail(spec, message))
+                raise Reject(
+                    reasons.MISSING_TIMESTAMP, missing_time_detail(spec, message, self._job.timestamp_format)
+                )
             return
         try:
-            message["timestamp"] = normalize_timestamp(raw)
+            message["timestamp"] = self._times.normalize(raw)
+        except ImplausibleTimestampError as error:
+            raise Reject(reasons.IMPLAUSIBLE_TIMESTAMP, str(error)) from error
         except TimestampError as error:
             raise Reject(reasons.INVALID_TIMESTAMP, str(error)) from error
-
-    def _missing_time_detail(self, spec: dict[str, Any], message: dict[str, Any]) -> str:
-        """Name a time-like column that was found but not read (its value is not quoted: the
-        detail is logged and counted; the rejects file holds the record)."""
-        candidates = {**spec, **(message.get("properties") or {})}
-        found = next((key for key in candidates if canonical_field(key) == "time"), None)
-        if found is None:
-            return "no timestamp or originalTimestamp field"
-        why = (
-            f"does not match timestampFormat {self._job.timestamp_format!r}"
-            if self._job.timestamp_format
-            else "is not ISO 8601 or epoch seconds/milliseconds: give its format as timestampFormat"
-        )
-        return (
-            f"no timestamp or originalTimestamp field; column {found!r} looks like the event time but {why}"
-        )
-
-
-class _MessageIds:
-    """`message_ids`' UUIDv5 derivations, with the per-file part of the name hashed once.
-
-    uuid5 is SHA-1 over the namespace bytes and the UTF-8 name; the name starts with the
-    salt and file id, so that prefix's hash state is computed here and copied per record.
-    The text is formatted straight from the digest. The ids are the same as
-    `message_id_for_position` / `message_id_for_source_id` (tests pin both).
-    """
-
-    __slots__ = ("_content", "_file_id", "_position", "_salt", "_source", "by_content")
-
-    def __init__(self, salt: str, file_id: str | None) -> None:
-        self._salt, self._file_id = salt, file_id or ""
-        self.by_content = file_id is None
-        try:
-            namespace = IMPORTER_NAMESPACE.bytes
-            # SHA-1 because UUIDv5 is defined with it (an identifier, not a security measure).
-            self._position: Any = sha1(namespace + f"{salt}|file|{file_id}|".encode(), usedforsecurity=False)
-            self._source: Any = sha1(namespace + f"{salt}|source|".encode(), usedforsecurity=False)
-            self._content: Any = sha1(namespace + content_id_prefix(salt).encode(), usedforsecurity=False)
-        except UnicodeEncodeError:  # a lone surrogate: let message_ids raise it, per record, as before
-            self._position = self._source = self._content = None
-
-    def for_content(self, number: int, fields: dict[str, Any]) -> str:
-        if self._content is None:
-            return message_id_for_content(self._salt, number, fields)
-        state = self._content.copy()
-        state.update(f"{number}|".encode())
-        state.update(record_content(fields))
-        return _uuid5_text(state.digest())
-
-    def for_position(self, number: int) -> str:
-        if self._position is None:
-            return message_id_for_position(self._salt, self._file_id, number)
-        state = self._position.copy()
-        state.update(str(number).encode())
-        return _uuid5_text(state.digest())
-
-    def for_source(self, source_id: str) -> str:
-        if self._source is None:
-            return message_id_for_source_id(self._salt, source_id)
-        state = self._source.copy()
-        state.update(source_id.encode())
-        return _uuid5_text(state.digest())
-
-
-# The UUID variant byte (RFC 4122: the top two bits 10) for each possible digest byte.
-_VARIANT_BYTE = tuple(f"{(byte & 0x3F) | 0x80:02x}" for byte in range(256))
-
-
-def _uuid5_text(digest: bytes) -> str:
-    """str(uuid.UUID(bytes=digest[:16], version=5)), without building the UUID."""
-    text = digest.hex()
-    return f"{text[:8]}-{text[8:12]}-5{text[13:16]}-{_VARIANT_BYTE[digest[8]]}{text[18:20]}-{text[20:32]}"
 
 
 class _RowShape:
@@ -346,17 +296,6 @@ class _RowShape:
         return node
 
 
-def _with_formatted_times(record: dict[str, Any], time_format: str) -> dict[str, Any]:
-    """Time-like fields in the job's format, rewritten as ISO 8601 (the rest as they are)."""
-    converted = dict(record)
-    for key, value in record.items():
-        if type(value) is str and canonical_field(key) in ("time", "timestamp", "originalTimestamp"):
-            # Not in the format: kept as it is; the mapper's own parse reports it, or names the column.
-            with suppress(TimestampError):
-                converted[key] = format_timestamp(parse_with_format(value, time_format))
-    return converted
-
-
 def _getter_of_few(indexes: list[int]) -> Any:
     """A getter of no value or one value as a tuple (itemgetter wants 1+ indexes, and with
     one index returns the bare value)."""
@@ -364,6 +303,28 @@ def _getter_of_few(indexes: list[int]) -> Any:
         return lambda values: ()
     index = indexes[0]
     return lambda values: (values[index],)
+
+
+def _chosen_integrations(chosen: dict[str, Any], recorded: Any) -> dict[str, Any]:
+    """The job's choice of destinations replaces whatever the export recorded, except the
+    per-destination settings a record carries (Amplitude's `session_id`) for a destination
+    the job still sends to: `{"Amplitude": true}` + `{"Amplitude": {"session_id": 1}}`."""
+    if not isinstance(recorded, dict) or not recorded:
+        return chosen
+    merged = dict(chosen)
+    default_on = chosen.get("All", True) is not False
+    for name, settings in recorded.items():
+        enabled = chosen.get(name, default_on)
+        if isinstance(settings, dict) and enabled is not False and not isinstance(enabled, dict):
+            merged[name] = settings
+    return merged
+
+
+def _drop_internals(spec: dict[str, Any], is_internal: Any) -> None:
+    for key in ("properties", "traits"):
+        fields = spec.get(key)
+        if isinstance(fields, dict) and any(map(is_internal, fields)):
+            spec[key] = {name: value for name, value in fields.items() if not is_internal(name)}
 
 
 def _call_type(value: Any, default: str) -> str:

@@ -10,8 +10,9 @@ does for naive datetimes) would shift events by hours.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 # Epoch values at or above this are milliseconds (1e11 s is the year 5138).
 _EPOCH_MILLIS_THRESHOLD = 100_000_000_000
@@ -104,7 +105,7 @@ def _from_epoch(number: float) -> datetime:
         raise TimestampError("epoch value out of range") from error
 
 
-def _from_iso(text: str) -> datetime:
+def _from_iso(text: str, zone: tzinfo = UTC) -> datetime:
     if not text:
         raise TimestampError("empty time")
     try:
@@ -112,8 +113,62 @@ def _from_iso(text: str) -> datetime:
     except ValueError as error:
         raise TimestampError("not an ISO 8601 time") from error
     if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
+        return moment.replace(tzinfo=zone).astimezone(UTC)
     return moment.astimezone(UTC)
+
+
+# Event times outside this range are misread values (an Excel serial day number such as
+# 44259.4 read as epoch seconds is 1970-01-01T12:17; a 0 is the epoch itself), not history.
+DEFAULT_PLAUSIBLE_RANGE = ("1990-01-01T00:00:00+00:00", "2100-01-01T00:00:00+00:00")
+
+
+class ImplausibleTimestampError(TimestampError):
+    """A time that parses but lies outside the plausible range."""
+
+
+class TimeReader:
+    """Event times as a job reads them: its `timezone` for times without an offset, its
+    `timestampFormat` (strptime) for dates that are not ISO 8601 or epoch numbers, and its
+    `timestampRange` of plausible times (DEFAULT_PLAUSIBLE_RANGE unless the job widens it)."""
+
+    __slots__ = ("_earliest", "_format", "_latest", "_zone")
+
+    def __init__(
+        self, timezone: str = "UTC", timestamp_format: str | None = None, plausible: Any = None
+    ) -> None:
+        self._zone: tzinfo = UTC if timezone == "UTC" else ZoneInfo(timezone)
+        self._format = timestamp_format
+        earliest, latest = plausible or DEFAULT_PLAUSIBLE_RANGE
+        self._earliest = format_timestamp(_from_iso(earliest))
+        self._latest = format_timestamp(_from_iso(latest))
+
+    def normalize(self, value: Any) -> str:
+        """Segment's form of `value`, or TimestampError (ImplausibleTimestampError when it
+        parses to a time outside the plausible range)."""
+        if self._zone is UTC and self._format is None:
+            text = normalize_timestamp(value)
+        else:
+            text = format_timestamp(self._parse(value))
+        # Segment's form sorts as time does (years 0001-9999): the range check is a string
+        # comparison, not a second parse.
+        if not self._earliest <= text <= self._latest:
+            raise ImplausibleTimestampError(
+                f"the time is outside the plausible range {self._earliest[:10]} to {self._latest[:10]}"
+                " (set timestampRange to import it)"
+            )
+        return text
+
+    def _parse(self, value: Any) -> datetime:
+        if isinstance(value, str) and self._format is not None:
+            try:
+                moment = datetime.strptime(value.strip(), self._format)
+            except ValueError:
+                pass  # not in the job's format: perhaps ISO or epoch
+            else:
+                return moment.replace(tzinfo=self._zone) if moment.tzinfo is None else moment.astimezone(UTC)
+        if isinstance(value, str) and not _looks_numeric(value.strip()):
+            return _from_iso(value.strip(), self._zone)
+        return parse_timestamp(value)
 
 
 def _normalize_iso(text: str) -> str:

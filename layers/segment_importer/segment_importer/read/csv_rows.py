@@ -163,10 +163,12 @@ class CsvReader:
         resume = options.resume
         position = CsvPosition(content.bom, resume)
         first = resume.line if resume else options.first_row
+        stream = RecordStream(self.format.value, content.compression, iter(()), position)
         records = csv_records(
-            buffered, delimiter, options.max_record_bytes, options.csv_encoding, first, position
+            buffered, delimiter, options.max_record_bytes, options.csv_encoding, first, position, stream
         )
-        return RecordStream(self.format.value, content.compression, records, position)
+        stream.wrap(lambda _: records)
+        return stream
 
 
 CSV_READER = CsvReader()
@@ -200,8 +202,10 @@ def csv_records(
     encoding: str = "utf-8",
     first_row: int = 1,
     position: CsvPosition | None = None,
+    stream: RecordStream | None = None,
 ) -> Iterator[SourceRecord]:
-    """Read the header now (so header problems raise from open_records), rows lazily."""
+    """Read the header now (so header problems raise from open_records), rows lazily; the
+    column names and what was tolerated in the header go to `stream`."""
     csv_field_limit(limit)
     # surrogateescape: invalid UTF-8 becomes one rejected row, not a decoding error.
     text = io.TextIOWrapper(content, encoding=encoding, errors="surrogateescape", newline="")
@@ -210,9 +214,14 @@ def csv_records(
     lines = _csv_lines(text.readline, limit, flags, byte_length or len)
     reader = csv.reader(lines, delimiter=delimiter)
     header = _csv_header(reader, flags)
+    named = 0
+    if header is not None:
+        header, named = _fixed_header(header, stream.warnings if stream is not None else [])
+        if stream is not None:
+            stream.columns = list(header)
     position = position or CsvPosition(0, None)
     position.header_read(flags.consumed, counted=byte_length is not None)
-    return _csv_rows(reader, header, flags, delimiter, limit, first_row - 1, position)
+    return _csv_rows(reader, header, flags, delimiter, limit, first_row - 1, position, named)
 
 
 def csv_field_limit(limit: int) -> None:
@@ -234,7 +243,6 @@ def _csv_header(reader: _CsvReader, flags: _LineFlags) -> list[str] | None:
                 raise FileFormatError("the CSV header line is longer than the record size limit")
             header = [name.strip() for name in row]
             if any(header):
-                _check_header(header)
                 flags.in_header = False
                 return header
     except csv.Error:
@@ -242,19 +250,44 @@ def _csv_header(reader: _CsvReader, flags: _LineFlags) -> list[str] | None:
     return None
 
 
-def _check_header(header: list[str]) -> None:
+def _fixed_header(header: list[str], warnings: list[str]) -> tuple[list[str], int]:
+    """The header's column names, and how many of them are named (the rest are trailing
+    empty names, as spreadsheets leave after the last column: tolerated, and a cell under one
+    is read as `column_N`). A name repeated is read as `name_2` (then `name_3`), with a
+    warning naming the column and its positions; an empty name between named ones fails."""
+    named = len(header)
+    while named and not header[named - 1]:
+        named -= 1
     # Positions, not names: a header can itself be personal data (a pasted data row).
-    empty = [str(i + 1) for i, name in enumerate(header) if not name]
+    empty = [str(i + 1) for i, name in enumerate(header[:named]) if not name]
     if empty:
         raise FileFormatError(f"the CSV header has empty column names (columns {', '.join(empty)})")
-    if len(set(header)) != len(header):
-        seen: set[str] = set()
-        repeated = []
-        for i, name in enumerate(header):
-            if name in seen:
-                repeated.append(str(i + 1))
-            seen.add(name)
-        raise FileFormatError(f"the CSV header has duplicate column names (columns {', '.join(repeated)})")
+    names = header[:named] + [f"column_{i + 1}" for i in range(named, len(header))]
+    if len(set(names)) != len(names):
+        names = _numbered_repeats(names, warnings)
+    return names, named
+
+
+def _numbered_repeats(names: list[str], warnings: list[str]) -> list[str]:
+    first_at: dict[str, int] = {}
+    taken = set(names)
+    fixed = []
+    for i, name in enumerate(names):
+        if name not in first_at:
+            first_at[name] = i
+            fixed.append(name)
+            continue
+        suffix = 2
+        while f"{name}_{suffix}" in taken:
+            suffix += 1
+        renamed = f"{name}_{suffix}"
+        taken.add(renamed)
+        fixed.append(renamed)
+        warnings.append(
+            f"the CSV header repeats column {name!r} (columns {first_at[name] + 1} and {i + 1}): "
+            f"column {i + 1} is read as {renamed!r}; a job's `columns` can rename it"
+        )
+    return fixed
 
 
 def _csv_rows(
@@ -265,6 +298,7 @@ def _csv_rows(
     limit: int,
     number: int = 0,
     position: CsvPosition | None = None,
+    named: int = 0,
 ) -> Iterator[SourceRecord]:
     if header is None:
         if flags.broken is not None:
@@ -293,7 +327,7 @@ def _csv_rows(
                 spanning := _spanning_row_problem(number, row, width, delimiter, limit)
             ):
                 yield spanning
-            elif len(row) == width:
+            elif len(row) == width or named <= len(row) < width:  # trailing unnamed cells may be left out
                 if NULL_MARKER in row:  # warehouse unloads (MySQL, Snowflake) write NULL as \N
                     row = ["" if cell == NULL_MARKER else cell for cell in row]
                 # Empty cells mean "no value": compress keeps the (name, cell) pairs whose cell

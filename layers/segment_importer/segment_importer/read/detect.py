@@ -1,9 +1,15 @@
 """Detection: which format an object's head is, content first and the key's extension only
 as a hint (the rules are in docs/formats.md).
 
-After a UTF-8 BOM and whitespace: `[` is a JSON array, `{` is NDJSON (or a pretty-printed
-document with a `batch`, `events` or `data` array, read as a JSON array), anything else is
-CSV. Parquet is recognised by its magic bytes; other binary files people export (Avro, ZIP
+After a UTF-8 BOM and whitespace: `[` is a JSON array; `{` is NDJSON when its first line is
+a complete object (or a later line is: a broken first record costs one record), otherwise a
+JSON document whatever its layout (pretty-printed, as jq prints it): a document holding one
+array of records (`{"batch": [...]}`, `{"results": [...]}`, `{"data": [...]}`) is read as
+that array, one holding several is refused naming them, and one holding none is a record
+itself (several such documents one after another are several records). A file that is a
+single line holding one object that wraps records under a well-known key (DOCUMENT_ARRAY_KEYS)
+is read as its array too. Anything else is CSV.
+Parquet is recognised by its magic bytes (and read); other binary files people export (Avro, ZIP
 inside another file, Excel...) are named, not read as CSV.
 """
 
@@ -22,7 +28,24 @@ from segment_importer.read.records import FileFormatError
 
 PARQUET_MAGIC = b"PAR1"
 _SCAN_BYTES = 1 << 16  # how much of the head is searched for a document's array key
-DOCUMENT_ARRAY_KEYS = ("batch", "events", "data")
+# Keys whose array is the records even when it is empty (an API page with no results).
+DOCUMENT_ARRAY_KEYS = ("batch", "events", "data", "results", "records", "items", "rows")
+# A document with one of these keys is an event: its arrays are the event's data.
+_EVENT_KEYS = frozenset(
+    {
+        "type",
+        "event",
+        "userId",
+        "anonymousId",
+        "event_type",
+        "event_name",
+        "messageId",
+        "distinct_id",
+        "properties",
+    }
+)
+DOCUMENT_VALUES = ""  # the doc_key of a file of JSON documents that are records themselves
+_NDJSON_PROBE_LINES = 50  # lines looked at for a complete object after a broken first line
 _DEPTH_STEP = {"start_map": 1, "start_array": 1, "end_map": -1, "end_array": -1}
 # An empty file has nothing to sniff: its extension says what it is (NDJSON when it says nothing).
 _EMPTY_FILE_FORMATS = {"csv": Format.CSV, "tsv": Format.CSV}
@@ -74,7 +97,8 @@ def _refuse_binary(head: bytes) -> None:
 
 
 def detect(head: bytes, hint: str | None) -> tuple[Format, str | None]:
-    """(format, top-level array key of a single JSON document, or None)."""
+    """(format, the array key of a JSON document: a key, DOCUMENT_VALUES, or None for a
+    top-level array and for the other formats)."""
     if head.startswith(PARQUET_MAGIC):
         return Format.PARQUET, None
     _refuse_binary(head)
@@ -85,33 +109,89 @@ def detect(head: bytes, hint: str | None) -> tuple[Format, str | None]:
         return Format.JSON_ARRAY, None
     if content[:1] != b"{":
         return Format.CSV, None
+    first_line, _, rest = content.partition(b"\n")
     try:  # a complete object on the first line: NDJSON (even when it is the only line)
-        orjson.loads(content.partition(b"\n")[0])
+        first = orjson.loads(first_line)
     except orjson.JSONDecodeError:
-        pass
-    else:
+        first = None
+    if first is not None:
+        key = _wrapper_key(first) if not rest.strip() else None  # one line: a wrapper object?
+        return (Format.JSON_ARRAY, key) if key else (Format.NDJSON, None)
+    if _later_line_is_an_object(rest):
         return Format.NDJSON, None
-    doc_key = _document_array_key(content[:_SCAN_BYTES])
-    return (Format.JSON_ARRAY, doc_key) if doc_key else (Format.NDJSON, None)
+    keys = _document_array_keys(content[:_SCAN_BYTES])
+    if not keys and first_line.strip() != b"{":
+        return Format.NDJSON, None  # a broken (or giant) first line, not a pretty-printed document
+    if len(keys) > 1:
+        raise FileFormatError(
+            f"this is one JSON document holding {len(keys)} arrays of records ({', '.join(keys)}): "
+            "export them to files of their own (e.g. with jq) and drop those"
+        )
+    return Format.JSON_ARRAY, keys[0] if keys else DOCUMENT_VALUES
 
 
-def _document_array_key(content: bytes) -> str | None:
-    """The first top-level key in DOCUMENT_ARRAY_KEYS whose value is an array, if the
-    (possibly cut) JSON text shows one."""
+def _wrapper_key(document: object) -> str | None:
+    """The key of the one array of records a single-line object wraps under one of the
+    well-known keys (`{"batch": [{...}]}`), if it is such a wrapper; a line that is an event
+    is not, whatever arrays it holds."""
+    if not isinstance(document, dict) or not _EVENT_KEYS.isdisjoint(document):
+        return None
+    if not any(_holds_records(key, document.get(key)) for key in DOCUMENT_ARRAY_KEYS):
+        return None
+    keys = [key for key, value in document.items() if _holds_records(key, value)]
+    if len(keys) > 1:
+        raise FileFormatError(
+            f"this is one JSON object holding {len(keys)} arrays of records ({', '.join(keys)}): "
+            "export them to files of their own (e.g. with jq) and drop those"
+        )
+    return keys[0] if keys else None
+
+
+def _holds_records(key: str, value: object) -> bool:
+    if not isinstance(value, list):
+        return False
+    return isinstance(value[0], dict) if value else key in DOCUMENT_ARRAY_KEYS
+
+
+def _later_line_is_an_object(rest: bytes) -> bool:
+    """NDJSON whose first line is broken: a later line (unindented) is a complete object.
+    A pretty-printed document indents everything but its braces."""
+    for line in rest.split(b"\n", _NDJSON_PROBE_LINES)[:_NDJSON_PROBE_LINES]:
+        if line[:1] == b"{" and line.rstrip()[-1:] == b"}":
+            try:
+                if isinstance(orjson.loads(line), dict):
+                    return True
+            except orjson.JSONDecodeError:
+                continue
+    return False
+
+
+def _document_array_keys(content: bytes) -> list[str]:
+    """The top-level keys whose values are arrays of records (objects; or an empty array
+    under a key of DOCUMENT_ARRAY_KEYS), as far as the (possibly cut) JSON text shows;
+    none for a document with event keys (its arrays are the event's data)."""
     # basic_parse, not parse: parse's prefixes cost memory quadratic in the nesting depth.
-    key, depth = None, 0
+    keys: list[str] = []
+    key, depth, opened = None, 0, None
     try:
         for event, value in ijson_backend.basic_parse(content):
+            if opened is not None:  # the event right after a top-level array opened
+                if event == "start_map" or (event == "end_array" and opened in DOCUMENT_ARRAY_KEYS):
+                    keys.append(opened)
+                opened = None
             if event == "map_key" and depth == 1:
+                if value in _EVENT_KEYS:
+                    return []
                 key = value
-            elif event == "start_array" and depth == 1 and key in DOCUMENT_ARRAY_KEYS:
-                return key
+            elif event == "start_array" and depth == 1:
+                opened = key
             depth += _DEPTH_STEP.get(event, 0)
-            if depth == 0:  # the top-level object ended without such an array
-                return None
+            if depth == 0:  # the (first) document ended
+                break
     except (ijson.JSONError, UnicodeDecodeError):  # the head ends mid-document, or is not JSON
-        pass
-    return None
+        if opened is not None:  # it ends right after an array opened: nothing says it is data
+            keys.append(opened)
+    return keys
 
 
 def header_delimiter(head: bytes) -> str:
@@ -122,7 +202,7 @@ def header_delimiter(head: bytes) -> str:
         return ","
     if b"\t" in line:
         return "\t"
-    names = line.split(b";")
+    names = line.rstrip(b"; \t").split(b";")  # a trailing `;` (an empty last column) is tolerated
     return ";" if len(names) > 1 and all(name.strip() for name in names) else ","
 
 

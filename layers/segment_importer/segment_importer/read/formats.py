@@ -12,6 +12,7 @@ from typing import Any
 from segment_importer.read.csv_rows import csv_field_limit
 from segment_importer.read.detect import PlainShape, detect, extension_hint, plain_shape
 from segment_importer.read.json_array import MAX_JSON_DEPTH
+from segment_importer.read.no_records import records_or_give_up, what_it_looks_like
 from segment_importer.read.opening import MAX_GZIP_EXPANSION, open_content
 from segment_importer.read.reader import Format, ReadOptions
 from segment_importer.read.records import FileFormatError, RecordStream, ResumePoint
@@ -75,4 +76,8 @@ def open_records(
     if resume and not (reader.resumable and (resume.header_end or not reader.has_header)):
         raise FileFormatError(f"only {resumable_labels()} can be resumed; this part reads as {fmt.value}")
     options = ReadOptions(max_record_bytes, resume, csv_encoding, first_row, frozenset(dropped_columns))
-    return reader.open(content, options)
+    stream = reader.open(content, options)
+    if not resume and first_row == 1:  # a whole file, from its start
+        looks_like = what_it_looks_like(content.head, fmt)
+        stream.wrap(lambda records: records_or_give_up(records, looks_like))
+    return stream

@@ -157,17 +157,23 @@ class JsonArrayReader:
     cells_are_text: bool = False
 
     def open(self, content: Content, options: ReadOptions) -> RecordStream:
-        prefix = f"{content.doc_key}.item" if content.doc_key else "item"
+        # doc_key: None for a top-level array, "" for JSON documents that are records
+        # themselves (one after another, as jq prints them), else the document's array key.
+        documents = content.doc_key == ""
+        prefix = "" if documents else f"{content.doc_key}.item" if content.doc_key else "item"
         buffered = io.BufferedReader(content.source, CHUNK)
-        records = json_array_records(buffered, prefix, options.max_record_bytes)
+        records = json_array_records(buffered, prefix, options.max_record_bytes, documents=documents)
         return RecordStream(self.format.value, content.compression, records)
 
 
 JSON_ARRAY_READER = JsonArrayReader()
 
 
-def json_array_records(content: io.BufferedReader, prefix: str, limit: int) -> Iterator[SourceRecord]:
-    """The elements of the array at `prefix` ("item": the top-level array), one by one.
+def json_array_records(
+    content: io.BufferedReader, prefix: str, limit: int, *, documents: bool = False
+) -> Iterator[SourceRecord]:
+    """The elements of the array at `prefix` ("item": the top-level array), one by one; with
+    `documents`, the top-level values of a text of JSON documents one after another.
 
     A JSON stream cannot be resynchronised after a syntax error, so the first one ends the
     file with a `file_unreadable` record.
@@ -176,7 +182,10 @@ def json_array_records(content: io.BufferedReader, prefix: str, limit: int) -> I
     guard = _SizeGuard(content.read1, limit + IJSON_BUF)
     count = 0
     try:
-        for value in ijson_backend.items(guard, prefix, use_float=True, buf_size=IJSON_BUF):
+        values = ijson_backend.items(
+            guard, prefix, use_float=True, buf_size=IJSON_BUF, multiple_values=documents
+        )
+        for value in values:
             count += 1
             guard.mark = guard.position
             if type(value) is dict:

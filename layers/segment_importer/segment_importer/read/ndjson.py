@@ -14,8 +14,10 @@ newline.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -105,7 +107,8 @@ def _ndjson_records(
             position.mark(consumed, number + 1, lines)
         if lines and len(lines[0]) <= 1 and lines.count(b"") + lines.count(b"\r") == len(lines):
             number += len(lines)  # only blank lines (a gzip bomb of them?): counted, never parsed
-        elif lines and max(map(len, lines)) > limit:  # rare: take the careful path for this chunk
+        elif lines and (max(map(len, lines)) > limit or _LONG_DIGITS in block.translate(_DIGITS)):
+            # rare (a line too long, or 20 digits: a 64-bit overflow?): the careful path
             yield from _ndjson_lines(lines, number, limit)
             number += len(lines)
         else:
@@ -162,7 +165,28 @@ def _ndjson_lines(lines: list[bytes], number: int, limit: int) -> Iterator[Sourc
             if rejected is not None:
                 yield rejected
             continue
+        if _LONG_DIGITS in line.translate(_DIGITS):
+            value = _with_exact_integers(line)
         yield SourceRecord(number, value) if type(value) is dict else _not_an_object(number, line)
+
+
+# Integers beyond what orjson keeps exactly (it reads them as floats): found by a run of 20
+# digits, in C (bytes.translate, then a substring search: about 7% of orjson's parse time).
+_DIGITS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_DIGITS = b"0" * 20
+_EXACT_INTEGERS = (-(2**63), 2**64 - 1)  # orjson's own range
+
+
+def _exact_integer(text: str) -> int | str:
+    number = int(text)
+    low, high = _EXACT_INTEGERS
+    return number if low <= number <= high else text  # kept exactly, as its digits
+
+
+def _with_exact_integers(line: bytes) -> Any:
+    """The line parsed again (it parsed with orjson) keeping integers beyond 64 bits as
+    strings of their digits, exact, instead of floats."""
+    return json.loads(line, parse_int=_exact_integer)
 
 
 def _rejected_line(number: int, line: bytes, exc: orjson.JSONDecodeError) -> SourceRecord | None:

@@ -260,5 +260,13 @@ def _sniff(
 
 
 def _first_line_complete(head: bytes) -> bool:
+    """Enough of the head to detect the format: the first line, and for a line that opens a
+    pretty-printed document (`{` alone, as jq prints it) the first 64 KiB, where detection
+    looks for the document's arrays."""
     content = content_start(head)
-    return bool(content) and (content[:1] == b"[" or b"\n" in content)
+    if not content or content[:1] == b"[":
+        return bool(content)
+    first, newline, _ = content.partition(b"\n")
+    if not newline:
+        return False
+    return first.strip() != b"{" or len(content) >= _SNIFF_CHUNK

@@ -3,7 +3,7 @@ the errors a file can raise."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -70,7 +70,7 @@ class ReadPosition(Protocol):
 class RecordStream:
     """The records of one export file, read lazily; iterable once."""
 
-    __slots__ = ("_position", "_records", "_used", "compression", "format")
+    __slots__ = ("_position", "_records", "_used", "columns", "compression", "format", "warnings")
 
     def __init__(
         self,
@@ -84,6 +84,8 @@ class RecordStream:
         self._records = records
         self._position = position
         self._used = False
+        self.warnings: list[str] = []  # what the reader tolerated (a repeated CSV column name)
+        self.columns: list[str] = []  # a CSV's column names in order (as read: `name_2` for a repeat)
 
     def __iter__(self) -> Iterator[SourceRecord]:
         # The records come from a stream: a second pass would silently yield nothing.
@@ -91,6 +93,10 @@ class RecordStream:
             raise RuntimeError("a RecordStream can be iterated only once")
         self._used = True
         return self._records
+
+    def wrap(self, transform: Callable[[Iterator[SourceRecord]], Iterator[SourceRecord]]) -> None:
+        """Pass the records through `transform` (before they are iterated)."""
+        self._records = transform(self._records)
 
     def resume_point_after(self, number: int) -> ResumePoint | None:
         """Where a later read can start right after record `number`, the last one yielded

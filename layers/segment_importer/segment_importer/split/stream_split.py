@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO, Protocol
 
 from segment_importer.batch.encoding import EncodedMessage, encode_message
 from segment_importer.batch.packing import Batch, BatchLimits, BatchPacker
-from segment_importer.job import JobOptions
+from segment_importer.job import JobOptions, columns_by_position
 from segment_importer.mapping.mapper import MessageMapper
 from segment_importer.mapping.shaping import Shaper, shaper_for
 from segment_importer.mapping.validation import check_fields, check_size
@@ -96,10 +96,9 @@ def split_records(
     from `first_batch` plus the batches earlier parts queued. Records numbered up to
     `after_record` are skipped. Returns None when the records are done, or where they
     stopped when `budget` ran out (everything up to that record is then queued).
-    `file_id` derives the ids of records without a source id from their position in that file
-    instead of their content (see message_ids).
+    `file_id`: ids from position in that file, not content (message_ids).
     """
-    report.format, report.compression = records.format, records.compression
+    job = _read_header(records, report, job)
     # Ids from each record's position and content, never the ETag: see message_ids.
     mapper = MessageMapper(job, file_id, from_csv=reader_for(records.format).cells_are_text)
     packer = BatchPacker(limits, first_number=first_batch + report.batches_queued)
@@ -138,7 +137,26 @@ def split_records(
         sink.flush()
     finally:  # on an error too: the counts say what reached the queue
         earlier.update(report, sink, rejects)
+    _warn_of_id_collisions(report, mapper.id_collisions)
     return stop
+
+
+def _read_header(records: RecordStream, report: ImportReport, job: JobOptions) -> JobOptions:
+    """The file's format and warnings into the report; the job with `#N` columns named."""
+    report.format, report.compression = records.format, records.compression
+    report.warnings.extend(w for w in records.warnings if w not in report.warnings)  # once per file
+    if records.columns and job.columns:
+        return replace(job, columns=columns_by_position(job.columns, records.columns))
+    return job
+
+
+def _warn_of_id_collisions(report: ImportReport, collisions: int) -> None:
+    if collisions:
+        report.message_id_collisions += collisions
+        report.warnings.append(
+            f"{collisions} records repeat a messageId column's value with another event, user or time: "
+            "their messageIds include those fields, so they are not merged"
+        )
 
 
 @dataclass(slots=True)

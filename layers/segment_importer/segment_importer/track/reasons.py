@@ -23,6 +23,7 @@ MISSING_GROUP_ID = "missing_group_id"
 MISSING_PREVIOUS_ID = "missing_previous_id"
 MISSING_TIMESTAMP = "missing_timestamp"
 INVALID_TIMESTAMP = "invalid_timestamp"
+IMPLAUSIBLE_TIMESTAMP = "implausible_timestamp"
 INVALID_FIELD = "invalid_field"
 MESSAGE_TOO_LARGE = "message_too_large"
 # sending
@@ -46,6 +47,8 @@ REASONS: dict[str, str] = {
     MISSING_PREVIOUS_ID: "an alias call has no previousId",
     MISSING_TIMESTAMP: "the record has no event time and the job requires one",
     INVALID_TIMESTAMP: "the event time cannot be parsed",
+    IMPLAUSIBLE_TIMESTAMP: "the event time is before 1990 or after 2099 (a misread value) and the job's "
+    "timestampRange does not allow it",
     INVALID_FIELD: "a field has the wrong shape (e.g. properties is not an object)",
     MESSAGE_TOO_LARGE: "the Segment message is larger than 32 KB",
     REJECTED_BY_SEGMENT: "Segment answered 400 for the message",

@@ -52,6 +52,10 @@ class ImportReport:
     error: str | None = None
     # An archive's: one summary per member, each split as an import of its own (split.archives).
     members: list[dict[str, Any]] = field(default_factory=list)
+    # Records whose declared messageId repeated with another event/user/time (not merged).
+    message_id_collisions: int = 0
+    # What was tolerated and how (a repeated CSV column read as `name_2`): worth a look.
+    warnings: list[str] = field(default_factory=list)
     started_at: str = field(default_factory=utc_now)
     finished_at: str | None = None
 

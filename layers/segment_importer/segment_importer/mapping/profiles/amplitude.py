@@ -1,6 +1,20 @@
-"""Amplitude export lines (`event_type`, `event_time`, `user_id`, `device_id`,
-`event_properties`, `user_properties`, `insert_id`, ...). Amplitude dedupes on insert_id per
-user or device."""
+"""Amplitude: Export API lines (and the same columns in connector tables).
+
+Shape: `{"event_type": "...", "event_time": "2021-03-04 05:06:07.123000", "user_id": ...,
+"device_id": ..., "session_id": 1614834367000, "event_properties": {...},
+"user_properties": {...}, "groups": {...}, "group_properties": {...}, "platform": "iOS",
+"os_name": ..., "language": ..., "device_carrier": ..., "location_lat": ..., "idfa": ...,
+"insert_id": ..., "uuid": ..., "amplitude_id": ...}` (Amplitude Export API docs; the
+Fivetran Amplitude schema lists the same columns). See tests/fixtures/vendors/amplitude.
+
+Fields go where Segment's Amplitude destinations read them back from
+(segmentio/action-destinations, amplitude/fields/common-track-identify-fields.ts:
+platform <- context.device.type, language <- context.locale, carrier <-
+context.network.carrier, os_name <- context.os.name; the session id from
+`integrations["Actions Amplitude"].session_id`, the classic destination's from
+`integrations.Amplitude.session_id`). Amplitude's own bookkeeping (`amplitude_id`,
+`server_upload_time`, `processed_time`, `$schema`, ...) is never sent.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +29,43 @@ from segment_importer.mapping.profiles.common import (
     text,
     without_none,
 )
+from segment_importer.mapping.profiles.context_paths import (
+    SOURCE_LIBRARY_KEY,
+    move_to_context,
+)
+
+NAME = "amplitude"
+# Export column -> Segment context path (the first name listed for a path wins).
+CONTEXT_FIELDS = {
+    "ip_address": ("ip",),
+    "os_version": ("os", "version"),
+    "device_id": ("device", "id"),
+    "device_model": ("device", "model"),
+    "device_manufacturer": ("device", "manufacturer"),
+    "device_brand": ("device", "brand"),
+    "platform": ("device", "type"),
+    "device_type": ("device", "name"),  # "Apple iPhone 12": what the device is sold as
+    "idfa": ("device", "advertisingId"),
+    "adid": ("device", "advertisingId"),
+    "ad_id": ("device", "advertisingId"),
+    "version_name": ("app", "version"),
+    "app_version": ("app", "version"),
+    "country": ("location", "country"),
+    "city": ("location", "city"),
+    "region": ("location", "region"),
+    "location_lat": ("location", "latitude"),
+    "location_lng": ("location", "longitude"),
+    "language": ("locale",),
+    "device_carrier": ("network", "carrier"),
+    "carrier": ("network", "carrier"),
+    "library": (SOURCE_LIBRARY_KEY, "name"),
+}
+_INTEGRATION_NAMES = ("Amplitude", "Actions Amplitude")
+_NO_SESSION = -1  # Amplitude's session_id for events outside a session
 
 
 def matches(record: dict[str, Any]) -> bool:
-    # An export with both names keeps `event_type` as data.
+    # An export with `event_type` as well as `type`/`event` keeps `event_type` as data.
     return "event_type" in record and "type" not in record and "event" not in record
 
 
@@ -28,44 +75,60 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
     spec: dict[str, Any] = {
         "userId": text(record.get("user_id")),
         "anonymousId": text(record.get("device_id")),
-        "timestamp": first(record, "event_time", "client_event_time", "server_upload_time"),
+        "timestamp": first(record, "event_time", "client_event_time", "time", "server_upload_time"),
     }
+    context = _context(record)
+    groups = record.get("groups")
     if event_type == "$identify":
         spec.update(type="identify", traits=user_properties)
+    elif event_type == "$groupidentify" and isinstance(groups, dict) and groups:
+        group_type, group_value = next(iter(groups.items()))
+        group_properties = record.get("group_properties")
+        traits = {"groupType": group_type, **(group_properties if isinstance(group_properties, dict) else {})}
+        spec.update(type="group", groupId=text(_one(group_value)), traits=traits)
     else:
-        spec.update(type="track", event=event_type, properties=record.get("event_properties") or {})
+        recorded = record.get("event_properties") or {}
+        properties = dict(recorded) if isinstance(recorded, dict) else recorded  # else invalid_field
+        spec.update(type="track", event=event_type, properties=properties)
         if user_properties:
-            spec["context"] = {"traits": user_properties}
-    context = _amplitude_context(record)
-    if context:
-        spec["context"] = {**spec.get("context", {}), **context}
+            context["traits"] = user_properties
+        if isinstance(groups, dict) and groups:
+            context["groups"] = groups
+    session_id = record.get("session_id")
+    if session_id not in (None, "", _NO_SESSION, str(_NO_SESSION)):
+        spec["integrations"] = {name: {"session_id": session_id} for name in _INTEGRATION_NAMES}
+        if spec["type"] == "track" and isinstance(spec["properties"], dict):
+            spec["properties"].setdefault("session_id", session_id)
+    spec["context"] = context
+    return without_none(spec), tagged(NAME, _source_id(record))
+
+
+def _context(record: dict[str, Any]) -> dict[str, Any]:
+    fields = {name: record[name] for name in CONTEXT_FIELDS if name in record}
+    context: dict[str, Any] = {}
+    os_name = record.get("os_name")
+    if os_name not in (None, ""):
+        # Amplitude's web SDKs write the browser as the OS ("Chrome", version "120").
+        web = str(record.get("platform") or "").lower() == "web"
+        context["browser" if web else "os"] = {"name": os_name}
+        if web and fields.get("os_version") not in (None, ""):
+            context["browser"]["version"] = fields.pop("os_version")
+    move_to_context(fields, CONTEXT_FIELDS, context)
+    return context
+
+
+def _source_id(record: dict[str, Any]) -> str | None:
     insert_id = as_source_id(first(record, "insert_id", "$insert_id"))
-    if insert_id:
-        source_id = f"{record.get('user_id') or ''}|{record.get('device_id') or ''}|{insert_id}"
-    else:
-        source_id = as_source_id(record.get("uuid"))  # Amplitude's own id for the stored event
-    return without_none(spec), tagged("amplitude", source_id)
+    if insert_id:  # Amplitude dedupes insert_id per user or device
+        return f"{record.get('user_id') or ''}|{record.get('device_id') or ''}|{insert_id}"
+    return as_source_id(record.get("uuid"))  # Amplitude's own id for the stored event
 
 
-def _amplitude_context(record: dict[str, Any]) -> dict[str, Any]:
-    nested = {
-        "ip": record.get("ip_address"),
-        "os": without_none({"name": record.get("os_name"), "version": record.get("os_version")}),
-        "device": without_none(
-            {
-                "id": record.get("device_id"),
-                "model": record.get("device_model"),
-                "manufacturer": record.get("device_manufacturer"),
-                "type": record.get("device_type"),
-            }
-        ),
-        "app": without_none({"version": first(record, "version_name", "app_version")}),
-        "location": without_none(
-            {"country": record.get("country"), "city": record.get("city"), "region": record.get("region")}
-        ),
-        "library": without_none({"name": record.get("library")}),
-    }
-    return {key: value for key, value in nested.items() if value}
+def _one(value: Any) -> Any:
+    """A group value may be a list of names (an event in several groups of one type)."""
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value
 
 
-AMPLITUDE = Profile("amplitude", matches, to_spec)
+AMPLITUDE = Profile(NAME, matches, to_spec)

@@ -23,6 +23,9 @@ class Profile:
     name: str
     matches: Callable[[dict[str, Any]], bool]
     to_spec: Callable[[dict[str, Any]], SpecRecord]
+    # Names of the vendor's ingestion/SDK bookkeeping: the mapper drops them from properties
+    # and traits unless the job sets `keepVendorInternals`.
+    is_internal: Callable[[str], bool] | None = None
 
 
 def first(record: dict[str, Any], *names: str) -> Any:
@@ -36,6 +39,8 @@ def first(record: dict[str, Any], *names: str) -> Any:
 def text(value: Any) -> str | None:
     if value is None or value == "":
         return None
+    if isinstance(value, float) and value.is_integer():  # 7.0 from a JSON number is the id "7"
+        value = int(value)
     return str(value)
 
 

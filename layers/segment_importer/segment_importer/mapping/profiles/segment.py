@@ -1,5 +1,6 @@
 """Segment: spec messages (camelCase), Segment's S3/warehouse archives (their archive-only
-fields are dropped; snake_case warehouse columns are renamed), and generic CSV/JSON rows
+fields are dropped; snake_case warehouse columns are renamed), RudderStack dumps (spec lines
+plus `rudderId`, `request_ip`, `channel`, which go to `context`), and generic CSV/JSON rows
 such as `userId,event,timestamp,properties.plan`. The fallback: it matches every record."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from segment_importer.mapping.profiles.common import Profile, SpecRecord, tagged
+from segment_importer.mapping.profiles.context_paths import nest
 from segment_importer.mapping.profiles.spellings import lacks_fields, respell
 from segment_importer.mapping.profiles.warehouse import (
     WAREHOUSE_MARKERS,
@@ -18,6 +20,9 @@ from segment_importer.mapping.profiles.warehouse import (
 ARCHIVE_ONLY_FIELDS = frozenset(
     {"sentAt", "messageId", "projectId", "receivedAt", "writeKey", "version", "_metadata"}
 )
+# RudderStack's additions to Segment-spec lines (rudderstack.com/docs/event-spec/standard-events/
+# common-fields) -> context paths.
+_RUDDERSTACK_FIELDS = {"rudderId": ("rudderId",), "request_ip": ("ip",), "channel": ("channel",)}
 SNAKE_CASE_ALIASES = {
     "user_id": "userId",
     "anonymous_id": "anonymousId",
@@ -46,6 +51,8 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
             if alias in record:
                 value = record.pop(alias)
                 record.setdefault(name, value)
+    if "rudderId" in record or "request_ip" in record:  # a RudderStack dump
+        _from_rudderstack(record)
     if "event_text" in record:  # warehouse: `event` is a slug, `event_text` the real name
         record["event"] = record.pop("event_text")
     if lacks_fields(record):
@@ -57,6 +64,18 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
         for name in _SEGMENT_DROPPED.intersection(record):
             del record[name]
     return record, tagged("segment", source_id)
+
+
+def _from_rudderstack(record: dict[str, Any]) -> None:
+    """RudderStack's own top-level fields describe where the event came from: `context`."""
+    context = record.setdefault("context", {})
+    if not isinstance(context, dict):
+        return  # left to validation
+    for name, path in _RUDDERSTACK_FIELDS.items():
+        if name in record:
+            value = record.pop(name)
+            if value not in (None, ""):
+                nest(context, path, value)
 
 
 def matches(record: dict[str, Any]) -> bool:

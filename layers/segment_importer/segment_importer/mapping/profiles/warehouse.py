@@ -1,12 +1,17 @@
 """Segment's warehouse tables (one per call type, columns flattened to snake_case): a row
 with a warehouse-only column is a warehouse row, and its `context_*` columns nest back into
-`context`. Used by the Segment profile, which reads archives and warehouse rows alike."""
+`context`. Used by the Segment profile, which reads archives and warehouse rows alike.
+
+The tables have no `type` column (the table is the type): a row's call type comes from the
+columns only its table has (`group_id`: groups; `event`/`event_text`: tracks; `url` or
+`path`: pages; `name`: screens; none of those: identifies)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from segment_importer.job import CALL_TYPES
+from segment_importer.mapping.profiles.context_paths import nest
 
 # Segment warehouse columns that are load bookkeeping, not event data.
 WAREHOUSE_ONLY_FIELDS = frozenset({"uuid_ts", "loaded_at", "context_library_name", "context_library_version"})
@@ -40,7 +45,7 @@ def from_warehouse_columns(record: dict[str, Any]) -> None:
     if isinstance(context, dict):  # one that is not an object is left to validation
         for key in [key for key in record if key.startswith("context_")]:
             path = _context_path(key.removeprefix("context_"))
-            if key not in WAREHOUSE_ONLY_FIELDS and _nest(context, path, record[key]):
+            if key not in WAREHOUSE_ONLY_FIELDS and nest(context, path, record[key]):
                 del record[key]
         if context:
             record["context"] = context
@@ -49,19 +54,19 @@ def from_warehouse_columns(record: dict[str, Any]) -> None:
         properties = record.setdefault("properties", {})
         if isinstance(properties, dict) and "type" not in properties:
             properties["type"] = record.pop("type")
+    if "type" not in record:
+        record["type"] = _table_call_type(record)
 
 
-def _nest(root: dict[str, Any], path: tuple[str, ...], value: Any) -> bool:
-    """Put `value` at `path` under `root`; False (nothing written) where that would overwrite."""
-    node = root
-    for name in path[:-1]:
-        node = node.setdefault(name, {})
-        if not isinstance(node, dict):
-            return False
-    if path[-1] in node:
-        return False
-    node[path[-1]] = value
-    return True
+def _table_call_type(record: dict[str, Any]) -> str:
+    """The call type of a warehouse row by the columns of its table (see the module doc)."""
+    if "group_id" in record:
+        return "group"
+    if "event" in record or "event_text" in record:
+        return "track"
+    if "url" in record or "path" in record:
+        return "page"
+    return "screen" if "name" in record else "identify"
 
 
 def _context_path(flat: str) -> tuple[str, ...]:

@@ -1,0 +1,104 @@
+"""Before mapping: the record inside a line (wrapped records), the job's null spellings and
+trimming of CSV cells, and the job's column renames.
+
+Wrapped records: some exports put each event inside an envelope, e.g. every line
+`{"data": {...event...}, "metadata": {...}}` (stream and webhook archives) or an event
+inside `EventPayload` (queue and event-bus dead-letter dumps). The job's `recordPath` names
+the record inside each line in dot notation (`data`, `EventPayload.event`); without one,
+the well-known envelopes below are detected per line.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from typing import Any
+
+from segment_importer.mapping.profiles.spellings import canonical_field
+from segment_importer.mapping.timestamps import TimeReader, TimestampError
+
+# Envelope key -> the keys an envelope may hold besides it (nothing else, or it is an event).
+_ENVELOPES = {
+    "data": frozenset({"data", "metadata", "meta", "id", "attributes"}),
+    "EventPayload": frozenset({"EventPayload", "EventType", "EventTime", "EventId", "Source", "Metadata"}),
+}
+_EVENT_FIELDS = frozenset({"type", "event", "userId", "anonymousId", "event_type", "event_name"})
+
+
+class RecordPathError(ValueError):
+    """A line has no object at the job's `recordPath`."""
+
+
+def record_at(fields: dict[str, Any], record_path: str) -> dict[str, Any]:
+    """The record a line holds: at `record_path`, else inside a well-known envelope, else
+    the line itself."""
+    if record_path:
+        node: Any = fields
+        for name in record_path.split("."):
+            node = node.get(name) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            raise RecordPathError(f"the line has no object at recordPath {record_path!r}")
+        return node
+    if fields.keys().isdisjoint(_ENVELOPES) or not _EVENT_FIELDS.isdisjoint(fields):
+        return fields
+    for key, allowed in _ENVELOPES.items():
+        inner = fields.get(key)
+        if isinstance(inner, dict) and allowed.issuperset(fields):
+            return inner
+    return fields
+
+
+def renamed(fields: dict[str, Any], columns: dict[str, str | None]) -> dict[str, Any]:
+    """The job's renames applied at once, each from the original record: a swap
+    (`a` -> `b`, `b` -> `a`) or a chain (`a` -> `b`, `b` -> `c`) moves every value exactly
+    once. A column renamed to null is dropped; a rename onto a column that is not itself
+    renamed replaces it."""
+    kept: dict[str, Any] = {}
+    moved: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key not in columns:
+            kept[key] = value
+        elif columns[key]:
+            moved[columns[key]] = value  # type: ignore[index]
+    kept.update(moved)
+    return kept
+
+
+def cleaned_cells(fields: dict[str, Any], nulls: frozenset[str], *, trim: bool) -> dict[str, Any]:
+    """CSV cells with surrounding whitespace stripped (`trim`) and the job's null spellings
+    (`NULL`, `None`, ...) left out, as empty cells are."""
+    cleaned = {}
+    for name, cell in fields.items():
+        if trim and isinstance(cell, str):
+            cell = cell.strip()
+            if not cell:
+                continue
+        if cell not in nulls:
+            cleaned[name] = cell
+    return cleaned
+
+
+def with_formatted_times(record: dict[str, Any], times: TimeReader) -> dict[str, Any]:
+    """Time-like fields in the job's `timestampFormat` (and `timezone`), rewritten as ISO 8601
+    before the source profile reads them (the rest as they are)."""
+    converted = dict(record)
+    for key, value in record.items():
+        if type(value) is str and canonical_field(key) in ("time", "timestamp", "originalTimestamp"):
+            # Not in the format: kept as it is; the mapper's own parse reports it, or names the column.
+            with suppress(TimestampError):
+                converted[key] = times.normalize(value)
+    return converted
+
+
+def missing_time_detail(spec: dict[str, Any], message: dict[str, Any], timestamp_format: str | None) -> str:
+    """Name a time-like column that was found but not read (its value is not quoted: the
+    detail is logged and counted; the rejects file holds the record)."""
+    candidates = {**spec, **(message.get("properties") or {})}
+    found = next((key for key in candidates if canonical_field(key) == "time"), None)
+    if found is None:
+        return "no timestamp or originalTimestamp field"
+    why = (
+        f"does not match timestampFormat {timestamp_format!r}"
+        if timestamp_format
+        else "is not ISO 8601 or epoch seconds/milliseconds: give its format as timestampFormat"
+    )
+    return f"no timestamp or originalTimestamp field; column {found!r} looks like the event time but {why}"

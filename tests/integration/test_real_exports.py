@@ -1,0 +1,58 @@
+"""Real export shapes end to end (moto + the embedded Segment endpoint): what the report says
+and what Segment receives."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import orjson
+
+from segment_importer_local.runner import RunOptions, RunResult, run_import
+
+VENDORS = Path(__file__).resolve().parents[1] / "fixtures" / "vendors"
+
+
+def received(result: RunResult) -> list[dict]:
+    return [orjson.loads(line) for line in Path(result.received_path or "").read_bytes().splitlines()]
+
+
+def test_a_pretty_printed_capture_batch_arrives_whole(tmp_path: Path) -> None:
+    # Read line by line it was a reject per line and the run said OK; now 5 events arrive.
+    export = tmp_path / "capture-batch.json"
+    shutil.copy(VENDORS / "posthog" / "capture-batch.json", export)
+    result = run_import(RunOptions([export], out_dir=tmp_path / "out", show_progress=False))
+    assert result.ok
+    report = result.files[0].report
+    assert (report["format"], report["messages_queued"], report["rejected"]) == ("json_array", 5, 0)
+    messages = received(result)
+    assert sorted(m["type"] for m in messages) == ["group", "identify", "page", "screen", "track"]
+    assert {m["context"]["library"]["name"] for m in messages} == {"segment-importer"}
+
+
+def test_a_reused_id_column_mapped_to_message_id_never_merges_events(tmp_path: Path) -> None:
+    export = tmp_path / "orders.csv"
+    export.write_text(
+        "order_id,userId,event,timestamp,email,email\n"
+        "o-1,u1,Order Placed,2021-03-04T05:06:07Z,a@example.com,b@example.com\n"
+        "o-1,u1,Order Shipped,2021-03-05T05:06:07Z,a@example.com,\n"
+        "o-1,u1,Order Delivered,2021-03-06T05:06:07Z,,\n"
+        "o-1,u1,Order Placed,2021-03-04T05:06:07Z,a@example.com,b@example.com\n"  # the same event again
+    )
+    job = tmp_path / "job.json"
+    # the repeated column is mapped by its position (#6), whatever its header says
+    job.write_text(json.dumps({"columns": {"order_id": "messageId", "#6": "traits.work_email"}}))
+    result = run_import(RunOptions([export], job_config=job, out_dir=tmp_path / "out", show_progress=False))
+    assert result.ok
+    report = result.files[0].report
+    assert report["messages_queued"] == 4
+    assert report["message_id_collisions"] == 2  # Shipped and Delivered reuse Placed's id
+    assert any("2 records repeat a messageId column's value" in warning for warning in report["warnings"])
+    assert any("repeats column 'email' (columns 5 and 6)" in warning for warning in report["warnings"])
+    messages = received(result)
+    assert sorted(m["event"] for m in messages) == ["Order Delivered", "Order Placed", "Order Shipped"]
+    placed = next(m for m in messages if m["event"] == "Order Placed")
+    assert placed["properties"] == {"email": "a@example.com"}
+    assert placed["context"]["traits"] == {"work_email": "b@example.com"}
+    assert (result.endpoint_stats or {})["duplicates"] == 1  # the repeated row, deduped by Segment

@@ -1,0 +1,116 @@
+"""What the mapper takes from a line before mapping: the record inside an envelope, and
+the job's column renames applied at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from segment_importer.job import JobOptions
+from segment_importer.mapping.mapper import MessageMapper
+from segment_importer.track.reasons import Reject
+
+TS = "2021-03-04T05:06:07.123Z"
+EVENT = {"type": "track", "userId": "u1", "event": "E", "timestamp": TS, "properties": {"plan": "pro"}}
+
+
+def mapped(fields: dict[str, Any], *, from_csv: bool = False, **options: Any) -> dict[str, Any]:
+    message = MessageMapper(JobOptions(**options), "f:1", from_csv=from_csv).map(1, fields)
+    del message["messageId"], message["context"]
+    return message
+
+
+def test_renames_swap_two_columns_from_the_original_record() -> None:
+    # Applied one after another, `a`->`b` overwrote `b` before `b`->`a` read it: every row lost
+    # its user id and the whole file became rejects.
+    row = {"userId": "E", "event": "u1", "timestamp": TS}
+    message = mapped(row, from_csv=True, columns={"userId": "event", "event": "userId"})
+    assert (message["userId"], message["event"]) == ("u1", "E")
+
+
+def test_renames_chain_moves_each_value_once() -> None:
+    row = {"uid": "u1", "userId": "legacy-1", "name": "E", "timestamp": TS}
+    message = mapped(
+        row, from_csv=True, columns={"uid": "userId", "userId": "properties.legacy_id", "name": "event"}
+    )
+    assert message == {
+        "type": "track",
+        "userId": "u1",
+        "event": "E",
+        "properties": {"legacy_id": "legacy-1"},
+        "timestamp": TS,
+    }
+
+
+def test_a_rename_to_null_drops_the_column_and_order_of_the_job_keys_does_not_matter() -> None:
+    columns = {"secret": None, "b": "properties.b", "a": "b"}
+    row = {"a": "1", "b": "2", "secret": "x", "userId": "u1", "event": "E", "timestamp": TS}
+    # properties.b is b's cell (a CSV integer), not a's, whatever order the job lists them in
+    assert mapped(row, from_csv=True, columns=columns)["properties"] == {"b": 2}
+    reordered = dict(reversed(list(columns.items())))
+    assert mapped(row, from_csv=True, columns=reordered)["properties"] == {"b": 2}
+
+
+def test_record_path_names_the_record_inside_each_line() -> None:
+    line = {"EventPayload": {"event": EVENT, "source": "queue"}, "EventType": "Imported"}
+    assert mapped(line, record_path="EventPayload.event") == EVENT
+
+
+def test_a_line_without_the_record_path_is_rejected_with_a_reason() -> None:
+    with pytest.raises(Reject) as caught:
+        mapped({"data": EVENT}, record_path="payload")
+    assert caught.value.reason == "invalid_field"
+    assert "recordPath 'payload'" in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        {"data": EVENT, "metadata": {"received": "2021-03-04"}},
+        {"data": EVENT},
+        {"EventPayload": EVENT, "EventType": "track", "EventId": "1"},
+    ],
+)
+def test_well_known_envelopes_are_opened_without_a_job(line: dict[str, Any]) -> None:
+    assert mapped(line) == EVENT
+
+
+def test_an_event_with_a_data_property_is_not_an_envelope() -> None:
+    line = {**EVENT, "data": {"x": 1}}
+    assert mapped(line)["properties"] == {"plan": "pro", "data": {"x": 1}}
+
+
+def test_null_spellings_of_the_job_are_no_value_like_empty_cells() -> None:
+    row = {"userId": "u1", "event": "E", "timestamp": TS, "plan": "NULL", "seats": "None", "note": "null-ish"}
+    message = mapped(row, from_csv=True, null_values=["NULL", "None"])
+    assert message["properties"] == {"note": "null-ish"}
+    assert mapped(row, from_csv=True)["properties"] == {"plan": "NULL", "seats": "None", "note": "null-ish"}
+
+
+def test_trimmed_cells_lose_their_surrounding_spaces_and_blank_ones_are_empty() -> None:
+    row = {
+        "userId": " u1 ",
+        "event": " Signed Up",
+        "timestamp": TS,
+        "plan": " pro ",
+        "seats": " 3",
+        "x": "   ",
+    }
+    message = mapped(row, from_csv=True, trim_cells=True)
+    assert (message["event"], message["properties"]) == ("Signed Up", {"plan": "pro", "seats": 3})
+    assert mapped(row, from_csv=True)["properties"] == {"plan": " pro ", "seats": " 3", "x": "   "}
+
+
+def test_a_column_mapped_to_message_id_is_taken_with_event_user_and_time() -> None:
+    mapper = MessageMapper(JobOptions(columns={"order_id": "messageId"}), "f:1", from_csv=True)
+    rows = [
+        {"order_id": "o-1", "userId": "u1", "event": "Order Placed", "timestamp": TS},
+        {"order_id": "o-1", "userId": "u1", "event": "Order Shipped", "timestamp": TS},
+        {"order_id": "o-1", "userId": "u1", "event": "Order Placed", "timestamp": TS},
+    ]
+    ids = [mapper.map(number, row)["messageId"] for number, row in enumerate(rows, 1)]
+    assert ids[0] != ids[1]  # distinct events never merge
+    assert ids[0] == ids[2]  # the same event twice still dedupes
+    assert mapper.id_collisions == 1
+    assert MessageMapper(JobOptions(), "f:1", from_csv=False).id_collisions == 0
