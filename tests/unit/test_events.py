@@ -56,7 +56,7 @@ def test_env_json_names_exactly_the_template_variables(template: StackTemplate) 
 def test_env_json_values_are_template_defaults_or_placeholders(template: StackTemplate) -> None:
     """Literal and parameter values equal the template's; resource ids are placeholders."""
     env = load_event("env.json")
-    resolver = Resolver(parameters=template.parameter_defaults())
+    resolver = Resolver(parameters=template.parameter_defaults(), conditions=template.document["Conditions"])
     resources = set(template.document["Resources"])
 
     for function_id in FUNCTIONS:

@@ -20,6 +20,7 @@ from segment_importer.import_ref import ImportRef
 from segment_importer.metrics import MetricsSink, NullMetrics
 from segment_importer.settings import Prefixes
 from segment_importer.track.completion import publish_final_report
+from segment_importer.track.import_events import ImportEvents
 from segment_importer.track.ledger import Ledger
 from segment_importer.track.rejects import RejectsWriter
 from segment_importer.track.report import derived_key
@@ -68,6 +69,7 @@ class SenderServices:
     # A failed batch received this many times goes to the DLQ next: the ledger counts it failed.
     max_receive_count: int | None = None
     metrics: MetricsSink = field(default_factory=NullMetrics)
+    events: ImportEvents | None = None  # told when an import this sender completes ends
 
 
 def send_records(
@@ -156,7 +158,7 @@ def _not_delivered(record: dict[str, Any], batch: QueuedBatch, services: SenderS
 def _complete(batch: QueuedBatch, services: SenderServices) -> None:
     ledger = services.ledger
     if ledger and ledger.complete_if_done(batch.ref):
-        publish_final_report(services.s3, ledger, batch.ref, services.prefixes)
+        publish_final_report(services.s3, ledger, batch.ref, services.prefixes, services.events)
 
 
 def refused_key(prefixes: Prefixes, key: str, batch_number: int) -> str:

@@ -47,6 +47,7 @@ from segment_importer.split.spans import (
     survey_span,
 )
 from segment_importer.track.completion import publish_final_report
+from segment_importer.track.import_events import ImportEvents
 from segment_importer.track.ledger import Ledger
 from segment_importer.track.rejects import RejectsWriter
 from segment_importer.track.report import (
@@ -100,6 +101,7 @@ class SplitterServices:
     ledger: Ledger | None = None
     metrics: MetricsSink = field(default_factory=NullMetrics)
     preflight: WriteKeyPreflight | None = None
+    events: ImportEvents | None = None  # told when an import ends in the splitter (failed, or all rejected)
 
 
 @dataclass(frozen=True, slots=True)
@@ -563,7 +565,15 @@ def _finish(services: SplitterServices, settings: SplitterSettings, part: _Part)
 def _finish_span(services: SplitterServices, settings: SplitterSettings, part: _Part) -> None:
     assert services.ledger is not None
     assert part.span is not None
-    finish_span(services.s3, services.ledger, settings.prefixes, part.ref, part.span.index, part.report)
+    finish_span(
+        services.s3,
+        services.ledger,
+        settings.prefixes,
+        part.ref,
+        part.span.index,
+        part.report,
+        services.events,
+    )
 
 
 def _continue(services: SplitterServices, settings: SplitterSettings, part: _Part) -> None:
@@ -582,8 +592,13 @@ def _tell_ledger(services: SplitterServices, settings: SplitterSettings, part: _
         return
     if report.status == STATUS_FAILED:
         ledger.fail_split(part.ref, report.error or "failed", report.split_counts())
+        if services.events is not None:
+            prefixes = settings.prefixes
+            services.events.import_finished(
+                report.to_dict(), report_key(prefixes.reports, prefixes.imports, report.key)
+            )
     elif ledger.finish_split(part.ref, report.split_counts()):
-        publish_final_report(services.s3, ledger, part.ref, settings.prefixes)
+        publish_final_report(services.s3, ledger, part.ref, settings.prefixes, services.events)
 
 
 def _emit(metrics: MetricsSink, report: ImportReport) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from segment_importer.import_ref import ImportRef
 from segment_importer.settings import Prefixes
+from segment_importer.track.import_events import ImportEvents
 from segment_importer.track.ledger import Ledger
 from segment_importer.track.report import report_key, write_report
 
@@ -27,14 +28,17 @@ def final_report(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def publish_final_report(
-    s3: Any, ledger: Ledger, ref: ImportRef, prefixes: Prefixes
+    s3: Any, ledger: Ledger, ref: ImportRef, prefixes: Prefixes, events: ImportEvents | None = None
 ) -> dict[str, Any] | None:
-    """Rewrite the import's report with the ledger's final counts; returns the report."""
+    """Rewrite the report with the ledger's final counts and announce the import's end; returns it."""
     item = ledger.get(ref)
     if item is None:
         return None
     document = final_report(item)
-    write_report(s3, ref.bucket, report_key(prefixes.reports, prefixes.imports, ref.key), document)
+    key = report_key(prefixes.reports, prefixes.imports, ref.key)
+    write_report(s3, ref.bucket, key, document)
+    if events is not None:
+        events.import_finished(document, key)
     logger.info(
         "import finished",
         extra={
