@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 FILE ?= examples
 ARGS ?=
 
-.PHONY: setup run test lint bench sam-build sam-validate clean security
+.PHONY: setup run test lint bench sam-build sam-validate clean security lock
 
 $(BIN)/segment-importer: pyproject.toml layers/segment_importer/requirements.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is required"; exit 1; }
@@ -70,3 +70,9 @@ sam-build: setup
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache
+
+# The layer's lock: every package pinned with its hashes, from layers/segment_importer/requirements.in.
+lock: $(BIN)/segment-importer
+	$(BIN)/pip install -q pip-tools
+	cd layers/segment_importer && ../../$(BIN)/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links --output-file requirements.txt requirements.in

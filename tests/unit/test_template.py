@@ -733,3 +733,31 @@ def test_a_message_in_a_failure_queue_raises_an_alarm(
     assert properties["AlarmActions"] == {
         "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
     }
+
+
+def test_samconfig_overrides_name_template_parameters_with_values_the_template_allows(
+    template: StackTemplate,
+) -> None:
+    import tomllib
+
+    with (ROOT / "samconfig.toml").open("rb") as stream:
+        deploy = tomllib.load(stream)["default"]["deploy"]["parameters"]
+    parameters = template.document["Parameters"]
+    assert deploy["parameter_overrides"], "samconfig.toml should name the settings deployments change"
+    for override in deploy["parameter_overrides"]:
+        name, value = override.split("=", 1)
+        assert name in parameters, f"samconfig.toml overrides {name}, which template.yaml does not declare"
+        spec = parameters[name]
+        if "AllowedPattern" in spec:
+            assert re.fullmatch(spec["AllowedPattern"].strip("^$"), value), override
+        if "AllowedValues" in spec:
+            assert value in [str(v) for v in spec["AllowedValues"]], override
+    assert "project=" in deploy["tags"]
+
+
+def test_preflight_host_is_an_https_url_or_empty(template: StackTemplate) -> None:
+    pattern = template.document["Parameters"]["PreflightHost"]["AllowedPattern"]
+    for good in ("https://cdn.segment.com", ""):
+        assert re.match(pattern, good), good
+    for bad in ("http://cdn.segment.com", "cdn.segment.com", "https://cdn.segment.com/path"):
+        assert not re.match(pattern, bad), bad
