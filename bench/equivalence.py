@@ -276,17 +276,29 @@ def corpus() -> list[tuple[str, bytes]]:
 
 
 def split_digests() -> dict[str, Any]:
-    from segment_importer.batch.packing import BatchLimits
-    from segment_importer.batch.queueing import batch_body
     from segment_importer.job import JobOptions
-    from segment_importer.track.rejects import RejectsWriter
 
+    try:  # the layer in stage subpackages
+        from segment_importer.batch.packing import BatchLimits
+        from segment_importer.split.splitter import split_stream
+        from segment_importer.track.rejects import RejectsWriter
+        from segment_importer.track.report import ImportReport
+    except ImportError:  # a reference tree from before them (8dc8935 and earlier): flat modules
+        from segment_importer.batching import BatchLimits  # type: ignore[no-redef]
+        from segment_importer.rejects import RejectsWriter  # type: ignore[no-redef]
+        from segment_importer.report import ImportReport  # type: ignore[no-redef]
+        from segment_importer.splitter import split_stream  # type: ignore[no-redef]
+    try:
+        from segment_importer.batch.envelope import batch_body
+    except ImportError:  # before batch/envelope.py
+        try:
+            from segment_importer.batch.queueing import batch_body  # type: ignore[no-redef]
+        except ImportError:
+            from segment_importer.queueing import batch_body  # type: ignore[no-redef]
     try:
         from segment_importer.import_ref import ImportRef as Source
     except ImportError:  # a reference checkout from before ImportRef
-        from segment_importer.batch.queueing import BatchSource as Source  # type: ignore[attr-defined,no-redef]
-    from segment_importer.split.splitter import split_stream
-    from segment_importer.track.report import ImportReport
+        from segment_importer.queueing import BatchSource as Source  # type: ignore[attr-defined,no-redef]
 
     class Sink:
         def __init__(self) -> None:
@@ -328,9 +340,14 @@ def split_digests() -> dict[str, Any]:
 
 
 def function_results() -> dict[str, Any]:
-    from segment_importer.batch.encoding import wire_size_bound
-    from segment_importer.mapping.coercion import coerce_cell
-    from segment_importer.mapping.timestamps import normalize_timestamp
+    try:
+        from segment_importer.batch.encoding import wire_size_bound
+        from segment_importer.mapping.coercion import coerce_cell
+        from segment_importer.mapping.timestamps import normalize_timestamp
+    except ImportError:  # a reference tree of flat modules
+        from segment_importer.coercion import coerce_cell  # type: ignore[no-redef]
+        from segment_importer.encoding import wire_size_bound  # type: ignore[no-redef]
+        from segment_importer.timestamps import normalize_timestamp  # type: ignore[no-redef]
 
     rng = random.Random(7)
     alphabet = "0123456789-.:TZz +tTrRuUeEfFaAlLsS{}[]\"' \u0663\u00b2\u00e9\x7f"

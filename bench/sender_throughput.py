@@ -75,8 +75,8 @@ def queued_bodies(events_count: int) -> list[str]:
 
 
 def send_batches(bodies: list[str], url: str, write_key: str, *, gzip: bool) -> int:
+    from segment_importer.batch.envelope import QueuedBatch
     from segment_importer.deliver.segment_client import BatchPoster, SegmentTarget
-    from segment_importer.deliver.sender import QueuedBatch
 
     poster = BatchPoster(SegmentTarget(write_key, url, timeout_seconds=60, gzip=gzip))
     deadline = time.monotonic() + 3600

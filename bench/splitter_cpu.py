@@ -55,7 +55,7 @@ class MemorySink:
     """QueueWriter without SQS: builds every body (bytes -> text, sized) and keeps counts."""
 
     def __init__(self, *, keep: bool = False) -> None:
-        from segment_importer.batch.queueing import batch_body
+        from segment_importer.batch.envelope import batch_body
         from segment_importer.import_ref import ImportRef
 
         self._source = ImportRef("bench-bucket", "imports/bench/events", "0123456789abcdef")

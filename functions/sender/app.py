@@ -8,6 +8,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.utilities.data_classes import SQSEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_importer.deliver.segment_client import BatchPoster, SegmentTarget
@@ -59,5 +60,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         events=ImportEvents(_client("events"), ImportEventsSettings.from_env(), metrics),
     )
     return send_records(
-        event["Records"], services, remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000
+        SQSEvent(event).records,
+        services,
+        remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
     )

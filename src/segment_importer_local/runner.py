@@ -22,9 +22,10 @@ from typing import Any
 import orjson
 from moto import mock_aws
 
-from segment_importer.batch.queueing import read_envelope
+from segment_importer.batch.envelope import read_envelope
 from segment_importer.settings import Prefixes
 from segment_importer.split import splitter as splitter_module
+from segment_importer.track import reasons
 from segment_importer.track.ledger import COMPLETE, COMPLETE_WITH_ERRORS, Ledger
 from segment_importer.track.report import STATUS_DRY_RUN, derived_key
 from segment_importer_local.chaos import AwsFaults
@@ -98,7 +99,7 @@ class FileOutcome:
     def read_to_its_end(self) -> bool:
         """False when the rest of the file could not be read (a truncated gzip, a broken JSON
         array): the records after that point are unknown, so the run is not OK."""
-        return "file_unreadable" not in self.report.get("rejected_by_reason", {})
+        return reasons.FILE_UNREADABLE not in self.report.get("rejected_by_reason", {})
 
     def _count(self, name: str) -> int:
         return int((self.ledger or {}).get(name, 0))

@@ -10,7 +10,7 @@ import pytest
 from moto import mock_aws
 
 from segment_importer.settings import SplitterSettings
-from segment_importer.split.continuation import Checkpoint, PartBudget
+from segment_importer.split.continuation import Checkpoint, PartBudget, read_task
 from segment_importer.split.splitter import SplitterServices, split_import
 from segment_importer_local.runner import RunOptions, RunResult, run_import
 from segment_importer_local.stack import LocalStack
@@ -80,7 +80,8 @@ def test_a_checkpoint_carries_the_offset_of_the_next_record(tmp_path: Path, name
         report = split_import(services, stack.bucket, key, settings, budget=budget)
         assert report.status == "CONTINUING"
         (message,) = stack.sqs.receive_message(QueueUrl=stack.queue_urls["ContinuationQueue"])["Messages"]
-        checkpoint = Checkpoint.from_body(message["Body"])
+        checkpoint = read_task(message["Body"])
+        assert isinstance(checkpoint, Checkpoint)
     assert checkpoint.after_record == 123
     assert checkpoint.compression == ("gzip" if name.endswith(".gz") else "none")
     if ".csv" in name:  # the header, then two physical lines per row

@@ -16,7 +16,7 @@ import pytest
 from moto import mock_aws
 from rich.console import Console
 
-from segment_importer.batch.queueing import read_envelope
+from segment_importer.batch.envelope import read_envelope
 from segment_importer.deliver.preflight import PreflightResult, WriteKeyPreflight
 from segment_importer.settings import SplitterSettings
 from segment_importer.split.continuation import PartBudget

@@ -11,11 +11,11 @@ import pytest
 from moto import mock_aws
 
 from segment_importer.batch.encoding import encode_message
+from segment_importer.batch.envelope import batch_body
 from segment_importer.batch.packing import Batch
-from segment_importer.batch.queueing import batch_body
 from segment_importer.import_ref import ImportRef
 from segment_importer.track.import_events import DETAIL_TYPE
-from segment_importer.track.ledger import COMPLETE, COMPLETE_WITH_ERRORS, Ledger
+from segment_importer.track.ledger import COMPLETE, COMPLETE_WITH_ERRORS, SENDING, Ledger
 from segment_importer_local.event_source import invoke
 from segment_importer_local.segment_endpoint import FaultPlan, SegmentEndpoint
 from segment_importer_local.stack import LocalFunction, LocalStack, environment
@@ -139,3 +139,19 @@ def test_the_import_that_completes_is_announced_on_the_stacks_event_rule(
     detail = event["detail"]
     assert (detail["status"], detail["key"], detail["messages_delivered"]) == (COMPLETE, REF.key, 10)
     assert detail["report"] == f"s3://{REF.bucket}/reports/x.ndjson.report.json"
+
+
+def test_a_body_of_an_unknown_version_fails_and_is_never_sent(
+    deployed: Deployed, endpoint: SegmentEndpoint
+) -> None:
+    start_import(deployed.ledger, batches=2, messages=2)
+    future = sqs_record(1, 2)
+    future["messageId"] = "sqs-v2"
+    future["body"] = future["body"].replace('{"v":1,', '{"v":2,', 1)
+    assert '"v":2' in future["body"]
+    response = deployed.invoke([future, sqs_record(2, 2)])
+    assert response == {"batchItemFailures": [{"itemIdentifier": "sqs-v2"}]}
+    assert endpoint.stats()["messages_accepted"] == 2  # batch 2's only
+    item = deployed.ledger.get(REF)
+    assert item is not None
+    assert (item["batches_delivered"], item["status"]) == (1, SENDING)

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from segment_importer.batch.encoding import EncodedMessage, encode_message
+from segment_importer.batch.envelope import QueuedBatch, batch_body, read_envelope
 from segment_importer.batch.packing import Batch, BatchLimits, BatchPacker
-from segment_importer.batch.queueing import QueueError, QueueWriter, batch_body, read_envelope
-from segment_importer.deliver.sender import QueuedBatch
+from segment_importer.batch.queueing import QueueError, QueueWriter
 from segment_importer.import_ref import ImportRef
 
 # The longest source the envelope must hold: a 63-character bucket, a 1,024-byte key and a
@@ -375,3 +375,17 @@ def test_queue_writer_sender_fault_raises(sqs: Any, queue_url: str) -> None:
         writer.flush()
     assert "user-" not in str(caught.value)  # no record data in the error
     assert len(proxy.calls) == 1
+
+
+@pytest.mark.parametrize("head", ['{"v":2,', '{"v":"1",', "{"])
+def test_a_body_of_another_version_is_refused_by_every_reader(head: str) -> None:
+    from segment_importer.batch.envelope import MalformedBatch, UnknownEnvelopeVersion
+
+    batch = Batch(number=3)
+    batch.bodies.append(b'{"type":"track","userId":"u","event":"E","messageId":"m"}')
+    body = batch_body(SOURCE, batch).decode().replace('{"v":1,', head, 1)
+    with pytest.raises(UnknownEnvelopeVersion, match="is not one this code reads"):
+        QueuedBatch.from_body(body)
+    with pytest.raises(UnknownEnvelopeVersion):
+        read_envelope(body)
+    assert issubclass(UnknownEnvelopeVersion, MalformedBatch)  # the sender fails the record

@@ -15,8 +15,7 @@ from urllib.parse import quote_plus
 import pytest
 from aws_lambda_powertools.utilities.data_classes import S3Event
 
-from segment_importer.batch.queueing import read_envelope
-from segment_importer.deliver.sender import QueuedBatch
+from segment_importer.batch.envelope import QueuedBatch, read_envelope
 from segment_importer.mapping.timestamps import format_timestamp, parse_timestamp
 from segment_importer.mapping.validation import check_fields
 from segment_importer.settings import SenderSettings, SplitterSettings

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from segment_importer.job import JobOptions
-from segment_importer.mapping.mapper import MappingError, MessageMapper
+from segment_importer.mapping.mapper import MessageMapper
 from segment_importer.mapping.message_ids import (
     IMPORTER_NAMESPACE,
     file_identity,
@@ -17,6 +17,7 @@ from segment_importer.mapping.message_ids import (
     message_id_for_source_id,
 )
 from segment_importer.mapping.profiles import detect_profile
+from segment_importer.track.reasons import Reject
 
 FILE_ID = file_identity('"abc123"', 1000)  # "abc123:1000"
 TS = "2021-03-04T05:06:07.123Z"
@@ -56,7 +57,7 @@ def amplitude_id(insert_id: str, user_id: str = "", device_id: str = "") -> str:
 
 
 def reason_of(fields: dict[str, Any], **kwargs: Any) -> str:
-    with pytest.raises(MappingError) as caught:
+    with pytest.raises(Reject) as caught:
         map_one(fields, **kwargs)
     return caught.value.reason
 
@@ -916,7 +917,7 @@ def test_require_timestamp_false() -> None:
 @pytest.mark.parametrize("call_type", ["event", "trak", "batch", "Identify ify", 5])
 def test_unknown_type(call_type: Any) -> None:
     record = {"type": call_type, "userId": "u1", "event": "E", "timestamp": TS}
-    with pytest.raises(MappingError) as caught:
+    with pytest.raises(Reject) as caught:
         map_one(record)
     assert caught.value.reason == "unknown_type"
     assert isinstance(caught.value, ValueError)
@@ -958,7 +959,7 @@ def test_invalid_timestamp(value: Any) -> None:
 
 
 def test_mapping_error_carries_reason_and_detail() -> None:
-    with pytest.raises(MappingError) as caught:
+    with pytest.raises(Reject) as caught:
         map_one({"type": "track", "userId": "u1", "event": "E", "properties": [1]})
     assert caught.value.reason == "invalid_field"
     assert "properties" in caught.value.detail
@@ -990,4 +991,4 @@ def test_mapping_error_carries_reason_and_detail() -> None:
     ],
 )
 def test_detect_profile(record: dict[str, Any], profile: str) -> None:
-    assert detect_profile(record) == profile
+    assert detect_profile(record).name == profile

@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 from segment_importer.batch.encoding import (
     MAX_MESSAGE_BYTES,
     EncodedMessage,
-    EncodingError,
     encode_message,
     wire_size_bound,
 )
-from segment_importer.mapping.validation import ValidationError, check_fields, check_size
+from segment_importer.mapping.validation import check_fields, check_size
+from segment_importer.track.reasons import Reject
 
 
 def exact_wire_size(message: dict[str, Any]) -> int:
@@ -26,7 +26,7 @@ def exact_wire_size(message: dict[str, Any]) -> int:
 
 
 def reason_of(message: dict[str, Any]) -> str:
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(Reject) as caught:
         check_fields(message)
     return caught.value.reason
 
@@ -88,7 +88,7 @@ def test_alias_needs_user_id_not_just_anonymous_id() -> None:
 
 
 def test_validation_error_has_reason_and_detail() -> None:
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(Reject) as caught:
         check_fields({"type": "group", "userId": "u1"})
     assert caught.value.reason == "missing_group_id"
     assert "groupId" in caught.value.detail
@@ -189,9 +189,10 @@ def test_sqs_unsafe_characters_are_escaped() -> None:
         {"a": {"b": ["ok", "\ud83d"]}},
     ],
 )
-def test_lone_surrogates_raise_encoding_error(message: dict[str, Any]) -> None:
-    with pytest.raises(EncodingError):
+def test_lone_surrogates_are_rejected_as_invalid_field(message: dict[str, Any]) -> None:
+    with pytest.raises(Reject) as caught:
         encode_message(message)
+    assert caught.value.reason == "invalid_field"
 
 
 # --- check_size -----------------------------------------------------------------------------
@@ -210,7 +211,7 @@ def test_33_kb_ascii_message_is_rejected() -> None:
     message = padded(33 * 1024)
     encoded = encode_message(message)
     assert encoded.wire_bytes == 33 * 1024  # the exact path was taken
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(Reject) as caught:
         check_size(encoded)
     assert caught.value.reason == "message_too_large"
     assert "x" * 100 not in caught.value.detail  # no record data in the text
@@ -218,7 +219,7 @@ def test_33_kb_ascii_message_is_rejected() -> None:
 
 def test_exactly_32_kb_is_accepted_and_one_more_byte_is_not() -> None:
     check_size(encode_message(padded(MAX_MESSAGE_BYTES)))
-    with pytest.raises(ValidationError):
+    with pytest.raises(Reject):
         check_size(encode_message(padded(MAX_MESSAGE_BYTES + 1)))
 
 
@@ -236,7 +237,7 @@ def test_non_ascii_message_measured_exactly_above_the_bound() -> None:
     message = {"type": "identify", "userId": "u1", "traits": {"name": "é" * 12_000}}
     encoded = encode_message(message)
     assert encoded.wire_bytes == exact_wire_size(message) > MAX_MESSAGE_BYTES
-    with pytest.raises(ValidationError):
+    with pytest.raises(Reject):
         check_size(encoded)
     # 4,000 "é": 8,000 body bytes, 24,000+ on the wire: accepted
     small = {"type": "identify", "userId": "u1", "traits": {"name": "é" * 4_000}}
@@ -245,5 +246,15 @@ def test_non_ascii_message_measured_exactly_above_the_bound() -> None:
 
 def test_check_size_uses_wire_bytes_not_body_length() -> None:
     check_size(EncodedMessage(b"{}", MAX_MESSAGE_BYTES))
-    with pytest.raises(ValidationError):
+    with pytest.raises(Reject):
         check_size(EncodedMessage(b"{}", MAX_MESSAGE_BYTES + 1))
+
+
+def test_a_reject_reason_must_be_a_known_code() -> None:
+    from segment_importer.track import reasons
+
+    assert Reject(reasons.MISSING_USER, "no ids").detail == "no ids"
+    with pytest.raises(ValueError, match="unknown reject reason"):
+        Reject("missing_usr", "a typo")
+    codes = [value for name, value in vars(reasons).items() if name.isupper() and isinstance(value, str)]
+    assert sorted(codes) == sorted(reasons.REASONS)  # one constant per code, nothing else

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 CALL_TYPES = ("track", "identify", "page", "screen", "group", "alias")
-SOURCES = ("auto", "segment", "mixpanel", "amplitude")
 JOB_FILE_NAME = "job.json"
 
 _KEYS = {
@@ -58,6 +57,15 @@ class JobOptions:
         return {key: getattr(self, attr) for key, attr in _KEYS.items()}
 
 
+def source_choices() -> tuple[str, ...]:
+    """What a job's `source` may be: "auto" or a profile's name (mapping.profiles.PROFILES)."""
+    # Imported here: the profiles import this module (CALL_TYPES), and job options are
+    # parsed long after every module is loaded.
+    from segment_importer.mapping.profiles import AUTO, profile_names
+
+    return (AUTO, *profile_names())
+
+
 def parse_job_document(text: str | bytes, origin: str) -> dict[str, Any]:
     """Parse and check a job file's JSON; errors name the origin, never record data."""
     try:
@@ -97,7 +105,7 @@ def _check(parsed: dict[str, Any]) -> None:
     checks = {
         "default_type": lambda v: v in CALL_TYPES,
         "default_event": lambda v: v is None or (isinstance(v, str) and v.strip() != ""),
-        "source": lambda v: v in SOURCES,
+        "source": lambda v: v in source_choices(),
         "columns": lambda v: (
             isinstance(v, dict) and all((isinstance(t, str) and t) or t is None for t in v.values())
         ),
@@ -110,7 +118,7 @@ def _check(parsed: dict[str, Any]) -> None:
     expected = {
         "default_type": f"one of {list(CALL_TYPES)}",
         "default_event": "a non-empty string",
-        "source": f"one of {list(SOURCES)}",
+        "source": f"one of {list(source_choices())}",
         "columns": "an object mapping column names to target paths (or null)",
         "integrations": 'an object of destination names to true/false/settings, e.g. {"All": false}',
         "context": "an object",
@@ -156,8 +164,3 @@ def _encodable(text: str) -> bool:
 
 def _is_integrations(value: Any) -> bool:
     return isinstance(value, dict) and all(isinstance(name, str) for name in value)
-
-
-def option_names() -> list[str]:
-    """The documented job keys, for help texts."""
-    return list(_KEYS)

@@ -20,15 +20,13 @@ from typing import Any
 
 import orjson
 
+from segment_importer.track.reasons import INVALID_FIELD, Reject
+
 MAX_MESSAGE_BYTES = 32 * 1024
 # U+FFFE and U+FFFF are valid JSON but not valid SQS message text; escaped, they survive.
 _SQS_UNSAFE = ((b"\xef\xbf\xbe", b"\\ufffe"), (b"\xef\xbf\xbf", b"\\uffff"))
 _NON_ASCII = bytes(range(128, 256))
 _dumps = orjson.dumps
-
-
-class EncodingError(ValueError):
-    """The message cannot be serialised (e.g. a lone surrogate in a string)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +39,8 @@ def encode_message(message: dict[str, Any]) -> EncodedMessage:
     try:
         body = _dumps(message)
     except orjson.JSONEncodeError as error:
-        raise EncodingError("message cannot be serialised as JSON") from error
+        # e.g. a lone surrogate in a string: the record's fault, not ours
+        raise Reject(INVALID_FIELD, "message cannot be serialised as JSON") from error
     if body.isascii():  # the common case, inlined: wire_size_bound for ASCII
         bound = 2 * len(body) - len(body.translate(None, b",:")) + body.count(b"e-")
         if b"\x7f" in body:

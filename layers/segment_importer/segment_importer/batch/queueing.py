@@ -1,7 +1,6 @@
 """Put batches on the work queue: one SQS message per Segment batch.
 
-The SQS body is `{"v": 1, "source": {...}, "batch_number": n, "message_count": m,
-"batch": [...]}`, assembled from the messages' stored bytes without re-serialising them.
+The SQS body is written by `envelope.batch_body` (the one writer and reader of its format).
 `SendMessageBatch` can answer 200 with some entries `Failed`: those are retried with
 backoff; a sender-side fault (our bug) raises instead of looping.
 """
@@ -12,35 +11,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
+from segment_importer.batch.envelope import batch_body
 from segment_importer.batch.packing import Batch
 from segment_importer.import_ref import ImportRef
 
 SQS_BATCH_ENTRIES = 10
-BODY_VERSION = 1
 
 
 class QueueError(RuntimeError):
     """Batches could not be queued; the message has counts and SQS codes, no record data."""
-
-
-def batch_body(source: ImportRef, batch: Batch) -> bytes:
-    head = orjson.dumps(
-        {
-            "v": BODY_VERSION,
-            "source": {"bucket": source.bucket, "key": source.key, "etag": source.etag},
-            "batch_number": batch.number,
-            "message_count": batch.size,
-        }
-    )
-    return b"".join((head[:-1], b',"batch":[', b",".join(batch.bodies), b"]}"))
-
-
-def read_envelope(body: str) -> dict[str, Any]:
-    """A batch body's envelope (source, numbers) without parsing its messages."""
-    head = body[: body.index(',"batch":[')]
-    return orjson.loads(head + "}")
 
 
 class QueueWriter:

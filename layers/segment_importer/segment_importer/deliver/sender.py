@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
+from segment_importer.batch.envelope import MalformedBatch, QueuedBatch, UnknownEnvelopeVersion
 from segment_importer.deliver.segment_client import BatchPoster, Delivery, DeliveryFailed
-from segment_importer.import_ref import ImportRef
 from segment_importer.metrics import MetricsSink, NullMetrics
 from segment_importer.settings import Prefixes
+from segment_importer.track import reasons
 from segment_importer.track.completion import publish_final_report
 from segment_importer.track.import_events import ImportEvents
 from segment_importer.track.ledger import Ledger
@@ -28,34 +27,6 @@ from segment_importer.track.report import derived_key
 logger = logging.getLogger(__name__)
 # Stop starting new posts when less than this is left, so the function returns in time.
 SAFETY_MARGIN_SECONDS = 5.0
-
-
-class MalformedBatch(ValueError):
-    """An SQS body that is not one of ours; it goes to the DLQ after maxReceiveCount."""
-
-
-@dataclass(frozen=True, slots=True)
-class QueuedBatch:
-    ref: ImportRef
-    number: int
-    messages: list[dict[str, Any]]
-
-    @property
-    def key(self) -> str:
-        return self.ref.key
-
-    @classmethod
-    def from_body(cls, body: str) -> QueuedBatch:
-        try:
-            document = orjson.loads(body)
-            source = document["source"]
-            messages = document["batch"]
-            if not isinstance(messages, list) or not messages:
-                raise MalformedBatch("batch is not a non-empty list")
-            ref = ImportRef(source["bucket"], source["key"], source["etag"])
-            return cls(ref, int(document["batch_number"]), messages)
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-            raise MalformedBatch(f"not a segment-importer batch: {type(error).__name__}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +44,14 @@ class SenderServices:
 
 
 def send_records(
-    records: Iterable[dict[str, Any]],
+    records: Iterable[Mapping[str, Any]],
     services: SenderServices,
     *,
     remaining_seconds: Callable[[], float],
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, list[dict[str, str]]]:
-    """Deliver each SQS record's batch; returns the ReportBatchItemFailures response."""
+    """Deliver each SQS record's batch (the raw records, or the handler's SQSEvent records:
+    both are mappings); returns the ReportBatchItemFailures response."""
     deadline = clock() + remaining_seconds() - SAFETY_MARGIN_SECONDS
     failures: list[str] = []
     for record in records:
@@ -89,13 +61,15 @@ def send_records(
 
 
 def _send_one(
-    record: dict[str, Any], services: SenderServices, deadline: float, clock: Callable[[], float]
+    record: Mapping[str, Any], services: SenderServices, deadline: float, clock: Callable[[], float]
 ) -> bool:
     sqs_id = record["messageId"]
     try:
         batch = QueuedBatch.from_body(record["body"])
-    except MalformedBatch as error:
-        logger.error("malformed batch", extra={"sqs_message_id": sqs_id, "reason": str(error)})
+    except MalformedBatch as error:  # failed, never sent: it waits for a sender that reads it
+        unknown = isinstance(error, UnknownEnvelopeVersion)
+        message = "batch body of an unknown version" if unknown else "malformed batch"
+        logger.error(message, extra={"sqs_message_id": sqs_id, "reason": str(error)})
         services.metrics.add_metric("BatchesMalformed", "Count", 1)
         return False
     started = clock()
@@ -133,7 +107,9 @@ def _delivered(batch: QueuedBatch, delivery: Delivery, services: SenderServices,
         _complete(batch, services)
 
 
-def _not_delivered(record: dict[str, Any], batch: QueuedBatch, services: SenderServices, reason: str) -> None:
+def _not_delivered(
+    record: Mapping[str, Any], batch: QueuedBatch, services: SenderServices, reason: str
+) -> None:
     receive_count = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
     last_attempt = services.max_receive_count is not None and receive_count >= services.max_receive_count
     logger.warning(
@@ -172,7 +148,7 @@ def _write_refused(s3: Any, prefixes: Prefixes, batch: QueuedBatch, refused: lis
         for message in refused:
             writer.add(
                 None,
-                "rejected_by_segment",
+                reasons.REJECTED_BY_SEGMENT,
                 f"batch {batch.number}, messageId {message.get('messageId')}",
                 message,
             )

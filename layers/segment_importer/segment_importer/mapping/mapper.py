@@ -1,7 +1,7 @@
 """Record -> Segment message: column mapping, nesting, source profiles, ids and times.
 
 The mapper only shapes; `validation` decides whether the result may be sent. A record the
-mapper cannot shape raises MappingError with a reason code from `reasons`.
+mapper cannot shape raises `reasons.Reject` with a reason code.
 """
 
 from __future__ import annotations
@@ -17,8 +17,16 @@ from segment_importer.mapping.message_ids import (
     message_id_for_position,
     message_id_for_source_id,
 )
-from segment_importer.mapping.profiles import PROFILES, SNAKE_CASE_ALIASES, canonical_field, detect_profile
+from segment_importer.mapping.profiles import (
+    AUTO,
+    SNAKE_CASE_ALIASES,
+    canonical_field,
+    detect_profile,
+    profile_named,
+)
 from segment_importer.mapping.timestamps import TimestampError, normalize_timestamp
+from segment_importer.track import reasons
+from segment_importer.track.reasons import Reject
 
 # Keys each call type carries besides the common ones; anything else in a record is data.
 _TYPE_KEYS = {
@@ -52,15 +60,6 @@ _MAX_COLUMN_PLANS = 4096  # keys of JSON records renamed by `columns` are unboun
 _MAX_ROW_SHAPES = 1024  # distinct sets of non-empty columns planned per file
 
 
-class MappingError(ValueError):
-    """A record that cannot become a Segment message; `reason` is a code from `reasons`."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
 class MessageMapper:
     """Maps the records of one file. `file_id` comes from message_ids.file_identity."""
 
@@ -71,11 +70,12 @@ class MessageMapper:
         # Per column name: (kind, parent path, leaf), so a cell's fate is decided once per file.
         self._plans: dict[str, tuple[int, tuple[str, ...], str]] = {}
         self._shapes: dict[tuple[str, ...], _RowShape] = {}
+        self._profile = None if job.source == AUTO else profile_named(job.source)  # else per record
 
     def map(self, number: int, fields: dict[str, Any]) -> dict[str, Any]:
         record = self._shape_input(fields)
-        profile = self._job.source if self._job.source != "auto" else detect_profile(record)
-        spec, source_id = PROFILES[profile](record)
+        profile = self._profile or detect_profile(record)
+        spec, source_id = profile.to_spec(record)
         message = self._build(spec)
         message["messageId"] = self._message_id(number, source_id)
         return message
@@ -192,12 +192,12 @@ class MessageMapper:
             raw = spec.get("originalTimestamp")
         if raw in (None, ""):
             if self._job.require_timestamp and call_type in _TIMED_TYPES:
-                raise MappingError("missing_timestamp", "no timestamp or originalTimestamp field")
+                raise Reject(reasons.MISSING_TIMESTAMP, "no timestamp or originalTimestamp field")
             return
         try:
             message["timestamp"] = normalize_timestamp(raw)
         except TimestampError as error:
-            raise MappingError("invalid_timestamp", str(error)) from error
+            raise Reject(reasons.INVALID_TIMESTAMP, str(error)) from error
 
     def _message_id(self, number: int, source_id: str | None) -> str:
         if source_id:
@@ -322,7 +322,7 @@ def _call_type(value: Any, default: str) -> str:
         return default
     call_type = str(value).strip().lower()
     if call_type not in CALL_TYPES:
-        raise MappingError("unknown_type", f"type is not one of {', '.join(CALL_TYPES)}")
+        raise Reject(reasons.UNKNOWN_TYPE, f"type is not one of {', '.join(CALL_TYPES)}")
     return call_type
 
 
@@ -330,18 +330,18 @@ def _check_objects(spec: dict[str, Any]) -> None:
     for key in _OBJECT_KEYS:
         value = spec.get(key)
         if value is not None and not isinstance(value, dict):
-            raise MappingError("invalid_field", f"{key} must be an object, not {type(value).__name__}")
+            raise Reject(reasons.INVALID_FIELD, f"{key} must be an object, not {type(value).__name__}")
 
 
 def _as_id(value: Any, key: str) -> str | None:
     if value is None or isinstance(value, bool):
         if isinstance(value, bool):
-            raise MappingError("invalid_field", f"{key} must be a string or a number")
+            raise Reject(reasons.INVALID_FIELD, f"{key} must be a string or a number")
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, str | int | float):
-        raise MappingError("invalid_field", f"{key} must be a string or a number")
+        raise Reject(reasons.INVALID_FIELD, f"{key} must be a string or a number")
     text = str(value).strip()
     return text or None
 

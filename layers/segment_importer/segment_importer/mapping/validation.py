@@ -9,36 +9,31 @@ from __future__ import annotations
 from typing import Any
 
 from segment_importer.batch.encoding import MAX_MESSAGE_BYTES, EncodedMessage
+from segment_importer.track import reasons
+from segment_importer.track.reasons import Reject
 
 # Per call type: (required field, reason code when it is missing).
 _REQUIRED = {
-    "track": (("event", "missing_event"),),
-    "group": (("groupId", "missing_group_id"),),
-    "alias": (("previousId", "missing_previous_id"), ("userId", "missing_user")),
+    "track": (("event", reasons.MISSING_EVENT),),
+    "group": (("groupId", reasons.MISSING_GROUP_ID),),
+    "alias": (("previousId", reasons.MISSING_PREVIOUS_ID), ("userId", reasons.MISSING_USER)),
 }
-
-
-class ValidationError(ValueError):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
 
 
 def check_fields(message: dict[str, Any]) -> None:
     """Required ids and fields per call type (Segment's own rules)."""
     if not (message.get("userId") or message.get("anonymousId")):
-        raise ValidationError("missing_user", "neither userId nor anonymousId is set")
+        raise Reject(reasons.MISSING_USER, "neither userId nor anonymousId is set")
     for field, reason in _REQUIRED.get(message["type"], ()):
         value = message.get(field)
         if not isinstance(value, str) or not value.strip():
-            raise ValidationError(reason, f"{message['type']} call without {field}")
+            raise Reject(reason, f"{message['type']} call without {field}")
 
 
 def check_size(encoded: EncodedMessage) -> None:
     """The 32 KB per-message limit, measured as the Segment library will send the message."""
     if encoded.wire_bytes > MAX_MESSAGE_BYTES:
-        raise ValidationError(
-            "message_too_large",
+        raise Reject(
+            reasons.MESSAGE_TOO_LARGE,
             f"message is {encoded.wire_bytes} bytes; Segment's limit is {MAX_MESSAGE_BYTES}",
         )

@@ -1,4 +1,5 @@
-"""One large uncompressed NDJSON or CSV object, cut into byte ranges read in parallel.
+"""One large uncompressed NDJSON or CSV object (a span-splittable format), cut into byte
+ranges read in parallel.
 
 The result must be exactly what one sequential read gives: the same records, the same
 record numbers (message ids and reject positions derive from them), nothing read twice.
@@ -37,6 +38,7 @@ from segment_importer.read.formats import (
     csv_field_limit,
     open_records,
 )
+from segment_importer.read.registry import reader_for
 
 _CHUNK = 1 << 20
 _BOM = b"\xef\xbb\xbf"
@@ -239,21 +241,21 @@ class SpanRead:
     start: int  # aligned
     end: int
     first_line: int  # the physical line number at `start`
-    format: str  # "ndjson" | "csv"
+    format: str  # a `Format` value of a span-splittable reader
     header_line: int = 0  # CSV: the header's physical line number
     header_end: int = 0  # CSV: the byte after the header's line
 
     @property
     def csv_prefix(self) -> bool:
         """Whether the span is read after the header's bytes (a CSV span but the first)."""
-        return self.format == "csv" and self.index > 0
+        return reader_for(self.format).has_header and self.index > 0
 
     def start_point(self) -> ResumePoint | None:
         """Where reading the span starts, as a resumed read of the object; None for the first
         span (read as the object's start: its BOM and CSV header are there)."""
         if self.index == 0:
             return None
-        if self.format == "csv":
+        if reader_for(self.format).has_header:  # numbered in data rows, after the header
             return ResumePoint(self.start, self.first_line - self.header_line, self.header_end)
         return ResumePoint(self.start, self.first_line)
 

@@ -1,4 +1,4 @@
-"""CSV and TSV rows as records, read with the csv module (see `formats` for the rules).
+"""CSV and TSV rows as records, read with the csv module (see docs/formats.md for the rules).
 
 Lines are bounded one by one before the csv module sees them, and their bytes are counted,
 so a stop after a row can become the byte offset of the next (`CsvPosition`).
@@ -11,18 +11,24 @@ import csv
 import io
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from itertools import compress
 from typing import Protocol
 
+from segment_importer.read.detect import csv_delimiter
+from segment_importer.read.opening import CHUNK, Content
+from segment_importer.read.reader import Format, ReadOptions
 from segment_importer.read.records import (
     RAW_EXCERPT_CHARS,
     DamagedError,
     FileFormatError,
+    RecordStream,
     ResumePoint,
     SourceRecord,
     excerpt,
     unreadable,
 )
+from segment_importer.track import reasons
 
 # A cell that is exactly this is a null, like an empty cell: MySQL's `SELECT ... INTO OUTFILE`
 # and Snowflake's unload write NULL so. (`NULL` as a word is left alone: it can be data.)
@@ -136,6 +142,34 @@ class CsvPosition:
             return None
         offset = self.data_base + self.consumed - self.header_bytes
         return ResumePoint(offset, number + 1, self.header_end)
+
+
+@dataclass(frozen=True, slots=True)
+class CsvReader:
+    """CSV and TSV: a header row, then one record per row."""
+
+    format: Format = Format.CSV
+    label: str = "CSV"
+    resumable: bool = True  # after the header's bytes (see CsvPosition)
+    span_splittable: bool = True
+    has_header: bool = True
+    records_span_lines: bool = True  # a quoted cell may hold line breaks
+    cells_are_text: bool = True
+
+    def open(self, content: Content, options: ReadOptions) -> RecordStream:
+        """Reads the header now (FileFormatError when it cannot work), rows lazily."""
+        delimiter = csv_delimiter(content.head, content.hint)
+        buffered = io.BufferedReader(content.source, CHUNK)
+        resume = options.resume
+        position = CsvPosition(content.bom, resume)
+        first = resume.line if resume else options.first_row
+        records = csv_records(
+            buffered, delimiter, options.max_record_bytes, options.csv_encoding, first, position
+        )
+        return RecordStream(self.format.value, content.compression, records, position)
+
+
+CSV_READER = CsvReader()
 
 
 def _byte_length(encoding: str) -> Callable[[str], int] | None:
@@ -255,17 +289,10 @@ def _csv_rows(
                     yield rejected
                 if flags.broken is not None:
                     return
-            elif line_count - lines_before > 1 and sum(map(len, row)) > limit:
-                detail = f"row {number} is longer than {limit} bytes"
-                raw = excerpt(delimiter.join(row)[:RAW_EXCERPT_CHARS])
-                yield SourceRecord(number, reason="record_too_large", detail=detail, raw=raw)
-            elif line_count - lines_before > 1 and _holds_rows(row, width, delimiter):
-                detail = (
-                    f"row {number} has a quoted cell whose line breaks hold what look like more rows "
-                    "(a quote never closed?); those rows are not read"
-                )
-                raw = excerpt(delimiter.join(row))
-                yield SourceRecord(number, reason="csv_unclosed_quote", detail=detail, raw=raw)
+            elif line_count - lines_before > 1 and (
+                spanning := _spanning_row_problem(number, row, width, delimiter, limit)
+            ):
+                yield spanning
             elif len(row) == width:
                 if NULL_MARKER in row:  # warehouse unloads (MySQL, Snowflake) write NULL as \N
                     row = ["" if cell == NULL_MARKER else cell for cell in row]
@@ -280,7 +307,7 @@ def _csv_rows(
             elif "".join(row).strip():  # a wrong-length row that is not just blank
                 detail = f"row {number} has {len(row)} fields; the header has {width}"
                 raw = excerpt(delimiter.join(row))
-                yield SourceRecord(number, reason="csv_field_count", detail=detail, raw=raw)
+                yield SourceRecord(number, reason=reasons.CSV_FIELD_COUNT, detail=detail, raw=raw)
     except csv.Error:  # a quoted field over csv's own limit: there is no telling where rows restart
         detail = f"CSV row {number + 1} has a quoted field too long to read (or one that never closes)"
         yield unreadable(number + 1, detail + "; the rest of the file is not read")
@@ -288,6 +315,25 @@ def _csv_rows(
     if flags.broken is not None:
         detail = f"the file breaks after CSV row {number}: {flags.broken}"
         yield unreadable(number + 1, detail)
+
+
+def _spanning_row_problem(
+    number: int, row: list[str], width: int, delimiter: str, limit: int
+) -> SourceRecord | None:
+    """The reject for a row read over several lines (rare) that is over the limit, or that
+    looks like a quote never closed; None when the row is fine."""
+    if sum(map(len, row)) > limit:
+        detail = f"row {number} is longer than {limit} bytes"
+        raw = excerpt(delimiter.join(row)[:RAW_EXCERPT_CHARS])
+        return SourceRecord(number, reason=reasons.RECORD_TOO_LARGE, detail=detail, raw=raw)
+    if _holds_rows(row, width, delimiter):
+        detail = (
+            f"row {number} has a quoted cell whose line breaks hold what look like more rows "
+            "(a quote never closed?); those rows are not read"
+        )
+        raw = excerpt(delimiter.join(row))
+        return SourceRecord(number, reason=reasons.CSV_UNCLOSED_QUOTE, detail=detail, raw=raw)
+    return None
 
 
 def _holds_rows(row: list[str], width: int, delimiter: str) -> bool:
@@ -312,6 +358,8 @@ def _flagged_row(number: int, row: list[str], flags: _LineFlags, delimiter: str)
         return unreadable(number, detail)
     if flags.too_large is not None:
         detail = f"row {number} has a line longer than the record size limit"
-        return SourceRecord(number, reason="record_too_large", detail=detail, raw=flags.too_large)
+        return SourceRecord(number, reason=reasons.RECORD_TOO_LARGE, detail=detail, raw=flags.too_large)
     raw = excerpt(_unescape(delimiter.join(row)))
-    return SourceRecord(number, reason="invalid_utf8", detail=f"row {number} is not valid UTF-8", raw=raw)
+    return SourceRecord(
+        number, reason=reasons.INVALID_UTF8, detail=f"row {number} is not valid UTF-8", raw=raw
+    )

@@ -1,4 +1,4 @@
-"""JSON arrays, streamed element by element with ijson (see `formats` for the rules).
+"""JSON arrays, streamed element by element with ijson (see docs/formats.md for the rules).
 
 The whole file is one JSON text, so a syntax error ends it: a JSON stream cannot be
 resynchronised. Each element is built whole by ijson, so its size and its nesting depth are
@@ -10,13 +10,17 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 
 import ijson
 import orjson
 
-from segment_importer.read.records import DamagedError, SourceRecord, excerpt, unreadable
+from segment_importer.read.opening import CHUNK, Content
+from segment_importer.read.reader import Format, ReadOptions
+from segment_importer.read.records import DamagedError, RecordStream, SourceRecord, excerpt, unreadable
+from segment_importer.track import reasons
 
 try:  # the C backend is several times faster than the pure-Python one
     ijson_backend: Any = ijson.get_backend("yajl2_c")
@@ -140,6 +144,28 @@ class _DepthScanner:
         return max(accumulate((step - 1 for step in brackets.translate(_OPEN_AS_2)), initial=start))
 
 
+@dataclass(frozen=True, slots=True)
+class JsonArrayReader:
+    """A JSON array, or the array of a single document's `batch`/`events`/`data` key."""
+
+    format: Format = Format.JSON_ARRAY
+    label: str = "JSON array"
+    resumable: bool = False  # one JSON text: a read cannot start in its middle
+    span_splittable: bool = False
+    has_header: bool = False
+    records_span_lines: bool = True
+    cells_are_text: bool = False
+
+    def open(self, content: Content, options: ReadOptions) -> RecordStream:
+        prefix = f"{content.doc_key}.item" if content.doc_key else "item"
+        buffered = io.BufferedReader(content.source, CHUNK)
+        records = json_array_records(buffered, prefix, options.max_record_bytes)
+        return RecordStream(self.format.value, content.compression, records)
+
+
+JSON_ARRAY_READER = JsonArrayReader()
+
+
 def json_array_records(content: io.BufferedReader, prefix: str, limit: int) -> Iterator[SourceRecord]:
     """The elements of the array at `prefix` ("item": the top-level array), one by one.
 
@@ -157,7 +183,9 @@ def json_array_records(content: io.BufferedReader, prefix: str, limit: int) -> I
                 yield SourceRecord(count, value)
             else:
                 detail = f"element {count} is JSON but not an object"
-                yield SourceRecord(count, reason="not_an_object", detail=detail, raw=_json_excerpt(value))
+                yield SourceRecord(
+                    count, reason=reasons.NOT_AN_OBJECT, detail=detail, raw=_json_excerpt(value)
+                )
     except _ElementTooLargeError:
         detail = f"JSON array element {count + 1} is larger than {limit} bytes; the rest cannot be read"
         yield unreadable(count + 1, detail)

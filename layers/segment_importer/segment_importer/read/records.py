@@ -3,8 +3,11 @@ the errors a file can raise."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+from segment_importer.track import reasons
 
 # Raw text kept for a rejected record is cut here: the rejects file must stay bounded.
 RAW_EXCERPT_CHARS = 4096
@@ -22,7 +25,7 @@ class SourceRecord:
 
     number: int
     fields: dict[str, Any] | None = None
-    reason: str | None = None  # a reason code from rejects.REASONS when unreadable
+    reason: str | None = None  # a reason code from reasons.REASONS when unreadable
     detail: str | None = None  # human-readable, never containing record content
     raw: str | None = None  # an excerpt of the unreadable text, for the rejects file only
 
@@ -55,4 +58,41 @@ class ResumePoint:
 
 def unreadable(number: int, detail: str) -> SourceRecord:
     """The last record of a file whose rest cannot be read."""
-    return SourceRecord(number, reason="file_unreadable", detail=detail)
+    return SourceRecord(number, reason=reasons.FILE_UNREADABLE, detail=detail)
+
+
+class ReadPosition(Protocol):
+    """Where a reader is, so a stop after a record can become a `ResumePoint`."""
+
+    def after(self, number: int) -> ResumePoint | None: ...
+
+
+class RecordStream:
+    """The records of one export file, read lazily; iterable once."""
+
+    __slots__ = ("_position", "_records", "_used", "compression", "format")
+
+    def __init__(
+        self,
+        fmt: str,
+        compression: str,
+        records: Iterator[SourceRecord],
+        position: ReadPosition | None = None,
+    ) -> None:
+        self.format = fmt  # a `reader.Format` value: "ndjson" | "json_array" | "csv"
+        self.compression = compression  # "gzip" | "none"
+        self._records = records
+        self._position = position
+        self._used = False
+
+    def __iter__(self) -> Iterator[SourceRecord]:
+        # The records come from a stream: a second pass would silently yield nothing.
+        if self._used:
+            raise RuntimeError("a RecordStream can be iterated only once")
+        self._used = True
+        return self._records
+
+    def resume_point_after(self, number: int) -> ResumePoint | None:
+        """Where a later read can start right after record `number`, the last one yielded
+        (NDJSON; CSV in an encoding whose byte lengths are known), else None."""
+        return self._position.after(number) if self._position is not None else None

@@ -84,13 +84,6 @@ class Checkpoint:
     def to_body(self) -> str:
         return orjson.dumps({"v": CHECKPOINT_VERSION, "checkpoint": asdict(self)}).decode()
 
-    @classmethod
-    def from_body(cls, body: str) -> Checkpoint:
-        task = read_task(body)
-        if not isinstance(task, Checkpoint):
-            raise ValueError("not a checkpoint")
-        return task
-
 
 @dataclass(slots=True)
 class SurveyTask:

@@ -45,6 +45,31 @@ def open_range(s3: Any, bucket: str, key: str, identity: ObjectIdentity, start: 
     )["Body"]
 
 
+class S3ObjectHandle:
+    """The object as a reader's `ObjectHandle`: a sequential read of the bytes [start, end)
+    (one GetObject, opened on the first read), ranged reads of any bytes, the size. Every
+    read is pinned to the ETag the message ids derive from."""
+
+    def __init__(
+        self, s3: Any, bucket: str, key: str, identity: ObjectIdentity, start: int = 0, end: int = -1
+    ) -> None:
+        self._s3, self._bucket, self._key, self._identity = s3, bucket, key, identity
+        self._start, self._end = start, identity.size if end < 0 else end
+        self._body: Any = None
+
+    @property
+    def size(self) -> int:
+        return self._identity.size
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._body is None:
+            self._body = open_range(self._s3, self._bucket, self._key, self._identity, self._start, self._end)
+        return self._body.read(size) if size is not None and size >= 0 else self._body.read()
+
+    def read_range(self, start: int, end: int) -> bytes:
+        return read_range(self._s3, self._bucket, self._key, self._identity, start, end)
+
+
 def load_job_options(s3: Any, bucket: str, key: str, defaults: JobOptions, imports_prefix: str) -> JobOptions:
     """The nearest job file's options over the stack defaults."""
     for candidate in job_file_candidates(key, imports_prefix):
@@ -64,7 +89,8 @@ def _read_if_exists(s3: Any, bucket: str, key: str) -> bytes | None:
 
 
 class ProgressStream(io.RawIOBase):
-    """A read-only stream that reports how many bytes have passed through it."""
+    """A read-only stream that reports how many bytes have passed through it (its body's
+    ranged reads, when it has them, are not counted: they are not progress)."""
 
     def __init__(self, body: Any, on_bytes: Callable[[int], None] | None) -> None:
         self._body = body
@@ -80,6 +106,13 @@ class ProgressStream(io.RawIOBase):
         if self._on_bytes and chunk:
             self._on_bytes(len(chunk))
         return chunk
+
+    @property
+    def size(self) -> int:
+        return int(self._body.size)
+
+    def read_range(self, start: int, end: int) -> bytes:
+        return bytes(self._body.read_range(start, end))
 
     def readinto(self, buffer: Any) -> int:
         chunk = self.read(len(buffer))

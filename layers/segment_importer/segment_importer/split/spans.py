@@ -37,6 +37,8 @@ from segment_importer.read.byte_ranges import (
     spans_tile,
 )
 from segment_importer.read.formats import MAX_RECORD_BYTES, FileFormatError, open_records, plain_shape
+from segment_importer.read.reader import Format
+from segment_importer.read.registry import reader_for
 from segment_importer.settings import Prefixes
 from segment_importer.split.continuation import Checkpoint, SurveyTask, hand_over, hand_over_all
 from segment_importer.split.s3_objects import ObjectIdentity, open_body, read_range
@@ -79,13 +81,15 @@ def survey_tasks(
         shape = plain_shape(head, ref.key)
     except FileFormatError:
         return []  # the sequential split reports it
-    if shape is None or shape.format not in ("ndjson", "csv"):
+    if shape is None or not reader_for(shape.format).span_splittable:
         return []
     spans = plan_spans(identity.size, span_bytes, MAX_SPANS)
     header_line = header_end = 0
-    if shape.format == "csv":
+    if reader_for(shape.format).has_header:
         header = csv_header(head, shape.delimiter, job.encoding)
-        if header is None or header.end > spans[0][1] or not _header_reads(head[: header.end], ref.key, job):
+        if header is None or header.end > spans[0][1]:
+            return []
+        if not _header_reads(head[: header.end], ref.key, job, shape.format):
             return []
         header_line, header_end = header.line, header.end
     document = job.to_document()
@@ -100,7 +104,7 @@ def survey_tasks(
             count=len(spans),
             start=start,
             end=end,
-            format=shape.format,
+            format=shape.format.value,
             delimiter=shape.delimiter,
             header_line=header_line,
             header_end=header_end,
@@ -169,10 +173,10 @@ def finish_span(
         publish_final_report(s3, ledger, ref, prefixes, events)
 
 
-def _header_reads(header: bytes, key: str, job: JobOptions) -> bool:
+def _header_reads(header: bytes, key: str, job: JobOptions, fmt: Format) -> bool:
     """Whether the reader accepts the header (else the sequential split reports why)."""
     try:
-        open_records(io.BytesIO(header), key, csv_encoding=job.encoding, known_format="csv")
+        open_records(io.BytesIO(header), key, csv_encoding=job.encoding, known_format=fmt)
     except FileFormatError:
         return False
     return True
@@ -185,7 +189,7 @@ def survey_span(s3: Any, task: SurveyTask) -> SpanSurvey:
     try:
         span = AlignedSpan(body.read, (task.start, task.end), task.size_bytes)
         problem = None
-        if task.format == "csv":
+        if reader_for(task.format).records_span_lines:
             encoding = JobOptions().merged_with(task.job).encoding
             problem = csv_span_problem(span, task.delimiter, encoding, MAX_RECORD_BYTES)
         span.read_to_end()
@@ -237,7 +241,7 @@ def dispatch(ledger: Ledger, sqs: Any, queue_url: str, task: SurveyTask, found: 
 
 def first_record(span: SpanRead) -> int:
     """The number of the span's first record: its line (NDJSON) or its data row (CSV)."""
-    if span.format == "csv":
+    if reader_for(span.format).has_header:
         return span.first_line - span.header_line if span.index else 1
     return span.first_line
 

@@ -16,28 +16,28 @@ from dataclasses import dataclass, field
 from io import RawIOBase
 from typing import Any, BinaryIO, Protocol
 
-from segment_importer.batch.encoding import EncodingError, encode_message
+from segment_importer.batch.encoding import encode_message
 from segment_importer.batch.packing import Batch, BatchLimits, BatchPacker
 from segment_importer.batch.queueing import QueueWriter
 from segment_importer.deliver.preflight import PreflightFailed, WriteKeyPreflight
 from segment_importer.import_ref import ImportRef
 from segment_importer.job import JobOptions, JobOptionsError, is_job_file
-from segment_importer.mapping.mapper import MappingError, MessageMapper
+from segment_importer.mapping.mapper import MessageMapper
 from segment_importer.mapping.message_ids import file_identity
-from segment_importer.mapping.validation import ValidationError, check_fields, check_size
+from segment_importer.mapping.validation import check_fields, check_size
 from segment_importer.metrics import MetricsSink, NullMetrics
 from segment_importer.read.byte_ranges import PrefixedBody, SpanRead, span_records
 from segment_importer.read.formats import FileFormatError, RecordStream, ResumePoint, open_records
 from segment_importer.read.records import SourceRecord
+from segment_importer.read.registry import reader_for
 from segment_importer.settings import SplitterSettings
 from segment_importer.split.continuation import Checkpoint, PartBudget, SurveyTask, hand_over, read_task
 from segment_importer.split.s3_objects import (
     ObjectIdentity,
     ProgressStream,
+    S3ObjectHandle,
     head,
     load_job_options,
-    open_range,
-    read_range,
 )
 from segment_importer.split.spans import (
     SPAN_BATCH_STRIDE,
@@ -46,9 +46,11 @@ from segment_importer.split.spans import (
     record_and_dispatch,
     survey_span,
 )
+from segment_importer.track import reasons
 from segment_importer.track.completion import publish_final_report
 from segment_importer.track.import_events import ImportEvents
 from segment_importer.track.ledger import Ledger
+from segment_importer.track.reasons import Reject
 from segment_importer.track.rejects import RejectsWriter
 from segment_importer.track.report import (
     STATUS_CONTINUING,
@@ -316,12 +318,10 @@ def _open_part(
             return None
     # Progress counts the object's bytes up to where this part reads (a span's from its start).
     report.bytes_read = start - span.start if span is not None else start
-    stream: RawIOBase = ProgressStream(
-        open_range(s3, ref.bucket, ref.key, identity, start, end), _counting(report, on_bytes)
-    )
+    handle = S3ObjectHandle(s3, ref.bucket, ref.key, identity, start, end)
+    stream: RawIOBase = ProgressStream(handle, _counting(report, on_bytes))
     if point and point.header_end:  # a CSV read from the middle: its header first, not counted
-        header = read_range(s3, ref.bucket, ref.key, identity, 0, point.header_end)
-        stream = PrefixedBody(header, stream.read)
+        stream = PrefixedBody(handle.read_range(0, point.header_end), stream.read)
     if span is not None:
         return span_records(span, stream, ref.key, encoding=job.encoding, resume=part.resume)
     return open_records(
@@ -414,7 +414,9 @@ def split_records(
     """
     report.format, report.compression = records.format, records.compression
     mapper = MessageMapper(
-        job, file_identity(report.etag, report.size_bytes), from_csv=records.format == "csv"
+        job,
+        file_identity(report.etag, report.size_bytes),
+        from_csv=reader_for(records.format).cells_are_text,
     )
     packer = BatchPacker(limits, first_number=first_batch + report.batches_queued)
     earlier = _Earlier(report)
@@ -464,18 +466,15 @@ def _pack_record(
     record: SourceRecord, mapper: MessageMapper, packer: BatchPacker, sink: BatchSink, rejects: RejectsWriter
 ) -> None:
     if record.fields is None:
-        rejects.add(record.number, record.reason or "invalid_json", record.detail, record.raw)
+        rejects.add(record.number, record.reason or reasons.INVALID_JSON, record.detail, record.raw)
         return
     try:
         message = mapper.map(record.number, record.fields)
         check_fields(message)
         encoded = encode_message(message)
         check_size(encoded)
-    except (MappingError, ValidationError) as error:
+    except Reject as error:
         rejects.add(record.number, error.reason, error.detail, record.fields)
-        return
-    except EncodingError as error:
-        rejects.add(record.number, "invalid_field", str(error), record.fields)
         return
     closed = packer.add(encoded)
     if closed:
@@ -579,9 +578,7 @@ def _finish_span(services: SplitterServices, settings: SplitterSettings, part: _
 def _continue(services: SplitterServices, settings: SplitterSettings, part: _Part) -> None:
     checkpoint = part.checkpoint
     assert checkpoint is not None  # the caller checked
-    record_progress = _progress_recorder(services.ledger, part)
-    if record_progress:
-        record_progress(part.report)
+    _progress_recorder(services.ledger, part)(part.report)
     hand_over(services.sqs, settings.continuation_queue_url, checkpoint)
     services.metrics.add_metric("SplitContinuations", "Count", 1)
 

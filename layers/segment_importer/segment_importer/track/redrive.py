@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from segment_importer.batch.queueing import read_envelope
+from segment_importer.batch.envelope import read_envelope
 from segment_importer.import_ref import ImportRef
 from segment_importer.track.ledger import Ledger
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from segment_importer.track.reasons import REASONS
+from segment_importer.track.reasons import REASONS, REJECTS_OMITTED
 
 # Rejects stay in memory up to this size, then spill to local disk (Lambda's /tmp).
 _SPOOL_BYTES = 8 * 1024 * 1024
@@ -69,7 +69,7 @@ class RejectsWriter:
                 f"{self.omitted} more rejected records are counted in the report but not listed:"
                 f" the rejects file stops after {self.max_bytes} bytes"
             )
-            line = {"number": None, "reason": "rejects_omitted", "message": message, "record": None}
+            line = {"number": None, "reason": REJECTS_OMITTED, "message": message, "record": None}
             self._file.write(orjson.dumps(line, option=_OPTIONS))
         self._file.seek(0)
         s3.upload_fileobj(self._file, bucket, key, ExtraArgs={"ContentType": "application/x-ndjson"})

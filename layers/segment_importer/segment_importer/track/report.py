@@ -67,9 +67,6 @@ class ImportReport:
             "job": self.job,
         }
 
-    def to_json(self) -> bytes:
-        return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)
-
 
 def write_report(s3: Any, bucket: str, key: str, document: dict[str, Any]) -> None:
     body = orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)

@@ -1,0 +1,96 @@
+"""The SQS batch body: the one place it is written (splitter) and read (sender, redrive, the
+local runner), and its version checked.
+
+`{"v": 1, "source": {"bucket", "key", "etag"}, "batch_number": n, "message_count": m,
+"batch": [...]}`, assembled from the messages' stored bytes without re-serialising them. A
+body of another version is refused (`UnknownEnvelopeVersion`), never sent on a guess: a
+sender older than the splitter that wrote it reports the record as failed, so it waits on
+the queue (then the DLQ) for a sender that reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from segment_importer.batch.packing import Batch
+from segment_importer.import_ref import ImportRef
+
+ENVELOPE_VERSION = 1
+_BATCH_KEY = b',"batch":['
+
+
+class MalformedBatch(ValueError):
+    """An SQS body that is not one of ours; it goes to the DLQ after maxReceiveCount."""
+
+
+class UnknownEnvelopeVersion(MalformedBatch):
+    """A batch body of a version this code does not read (a newer splitter's, or no version)."""
+
+
+def batch_body(source: ImportRef, batch: Batch) -> bytes:
+    """The SQS body of one batch."""
+    head = orjson.dumps(
+        {
+            "v": ENVELOPE_VERSION,
+            "source": {"bucket": source.bucket, "key": source.key, "etag": source.etag},
+            "batch_number": batch.number,
+            "message_count": batch.size,
+        }
+    )
+    return b"".join((head[:-1], _BATCH_KEY, b",".join(batch.bodies), b"]}"))
+
+
+def read_envelope(body: str | bytes) -> dict[str, Any]:
+    """A batch body's envelope (version, source, numbers) without parsing its messages."""
+    raw = body.encode() if isinstance(body, str) else body
+    try:
+        envelope = orjson.loads(raw[: raw.index(_BATCH_KEY)] + b"}")
+    except (ValueError, orjson.JSONDecodeError) as error:
+        raise MalformedBatch(f"not a segment-importer batch: {type(error).__name__}") from None
+    _check_version(envelope)
+    return envelope
+
+
+def _check_version(document: Any) -> None:
+    version = document.get("v") if isinstance(document, dict) else None
+    if version != ENVELOPE_VERSION:
+        raise UnknownEnvelopeVersion(
+            f"batch body version {version!r} is not one this code reads ({ENVELOPE_VERSION})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedBatch:
+    """A batch as the sender gets it: where it comes from, its number, its messages."""
+
+    ref: ImportRef
+    number: int
+    messages: list[dict[str, Any]]
+
+    @property
+    def key(self) -> str:
+        return self.ref.key
+
+    @classmethod
+    def from_body(cls, body: str | bytes) -> QueuedBatch:
+        """Parse and check a whole body; MalformedBatch (UnknownEnvelopeVersion) if it is not
+        one this code reads."""
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as error:
+            raise MalformedBatch(f"not a segment-importer batch: {type(error).__name__}") from None
+        _check_version(document)
+        try:
+            source = document["source"]
+            messages = document["batch"]
+            if not isinstance(messages, list) or not messages:
+                raise MalformedBatch("batch is not a non-empty list")
+            ref = ImportRef(source["bucket"], source["key"], source["etag"])
+            return cls(ref, int(document["batch_number"]), messages)
+        except (KeyError, TypeError, ValueError) as error:
+            if isinstance(error, MalformedBatch):
+                raise
+            raise MalformedBatch(f"not a segment-importer batch: {type(error).__name__}") from None

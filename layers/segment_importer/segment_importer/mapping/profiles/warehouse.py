@@ -1,0 +1,80 @@
+"""Segment's warehouse tables (one per call type, columns flattened to snake_case): a row
+with a warehouse-only column is a warehouse row, and its `context_*` columns nest back into
+`context`. Used by the Segment profile, which reads archives and warehouse rows alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from segment_importer.job import CALL_TYPES
+
+# Segment warehouse columns that are load bookkeeping, not event data.
+WAREHOUSE_ONLY_FIELDS = frozenset({"uuid_ts", "loaded_at", "context_library_name", "context_library_version"})
+# Columns that only Segment's warehouse tables have: a row with one is a warehouse row.
+WAREHOUSE_MARKERS = frozenset({"received_at", "uuid_ts", "loaded_at", "context_library_name"})
+# The warehouse flattens `context.page.url` to `context_page_url`: Segment's context objects
+# and top-level fields, to nest the columns back (leaves are camelCased, as Segment's are).
+_CONTEXT_OBJECTS = frozenset(
+    {
+        "app",
+        "campaign",
+        "device",
+        "library",
+        "location",
+        "network",
+        "os",
+        "page",
+        "referrer",
+        "screen",
+        "traits",
+    }
+)
+_CONTEXT_FIELDS = {"user_agent": "userAgent", "group_id": "groupId", "instance_id": "instanceId"}
+
+
+def from_warehouse_columns(record: dict[str, Any]) -> None:
+    """A warehouse row's flattened `context_*` columns back into `context`, and a `type`
+    column that is not a call type (the warehouse keeps one table per call type, so such a
+    column is an event property) into the properties."""
+    context = record.get("context", {})
+    if isinstance(context, dict):  # one that is not an object is left to validation
+        for key in [key for key in record if key.startswith("context_")]:
+            path = _context_path(key.removeprefix("context_"))
+            if key not in WAREHOUSE_ONLY_FIELDS and _nest(context, path, record[key]):
+                del record[key]
+        if context:
+            record["context"] = context
+    call_type = record.get("type")
+    if call_type is not None and str(call_type).strip().lower() not in CALL_TYPES:
+        properties = record.setdefault("properties", {})
+        if isinstance(properties, dict) and "type" not in properties:
+            properties["type"] = record.pop("type")
+
+
+def _nest(root: dict[str, Any], path: tuple[str, ...], value: Any) -> bool:
+    """Put `value` at `path` under `root`; False (nothing written) where that would overwrite."""
+    node = root
+    for name in path[:-1]:
+        node = node.setdefault(name, {})
+        if not isinstance(node, dict):
+            return False
+    if path[-1] in node:
+        return False
+    node[path[-1]] = value
+    return True
+
+
+def _context_path(flat: str) -> tuple[str, ...]:
+    """`page_url` -> (page, url); `device_ad_tracking_enabled` -> (device, adTrackingEnabled);
+    `user_agent` -> (userAgent,); a name it does not know stays as it is."""
+    if flat in _CONTEXT_FIELDS:
+        return (_CONTEXT_FIELDS[flat],)
+    head, _, rest = flat.partition("_")
+    if head in _CONTEXT_OBJECTS and rest:
+        return (head, rest if head == "traits" else _camel(rest))
+    return (flat,)
+
+
+def _camel(snake: str) -> str:
+    first, *others = snake.split("_")
+    return first + "".join(word[:1].upper() + word[1:] for word in others)
