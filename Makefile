@@ -18,7 +18,7 @@ BIN := $(VENV)/bin
 FILE ?= examples
 ARGS ?=
 
-.PHONY: setup run test lint bench build validate deploy sam-build sam-validate clean security audit
+.PHONY: setup run test lint bench build validate deploy sam-build sam-validate clean security audit lock
 
 $(BIN)/segment-importer: pyproject.toml layers/segment_importer/requirements.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is required"; exit 1; }
@@ -86,6 +86,12 @@ sam-build: build
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache
+
+# The layer's lock: every package pinned with its hashes, from layers/segment_importer/requirements.in.
+lock: $(BIN)/segment-importer
+	$(BIN)/pip install -q pip-tools
+	cd layers/segment_importer && ../../$(BIN)/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links --output-file requirements.txt requirements.in
 
 # ---- sam local (issue 19, branch samlocal): a self-contained block, nothing above depends on it ----
 # docker-up installs Debian's docker.io if missing and starts dockerd (root); local-image builds the

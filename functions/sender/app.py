@@ -6,7 +6,7 @@ from functools import cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -17,10 +17,13 @@ from segment_importer.deliver.write_keys import WriteKeySource, service_for
 from segment_importer.log_safety import pin_library_loggers
 from segment_importer.metrics import NAMESPACE
 from segment_importer.settings import SenderSettings
+from segment_importer.track.import_events import ImportEvents, ImportEventsSettings
 from segment_importer.track.ledger import Ledger
 
 logger = Logger()
 metrics = Metrics(namespace=NAMESPACE)
+# Off unless the stack's Tracing parameter is true (POWERTOOLS_TRACE_DISABLED, set by the template).
+tracer = Tracer()
 copy_config_to_registered_loggers(source_logger=logger, include={"segment_importer"})
 pin_library_loggers()  # their DEBUG lines hold records and the write key
 
@@ -36,6 +39,8 @@ def _write_keys(parameter: str) -> WriteKeySource:
 
 
 @logger.inject_lambda_context(log_event=False)  # never the whole event: it holds records
+# Responses and errors stay out of traces: an error can quote a record.
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = SenderSettings.from_env()
@@ -52,6 +57,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         ledger=Ledger.for_tables(_client("dynamodb"), settings.ledger_tables),
         max_receive_count=settings.max_receive_count,
         metrics=metrics,
+        events=ImportEvents(_client("events"), ImportEventsSettings.from_env(), metrics),
     )
     return send_records(
         SQSEvent(event).records,

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.data_classes import S3Event, SQSEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -20,10 +20,13 @@ from segment_importer.metrics import NAMESPACE
 from segment_importer.settings import SplitterSettings
 from segment_importer.split.continuation import PartBudget
 from segment_importer.split.splitter import SplitterServices, continue_import, split_import
+from segment_importer.track.import_events import ImportEvents, ImportEventsSettings
 from segment_importer.track.ledger import Ledger
 
 logger = Logger()
 metrics = Metrics(namespace=NAMESPACE)
+# Off unless the stack's Tracing parameter is true (POWERTOOLS_TRACE_DISABLED, set by the template).
+tracer = Tracer()
 copy_config_to_registered_loggers(source_logger=logger, include={"segment_importer"})
 pin_library_loggers()  # their DEBUG lines hold records and the write key
 
@@ -41,6 +44,8 @@ def _preflight(settings_host: str, parameter: str) -> WriteKeyPreflight:
 
 
 @logger.inject_lambda_context(log_event=False)  # never the whole event: it holds records
+# Responses and errors stay out of traces: an error can quote a record.
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = SplitterSettings.from_env()
@@ -53,6 +58,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         if settings.preflight_host and settings.write_key_parameter
         else None,
         read_parameter=ssm_parameter_reader(_client("ssm"), settings.hash_key_path),
+        events=ImportEvents(_client("events"), ImportEventsSettings.from_env(), metrics),
     )
     budget = PartBudget(
         remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,

@@ -40,6 +40,20 @@ MANAGED_POLICIES: dict[str, list[dict[str, Any]]] = {
     "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole": [
         {"Effect": "Allow", "Action": [*_SQS_POLL, *_LOGS], "Resource": "*"}
     ],
+    # SAM attaches it whenever `Tracing` is set (the template's Tracing parameter).
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess": [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "xray:PutTraceSegments",
+                "xray:PutTelemetryRecords",
+                "xray:GetSamplingRules",
+                "xray:GetSamplingTargets",
+                "xray:GetSamplingStatisticSummaries",
+            ],
+            "Resource": "*",
+        }
+    ],
 }
 _S3_OBJECT_WRITES = frozenset(
     {"PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "AbortMultipartUpload"}
@@ -164,6 +178,10 @@ def requests_of(
             else f"arn:aws:secretsmanager:{region}:{account}:secret:{secret}"
         )
         yield Request(f"secretsmanager:{operation}", arn)
+    elif service == "events" and operation == "PutEvents":
+        for bus in {entry.get("EventBusName") or "default" for entry in params.get("Entries", [])}:
+            arn = bus if bus.startswith("arn:") else f"arn:aws:events:{region}:{account}:event-bus/{bus}"
+            yield Request("events:PutEvents", arn)
     else:
         yield Request(f"{service}:{operation}", "*")
 

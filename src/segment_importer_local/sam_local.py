@@ -78,7 +78,9 @@ def template_runtime(template: StackTemplate) -> str:
 
 
 def template_architecture(template: StackTemplate) -> str:
-    return str((_function_setting(template, "Architectures") or ["x86_64"])[0])
+    """What the local containers run: this machine's architecture (see local_template)."""
+    deployed = str((_function_setting(template, "Architectures") or ["x86_64"])[0])
+    return host_architecture() if deployed == DEPLOYED_ARCHITECTURE else deployed
 
 
 def base_image_tag(template: StackTemplate) -> str:
@@ -94,7 +96,9 @@ def base_image_tag(template: StackTemplate) -> str:
 def env_overrides(aws: LocalStack) -> dict[str, dict[str, str]]:
     """events/env.json: per function, the declared variables whose local value differs from what
     the SAM CLI resolves by itself (it knows parameter defaults, not moto's resources)."""
-    sam_view = Resolver(aws.template.parameter_defaults(), PSEUDO_PARAMETERS)
+    sam_view = Resolver(
+        aws.template.parameter_defaults(), PSEUDO_PARAMETERS, conditions=aws.template.document["Conditions"]
+    )
     overrides: dict[str, dict[str, str]] = {}
     for function in function_ids(aws.template):
         variables = aws.template.function_environment(function)
@@ -244,15 +248,41 @@ class SamCli:
         return response
 
 
+# The deployed stack is arm64; containers here run this machine's architecture, so the local
+# build reads template.yaml with the architectures swapped (and the layers' Makefiles install
+# wheels for it). Nothing else differs.
+LOCAL_TEMPLATE = ".template.local.yaml"  # gitignored, rewritten before each local build
+DEPLOYED_ARCHITECTURE = "arm64"
+
+
+def host_architecture() -> str:
+    return "arm64" if os.uname().machine in ("aarch64", "arm64") else "x86_64"
+
+
+def local_template(root: Path) -> Path:
+    """template.yaml for this machine's architecture, beside it (its relative paths hold)."""
+    text = (root / "template.yaml").read_text(encoding="utf-8")
+    host = host_architecture()
+    for before, after in (
+        (f"Architectures: [{DEPLOYED_ARCHITECTURE}]", f"Architectures: [{host}]"),
+        (f"BuildArchitecture: {DEPLOYED_ARCHITECTURE}", f"BuildArchitecture: {host}"),
+    ):
+        text = text.replace(before, after)
+    path = root / LOCAL_TEMPLATE
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 def sam_build(sam_python: Path, root: Path) -> Path:
     """`sam build` (cached, from samconfig.toml) so the containers run the current code."""
     print("sam build (cached) ...", file=sys.stderr)
+    platform = {"arm64": "aarch64", "x86_64": "x86_64"}[host_architecture()]
     result = subprocess.run(  # noqa: S603 - our own command line
-        [str(sam_python), str(HOST_NETWORK_LAUNCHER), "build"],
+        [str(sam_python), str(HOST_NETWORK_LAUNCHER), "build", "--template-file", str(local_template(root))],
         cwd=root,
         capture_output=True,
         text=True,
-        env={**os.environ, "SAM_CLI_TELEMETRY": "0", **_python_for_sam_build()},
+        env={**os.environ, "SAM_CLI_TELEMETRY": "0", "LAYER_PLATFORM": platform, **_python_for_sam_build()},
         check=False,
     )
     if result.returncode != 0:
@@ -270,6 +300,9 @@ def build_is_current(template: StackTemplate, built: Path) -> bool:
     """Every code file of the functions and the layer is in the build as it is now, and neither
     the template nor the layer's requirements changed since."""
     if not built.is_file():
+        return False
+    built_for = (_function_setting(StackTemplate.load(built), "Architectures") or ["x86_64"])[0]
+    if built_for != host_architecture():  # e.g. `make build` for the arm64 deployment
         return False
     layer = Path(template.resource("DomainLayer")["Properties"]["ContentUri"])
     inputs = [template.root / "template.yaml", template.root / layer / "requirements.txt"]

@@ -92,7 +92,9 @@ class LocalStack:
         self.ssm = boto3.client("ssm")
         self.dynamodb = boto3.client("dynamodb")
         self.queue_urls: dict[str, str] = {}
-        self.resolver = Resolver(self.parameters, PSEUDO_PARAMETERS)
+        self.resolver = Resolver(
+            self.parameters, PSEUDO_PARAMETERS, conditions=self.template.document.get("Conditions", {})
+        )
 
     def create(self, write_key: str) -> LocalStack:
         self._create_queues()

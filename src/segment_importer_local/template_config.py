@@ -157,6 +157,7 @@ class Resolver:
     pseudo: Mapping[str, str] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)  # logical id -> what Ref returns
     attributes: dict[str, str] = field(default_factory=dict)  # "LogicalId.Attr" -> value
+    conditions: Mapping[str, Any] = field(default_factory=dict)  # the template's Conditions section
 
     def define(self, logical_id: str, ref: str, **attributes: str) -> None:
         """Record a created resource's Ref value and attributes."""
@@ -182,6 +183,12 @@ class Resolver:
                 return str(table[name])
         raise TemplateError(f"cannot resolve {name!r} locally")
 
+    def condition(self, name: str) -> bool:
+        """A named condition of the template, evaluated against the parameter values."""
+        if name not in self.conditions:
+            raise TemplateError(f"no condition {name!r} in the template")
+        return bool(self.resolve(self.conditions[name]))
+
     def _sub(self, value: Any) -> str:
         text, variables = (value, {}) if isinstance(value, str) else (value[0], self.resolve(value[1]))
 
@@ -199,4 +206,10 @@ _INTRINSICS: dict[str, Any] = {
     "Fn::Join": lambda r, v: str(v[0]).join(str(item) for item in r.resolve(v[1])),
     "Fn::Select": lambda r, v: r.resolve(v[1])[int(r.resolve(v[0]))],
     "Fn::Split": lambda r, v: str(r.resolve(v[1])).split(v[0]),
+    "Fn::If": lambda r, v: r.resolve(v[1] if r.condition(v[0]) else v[2]),
+    "Fn::Equals": lambda r, v: str(r.resolve(v[0])) == str(r.resolve(v[1])),
+    "Fn::Not": lambda r, v: not r.resolve(v[0]),
+    "Fn::And": lambda r, v: all(r.resolve(item) for item in v),
+    "Fn::Or": lambda r, v: any(r.resolve(item) for item in v),
+    "Condition": lambda r, v: r.condition(v),
 }

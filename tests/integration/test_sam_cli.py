@@ -26,7 +26,15 @@ LAYER_SOURCE = ROOT / "layers" / "segment_importer"
 PYENV_VERSION = "3.13.0:3.12.1:3.11.7"
 FUNCTIONS = ("SplitterFunction", "SenderFunction")
 # Import names of what requirements.txt pulls in, as the handlers import them.
-LAYER_IMPORTS = ("orjson", "segment", "aws_lambda_powertools", "ijson", "boto3")
+LAYER_IMPORTS = ("orjson", "segment", "aws_lambda_powertools", "ijson")
+# In the Lambda runtime already (boto3, botocore) or needed only by code the importer never runs
+# (cryptography: segment-analytics-python's OAuth signing): none of them is shipped.
+NOT_SHIPPED = ("boto3", "botocore", "s3transfer", "cryptography", "cffi")
+# The built layer stays lean: at most this many bytes unzipped (Lambda allows 250 MB for all layers).
+LAYER_MAX_BYTES = 30 * 1024 * 1024
+# The oldest boto3 the handlers are proven to import with (pyproject.toml pins the same floor); the
+# python3.13 runtime has shipped a newer one since its launch.
+RUNTIME_BOTO3_FLOOR = "1.35.0"
 # Development-only packages that must not be shipped in the layer.
 DEV_ONLY = ("pytest", "moto", "ruff", "cfn-lint", "aws-sam-translator", "hypothesis")
 
@@ -151,8 +159,13 @@ def installed_distributions(site: Path) -> dict[str, str]:
 
 
 def layer_requirements() -> list[Requirement]:
+    """The lock's pins: `name==version \\` lines; hash and comment lines are indented."""
     lines = (LAYER_SOURCE / "requirements.txt").read_text(encoding="utf-8").splitlines()
-    return [Requirement(line.split("#", 1)[0]) for line in lines if line.split("#", 1)[0].strip()]
+    return [Requirement(line.rstrip(" \\")) for line in lines if line[:1].isalpha()]
+
+
+def tree_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
 # ---- sam validate ----------------------------------------------------------------------------
@@ -198,6 +211,9 @@ def test_layer_installs_what_requirements_txt_asks_for(build: Build) -> None:
 
     for requirement in requirements:
         name = canonicalize_name(requirement.name)
+        if name in NOT_SHIPPED or name == "pycparser":
+            assert name not in installed, f"{name} is shipped although the layer's Makefile excludes it"
+            continue
         assert name in installed, f"{requirement} from requirements.txt is not in the layer"
         assert requirement.specifier.contains(installed[name], prereleases=True), (
             requirement,
@@ -207,28 +223,61 @@ def test_layer_installs_what_requirements_txt_asks_for(build: Build) -> None:
         assert canonicalize_name(name) not in installed, f"development package {name} shipped in the layer"
 
 
-def test_layer_binaries_are_built_for_python_3_13(build: Build) -> None:
-    """Wheels for the local interpreter (3.11) would fail to import on the python3.13 runtime."""
+def test_layer_binaries_are_built_for_python_3_13_on_arm64(build: Build) -> None:
+    """Wheels for this machine (3.11, x86_64) would fail to import on the arm64 python3.13 runtime."""
     extensions = [path.name for path in (build.layer / "orjson").glob("*.so")]
 
     assert extensions, "orjson has no compiled extension in the layer"
-    assert all("cpython-313-x86_64-linux-gnu" in name for name in extensions), extensions
+    assert all("cpython-313-aarch64-linux-gnu" in name for name in extensions), extensions
+
+
+def test_layer_is_lean(build: Build) -> None:
+    for name in NOT_SHIPPED:
+        assert not (build.layer / name).exists(), f"{name} is in the layer"
+    size = tree_bytes(build.layer)
+    print(f"built layer: {size / 2**20:.1f} MiB unzipped")
+    assert size <= LAYER_MAX_BYTES, f"the layer is {size / 2**20:.1f} MiB"
+    # Compiled for 3.13 where the builder had it: /opt is read-only, so Lambda cannot cache bytecode.
+    assert list(build.layer.glob("segment_importer/__pycache__/*.cpython-313.pyc"))
+
+
+@pytest.fixture(scope="module")
+def host_layer(python313: Path, sam_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same layer Makefile, run for this machine's platform, beside the runtime's oldest boto3:
+    what the arm64 layer holds, importable here."""
+    root = tmp_path_factory.mktemp("host-layer")
+    env = {**sam_env, "PATH": f"{python313}{os.pathsep}{sam_env.get('PATH', '')}"}
+    subprocess.run(
+        ["make", "-s", "-C", str(LAYER_SOURCE), "build-DomainLayer", f"ARTIFACTS_DIR={root}",
+         f"LAYER_PLATFORM={os.uname().machine}"],
+        env=env, check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    subprocess.run(
+        [str(python313 / "python3.13"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "--target", str(root / "runtime"), f"boto3=={RUNTIME_BOTO3_FLOOR}"],
+        env=env, check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    return root
 
 
 @pytest.mark.parametrize("function_id", FUNCTIONS)
 def test_handlers_import_from_the_built_artifacts(
-    build: Build, python313: Path, sam_env: dict[str, str], function_id: str
+    build: Build, host_layer: Path, python313: Path, sam_env: dict[str, str], function_id: str
 ) -> None:
     """As Lambda runs them: the function folder plus the layer, and no other site-packages."""
     code = build.artifacts / function_id
+    layer, runtime = host_layer / "python", host_layer / "runtime"
     script = (
         "import sys\n"
-        f"sys.path[:0] = [{str(code)!r}, {str(build.layer)!r}]\n"
+        f"sys.path[:0] = [{str(code)!r}, {str(layer)!r}, {str(runtime)!r}]\n"
         "import app\n"
         "assert callable(app.handler)\n"
         "assert app.__file__.startswith(sys.path[0]), app.__file__\n"
         "import segment_importer\n"
         "assert segment_importer.__file__.startswith(sys.path[1]), segment_importer.__file__\n"
+        "import boto3\n"
+        f"assert boto3.__version__ == {RUNTIME_BOTO3_FLOOR!r}, boto3.__version__\n"
+        "assert 'cryptography' not in sys.modules\n"
     )
     result = subprocess.run(
         [str(python313 / "python3.13"), "-I", "-S", "-c", script],
@@ -270,14 +319,30 @@ def test_the_parquet_layer_is_trimmed_and_fits_lambda_with_the_main_layer(build:
     assert total < LAMBDA_UNZIPPED_LIMIT, f"{total:,} bytes unzipped"
 
 
+@pytest.fixture(scope="module")
+def host_parquet_layer(
+    python313: Path, sam_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The Parquet layer's Makefile, run for this machine's platform (the deployed one is arm64)."""
+    root = tmp_path_factory.mktemp("host-parquet-layer")
+    env = {**sam_env, "PATH": f"{python313}{os.pathsep}{sam_env.get('PATH', '')}"}
+    subprocess.run(
+        ["make", "-s", "-C", str(ROOT / "layers" / "parquet"), "build-ParquetLayer", f"ARTIFACTS_DIR={root}",
+         f"LAYER_PLATFORM={os.uname().machine}"],
+        env=env, check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    return root / "python"
+
+
 def test_the_parquet_reader_runs_on_the_built_layers(
-    build: Build, python313: Path, sam_env: dict[str, str]
+    build: Build, host_layer: Path, host_parquet_layer: Path, python313: Path, sam_env: dict[str, str]
 ) -> None:
-    """The trimmed pyarrow imports on Python 3.13 and the reader reads a file it writes."""
-    parquet = build.artifacts / "ParquetLayer" / "python"
+    """The trimmed pyarrow imports on Python 3.13 and the reader reads a file it writes (both
+    layers built by their own Makefiles for this machine: the deployed ones are arm64)."""
+    parquet = host_parquet_layer
     script = (
         "import sys, io\n"
-        f"sys.path[:0] = [{str(build.layer)!r}, {str(parquet)!r}]\n"
+        f"sys.path[:0] = [{str(host_layer / 'python')!r}, {str(parquet)!r}]\n"
         "import pyarrow as pa, pyarrow.parquet as pq\n"
         "assert pa.__file__.startswith(sys.path[1]), pa.__file__\n"
         "from segment_importer.read.handle import BytesHandle\n"

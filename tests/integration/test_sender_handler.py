@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 from moto import mock_aws
 
@@ -12,6 +14,7 @@ from segment_importer.batch.encoding import encode_message
 from segment_importer.batch.envelope import batch_body
 from segment_importer.batch.packing import Batch
 from segment_importer.import_ref import ImportRef
+from segment_importer.track.import_events import DETAIL_TYPE
 from segment_importer.track.ledger import COMPLETE, COMPLETE_WITH_ERRORS, SENDING, Ledger
 from segment_importer_local.event_source import invoke
 from segment_importer_local.segment_endpoint import FaultPlan, SegmentEndpoint
@@ -108,6 +111,34 @@ def test_a_malformed_body_fails_alone(deployed: Deployed) -> None:
     item = deployed.ledger.get(REF)
     assert item is not None
     assert item["status"] == COMPLETE
+
+
+def test_the_import_that_completes_is_announced_on_the_stacks_event_rule(
+    deployed: Deployed, endpoint: SegmentEndpoint
+) -> None:
+    """The handler as deployed (environment from the template) puts one event, which the template's
+    own rule (its pattern, resolved for this stack) matches."""
+    events, sqs = boto3.client("events"), deployed.stack.sqs
+    url = sqs.create_queue(QueueName="import-ends")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pattern = deployed.stack.resolver.resolve(
+        deployed.stack.template.resource("ImportEventsRule")["Properties"]["EventPattern"]
+    )
+    events.put_rule(
+        Name="import-ends", EventPattern=json.dumps({**pattern, "detail": {"bucket": [REF.bucket]}})
+    )
+    events.put_targets(Rule="import-ends", Targets=[{"Id": "queue", "Arn": arn}])
+    start_import(deployed.ledger, batches=2, messages=5)
+
+    deployed.invoke([sqs_record(1, 5), sqs_record(2, 5)])
+
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    assert len(messages) == 1
+    event = json.loads(messages[0]["Body"])
+    assert event["detail-type"] == DETAIL_TYPE
+    detail = event["detail"]
+    assert (detail["status"], detail["key"], detail["messages_delivered"]) == (COMPLETE, REF.key, 10)
+    assert detail["report"] == f"s3://{REF.bucket}/reports/x.ndjson.report.json"
 
 
 def test_a_body_of_an_unknown_version_fails_and_is_never_sent(

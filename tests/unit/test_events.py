@@ -61,7 +61,10 @@ def test_env_json_values_point_at_the_local_stack(template: StackTemplate) -> No
     """Resources are moto's on 127.0.0.1; a parameter value is the template's default unless the
     local run overrides the parameter (the Segment hosts: the embedded endpoint)."""
     env = load_event("env.json")
-    resolver = Resolver(parameters={**template.parameter_defaults(), **LOCAL_PARAMETERS})
+    resolver = Resolver(
+        parameters={**template.parameter_defaults(), **LOCAL_PARAMETERS},
+        conditions=template.document["Conditions"],
+    )
     resources = set(template.document["Resources"])
 
     for function_id in FUNCTIONS:
@@ -79,7 +82,7 @@ def test_env_json_settings_load(template: StackTemplate) -> None:
     """The handlers read their settings from what `sam local` hands them (the template's values
     with env.json's on top); they must parse and name the local resources."""
     env = load_event("env.json")
-    resolver = Resolver(parameters=template.parameter_defaults())
+    resolver = Resolver(parameters=template.parameter_defaults(), conditions=template.document["Conditions"])
 
     def container_env(function_id: str) -> dict[str, str]:
         declared = template.function_environment(function_id)
@@ -111,7 +114,11 @@ def test_s3_sample_parses_to_the_decoded_key(template: StackTemplate) -> None:
 
 def test_s3_sample_bucket_is_the_local_stack_bucket(template: StackTemplate) -> None:
     """The bucket `scripts/moto_stack.py` and `make local-invoke` create (the local stack's)."""
-    resolver = Resolver(parameters=template.parameter_defaults(), pseudo=PSEUDO_PARAMETERS)
+    resolver = Resolver(
+        parameters=template.parameter_defaults(),
+        pseudo=PSEUDO_PARAMETERS,
+        conditions=template.document["Conditions"],
+    )
     bucket = resolver.resolve(template.resource("ImportBucket")["Properties"]["BucketName"])
     (record,) = S3Event(load_event("s3-put.json")).records
 

@@ -41,12 +41,20 @@ PSEUDO = {
 QUEUES = ("WorkQueue", "DeadLetterQueue", "SplitterFailureQueue", "ContinuationQueue")
 TABLES = ("ImportsTable", "BatchesTable")
 RUNTIME = "python3.13"
+DEFAULT_BUS = f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default"
 
 # The AWS managed policies SAM attaches to the roles it generates, with their published
 # documents (they are not in the template, so the effective permissions need them). Any
 # other managed policy makes `test_roles_attach_only_known_managed_policies` fail.
 _LOGS = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"]
 _SQS_POLL = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+_XRAY = [
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+    "xray:GetSamplingStatisticSummaries",
+]
 MANAGED_POLICIES: dict[str, list[dict[str, Any]]] = {
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole": [
         {"Effect": "Allow", "Action": _LOGS, "Resource": "*"}
@@ -54,8 +62,11 @@ MANAGED_POLICIES: dict[str, list[dict[str, Any]]] = {
     "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole": [
         {"Effect": "Allow", "Action": [*_SQS_POLL, *_LOGS], "Resource": "*"}
     ],
+    # SAM attaches it whenever `Tracing` is set, even to PassThrough (the Tracing parameter's off); X-Ray
+    # has no resource-level permissions, so "*" is the narrowest there is.
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess": [{"Effect": "Allow", "Action": _XRAY, "Resource": "*"}],
 }
-BASIC_EXECUTION, SQS_EXECUTION = MANAGED_POLICIES
+BASIC_EXECUTION, SQS_EXECUTION, XRAY_WRITE_ONLY = MANAGED_POLICIES
 
 # A Segment write key is 32 random letters and digits: flag long unbroken alphanumeric runs
 # in which digits occur in several places (names such as "Are404" have one digit run).
@@ -104,7 +115,9 @@ def expanded(template: StackTemplate) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def resolver(template: StackTemplate) -> Resolver:
     """Resolves intrinsics to concrete ARNs, with parameter defaults and placeholder ids."""
-    resolver = Resolver(parameters=template.parameter_defaults(), pseudo=PSEUDO)
+    resolver = Resolver(
+        parameters=template.parameter_defaults(), pseudo=PSEUDO, conditions=template.document["Conditions"]
+    )
     for queue in QUEUES:
         resolver.define(
             queue,
@@ -115,6 +128,10 @@ def resolver(template: StackTemplate) -> Resolver:
         resolver.define(table, table, Arn=f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table}")
     bucket = resolver.resolve(template.resource("ImportBucket")["Properties"]["BucketName"])
     resolver.define("ImportBucket", bucket, Arn=f"arn:aws:s3:::{bucket}")
+    resolver.define(
+        "ImportEventsRule", "import-ends", Arn=f"arn:aws:events:{REGION}:{ACCOUNT}:rule/import-ends"
+    )
+    resolver.define("Dashboard", "segment-importer-imports")
     return resolver
 
 
@@ -387,6 +404,7 @@ def test_roles_attach_only_known_managed_policies(expanded: dict[str, Any]) -> N
         assert set(role_of(expanded, function_id).get("ManagedPolicyArns", [])) == {
             BASIC_EXECUTION,
             SQS_EXECUTION,
+            XRAY_WRITE_ONLY,
         }, function_id
 
 
@@ -404,9 +422,12 @@ def test_splitter_permissions(template: StackTemplate, expanded: dict[str, Any],
         "dynamodb:GetItem",
         "dynamodb:Query",
         "ssm:GetParameter",
+        "events:PutEvents",
         *_SQS_POLL,
         *_LOGS,
+        *_XRAY,
     }
+    assert allowed_resources("events:PutEvents", statements) == {DEFAULT_BUS}
     # The write-key pre-flight reads the key; shaping's `hash.keyParameter` only under its prefix.
     parameter_name = template.parameter_defaults()["WriteKeyParameterName"]
     hash_keys = template.parameter_defaults()["HashKeyParameterPath"]
@@ -465,11 +486,14 @@ def test_sender_permissions(template: StackTemplate, expanded: dict[str, Any], r
         "dynamodb:UpdateItem",
         "dynamodb:GetItem",
         "dynamodb:Query",
+        "events:PutEvents",
         *_SQS_POLL,
         *_LOGS,
+        *_XRAY,
     }
     # Only an archive's report, to keep its members' summaries when the import completes.
     assert allowed_resources("s3:GetObject", statements) == {bucket_objects(resolver, "reports/")}
+    assert allowed_resources("events:PutEvents", statements) == {DEFAULT_BUS}
     assert allowed_resources("ssm:GetParameter", statements) == {
         f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{parameter_name}"
     }
@@ -546,10 +570,28 @@ def test_functions_and_layer_target_python_3_13(template: StackTemplate) -> None
 
     layer = template.resource("DomainLayer")
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
-    assert layer["Metadata"]["BuildMethod"] == RUNTIME
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
     assert RUNTIME in layer["Properties"]["CompatibleRuntimes"]
     architectures = template.function_property("SplitterFunction", "Architectures")
-    assert [layer["Metadata"].get("BuildArchitecture", "x86_64")] == architectures
+    assert architectures == ["arm64"], "Graviton is the default: about 20% less per GB-second"
+    assert [layer["Metadata"]["BuildArchitecture"]] == architectures
+    assert layer["Properties"]["CompatibleArchitectures"] == architectures
+
+
+def test_the_layer_makefile_builds_for_the_functions_architecture_and_runtime(
+    template: StackTemplate,
+) -> None:
+    """The layer's Makefile installs wheels for one platform: it must be the template's."""
+    makefile = (ROOT / "layers" / "segment_importer" / "Makefile").read_text(encoding="utf-8")
+    platform = re.search(r"^LAYER_PLATFORM \?= (\S+)$", makefile, re.MULTILINE)
+    version = re.search(r"^LAYER_PYTHON_VERSION \?= (\S+)$", makefile, re.MULTILINE)
+    assert platform, "LAYER_PLATFORM not found in the layer's Makefile"
+    assert version, "LAYER_PYTHON_VERSION not found in the layer's Makefile"
+    wanted = {"arm64": "aarch64", "x86_64": "x86_64"}[
+        template.function_property("SplitterFunction", "Architectures")[0]
+    ]
+    assert platform.group(1) == wanted
+    assert f"python{version.group(1)}" == RUNTIME
 
 
 def test_the_parquet_layer_is_the_splitters_only_when_enabled(
@@ -755,3 +797,31 @@ def test_a_message_in_a_failure_queue_raises_an_alarm(
     assert properties["AlarmActions"] == {
         "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
     }
+
+
+def test_samconfig_overrides_name_template_parameters_with_values_the_template_allows(
+    template: StackTemplate,
+) -> None:
+    import tomllib
+
+    with (ROOT / "samconfig.toml").open("rb") as stream:
+        deploy = tomllib.load(stream)["default"]["deploy"]["parameters"]
+    parameters = template.document["Parameters"]
+    assert deploy["parameter_overrides"], "samconfig.toml should name the settings deployments change"
+    for override in deploy["parameter_overrides"]:
+        name, value = override.split("=", 1)
+        assert name in parameters, f"samconfig.toml overrides {name}, which template.yaml does not declare"
+        spec = parameters[name]
+        if "AllowedPattern" in spec:
+            assert re.fullmatch(spec["AllowedPattern"].strip("^$"), value), override
+        if "AllowedValues" in spec:
+            assert value in [str(v) for v in spec["AllowedValues"]], override
+    assert "project=" in deploy["tags"]
+
+
+def test_preflight_host_is_an_https_url_or_empty(template: StackTemplate) -> None:
+    pattern = template.document["Parameters"]["PreflightHost"]["AllowedPattern"]
+    for good in ("https://cdn.segment.com", ""):
+        assert re.match(pattern, good), good
+    for bad in ("http://cdn.segment.com", "cdn.segment.com", "https://cdn.segment.com/path"):
+        assert not re.match(pattern, bad), bad

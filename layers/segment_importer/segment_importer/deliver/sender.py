@@ -19,6 +19,7 @@ from segment_importer.metrics import MetricsSink, NullMetrics
 from segment_importer.settings import Prefixes
 from segment_importer.track import keys, reasons
 from segment_importer.track.completion import complete_and_report
+from segment_importer.track.import_events import ImportEvents
 from segment_importer.track.ledger import Ledger
 from segment_importer.track.rejects import RejectsWriter
 
@@ -38,6 +39,7 @@ class SenderServices:
     # A failed batch received this many times goes to the DLQ next: the ledger counts it failed.
     max_receive_count: int | None = None
     metrics: MetricsSink = field(default_factory=NullMetrics)
+    events: ImportEvents | None = None  # told when an import this sender completes ends
 
 
 def send_records(
@@ -133,7 +135,7 @@ def _not_delivered(
 
 def _complete(batch: QueuedBatch, services: SenderServices) -> None:
     if services.ledger:
-        complete_and_report(services.s3, services.ledger, batch.ref, services.prefixes)
+        complete_and_report(services.s3, services.ledger, batch.ref, services.prefixes, services.events)
 
 
 def refused_key(prefixes: Prefixes, key: str, batch_number: int) -> str:

@@ -44,6 +44,7 @@ from segment_importer.settings import Prefixes
 from segment_importer.split.continuation import Checkpoint, SurveyTask, hand_over, hand_over_all
 from segment_importer.split.s3_objects import ObjectIdentity, open_body, read_range
 from segment_importer.track.completion import final_report, publish_final_report
+from segment_importer.track.import_events import ImportEvents
 from segment_importer.track.ledger import Ledger
 from segment_importer.track.report import (
     STATUS_CONTINUING,
@@ -142,13 +143,24 @@ class SpanPlanning:
 
 
 def finish_span(
-    s3: Any, ledger: Ledger, prefixes: Prefixes, ref: ImportRef, index: int, report: ImportReport
+    s3: Any,
+    ledger: Ledger,
+    prefixes: Prefixes,
+    ref: ImportRef,
+    index: int,
+    report: ImportReport,
+    events: ImportEvents | None = None,
 ) -> None:
     """Count a finished (or failed) span; the last span to finish moves the import on to
     sending and writes its report with the totals of every span."""
     if report.status == STATUS_FAILED:
         ledger.record_span_counts(ref, index, report.split_counts(), done=False)
         ledger.fail_split(ref, report.error or "failed", ledger.span_totals(ref))  # what was queued
+        if events is not None:
+            failed = ledger.get(ref)
+            events.import_finished(
+                final_report(failed or {}), report_key(prefixes.reports, prefixes.imports, ref.key)
+            )
         return
     if not ledger.record_span_counts(ref, index, report.split_counts(), done=True):
         return
@@ -159,7 +171,7 @@ def finish_span(
     document = {**final_report(item), "status": STATUS_QUEUED}
     write_report(s3, ref.bucket, report_key(prefixes.reports, prefixes.imports, ref.key), document)
     if ledger.finish_span_split(ref):
-        publish_final_report(s3, ledger, ref, prefixes)
+        publish_final_report(s3, ledger, ref, prefixes, events)
 
 
 def _header_reads(header: bytes, key: str, job: JobOptions, fmt: Format) -> bool:

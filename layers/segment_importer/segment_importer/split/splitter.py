@@ -36,6 +36,7 @@ from segment_importer.split.stream_split import (
     split_stream,
 )
 from segment_importer.track.completion import publish_final_report
+from segment_importer.track.import_events import ImportEvents
 from segment_importer.track.ledger import Ledger
 from segment_importer.track.report import (
     STATUS_CONTINUING,
@@ -80,6 +81,7 @@ class SplitterServices:
     metrics: MetricsSink = field(default_factory=NullMetrics)
     preflight: WriteKeyPreflight | None = None
     read_parameter: Callable[[str], str] | None = None  # SSM, for a job's `hash.keyParameter`
+    events: ImportEvents | None = None  # told when an import ends in the splitter (failed, or all rejected)
 
 
 def split_import(
@@ -370,7 +372,15 @@ def _finish(services: SplitterServices, settings: SplitterSettings, part: Part) 
         _continue(services, settings, part)
     elif isinstance(part, SpanPart):
         if services.ledger is not None:
-            finish_span(services.s3, services.ledger, settings.prefixes, state.ref, part.span_index, report)
+            finish_span(
+                services.s3,
+                services.ledger,
+                settings.prefixes,
+                state.ref,
+                part.span_index,
+                report,
+                services.events,
+            )
         _emit(services.metrics, report)  # once per span: its totals
     elif not part.spans_planned or report.status == STATUS_FAILED:
         _tell_ledger(services, settings, part)
@@ -419,8 +429,13 @@ def _tell_ledger(services: SplitterServices, settings: SplitterSettings, part: P
         return
     if report.status == STATUS_FAILED:
         ledger.fail_split(ref, report.error or "failed", report.split_counts())
+        if services.events is not None:
+            prefixes = settings.prefixes
+            services.events.import_finished(
+                report.to_dict(), report_key(prefixes.reports, prefixes.imports, report.key)
+            )
     elif ledger.finish_split(ref, report.split_counts()):
-        publish_final_report(services.s3, ledger, ref, settings.prefixes)
+        publish_final_report(services.s3, ledger, ref, settings.prefixes, services.events)
 
 
 def _emit(metrics: MetricsSink, report: ImportReport) -> None:

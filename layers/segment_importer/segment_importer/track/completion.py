@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 
 from segment_importer.import_ref import ImportRef
 from segment_importer.settings import Prefixes
+from segment_importer.track.import_events import ImportEvents
 from segment_importer.track.ledger import Ledger
 from segment_importer.track.report import report_key, write_report
 from segment_importer.track.report_page import publish_report_page
@@ -31,19 +32,21 @@ def final_report(item: dict[str, Any]) -> dict[str, Any]:
     return {name: item.get(name) for name in FINAL_REPORT_FIELDS}
 
 
-def complete_and_report(s3: Any, ledger: Ledger, ref: ImportRef, prefixes: Prefixes) -> str | None:
-    """Complete the import if every queued batch is resolved, and then rewrite its report
-    (whoever completes it: the sender, or a redrive that found nothing left to deliver)."""
+def complete_and_report(
+    s3: Any, ledger: Ledger, ref: ImportRef, prefixes: Prefixes, events: ImportEvents | None = None
+) -> str | None:
+    """Complete the import if every queued batch is resolved, and then rewrite its report and
+    announce its end (whoever completes it: the sender, or a redrive that found nothing left)."""
     status = ledger.complete_if_done(ref)
     if status:
-        publish_final_report(s3, ledger, ref, prefixes)
+        publish_final_report(s3, ledger, ref, prefixes, events)
     return status
 
 
 def publish_final_report(
-    s3: Any, ledger: Ledger, ref: ImportRef, prefixes: Prefixes
+    s3: Any, ledger: Ledger, ref: ImportRef, prefixes: Prefixes, events: ImportEvents | None = None
 ) -> dict[str, Any] | None:
-    """Rewrite the import's report with the ledger's final counts; returns the report."""
+    """Rewrite the report with the ledger's final counts and announce the import's end; returns it."""
     item = ledger.get(ref)
     if item is None:
         return None
@@ -53,6 +56,8 @@ def publish_final_report(
         document["members"] = _members_of(s3, ref.bucket, key)
     write_report(s3, ref.bucket, key, document)
     publish_report_page(s3, ref.bucket, prefixes, document)  # the same figures as a page, beside it
+    if events is not None:
+        events.import_finished(document, key)
     logger.info(
         "import finished",
         extra={
