@@ -49,7 +49,7 @@ def of_run(result: RunResult, *, dry_run: bool) -> Verdict:
     records = sum(int(f.report.get("records_read", 0)) for f in files)
     rejected = sum(int(f.report.get("rejected", 0)) for f in files) + sum(f.messages_refused for f in files)
     if dry_run:
-        sent = sum(int(f.report.get("messages_queued", 0)) for f in files)
+        sent = sum(_queued(f) for f in files)
         batches = sum(int(f.report.get("batches_queued", 0)) for f in files)
         done = (
             f"would send {sent:,} of {records:,} records in {batches:,} batch{'es' if batches != 1 else ''}"
@@ -88,17 +88,32 @@ def top_reason_hint(files: list[FileOutcome]) -> str:
     return f"top reject reason {reason} ({count:,}): {HINTS.get(reason, 'see the rejects file')}"
 
 
+def _queued(outcome: FileOutcome) -> int:
+    """Messages queued for one input: an archive's are its members' (its own report has none)."""
+    ledger, members = outcome.ledger or {}, outcome.report.get("members") or []
+    if ledger.get("messages_queued") is not None:
+        return int(ledger["messages_queued"])
+    if members:
+        return sum(int(member.get("messages_queued") or 0) for member in members)
+    return int(outcome.report.get("messages_queued", 0))
+
+
 def _failures(outcome: FileOutcome, destination: str, dry_run: bool) -> list[str]:
     """Why one file's import is not a success, one line per cause."""
     name, report, ledger = outcome.key, outcome.report, outcome.ledger or {}
     lines = []
-    records, queued = int(report.get("records_read", 0)), int(report.get("messages_queued", 0))
+    records, queued = int(report.get("records_read", 0)), _queued(outcome)
     if records and not queued and not report.get("error"):
         lines.append(f"{name}: every record was rejected ({records:,}): nothing to send from it")
     if report.get("error"):
         lines.append(f"{name}: import failed: {report['error']}")
     if not outcome.read_to_its_end:
         lines.append(f"{name}: not read to its end (file_unreadable in the rejects says where and why)")
+    lines += [
+        f"{member.get('key')}: {member.get('error') or member.get('last_error') or 'failed'}"
+        for member in report.get("members") or []
+        if member.get("status") == "FAILED"
+    ]  # an archive's refused members (a nested archive, a name that leaves its folder)
     if dry_run or report.get("error"):
         return lines
     undelivered = int(ledger.get("messages_queued", report.get("messages_queued", 0))) - (

@@ -89,3 +89,42 @@ def test_results_go_to_stdout_and_progress_to_stderr(cli, tmp_path: Path) -> Non
 
 def _latest_run(tmp_path: Path) -> Path:
     return Path((tmp_path / "out" / "LATEST").read_text().strip())
+
+
+def _archive(path: Path, members: dict[str, bytes]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def _events(count: int, first: int = 0) -> bytes:
+    lines = [
+        f'{{"type":"track","userId":"u{n}","event":"Played","timestamp":"2021-06-01T10:00:{n:02d}Z"}}'
+        for n in range(first, first + count)
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_an_archive_of_good_members_is_ok_and_counts_its_members(cli, tmp_path: Path) -> None:
+    """Found by black-box QA: a ZIP whose members were all delivered said 'every record was
+    rejected' and NOT OK (its own report has no batches: its members are imports of their own)."""
+    _archive(tmp_path / "export.zip", {"a.ndjson": _events(3), "b.ndjson": _events(2, first=3)})
+    done = cli("run", "export.zip", "--no-progress")
+    assert done.code == 0, done.both
+    assert "every record was rejected" not in done.both
+    assert "OK: sent 5 of 5 records" in done.out
+
+
+def test_a_dry_run_of_an_archive_with_refused_members_is_not_ok(cli, tmp_path: Path) -> None:
+    """Found by black-box QA: the dry run said OK (exit 0) where the real run failed the
+    archive's refused members (a nested archive)."""
+    nested = _archive(tmp_path / "inner.zip", {"c.ndjson": _events(1)}).read_bytes()
+    _archive(tmp_path / "bundle.zip", {"a.ndjson": _events(2), "nested.zip": nested})
+    dry = cli("run", "bundle.zip", "--dry-run", "--no-progress")
+    real = cli("run", "bundle.zip", "--no-progress")
+    assert real.code == 1, real.both
+    assert dry.code == 1, dry.both
+    assert "nested" in dry.out
