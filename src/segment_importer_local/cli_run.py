@@ -112,6 +112,7 @@ def run_command(arguments: argparse.Namespace) -> int:
     template = _template(arguments.template)
     host, settings_host = _checked_destination(arguments, template)
     overrides = parameter_overrides(arguments.parameter, template)
+    _check_output_paths(arguments)
     try:
         inputs = find_inputs(arguments.files)
     except InputError as error:
@@ -265,12 +266,32 @@ def parameter_overrides(pairs: list[str], template: StackTemplate) -> dict[str, 
     for pair in pairs:
         name, equals, value = pair.partition("=")
         problem = template.parameter_problem(name, value) if equals else "expected NAME=VALUE"
+        if not problem and name == "DefaultJobOptions":  # the job format, as a drop's job.json
+            problem = _job_document_problem(value)
         if problem:
             problems.append(f"--parameter {pair!r}: {problem}")
         overrides[name] = value
     if problems:
         raise usage_error("; ".join(problems))
     return overrides
+
+
+def _job_document_problem(text: str) -> str | None:
+    from segment_importer.job import JobOptionsError, parse_job_document
+
+    try:
+        parse_job_document(text, "DefaultJobOptions")
+    except JobOptionsError as error:
+        return str(error)
+    return None
+
+
+def _check_output_paths(arguments: argparse.Namespace) -> None:
+    """Refuse, before anything is sent, output paths the run could not write at its end."""
+    if arguments.out.exists() and not arguments.out.is_dir():
+        raise usage_error(f"--out {arguments.out}: not a folder")
+    if arguments.report and not arguments.report.resolve().parent.is_dir():
+        raise usage_error(f"--report {arguments.report}: its folder does not exist")
 
 
 def _interrupted_note(out_dir: Path) -> str:

@@ -240,6 +240,7 @@ def run_preview_command(arguments: argparse.Namespace) -> int:
     if arguments.html:
         from segment_importer.track.report_page import preview_page
 
+        arguments.html.parent.mkdir(parents=True, exist_ok=True)  # `--html out/preview.html` on a fresh clone
         arguments.html.write_text(preview_page(document), encoding="utf-8")
     if arguments.json:
         sys.stdout.write(
@@ -263,4 +264,7 @@ def job_options(config: Path | None) -> JobOptions:
 
 
 def _mapped_file(path: Path | None) -> Any:
-    return path.open("wb") if path else nullcontext()
+    if path is None:
+        return nullcontext()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("wb")

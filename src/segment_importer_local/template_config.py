@@ -142,6 +142,8 @@ def _number_problem(name: str, value: str, spec: dict[str, Any]) -> str | None:
         return f"{name} must be a number, not {value!r}"
     if number != number or number in (float("inf"), float("-inf")):
         return f"{name} must be a finite number"
+    if isinstance(spec.get("Default"), int) and not number.is_integer():  # a count or a size
+        return f"{name} must be a whole number, not {value!r}"
     low, high = spec.get("MinValue"), spec.get("MaxValue")
     if (low is not None and number < float(low)) or (high is not None and number > float(high)):
         bounds = f"{low if low is not None else '-inf'} and {high if high is not None else 'inf'}"

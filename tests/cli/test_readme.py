@@ -24,12 +24,16 @@ def test_the_worked_example_runs_as_written(cli, tmp_path: Path) -> None:
     shutil.copytree(ROOT / "docs" / "example", tmp_path / "docs" / "example")
     commands = [line.split("#")[0].strip() for line in _bash_blocks("A worked example")]
     local = [command for command in commands if command.startswith(CLI) and "--write-key" not in command]
-    assert len(local) == 5, local
+    assert len(local) == 6, local
 
     done = [cli(*command.removeprefix(CLI).split()) for command in local]
-    run = done[2]
+    run = done[3]
 
-    assert [completed.code for completed in done] == [0, 3, 3, 0, 0], [completed.both for completed in done]
+    # check-job, preview (a page, in a folder that did not exist), dry run, run, rejects, status
+    assert [completed.code for completed in done] == [0, 0, 3, 3, 0, 0], [
+        completed.both for completed in done
+    ]
+    assert (tmp_path / "out" / "preview.html").read_text().startswith("<!DOCTYPE html>")
     verdict = re.search(r"^(DONE WITH REJECTS: sent 3 of 4 records to http://127\.0\.0\.1:)", README, re.M)
     assert verdict, "the README's verdict line"
     assert verdict.group(1) in run.out

@@ -128,3 +128,22 @@ def test_a_dry_run_of_an_archive_with_refused_members_is_not_ok(cli, tmp_path: P
     assert real.code == 1, real.both
     assert dry.code == 1, dry.both
     assert "nested" in dry.out
+
+
+def test_bad_parameters_and_output_paths_are_usage_errors_before_anything_is_sent(
+    cli, tmp_path: Path
+) -> None:
+    """Found by black-box QA: these ran (and sent) before a traceback (exit 1)."""
+    signups(tmp_path / "signups.csv", 2)
+    (tmp_path / "a-file").write_text("x")
+    for arguments in (
+        ["--parameter", "BatchMaxMessages=1.5"],
+        ["--parameter", "DefaultJobOptions={bad"],
+        ["--parameter", 'DefaultJobOptions={"colums": {}}'],
+        ["--report", str(tmp_path / "no-such-folder" / "r.json")],
+        ["--out", str(tmp_path / "a-file")],
+    ):
+        done = cli("run", "signups.csv", "--no-progress", *arguments)
+        assert done.code == 2, (arguments, done.both)
+        assert "Traceback" not in done.both, arguments
+        assert "error:" in done.err, arguments
