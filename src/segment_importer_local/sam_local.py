@@ -77,10 +77,9 @@ def template_runtime(template: StackTemplate) -> str:
     return str(_function_setting(template, "Runtime"))
 
 
-def template_architecture(template: StackTemplate) -> str:
-    """What the local containers run: this machine's architecture (see local_template)."""
-    deployed = str((_function_setting(template, "Architectures") or ["x86_64"])[0])
-    return host_architecture() if deployed == DEPLOYED_ARCHITECTURE else deployed
+def deployed_architecture(template: StackTemplate) -> str:
+    """The functions' architecture as template.yaml deploys them."""
+    return str((_function_setting(template, "Architectures") or ["x86_64"])[0])
 
 
 def base_image_tag(template: StackTemplate) -> str:
@@ -90,7 +89,8 @@ def base_image_tag(template: StackTemplate) -> str:
     runtime = template_runtime(template)
     if not runtime.startswith("python"):
         raise TemplateError(f"the local base image is built for Python runtimes, not {runtime}")
-    return f"{_ECR_PREFIX}/python:{runtime.removeprefix('python')}-{template_architecture(template)}"
+    # The architecture of the local build (local_template), not the deployed one.
+    return f"{_ECR_PREFIX}/python:{runtime.removeprefix('python')}-{host_architecture()}"
 
 
 def env_overrides(aws: LocalStack) -> dict[str, dict[str, str]]:
@@ -252,7 +252,6 @@ class SamCli:
 # build reads template.yaml with the architectures swapped (and the layers' Makefiles install
 # wheels for it). Nothing else differs.
 LOCAL_TEMPLATE = ".template.local.yaml"  # gitignored, rewritten before each local build
-DEPLOYED_ARCHITECTURE = "arm64"
 
 
 def host_architecture() -> str:
@@ -262,10 +261,10 @@ def host_architecture() -> str:
 def local_template(root: Path) -> Path:
     """template.yaml for this machine's architecture, beside it (its relative paths hold)."""
     text = (root / "template.yaml").read_text(encoding="utf-8")
-    host = host_architecture()
+    deployed, host = deployed_architecture(StackTemplate.load(root / "template.yaml")), host_architecture()
     for before, after in (
-        (f"Architectures: [{DEPLOYED_ARCHITECTURE}]", f"Architectures: [{host}]"),
-        (f"BuildArchitecture: {DEPLOYED_ARCHITECTURE}", f"BuildArchitecture: {host}"),
+        (f"Architectures: [{deployed}]", f"Architectures: [{host}]"),
+        (f"BuildArchitecture: {deployed}", f"BuildArchitecture: {host}"),
     ):
         text = text.replace(before, after)
     path = root / LOCAL_TEMPLATE

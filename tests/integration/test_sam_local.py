@@ -84,7 +84,7 @@ def test_the_image_is_tagged_as_the_sam_cli_looks_for_it() -> None:
     """The SAM CLI's own naming, for the template's runtime and architecture."""
     runtime = TEMPLATE.function_property("SplitterFunction", "Runtime")
     # The local containers run this machine's architecture (the deployed stack's is arm64).
-    architecture = sam_local.template_architecture(TEMPLATE)
+    architecture = sam_local.host_architecture()
     script = (
         "import sys\n"
         "from samcli.local.docker.lambda_image import LambdaImage, Runtime\n"

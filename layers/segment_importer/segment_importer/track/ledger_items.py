@@ -103,21 +103,6 @@ class LedgerItems:
             ExpressionAttributeValues=to_dynamo(attribute_values),
         )
 
-    def _set(self, ref: ImportRef, values: dict[str, Any], *, first_error: str | None = None) -> None:
-        names = {f"#f{i}": name for i, name in enumerate(values)}
-        assignments = [f"#f{i} = :v{i}" for i in range(len(values))]
-        attribute_values = {f":v{i}": value for i, value in enumerate(values.values())}
-        if first_error is not None:
-            assignments.append("first_error = if_not_exists(first_error, :first_error)")
-            attribute_values[":first_error"] = first_error
-        self._db.update_item(
-            TableName=self._imports,
-            Key=to_dynamo({"import_id": ref.import_id}),
-            UpdateExpression="SET " + ", ".join(assignments),
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=to_dynamo(attribute_values),
-        )
-
     def _transact(self, items: list[dict[str, Any]]) -> bool:
         """Run a transaction; False if a condition failed, retried on write conflicts."""
         for attempt in range(_CONFLICT_RETRIES):
