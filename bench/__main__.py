@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         memory,
         preview,
         report,
+        scale,
         sender_throughput,
         spans,
         splitter_cpu,
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     measured = results["benchmarks"]
     if "cost" in args.only and "splitter" in measured and "sender" in measured:
         measured["cost"] = cost.model(measured["splitter"], measured["sender"], measured.get("e2e"))
+        measured["scale"] = scale.projection(measured)
     results["targets"] = report.targets(measured)
     results["seconds"] = time.perf_counter() - started
     out = args.out or common.RESULTS_DIR / "latest.json"

@@ -53,7 +53,13 @@ def template_settings() -> dict[str, Any]:
         "splitter_timeout_s": int(template.function_property("SplitterFunction", "Timeout")),
         "sender_batch_size": int(parameters.get("SenderBatchSize", 5)),
         "queue_max_message_bytes": int(parameters.get("QueueMaxMessageBytes", 1_048_576)),
+        "architecture": (template.function_property("SplitterFunction", "Architectures") or ["x86_64"])[0],
     }
+
+
+def gb_second_price(architecture: str) -> float:
+    """Lambda's price per GB-second for the template's architecture (arm64 is about 20% less)."""
+    return PRICES["lambda_gb_second_arm" if architecture == "arm64" else "lambda_gb_second_x86"]
 
 
 def vcpu_share(memory_mb: int) -> float:
@@ -109,8 +115,9 @@ def model(
         per_batch = 1 / end_to_end["batches_queued"]
         ledger_transactions = batches * calls.get("dynamodb.TransactWriteItems", 0) * per_batch
         ledger_reads = batches * calls.get("dynamodb.GetItem", 0) * per_batch
+    gb_second = gb_second_price(settings["architecture"])
     dollars = {
-        "lambda_compute": (gb_seconds["splitter"] + gb_seconds["sender"]) * PRICES["lambda_gb_second_x86"],
+        "lambda_compute": (gb_seconds["splitter"] + gb_seconds["sender"]) * gb_second,
         "lambda_requests": (1 + invocations) * PRICES["lambda_per_million_requests"] / 1e6,
         "sqs": sqs_requests * PRICES["sqs_per_million_requests"] / 1e6,
         "dynamodb_ledger": (
@@ -132,7 +139,7 @@ def model(
         str(memory): {
             "seconds_per_million": splitter_seconds(memory),
             "gb_seconds_per_million": splitter_seconds(memory) * memory / 1024,
-            "dollars_per_million": splitter_seconds(memory) * memory / 1024 * PRICES["lambda_gb_second_x86"],
+            "dollars_per_million": splitter_seconds(memory) * memory / 1024 * gb_second,
             "events_in_one_invocation": EVENTS * settings["splitter_timeout_s"] / splitter_seconds(memory),
         }
         for memory in (512, 1024, 1769, 3008)
@@ -140,7 +147,7 @@ def model(
     sender_options = {
         str(memory): {
             "seconds_per_million": sender_seconds(memory),
-            "dollars_per_million": sender_seconds(memory) * memory / 1024 * PRICES["lambda_gb_second_x86"],
+            "dollars_per_million": sender_seconds(memory) * memory / 1024 * gb_second,
         }
         for memory in (256, 512, 1024, 1769)
     }

@@ -87,6 +87,10 @@ def render(results: dict[str, Any]) -> str:
         parts.append(_memory(measured["memory"]))
     if "cost" in measured:
         parts.append(_cost(measured["cost"]))
+    if "scale" in measured:
+        from bench import scale
+
+        parts.append(scale.render(measured["scale"]))
     if "spans" in measured:
         parts.append(_spans(measured["spans"]))
     if "preview" in measured:
