@@ -73,11 +73,13 @@ def host_form_problem(url: Any) -> str | None:
     if not isinstance(url, str) or len(url) > MAX_NAME_CHARS or any(c.isspace() for c in url):
         return "not a URL"
     parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "not an https URL, e.g. https://events.eu1.segmentapis.com"
     try:
         parts.port  # noqa: B018 - raises on a port that is not a number
     except ValueError:
         return "its port is not a number"
-    if not parts.hostname or parts.path or parts.query or parts.fragment or "@" in parts.netloc:
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
         return "give the host only, e.g. https://events.eu1.segmentapis.com"
     if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK):
         return "https only"
