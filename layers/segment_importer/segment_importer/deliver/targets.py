@@ -26,6 +26,8 @@ SECRETS_MANAGER_PREFIX = "secretsmanager:"
 MAX_NAME_CHARS = 256  # keeps the SQS envelope's head within QUEUE_ENVELOPE_BYTES (batch/packing.py)
 # SSM's own character set for names; `*` and `?` (IAM wildcards) and `..` are never allowed.
 _SSM_NAME = re.compile(r"/[A-Za-z0-9_.\-/]+")
+# The functions' variables the policy is read from (set by template.yaml's Globals).
+ENVIRONMENT = ("WRITE_KEY_PARAMETER", "SEGMENT_HOST", "JOB_KEY_PARAMETER_PATH", "JOB_SEGMENT_HOSTS")
 # Plain http only to this machine: the local stack's embedded Segment endpoint.
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
