@@ -249,3 +249,17 @@ def test_a_target_the_stack_refuses_is_a_job_error_before_any_key_is_read() -> N
     with pytest.raises(JobOptionsError) as caught:
         check_write_key(preflight, policy(), job)
     assert len(caught.value.problems) == 2
+
+
+def test_a_sender_without_a_resolver_never_posts_a_targeted_batch_to_its_default() -> None:
+    from segment_importer.deliver.segment_client import BatchPoster, SegmentTarget
+    from segment_importer.deliver.sender import SenderServices, send_records
+    from segment_importer.settings import Prefixes
+
+    body = batch_body(SOURCE, one_batch(), JobTarget(PREFIX + "test")).decode()
+    record = {"messageId": "targeted", "body": body, "attributes": {"ApproximateReceiveCount": "1"}}
+    with SegmentEndpoint(WRITE_KEY) as endpoint:
+        services = SenderServices(BatchPoster(SegmentTarget(WRITE_KEY, endpoint.url, 5.0)), None, Prefixes())
+        response = send_records([record], services, remaining_seconds=lambda: 60.0)
+        assert response == {"batchItemFailures": [{"itemIdentifier": "targeted"}]}
+        assert endpoint.stats()["requests"] == 0
