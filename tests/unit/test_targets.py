@@ -20,11 +20,13 @@ from segment_importer.deliver.targets import MAX_NAME_CHARS, JobTarget, TargetPo
 from segment_importer.import_ref import ImportRef
 from segment_importer.job import JobOptions, JobOptionsError, parse_job_document
 from segment_importer_local.segment_endpoint import SegmentEndpoint
+from segment_importer_local.template_config import StackTemplate
 
 from ..conftest import WRITE_KEY
 
-PREFIX = "/segment-importer/write-keys/"
-DEFAULT = "/segment-importer/write-key"
+# The template's defaults: what a deployed stack allows unless told otherwise.
+PREFIX = StackTemplate.load().parameter_defaults()["JobKeyParameterPath"]
+DEFAULT = StackTemplate.load().parameter_defaults()["WriteKeyParameterName"]
 SOURCE = ImportRef("drops", "imports/acme/events.ndjson", "etag")
 MESSAGE = b'{"type":"track","userId":"u","event":"E","messageId":"m"}'
 
@@ -46,7 +48,7 @@ def one_batch() -> Batch:
         ({"writeKeyParameter": PREFIX + "../write-key"}, "no '..'"),
         ({"writeKeyParameter": PREFIX + "*"}, "not an SSM parameter name"),
         ({"writeKeyParameter": PREFIX + "a?"}, "not an SSM parameter name"),
-        ({"writeKeyParameter": PREFIX + "x" * MAX_NAME_CHARS}, "at most 256 characters"),
+        ({"writeKeyParameter": PREFIX + "x" * MAX_NAME_CHARS}, f"at most {MAX_NAME_CHARS} characters"),
         ({"writeKeyParameter": "secretsmanager:segment/test"}, "Secrets Manager is for the stack's own key"),
         ({"writeKeyParameter": 7}, "not a string"),
         ({"host": "http://events.eu1.segmentapis.com"}, "https only"),
@@ -90,7 +92,7 @@ def test_a_target_survives_the_checkpoint_round_trip() -> None:
     ("target", "fragment"),
     [
         (JobTarget("/segment-importer/other/key"), f"is not under {PREFIX}"),
-        (JobTarget("/segment-importer/write-keys-old/key"), f"is not under {PREFIX}"),
+        (JobTarget(PREFIX.rstrip("/") + "-old/key"), f"is not under {PREFIX}"),  # a sibling path
         (JobTarget(host="https://collector.example.com"), "is not one the stack allows"),
     ],
 )
