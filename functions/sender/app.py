@@ -11,8 +11,8 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from segment_importer.deliver.segment_client import BatchPoster, SegmentTarget
 from segment_importer.deliver.sender import SenderServices, send_records
+from segment_importer.deliver.target_resolver import TargetResolver
 from segment_importer.deliver.write_keys import WriteKeySource, service_for
 from segment_importer.log_safety import pin_library_loggers
 from segment_importer.metrics import NAMESPACE
@@ -44,14 +44,17 @@ def _write_keys(parameter: str) -> WriteKeySource:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = SenderSettings.from_env()
-    target = SegmentTarget(
-        write_key=_write_keys(settings.write_key_parameter).get(),
-        host=settings.segment_host,
+    # The stack's own target, and each one a batch's job names (checked against the stack's
+    # policy), with one cached key source per parameter name.
+    targets = TargetResolver(
+        settings.targets,
+        lambda name: _write_keys(name).get(),
         timeout_seconds=settings.request_timeout_seconds,
         gzip=settings.gzip,
     )
     services = SenderServices(
-        poster=BatchPoster(target),
+        poster=targets.poster(None),
+        poster_for=targets.poster,
         s3=_client("s3"),
         prefixes=settings.prefixes,
         ledger=Ledger.for_tables(_client("dynamodb"), settings.ledger_tables),

@@ -37,10 +37,17 @@ def _client(service: str) -> Any:
 
 
 @cache
+def _write_keys(parameter: str) -> WriteKeySource:
+    """One per parameter name and process (Powertools caches each value for its max_age)."""
+    return WriteKeySource(parameter, _client(service_for(parameter)))
+
+
+@cache
 def _preflight(settings_host: str, parameter: str) -> WriteKeyPreflight:
-    """One per process, so each key is checked once while the environment lives."""
-    keys = WriteKeySource(parameter, _client(service_for(parameter)))
-    return WriteKeyPreflight(settings_host, keys.get)
+    """One per process, so each key (the stack's, or a job's) is checked once while the environment lives."""
+    return WriteKeyPreflight(
+        settings_host, _write_keys(parameter).get, key_of=lambda name: _write_keys(name).get()
+    )
 
 
 @logger.inject_lambda_context(log_event=False)  # never the whole event: it holds records

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from rich.console import Console
 
+from segment_importer.deliver.targets import TargetPolicy
 from segment_importer.job import JobOptionsError, parse_job_document
 from segment_importer_local.errors import CliError, usage_error
 
@@ -44,6 +45,16 @@ def add_inspect_commands(commands: Any) -> None:
         "options it sets when it has none. Example: segment-importer check-job imports/2019/job.json",
     )
     check.add_argument("job_file", type=Path)
+    check.add_argument(
+        "--template", type=Path, help="template.yaml whose JobKeyParameterPath and JobSegmentHosts apply"
+    )
+    check.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a stack parameter as deployed, e.g. JobKeyParameterPath=/team-a/segment/ (repeatable)",
+    )
     check.set_defaults(command=_check_job)
 
 
@@ -247,26 +258,43 @@ def redrive_summary(result: Any) -> str:
 
 
 def _check_job(arguments: argparse.Namespace) -> int:
-    document = checked_job_document(arguments.job_file)
+    from segment_importer_local.cli_run import parameter_overrides
+    from segment_importer_local.job_targets import template_policy
+    from segment_importer_local.template_config import StackTemplate
+
+    template = StackTemplate.load(arguments.template)
+    policy = template_policy(template, parameter_overrides(arguments.parameter, template))
+    document = checked_job_document(arguments.job_file, policy)
     print(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
     return 0
 
 
-def checked_job_document(path: Path) -> dict[str, Any]:
-    """The job file's document, or a usage error listing every problem in it."""
+def checked_job_document(path: Path, policy: TargetPolicy | None = None) -> dict[str, Any]:
+    """The job file's document, or a usage error listing every problem in it (with `policy`,
+    also a workspace the stack would not allow)."""
+    from segment_importer_local.job_targets import policy_problems
+
     try:
-        return parse_job_document(path.read_bytes(), str(path))
+        document = parse_job_document(path.read_bytes(), str(path))
+        problems = policy_problems(document, policy, str(path)) if policy else []
     except OSError as error:
         raise usage_error(f"cannot read the job file: {error}") from None
     except JobOptionsError as error:
-        listed = "\n".join(f"  - {problem}" for problem in error.problems)
-        raise usage_error(f"{len(error.problems)} problem(s) in the job file:\n{listed}") from None
+        problems = error.problems
+    if problems:
+        listed = "\n".join(f"  - {problem}" for problem in problems)
+        raise usage_error(f"{len(problems)} problem(s) in the job file:\n{listed}")
+    return document
 
 
-def check_job_files(configs: list[Path], inputs: list[InputFile]) -> None:
-    """--config and every job.json among the inputs, before anything runs."""
-    for path in [*configs, *(item.path for item in inputs if item.is_job_file)]:
-        checked_job_document(path)
+def check_job_files(
+    configs: list[Path], inputs: list[InputFile], policy: TargetPolicy | None = None
+) -> list[Path]:
+    """--config and every job.json among the inputs, before anything runs; returns their paths."""
+    paths = [*configs, *(item.path for item in inputs if item.is_job_file)]
+    for path in paths:
+        checked_job_document(path, policy)
+    return paths
 
 
 def stack_bucket(cloudformation: Any, stack_name: str | None) -> str:

@@ -73,6 +73,14 @@ def add_run_command(commands: Any) -> None:
     )
     run.add_argument("--host", help="Segment host for --write-key (default: the template's SegmentHost)")
     run.add_argument(
+        "--write-key-for",
+        action="append",
+        default=[],
+        metavar="NAME=KEY",
+        help="the key of an SSM parameter a job file names as its writeKeyParameter, seeded into the "
+        "local stack (repeatable; with the embedded endpoint a key is made up for any not given)",
+    )
+    run.add_argument(
         "--preflight-host",
         help="settings host to check the write key at, when --host is not Segment's (e.g. https://cdn.segment.com)",
     )
@@ -105,7 +113,6 @@ def add_run_command(commands: Any) -> None:
 
 
 def run_command(arguments: argparse.Namespace) -> int:
-    from segment_importer_local.cli_inspect import check_job_files
     from segment_importer_local.runner import RunOptions, run_import  # moto loads only for `run`
 
     resumed = _resume(arguments)
@@ -117,7 +124,7 @@ def run_command(arguments: argparse.Namespace) -> int:
         inputs = find_inputs(arguments.files)
     except InputError as error:
         raise usage_error(str(error)) from None
-    check_job_files([arguments.config] if arguments.config else [], inputs)
+    job_keys = _job_write_keys(arguments, template, inputs, {**_host_override(host), **overrides})
     if arguments.write_key:
         _check_destination(arguments.write_key, host, settings_host)
     arguments.interrupted_note = lambda: _interrupted_note(arguments.out)
@@ -128,6 +135,7 @@ def run_command(arguments: argparse.Namespace) -> int:
             files=arguments.files,
             job_config=arguments.config,
             write_key=arguments.write_key,
+            job_write_keys=job_keys,
             host=host,
             preflight_host=arguments.preflight_host,
             dry_run=arguments.dry_run,
@@ -149,6 +157,24 @@ def run_command(arguments: argparse.Namespace) -> int:
     if chaos and not _print_chaos_figures(result):
         return verdicts.EXIT_FAILED
     return code
+
+
+def _job_write_keys(
+    arguments: argparse.Namespace, template: StackTemplate, inputs: list[Any], overrides: dict[str, str]
+) -> dict[str, str]:
+    """Check the job files (also against the stack's policy for a job's workspace); the key
+    of each parameter they name, from --write-key-for or (embedded endpoint) made up."""
+    from segment_importer_local.cli_inspect import check_job_files
+    from segment_importer_local.job_targets import job_write_keys, parse_write_keys_for, template_policy
+
+    policy = template_policy(template, overrides)
+    job_files = check_job_files([arguments.config] if arguments.config else [], inputs, policy)
+    given = parse_write_keys_for(arguments.write_key_for)
+    return job_write_keys(given, job_files, embedded=not arguments.write_key, policy=policy)
+
+
+def _host_override(host: str | None) -> dict[str, str]:
+    return {"SegmentHost": host} if host else {}
 
 
 def _chaos_options(arguments: argparse.Namespace) -> dict[str, Any]:

@@ -118,7 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
         endpoint._count("settings_requests")
         if self._read_body(required=False) is None:
             return
-        if endpoint.accept_any_write_key or unquote(match.group(1)) == endpoint.write_key:
+        if endpoint.accept_any_write_key or unquote(match.group(1)) in endpoint.write_keys:
             self._send(_Reply(200, {"integrations": {}, "plan": {}}))
         else:
             self._send(_Reply(404, {"message": "Not Found"}))

@@ -63,6 +63,8 @@ class RunOptions:
     files: list[Path]
     job_config: Path | None = None
     write_key: str | None = None
+    # {SSM parameter name: key} for the parameters job files name (seeded; never saved).
+    job_write_keys: dict[str, str] = field(default_factory=dict)
     host: str | None = None
     preflight_host: str | None = None  # the settings CDN to check the key at, for a non-Segment host
     dry_run: bool = False
@@ -85,6 +87,7 @@ class RunOptions:
             "files": [str(path.resolve()) for path in self.files],
             "config": str(self.job_config.resolve()) if self.job_config else None,
             "write_key_given": bool(self.write_key),
+            "job_write_key_parameters": sorted(self.job_write_keys),
             "host": self.host,
             "preflight_host": self.preflight_host,
             "dry_run": self.dry_run,
@@ -200,9 +203,10 @@ def run_import(options: RunOptions) -> RunResult:
         stack.enter_context(redirect_stdout(function_log))
         stack.enter_context(_library_logs_to(function_log))
         if sam:
-            aws = sam.stack(template, overrides).create(write_key)
+            aws = sam.stack(template, overrides).create(write_key, options.job_write_keys)
         else:
-            aws = LocalStack(template, overrides, enforce_iam=options.enforce_iam).create(write_key)
+            local = LocalStack(template, overrides, enforce_iam=options.enforce_iam)
+            aws = local.create(write_key, options.job_write_keys)
         snapshots = LedgerSnapshots(_ledger(aws), run_dir, options.out_dir)
         progress = stack.enter_context(PipelineProgress(enabled=options.show_progress))
         started = time.perf_counter()
@@ -247,7 +251,13 @@ def _destination(
         return None, options.write_key, options.host, None
     write_key = f"local-{secrets.token_hex(8)}"
     received = run_dir / "received.ndjson"
-    endpoint = stack.enter_context(SegmentEndpoint(write_key, faults=options.faults, output_path=received))
+    endpoint = SegmentEndpoint(
+        write_key,
+        faults=options.faults,
+        output_path=received,
+        other_write_keys=options.job_write_keys.values(),
+    )
+    stack.enter_context(endpoint)
     return endpoint, write_key, endpoint.url, str(received)
 
 

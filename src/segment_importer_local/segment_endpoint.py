@@ -22,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -88,9 +88,12 @@ class SegmentEndpoint:
         faults: FaultPlan | None = None,
         output_path: str | Path | None = None,
         accept_any_write_key: bool = False,
+        other_write_keys: Collection[str] = (),
     ) -> None:
         _require_loopback(host)
         self.write_key = write_key
+        # The keys of further sources it stands in for (jobs that name their own write key).
+        self.write_keys = frozenset({write_key, *other_write_keys})
         self.host = host
         self.port = port
         self.faults = faults
@@ -177,6 +180,11 @@ class SegmentEndpoint:
         with self._lock:
             return list(self._warnings)
 
+    def accepted_by_write_key(self) -> dict[str, int]:
+        """Messages accepted per write key (the Basic auth user or body.writeKey)."""
+        with self._lock:
+            return dict(self._by_write_key)
+
     def stats(self) -> dict[str, Any]:
         """Counters as a plain dict (status codes are int keys)."""
         with self._lock:
@@ -210,6 +218,7 @@ class SegmentEndpoint:
         self._rejected: Counter[int] = Counter()
         self._fault_counts: Counter[str] = Counter()
         self._warning_counts: Counter[str] = Counter()
+        self._by_write_key: Counter[str] = Counter()
 
     # ---- called by the request handler -------------------------------------------------------
 
@@ -249,28 +258,30 @@ class SegmentEndpoint:
             )
         doc = _parse_json(data)
         messages, shared = _unpack(call, doc)
-        self._check_auth(headers, doc)
+        write_key = self._check_auth(headers, doc)
         self._note_max("max_batch_messages", len(messages))
         _check_message_sizes(call, data, messages)
         received_at = _now_iso()
         if len(messages) > MAX_BATCH_MESSAGES:
             self._commit(_Triage(dropped=[("batch_too_many_messages", m) for m in messages]), received_at)
         else:
-            self._commit(_triage(messages, shared), received_at, batch=True)
+            self._commit(_triage(messages, shared), received_at, batch=True, write_key=write_key)
         return _ok()
 
-    def _check_auth(self, headers: Mapping[str, str], doc: Mapping[str, Any]) -> None:
+    def _check_auth(self, headers: Mapping[str, str], doc: Mapping[str, Any]) -> str:
+        """The request's write key, if it is one of this endpoint's sources'."""
         keys = _supplied_keys(headers, doc)
         if not keys or any(key in ("", None) for key in keys):
             raise _RejectError(401, "missing_write_key", "no write key: use Basic auth or body.writeKey")
-        if not self.accept_any_write_key and any(key != self.write_key for key in keys):
+        if not self.accept_any_write_key and any(key not in self.write_keys for key in keys):
             raise _RejectError(401, "invalid_write_key", "the write key does not match this source")
+        return str(keys[0])
 
     def _note_max(self, key: str, value: int) -> None:
         with self._lock:
             self._counts[key] = max(self._counts[key], value)
 
-    def _commit(self, triage: _Triage, received_at: str, *, batch: bool = False) -> None:
+    def _commit(self, triage: _Triage, received_at: str, *, batch: bool = False, write_key: str = "") -> None:
         """Store one request's outcome atomically (dedupe needs the lock anyway)."""
         with self._lock:
             if batch:
@@ -279,6 +290,8 @@ class SegmentEndpoint:
                 self._drop_counts[reason] += 1
                 self._dropped.append({"reason": reason, "message": message, "receivedAt": received_at})
             stored = [m for m, kinds in triage.valid if self._store(m, kinds, received_at)]
+            if write_key:
+                self._by_write_key[write_key] += len(stored)
             self._write(stored)
 
     def _store(self, message: dict[str, Any], kinds: list[str], received_at: str) -> bool:

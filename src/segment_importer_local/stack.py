@@ -96,16 +96,15 @@ class LocalStack:
             self.parameters, PSEUDO_PARAMETERS, conditions=self.template.document.get("Conditions", {})
         )
 
-    def create(self, write_key: str) -> LocalStack:
+    def create(self, write_key: str, job_write_keys: dict[str, str] | None = None) -> LocalStack:
+        """The resources, and the write keys in SSM: the stack's own, and those of the
+        parameters job files name ({name: key}, e.g. under JobKeyParameterPath)."""
         self._create_queues()
         self._create_bucket()
         self._create_tables()
-        self.ssm.put_parameter(
-            Name=self.parameters["WriteKeyParameterName"],
-            Value=write_key,
-            Type="SecureString",
-            Overwrite=True,
-        )
+        keys = {**(job_write_keys or {}), self.parameters["WriteKeyParameterName"]: write_key}
+        for name, key in keys.items():
+            self.ssm.put_parameter(Name=name, Value=key, Type="SecureString", Overwrite=True)
         return self
 
     @property

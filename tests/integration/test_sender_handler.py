@@ -146,11 +146,11 @@ def test_a_body_of_an_unknown_version_fails_and_is_never_sent(
 ) -> None:
     start_import(deployed.ledger, batches=2, messages=2)
     future = sqs_record(1, 2)
-    future["messageId"] = "sqs-v2"
-    future["body"] = future["body"].replace('{"v":1,', '{"v":2,', 1)
-    assert '"v":2' in future["body"]
+    future["messageId"] = "sqs-v3"
+    future["body"] = future["body"].replace('{"v":1,', '{"v":3,', 1)
+    assert '"v":3' in future["body"]
     response = deployed.invoke([future, sqs_record(2, 2)])
-    assert response == {"batchItemFailures": [{"itemIdentifier": "sqs-v2"}]}
+    assert response == {"batchItemFailures": [{"itemIdentifier": "sqs-v3"}]}
     assert endpoint.stats()["messages_accepted"] == 2  # batch 2's only
     item = deployed.ledger.get(REF)
     assert item is not None

@@ -377,7 +377,7 @@ def test_queue_writer_sender_fault_raises(sqs: Any, queue_url: str) -> None:
     assert len(proxy.calls) == 1
 
 
-@pytest.mark.parametrize("head", ['{"v":2,', '{"v":"1",', "{"])
+@pytest.mark.parametrize("head", ['{"v":3,', '{"v":"1",', "{"])
 def test_a_body_of_another_version_is_refused_by_every_reader(head: str) -> None:
     from segment_importer.batch.envelope import MalformedBatch, UnknownEnvelopeVersion
 

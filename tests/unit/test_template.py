@@ -428,11 +428,14 @@ def test_splitter_permissions(template: StackTemplate, expanded: dict[str, Any],
         *_XRAY,
     }
     assert allowed_resources("events:PutEvents", statements) == {DEFAULT_BUS}
-    # The write-key pre-flight reads the key; shaping's `hash.keyParameter` only under its prefix.
+    # The write-key pre-flight reads the stack's key and a job's own (only under its prefix);
+    # shaping's `hash.keyParameter` only under its prefix.
     parameter_name = template.parameter_defaults()["WriteKeyParameterName"]
     hash_keys = template.parameter_defaults()["HashKeyParameterPath"]
+    job_keys = template.parameter_defaults()["JobKeyParameterPath"]
     assert allowed_resources("ssm:GetParameter", statements) == {
         f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{parameter_name}",
+        f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{job_keys}*",
         f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{hash_keys}*",
     }
     imports, batches = table_arn(resolver, "ImportsTable"), table_arn(resolver, "BatchesTable")
@@ -494,8 +497,11 @@ def test_sender_permissions(template: StackTemplate, expanded: dict[str, Any], r
     # Only an archive's report, to keep its members' summaries when the import completes.
     assert allowed_resources("s3:GetObject", statements) == {bucket_objects(resolver, "reports/")}
     assert allowed_resources("events:PutEvents", statements) == {DEFAULT_BUS}
+    # The stack's key, and the keys jobs name: only under JobKeyParameterPath.
+    job_keys = template.parameter_defaults()["JobKeyParameterPath"]
     assert allowed_resources("ssm:GetParameter", statements) == {
-        f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{parameter_name}"
+        f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{parameter_name}",
+        f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{job_keys}*",
     }
     assert allowed_resources("dynamodb:Query", statements) == {table_arn(resolver, "BatchesTable")}
     # rejects/: messages Segment refused; reports/: the final report when an import completes.
@@ -512,6 +518,66 @@ def test_sender_permissions(template: StackTemplate, expanded: dict[str, Any], r
         assert allowed_resources(action, statements) == {queue_arn(resolver, "WorkQueue")}, (
             f"{action} is allowed beyond the work queue"
         )
+
+
+@pytest.mark.parametrize(
+    ("prefix", "allowed"),
+    [
+        ("/segment-importer/write-keys/", True),
+        ("/team-a/segment/", True),
+        ("/", False),  # every parameter in the account
+        ("//", False),
+        ("/segment-importer/write-keys", False),  # `...write-keys*` would match `write-keys-old`
+        ("/segment-importer/*/", False),
+        ("segment-importer/write-keys/", False),
+    ],
+)
+def test_the_job_key_path_is_a_real_path(template: StackTemplate, prefix: str, allowed: bool) -> None:
+    assert (template.parameter_problem("JobKeyParameterPath", prefix) is None) is allowed
+
+
+@pytest.mark.parametrize(
+    ("hosts", "allowed"),
+    [
+        ("https://api.segment.io,https://events.eu1.segmentapis.com", True),
+        ("https://events.eu1.segmentapis.com", True),
+        ("http://api.segment.io", False),
+        ("https://api.segment.io/v1", False),
+        ("https://api.segment.io, https://events.eu1.segmentapis.com", False),
+        ("", False),
+    ],
+)
+def test_job_hosts_are_https_hosts(template: StackTemplate, hosts: str, allowed: bool) -> None:
+    assert (template.parameter_problem("JobSegmentHosts", hosts) is None) is allowed
+
+
+def test_per_job_write_keys_are_scoped_by_one_prefix(
+    template: StackTemplate, expanded: dict[str, Any], resolver: Resolver
+) -> None:
+    """Both functions read job-named keys only under the prefix their code enforces (the same
+    parameter), read no secret and decrypt nothing themselves (SSM decrypts SecureStrings)."""
+    defaults = template.parameter_defaults()
+    prefix = defaults["JobKeyParameterPath"]
+    assert prefix.endswith("/")
+    assert prefix != "/"
+    # A job-named key is never the HMAC key of hashed fields, nor the stack's own by accident.
+    assert not defaults["HashKeyParameterPath"].startswith(prefix)
+    assert not prefix.startswith(defaults["HashKeyParameterPath"])
+    assert not defaults["WriteKeyParameterName"].startswith(prefix)
+    for function in ("SplitterFunction", "SenderFunction"):
+        environment = template.function_environment(function)
+        assert environment["JOB_KEY_PARAMETER_PATH"] == {"Ref": "JobKeyParameterPath"}
+        assert environment["JOB_SEGMENT_HOSTS"] == {"Ref": "JobSegmentHosts"}
+        assert environment["SEGMENT_HOST"] == {"Ref": "SegmentHost"}
+        statements = effective_statements(role_of(expanded, function), resolver)
+        under_prefix = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{prefix}"
+        readable = allowed_resources("ssm:GetParameter", statements)
+        assert {res for res in readable if res.startswith(under_prefix)} == {under_prefix + "*"}
+        # No other wildcard could reach a job-named key (e.g. a broader path).
+        wildcards = {resource.removesuffix("*") for resource in readable if resource.endswith("*")}
+        assert [w for w in wildcards if under_prefix.startswith(w)] == [under_prefix], function
+        actions = allowed_actions(statements)
+        assert not {action for action in actions if action.startswith(("kms:", "secretsmanager:"))}, function
 
 
 def test_expanded_event_source_mappings(expanded: dict[str, Any]) -> None:

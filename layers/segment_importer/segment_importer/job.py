@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 if TYPE_CHECKING:
+    from segment_importer.deliver.targets import JobTarget
     from segment_importer.mapping.shaping import ShapingRules
 
 # The key layout lives in track.keys; these stay importable from here.
@@ -40,6 +41,9 @@ _KEYS = {
     "timestampRange": "timestamp_range",
     "nullValues": "null_values",
     "trimCells": "trim_cells",
+    # Another workspace than the stack's (deliver/targets.py decides what the stack allows).
+    "writeKeyParameter": "write_key_parameter",
+    "host": "host",
     # Shaping (mapping/shaping.py): which valid messages are sent, and what they carry.
     "filter": "filter",
     "limit": "limit",
@@ -49,6 +53,7 @@ _KEYS = {
     "set": "set",
 }
 _SHAPING_ATTRS = ("filter", "limit", "sample", "drop", "hash", "set")
+_TARGET_ATTRS = ("write_key_parameter", "host")
 
 
 class JobOptionsError(ValueError):
@@ -88,6 +93,9 @@ class JobOptions:
     # CSV cells that mean "no value", like an empty cell (`\\N` always does: MySQL/Snowflake).
     null_values: list[str] = field(default_factory=lambda: ["\\N"])
     trim_cells: bool = False  # strip spaces around CSV cells (off: it costs every row a pass)
+    # The workspace: an SSM parameter holding the write key, and the host; None: the stack's.
+    write_key_parameter: str | None = None
+    host: str | None = None
 
     def merged_with(self, overrides: dict[str, Any]) -> JobOptions:
         """These options with the keys of a job document applied on top (`context` deep-merged)."""
@@ -103,10 +111,20 @@ class JobOptions:
     def to_document(self) -> dict[str, Any]:
         """The JSON form, carried by checkpoints (reports show it through `shaping.redacted`)."""
         document = {key: getattr(self, attr) for key, attr in _KEYS.items()}
-        for attr in _SHAPING_ATTRS:  # only those set: a job without shaping reads as before
-            if document[attr] in (None, [], {}):
-                del document[attr]
+        optional = (*_SHAPING_ATTRS, "writeKeyParameter", "host")
+        for key in optional:  # only those set: a job without them reads as before
+            if document[key] in (None, [], {}):
+                del document[key]
         return document
+
+    @property
+    def target(self) -> JobTarget | None:
+        """The workspace the job names, or None for the stack's own."""
+        from segment_importer.deliver.targets import JobTarget
+
+        if self.write_key_parameter is None and self.host is None:
+            return None
+        return JobTarget(self.write_key_parameter, self.host)
 
     def shaping_rules(self) -> ShapingRules:
         from segment_importer.mapping.shaping import rules_from_job
@@ -173,6 +191,8 @@ def _parse_document(document: dict[str, Any]) -> dict[str, Any]:
 
 def _problems(parsed: dict[str, Any]) -> list[str]:
     """Every problem of the parsed keys, not only the first: a user fixes them in one go."""
+    from segment_importer.deliver.targets import host_form_problem, parameter_form_problem
+
     checks = {
         "default_type": lambda v: v in CALL_TYPES,
         "default_event": lambda v: v is None or (isinstance(v, str) and v.strip() != ""),
@@ -190,8 +210,24 @@ def _problems(parsed: dict[str, Any]) -> list[str]:
         "timestamp_range": lambda v: v is None or _is_time_range(v),
         "null_values": lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v),
         "trim_cells": lambda v: isinstance(v, bool),
+        "write_key_parameter": lambda v: parameter_form_problem(v) is None,
+        "host": lambda v: host_form_problem(v) is None,
     }
-    expected = {
+    expected = _expected()
+    attr_to_key = {attr: key for key, attr in _KEYS.items()}
+    problems = [
+        f"{attr_to_key[attr]!r} must be {expected[attr]}{_which(attr, value)}"
+        for attr, value in parsed.items()
+        if attr not in _SHAPING_ATTRS and not checks[attr](value)
+    ]
+    for attr in (name for name in _SHAPING_ATTRS if name in parsed):  # in a fixed order
+        problems += _shaping_problems(attr, parsed[attr])
+    return problems
+
+
+def _expected() -> dict[str, str]:
+    """What each key must be, as the problem says it."""
+    return {
         "default_type": f"one of {list(CALL_TYPES)}",
         "default_event": "a non-empty string",
         "source": f"one of {list(source_choices())}",
@@ -210,20 +246,19 @@ def _problems(parsed: dict[str, Any]) -> list[str]:
         "timestamp_range": 'two ISO 8601 times, e.g. ["1971-01-01", "2100-01-01"]',
         "null_values": 'a list of strings, e.g. ["NULL", "\\\\N"]',
         "trim_cells": "true or false",
+        "write_key_parameter": 'an SSM parameter name, e.g. "/segment-importer/write-keys/test-source" '
+        "(no '..' or wildcards; a job's key is always in SSM)",
+        "host": 'an https URL of the host only, e.g. "https://events.eu1.segmentapis.com"',
     }
-    attr_to_key = {attr: key for key, attr in _KEYS.items()}
-    problems = [
-        f"{attr_to_key[attr]!r} must be {expected[attr]}{_which(attr, value)}"
-        for attr, value in parsed.items()
-        if attr not in _SHAPING_ATTRS and not checks[attr](value)
-    ]
-    for attr in (name for name in _SHAPING_ATTRS if name in parsed):  # in a fixed order
-        problems += _shaping_problems(attr, parsed[attr])
-    return problems
 
 
 def _which(attr: str, value: Any) -> str:
-    """The entries at fault, for the two keys that hold many."""
+    """The entries at fault, for the two keys that hold many; what is wrong, for a target's."""
+    from segment_importer.deliver.targets import host_form_problem, parameter_form_problem
+
+    if attr in _TARGET_ATTRS:
+        problem = parameter_form_problem(value) if attr == "write_key_parameter" else host_form_problem(value)
+        return f": {problem}" if problem else ""
     if attr == "columns" and isinstance(value, dict):
         bad = [f"{name!r}: {target!r}" for name, target in value.items() if not _is_column_target(target)]
     elif attr == "integrations" and isinstance(value, dict):

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from segment_importer.batch.packing import BatchLimits
+from segment_importer.deliver.targets import TargetPolicy
 from segment_importer.job import JobOptions, parse_job_document
 
 
@@ -65,6 +66,7 @@ class SplitterSettings:
     preflight_host: str = ""  # Segment's settings CDN; empty: no write-key pre-flight
     write_key_parameter: str = ""
     hash_key_path: str = ""  # SSM path a job's `hash.keyParameter` must be under; empty: none allowed
+    targets: TargetPolicy = field(default_factory=TargetPolicy)  # what a job may name as its workspace
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> SplitterSettings:
@@ -89,6 +91,7 @@ class SplitterSettings:
             preflight_host=env.get("PREFLIGHT_HOST", ""),
             write_key_parameter=env.get("WRITE_KEY_PARAMETER", ""),
             hash_key_path=env.get("HASH_KEY_PARAMETER_PATH", ""),
+            targets=TargetPolicy.from_env(env),
         )
 
 
@@ -101,6 +104,7 @@ class SenderSettings:
     prefixes: Prefixes = field(default_factory=Prefixes)
     max_receive_count: int | None = None
     ledger_tables: LedgerTables | None = None
+    targets: TargetPolicy = field(default_factory=TargetPolicy)  # the stack's own and what a job may name
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> SenderSettings:
@@ -112,4 +116,5 @@ class SenderSettings:
             prefixes=Prefixes.from_env(env),
             max_receive_count=int(env["MAX_RECEIVE_COUNT"]) if env.get("MAX_RECEIVE_COUNT") else None,
             ledger_tables=LedgerTables.from_env(env),
+            targets=TargetPolicy.from_env(env),
         )

@@ -2,8 +2,12 @@
 local runner), and its version checked.
 
 `{"v": 1, "source": {"bucket", "key", "etag"}, "batch_number": n, "message_count": m,
-"batch": [...]}`, assembled from the messages' stored bytes without re-serialising them. A
-body of another version is refused (`UnknownEnvelopeVersion`), never sent on a guess: a
+"batch": [...]}`, assembled from the messages' stored bytes without re-serialising them.
+A batch whose job names its own workspace (deliver/targets.py) is version 2: the same with
+`"target": {"writeKeyParameter"?, "host"?}` before `batch`. Version 2 exists so that a
+sender that does not know targets refuses such a body instead of posting it to the stack's
+default workspace; a version 1 body means the stack's default target. A body of another
+version is refused (`UnknownEnvelopeVersion`), never sent on a guess: a
 sender older than the splitter that wrote it reports the record as failed, so it waits on
 the queue (then the DLQ) for a sender that reads it.
 """
@@ -16,9 +20,12 @@ from typing import Any
 import orjson
 
 from segment_importer.batch.packing import Batch
+from segment_importer.deliver.targets import JobTarget
 from segment_importer.import_ref import ImportRef
 
-ENVELOPE_VERSION = 1
+ENVELOPE_VERSION = 1  # a batch for the stack's own write key and host
+TARGETED_ENVELOPE_VERSION = 2  # a batch for the target its job names (`target`)
+READABLE_VERSIONS = (ENVELOPE_VERSION, TARGETED_ENVELOPE_VERSION)
 _BATCH_KEY = b',"batch":['
 
 
@@ -30,16 +37,17 @@ class UnknownEnvelopeVersion(MalformedBatch):
     """A batch body of a version this code does not read (a newer splitter's, or no version)."""
 
 
-def batch_body(source: ImportRef, batch: Batch) -> bytes:
-    """The SQS body of one batch."""
-    head = orjson.dumps(
-        {
-            "v": ENVELOPE_VERSION,
-            "source": {"bucket": source.bucket, "key": source.key, "etag": source.etag},
-            "batch_number": batch.number,
-            "message_count": batch.size,
-        }
-    )
+def batch_body(source: ImportRef, batch: Batch, target: JobTarget | None = None) -> bytes:
+    """The SQS body of one batch (version 2 when its job names a target)."""
+    envelope: dict[str, Any] = {
+        "v": ENVELOPE_VERSION if target is None else TARGETED_ENVELOPE_VERSION,
+        "source": {"bucket": source.bucket, "key": source.key, "etag": source.etag},
+        "batch_number": batch.number,
+        "message_count": batch.size,
+    }
+    if target is not None:
+        envelope["target"] = target.to_document()
+    head = orjson.dumps(envelope)
     return b"".join((head[:-1], _BATCH_KEY, b",".join(batch.bodies), b"]}"))
 
 
@@ -51,14 +59,25 @@ def read_envelope(body: str | bytes) -> dict[str, Any]:
     except (ValueError, orjson.JSONDecodeError) as error:
         raise MalformedBatch(f"not a segment-importer batch: {type(error).__name__}") from None
     _check_version(envelope)
+    envelope_target(envelope)  # a version 2 body's target must be one this code writes
     return envelope
+
+
+def envelope_target(envelope: dict[str, Any]) -> JobTarget | None:
+    """The target a (checked) envelope names; None: the stack's own (every version 1 body)."""
+    if envelope.get("v") == ENVELOPE_VERSION:
+        return None
+    try:
+        return JobTarget.from_document(envelope.get("target"))
+    except ValueError as error:
+        raise MalformedBatch(f"not a segment-importer batch: {error}") from None
 
 
 def _check_version(document: Any) -> None:
     version = document.get("v") if isinstance(document, dict) else None
-    if version != ENVELOPE_VERSION:
+    if version not in READABLE_VERSIONS:
         raise UnknownEnvelopeVersion(
-            f"batch body version {version!r} is not one this code reads ({ENVELOPE_VERSION})"
+            f"batch body version {version!r} is not one this code reads {READABLE_VERSIONS}"
         )
 
 
@@ -69,6 +88,7 @@ class QueuedBatch:
     ref: ImportRef
     number: int
     messages: list[dict[str, Any]]
+    target: JobTarget | None = None  # None: the stack's own write key and host
 
     @property
     def key(self) -> str:
@@ -89,7 +109,7 @@ class QueuedBatch:
             if not isinstance(messages, list) or not messages:
                 raise MalformedBatch("batch is not a non-empty list")
             ref = ImportRef(source["bucket"], source["key"], source["etag"])
-            return cls(ref, int(document["batch_number"]), messages)
+            return cls(ref, int(document["batch_number"]), messages, envelope_target(document))
         except (KeyError, TypeError, ValueError) as error:
             if isinstance(error, MalformedBatch):
                 raise

@@ -13,6 +13,7 @@ from typing import Any
 
 from segment_importer.batch.envelope import batch_body
 from segment_importer.batch.packing import Batch
+from segment_importer.deliver.targets import JobTarget
 from segment_importer.import_ref import ImportRef
 
 SQS_BATCH_ENTRIES = 10
@@ -32,12 +33,14 @@ class QueueWriter:
         source: ImportRef,
         *,
         max_request_bytes: int,
+        target: JobTarget | None = None,  # the job's own workspace; None: the stack's
         max_attempts: int = 8,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
         self._source = source
+        self._target = target
         self._max_request_bytes = max_request_bytes
         self._max_attempts = max_attempts
         self._sleep = sleep
@@ -48,7 +51,7 @@ class QueueWriter:
         self.retried_entries = 0
 
     def put(self, batch: Batch) -> None:
-        body = batch_body(self._source, batch).decode()
+        body = batch_body(self._source, batch, self._target).decode()
         size = len(body.encode()) if not body.isascii() else len(body)
         if self._pending and (
             len(self._pending) == SQS_BATCH_ENTRIES or self._pending_bytes + size > self._max_request_bytes

@@ -15,6 +15,7 @@ from typing import Any
 
 from segment_importer.batch.envelope import MalformedBatch, QueuedBatch, UnknownEnvelopeVersion
 from segment_importer.deliver.segment_client import BatchPoster, Delivery, DeliveryFailed
+from segment_importer.deliver.targets import JobTarget
 from segment_importer.metrics import MetricsSink, NullMetrics
 from segment_importer.settings import Prefixes
 from segment_importer.track import keys, reasons
@@ -40,6 +41,8 @@ class SenderServices:
     max_receive_count: int | None = None
     metrics: MetricsSink = field(default_factory=NullMetrics)
     events: ImportEvents | None = None  # told when an import this sender completes ends
+    # The poster of a batch whose job names its own workspace (deliver/target_resolver.py).
+    poster_for: Callable[[JobTarget], BatchPoster] | None = None
 
 
 def send_records(
@@ -78,12 +81,22 @@ def _send_one(
         return False
     started = clock()
     try:
-        delivery = services.poster.deliver(batch.messages, deadline)
+        delivery = _poster(services, batch).deliver(batch.messages, deadline)
     except DeliveryFailed as error:
         _not_delivered(record, batch, services, str(error))
         return False
     _delivered(batch, delivery, services, (clock() - started) * 1000)
     return True
+
+
+def _poster(services: SenderServices, batch: QueuedBatch) -> BatchPoster:
+    """The stack's poster, or the one of the target the batch's job named (never the default
+    for a batch that names one)."""
+    if batch.target is None:
+        return services.poster
+    if services.poster_for is None:
+        raise DeliveryFailed("the batch names a target and this sender resolves none")
+    return services.poster_for(batch.target)
 
 
 def _delivered(batch: QueuedBatch, delivery: Delivery, services: SenderServices, latency_ms: float) -> None:

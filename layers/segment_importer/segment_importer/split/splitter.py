@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from segment_importer.batch.queueing import QueueWriter
-from segment_importer.deliver.preflight import PreflightFailed, WriteKeyPreflight
+from segment_importer.deliver.preflight import PreflightFailed, WriteKeyPreflight, check_write_key
 from segment_importer.import_ref import ImportRef
 from segment_importer.job import JobOptions, JobOptionsError, is_job_file
 from segment_importer.metrics import MetricsSink, NullMetrics
@@ -238,10 +238,10 @@ def _split(
     ledger = None if settings.dry_run else services.ledger
     can_continue = bool(settings.continuation_queue_url) and not settings.dry_run
     if part.starts_import:
-        _check_write_key(services.preflight)
         state.job = load_job_options(
             services.s3, ref.bucket, ref.key, settings.default_job, settings.prefixes.imports
         )
+        check_write_key(services.preflight, settings.targets, state.job)  # its workspace's
         report.job = state.job.to_document()
         if is_archive_object(services.s3, ref, ObjectIdentity(ref.etag, report.size_bytes)):
             _split_archive(services, settings, part, budget)  # each member an import of its own
@@ -260,7 +260,7 @@ def _split(
         report,
         state.job,
         settings.limits,
-        _sink(services.sqs, settings, ref),
+        _sink(services.sqs, settings, ref, state.job),
         state.rejects,
         on_progress=_progress_recorder(ledger, part),
         after_record=state.after_record,
@@ -289,7 +289,7 @@ def _split_archive(
         ObjectIdentity(state.ref.etag, state.report.size_bytes),
         state.job,
         state.claim,
-        sink_for=lambda member: _sink(services.sqs, settings, member),
+        sink_for=lambda member: _sink(services.sqs, settings, member, state.job),
         split=split_records,
         budget=budget,
     )
@@ -335,21 +335,11 @@ def _progress_recorder(ledger: Ledger | None, part: Part) -> Callable[[ImportRep
     return record
 
 
-def _check_write_key(preflight: WriteKeyPreflight | None) -> None:
-    """Stop before queuing anything when Segment does not know the write key."""
-    if preflight is None:
-        return
-    result = preflight.check()
-    if result.verdict == "unknown_key":
-        raise PreflightFailed(f"write key pre-flight failed: {result.detail}; nothing was queued")
-    if result.verdict == "unverified":
-        logger.warning("write key not verified; importing anyway", extra={"reason": result.detail})
-
-
-def _sink(sqs: Any, settings: SplitterSettings, source: ImportRef) -> BatchSink:
+def _sink(sqs: Any, settings: SplitterSettings, source: ImportRef, job: JobOptions) -> BatchSink:
     if settings.dry_run:
         return CountingSink()
-    return QueueWriter(sqs, settings.queue_url, source, max_request_bytes=settings.limits.max_queue_bytes)
+    limit = settings.limits.max_queue_bytes
+    return QueueWriter(sqs, settings.queue_url, source, max_request_bytes=limit, target=job.target)
 
 
 def _finish(services: SplitterServices, settings: SplitterSettings, part: Part) -> None:
