@@ -101,6 +101,9 @@ class SenderSettings:
     prefixes: Prefixes = field(default_factory=Prefixes)
     max_receive_count: int | None = None
     ledger_tables: LedgerTables | None = None
+    post_concurrency: int = 1  # batches of one invocation posted at once
+    max_events_per_second: float = 0.0  # across every sender; 0: no limit of ours
+    rate_limit_table: str = ""  # where the shared event rate is kept
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> SenderSettings:
@@ -112,4 +115,7 @@ class SenderSettings:
             prefixes=Prefixes.from_env(env),
             max_receive_count=int(env["MAX_RECEIVE_COUNT"]) if env.get("MAX_RECEIVE_COUNT") else None,
             ledger_tables=LedgerTables.from_env(env),
+            post_concurrency=int(env.get("SENDER_POST_CONCURRENCY") or 1),
+            max_events_per_second=float(env.get("MAX_EVENTS_PER_SECOND") or 0),
+            rate_limit_table=env.get("RATE_LIMIT_TABLE", ""),
         )
