@@ -73,7 +73,7 @@ class SegmentTarget:
     write_key: str
     host: str
     timeout_seconds: float = 15.0
-    gzip: bool = False  # the library's default, and the template's
+    gzip: bool = False  # the library's default; the template's SegmentGzip is true
 
 
 @dataclass(slots=True)
