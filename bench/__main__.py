@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         "spans": lambda: spans.run(args.events, args.repeats),
         "preview": lambda: preview.run(args.preview_events, 1 if not args.quick else args.repeats),
         # about 12 s of sending per case at the limit: long enough that the burst is a small part
-        "rate_limit": lambda: rate_limit.run(int(args.rate_limit * (6 if args.quick else 12)), args.rate_limit),
+        "rate_limit": lambda: rate_limit.run(
+            int(args.rate_limit * (6 if args.quick else 12)), args.rate_limit
+        ),
     }
     for name, step in steps.items():
         if name in args.only:

@@ -254,10 +254,18 @@ def _rate_limit(result: dict[str, Any]) -> str:
         for case in result["cases"]
     ]
     first = result["cases"][0]
+    sweep = [
+        [str(case["post_concurrency"]), fmt_rate(case["events_per_second"]), f"{case['lost']:,}"]
+        for case in result.get("post_concurrency", [])
+    ]
     return (
         f"### 8. Senders sharing MaxEventsPerSecond against a rate-limited endpoint ({first['events']:,} "
         f"events in {first['batches']} batches; {first['senders']} senders x {first['post_concurrency']} "
-        "posts at once)\n\n" + table(list(keys), rows)
+        "posts at once)\n\n"
+        + table(list(keys), rows)
+        + "\n\nSenderPostConcurrency, one invocation, every answer after "
+        + f"{result.get('latency_seconds')} s:\n\n"
+        + table(["posts at once", "events/wall-s", "lost"], sweep)
     )
 
 

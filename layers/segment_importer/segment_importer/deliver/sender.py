@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from segment_importer.batch.envelope import MalformedBatch, QueuedBatch, UnknownEnvelopeVersion
 from segment_importer.deliver.rate_limit import EventRateLimit
 from segment_importer.deliver.segment_client import BatchPoster, Delivery, DeliveryFailed
@@ -115,7 +117,11 @@ def _post_one(record: Mapping[str, Any], services: SenderServices, schedule: _Sc
     clock = schedule.clock
     limit = services.rate_limit
     # Half the batch's time at most is spent waiting for the shared rate: the rest is for posting.
-    if limit is not None and not limit.acquire(batch.message_count, max_wait=(deadline - clock()) / 2):
+    try:
+        room = limit is None or limit.acquire(batch.message_count, max_wait=(deadline - clock()) / 2)
+    except (BotoCoreError, ClientError) as error:  # DynamoDB throttled or away: this batch waits
+        return _Outcome(batch, failure=f"the rate-limit table did not answer ({type(error).__name__})")
+    if not room:
         return _Outcome(
             batch, failure=f"no room under MaxEventsPerSecond ({limit.events_per_second}) in time"
         )

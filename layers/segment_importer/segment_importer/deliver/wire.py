@@ -4,9 +4,10 @@ The library's `request.post` takes parsed messages and serialises them again wit
 `json.dumps` (45% of the sender's CPU, after parsing the SQS body cost another 26%). The
 splitter already stored each message's JSON, so `post_batch` splices those bytes into the
 same request the library sends: `{"batch": [...], "sentAt": ..., "writeKey": ...}`, its
-headers (Content-Type, User-Agent `analytics-python/<version>`, X-Retry-Count, Basic auth with
-the write key), gzip the same way (at GZIP_LEVEL, not 9), on the library's own `requests` session (so the deadline
-adapter request_deadline mounts on it still cuts a dripping answer), and the same outcome:
+headers (Content-Type, User-Agent `analytics-python/<version>`, X-Retry-Count, Basic auth
+with the write key), gzipped the same way (at GZIP_LEVEL, not 9), on the library's own
+`requests` session (so the deadline adapter request_deadline mounts on it still cuts a
+dripping answer), and the same outcome:
 the response on 2xx, the library's `APIError` otherwise (code and message from a JSON error
 body, "redirect" on a 3xx, "unknown" when the body is not a JSON object).
 
