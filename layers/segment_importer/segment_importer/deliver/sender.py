@@ -109,11 +109,11 @@ class _Outcome:
 
 def _post_one(record: Mapping[str, Any], services: SenderServices, schedule: _Schedule) -> _Outcome:
     """Runs on a post thread: only reading the body, waiting for the rate limit and posting."""
+    deadline = schedule.start()  # first: an unreadable body, too, is one batch fewer to come
     try:
         batch = QueuedBatch.from_body(record["body"])
     except MalformedBatch as error:  # failed, never sent: it waits for a sender that reads it
         return _Outcome(failure=str(error), unreadable=error)
-    deadline = schedule.start()
     clock = schedule.clock
     limit = services.rate_limit
     # Half the batch's time at most is spent waiting for the shared rate: the rest is for posting.
