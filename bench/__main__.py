@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ("splitter", "sender", "e2e", "memory", "cost", "spans", "preview")
+BENCHMARKS = ("splitter", "sender", "e2e", "memory", "cost", "spans", "preview", "rate_limit")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -36,6 +36,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--memory-sizes", help="input sizes in MB for the memory benchmark (default 100,1000)"
     )
     parser.add_argument("--preview-events", type=int, help="events for the preview (default 1,000,000)")
+    parser.add_argument("--rate-limit", type=float, help="MaxEventsPerSecond to simulate (default 5,000)")
     parser.add_argument("--code", help="run against another segment_importer tree (see bench/reference.py)")
     parser.add_argument(
         "--out", type=Path, help="where to write the JSON (default bench/results/latest.json)"
@@ -52,6 +53,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.sender_events = args.sender_events or (20_000 if quick else 60_000)
     args.e2e_events = args.e2e_events or (50_000 if quick else 1_000_000)
     args.preview_events = args.preview_events or (100_000 if quick else 1_000_000)
+    args.rate_limit = args.rate_limit or 5_000.0
     sizes = args.memory_sizes or ("10,100" if quick else "100,1000")
     args.memory_sizes = tuple(int(size) for size in sizes.split(","))
     return args
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         end_to_end,
         memory,
         preview,
+        rate_limit,
         report,
         scale,
         sender_throughput,
@@ -94,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         "memory": lambda: memory.run(args.memory_sizes),
         "spans": lambda: spans.run(args.events, args.repeats),
         "preview": lambda: preview.run(args.preview_events, 1 if not args.quick else args.repeats),
+        # about 12 s of sending per case at the limit: long enough that the burst is a small part
+        "rate_limit": lambda: rate_limit.run(
+            int(args.rate_limit * (6 if args.quick else 12)), args.rate_limit
+        ),
     }
     for name, step in steps.items():
         if name in args.only:

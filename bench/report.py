@@ -28,6 +28,14 @@ def targets(measured: dict[str, Any]) -> list[dict[str, Any]]:
             measured["sender"]["ratio_to_naive"]["batches"],
             5.0,
         )
+    if "rate_limit" in measured:
+        bucket = measured["rate_limit"]["cases"][0]
+        add("senders sharing MaxEventsPerSecond: events/s / the limit", bucket["ratio_to_limit"], 0.8)
+        add(
+            "senders sharing MaxEventsPerSecond: within limit + burst, nothing lost or doubled (1 = yes)",
+            1.0 if measured["rate_limit"]["pass"] else 0.0,
+            1.0,
+        )
     if "e2e" in measured:
         add("end to end: every event delivered (1 = yes)", 1.0 if measured["e2e"]["ok"] else 0.0, 1.0)
     if "memory" in measured:
@@ -81,6 +89,8 @@ def render(results: dict[str, Any]) -> str:
         parts.append(_splitter(measured["splitter"]))
     if "sender" in measured:
         parts.append(_sender(measured["sender"]))
+    if "rate_limit" in measured:
+        parts.append(_rate_limit(measured["rate_limit"]))
     if "e2e" in measured:
         parts.append(_end_to_end(measured["e2e"]))
     if "memory" in measured:
@@ -227,6 +237,39 @@ def _sender(result: dict[str, Any]) -> str:
             ],
             rows,
         )
+    )
+
+
+def _rate_limit(result: dict[str, Any]) -> str:
+    keys = ("case", "limit_events_per_second", "events_per_second", "ratio_to_limit", "wall_seconds")
+    keys += ("answered_429", "redelivered_batches", "lost", "doubled")
+    rows = [
+        [
+            case["case"],
+            fmt_rate(case["limit_events_per_second"]),
+            fmt_rate(case["events_per_second"]),
+            fmt_ratio(case["ratio_to_limit"]),
+            f"{case['wall_seconds']:.1f}",
+            f"{case['answered_429']:,}",
+            f"{case['redelivered_batches']:,}",
+            f"{case['lost']:,}",
+            f"{case['doubled']:,}",
+        ]
+        for case in result["cases"]
+    ]
+    first = result["cases"][0]
+    sweep = [
+        [str(case["post_concurrency"]), fmt_rate(case["events_per_second"]), f"{case['lost']:,}"]
+        for case in result.get("post_concurrency", [])
+    ]
+    return (
+        f"### 8. Senders sharing MaxEventsPerSecond against a rate-limited endpoint ({first['events']:,} "
+        f"events in {first['batches']} batches; {first['senders']} senders x {first['post_concurrency']} "
+        "posts at once)\n\n"
+        + table(list(keys), rows)
+        + "\n\nSenderPostConcurrency, one invocation, every answer after "
+        + f"{result.get('latency_seconds')} s:\n\n"
+        + table(["posts at once", "events/wall-s", "lost"], sweep)
     )
 
 

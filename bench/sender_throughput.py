@@ -5,9 +5,13 @@ the embedded endpoint, which runs in a process of its own (started fresh for eve
 measurement, so dedupe state never carries over) and parses and checks every body:
 
 * `batches` (this project): the sender core. For each SQS body as queued,
-  `sender.QueuedBatch.from_body` then `sending.BatchPoster(...).deliver(...)`, which posts
-  the whole batch through segment-analytics-python's `request.post`. Plain JSON bodies (the
-  default); `batches+gzip` is the `SegmentGzip=true` variant.
+  `envelope.QueuedBatch.from_body` (the envelope only: the batch's bytes are not parsed) then
+  `BatchPoster(...).deliver_raw(...)`, which posts those bytes with the library's wire
+  (deliver/wire.py). Plain JSON bodies; `batches+gzip` is the `SegmentGzip=true` variant.
+* `library` (the sender before issue 17): each body parsed whole with orjson, then the
+  messages posted with segment-analytics-python's `request.post` (which serialises them
+  again with `json.dumps`) under the request deadline, as the poster did when a post
+  succeeds. The same-run measure of what posting the stored bytes saved.
 * `naive` (the baseline Segment's docs describe): one `segment.analytics.Client`,
   `track()` (or `page()`/`identify()`) per message, then `flush()`. Its queue is sized to
   hold every message (the default 10,000 would drop some and flatter it); timestamps are
@@ -83,7 +87,32 @@ def send_batches(bodies: list[str], url: str, write_key: str, *, gzip: bool) -> 
     delivered = 0
     for body in bodies:
         batch = QueuedBatch.from_body(body)
-        delivered += poster.deliver(batch.messages, deadline).delivered
+        delivered += poster.deliver_raw(batch.raw_batch, batch.message_count, deadline).delivered
+    return delivered
+
+
+def send_library(bodies: list[str], url: str, write_key: str) -> int:
+    """The path before issue 17, as the poster ran it when a post succeeds: parse every body
+    whole, let the library's `request.post` serialise the messages again, under the deadline."""
+    from segment.analytics import request as segment_request
+
+    from segment_importer.deliver import request_deadline
+
+    request_deadline.install(segment_request._session)
+    delivered = 0
+    for body in bodies:
+        messages = orjson.loads(body)["batch"]  # what QueuedBatch.from_body did
+        request_deadline.call_within(
+            60,
+            segment_request.post,
+            write_key,
+            host=url,
+            gzip=False,
+            timeout=60,
+            retry_count=0,
+            batch=messages,
+        )
+        delivered += len(messages)
     return delivered
 
 
@@ -176,6 +205,8 @@ def _worker(method: str, bodies_path: Path, url: str, write_key: str) -> dict[st
     if method == "naive":
         calls = naive_calls(bodies)
         action = lambda: send_naive(calls, url, write_key)  # noqa: E731
+    elif method == "library":
+        action = lambda: send_library(bodies, url, write_key)  # noqa: E731
     else:
         action = lambda: send_batches(bodies, url, write_key, gzip=method == "batches+gzip")  # noqa: E731
     gc.collect()
@@ -187,10 +218,10 @@ def _worker(method: str, bodies_path: Path, url: str, write_key: str) -> dict[st
 def run(events_count: int, repeats: int) -> dict[str, Any]:
     bodies = queued_bodies(events_count)
     expected = sum(orjson.loads(body)["message_count"] for body in bodies)
-    methods = ("naive", "batches", "batches+gzip")
+    methods = ("naive", "library", "batches", "batches+gzip")
     samples: dict[str, list[dict[str, Any]]] = {method: [] for method in methods}
-    ratios: dict[str, list[float]] = {"batches": [], "batches+gzip": []}
-    wall_ratios: dict[str, list[float]] = {"batches": [], "batches+gzip": []}
+    ratios: dict[str, list[float]] = {method: [] for method in methods[1:]}
+    wall_ratios: dict[str, list[float]] = {method: [] for method in methods[1:]}
     folder = Path(tempfile.mkdtemp(prefix="segment-importer-bench-sender-", dir="/tmp"))
     bodies_path = folder / "bodies.ndjson"
     bodies_path.write_text("\n".join(bodies) + "\n")  # compact JSON: one body per line

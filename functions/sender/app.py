@@ -11,6 +11,7 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from segment_importer.deliver.rate_limit import EventRateLimit
 from segment_importer.deliver.sender import SenderServices, send_records
 from segment_importer.deliver.target_resolver import TargetResolver
 from segment_importer.deliver.write_keys import WriteKeySource, service_for
@@ -38,6 +39,12 @@ def _write_keys(parameter: str) -> WriteKeySource:
     return WriteKeySource(parameter, _client(service_for(parameter)))
 
 
+def _rate_limit(settings: SenderSettings) -> EventRateLimit | None:
+    if settings.max_events_per_second <= 0:
+        return None
+    return EventRateLimit(_client("dynamodb"), settings.rate_limit_table, settings.max_events_per_second)
+
+
 @logger.inject_lambda_context(log_event=False)  # never the whole event: it holds records
 # Responses and errors stay out of traces: an error can quote a record.
 @tracer.capture_lambda_handler(capture_response=False, capture_error=False)
@@ -61,6 +68,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         max_receive_count=settings.max_receive_count,
         metrics=metrics,
         events=ImportEvents(_client("events"), ImportEventsSettings.from_env(), metrics),
+        post_concurrency=settings.post_concurrency,
+        rate_limit=_rate_limit(settings),
     )
     return send_records(
         SQSEvent(event).records,

@@ -30,8 +30,8 @@ class Deployed:
     def __init__(self, stack: LocalStack, sender: LocalFunction, ledger: Ledger) -> None:
         self.stack, self.sender, self.ledger = stack, sender, ledger
 
-    def invoke(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        with environment(self.sender.environment):
+    def invoke(self, records: list[dict[str, Any]], **settings: str) -> dict[str, Any]:
+        with environment({**self.sender.environment, **settings}):
             return invoke(self.sender, {"Records": records})
 
 
@@ -89,7 +89,8 @@ def test_only_the_failed_batch_is_reported_and_dead_lettered_on_its_last_receive
     start_import(deployed.ledger, batches=2, messages=3)
     max_receives = deployed.stack.max_receive_count()
     endpoint.faults = FaultPlan.script(["ok", 401])  # batch 2 meets a wrong-key answer
-    response = deployed.invoke([sqs_record(1, 3), sqs_record(2, 3)])
+    # Posted one at a time, so the script's second answer is batch 2's.
+    response = deployed.invoke([sqs_record(1, 3), sqs_record(2, 3)], SENDER_POST_CONCURRENCY="1")
     assert response == {"batchItemFailures": [{"itemIdentifier": "sqs-2"}]}
     item = deployed.ledger.get(REF)
     assert item is not None

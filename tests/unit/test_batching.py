@@ -389,3 +389,14 @@ def test_a_body_of_another_version_is_refused_by_every_reader(head: str) -> None
     with pytest.raises(UnknownEnvelopeVersion):
         read_envelope(body)
     assert issubclass(UnknownEnvelopeVersion, MalformedBatch)  # the sender fails the record
+
+
+def test_the_queued_batch_is_the_stored_bytes_and_parses_only_when_asked() -> None:
+    batch = Batch(number=4)
+    bodies = [encode_message(message_of_size(n, 300, unicode=n == 1)).body for n in range(3)]
+    batch.bodies.extend(bodies)
+    queued = QueuedBatch.from_body(batch_body(SOURCE, batch))
+    assert (queued.ref, queued.number, queued.message_count) == (SOURCE, 4, 3)
+    assert queued.raw_batch == b"[" + b",".join(bodies) + b"]"
+    assert "messages" not in queued.__dict__  # not parsed yet
+    assert [orjson.dumps(message) for message in queued.messages] == bodies

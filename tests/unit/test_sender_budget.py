@@ -136,3 +136,20 @@ def test_a_slow_batch_leaves_the_batches_behind_it_their_share_of_the_time(endpo
     response = send_records(records, services, remaining_seconds=lambda: SAFETY_MARGIN_SECONDS + 5.0)
     assert response == {"batchItemFailures": [{"itemIdentifier": "sqs-1"}]}
     assert endpoint.stats()["messages_accepted"] == 16
+
+
+def test_batches_posted_at_once_do_not_wait_behind_a_slow_one(endpoint: SegmentEndpoint) -> None:
+    """The first request stalls for 1 s of the 2 s left. Posted one after another, each batch
+    had a fifth of the time and the slow one failed; posted at once, each has it all."""
+    endpoint.faults = FaultPlan.script([Fault.stall(1.0)])
+    services = SenderServices(
+        poster=BatchPoster(SegmentTarget(WRITE_KEY, endpoint.url, 15.0)),
+        s3=None,
+        prefixes=Prefixes(),
+        post_concurrency=5,
+    )
+    records = [sqs_record(number, 4) for number in range(1, 6)]
+    response = send_records(records, services, remaining_seconds=lambda: SAFETY_MARGIN_SECONDS + 2.0)
+    assert response == {"batchItemFailures": []}
+    assert endpoint.stats()["messages_accepted"] == 20
+    assert endpoint.stats()["requests"] == 5

@@ -117,3 +117,22 @@ def test_accepted_but_unanswered_batch_is_resent_under_the_same_ids(endpoint: Se
     stats = endpoint.stats()
     assert stats["messages_accepted"] == 6
     assert stats["duplicates"] == 6
+
+
+def test_the_stored_bytes_are_posted_as_they_are(endpoint: SegmentEndpoint) -> None:
+    """deliver_raw posts the batch's JSON array unparsed: the endpoint gets those messages."""
+    import orjson
+
+    messages = _messages(7)
+    raw = b"[" + b",".join(orjson.dumps(message) for message in messages) + b"]"
+    delivery = _poster(endpoint).deliver_raw(raw, 7, deadline=time.monotonic() + 30)
+    assert (delivery.delivered, delivery.attempts) == (7, 1)
+    assert [m["messageId"] for m in endpoint.accepted] == [m["messageId"] for m in messages]
+
+
+def test_refused_bytes_that_are_not_messages_fail_the_batch(endpoint: SegmentEndpoint) -> None:
+    """A body from elsewhere (not JSON): Segment answers 400, and the poster, unable to parse it
+    to isolate what was refused, fails the batch (to the DLQ in time) instead of guessing."""
+    with pytest.raises(DeliveryFailed, match="not a JSON array of messages"):
+        _poster(endpoint).deliver_raw(b'[{"type":"track"', 1, deadline=time.monotonic() + 30)
+    assert endpoint.stats()["messages_accepted"] == 0

@@ -39,7 +39,7 @@ PSEUDO = {
     "AWS::URLSuffix": "amazonaws.com",
 }
 QUEUES = ("WorkQueue", "DeadLetterQueue", "SplitterFailureQueue", "ContinuationQueue")
-TABLES = ("ImportsTable", "BatchesTable")
+TABLES = ("ImportsTable", "BatchesTable", "RateLimitTable")
 RUNTIME = "python3.13"
 DEFAULT_BUS = f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default"
 
@@ -509,11 +509,13 @@ def test_sender_permissions(template: StackTemplate, expanded: dict[str, Any], r
         bucket_objects(resolver, "rejects/"),
         bucket_objects(resolver, "reports/"),
     }
-    for action in ("dynamodb:UpdateItem", "dynamodb:GetItem"):
-        assert allowed_resources(action, statements) == {
-            table_arn(resolver, "ImportsTable"),
-            table_arn(resolver, "BatchesTable"),
-        }, action
+    ledger = {table_arn(resolver, "ImportsTable"), table_arn(resolver, "BatchesTable")}
+    assert allowed_resources("dynamodb:GetItem", statements) == ledger
+    # MaxEventsPerSecond: one conditional update per batch on the shared rate's item, no read.
+    assert allowed_resources("dynamodb:UpdateItem", statements) == {
+        *ledger,
+        table_arn(resolver, "RateLimitTable"),
+    }
     for action in _SQS_POLL:
         assert allowed_resources(action, statements) == {queue_arn(resolver, "WorkQueue")}, (
             f"{action} is allowed beyond the work queue"

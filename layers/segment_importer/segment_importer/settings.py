@@ -105,6 +105,9 @@ class SenderSettings:
     max_receive_count: int | None = None
     ledger_tables: LedgerTables | None = None
     targets: TargetPolicy = field(default_factory=TargetPolicy)  # the stack's own and what a job may name
+    post_concurrency: int = 1  # batches of one invocation posted at once
+    max_events_per_second: float = 0.0  # across every sender; 0: no limit of ours
+    rate_limit_table: str = ""  # where the shared event rate is kept
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> SenderSettings:
@@ -117,4 +120,7 @@ class SenderSettings:
             max_receive_count=int(env["MAX_RECEIVE_COUNT"]) if env.get("MAX_RECEIVE_COUNT") else None,
             ledger_tables=LedgerTables.from_env(env),
             targets=TargetPolicy.from_env(env),
+            post_concurrency=int(env.get("SENDER_POST_CONCURRENCY") or 1),
+            max_events_per_second=float(env.get("MAX_EVENTS_PER_SECOND") or 0),
+            rate_limit_table=env.get("RATE_LIMIT_TABLE", ""),
         )

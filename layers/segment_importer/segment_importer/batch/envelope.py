@@ -15,6 +15,7 @@ the queue (then the DLQ) for a sender that reads it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -81,36 +82,52 @@ def _check_version(document: Any) -> None:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class QueuedBatch:
-    """A batch as the sender gets it: where it comes from, its number, its messages."""
+    """A batch as the sender gets it: where it comes from, its number, and its messages as
+    the JSON array's bytes the splitter queued (`raw_batch`, posted as they are); `messages`
+    parses them, once, only when asked (to isolate refused messages, to write rejects)."""
 
     ref: ImportRef
     number: int
-    messages: list[dict[str, Any]]
+    raw_batch: bytes
+    message_count: int
     target: JobTarget | None = None  # None: the stack's own write key and host
 
     @property
     def key(self) -> str:
         return self.ref.key
 
-    @classmethod
-    def from_body(cls, body: str | bytes) -> QueuedBatch:
-        """Parse and check a whole body; MalformedBatch (UnknownEnvelopeVersion) if it is not
-        one this code reads."""
+    @cached_property
+    def messages(self) -> list[dict[str, Any]]:
         try:
-            document = orjson.loads(body)
+            messages = orjson.loads(self.raw_batch)
         except orjson.JSONDecodeError as error:
             raise MalformedBatch(f"not a segment-importer batch: {type(error).__name__}") from None
-        _check_version(document)
+        if not isinstance(messages, list) or not messages:
+            raise MalformedBatch("batch is not a non-empty list")
+        return messages
+
+    @classmethod
+    def from_body(cls, body: str | bytes) -> QueuedBatch:
+        """Check a body's envelope and find its batch's bytes without parsing the messages;
+        MalformedBatch (UnknownEnvelopeVersion) if it is not one this code reads.
+
+        The work queue's only writer is the splitter (batch_body): the array between
+        `"batch":` and the closing brace is taken as the messages' JSON, as written. Should
+        it not be (a body from elsewhere), Segment answers 400 and the poster, parsing it to
+        isolate the refused messages, fails the batch instead."""
+        raw = body.encode() if isinstance(body, str) else body
+        envelope = read_envelope(raw)
+        start = raw.index(_BATCH_KEY) + len(_BATCH_KEY) - 1  # at the array's "["
+        if not raw.endswith(b"]}"):
+            raise MalformedBatch("not a segment-importer batch: the body does not end its batch")
         try:
-            source = document["source"]
-            messages = document["batch"]
-            if not isinstance(messages, list) or not messages:
-                raise MalformedBatch("batch is not a non-empty list")
+            source = envelope["source"]
             ref = ImportRef(source["bucket"], source["key"], source["etag"])
-            return cls(ref, int(document["batch_number"]), messages, envelope_target(document))
+            number, count = int(envelope["batch_number"]), envelope["message_count"]
         except (KeyError, TypeError, ValueError) as error:
-            if isinstance(error, MalformedBatch):
-                raise
             raise MalformedBatch(f"not a segment-importer batch: {type(error).__name__}") from None
+        if type(count) is not int or count < 1:
+            raise MalformedBatch("batch is not a non-empty list")
+        return cls(ref, number, raw[start:-1], count, envelope_target(envelope))

@@ -1,12 +1,14 @@
-"""Deliver one prepared batch to Segment through segment-analytics-python, and know the outcome.
+"""Deliver one prepared batch to Segment with segment-analytics-python's wire, and know the outcome.
 
-`Client.flush()` returns even after failed uploads, so the batch is posted with the
-library's `request.post`, which raises on anything but a 2xx. Around it:
+`Client.flush()` returns even after failed uploads, so the batch is posted as the library's
+`request.post` posts it, raising on anything but a 2xx, but from the messages' stored bytes
+(`wire.post_batch`: one serialisation per message in the whole pipeline). Around it:
 - 429, 408, 410, 460 and 5xx (but 501/505) and network errors are retried with full-jitter
   exponential backoff, honouring `Retry-After`, and never past the caller's deadline;
 - a 400 or 413 (the request or a message too large or malformed) is not retried: the batch
   is split in halves until the refused messages are isolated, and those are returned as
-  rejected while the rest are delivered. The halving is bounded (MAX_ISOLATION_POSTS per
+  rejected while the rest are delivered (only then are the batch's bytes parsed, and each
+  half serialised again: the rare path). The halving is bounded (MAX_ISOLATION_POSTS per
   batch): past it, each group still refused is returned whole as `unisolated` (written to
   the rejects, with a reason saying so), so many bad messages cannot keep a batch re-posting
   until it is dead-lettered;
@@ -26,10 +28,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import requests
 from segment.analytics import request as segment_request
 
-from segment_importer.deliver import request_deadline
+from segment_importer.deliver import request_deadline, wire
 
 _NOT_RETRYABLE_5XX = frozenset({501, 505})
 _RETRYABLE_4XX = frozenset({408, 410, 429, 460})
@@ -70,17 +73,53 @@ class SegmentTarget:
     write_key: str
     host: str
     timeout_seconds: float = 15.0
-    gzip: bool = False  # the library's default, and the template's
+    gzip: bool = False  # the library's default; the template's SegmentGzip is true
+
+
+@dataclass(slots=True)
+class _Group:
+    """Messages posted in one request: a JSON array's bytes as queued, or (after a halving)
+    the parsed messages, each turned into the other only when needed."""
+
+    count: int
+    raw: bytes | None = None
+    parsed: list[dict[str, Any]] | None = None
+
+    def body(self) -> bytes:
+        if self.raw is None:
+            self.raw = orjson.dumps(self.parsed)
+        return self.raw
+
+    def messages(self) -> list[dict[str, Any]]:
+        if self.parsed is None:
+            try:
+                parsed = orjson.loads(self.raw or b"")
+            except orjson.JSONDecodeError:
+                parsed = None
+            if not isinstance(parsed, list) or not all(isinstance(m, dict) for m in parsed):
+                raise DeliveryFailed("Segment refused a batch that is not a JSON array of messages")
+            self.parsed = parsed
+        return self.parsed
+
+    def halves(self) -> tuple[_Group, _Group]:
+        messages = self.messages()
+        middle = len(messages) // 2
+        return _Group(middle, parsed=messages[:middle]), _Group(
+            len(messages) - middle, parsed=messages[middle:]
+        )
 
 
 class BatchPoster:
-    """Posts batches for one target; `post`, `sleep` and `clock` are injectable for tests."""
+    """Posts batches for one target; `post`, `sleep` and `clock` are injectable for tests.
+
+    `post` takes the library's arguments, with `batch` a JSON array's bytes (wire.post_batch).
+    Safe to share between threads: it holds no state of its own between deliveries."""
 
     def __init__(
         self,
         target: SegmentTarget,
         *,
-        post: Callable[..., Any] = segment_request.post,
+        post: Callable[..., Any] = wire.post_batch,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         jitter: random.Random | None = None,
@@ -90,29 +129,35 @@ class BatchPoster:
         self._sleep = sleep
         self._clock = clock
         self._jitter = jitter or random.Random()
-        if post is segment_request.post:  # the library's session: let its requests be cut short
+        if post is wire.post_batch:  # the library's session: let its requests be cut short
             request_deadline.install(segment_request._session)
 
     def deliver(self, messages: list[dict[str, Any]], deadline: float) -> Delivery:
         """Post `messages` as one batch (splitting only on 400); raises DeliveryFailed."""
+        return self.deliver_raw(orjson.dumps(messages), len(messages), deadline, parsed=messages)
+
+    def deliver_raw(
+        self, batch: bytes, count: int, deadline: float, *, parsed: list[dict[str, Any]] | None = None
+    ) -> Delivery:
+        """Post `batch`, the JSON array of `count` messages as queued, as one request; it is
+        parsed only if Segment refuses it (to isolate the refused messages)."""
         delivery = Delivery()
-        self._deliver(messages, deadline, delivery)
+        self._deliver(_Group(count, raw=batch, parsed=parsed), deadline, delivery)
         return delivery
 
-    def _deliver(self, messages: list[dict[str, Any]], deadline: float, delivery: Delivery) -> None:
-        if self._post_with_retries(messages, deadline, delivery):
-            delivery.delivered += len(messages)
-        elif len(messages) == 1:
-            delivery.rejected.extend(messages)
+    def _deliver(self, group: _Group, deadline: float, delivery: Delivery) -> None:
+        if self._post_with_retries(group.body(), deadline, delivery):
+            delivery.delivered += group.count
+        elif len(group.messages()) == 1:
+            delivery.rejected.extend(group.messages())
         elif delivery.isolation_posts + 2 > MAX_ISOLATION_POSTS:
-            delivery.unisolated.extend(messages)
+            delivery.unisolated.extend(group.messages())
         else:
-            middle = len(messages) // 2
             delivery.isolation_posts += 2
-            self._deliver(messages[:middle], deadline, delivery)
-            self._deliver(messages[middle:], deadline, delivery)
+            for half in group.halves():
+                self._deliver(half, deadline, delivery)
 
-    def _post_with_retries(self, messages: list[dict[str, Any]], deadline: float, delivery: Delivery) -> bool:
+    def _post_with_retries(self, batch: bytes, deadline: float, delivery: Delivery) -> bool:
         """True when accepted, False when refused (400/413); raises when out of tries."""
         attempt = 0
         while True:
@@ -129,7 +174,7 @@ class BatchPoster:
                     gzip=self._target.gzip,
                     timeout=min(self._target.timeout_seconds, remaining),
                     retry_count=attempt,
-                    batch=messages,
+                    batch=batch,
                 )
                 return True
             except segment_request.APIError as error:

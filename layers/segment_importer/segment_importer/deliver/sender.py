@@ -8,12 +8,17 @@ with a 400 are written to the import's rejects prefix and are not retried.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from segment_importer.batch.envelope import MalformedBatch, QueuedBatch, UnknownEnvelopeVersion
+from segment_importer.deliver.rate_limit import EventRateLimit
 from segment_importer.deliver.segment_client import BatchPoster, Delivery, DeliveryFailed
 from segment_importer.deliver.targets import JobTarget
 from segment_importer.metrics import MetricsSink, NullMetrics
@@ -43,6 +48,8 @@ class SenderServices:
     events: ImportEvents | None = None  # told when an import this sender completes ends
     # The poster of a batch whose job names its own workspace (deliver/target_resolver.py).
     poster_for: Callable[[JobTarget], BatchPoster] | None = None
+    post_concurrency: int = 1  # batches of one invocation posted at once (SenderPostConcurrency)
+    rate_limit: EventRateLimit | None = None  # shared by every sender (MaxEventsPerSecond); None: none
 
 
 def send_records(
@@ -53,39 +60,95 @@ def send_records(
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, list[dict[str, str]]]:
     """Deliver each SQS record's batch (the raw records, or the handler's SQSEvent records:
-    both are mappings); returns the ReportBatchItemFailures response."""
+    both are mappings); returns the ReportBatchItemFailures response.
+
+    Batches are posted concurrently (`post_concurrency` threads), so none waits behind a slow
+    one; what follows a post (rejects, metrics, the ledger, completion) runs here, on the
+    invoking thread, one batch at a time, as each post ends."""
     records = list(records)
-    deadline = clock() + remaining_seconds() - SAFETY_MARGIN_SECONDS
-    failures: list[str] = []
-    for index, record in enumerate(records):
-        # Each batch gets a fair share of the time left (what one leaves flows to the next):
-        # a slow batch cannot use up the time of those behind it, so every batch received is
-        # posted at least once, and none reaches the DLQ on receives it was never tried in.
-        share = (deadline - clock()) / (len(records) - index)
-        if not _send_one(record, services, clock() + share, clock):
-            failures.append(record["messageId"])
+    workers = max(1, min(services.post_concurrency, len(records)))
+    schedule = _Schedule(len(records), workers, clock() + remaining_seconds() - SAFETY_MARGIN_SECONDS, clock)
+    failed: set[str] = set()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segment-post") as pool:
+        posts = {pool.submit(_post_one, record, services, schedule): record for record in records}
+        for post in as_completed(posts):
+            record = posts[post]
+            if not _settle(record, post.result(), services):
+                failed.add(record["messageId"])
+    failures = [record["messageId"] for record in records if record["messageId"] in failed]
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]}
 
 
-def _send_one(
-    record: Mapping[str, Any], services: SenderServices, deadline: float, clock: Callable[[], float]
-) -> bool:
-    sqs_id = record["messageId"]
+class _Schedule:
+    """Each batch's deadline, set when its post starts: a fair share of the time left.
+
+    With `workers` posting at once, the batches not yet started take ceil(n / workers) more
+    rounds; each gets the time left divided by those rounds (what one leaves flows to those
+    after it). A slow batch cannot use up the time of those behind it, so every batch received
+    is posted at least once, and none reaches the DLQ on receives it was never tried in."""
+
+    def __init__(self, batches: int, workers: int, deadline: float, clock: Callable[[], float]) -> None:
+        self._unstarted, self._workers, self._deadline, self.clock = batches, workers, deadline, clock
+        self._lock = threading.Lock()
+
+    def start(self) -> float:
+        with self._lock:
+            rounds = -(-self._unstarted // self._workers)
+            self._unstarted -= 1
+            now = self.clock()
+            return now + (self._deadline - now) / max(rounds, 1)
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What a post thread hands back: the batch (None: unreadable), and how its post went."""
+
+    batch: QueuedBatch | None = None
+    delivery: Delivery | None = None
+    failure: str = ""  # why it was not delivered
+    unreadable: MalformedBatch | None = None
+    latency_ms: float = 0.0
+
+
+def _post_one(record: Mapping[str, Any], services: SenderServices, schedule: _Schedule) -> _Outcome:
+    """Runs on a post thread: only reading the body, waiting for the rate limit and posting."""
+    deadline = schedule.start()  # first: an unreadable body, too, is one batch fewer to come
     try:
         batch = QueuedBatch.from_body(record["body"])
     except MalformedBatch as error:  # failed, never sent: it waits for a sender that reads it
-        unknown = isinstance(error, UnknownEnvelopeVersion)
-        message = "batch body of an unknown version" if unknown else "malformed batch"
-        logger.error(message, extra={"sqs_message_id": sqs_id, "reason": str(error)})
-        services.metrics.add_metric("BatchesMalformed", "Count", 1)
-        return False
+        return _Outcome(failure=str(error), unreadable=error)
+    clock = schedule.clock
+    limit = services.rate_limit
+    # Half the batch's time at most is spent waiting for the shared rate: the rest is for posting.
+    try:
+        room = limit is None or limit.acquire(batch.message_count, max_wait=(deadline - clock()) / 2)
+    except (BotoCoreError, ClientError) as error:  # DynamoDB throttled or away: this batch waits
+        return _Outcome(batch, failure=f"the rate-limit table did not answer ({type(error).__name__})")
+    if not room:
+        return _Outcome(
+            batch, failure=f"no room under MaxEventsPerSecond ({limit.events_per_second}) in time"
+        )
     started = clock()
     try:
-        delivery = _poster(services, batch).deliver(batch.messages, deadline)
+        delivery = _poster(services, batch).deliver_raw(batch.raw_batch, batch.message_count, deadline)
     except DeliveryFailed as error:
-        _not_delivered(record, batch, services, str(error))
+        return _Outcome(batch, failure=str(error))
+    return _Outcome(batch, delivery, latency_ms=(clock() - started) * 1000)
+
+
+def _settle(record: Mapping[str, Any], outcome: _Outcome, services: SenderServices) -> bool:
+    """The invoking thread's part of one batch; True when delivered."""
+    batch = outcome.batch
+    if batch is None:
+        unknown = isinstance(outcome.unreadable, UnknownEnvelopeVersion)
+        message = "batch body of an unknown version" if unknown else "malformed batch"
+        logger.error(message, extra={"sqs_message_id": record["messageId"], "reason": outcome.failure})
+        services.metrics.add_metric("BatchesMalformed", "Count", 1)
         return False
-    _delivered(batch, delivery, services, (clock() - started) * 1000)
+    if outcome.delivery is None:
+        _not_delivered(record, batch, services, outcome.failure)
+        return False
+    _delivered(batch, outcome.delivery, services, outcome.latency_ms)
     return True
 
 
@@ -118,7 +181,7 @@ def _delivered(batch: QueuedBatch, delivery: Delivery, services: SenderServices,
         },
     )
     ledger = services.ledger
-    if ledger and ledger.record_delivered(batch.ref, batch.number, len(batch.messages), delivery.refused):
+    if ledger and ledger.record_delivered(batch.ref, batch.number, batch.message_count, delivery.refused):
         _complete(batch, services)
 
 
@@ -140,9 +203,9 @@ def _not_delivered(
     if not last_attempt:
         return
     services.metrics.add_metric("BatchesDeadLettered", "Count", 1)
-    services.metrics.add_metric("MessagesFailed", "Count", len(batch.messages))
+    services.metrics.add_metric("MessagesFailed", "Count", batch.message_count)
     ledger = services.ledger
-    if ledger and ledger.record_dead_lettered(batch.ref, batch.number, len(batch.messages), reason):
+    if ledger and ledger.record_dead_lettered(batch.ref, batch.number, batch.message_count, reason):
         _complete(batch, services)
 
 
