@@ -59,6 +59,7 @@ class PollStats:
     crashes: int = 0
     records_succeeded: int = 0
     records_failed: int = 0
+    batch_calls: int = 0  # DeleteMessageBatch and ChangeMessageVisibilityBatch calls
 
 
 class QueueGate:
@@ -79,6 +80,7 @@ class QueueGate:
         self._producing = False
         self._closed = False
         self.waits = 0  # how often the producer had to wait: the queue was full
+        self.deepest = 0  # the most messages it found in the queue before a send
 
     @property
     def producing(self) -> bool:
@@ -98,7 +100,11 @@ class QueueGate:
 
     def wait_for_room(self) -> None:
         with self._changed:
-            while not self._closed and self._count_messages() >= self.depth:
+            while not self._closed:
+                count = self._count_messages()
+                self.deepest = max(self.deepest, count)
+                if count < self.depth:
+                    return
                 self.waits += 1
                 self._changed.wait(timeout=0.5)  # the count is re-read: a move to the DLQ frees room too
 
@@ -206,6 +212,7 @@ class SqsPoller:
                 {"Id": str(number), "ReceiptHandle": message["ReceiptHandle"], **entry}
                 for number, message in enumerate(messages[start : start + SQS_RECEIVE_MAX])
             ]
+            self.stats.batch_calls += 1
             failed = call(QueueUrl=self._queue_url, Entries=entries).get("Failed", [])
             if failed:  # a receipt handle we just received: a bug here, not a condition to ride out
                 raise RuntimeError(f"{call.__name__} failed for {len(failed)} records: {failed[0]}")

@@ -161,6 +161,8 @@ class RunResult:
     run_dir: str | None = None  # also holds functions.log, the functions' own log lines
     resumed_batches_skipped: int = 0  # run --resume: delivered before the stop, not sent again
     resumed_messages_skipped: int = 0
+    work_queue_deepest: int | None = None  # split while sending: the most batches queued at once
+    sqs_batch_calls: int = 0  # the sender's DeleteMessageBatch / ChangeMessageVisibilityBatch calls
 
     @property
     def ok(self) -> bool:
@@ -359,6 +361,7 @@ def _split_while_delivering(
     if failures:
         raise failures[0]
     result.files = outcomes
+    result.work_queue_deepest = gate.deepest
     result.send_seconds = time.perf_counter() - started
     snapshots.write()
 
@@ -519,6 +522,7 @@ def _deliver(
     result.resumed_messages_skipped = resumed.skipped_messages
     result.sender_invocations, result.sender_errors = stats.invocations, stats.handler_errors
     result.redelivered_records = stats.records_failed
+    result.sqs_batch_calls = stats.batch_calls
     result.aws_faults_injected = dict(options.aws_faults.injected)
 
 
