@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import resource
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -107,6 +108,7 @@ def _report(endpoint: SegmentEndpoint) -> str:
 
 def main(argv: list[str]) -> int:
     logging.disable(logging.CRITICAL)  # request lines would hold nothing useful, and no records
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle: it stops us
     write_key, output_path = sys.stdin.readline().strip(), (argv[0] if argv else None)
     endpoint = SegmentEndpoint(write_key, output_path=output_path, keep_messages=False).start()
     print(json.dumps({"url": endpoint.url}), flush=True)
