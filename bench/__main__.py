@@ -31,7 +31,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--events", type=int, help="events for the splitter benchmark (default 200,000)")
     parser.add_argument("--repeats", type=int, help="repeats per measurement (default 5; --quick 3)")
     parser.add_argument("--sender-events", type=int, help="events for the sender benchmark (default 60,000)")
-    parser.add_argument("--e2e-events", type=int, help="events through the local stack (default 1,000,000)")
+    parser.add_argument(
+        "--e2e-events",
+        type=int,
+        help="events of the large local run (default 1,000,000; --quick 100,000); the small run is a fifth",
+    )
     parser.add_argument(
         "--memory-sizes", help="input sizes in MB for the memory benchmark (default 100,1000)"
     )
@@ -51,7 +55,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.sender_repeats = args.repeats or (3 if quick else 5)
     args.repeats = args.repeats or (3 if quick else 5)
     args.sender_events = args.sender_events or (20_000 if quick else 60_000)
-    args.e2e_events = args.e2e_events or (50_000 if quick else 1_000_000)
+    args.e2e_events = args.e2e_events or (100_000 if quick else 1_000_000)
     args.preview_events = args.preview_events or (100_000 if quick else 1_000_000)
     args.rate_limit = args.rate_limit or 5_000.0
     sizes = args.memory_sizes or ("10,100" if quick else "100,1000")
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = {
         "splitter": lambda: splitter_cpu.run(args.events, args.repeats),
         "sender": lambda: sender_throughput.run(args.sender_events, args.sender_repeats),
-        "e2e": lambda: end_to_end.run(args.e2e_events),
+        "e2e": lambda: end_to_end.run_targets(args.e2e_events // 5, args.e2e_events),
         "memory": lambda: memory.run(args.memory_sizes),
         "spans": lambda: spans.run(args.events, args.repeats),
         "preview": lambda: preview.run(args.preview_events, 1 if not args.quick else args.repeats),

@@ -19,7 +19,7 @@ from segment_importer_local.segment_endpoint import SegmentEndpoint
 def main() -> int:
     logging.disable(logging.CRITICAL)
     write_key = sys.argv[1]
-    endpoint = SegmentEndpoint(write_key).start()
+    endpoint = SegmentEndpoint(write_key, keep_messages=False).start()  # as the CLI's run keeps it
     print(json.dumps({"url": endpoint.url}), flush=True)
     sys.stdin.readline()
     endpoint.stop()

@@ -37,7 +37,15 @@ def targets(measured: dict[str, Any]) -> list[dict[str, Any]]:
             1.0,
         )
     if "e2e" in measured:
-        add("end to end: every event delivered (1 = yes)", 1.0 if measured["e2e"]["ok"] else 0.0, 1.0)
+        e2e = measured["e2e"]
+        add(
+            "end to end: every event delivered (1 = yes)",
+            1.0 if e2e["ok"] and e2e["small"]["ok"] else 0.0,
+            1.0,
+        )
+        add("local run: large events/s / small events/s", e2e["linear"], e2e["targets"]["linear"])
+        add("local run: large peak RSS / small", e2e["flat"], e2e["targets"]["flat"], at_most=True)
+        add("local run: small events/s / Method 1's", e2e["over_method1"], e2e["targets"]["over_method1"])
     if "memory" in measured:
         memory = measured["memory"]
         for name, case in memory["cases"].items():
@@ -310,11 +318,29 @@ def _end_to_end(result: dict[str, Any]) -> str:
             ],
             rows,
         )
+        + _local_targets(result)
         + f"\n\nDelivered {result['messages_delivered']:,} of {result['messages_queued']:,}; "
         "endpoint accepted "
         f"{result['endpoint']['messages_accepted']:,}; peak RSS {result['max_rss_mb']:,.0f} MB "
         "(moto and the endpoint keep everything in memory)."
     )
+
+
+def _local_targets(result: dict[str, Any]) -> str:
+    """Target 1's three runs, each in fresh processes, side by side."""
+    rows = [
+        [name, f"{run['events']:,}", f"{run['wall_seconds']:.1f}", fmt_rate(run["events_per_second"]), mb]
+        for name, run, mb in (
+            ("local run, small", result["small"], f"{result['small']['peak_rss_mb']:.0f}"),
+            ("local run, large", result, f"{result['peak_rss_mb']:.0f}"),
+            ("Method 1 (Client.track + flush), small", result["method1"], "-"),
+        )
+    ]
+    ratios = (
+        f"large/small events/s {result['linear']:.2f}, large/small peak RSS {result['flat']:.2f}, "
+        f"small/Method 1 events/s {result['over_method1']:.2f}"
+    )
+    return "\n\n" + table(["run", "events", "wall s", "events/s", "peak RSS MB"], rows) + f"\n\n{ratios}."
 
 
 def _memory(result: dict[str, Any]) -> str:

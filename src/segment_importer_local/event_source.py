@@ -5,12 +5,20 @@ receives up to the template's batch size, deletes the records the handler did no
 as failed, and makes the failed ones visible again at once (the local stand-in for their
 visibility timeout expiring). moto applies the queue's redrive policy, so a batch received
 more than `maxReceiveCount` times moves to the dead-letter queue, as in AWS.
+
+Records are deleted (and failed ones made visible) ten to a call, as the event source
+mapping does: in moto every call walks the whole queue, so one call per record would cost
+the square of the queue's depth. While a producer is still filling the queue (the splitter,
+in a thread of its own: see `QueueGate`), `drain` keeps polling instead of stopping at the
+first empty receive.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote_plus
@@ -51,6 +59,72 @@ class PollStats:
     crashes: int = 0
     records_succeeded: int = 0
     records_failed: int = 0
+    batch_calls: int = 0  # DeleteMessageBatch and ChangeMessageVisibilityBatch calls
+
+
+class QueueGate:
+    """Keeps a queue shallow while a producer fills it and a poller drains it.
+
+    The producer calls `wait_for_room` before each send: it blocks while the queue holds
+    `depth` messages or more (visible or in flight, as moto counts them), so memory stays
+    bounded by the depth rather than by the file. The poller calls `drained` after its
+    deletes, and `idle` to sleep until the producer sent something or finished, instead of
+    spinning on empty receives. `close` releases a blocked producer for good (the poller
+    stopped: waiting would hang the run).
+    """
+
+    def __init__(self, count_messages: Callable[[], int], depth: int) -> None:
+        self._count_messages = count_messages
+        self.depth = depth
+        self._changed = threading.Condition()
+        self._producing = False
+        self._closed = False
+        self.waits = 0  # how often the producer had to wait: the queue was full
+        self.deepest = 0  # the most messages it found in the queue before a send
+
+    @property
+    def producing(self) -> bool:
+        return self._producing
+
+    @contextmanager
+    def producer(self) -> Iterator[None]:
+        """The block in which the producer runs; the poller keeps polling until it ends."""
+        with self._changed:
+            self._producing = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._producing = False
+                self._changed.notify_all()
+
+    def wait_for_room(self) -> None:
+        with self._changed:
+            while not self._closed:
+                count = self._count_messages()
+                self.deepest = max(self.deepest, count)
+                if count < self.depth:
+                    return
+                self.waits += 1
+                self._changed.wait(timeout=0.5)  # the count is re-read: a move to the DLQ frees room too
+
+    def sent(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def drained(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def idle(self) -> None:
+        with self._changed:
+            if self._producing:
+                self._changed.wait(timeout=0.05)
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
 
 
 class SqsPoller:
@@ -65,7 +139,9 @@ class SqsPoller:
         batch_size: int,
         *,
         crashes: Callable[[], bool] | None = None,
+        gate: QueueGate | None = None,
     ) -> None:
+        self._gate = gate  # set: a producer may still be filling the queue
         self._crashes = crashes  # fault injection: the invocation dies after its handler ran
         self._sqs = sqs
         self._queue_url = queue_url
@@ -75,10 +151,14 @@ class SqsPoller:
         self.stats = PollStats()
 
     def drain(self, on_batch_done: Callable[[str], None] | None = None) -> PollStats:
-        """Poll until the queue has nothing visible or in flight."""
+        """Poll until the queue has nothing visible or in flight, and no producer is filling it."""
+        gate = self._gate
         while True:
             messages = self._receive()
             if not messages:
+                if gate is not None and gate.producing:
+                    gate.idle()
+                    continue
                 if self._is_empty():
                     return self.stats
                 continue
@@ -115,18 +195,27 @@ class SqsPoller:
         if self._crashes and self._crashes():  # died after its work, before Lambda saw the answer
             self.stats.crashes += 1
             failed = {message["MessageId"] for message in messages}
-        handled = []
-        for message in messages:
-            if message["MessageId"] in failed:
-                self.stats.records_failed += 1
-                self._sqs.change_message_visibility(
-                    QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-                )
-            else:
-                self.stats.records_succeeded += 1
-                self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
-                handled.append(message["Body"])
-        return handled
+        done = [message for message in messages if message["MessageId"] not in failed]
+        retry = [message for message in messages if message["MessageId"] in failed]
+        self.stats.records_failed += len(retry)
+        self.stats.records_succeeded += len(done)
+        self._in_tens(self._sqs.change_message_visibility_batch, retry, VisibilityTimeout=0)
+        self._in_tens(self._sqs.delete_message_batch, done)
+        if self._gate is not None:
+            self._gate.drained()
+        return [message["Body"] for message in done]
+
+    def _in_tens(self, call: Callable[..., Any], messages: list[dict[str, Any]], **entry: Any) -> None:
+        """A batch call (delete, change visibility) per ten records; refuse a partial failure."""
+        for start in range(0, len(messages), SQS_RECEIVE_MAX):
+            entries = [
+                {"Id": str(number), "ReceiptHandle": message["ReceiptHandle"], **entry}
+                for number, message in enumerate(messages[start : start + SQS_RECEIVE_MAX])
+            ]
+            self.stats.batch_calls += 1
+            failed = call(QueueUrl=self._queue_url, Entries=entries).get("Failed", [])
+            if failed:  # a receipt handle we just received: a bug here, not a condition to ride out
+                raise RuntimeError(f"{call.__name__} failed for {len(failed)} records: {failed[0]}")
 
     def _record(self, message: dict[str, Any]) -> dict[str, Any]:
         return {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import boto3
 import orjson
 from moto import mock_aws
 
@@ -37,17 +39,19 @@ from segment_importer.track.report import STATUS_DRY_RUN
 from segment_importer_local import sam_engine
 from segment_importer_local.chaos import AwsFaults
 from segment_importer_local.destination import preflight_host
-from segment_importer_local.event_source import SqsPoller, invoke, s3_put_event
+from segment_importer_local.endpoint_process import EndpointProcess
+from segment_importer_local.event_source import QueueGate, SqsPoller, invoke, s3_put_event
 from segment_importer_local.inputs import InputFile, find_inputs
 from segment_importer_local.progress import PipelineProgress, RetryLog, SplitProgressLog
 from segment_importer_local.resume import Delivered, DeliveredLog, on_both, save_run, skipping_delivered
 from segment_importer_local.segment_endpoint import FaultPlan, SegmentEndpoint
 from segment_importer_local.snapshots import LedgerSnapshots
-from segment_importer_local.stack import LocalFunction, LocalStack, environment
+from segment_importer_local.stack import LocalFunction, LocalStack, environment, one_moto_request_at_a_time
 from segment_importer_local.status import with_archive_totals
 from segment_importer_local.template_config import StackTemplate
 
 REDRIVE_ROUNDS = 3  # redrives after delivery, each followed by draining the work queue again
+WORK_QUEUE_DEPTH = 4  # sender invocations' worth of batches the work queue may hold while splitting
 LOCAL_FOLDER = "local/"  # under the imports prefix: where a local run drops its files
 _FAKE_AWS_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "local",
@@ -160,6 +164,8 @@ class RunResult:
     run_dir: str | None = None  # also holds functions.log, the functions' own log lines
     resumed_batches_skipped: int = 0  # run --resume: delivered before the stop, not sent again
     resumed_messages_skipped: int = 0
+    work_queue_deepest: int | None = None  # split while sending: the most batches queued at once
+    sqs_batch_calls: int = 0  # the sender's DeleteMessageBatch / ChangeMessageVisibilityBatch calls
 
     @property
     def ok(self) -> bool:
@@ -209,18 +215,19 @@ def run_import(options: RunOptions) -> RunResult:
             aws = local.create(write_key, options.job_write_keys)
         snapshots = LedgerSnapshots(_ledger(aws), run_dir, options.out_dir)
         progress = stack.enter_context(PipelineProgress(enabled=options.show_progress))
-        started = time.perf_counter()
-        outcomes = _split_all(aws, options, inputs, progress, snapshots)
-        snapshots.write()
-        result = RunResult(
-            outcomes, destination=host or "Segment", received_path=received, run_dir=str(run_dir)
-        )
-        result.split_seconds = time.perf_counter() - started
-        if not options.dry_run:
+        result = RunResult([], destination=host or "Segment", received_path=received, run_dir=str(run_dir))
+        if options.dry_run or sam:  # nothing to send, or functions in containers: one phase after the other
             started = time.perf_counter()
-            _deliver(options, aws, progress, result, snapshots, delivered_log)
-            result.send_seconds = time.perf_counter() - started
-        _settle(aws, outcomes, snapshots)
+            result.files = _split_all(aws, options, inputs, progress, snapshots)
+            snapshots.write()
+            result.split_seconds = time.perf_counter() - started
+            if not options.dry_run:
+                started = time.perf_counter()
+                _deliver(options, aws, progress, result, snapshots, delivered_log)
+                result.send_seconds = time.perf_counter() - started
+        else:
+            _split_while_delivering(options, aws, inputs, progress, result, snapshots, delivered_log)
+        _settle(aws, result.files, snapshots)
         if endpoint:
             result.endpoint_stats = endpoint.stats()
         result.bucket_copy = str(_copy_bucket_out(aws, run_dir / "bucket"))
@@ -245,24 +252,30 @@ def _write_would_send(options: RunOptions, files: list[Path], run_dir: Path) -> 
 
 def _destination(
     options: RunOptions, stack: ExitStack, run_dir: Path
-) -> tuple[SegmentEndpoint | None, str, str | None, str | None]:
+) -> tuple[SegmentEndpoint | EndpointProcess | None, str, str | None, str | None]:
     """The embedded endpoint (default), or Segment with the caller's key."""
     if options.write_key:
         return None, options.write_key, options.host, None
     write_key = f"local-{secrets.token_hex(8)}"
     received = run_dir / "received.ndjson"
-    endpoint = SegmentEndpoint(
-        write_key,
-        faults=options.faults,
-        output_path=received,
-        other_write_keys=options.job_write_keys.values(),
-    )
-    stack.enter_context(endpoint)
+    endpoint: SegmentEndpoint | EndpointProcess
+    others = options.job_write_keys.values()  # the sources of jobs that name their own key
+    if options.faults is None:  # in a process of its own: it does not hold the pipeline's GIL
+        endpoint = stack.enter_context(
+            EndpointProcess(write_key, output_path=received, other_write_keys=others)
+        )
+    else:  # a fault plan's draws and scripts live in this process
+        endpoint = stack.enter_context(
+            SegmentEndpoint(write_key, faults=options.faults, output_path=received, other_write_keys=others)
+        )
     return endpoint, write_key, endpoint.url, str(received)
 
 
 def _destination_parameters(
-    options: RunOptions, endpoint: SegmentEndpoint | None, host: str | None, template: StackTemplate
+    options: RunOptions,
+    endpoint: SegmentEndpoint | EndpointProcess | None,
+    host: str | None,
+    template: StackTemplate,
 ) -> dict[str, str]:
     """Where the sender posts and the pre-flight asks: the embedded endpoint serves both. For
     Segment's own hosts (US, EU) the template's settings CDN checks the key; for another host
@@ -307,12 +320,100 @@ def _library_logs_to(stream: Any) -> Iterator[None]:
         root.removeHandler(handler)
 
 
+def _split_while_delivering(
+    options: RunOptions,
+    aws: LocalStack,
+    inputs: list[InputFile],
+    progress: PipelineProgress,
+    result: RunResult,
+    snapshots: LedgerSnapshots,
+    delivered_log: DeliveredLog,
+) -> None:
+    """Split in a thread while the sender drains the work queue, as Lambda overlaps them.
+
+    The gate holds the splitter back while the queue is `WORK_QUEUE_DEPTH` sender batches
+    deep, so the queue (and moto's memory) stays shallow however large the file. Both
+    functions' environments are set for the whole overlap: os.environ is the process's,
+    and each function's own block would otherwise undo the other's on leaving.
+    """
+    depth = WORK_QUEUE_DEPTH * aws.sqs_batch_size("SenderFunction")
+    gate = QueueGate(lambda: _queue_depth(aws.sqs, aws.work_queue_url), depth)
+    outcomes: list[FileOutcome] = []
+    failures: list[BaseException] = []
+    started = time.perf_counter()
+
+    # Loaded one after the other, here: a handler module's import configures Powertools'
+    # loggers from the environment of the moment, which is the process's.
+    splitter_function, sender_function = aws.function("SplitterFunction"), aws.function("SenderFunction")
+
+    def split() -> None:
+        try:
+            with gate.producer():
+                outcomes.extend(_split_all(aws, options, inputs, progress, snapshots, splitter_function))
+                result.split_seconds = time.perf_counter() - started
+        except BaseException as exc:  # re-raised in the caller's thread
+            failures.append(exc)
+
+    both = {**aws.function_environment("SplitterFunction"), **aws.function_environment("SenderFunction")}
+    splitter = threading.Thread(target=split, name="local-splitter", daemon=True)
+    with environment(both), one_moto_request_at_a_time(), _holding_back(gate, aws.work_queue_url):
+        splitter.start()
+        try:
+            _deliver(
+                options, aws, progress, result, snapshots, delivered_log, gate=gate, sender=sender_function
+            )
+        finally:
+            gate.close()  # a sender that stopped must not leave the splitter waiting
+            splitter.join()
+    if failures:
+        raise failures[0]
+    result.files = outcomes
+    result.work_queue_deepest = gate.deepest
+    result.send_seconds = time.perf_counter() - started
+    snapshots.write()
+
+
+def _queue_depth(sqs: Any, url: str) -> int:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+@contextmanager
+def _holding_back(gate: QueueGate, work_queue_url: str) -> Iterator[None]:
+    """The splitter's SendMessageBatch to the work queue waits for room (`QueueGate`).
+
+    Registered on boto3's default session, as chaos's faults are, so the client the
+    splitter's handler creates inherits it; removed when the block ends.
+    """
+    events = boto3.DEFAULT_SESSION._session.get_component("event_emitter")
+
+    def before(params: dict[str, Any], **_: Any) -> None:
+        if params.get("QueueUrl") == work_queue_url and threading.current_thread().name == "local-splitter":
+            gate.wait_for_room()
+
+    def after(**_: Any) -> None:
+        gate.sent()
+
+    events.register("before-parameter-build.sqs.SendMessageBatch", before)
+    events.register("after-call.sqs.SendMessageBatch", after)
+    try:
+        yield
+    finally:
+        events.unregister("before-parameter-build.sqs.SendMessageBatch", before)
+        events.unregister("after-call.sqs.SendMessageBatch", after)
+
+
 def _split_all(
     aws: LocalStack,
     options: RunOptions,
     inputs: list[InputFile],
     progress: PipelineProgress,
     snapshots: LedgerSnapshots,
+    splitter: LocalFunction | None = None,
 ) -> list[FileOutcome]:
     # Job files first, each at its folder's prefix: the nearest one governs a file, as in the
     # bucket (--config is the drop's root job file).
@@ -320,7 +421,7 @@ def _split_all(
         aws.s3.upload_file(str(options.job_config), aws.bucket, f"{_drop_folder(aws)}{JOB_FILE_NAME}")
     for job_file in (item for item in inputs if item.is_job_file):
         aws.s3.upload_file(str(job_file.path), aws.bucket, f"{_drop_folder(aws)}{job_file.relative}")
-    splits = _LocalSplits(aws, options, progress, aws.function("SplitterFunction"))
+    splits = _LocalSplits(aws, options, progress, splitter or aws.function("SplitterFunction"))
     with _following_split_progress(progress, snapshots):
         return [splits.split(item) for item in inputs if not item.is_job_file]
 
@@ -390,9 +491,13 @@ def _deliver(
     result: RunResult,
     snapshots: LedgerSnapshots,
     delivered_log: DeliveredLog,
+    *,
+    gate: QueueGate | None = None,
+    sender: LocalFunction | None = None,
 ) -> None:
     resumed = options.resumed or Delivered()
-    sender = skipping_delivered(aws.function("SenderFunction"), resumed, _ledger(aws), aws.s3, aws.prefixes)
+    function = sender or aws.function("SenderFunction")
+    sender = skipping_delivered(function, resumed, _ledger(aws), aws.s3, aws.prefixes)
     poller = SqsPoller(
         aws.sqs,
         aws.work_queue_url,
@@ -400,6 +505,7 @@ def _deliver(
         sender,
         aws.sqs_batch_size("SenderFunction"),
         crashes=options.aws_faults.sender_crashes,
+        gate=gate,
     )
 
     def tally(body: str) -> None:
@@ -423,6 +529,7 @@ def _deliver(
     result.resumed_messages_skipped = resumed.skipped_messages
     result.sender_invocations, result.sender_errors = stats.invocations, stats.handler_errors
     result.redelivered_records = stats.records_failed
+    result.sqs_batch_calls = stats.batch_calls
     result.aws_faults_injected = dict(options.aws_faults.injected)
 
 

@@ -89,8 +89,12 @@ class SegmentEndpoint:
         output_path: str | Path | None = None,
         accept_any_write_key: bool = False,
         other_write_keys: Collection[str] = (),
+        keep_messages: bool = True,
     ) -> None:
         _require_loopback(host)
+        # False (the CLI's run): only message ids (for dedupe) and counts stay in memory, not
+        # the messages: they are in `output_path`, and a large import would not fit.
+        self.keep_messages = keep_messages
         self.write_key = write_key
         # The keys of further sources it stands in for (jobs that name their own write key).
         self.write_keys = frozenset({write_key, *other_write_keys})
@@ -193,7 +197,7 @@ class SegmentEndpoint:
                 "settings_requests": self._counts["settings_requests"],
                 "connections": self._counts["connections"],
                 "batches_accepted": self._counts["batches_accepted"],
-                "messages_accepted": len(self._accepted),
+                "messages_accepted": self._counts["messages_accepted"],
                 "duplicates": self._counts["duplicates"],
                 "dropped": dict(self._drop_counts),
                 "rejected_requests": dict(self._rejected),
@@ -211,6 +215,7 @@ class SegmentEndpoint:
     def _clear(self) -> None:
         self._accepted: list[dict[str, Any]] = []
         self._by_message_id: dict[str, dict[str, Any]] = {}
+        self._seen_ids: set[str] = set()  # keep_messages=False: dedupe without the messages
         self._dropped: list[dict[str, Any]] = []
         self._warnings: list[dict[str, Any]] = []
         self._counts: Counter[str] = Counter()
@@ -288,7 +293,8 @@ class SegmentEndpoint:
                 self._counts["batches_accepted"] += 1
             for reason, message in triage.dropped:
                 self._drop_counts[reason] += 1
-                self._dropped.append({"reason": reason, "message": message, "receivedAt": received_at})
+                if self.keep_messages:
+                    self._dropped.append({"reason": reason, "message": message, "receivedAt": received_at})
             stored = [m for m, kinds in triage.valid if self._store(m, kinds, received_at)]
             if write_key:
                 self._by_write_key[write_key] += len(stored)
@@ -296,16 +302,21 @@ class SegmentEndpoint:
 
     def _store(self, message: dict[str, Any], kinds: list[str], received_at: str) -> bool:
         message_id = message.get("messageId")
-        if message_id is not None and message_id in self._by_message_id:
+        if message_id is not None and (message_id in self._by_message_id or message_id in self._seen_ids):
             self._counts["duplicates"] += 1
             return False
         message["receivedAt"] = received_at  # Segment's own; an archived receivedAt is overwritten
+        self._counts["messages_accepted"] += 1
+        for kind in kinds:
+            self._warning_counts[kind] += 1
+        if not self.keep_messages:
+            if message_id is not None:
+                self._seen_ids.add(message_id)
+            return True
         self._accepted.append(message)
         if message_id is not None:
             self._by_message_id[message_id] = message
-        for kind in kinds:
-            self._warning_counts[kind] += 1
-            self._warnings.append({"kind": kind, "messageId": message_id})
+        self._warnings.extend({"kind": kind, "messageId": message_id} for kind in kinds)
         return True
 
     def _write(self, stored: list[dict[str, Any]]) -> None:

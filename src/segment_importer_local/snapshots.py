@@ -9,6 +9,7 @@ run or after it.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,19 +27,21 @@ class LedgerSnapshots:
         self._ledger = ledger
         self._path = run_dir / LEDGER_FILE
         self._last = 0.0
+        self._writing = threading.Lock()  # the splitter's thread and the sender's both write
         (out_dir / LATEST_FILE).write_text(str(run_dir.resolve()), encoding="utf-8")
 
     def write(self, *, at_most_every: float = 0.0) -> list[dict[str, Any]]:
         """Write the ledger's imports now (unless written less than `at_most_every` s ago)."""
-        now = time.monotonic()
-        if at_most_every and now - self._last < at_most_every:
-            return []
-        self._last = now
-        items = self._ledger.list_imports()
-        partial = self._path.with_suffix(".tmp")
-        partial.write_bytes(orjson.dumps({"written_at": time.time(), "imports": items}))
-        os.replace(partial, self._path)  # readers never see a half-written file
-        return items
+        with self._writing:
+            now = time.monotonic()
+            if at_most_every and now - self._last < at_most_every:
+                return []
+            self._last = now
+            items = self._ledger.list_imports()
+            partial = self._path.with_suffix(".tmp")
+            partial.write_bytes(orjson.dumps({"written_at": time.time(), "imports": items}))
+            os.replace(partial, self._path)  # readers never see a half-written file
+            return items
 
 
 def latest_run_dir(out_dir: Path) -> Path | None:

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -134,11 +135,15 @@ class LocalStack:
         policy = self.template.resource("WorkQueue")["Properties"]["RedrivePolicy"]
         return int(self.resolver.resolve(policy["maxReceiveCount"]))
 
+    def function_environment(self, logical_id: str) -> dict[str, str]:
+        """The function's environment variables, resolved from the template."""
+        resolved = self.resolver.resolve(self.template.function_environment(logical_id))
+        return {name: str(value) for name, value in resolved.items()}
+
     def function(self, logical_id: str) -> LocalFunction:
         code_dir = self.template.root / self.template.function_property(logical_id, "CodeUri")
         module_file, handler_name = self.template.function_property(logical_id, "Handler").rsplit(".", 1)
-        resolved = self.resolver.resolve(self.template.function_environment(logical_id))
-        settings = {name: str(value) for name, value in resolved.items()}
+        settings = self.function_environment(logical_id)
         with environment(settings):  # module-level code (the Logger) reads its settings on import
             module = _load_handler(code_dir / f"{module_file}.py", logical_id)
         if self.enforce_iam:
@@ -255,6 +260,28 @@ def _log_to_current_stdout(module: Any) -> None:
             handler.stream = sys.stdout
         finally:
             handler.release()
+
+
+@contextmanager
+def one_moto_request_at_a_time() -> Iterator[None]:
+    """moto's in-memory backends are not thread-safe (SQS's delete rebuilds the queue's
+    message list, so a message sent meanwhile from another thread would be lost): while the
+    splitter and the sender run in threads of their own, moto handles one request at a time.
+    Under the GIL this costs next to nothing; each request is Python work either way."""
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    original = BotocoreStubber.process_request
+    lock = threading.RLock()
+
+    def serialized(self: BotocoreStubber, request: Any) -> Any:
+        with lock:
+            return original(self, request)
+
+    BotocoreStubber.process_request = serialized  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        BotocoreStubber.process_request = original  # type: ignore[method-assign]
 
 
 @contextmanager
