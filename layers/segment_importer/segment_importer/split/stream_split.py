@@ -10,10 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import BinaryIO, Protocol
 
-from segment_importer.batch.encoding import EncodedMessage, encode_message
+from segment_importer.batch.encoding import MAX_MESSAGE_BYTES, EncodedMessage, encode_message
 from segment_importer.batch.packing import Batch, BatchLimits, BatchPacker
 from segment_importer.job import JobOptions, columns_by_position
 from segment_importer.mapping.mapper import MessageMapper
+from segment_importer.mapping.segment_fast import SegmentFastPath
 from segment_importer.mapping.shaping import Shaper, shaper_for
 from segment_importer.mapping.validation import check_fields, check_size
 from segment_importer.read.formats import RecordStream, ResumePoint, open_records
@@ -110,11 +111,16 @@ def split_records(
     # record that would open the next one): greedy packing then cuts the next part's batches
     # as one run would, so a retry of a part that was killed later cuts them the same way.
     ending: PartStop | None = None
+    # The common record (Segment-shaped JSON, no filters or transforms) takes the fast path;
+    # when it declines, `_encode` maps the record again the general way.
+    fast = mapper.fast if not shaper.rules.active else None
     try:
         for record in records:
             if record.number <= after_record:
                 continue
-            encoded = _encode(record, mapper, rejects, shaper)
+            encoded = _encode_fast(record, fast) if fast is not None else None
+            if encoded is None:
+                encoded = _encode(record, mapper, rejects, shaper)
             if ending is not None and encoded is not None and packer.would_close(encoded):
                 stop = ending
                 break
@@ -176,6 +182,22 @@ class _Earlier:
         report.batches_queued = self.batches + sink.batches_queued
         report.rejected_by_reason = dict(self.rejected + rejects.by_reason)
         report.rejected = sum(report.rejected_by_reason.values())
+
+
+def _encode_fast(record: SourceRecord, fast: SegmentFastPath) -> EncodedMessage | None:
+    """The record's message by the fast path, ready to pack; None when the general path must
+    decide (including every reject, which `_encode` then records with its reason)."""
+    fields = record.fields
+    if fields is None:
+        return None
+    message = fast.map(record.number, fields)
+    if message is None:
+        return None
+    try:
+        encoded = encode_message(message)
+    except Reject:
+        return None
+    return encoded if encoded.wire_bytes <= MAX_MESSAGE_BYTES else None
 
 
 def _encode(
