@@ -15,8 +15,7 @@ bound crosses the 32 KB message limit is the exact size computed.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -29,13 +28,21 @@ _NON_ASCII = bytes(range(128, 256))
 _dumps = orjson.dumps
 
 
-@dataclass(frozen=True, slots=True)
-class EncodedMessage:
+class EncodedMessage(NamedTuple):
+    """A tuple, not a dataclass: one is built per message (the splitter's fast path builds
+    plain `(body, wire_bytes)` tuples, which `BatchPacker` takes as well)."""
+
     body: bytes  # compact JSON, reused verbatim in the SQS body
     wire_bytes: int  # an upper bound of its size as the Segment library sends it
 
 
 def encode_message(message: dict[str, Any]) -> EncodedMessage:
+    return EncodedMessage(*encode_body(message))
+
+
+def encode_body(message: dict[str, Any]) -> tuple[bytes, int]:
+    """`(body, wire_bytes)`: the compact JSON and the bound of its wire size (exact when the
+    bound passes the 32 KB limit); Reject when the message cannot be serialised."""
     try:
         body = _dumps(message)
     except orjson.JSONEncodeError as error:
@@ -50,7 +57,7 @@ def encode_message(message: dict[str, Any]) -> EncodedMessage:
         bound = wire_size_bound(body)
     if bound > MAX_MESSAGE_BYTES:
         bound = len(json.dumps(message).encode())
-    return EncodedMessage(body, bound)
+    return body, bound
 
 
 def wire_size_bound(body: bytes) -> int:

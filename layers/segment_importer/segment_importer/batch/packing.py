@@ -45,12 +45,14 @@ class BatchPacker:
         self._limits = limits
         self._current = Batch(number=first_number)  # a continued split goes on numbering
 
-    def add(self, message: EncodedMessage) -> Batch | None:
-        """Add a message; returns the batch it closed, if adding it closed one."""
+    def add(self, message: EncodedMessage | tuple[bytes, int]) -> Batch | None:
+        """Add a message (an EncodedMessage or a plain `(body, wire_bytes)` tuple); returns
+        the batch it closed, if adding it closed one."""
         # The hot path: `_fits` inlined, and each new total computed once.
         closed = None
-        current, limits, body = self._current, self._limits, message.body
-        wire_bytes = current.wire_bytes + message.wire_bytes + 2  # ", " between messages
+        current, limits = self._current, self._limits
+        body, message_wire = message
+        wire_bytes = current.wire_bytes + message_wire + 2  # ", " between messages
         queue_bytes = current.queue_bytes + len(body) + 1  # ","
         if current.bodies and (
             len(current.bodies) >= limits.max_messages
@@ -59,20 +61,21 @@ class BatchPacker:
         ):
             closed = current
             current = self._current = Batch(number=closed.number + 1)
-            wire_bytes = current.wire_bytes + message.wire_bytes + 2
+            wire_bytes = current.wire_bytes + message_wire + 2
             queue_bytes = current.queue_bytes + len(body) + 1
         current.bodies.append(body)
         current.wire_bytes = wire_bytes
         current.queue_bytes = queue_bytes
         return closed
 
-    def would_close(self, message: EncodedMessage) -> bool:
+    def would_close(self, message: EncodedMessage | tuple[bytes, int]) -> bool:
         """Whether adding `message` would close the batch being filled (see `add`)."""
         current, limits = self._current, self._limits
+        body, message_wire = message
         return bool(current.bodies) and (
             len(current.bodies) >= limits.max_messages
-            or current.wire_bytes + message.wire_bytes + 2 > limits.max_bytes
-            or current.queue_bytes + len(message.body) + 1 > limits.max_queue_bytes
+            or current.wire_bytes + message_wire + 2 > limits.max_bytes
+            or current.queue_bytes + len(body) + 1 > limits.max_queue_bytes
         )
 
     def finish(self) -> Batch | None:

@@ -29,6 +29,7 @@ from segment_importer.mapping.record_input import (
     renamed,
     with_formatted_times,
 )
+from segment_importer.mapping.segment_fast import SegmentFastPath
 from segment_importer.mapping.timestamps import ImplausibleTimestampError, TimeReader, TimestampError
 from segment_importer.track import reasons
 from segment_importer.track.reasons import Reject
@@ -86,6 +87,14 @@ class MessageMapper:
         self._nulls = frozenset(job.null_values) - {"", "\\N"}
         declared = "messageId" in job.columns.values()
         self._declared_ids = DeclaredIds() if declared else None
+        # Segment-shaped JSON records, planned once per tuple of keys; None: every record
+        # takes `map`. The caller tries `fast.map` first, then `map` when it returns None.
+        self.fast = None
+        if SegmentFastPath.applies(job, from_csv=from_csv):
+            self.fast = SegmentFastPath(
+                job, self._ids, self._times, build_keys=_BUILD_KEYS, placed=_PLACED_KEYS,
+                library=IMPORTER_LIBRARY,
+            )  # fmt: skip
 
     def map(self, number: int, fields: dict[str, Any]) -> dict[str, Any]:
         record = self._shape_input(fields)

@@ -12,8 +12,9 @@ from segment_importer.batch.encoding import MAX_MESSAGE_BYTES, EncodedMessage
 from segment_importer.track import reasons
 from segment_importer.track.reasons import Reject
 
-# Per call type: (required field, reason code when it is missing).
-_REQUIRED = {
+# Per call type: (required field, reason code when it is missing). The mapper's fast path
+# checks the same fields (mapping.segment_fast).
+REQUIRED_FIELDS = {
     "track": (("event", reasons.MISSING_EVENT),),
     "group": (("groupId", reasons.MISSING_GROUP_ID),),
     "alias": (("previousId", reasons.MISSING_PREVIOUS_ID), ("userId", reasons.MISSING_USER)),
@@ -24,7 +25,7 @@ def check_fields(message: dict[str, Any]) -> None:
     """Required ids and fields per call type (Segment's own rules)."""
     if not (message.get("userId") or message.get("anonymousId")):
         raise Reject(reasons.MISSING_USER, "neither userId nor anonymousId is set")
-    for field, reason in _REQUIRED.get(message["type"], ()):
+    for field, reason in REQUIRED_FIELDS.get(message["type"], ()):
         value = message.get(field)
         if not isinstance(value, str) or not value.strip():
             raise Reject(reason, f"{message['type']} call without {field}")

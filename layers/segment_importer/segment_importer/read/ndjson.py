@@ -7,7 +7,10 @@ editor), so a part can resume at the byte offset after any line (`_Position`).
 The hot path (`_ndjson_records`): splitting a 1 MiB chunk with bytes.split and looping over
 the list costs less per line than readline() calls, and the size check is one max() per
 chunk instead of one per line. The loop stays in one function: a generator per chunk would
-add a frame to every record. A line longer than `limit` is never held whole: once the
+add a frame to every record. A run of 20 digits (an integer beyond 64 bits?) is looked
+for once per chunk, and line by line only in a chunk that has one: hex ids have such runs
+in about one chunk in three, and sending those whole chunks down the careful path cost
+every line of them a second scan. A line longer than `limit` is never held whole: once the
 unfinished tail of a chunk passes the limit it is dropped and the reader skips to the next
 newline.
 """
@@ -107,11 +110,12 @@ def _ndjson_records(
             position.mark(consumed, number + 1, lines)
         if lines and len(lines[0]) <= 1 and lines.count(b"") + lines.count(b"\r") == len(lines):
             number += len(lines)  # only blank lines (a gzip bomb of them?): counted, never parsed
-        elif lines and (max(map(len, lines)) > limit or _LONG_DIGITS in block.translate(_DIGITS)):
-            # rare (a line too long, or 20 digits: a 64-bit overflow?): the careful path
+        elif lines and max(map(len, lines)) > limit:
+            # rare (a line too long): the careful path
             yield from _ndjson_lines(lines, number, limit)
             number += len(lines)
         else:
+            long_digits = _LONG_DIGITS in block.translate(_DIGITS)
             for line in lines:
                 number += 1
                 try:
@@ -120,10 +124,9 @@ def _ndjson_records(
                     if (rejected := _rejected_line(number, line, exc)) is not None:
                         yield rejected
                     continue
-                if type(value) is dict:
-                    yield record(number, value)
-                else:
-                    yield _not_an_object(number, line)
+                if long_digits and _LONG_DIGITS in line.translate(_DIGITS):
+                    value = _with_exact_integers(line)
+                yield record(number, value) if type(value) is dict else _not_an_object(number, line)
         consumed += len(block) - len(tail)
         if len(tail) > limit + 1:  # +1: a CR whose LF is in the next chunk
             number, consumed, skipping = number + 1, consumed + len(tail), True

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import BinaryIO, Protocol
 
-from segment_importer.batch.encoding import EncodedMessage, encode_message
+from segment_importer.batch.encoding import MAX_MESSAGE_BYTES, EncodedMessage, encode_body, encode_message
 from segment_importer.batch.packing import Batch, BatchLimits, BatchPacker
 from segment_importer.job import JobOptions, columns_by_position
 from segment_importer.mapping.mapper import MessageMapper
@@ -104,33 +104,10 @@ def split_records(
     packer = BatchPacker(limits, first_number=first_batch + report.batches_queued)
     earlier = _Earlier(report)
     shaper = shaper_for(job, report, read_parameter)  # the job's filters and transforms
-    handled = 0
-    stop = None
-    # Once the clock runs low, the part ends where a batch closes on its own (before the
-    # record that would open the next one): greedy packing then cuts the next part's batches
-    # as one run would, so a retry of a part that was killed later cuts them the same way.
-    ending: PartStop | None = None
     try:
-        for record in records:
-            if record.number <= after_record:
-                continue
-            encoded = _encode(record, mapper, rejects, shaper)
-            if ending is not None and encoded is not None and packer.would_close(encoded):
-                stop = ending
-                break
-            report.records_read += 1
-            handled += 1
-            if encoded is not None and (closed := packer.add(encoded)):
-                sink.put(closed)
-            if report.records_read % PROGRESS_EVERY_RECORDS == 0:
-                earlier.update(report, sink, rejects)
-                if on_progress:
-                    on_progress(report)
-            if ending is not None or (budget and budget.exhausted(handled)):
-                ending = PartStop(record.number, records.resume_point_after(record.number))
-                if budget and budget.count_reached(handled):  # a count: every run ends here
-                    stop = ending
-                    break
+        stop = _pack(
+            records, report, mapper, shaper, packer, sink, rejects, earlier, on_progress, after_record, budget
+        )
         last = packer.finish()
         if last:
             sink.put(last)
@@ -139,6 +116,61 @@ def split_records(
         earlier.update(report, sink, rejects)
     _warn_of_id_collisions(report, mapper.id_collisions)
     return stop
+
+
+def _pack(
+    records: RecordStream,
+    report: ImportReport,
+    mapper: MessageMapper,
+    shaper: Shaper,
+    packer: BatchPacker,
+    sink: BatchSink,
+    rejects: RejectsWriter,
+    earlier: _Earlier,
+    on_progress: Callable[[ImportReport], None] | None,
+    after_record: int,
+    budget: PartBudget | None,
+) -> PartStop | None:
+    """The loop over records, one pass with its look-ups bound to locals (the hot path)."""
+    handled = 0
+    # Once the clock runs low, the part ends where a batch closes on its own (before the
+    # record that would open the next one): greedy packing then cuts the next part's batches
+    # as one run would, so a retry of a part that was killed later cuts them the same way.
+    ending: PartStop | None = None
+    # The common record (Segment-shaped JSON, no filters or transforms) takes the fast path;
+    # when it declines (or the message may be too large), `_encode` maps it the general way.
+    fast = mapper.fast.map if mapper.fast is not None and not shaper.rules.active else None
+    add, put, limit = packer.add, sink.put, MAX_MESSAGE_BYTES
+    for record in records:
+        number, fields = record.number, record.fields
+        if number <= after_record:
+            continue
+        encoded: tuple[bytes, int] | None = None
+        if fast is not None and fields is not None and (message := fast(number, fields)) is not None:
+            try:
+                encoded = encode_body(message)
+            except Reject:  # unserialisable: `_encode` records the reject
+                encoded = None
+            else:
+                if encoded[1] > limit:
+                    encoded = None
+        if encoded is None:
+            encoded = _encode(record, mapper, rejects, shaper)
+        if ending is not None and encoded is not None and packer.would_close(encoded):
+            return ending
+        report.records_read += 1
+        handled += 1
+        if encoded is not None and (closed := add(encoded)):
+            put(closed)
+        if report.records_read % PROGRESS_EVERY_RECORDS == 0:
+            earlier.update(report, sink, rejects)
+            if on_progress:
+                on_progress(report)
+        if ending is not None or (budget and budget.exhausted(handled)):
+            ending = PartStop(number, records.resume_point_after(number))
+            if budget and budget.count_reached(handled):  # a count: every run ends here
+                return ending
+    return None
 
 
 def _read_header(records: RecordStream, report: ImportReport, job: JobOptions) -> JobOptions:
