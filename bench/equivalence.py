@@ -34,7 +34,11 @@ JOBS: dict[str, dict[str, Any]] = {
     "event": {"event": "Imported", "source": "segment"},
     "mixpanel": {"source": "mixpanel"},
     "amplitude": {"source": "amplitude"},
+    # CSV only (see CSV_JOBS): the job's cell options and a single-byte encoding.
+    "csv_cells": {"nullValues": ["\\N", "NULL", "None", "-"], "trimCells": True},
+    "cp1252": {"encoding": "cp1252", "trimCells": True},
 }
+CSV_JOBS = frozenset({"csv_cells", "cp1252"})
 
 TIMES: list[Any] = [
     "2021-03-04T05:06:07.123Z",
@@ -251,10 +255,45 @@ def edge_csv() -> list[tuple[str, bytes]]:
     )
     tsv = "userId\tevent\ttimestamp\tproperties.n\nu\tE\t1\t007\nu\tE\t2\t7\n"
     return [
+        *csv_shape_cases(),
         ("edge.csv", ("\n".join(rows) + "\n").encode()),
         ("overlap.csv", overlapping.encode()),
         ("edge.tsv", tsv.encode()),
         ("crlf.csv", ("\r\n".join(rows) + "\r\n").encode("utf-8-sig")),
+    ]
+
+
+def csv_shape_cases() -> list[tuple[str, bytes]]:
+    """CSV files for the reader and the row shapes: quoted line breaks (and a quote never
+    closed), empty, blank and null cells, repeated and trailing unnamed header names, deep
+    and overlapping dotted columns, JSON text, wrong field counts, invalid UTF-8, cp1252."""
+    header = "type,userId,event,timestamp,plan,plan,properties.items,context.page.path,traits.n,,"
+    rows = [
+        'track,u1,E,1609459200,pro,free,"[{""sku"": 1}]",/p,5,,',
+        'track,u2,E,1609459200,"multi\nline","a\r\nb","[1,\n2]",/p,"  7 ",,',
+        "track,u3,E,1609459200,\\N,NULL,None,-,\\N,,",
+        "track,u4,E,1609459200,, ,,,,,",
+        'track,u5,E,1609459200,"  padded  ",true,"{bad",/q,-0.5,x,y',
+        "track,u6,E,1609459200,pro",
+        "",
+        ",,,,,,,,,,",
+        "identify,u7,,,plan,x,,,,,",
+    ]
+    rows += [f"track,u{i},E,{1609459200 + i},p{i % 3},{i % 2},,/p{i % 4},{i},," for i in range(8, 40)]
+    dotted = "userId,event,timestamp,a.b.c,a.b.d,properties.x.y.z,properties.x.w,context.library.name\n"
+    dotted += "".join(f"u,E,{1609459200 + i},{i},,{i % 3 or ''},w,lib\n" for i in range(12))
+    unclosed = 'userId,event,timestamp,properties.note\nu,E,1609459200,"open\n'
+    unclosed += "u,E,1609459201,x\nu,E,1609459202,x\n"
+    text = ("\n".join([header, *rows]) + "\n").encode()
+    cp1252 = "userId,event,timestamp,properties.café\nu,Café,1609459200,naïve \u2013 \u201cquoted\u201d\n"
+    cp1252 += "u,E,1609459201,£5\n"
+    return [
+        ("shapes.csv", text),
+        ("shapes_crlf.csv", text.replace(b"\n", b"\r\n")),
+        ("dotted.csv", dotted.encode()),
+        ("unclosed.csv", unclosed.encode()),
+        ("bad_utf8.csv", b"userId,event,timestamp,p\nu,E,1609459200,caf\xe9\nu,E,1609459201,ok\n"),
+        ("cp1252.csv", cp1252.encode("cp1252")),
     ]
 
 
@@ -320,6 +359,8 @@ def split_digests() -> dict[str, Any]:
                 continue
             job = JobOptions().merged_with(options)
             for name, blob in corpus():
+                if job_name in CSV_JOBS and not name.endswith((".csv", ".tsv", ".csv.gz")):
+                    continue
                 report = ImportReport(bucket="b", key=f"imports/{name}", etag="etag", size_bytes=len(blob))
                 sink, rejects = Sink(), RejectsWriter()
                 try:

@@ -50,6 +50,20 @@ def coerce_cell(text: str) -> Any:
     return text
 
 
+# First characters after which coerce_cell always returns the text itself: ASCII, and not
+# t/T/f/F (booleans), '-' or a digit (numbers), '{' or '[' (JSON). Any other character
+# (a digit of another script among them) goes through coerce_cell.
+_PLAIN_INITIALS = frozenset(chr(code) for code in range(128)) - frozenset("tTfF-0123456789{[")
+
+
+def coerce_text(cell: Any) -> Any:
+    """coerce_cell for a cell of any type (non-text values are kept as they are), with the
+    commonest case, plain text, decided by one set look-up of its first character."""
+    if not isinstance(cell, str) or cell[:1] in _PLAIN_INITIALS:
+        return cell
+    return coerce_cell(cell)
+
+
 def parse_embedded_json(text: str, fallback: Any) -> Any:
     """JSON stored in a cell (warehouse exports keep objects as JSON text)."""
     try:

@@ -6,17 +6,15 @@ mapper cannot shape raises `reasons.Reject` with a reason code.
 
 from __future__ import annotations
 
-from operator import itemgetter
 from typing import Any
 
 from segment_importer import __version__
 from segment_importer.job import CALL_TYPES, JobOptions, deep_merge
-from segment_importer.mapping.coercion import coerce_cell, parse_embedded_json
+from segment_importer.mapping.csv_shapes import CellNesting
 from segment_importer.mapping.message_ids import DeclaredIds, MessageIds
 from segment_importer.mapping.profiles import (
     AUTO,
     SNAKE_CASE_ALIASES,
-    canonical_field,
     detect_profile,
     profile_named,
 )
@@ -53,6 +51,7 @@ _COMMON_KEYS = (
 )  # fmt: skip
 _ID_KEYS = frozenset({"userId", "anonymousId", "groupId", "previousId"})
 _OBJECT_KEYS = ("properties", "traits", "context", "integrations")
+_OBJECT_KEY_SET = frozenset(_OBJECT_KEYS)
 _TRAIT_TYPES = frozenset({"identify", "group"})
 _TIMED_TYPES = frozenset({"track", "page", "screen"})
 # Per call type, the record keys the mapper places itself; every other key is data.
@@ -64,10 +63,6 @@ _CSV_KEYS_KEPT_AS_TEXT = frozenset(_COMMON_KEYS).union(
 _BUILD_KEYS = {call_type: ("userId", "anonymousId", *keys) for call_type, keys in _TYPE_KEYS.items()}
 # Call types as written in most exports; anything else goes through _call_type's full path.
 _CANONICAL_TYPES = {call_type: call_type for call_type in CALL_TYPES}
-# What a CSV cell (or a renamed column) turns into, decided once per column name.
-_TEXT, _DATA, _OBJECT = 0, 1, 2
-_MAX_COLUMN_PLANS = 4096  # keys of JSON records renamed by `columns` are unbounded: stop caching
-_MAX_ROW_SHAPES = 1024  # distinct sets of non-empty columns planned per file
 
 
 class MessageMapper:
@@ -78,9 +73,9 @@ class MessageMapper:
         self._job = job
         self._from_csv = from_csv
         self._ids = MessageIds(job.message_id_salt, file_id)
-        # Per column name: (kind, parent path, leaf), so a cell's fate is decided once per file.
-        self._plans: dict[str, tuple[int, tuple[str, ...], str]] = {}
-        self._shapes: dict[tuple[str, ...], _RowShape] = {}
+        # CSV cells (and renamed columns) typed and nested, planned once per row shape.
+        nesting = CellNesting(typed=from_csv, text_keys=_CSV_KEYS_KEPT_AS_TEXT, object_keys=_OBJECT_KEY_SET)
+        self._typed_and_nested = nesting.nested
         self._profile = None if job.source == AUTO else profile_named(job.source)  # else per record
         self._times = TimeReader(job.timezone, job.timestamp_format, job.timestamp_range)
         # The reader already drops empty cells and `\N`: only other null spellings cost a pass.
@@ -133,61 +128,6 @@ class MessageMapper:
             fields = cleaned_cells(fields, self._nulls, trim=self._job.trim_cells)
         record = renamed(fields, self._job.columns) if self._job.columns else fields
         return self._typed_and_nested(record)
-
-    def _typed_and_nested(self, record: dict[str, Any]) -> dict[str, Any]:
-        """CSV cells as JSON values (see `coercion` for which cells change and why), then
-        `{"properties.plan": "pro"}` -> `{"properties": {"plan": "pro"}}`, leaving `record`
-        untouched. Rows of a file mostly share their columns: the work that depends only on
-        the column names is planned once per set of names (`_RowShape`)."""
-        names = tuple(record)
-        shape = self._shapes.get(names)
-        if shape is None:
-            shape = _RowShape.plan(names, [self._column(name) for name in names], typed=self._from_csv)
-            if len(self._shapes) < _MAX_ROW_SHAPES:
-                self._shapes[names] = shape
-        if shape.builds is not None:
-            return shape.build(list(record.values()))
-        return self._typed_and_nested_by_cell(record)
-
-    def _column(self, key: str) -> tuple[int, tuple[str, ...], str]:
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = _column_plan(key)
-            if len(self._plans) < _MAX_COLUMN_PLANS:
-                self._plans[key] = plan
-        return plan
-
-    def _typed_and_nested_by_cell(self, record: dict[str, Any]) -> dict[str, Any]:
-        """The general case, one cell at a time: columns whose paths overlap (`properties`
-        holding JSON text and `properties.plan`), JSON-text object columns."""
-        typed = self._from_csv
-        nested: dict[str, Any] = {}
-        owned: set[int] = set()  # dicts created here, safe to write into; the caller's are copied first
-        for key, cell in record.items():
-            kind, parents, leaf = self._column(key)
-            value = cell
-            if typed and kind != _TEXT and isinstance(cell, str):
-                if kind == _DATA:
-                    value = coerce_cell(cell)
-                elif cell.strip():
-                    value = parse_embedded_json(cell, fallback=cell)
-                else:
-                    continue  # a blank object cell is absent
-            node = nested
-            for part in parents:
-                child = node.get(part)
-                if not isinstance(child, dict):
-                    child = {}
-                elif id(child) not in owned:
-                    child = dict(child)
-                owned.add(id(child))
-                node[part] = child
-                node = child
-            existing = node.get(leaf)
-            if isinstance(existing, dict) and isinstance(value, dict):
-                value = {**value, **existing}  # a JSON-text column and dotted columns: dotted ones win
-            node[leaf] = value
-        return nested
 
     def _build(self, spec: dict[str, Any]) -> dict[str, Any]:
         call_type = spec.get("type")
@@ -246,72 +186,6 @@ class MessageMapper:
             raise Reject(reasons.IMPLAUSIBLE_TIMESTAMP, str(error)) from error
         except TimestampError as error:
             raise Reject(reasons.INVALID_TIMESTAMP, str(error)) from error
-
-
-class _RowShape:
-    """How to type and nest every row with one particular tuple of column names.
-
-    Planned only when no column's path lies inside another's (`a.b` with `a` or `a.b.c`)
-    and no column holds a whole object as JSON text: then every cell lands in a fresh dict
-    of its own and nothing merges, so building the nested dicts node by node gives exactly
-    what the cell-by-cell walk gives, keys in the same order. Otherwise `builds` is None.
-    """
-
-    __slots__ = ("builds", "coerced")
-
-    def __init__(self, coerced: tuple[int, ...], builds: list[tuple[tuple[str, ...], Any]] | None) -> None:
-        self.coerced = coerced  # indexes of the cells to coerce
-        self.builds = builds  # per node, innermost first: (its keys, getter of its values)
-
-    @classmethod
-    def plan(
-        cls, names: tuple[str, ...], columns: list[tuple[int, tuple[str, ...], str]], *, typed: bool
-    ) -> _RowShape:
-        paths = [(*parents, leaf) for _, parents, leaf in columns]
-        leaves = set(paths)
-        if (typed and any(kind == _OBJECT for kind, _, _ in columns)) or any(
-            path[:depth] in leaves for path in paths for depth in range(1, len(path))
-        ):
-            return cls((), None)
-        coerced = tuple(i for i, (kind, _, _) in enumerate(columns) if typed and kind == _DATA)
-        # Each node's entries in first-appearance order: a cell index, or a child node's path.
-        nodes: dict[tuple[str, ...], dict[str, int | tuple[str, ...]]] = {(): {}}
-        for index, path in enumerate(paths):
-            for depth in range(len(path) - 1):
-                parent, child = path[:depth], path[: depth + 1]
-                if child not in nodes:
-                    nodes[child] = {}
-                    nodes[parent][path[depth]] = child
-            nodes[path[:-1]][path[-1]] = index
-        # Children are built before their parents; each built node is appended to the values.
-        slots, builds = {}, []
-        for node_path in sorted(nodes, key=len, reverse=True):
-            entries = nodes[node_path]
-            indexes = [entry if isinstance(entry, int) else slots[entry] for entry in entries.values()]
-            getter = itemgetter(*indexes) if len(indexes) > 1 else _getter_of_few(indexes)
-            slots[node_path] = len(names) + len(builds)
-            builds.append((tuple(entries), getter))
-        return cls(coerced, builds)
-
-    def build(self, values: list[Any]) -> dict[str, Any]:
-        for index in self.coerced:
-            cell = values[index]
-            if isinstance(cell, str):
-                values[index] = coerce_cell(cell)
-        node: dict[str, Any] = {}
-        for keys, getter in self.builds:  # type: ignore[union-attr]
-            node = dict(zip(keys, getter(values), strict=True))
-            values.append(node)
-        return node
-
-
-def _getter_of_few(indexes: list[int]) -> Any:
-    """A getter of no value or one value as a tuple (itemgetter wants 1+ indexes, and with
-    one index returns the bare value)."""
-    if not indexes:
-        return lambda values: ()
-    index = indexes[0]
-    return lambda values: (values[index],)
 
 
 def _chosen_integrations(chosen: dict[str, Any], recorded: Any) -> dict[str, Any]:
@@ -376,25 +250,3 @@ def _move_extras(spec: dict[str, Any], message: dict[str, Any], call_type: str) 
         extras = {**spec["properties"], **extras}
     if extras:
         message[target] = {**extras, **message.get(target, {})}
-
-
-def _column_plan(key: str) -> tuple[int, tuple[str, ...], str]:
-    """How a CSV cell of this column is typed (objects kept as JSON text are parsed, data
-    cells coerced, the rest left as text), and where its dotted name puts it."""
-    if key in _OBJECT_KEYS:
-        kind = _OBJECT
-    elif _holds_data(key):
-        kind = _DATA
-    else:
-        kind = _TEXT
-    *parents, leaf = key.split(".")
-    return kind, tuple(parents), leaf
-
-
-def _holds_data(key: str) -> bool:
-    """Cells under properties/traits, and bare columns (which become properties or traits)."""
-    head, dot, _ = key.partition(".")
-    if dot:
-        return head in ("properties", "traits")
-    # A column spelling a Segment field ("User ID") is an id or a time, kept as written.
-    return key not in _CSV_KEYS_KEPT_AS_TEXT and canonical_field(key) is None

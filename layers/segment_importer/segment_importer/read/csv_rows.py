@@ -316,32 +316,23 @@ def _csv_rows(
             # Lines are bounded one by one; only a row spanning lines (quoted newlines) can
             # outgrow the limit, and csv.reader's line count says when a row did.
             lines_before, line_count = line_count, reader.line_num
-            if flags.dirty:
-                rejected = _flagged_row(number, row, flags, delimiter)
-                flags.reset()
-                if rejected is not None:
-                    yield rejected
-                if flags.broken is not None:
-                    return
-            elif line_count - lines_before > 1 and (
-                spanning := _spanning_row_problem(number, row, width, delimiter, limit)
-            ):
-                yield spanning
-            elif len(row) == width or named <= len(row) < width:  # trailing unnamed cells may be left out
-                if NULL_MARKER in row:  # warehouse unloads (MySQL, Snowflake) write NULL as \N
-                    row = ["" if cell == NULL_MARKER else cell for cell in row]
-                # Empty cells mean "no value": compress keeps the (name, cell) pairs whose cell
-                # is non-empty, in C. Rows without empty cells skip it.
-                if "" in row:
-                    fields = dict(compress(zip(header, row, strict=False), row))
-                else:
-                    fields = dict(zip(header, row, strict=False))
-                if fields:
-                    yield record(number, fields)
-            elif "".join(row).strip():  # a wrong-length row that is not just blank
-                detail = f"row {number} has {len(row)} fields; the header has {width}"
-                raw = excerpt(delimiter.join(row))
-                yield SourceRecord(number, reason=reasons.CSV_FIELD_COUNT, detail=detail, raw=raw)
+            if flags.dirty or line_count - lines_before > 1 or len(row) != width:  # rare rows: one test
+                unusual = _unusual_row(
+                    number, row, flags, line_count - lines_before > 1, named, width, delimiter, limit
+                )
+                if unusual is not _USUAL:
+                    if unusual is not None:
+                        yield unusual
+                    if flags.broken is not None:
+                        return
+                    continue
+            if NULL_MARKER in row:  # warehouse unloads (MySQL, Snowflake) write NULL as \N
+                row = ["" if cell == NULL_MARKER else cell for cell in row]
+            # Empty cells mean "no value": compress keeps the (name, cell) pairs whose cell is
+            # non-empty, in C (zip stops at a short row's end: trailing unnamed cells left out).
+            fields = dict(compress(zip(header, row, strict=False), row))
+            if fields:
+                yield record(number, fields)
     except csv.Error:  # a quoted field over csv's own limit: there is no telling where rows restart
         detail = f"CSV row {number + 1} has a quoted field too long to read (or one that never closes)"
         yield unreadable(number + 1, detail + "; the rest of the file is not read")
@@ -349,6 +340,39 @@ def _csv_rows(
     if flags.broken is not None:
         detail = f"the file breaks after CSV row {number}: {flags.broken}"
         yield unreadable(number + 1, detail)
+
+
+_USUAL = SourceRecord(0)  # what _unusual_row says of a row to read as any other
+
+
+def _unusual_row(
+    number: int,
+    row: list[str],
+    flags: _LineFlags,
+    spanning: bool,
+    named: int,
+    width: int,
+    delimiter: str,
+    limit: int,
+) -> SourceRecord | None:
+    """The reject for a row the line source flagged, that spans lines and is too long or
+    looks unclosed, or that has the wrong number of fields; None for a row to leave out (a
+    flagged one with nothing to report, a blank one); `_USUAL` for a row that is fine after
+    all (a spanning row within bounds, one that leaves trailing unnamed cells out)."""
+    if flags.dirty:
+        rejected = _flagged_row(number, row, flags, delimiter)
+        flags.reset()
+        return rejected
+    if spanning and (problem := _spanning_row_problem(number, row, width, delimiter, limit)):
+        return problem
+    if len(row) == width or named <= len(row) < width:  # trailing unnamed cells may be left out
+        return _USUAL
+    if "".join(row).strip():  # a wrong-length row that is not just blank
+        detail = f"row {number} has {len(row)} fields; the header has {width}"
+        return SourceRecord(
+            number, reason=reasons.CSV_FIELD_COUNT, detail=detail, raw=excerpt(delimiter.join(row))
+        )
+    return None
 
 
 def _spanning_row_problem(

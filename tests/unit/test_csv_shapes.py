@@ -1,0 +1,112 @@
+"""CSV row shapes: a shape's first row is built by its plan, later rows by the function
+generated for the shape; both must give what the cell-by-cell walk gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from segment_importer.mapping.csv_shapes import CellNesting
+from segment_importer.mapping.mapper import _CSV_KEYS_KEPT_AS_TEXT, _OBJECT_KEY_SET
+
+ROWS_PER_SHAPE = 4  # the plan's row, the row that generates the code, then generated code
+
+
+def nesting(*, typed: bool = True) -> CellNesting:
+    return CellNesting(typed=typed, text_keys=_CSV_KEYS_KEPT_AS_TEXT, object_keys=_OBJECT_KEY_SET)
+
+
+def every_way(row: dict[str, Any], *, typed: bool = True) -> list[dict[str, Any]]:
+    """The row nested by a fresh file's plan, then by its generated code, then cell by cell."""
+    shapes = nesting(typed=typed)
+    results = [shapes.nested(dict(row)) for _ in range(ROWS_PER_SHAPE)]
+    results.append(shapes._by_cell(dict(row)))
+    return results
+
+
+def test_a_repeated_shape_gets_generated_code() -> None:
+    shapes = nesting()
+    row = {"userId": "u", "properties.n": "1"}
+    for _ in range(ROWS_PER_SHAPE):
+        shapes.nested(dict(row))
+    assert shapes._shapes[tuple(row)].compiled is not None
+
+
+def test_generated_code_builds_what_the_plan_and_the_cell_walk_build() -> None:
+    row = {
+        "type": "track",
+        "userId": "007",
+        "properties.revenue": "12.5",
+        "context.ip": "1.2.3.4",
+        "properties.count": "42",
+        "plan": "true",
+        "context.page.path": "/p",
+        "traits.zip": "02134",
+        "properties.items": '[{"sku": 1}]',
+        "properties.digit": "\u0663",
+        "properties.note": "text",
+    }
+    expected = {
+        "type": "track",
+        "userId": "007",
+        "properties": {
+            "revenue": 12.5,
+            "count": 42,
+            "items": [{"sku": 1}],
+            "digit": "\u0663",
+            "note": "text",
+        },
+        "context": {"ip": "1.2.3.4", "page": {"path": "/p"}},
+        "plan": True,
+        "traits": {"zip": "02134"},
+    }
+    for result in every_way(row):
+        assert result == expected
+        assert list(result) == list(expected)  # keys in first-appearance order, at every level
+        assert list(result["properties"]) == list(expected["properties"])
+
+
+def test_untyped_rows_are_nested_but_never_coerced() -> None:
+    row = {"userId": 5, "properties.n": "42", "properties.flag": True, "x": None}
+    for result in every_way(row, typed=False):
+        assert result == {"userId": 5, "properties": {"n": "42", "flag": True}, "x": None}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "a'b",
+        'a"b',
+        "a\\b",
+        "x\ny",
+        "'}; __import__('os')_exit(1); {'",
+        '"}; raise SystemExit; {"',
+        "\udc80",
+        "Zoë 😀",
+        "",
+        "v0",
+        "c",
+    ],
+)
+def test_column_names_enter_the_generated_code_only_as_literals(name: str) -> None:
+    row = {"userId": "u", f"properties.{name}": "1", f"context.{name}": "1"}
+    for result in every_way(row):
+        assert result == {"userId": "u", "properties": {name: 1}, "context": {name: "1"}}
+
+
+def test_a_name_too_deep_to_compile_is_still_built_by_its_plan() -> None:
+    deep = "properties." + ".".join(["n"] * 400)
+    row = {"userId": "u", deep: "7"}
+    node: Any = 7
+    for _ in range(400):
+        node = {"n": node}
+    for result in every_way(row):
+        assert result == {"userId": "u", "properties": node}
+
+
+def test_overlapping_and_json_object_columns_take_the_cell_walk() -> None:
+    row = {"userId": "u", "properties": '{"plan": "pro", "n": 1}', "properties.n": "2", "a.b": "1", "a": "x"}
+    for result in every_way(row):
+        # "a" after "a.b": the later cell replaces the object, as the cell walk has always done
+        assert result == {"userId": "u", "properties": {"plan": "pro", "n": 2}, "a": "x"}
