@@ -28,7 +28,7 @@ from segment_importer_local.destination import (
     preflight_host,
 )
 from segment_importer_local.errors import CliError, usage_error
-from segment_importer_local.inputs import InputError, find_inputs
+from segment_importer_local.inputs import InputError, InputFile, find_inputs
 from segment_importer_local.resume import Delivered, ResumeError, changed_inputs, load_run, run_dir_saved_here
 from segment_importer_local.template_config import StackTemplate, TemplateError
 
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 _RUN_EXAMPLES = """examples:
   segment-importer run examples/
-  segment-importer run exports/ --config job.json --report report.json
+  segment-importer run exports/ --config job.json --report report.json   # no job.json in exports/
   segment-importer run events.ndjson --write-key "$SEGMENT_WRITE_KEY"
   segment-importer run events.ndjson --write-key "$KEY" --host https://events.eu1.segmentapis.com
   segment-importer run events.ndjson --write-key "$KEY" --host https://proxy.example --preflight-host https://cdn.segment.com
@@ -45,7 +45,8 @@ _RUN_EXAMPLES = """examples:
   segment-importer run --resume out/20261201T101500Z-1a2b   # after Ctrl-C: sends only what was not sent
 
 Folders are searched recursively; each file keeps its path under imports/local/, and a job.json in
-a folder governs the files below it, as the nearest job.json does in the bucket.
+a folder governs the files below it, as the nearest job.json does in the bucket (--config with
+a folder holding a different job.json is refused).
 Exit codes: 0 every record sent, 3 finished with rejects, 1 failed or nothing sent, 2 usage.
 """
 
@@ -118,6 +119,7 @@ def run_command(arguments: argparse.Namespace) -> int:
     except InputError as error:
         raise usage_error(str(error)) from None
     check_job_files([arguments.config] if arguments.config else [], inputs)
+    _refuse_two_job_files(arguments.config, inputs)
     if arguments.write_key:
         _check_destination(arguments.write_key, host, settings_host)
     arguments.interrupted_note = _interrupted_note
@@ -149,6 +151,25 @@ def run_command(arguments: argparse.Namespace) -> int:
     if chaos and not _print_chaos_figures(result):
         return verdicts.EXIT_FAILED
     return code
+
+
+def _refuse_two_job_files(config: Path | None, inputs: list[InputFile]) -> None:
+    """--config with a job.json among the inputs: refused, not resolved silently either way.
+
+    --config is the drop's root job file; a folder's job.json lands nearer the files below it
+    and would govern them, as in the bucket, so --config would not be "for every file" as it
+    says. The same file given both ways is no conflict.
+    """
+    if config is None:
+        return
+    others = [item for item in inputs if item.is_job_file and item.path.read_bytes() != config.read_bytes()]
+    if others:
+        named = ", ".join(str(item.path) for item in others)
+        raise usage_error(
+            f"--config {config} and the job file(s) in the folders given, {named}, would both apply: "
+            "a folder's job.json governs the files below it, so --config would not. Leave out "
+            "--config to use the folders' job files, or move them out to use --config for every file"
+        )
 
 
 def _chaos_options(arguments: argparse.Namespace) -> dict[str, Any]:

@@ -41,6 +41,25 @@ def test_folders_recurse_keep_their_paths_and_the_nearest_job_file(cli, tmp_path
     assert "exports/2020/events.csv" in done.out
 
 
+def test_config_and_a_folders_job_file_are_refused_unless_they_are_the_same(cli, tmp_path: Path) -> None:
+    """QA: the folder's job.json silently overrode --config (nearest wins), which says "for every file"."""
+    write_csv(tmp_path / "drop" / "events.csv", "email,event,timestamp", ["a@x.com,A,2021-01-01T00:00:00Z"])
+    (tmp_path / "drop" / "job.json").write_text(json.dumps({"columns": {"email": "userId"}}))
+    (tmp_path / "job.json").write_text(json.dumps({"columns": {"email": "traits.email"}}))
+
+    both = cli("run", "drop", "--config", "job.json", "--no-progress")
+    assert not (tmp_path / "out").exists()  # refused before anything ran
+    same = cli("run", "drop", "--config", "drop/job.json", "--dry-run", "--no-progress")
+
+    assert both.code == 2, both.both
+    assert (
+        "--config job.json and the job file(s) in the folders given, drop/job.json, would both apply"
+        in both.err
+    )
+    no_traceback(both)
+    assert same.code == 0, same.both
+
+
 def test_two_files_of_one_name_given_directly_are_refused(cli, tmp_path: Path) -> None:
     signups(tmp_path / "a" / "events.csv")
     signups(tmp_path / "b" / "events.csv")
