@@ -194,6 +194,8 @@ def _rejects(arguments: argparse.Namespace) -> int:
         print(f"{found.lines} rejected records written to {arguments.output}", file=sys.stderr)
     else:
         sys.stdout.write(found.body.decode("utf-8", "replace"))
+    for member, lines in found.members:  # an archive: whose rejects are whose
+        print(f"{lines} rejects for {member}", file=sys.stderr)
     if not found.lines:
         print(f"0 rejects for {found.key}", file=sys.stderr)
     return 0

@@ -28,8 +28,8 @@ from segment_importer_local.destination import (
     preflight_host,
 )
 from segment_importer_local.errors import CliError, usage_error
-from segment_importer_local.inputs import InputError, find_inputs
-from segment_importer_local.resume import Delivered, ResumeError, load_run
+from segment_importer_local.inputs import InputError, InputFile, find_inputs
+from segment_importer_local.resume import Delivered, ResumeError, changed_inputs, load_run, run_dir_saved_here
 from segment_importer_local.template_config import StackTemplate, TemplateError
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 _RUN_EXAMPLES = """examples:
   segment-importer run examples/
-  segment-importer run exports/ --config job.json --report report.json
+  segment-importer run exports/ --config job.json --report report.json   # no job.json in exports/
   segment-importer run events.ndjson --write-key "$SEGMENT_WRITE_KEY"
   segment-importer run events.ndjson --write-key "$KEY" --host https://events.eu1.segmentapis.com
   segment-importer run events.ndjson --write-key "$KEY" --host https://proxy.example --preflight-host https://cdn.segment.com
@@ -45,7 +45,8 @@ _RUN_EXAMPLES = """examples:
   segment-importer run --resume out/20261201T101500Z-1a2b   # after Ctrl-C: sends only what was not sent
 
 Folders are searched recursively; each file keeps its path under imports/local/, and a job.json in
-a folder governs the files below it, as the nearest job.json does in the bucket.
+a folder governs the files below it, as the nearest job.json does in the bucket (--config with
+a folder holding a different job.json is refused).
 Exit codes: 0 every record sent, 3 finished with rejects, 1 failed or nothing sent, 2 usage.
 """
 
@@ -125,9 +126,10 @@ def run_command(arguments: argparse.Namespace) -> int:
     except InputError as error:
         raise usage_error(str(error)) from None
     job_keys = _job_write_keys(arguments, template, inputs, {**_host_override(host), **overrides})
+    _refuse_two_job_files(arguments.config, inputs)
     if arguments.write_key:
         _check_destination(arguments.write_key, host, settings_host)
-    arguments.interrupted_note = lambda: _interrupted_note(arguments.out)
+    arguments.interrupted_note = _interrupted_note
     chaos = _chaos_options(arguments)
     result = run_import(
         RunOptions(
@@ -177,6 +179,25 @@ def _host_override(host: str | None) -> dict[str, str]:
     return {"SegmentHost": host} if host else {}
 
 
+def _refuse_two_job_files(config: Path | None, inputs: list[InputFile]) -> None:
+    """--config with a job.json among the inputs: refused, not resolved silently either way.
+
+    --config is the drop's root job file; a folder's job.json lands nearer the files below it
+    and would govern them, as in the bucket, so --config would not be "for every file" as it
+    says. The same file given both ways is no conflict.
+    """
+    if config is None:
+        return
+    others = [item for item in inputs if item.is_job_file and item.path.read_bytes() != config.read_bytes()]
+    if others:
+        named = ", ".join(str(item.path) for item in others)
+        raise usage_error(
+            f"--config {config} and the job file(s) in the folders given, {named}, would both apply: "
+            "a folder's job.json governs the files below it, so --config would not. Leave out "
+            "--config to use the folders' job files, or move them out to use --config for every file"
+        )
+
+
 def _chaos_options(arguments: argparse.Namespace) -> dict[str, Any]:
     """RunOptions for `--chaos SPEC`: the faults, and a redrive after delivery."""
     if not arguments.chaos:
@@ -221,7 +242,7 @@ def _print_chaos_figures(result: RunResult) -> bool:
 
 
 def _resume(arguments: argparse.Namespace) -> Delivered | None:
-    """With --resume, the stopped run's options (the command line may repeat or change them)."""
+    """With --resume, the stopped run's options; the command line may repeat them, not change them."""
     if arguments.resume is None:
         if not arguments.files:
             raise usage_error("give the export files or folders to import (or --resume RUN_DIR)")
@@ -230,19 +251,48 @@ def _resume(arguments: argparse.Namespace) -> Delivered | None:
         saved = load_run(arguments.resume)
     except ResumeError as error:
         raise usage_error(str(error)) from None
+    changes = _resume_changes(arguments, saved) + changed_inputs(saved)
+    if changes:
+        raise usage_error(
+            f"cannot resume {arguments.resume}: {'; '.join(changes)}. A resumed run skips the batches "
+            "the stopped run delivered, by number: it must split the same files with the same options "
+            "(start a new run instead)"
+        )
     if saved["write_key_given"] and not arguments.write_key:
         raise usage_error(f"that run sent to {saved['host']} with a write key: give --write-key again")
-    arguments.files = arguments.files or [Path(path) for path in saved["files"]]
-    arguments.config = arguments.config or (Path(saved["config"]) if saved["config"] else None)
-    arguments.host = arguments.host or (saved["host"] if saved["write_key_given"] else None)
-    arguments.preflight_host = arguments.preflight_host or saved["preflight_host"]
-    arguments.dry_run = arguments.dry_run or saved["dry_run"]
-    arguments.template = arguments.template or (Path(saved["template"]) if saved["template"] else None)
-    given = {pair.partition("=")[0] for pair in arguments.parameter}
-    arguments.parameter += [
-        f"{name}={value}" for name, value in saved["parameters"].items() if name not in given
-    ]
+    arguments.files = [Path(path) for path in saved["files"]]
+    arguments.config = Path(saved["config"]) if saved["config"] else None
+    arguments.host = saved["host"] if saved["write_key_given"] else None
+    arguments.preflight_host = saved["preflight_host"]
+    arguments.dry_run = saved["dry_run"]
+    arguments.template = Path(saved["template"]) if saved["template"] else None
+    arguments.parameter = [f"{name}={value}" for name, value in saved["parameters"].items()]
     return Delivered.read(arguments.resume)
+
+
+def _resume_changes(arguments: argparse.Namespace, saved: dict[str, Any]) -> list[str]:
+    """Each option given with --resume that differs from the stopped run's."""
+    changes = []
+    if arguments.files and {str(p.resolve()) for p in arguments.files} != set(saved["files"]):
+        changes.append(f"the files differ (the stopped run imported {', '.join(saved['files'])})")
+    for option, given, before in (
+        ("--config", arguments.config and str(arguments.config.resolve()), saved["config"]),
+        ("--template", arguments.template and str(arguments.template.resolve()), saved["template"]),
+        ("--host", arguments.host, saved["host"]),
+        ("--preflight-host", arguments.preflight_host, saved["preflight_host"]),
+    ):
+        if given and given != before:
+            changes.append(f"{option} {given} differs (the stopped run's: {before or 'none'})")
+    if arguments.write_key and not saved["write_key_given"]:
+        changes.append("--write-key: the stopped run sent to the embedded endpoint")
+    if arguments.dry_run and not saved["dry_run"]:
+        changes.append("--dry-run: the stopped run sent")
+    for name, _, value in (pair.partition("=") for pair in arguments.parameter):
+        before = saved["parameters"].get(name)
+        if value != before:
+            used = f"{name}={before}" if before is not None else "the template's default"
+            changes.append(f"--parameter {name}={value} differs (the stopped run used {used})")
+    return changes
 
 
 def _template(path: Path | None) -> StackTemplate:
@@ -320,16 +370,15 @@ def _check_output_paths(arguments: argparse.Namespace) -> None:
         raise usage_error(f"--report {arguments.report}: its folder does not exist")
 
 
-def _interrupted_note(out_dir: Path) -> str:
-    from segment_importer_local.snapshots import latest_run_dir
-
-    run_dir = latest_run_dir(out_dir)
-    where = (
-        f"what was done so far is in {run_dir} (segment-importer status --local {run_dir})" if run_dir else ""
-    )
+def _interrupted_note() -> str:
+    # This run's folder, not out/LATEST: a run started meanwhile in another terminal moves LATEST.
+    run_dir = run_dir_saved_here()
     if not run_dir:
         return "stopped; nothing was imported yet"
-    return f"stopped; {where}. Resume it with: segment-importer run --resume {run_dir}"
+    return (
+        f"stopped; what was done so far is in {run_dir} (segment-importer status --local {run_dir}). "
+        f"Resume it with: segment-importer run --resume {run_dir}"
+    )
 
 
 def _report(result: RunResult, arguments: argparse.Namespace) -> int:

@@ -8,9 +8,9 @@ the accepted messages go to `output_path`, as in the embedded endpoint. Fault pl
 with the in-process endpoint (their scripts and random draws live in the caller).
 
 Protocol on the child's stdin/stdout, one JSON line per answer: it reads the write key
-from its first line, the other sources' keys (a JSON list) from its second, and prints `{"url": ...}` once serving; `stats` prints the counters
-with the child's CPU seconds and peak RSS; a `stop` line (or the end of stdin) stops it
-after printing them one last time.
+from its first line and the other sources' keys (a JSON list) from its second, and prints
+`{"url": ...}` once serving; `stats` prints the counters with the child's CPU seconds and
+peak RSS; a `stop` line (or the end of stdin) stops it after printing them one last time.
 """
 
 from __future__ import annotations

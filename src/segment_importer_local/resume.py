@@ -11,10 +11,16 @@ the split is deterministic), and the batches `delivered.ndjson` lists are taken 
 without being sent, counted in the new ledger as delivered, so the import completes; the rest
 are sent. A batch posted in the instant before the stop, but not yet recorded, is sent again:
 its messageIds are the same, so Segment deduplicates it.
+
+Skipping by batch number is right only if the batches are the same: `run.json` also keeps a
+fingerprint of every input (an export's size and modification time; a job file's SHA-256, since
+a job file changes the mapping without changing its size), and a resume that would import
+other files, other options or a changed file is refused, naming what changed.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +33,7 @@ from segment_importer.import_ref import ImportRef
 from segment_importer.settings import Prefixes
 from segment_importer.track.completion import publish_final_report
 from segment_importer.track.ledger import Ledger
+from segment_importer_local.inputs import InputError, find_inputs
 from segment_importer_local.stack import LocalFunction
 
 RUN_FILE = "run.json"
@@ -59,8 +66,59 @@ class Delivered:
         return delivered
 
 
+# The run folders this process saved, newest last. The runner names the folder; the Ctrl-C
+# hint must name this run's, not out/LATEST, which a run started meanwhile in another terminal
+# has moved on.
+_SAVED_HERE: list[Path] = []
+
+
 def save_run(run_dir: Path, options: dict[str, Any]) -> None:
-    (run_dir / RUN_FILE).write_bytes(orjson.dumps(options, option=orjson.OPT_INDENT_2))
+    document = {**options, "fingerprints": fingerprints(options["files"], options.get("config"))}
+    (run_dir / RUN_FILE).write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    _SAVED_HERE.append(run_dir.resolve())
+
+
+def run_dir_saved_here() -> Path | None:
+    """The folder of the run this process started last (None before it saved one)."""
+    return _SAVED_HERE[-1] if _SAVED_HERE else None
+
+
+def fingerprints(files: list[str], config: str | None) -> dict[str, dict[str, Any]]:
+    """Per input file (the job file too): what tells a changed file from the one that was split."""
+    found = {str(item.path.resolve()): item.is_job_file for item in find_inputs([Path(f) for f in files])}
+    if config:
+        found[str(Path(config).resolve())] = True
+    return {path: _fingerprint(Path(path), by_content=is_job) for path, is_job in found.items()}
+
+
+def _fingerprint(path: Path, *, by_content: bool) -> dict[str, Any]:
+    if by_content:  # small, and an edit may keep the size and (a copy) the time
+        return {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    stat = path.stat()  # exports may be gigabytes: hashing them would delay every run
+    return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def changed_inputs(saved: dict[str, Any]) -> list[str]:
+    """What differs between the stopped run's inputs and the same paths now."""
+    before = saved.get("fingerprints")
+    if before is None:  # a run saved before fingerprints were kept
+        return []
+    try:
+        now = fingerprints(saved["files"], saved.get("config"))
+    except (InputError, OSError) as error:
+        return [f"an input is gone ({error})"]
+    added = sorted(set(now) - set(before))
+    gone = sorted(set(before) - set(now))
+    edited = sorted(path for path in set(now) & set(before) if now[path] != before[path])
+    return [
+        f"{what} since the stop: {_some(paths)}"
+        for what, paths in (("files added", added), ("files gone", gone), ("files changed", edited))
+        if paths
+    ]
+
+
+def _some(paths: list[str]) -> str:
+    return ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
 
 
 def load_run(run_dir: Path) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import stat
+import zipfile
 from pathlib import Path
 
 from segment_importer_local.segment_endpoint import FaultPlan, SegmentEndpoint
@@ -40,6 +41,25 @@ def test_folders_recurse_keep_their_paths_and_the_nearest_job_file(cli, tmp_path
     assert "exports/2020/events.csv" in done.out
 
 
+def test_config_and_a_folders_job_file_are_refused_unless_they_are_the_same(cli, tmp_path: Path) -> None:
+    """QA: the folder's job.json silently overrode --config (nearest wins), which says "for every file"."""
+    write_csv(tmp_path / "drop" / "events.csv", "email,event,timestamp", ["a@x.com,A,2021-01-01T00:00:00Z"])
+    (tmp_path / "drop" / "job.json").write_text(json.dumps({"columns": {"email": "userId"}}))
+    (tmp_path / "job.json").write_text(json.dumps({"columns": {"email": "traits.email"}}))
+
+    both = cli("run", "drop", "--config", "job.json", "--no-progress")
+    assert not (tmp_path / "out").exists()  # refused before anything ran
+    same = cli("run", "drop", "--config", "drop/job.json", "--dry-run", "--no-progress")
+
+    assert both.code == 2, both.both
+    assert (
+        "--config job.json and the job file(s) in the folders given, drop/job.json, would both apply"
+        in both.err
+    )
+    no_traceback(both)
+    assert same.code == 0, same.both
+
+
 def test_two_files_of_one_name_given_directly_are_refused(cli, tmp_path: Path) -> None:
     signups(tmp_path / "a" / "events.csv")
     signups(tmp_path / "b" / "events.csv")
@@ -72,6 +92,25 @@ def test_rejects_by_the_name_given_to_run_and_zero_rejects_apart_from_no_such_im
     assert missing.code == 1, missing.both
     assert "no such import: 'nope.csv'" in missing.err
     no_traceback(missing)
+
+
+def test_rejects_of_a_zip_are_its_members_rejects_each_counted(cli, tmp_path: Path) -> None:
+    """QA: `rejects export.zip` said 0 rejects; they are under the members' keys (`zip!member`)."""
+    with zipfile.ZipFile(tmp_path / "export.zip", "w") as archive:
+        archive.writestr(
+            "m1.csv", "userId,event,timestamp\nu1,A,2021-03-06T09:00:00Z\n,B,2021-03-06T09:01:00Z\n"
+        )
+        archive.writestr("m2.csv", "userId,event,timestamp\n,C,2021-03-06T09:00:00Z\n")
+    assert cli("run", "export.zip", "--no-progress").code == 3
+
+    whole, member = cli("rejects", "export.zip"), cli("rejects", "export.zip!m2.csv")
+
+    assert whole.code == 0, whole.both
+    assert sorted(json.loads(line)["record"]["event"] for line in whole.out.splitlines()) == ["B", "C"]
+    assert "1 rejects for imports/local/export.zip!m1.csv" in whole.err
+    assert "1 rejects for imports/local/export.zip!m2.csv" in whole.err
+    assert "0 rejects" not in whole.err
+    assert [json.loads(line)["record"]["event"] for line in member.out.splitlines()] == ["C"]
 
 
 def test_rejects_lists_the_messages_segment_refused(cli, tmp_path: Path) -> None:
