@@ -308,21 +308,21 @@ def _end_to_end(result: dict[str, Any]) -> str:
     return (
         f"### 3. End to end, local stack ({events:,} events, {result['file_bytes'] / 1e6:,.0f} MB NDJSON, "
         f"{result['batches_queued']} batches, {result['sender_invocations']} sender invocations, "
-        "all in one process)\n\n"
+        "split and send overlapping, the endpoint in a process of its own)\n\n"
         + table(
             [
                 "phase",
                 "wall s",
                 "events/s",
-                "inside (AWS API time in moto, summed over threads; endpoint handler)",
+                "inside (AWS API time in moto, summed over threads, waits for moto's lock included)",
             ],
             rows,
         )
         + _local_targets(result)
         + f"\n\nDelivered {result['messages_delivered']:,} of {result['messages_queued']:,}; "
         "endpoint accepted "
-        f"{result['endpoint']['messages_accepted']:,}; peak RSS {result['max_rss_mb']:,.0f} MB "
-        "(moto and the endpoint keep everything in memory)."
+        f"{result['endpoint']['messages_accepted']:,}; peak RSS {result['max_rss_mb']:,.0f} MB in the "
+        f"run's process, {result['peak_rss_mb']:,.0f} MB with the endpoint's (moto holds the uploaded file)."
     )
 
 

@@ -79,6 +79,7 @@ class QueueGate:
         self._changed = threading.Condition()
         self._producing = False
         self._closed = False
+        self._aborted = False
         self.waits = 0  # how often the producer had to wait: the queue was full
         self.deepest = 0  # the most messages it found in the queue before a send
 
@@ -101,9 +102,11 @@ class QueueGate:
     def wait_for_room(self) -> None:
         with self._changed:
             while not self._closed:
+                if self._aborted:
+                    raise RunStopped("the sender stopped: the split stops at its next send")
                 count = self._count_messages()
                 self.deepest = max(self.deepest, count)
-                if count < self.depth:
+                if count < self.depth and not self._aborted:
                     return
                 self.waits += 1
                 self._changed.wait(timeout=0.5)  # the count is re-read: a move to the DLQ frees room too
@@ -125,6 +128,17 @@ class QueueGate:
         with self._changed:
             self._closed = True
             self._changed.notify_all()
+
+    def abort(self) -> None:
+        """The poller failed or was interrupted (Ctrl-C): the producer's next send raises
+        `RunStopped`, so the run stops instead of splitting the rest of the file first."""
+        with self._changed:
+            self._aborted = True
+            self._changed.notify_all()
+
+
+class RunStopped(Exception):
+    """Raised in the producer's thread when the poller has stopped (`QueueGate.abort`)."""
 
 
 class SqsPoller:

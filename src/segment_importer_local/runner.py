@@ -362,9 +362,12 @@ def _split_while_delivering(
             _deliver(
                 options, aws, progress, result, snapshots, delivered_log, gate=gate, sender=sender_function
             )
-        finally:
-            gate.close()  # a sender that stopped must not leave the splitter waiting
+        except BaseException:  # Ctrl-C or a failure: the splitter stops at its next send
+            gate.abort()
             splitter.join()
+            raise
+        gate.close()
+        splitter.join()
     if failures:
         raise failures[0]
     result.files = outcomes
