@@ -84,7 +84,7 @@ class MessageMapper:
         self._declared_ids = DeclaredIds() if declared else None
         # Segment-shaped JSON records, planned once per tuple of keys; None: every record
         # takes `map`. The caller tries `fast.map` first, then `map` when it returns None.
-        self.fast = None
+        self.fast: SegmentFastPath | None = None
         if SegmentFastPath.applies(job, from_csv=from_csv):
             self.fast = SegmentFastPath(
                 job, self._ids, self._times, build_keys=_BUILD_KEYS, placed=_PLACED_KEYS,
