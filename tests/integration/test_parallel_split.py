@@ -171,9 +171,9 @@ class CountedPreflight:
         self._preflight = preflight
         self.checks = 0
 
-    def check(self) -> PreflightResult:
+    def check(self, parameter: str | None = None) -> PreflightResult:
         self.checks += 1
-        return self._preflight.check()
+        return self._preflight.check(parameter)
 
 
 def _receive_all(stack: LocalStack, url: str) -> list[str]:
