@@ -54,6 +54,7 @@ def template_settings() -> dict[str, Any]:
         "sender_batch_size": int(parameters.get("SenderBatchSize", 5)),
         "queue_max_message_bytes": int(parameters.get("QueueMaxMessageBytes", 1_048_576)),
         "architecture": (template.function_property("SplitterFunction", "Architectures") or ["x86_64"])[0],
+        "segment_gzip": str(parameters.get("SegmentGzip", "false")).lower() == "true",
     }
 
 
@@ -72,12 +73,20 @@ def model(
     settings = template_settings()
     fill = splitter["batches"]
     per_event_split_cpu = 1 / splitter["cases"]["ndjson"]["events_per_cpu_second"]
-    per_event_send_cpu = sender["methods"]["batches"]["sender_cpu_per_1k_events_ms"] / 1e6
+    # The sender's CPU as deployed: gzipped bodies when the template's SegmentGzip is on.
+    send_method = (
+        "batches+gzip" if settings["segment_gzip"] and "batches+gzip" in sender["methods"] else "batches"
+    )
+    per_event_send_cpu = sender["methods"][send_method]["sender_cpu_per_1k_events_ms"] / 1e6
     batches = math.ceil(EVENTS / fill["messages_per_full_batch"])  # one file of a million events
     body_bytes = fill["mean_queue_body_bytes"]
     input_bytes = EVENTS * splitter["input_bytes"]["ndjson"] / splitter["events"]
     wire_bytes = batches * fill["mean_wire_bytes_full_batches"]
     gzip_ratio = fill.get("gzip_ratio") or 1.0
+    egress = {  # by SegmentGzip
+        False: wire_bytes / 1e9 * PRICES["internet_egress_per_gb"],
+        True: wire_bytes / gzip_ratio / 1e9 * PRICES["internet_egress_per_gb"],
+    }
 
     # SQS: SendMessageBatch packs bodies up to the queue's message size per call; each call,
     # each receive (the event source mapping's, SenderBatchSize bodies) and each delete batch
@@ -128,10 +137,9 @@ def model(
         )
         / 1e6,
         "s3_requests": 2 * PRICES["s3_per_thousand_get"] / 1000 + 2 * PRICES["s3_per_thousand_put"] / 1000,
-        "egress_plain_json": wire_bytes / 1e9 * PRICES["internet_egress_per_gb"],
+        "egress_to_segment": egress[settings["segment_gzip"]],
     }
     total = sum(dollars.values())
-    egress_gzip = wire_bytes / gzip_ratio / 1e9 * PRICES["internet_egress_per_gb"]
     minimum_requests = EVENTS / min(
         fill["limits"]["max_messages"], fill["limits"]["max_bytes"] / fill["mean_message_wire_bytes"]
     )
@@ -171,7 +179,9 @@ def model(
             "wire_gb": wire_bytes / 1e9,
             "dollars": dollars,
             "dollars_total": total,
-            "egress_if_gzip": egress_gzip,
+            "segment_gzip": settings["segment_gzip"],
+            "egress_plain_json": egress[False],
+            "egress_gzip": egress[True],
         },
         "splitter_memory_options": memory_options,
         "sender_memory_options": sender_options,

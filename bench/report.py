@@ -361,7 +361,9 @@ def _cost(result: dict[str, Any]) -> str:
     dollars = per["dollars"]
     rows = [[item, f"${value:.4f}"] for item, value in dollars.items()]
     rows.append(["total", f"${per['dollars_total']:.4f}"])
-    rows.append(["(egress with SegmentGzip=true instead)", f"${per['egress_if_gzip']:.4f}"])
+    other = not per["segment_gzip"]
+    alternative = per["egress_gzip"] if other else per["egress_plain_json"]
+    rows.append([f"(egress with SegmentGzip={str(other).lower()} instead)", f"${alternative:.4f}"])
     settings = result["template"]
     sqs = per["sqs_breakdown"]
     memory_rows = [
@@ -374,7 +376,11 @@ def _cost(result: dict[str, Any]) -> str:
         for memory, option in result["splitter_memory_options"].items()
     ]
     return (
-        "### 5. Cost per million events (" + result["prices"]["as_of"] + ")\n\n"
+        "### 5. Cost per million events ("
+        + result["prices"]["as_of"]
+        + "; "
+        + f"{settings['architecture']}, SegmentGzip={str(per['segment_gzip']).lower()} "
+        "as in template.yaml)\n\n"
         f"Segment requests {per['segment_requests']:,.0f} (minimum {per['segment_requests_minimum']:,.0f}, "
         f"fill {per['batch_fill']:.1%}); "
         f"SQS requests billed {per['sqs_requests_billed']:,.0f} (send {sqs['send']:,.0f}, receive "

@@ -207,6 +207,16 @@ def _capture_embedded_key(keys: list[str]) -> None:
     runner.SegmentEndpoint = Recording  # type: ignore[attr-defined]
 
 
+def _library_control(endpoint_class: Any) -> None:
+    """The capture's own control, outside any handler: the library's `request.post`, unpinned,
+    logs the whole body (records and the key) at DEBUG. The sender no longer calls it, so this
+    shows that the tap would see such a leak if the sender's path made one."""
+    from segment.analytics import request as library_request
+
+    with endpoint_class(WRITE_KEY) as endpoint:
+        library_request.post(WRITE_KEY, host=endpoint.url, batch=[event(99)])
+
+
 def child(scenario: str, out: Path) -> None:
     tap = _configure_logging(out)
     if scenario == "pin_removed":  # the control: the handler's pin has no effect
@@ -234,6 +244,9 @@ def child(scenario: str, out: Path) -> None:
                            parameter_overrides=overrides)
             )  # fmt: skip
             summary.update(_outcome(result))
+            if scenario == "pin_removed":
+                _library_control(SegmentEndpoint)
+                keys.append(WRITE_KEY)
         elif scenario.startswith("wrong_key"):
             with SegmentEndpoint(WRITE_KEY) as endpoint:
                 if scenario == "wrong_key_preflight":
@@ -431,14 +444,23 @@ def test_the_segment_logger_pin_holds_and_the_sender_logs_no_body_without_it(
     assert control["levels"]["segment"] == "DEBUG"
     assert control["keys"], "the embedded endpoint's key was not captured"
     assert control["endpoint_stats"]["messages_accepted"] > 0  # bodies were posted, and not logged
+    library = [r for r in control["records"] if _is_library_control(r)]
+    assert library, "the library's own request.post logged no body: the capture would not see a leak"
+    assert MARKER in library[0]["text"]
+    assert WRITE_KEY in library[0]["text"]
     leaks = [
         r["logger"]
         for r in control["records"]  # the library's and the functions' own loggers (the AWS SDK's
         # are the subject of test_aws_sdk_debug_logging_inside_the_handlers)
         if r["logger"].startswith("segment")
+        and not _is_library_control(r)
         and (MARKER in r["text"] or any(key in r["text"] for key in control["keys"]))
     ]
     assert leaks == []
+
+
+def _is_library_control(record: dict[str, Any]) -> bool:
+    return not record["in_handler"] and record["logger"] == "segment" and "making request" in record["text"]
 
 
 def test_aws_sdk_debug_logging_inside_the_handlers(runs: dict[str, dict[str, Any]]) -> None:
