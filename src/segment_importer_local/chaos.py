@@ -28,7 +28,9 @@ class AwsFaults:
     injected: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
-        self._random = random.Random(self.seed)  # reproducible test faults, not security
+        # One stream per kind of fault, so that each kind's draws repeat with the seed however
+        # the splitter's and the sender's threads interleave (they run at once in a local run).
+        self._randoms: dict[str, random.Random] = {}
 
     def sender_crashes(self) -> bool:
         return self._draw("sender_crash", self.sender_crash_rate)
@@ -71,7 +73,8 @@ class AwsFaults:
             events.unregister("after-call.sqs.SendMessageBatch", report_failed)
 
     def _draw(self, kind: str, rate: float) -> bool:
-        hit = rate > 0 and self._random.random() < rate
+        stream = self._randoms.setdefault(kind, random.Random(f"{self.seed}:{kind}"))
+        hit = rate > 0 and stream.random() < rate
         if hit:
             self.injected[kind] += 1
         return hit
