@@ -11,12 +11,27 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+
+
+@contextmanager
+def around_send_message_batch(before: Callable[..., None], after: Callable[..., None]) -> Iterator[None]:
+    """Call `before` (with the request's params) and `after` (with the parsed answer) around
+    every SendMessageBatch. Registered on boto3's default session, so the clients the handlers
+    create inherit them; removed again when the block ends."""
+    events = boto3.DEFAULT_SESSION._session.get_component("event_emitter")
+    events.register("before-parameter-build.sqs.SendMessageBatch", before)
+    events.register("after-call.sqs.SendMessageBatch", after)
+    try:
+        yield
+    finally:
+        events.unregister("before-parameter-build.sqs.SendMessageBatch", before)
+        events.unregister("after-call.sqs.SendMessageBatch", after)
 
 
 @dataclass
@@ -45,7 +60,6 @@ class AwsFaults:
         if not self.send_batch_failure_rate:
             yield
             return
-        events = boto3.DEFAULT_SESSION._session.get_component("event_emitter")
         withheld: list[dict[str, Any]] = []
 
         def withhold(params: dict[str, Any], **_: Any) -> None:
@@ -64,13 +78,8 @@ class AwsFaults:
             )
             withheld.clear()
 
-        events.register("before-parameter-build.sqs.SendMessageBatch", withhold)
-        events.register("after-call.sqs.SendMessageBatch", report_failed)
-        try:
+        with around_send_message_batch(withhold, report_failed):
             yield
-        finally:
-            events.unregister("before-parameter-build.sqs.SendMessageBatch", withhold)
-            events.unregister("after-call.sqs.SendMessageBatch", report_failed)
 
     def _draw(self, kind: str, rate: float) -> bool:
         stream = self._randoms.setdefault(kind, random.Random(f"{self.seed}:{kind}"))

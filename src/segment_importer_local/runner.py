@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import orjson
 from moto import mock_aws
 
@@ -37,7 +36,7 @@ from segment_importer.track.ledger import COMPLETE, COMPLETE_WITH_ERRORS, Ledger
 from segment_importer.track.redrive import redrive
 from segment_importer.track.report import STATUS_DRY_RUN
 from segment_importer_local import sam_engine
-from segment_importer_local.chaos import AwsFaults
+from segment_importer_local.chaos import AwsFaults, around_send_message_batch
 from segment_importer_local.destination import preflight_host
 from segment_importer_local.endpoint_process import EndpointProcess
 from segment_importer_local.event_source import QueueGate, SqsPoller, invoke, s3_put_event
@@ -392,7 +391,6 @@ def _holding_back(gate: QueueGate, work_queue_url: str) -> Iterator[None]:
     Registered on boto3's default session, as chaos's faults are, so the client the
     splitter's handler creates inherits it; removed when the block ends.
     """
-    events = boto3.DEFAULT_SESSION._session.get_component("event_emitter")
 
     def before(params: dict[str, Any], **_: Any) -> None:
         if params.get("QueueUrl") == work_queue_url and threading.current_thread().name == "local-splitter":
@@ -401,13 +399,8 @@ def _holding_back(gate: QueueGate, work_queue_url: str) -> Iterator[None]:
     def after(**_: Any) -> None:
         gate.sent()
 
-    events.register("before-parameter-build.sqs.SendMessageBatch", before)
-    events.register("after-call.sqs.SendMessageBatch", after)
-    try:
+    with around_send_message_batch(before, after):
         yield
-    finally:
-        events.unregister("before-parameter-build.sqs.SendMessageBatch", before)
-        events.unregister("after-call.sqs.SendMessageBatch", after)
 
 
 def _split_all(
