@@ -77,7 +77,13 @@ def job_write_keys(
 ) -> dict[str, str]:
     """The key of every parameter a job names: given, or (embedded endpoint) made up."""
     keys = dict(given)
-    for name in sorted(named_parameters(job_files) - set(keys) - {policy.default_parameter}):
+    named = named_parameters(job_files)
+    if unused := sorted(set(given) - named):  # a typo would otherwise go unnoticed (QA)
+        raise usage_error(
+            f"--write-key-for names {', '.join(map(repr, unused))}, which no job file of this run "
+            f"names as writeKeyParameter (they name: {', '.join(map(repr, sorted(named))) or 'none'})"
+        )
+    for name in sorted(named - set(keys) - {policy.default_parameter}):
         if not embedded:
             raise usage_error(
                 f"a job file names writeKeyParameter {name!r}: give its key with --write-key-for {name}=KEY"

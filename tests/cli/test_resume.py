@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -131,6 +132,22 @@ def test_resume_refuses_other_files_and_files_added_to_a_folder(
     extra = cli("run", "--resume", str(finished_run))
     assert extra.code == 2, extra.both
     assert f"files added since the stop: {tmp_path.resolve() / 'drop' / 'b.csv'}" in extra.err
+
+
+def test_resume_refuses_an_export_whose_content_changed_with_its_size_and_time(
+    cli, finished_run: Path, tmp_path: Path
+) -> None:
+    """QA: another export of the same size, copied with its time (cp -p), resumed, and records
+    at positions already sent were skipped while the verdict said OK."""
+    export = tmp_path / "drop" / "a.csv"
+    stat = export.stat()
+    lines = export.read_bytes().splitlines(keepends=True)
+    export.write_bytes(b"".join([lines[0], *reversed(lines[1:])]))  # the same bytes, rows swapped
+    os.utime(export, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert export.stat().st_size == stat.st_size
+    changed = cli("run", "--resume", str(finished_run))
+    assert changed.code == 2, changed.both
+    assert f"files changed since the stop: {export.resolve()}" in changed.err
 
 
 def test_resume_refuses_a_job_file_changed_since_the_stop(cli, finished_run: Path, tmp_path: Path) -> None:

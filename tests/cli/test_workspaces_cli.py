@@ -74,3 +74,14 @@ def test_a_run_to_segment_needs_the_key_of_each_job_named_parameter(cli, tmp_pat
     assert bad.code == 2, bad.both
     assert "a-bare-secret-key" not in bad.both
     assert "--write-key-for expects NAME=KEY" in bad.err
+
+
+def test_a_key_for_a_parameter_no_job_names_is_a_usage_error(cli, tmp_path: Path) -> None:
+    """QA: a typo in --write-key-for went unnoticed (the job's own name then got no key)."""
+    signups(tmp_path / "drops" / "signups.csv")
+    write_job(tmp_path / "drops", {"writeKeyParameter": JOB_KEYS + "alpha"})
+    done = cli("run", "drops", "--no-progress", "--write-key-for", f"{JOB_KEYS}alpah=THE-KEY-77")
+    assert done.code == 2, done.both
+    assert f"--write-key-for names '{JOB_KEYS}alpah', which no job file of this run names" in done.err
+    assert "THE-KEY-77" not in done.both
+    no_traceback(done)

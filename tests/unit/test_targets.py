@@ -94,6 +94,7 @@ def test_a_target_survives_the_checkpoint_round_trip() -> None:
         (JobTarget("/segment-importer/other/key"), f"is not under {PREFIX}"),
         (JobTarget(PREFIX.rstrip("/") + "-old/key"), f"is not under {PREFIX}"),  # a sibling path
         (JobTarget(host="https://collector.example.com"), "is not one the stack allows"),
+        (JobTarget(PREFIX), "a path, not a parameter name"),  # QA: the folder itself passed
     ],
 )
 def test_the_policy_refuses_what_the_stack_does_not_allow(target: JobTarget, fragment: str) -> None:
@@ -111,6 +112,7 @@ def test_the_policy_refuses_what_the_stack_does_not_allow(target: JobTarget, fra
         JobTarget(DEFAULT),  # the stack's own, named explicitly
         JobTarget(host="https://events.eu1.segmentapis.com"),
         JobTarget(host="https://api.segment.io/"),  # the stack's SegmentHost
+        JobTarget(host="https://API.Segment.IO"),  # host names are case-insensitive (QA)
     ],
 )
 def test_the_policy_allows_the_prefix_the_hosts_and_the_stacks_own(target: JobTarget | None) -> None:

@@ -65,7 +65,15 @@ def parameter_form_problem(name: Any) -> str | None:
         return "Secrets Manager is for the stack's own key only: put a job's key in SSM"
     if len(name) > MAX_NAME_CHARS or not _SSM_NAME.fullmatch(name) or ".." in name or "//" in name:
         return f"not an SSM parameter name (a path from /, at most {MAX_NAME_CHARS} characters, no '..')"
+    if name.endswith("/"):  # a path, not a parameter (QA): SSM has no parameter of that name
+        return "a path, not a parameter name: name the parameter under it"
     return None
+
+
+def normal_host(host: str) -> str:
+    """A host URL as compared and posted to: host names are case-insensitive (RFC 3986), and a
+    trailing `/` adds nothing."""
+    return host.strip().rstrip("/").lower()
 
 
 def host_form_problem(url: Any) -> str | None:
@@ -102,9 +110,9 @@ class TargetPolicy:
         hosts = env.get("JOB_SEGMENT_HOSTS", "")
         return cls(
             default_parameter=env.get("WRITE_KEY_PARAMETER", ""),
-            default_host=(env.get("SEGMENT_HOST") or DEFAULT_HOST).rstrip("/"),
+            default_host=normal_host(env.get("SEGMENT_HOST") or DEFAULT_HOST),
             parameter_prefix=env.get("JOB_KEY_PARAMETER_PATH", ""),
-            allowed_hosts=tuple(host.strip().rstrip("/") for host in hosts.split(",") if host.strip()),
+            allowed_hosts=tuple(normal_host(host) for host in hosts.split(",") if host.strip()),
         )
 
     def problems(self, target: JobTarget | None) -> list[str]:
@@ -122,7 +130,7 @@ class TargetPolicy:
             )
         if form := host_form_problem(host):
             problems.append(f"'host' {host!r}: {form}")
-        elif host is not None and host.rstrip("/") not in {self.default_host, *self.allowed_hosts}:
+        elif host is not None and normal_host(host) not in {self.default_host, *self.allowed_hosts}:
             allowed = sorted({self.default_host, *self.allowed_hosts})
             problems.append(f"'host' {host!r} is not one the stack allows (JobSegmentHosts): {allowed}")
         return problems
@@ -131,7 +139,7 @@ class TargetPolicy:
         return (target and target.write_key_parameter) or self.default_parameter
 
     def host_of(self, target: JobTarget | None) -> str:
-        return ((target and target.host) or self.default_host).rstrip("/")
+        return normal_host((target and target.host) or self.default_host)
 
     def _parameter_allowed(self, name: str) -> bool:
         if name == self.default_parameter:
