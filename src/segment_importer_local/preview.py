@@ -21,7 +21,7 @@ from typing import IO, Any
 import orjson
 
 from segment_importer.batch.packing import Batch, BatchLimits
-from segment_importer.job import JobOptions, JobOptionsError, parse_job_document
+from segment_importer.job import JobOptions, JobOptionsError, job_file_candidates, parse_job_document
 from segment_importer.mapping.shaping import redacted
 from segment_importer.read.formats import FileFormatError, open_records
 from segment_importer.read.handle import FileHandle
@@ -30,7 +30,7 @@ from segment_importer.split.splitter import split_records
 from segment_importer.track.rejects import RejectsWriter
 from segment_importer.track.report import ImportReport
 from segment_importer_local.errors import usage_error
-from segment_importer_local.inputs import InputError, find_inputs
+from segment_importer_local.inputs import InputError, InputFile, find_inputs
 from segment_importer_local.message_profile import MessageProfile
 
 DEFAULT_SAMPLES = 5
@@ -96,20 +96,24 @@ class PreviewRun:
     files: list[dict[str, Any]] = field(default_factory=list)
     reports: list[ImportReport] = field(default_factory=list)
     sample_messages: list[dict[str, Any]] = field(default_factory=list)
+    job_files: list[str | None] = field(default_factory=list)  # per file, the job file that governed it
 
-    def add_file(self, path: Path) -> None:
+    def add_file(self, path: Path, job: JobOptions | None = None, job_file: str | None = None) -> None:
+        """One file, under `job` (the run's own without one); `job_file` names where it came from."""
+        job = job or self.job
         size = path.stat().st_size
         report = ImportReport(bucket="(preview)", key=path.name, etag=s3_etag(path), size_bytes=size)
-        report.job = self.job.to_document()
+        report.job = job.to_document()
+        self.job_files.append(job_file)
         sink = PreviewSink(self.profile, self.samples - len(self.sample_messages), self.mapped)
         rejects = FirstRejects(path.name, self.first_rejects)
         try:
             # A handle, not a plain stream: a reader that seeks (Parquet) reads ranges through it.
             with FileHandle(path) as handle:
                 records = open_records(
-                    ProgressStream(handle, self.on_bytes), path.name, csv_encoding=self.job.encoding
+                    ProgressStream(handle, self.on_bytes), path.name, csv_encoding=job.encoding
                 )
-                split_records(records, report, self.job, BatchLimits(), sink, rejects)
+                split_records(records, report, job, BatchLimits(), sink, rejects)
         except (FileFormatError, JobOptionsError) as error:
             report.error = str(error)
         finally:
@@ -142,8 +146,11 @@ class PreviewRun:
             "would_send": sum(report.messages_queued for report in reports),
             **self.profile.result(),
             "samples": self.sample_messages,
-            "files": [_file_summary(report) for report in reports],
-            "job": redacted(self.job.to_document()),
+            "files": [
+                {**_file_summary(report), "job_file": job_file}
+                for report, job_file in zip(reports, self.job_files, strict=True)
+            ],
+            "job": redacted(_shared_job(reports, self.job.to_document())),
         }
 
 
@@ -160,6 +167,41 @@ def preview_files(
     for path in paths:
         run.add_file(path)
     return run.result()
+
+
+def preview_inputs(
+    inputs: list[InputFile],
+    config: Path | None,
+    *,
+    samples: int = DEFAULT_SAMPLES,
+    mapped: IO[bytes] | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """The preview of `find_inputs`' files, each under the job `run` gives it: the nearest
+    job.json among the inputs (its folder's, else a parent's), else `config` (the drop's
+    root job file), else the defaults. Each file entry names its `job_file`."""
+    root = job_options(config)
+    run = PreviewRun(root, samples=samples, mapped=mapped, on_bytes=on_bytes)
+    job_files = {item.relative: item.path for item in inputs if item.is_job_file}
+    loaded: dict[Path, JobOptions] = {}
+    for item in inputs:
+        if item.is_job_file:
+            continue
+        candidates = (job_files.get(key) for key in job_file_candidates(item.relative, ""))
+        nearest = next((path for path in candidates if path is not None), None)
+        if nearest is None:
+            run.add_file(item.path, root, str(config) if config else None)
+            continue
+        if nearest not in loaded:
+            loaded[nearest] = job_options(nearest)
+        run.add_file(item.path, loaded[nearest], str(nearest))
+    return run.result()
+
+
+def _shared_job(reports: list[ImportReport], fallback: dict[str, Any]) -> dict[str, Any]:
+    """The job of every file when they share one; else `fallback` (each file names its own)."""
+    documents = [report.job for report in reports]
+    return documents[0] if documents and all(doc == documents[0] for doc in documents) else fallback
 
 
 def read_to_its_end(document: dict[str, Any]) -> bool:
@@ -226,16 +268,15 @@ def run_preview_command(arguments: argparse.Namespace) -> int:
 
     if arguments.sample < 0:
         raise usage_error("--sample must be 0 or more")
-    job = job_options(arguments.config)
-    try:  # folders as `run` reads them: recursively, job files aside
-        paths = [item.path for item in find_inputs(arguments.files) if not item.is_job_file]
+    try:  # folders as `run` reads them: recursively, each file under its nearest job.json
+        inputs = find_inputs(arguments.files)
     except InputError as error:
         raise usage_error(str(error)) from None
-    total = sum(path.stat().st_size for path in paths)
+    total = sum(item.path.stat().st_size for item in inputs if not item.is_job_file)
     show_progress = not arguments.no_progress and sys.stderr.isatty()
     with PreviewProgress(total, enabled=show_progress) as progress, _mapped_file(arguments.mapped) as mapped:
-        document = preview_files(
-            paths, job, samples=arguments.sample, mapped=mapped, on_bytes=progress.advance
+        document = preview_inputs(
+            inputs, arguments.config, samples=arguments.sample, mapped=mapped, on_bytes=progress.advance
         )
     if arguments.html:
         from segment_importer.track.report_page import preview_page

@@ -74,13 +74,15 @@ def _files_table(document: dict[str, Any]) -> Table:
     table.add_column("format")
     for column in ("records", "rejected", "filtered", "would send"):
         table.add_column(column, justify="right")
+    table.add_column("job file", overflow="fold")  # the one that governed the file, as in `run`
     for entry in document["files"]:
         gzip = "+gzip" if entry["compression"] == "gzip" else ""
         name = entry["file"] if not entry["error"] else f"{entry['file']} [red]{entry['error']}"
         if not entry["read_to_its_end"]:
             name += " [red](not read to its end: see file_unreadable)"
         counts = (entry["records"], entry["rejected"], entry["filtered"], entry["would_send"])
-        table.add_row(name, f"{entry['format']}{gzip}", *(f"{count:,}" for count in counts))
+        job_file = entry.get("job_file") or "(defaults)"
+        table.add_row(name, f"{entry['format']}{gzip}", *(f"{count:,}" for count in counts), job_file)
     return table
 
 

@@ -231,20 +231,20 @@ def run_import(options: RunOptions) -> RunResult:
             result.endpoint_stats = endpoint.stats()
         result.bucket_copy = str(_copy_bucket_out(aws, run_dir / "bucket"))
         if options.dry_run:
-            exports = [item.path for item in inputs if not item.is_job_file]
-            result.mapped_path, result.page_path = _write_would_send(options, exports, run_dir)
+            result.mapped_path, result.page_path = _write_would_send(options, inputs, run_dir)
         return result
 
 
-def _write_would_send(options: RunOptions, files: list[Path], run_dir: Path) -> tuple[str, str]:
+def _write_would_send(options: RunOptions, inputs: list[InputFile], run_dir: Path) -> tuple[str, str]:
     """A dry run's `mapped.ndjson` (the messages it would send, as the splitter mapped and
-    shaped them) and `preview.html`, from the same core the splitter ran (see preview.py)."""
+    shaped them) and `preview.html`, from the same core the splitter ran (see preview.py),
+    each file under the job file the splitter found for it."""
     from segment_importer.track.report_page import preview_page
-    from segment_importer_local.preview import job_options, preview_files
+    from segment_importer_local.preview import preview_inputs
 
     mapped, page = run_dir / "mapped.ndjson", run_dir / "preview.html"
     with mapped.open("wb") as output:
-        document = preview_files(files, job_options(options.job_config), mapped=output)
+        document = preview_inputs(inputs, options.job_config, mapped=output)
     page.write_text(preview_page(document), encoding="utf-8")
     return str(mapped), str(page)
 

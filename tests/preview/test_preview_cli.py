@@ -191,3 +191,42 @@ def test_check_job_validates_the_shaping_keys(tmp_path: Path, capsys: pytest.Cap
         "limit": 10,
         "filter": {"where": "length(properties) > `0`"},
     }
+
+
+def test_a_folders_job_files_govern_the_preview_as_they_do_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The nearest job.json governs the files in and below its folder, in `preview` as in
+    `run`: the same counts and the same messages, and each file names its job file."""
+    drop = tmp_path / "drop"
+    (drop / "sub").mkdir(parents=True)
+    root_job = {"columns": {"email": "userId"}, "context": {"source": "root"}}
+    (drop / "job.json").write_text(json.dumps(root_job))
+    (drop / "sub" / "job.json").write_text(
+        json.dumps({"type": "identify", "columns": {"mail": "userId"}, "limit": 1})
+    )
+    (drop / "a.csv").write_text("email,event,timestamp\nu1,Signed Up,2023-01-05T00:00:00Z\n")
+    (drop / "sub" / "b.csv").write_text("mail,plan\nu2,pro\nu3,free\n")
+    mapped = tmp_path / "mapped.ndjson"
+    status, document = preview(capsys, drop, "--mapped", mapped)
+    assert status == 0
+    assert [(entry["file"], entry["job_file"]) for entry in document["files"]] == [
+        ("a.csv", str(drop / "job.json")),
+        ("b.csv", str(drop / "sub" / "job.json")),
+    ]
+    assert (document["rejected"], document["filtered"], document["would_send"]) == (0, 1, 2)
+    previewed = [orjson.loads(line) for line in mapped.read_bytes().splitlines()]
+    assert [(m["type"], m["userId"], m["context"].get("source")) for m in previewed] == [
+        ("track", "u1", "root"),
+        ("identify", "u2", None),
+    ]
+    run = run_import(RunOptions([drop], out_dir=tmp_path / "out", show_progress=False))
+    assert run.ok
+    received = {
+        m["messageId"]: m for m in map(orjson.loads, Path(run.received_path or "").read_bytes().splitlines())
+    }
+    assert len(received) == 2
+    for message in previewed:
+        sent = dict(received[message["messageId"]])
+        sent.pop("receivedAt")  # the endpoint stamps it, as Segment does
+        assert message == sent

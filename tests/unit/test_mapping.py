@@ -338,9 +338,19 @@ WAREHOUSE_ROW = {
 }
 
 
+# The library the warehouse row was tracked with (its `context_library_*` columns).
+WAREHOUSE_SOURCE_LIBRARY = {"name": "analytics.js", "version": "4.1.0"}
+
+
+def with_source_library(message: dict[str, Any]) -> dict[str, Any]:
+    message = with_library(message)
+    message["context"]["sourceLibrary"] = WAREHOUSE_SOURCE_LIBRARY
+    return message
+
+
 def test_segment_warehouse_row() -> None:
     message = map_one(dict(WAREHOUSE_ROW), number=4)
-    assert message == with_library(
+    assert message == with_source_library(
         {
             "type": "track",
             "userId": "u1",
@@ -364,7 +374,7 @@ def test_segment_warehouse_row_from_csv() -> None:
     row["plan"] = "pro"
     row["seats"] = "5"
     message = map_one(row, number=2, from_csv=True)
-    assert message == with_library(
+    assert message == with_source_library(
         {
             "type": "track",
             "userId": "u1",
@@ -398,6 +408,51 @@ def test_segment_warehouse_identifies_row_with_job_type() -> None:
     )
 
 
+# An identifies row as the warehouse loads one (traits email, name, plan as columns).
+IDENTIFIES_ROW = {
+    "id": "ajs-wh-3",
+    "anonymous_id": "a1",
+    "user_id": "u1",
+    "context_library_name": "analytics.js",
+    "context_library_version": "4.1.0",
+    "email": "peter@example.com",
+    "name": "Peter Gibbons",
+    "plan": "premium",
+    "received_at": "2015-02-23 22:28:55.387",
+    "timestamp": "2015-02-23 22:28:55.111",
+    "uuid_ts": "2015-02-23 22:29:10.001",
+}
+
+
+def test_a_warehouse_identifies_row_with_a_name_trait_is_an_identify() -> None:
+    """`name` alone is a screens row; with an identify trait column (`email`) it is the
+    user's name in an identifies row, and goes to traits with the others."""
+    row = {key: str(value) for key, value in IDENTIFIES_ROW.items()}
+    message = map_one(row, from_csv=True)
+    assert message == with_source_library(
+        {
+            "type": "identify",
+            "userId": "u1",
+            "anonymousId": "a1",
+            "traits": {"email": "peter@example.com", "name": "Peter Gibbons", "plan": "premium"},
+            "timestamp": "2015-02-23T22:28:55.111Z",
+            "messageId": segment_id("ajs-wh-3"),
+        }
+    )
+    screen = {key: value for key, value in row.items() if key != "email"}
+    assert map_one(screen, from_csv=True)["type"] == "screen"
+
+
+@pytest.mark.parametrize("call_type", ["identify", "screen", "page", "group"])
+def test_a_jobs_type_wins_over_the_warehouse_columns_guess(call_type: str) -> None:
+    row = {key: value for key, value in IDENTIFIES_ROW.items() if key != "email"}  # looks like a screen
+    message = map_one({**row, "group_id": "g1"}, default_type=call_type)
+    assert message["type"] == call_type
+    # The default (`track`) is no choice: the columns still decide; so does a `type` column.
+    assert map_one(row)["type"] == "screen"
+    assert map_one({**row, "type": "page"}, default_type=call_type)["type"] == "page"
+
+
 def test_a_warehouse_row_nests_its_context_columns_back() -> None:
     row = {
         **WAREHOUSE_ROW,
@@ -419,6 +474,7 @@ def test_a_warehouse_row_nests_its_context_columns_back() -> None:
         "traits": {"email": "x@example.com"},
         "custom_field": "kept",
         "library": IMPORTER_LIBRARY,
+        "sourceLibrary": WAREHOUSE_SOURCE_LIBRARY,
     }
     assert message["properties"] == {"revenue": 9.99}
 

@@ -19,6 +19,7 @@ from segment_importer.mapping.profiles import (
     profile_named,
 )
 from segment_importer.mapping.profiles.context_paths import SOURCE_LIBRARY_KEY
+from segment_importer.mapping.profiles.warehouse import WAREHOUSE_MARKERS
 from segment_importer.mapping.record_input import (
     RecordPathError,
     cleaned_cells,
@@ -77,6 +78,10 @@ class MessageMapper:
         nesting = CellNesting(typed=from_csv, text_keys=_CSV_KEYS_KEPT_AS_TEXT, object_keys=_OBJECT_KEY_SET)
         self._typed_and_nested = nesting.nested
         self._profile = None if job.source == AUTO else profile_named(job.source)  # else per record
+        # A warehouse row has no `type` column (the table is the type): a job's `type` names
+        # the table and wins over the profile's guess from the columns; `track`, the default,
+        # cannot be told from a job that sets none, so it leaves the guess.
+        self._table_type = job.default_type if job.default_type != "track" else None
         self._times = TimeReader(job.timezone, job.timestamp_format, job.timestamp_range)
         # The reader already drops empty cells and `\N`: only other null spellings cost a pass.
         self._nulls = frozenset(job.null_values) - {"", "\\N"}
@@ -93,6 +98,8 @@ class MessageMapper:
 
     def map(self, number: int, fields: dict[str, Any]) -> dict[str, Any]:
         record = self._shape_input(fields)
+        if self._table_type and "type" not in record and not record.keys().isdisjoint(WAREHOUSE_MARKERS):
+            record = {"type": self._table_type, **record}
         if self._job.timestamp_format:
             record = with_formatted_times(record, self._times)
         profile = self._profile or detect_profile(record)

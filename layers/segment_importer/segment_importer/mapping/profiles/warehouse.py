@@ -4,7 +4,10 @@ with a warehouse-only column is a warehouse row, and its `context_*` columns nes
 
 The tables have no `type` column (the table is the type): a row's call type comes from the
 columns only its table has (`group_id`: groups; `event`/`event_text`: tracks; `url` or
-`path`: pages; `name`: screens; none of those: identifies)."""
+`path`: pages; `name` without a reserved identify trait column such as `email`: screens;
+none of those: identifies). A job's `type` other than `track` wins over this guess (the
+mapper sets it before the profile runs); `context_library_*` nest to `context.library`,
+which the mapper keeps as `context.sourceLibrary`."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from segment_importer.job import CALL_TYPES
 from segment_importer.mapping.profiles.context_paths import nest
 
 # Segment warehouse columns that are load bookkeeping, not event data.
-WAREHOUSE_ONLY_FIELDS = frozenset({"uuid_ts", "loaded_at", "context_library_name", "context_library_version"})
+WAREHOUSE_ONLY_FIELDS = frozenset({"uuid_ts", "loaded_at"})
 # Columns that only Segment's warehouse tables have: a row with one is a warehouse row.
 WAREHOUSE_MARKERS = frozenset({"received_at", "uuid_ts", "loaded_at", "context_library_name"})
 # The warehouse flattens `context.page.url` to `context_page_url`: Segment's context objects
@@ -33,6 +36,12 @@ _CONTEXT_OBJECTS = frozenset(
         "screen",
         "traits",
     }
+)
+# Segment's reserved identify traits (segment.com/docs/connections/spec/identify/#traits)
+# that an identifies table has as columns and a screens table does not: with one of them a
+# `name` column is the user's name (a trait), not a screen's name.
+IDENTIFY_TRAIT_COLUMNS = frozenset(
+    {"email", "first_name", "last_name", "username", "phone", "birthday", "gender", "avatar"}
 )
 _CONTEXT_FIELDS = {"user_agent": "userAgent", "group_id": "groupId", "instance_id": "instanceId"}
 
@@ -66,7 +75,9 @@ def _table_call_type(record: dict[str, Any]) -> str:
         return "track"
     if "url" in record or "path" in record:
         return "page"
-    return "screen" if "name" in record else "identify"
+    if "name" in record and record.keys().isdisjoint(IDENTIFY_TRAIT_COLUMNS):
+        return "screen"
+    return "identify"
 
 
 def _context_path(flat: str) -> tuple[str, ...]:
