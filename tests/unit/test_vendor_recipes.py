@@ -122,7 +122,8 @@ def test_ga4_event_campaign_is_collected_traffic_source_not_first_touch() -> Non
         "content": "hero",
         "gclid": "Cj0KCQ",
     }
-    assert message["context"]["firstTouchCampaign"] == {"name": "(organic)", "medium": "organic", "source": "google"}
+    first_touch = {"name": "(organic)", "medium": "organic", "source": "google"}
+    assert message["context"]["firstTouchCampaign"] == first_touch
 
 
 # Segment warehouse tables have no `type` column: the table is the call type. Rows as the

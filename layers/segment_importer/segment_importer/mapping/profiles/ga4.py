@@ -6,7 +6,8 @@ strings): `event_timestamp` (microseconds), `event_name`, `event_params` and
 `user_properties` (arrays of `{"key", "value": {"string_value" | "int_value" |
 "float_value" | "double_value"}}`), `user_id`, `user_pseudo_id`, `device`, `geo`,
 `app_info`, `traffic_source` (the user's first-touch acquisition), `collected_traffic_source`
-(this event's campaign: `manual_campaign_name`, `manual_source`, ..., `gclid`), `items`, `ecommerce`, and bookkeeping columns
+(this event's campaign: `manual_campaign_name`, `manual_source`, ..., `gclid`), `items`,
+`ecommerce`, and bookkeeping columns
 (`event_bundle_sequence_id`, `stream_id`, `event_server_timestamp_offset`, ...).
 """
 
@@ -29,7 +30,8 @@ from segment_importer.mapping.profiles.context_paths import (
 NAME = "ga4"
 _VALUE_KINDS = ("string_value", "int_value", "float_value", "double_value")
 _MAX_EXACT_INT = 1 << 53
-# `device`, `geo`, `app_info`, `traffic_source`, `collected_traffic_source` sub-fields -> Segment context paths.
+# `device`, `geo`, `app_info`, `traffic_source`, `collected_traffic_source` sub-fields ->
+# Segment context paths.
 _RECORD_CONTEXT = {
     "device": {
         "category": ("device", "type"),
