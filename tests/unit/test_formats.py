@@ -367,7 +367,12 @@ def test_pretty_printed_document_streams_its_array(array_key: str) -> None:
     for blob in (data, gz(data)):
         stream = open_records(io.BytesIO(blob), "batch.json")
         assert stream.format == "json_array"
-        assert summary(check(list(stream))) == [(1, {"a": 1}), (2, "not_an_object"), (3, {"b": 2})]
+        shared = {"context": {"data": [9]}}  # a /batch body's shared context, merged in
+        assert summary(check(list(stream))) == [
+            (1, {"a": 1, **shared}),
+            (2, "not_an_object"),
+            (3, {"b": 2, **shared}),
+        ]
 
 
 def test_pretty_printed_document_truncated() -> None:

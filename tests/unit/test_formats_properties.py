@@ -151,7 +151,8 @@ def test_ndjson_round_trips(
 @given(objects=st.lists(json_objects, max_size=20), compress=st.booleans(), document=st.booleans())
 def test_json_array_round_trips(objects: list[dict[str, Any]], compress: bool, document: bool) -> None:
     if document:  # the pretty-printed single document: its "batch" array is streamed
-        data = orjson.dumps({"context": {"batch": 1}, "batch": objects}, option=orjson.OPT_INDENT_2)
+        # (no shared `context`/`integrations`: those are merged in, see test_batch_shared)
+        data = orjson.dumps({"sentAt": {"batch": 1}, "batch": objects}, option=orjson.OPT_INDENT_2)
     else:
         data = orjson.dumps(objects, option=orjson.OPT_INDENT_2 if objects and objects[0] else 0)
     records = read_all(gz(data) if compress else data, "x")

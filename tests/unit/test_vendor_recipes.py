@@ -95,6 +95,37 @@ def test_amplitude_session_id_survives_a_job_that_chooses_destinations() -> None
     assert off["integrations"] == {"All": False, "Mixpanel": True}
 
 
+def test_ga4_event_campaign_is_collected_traffic_source_not_first_touch() -> None:
+    """GA4's `traffic_source` is the user's first-touch acquisition; the event's own campaign
+    is `collected_traffic_source` (GA4 BigQuery export schema)."""
+    row = {
+        "event_name": "page_view",
+        "event_timestamp": "1612069510766593",
+        "user_pseudo_id": "1026454.4271112504",
+        "traffic_source": {"medium": "organic", "name": "(organic)", "source": "google"},
+        "collected_traffic_source": {
+            "manual_campaign_name": "spring_sale",
+            "manual_source": "newsletter",
+            "manual_medium": "email",
+            "manual_term": "shoes",
+            "manual_content": "hero",
+            "gclid": "Cj0KCQ",
+            "manual_marketing_tactic": None,
+        },
+    }
+    message = MessageMapper(JobOptions(), FILE_ID, from_csv=False).map(1, row)
+    assert message["context"]["campaign"] == {
+        "name": "spring_sale",
+        "source": "newsletter",
+        "medium": "email",
+        "term": "shoes",
+        "content": "hero",
+        "gclid": "Cj0KCQ",
+    }
+    first_touch = {"name": "(organic)", "medium": "organic", "source": "google"}
+    assert message["context"]["firstTouchCampaign"] == first_touch
+
+
 # Segment warehouse tables have no `type` column: the table is the call type. Rows as the
 # warehouse schemas put them (segment.com/docs/connections/storage/warehouses/schema).
 WAREHOUSE_COMMON = {"id": "ajs-1", "received_at": "2021-03-04T05:06:08Z", "uuid_ts": "2021-03-04T05:07:00Z"}

@@ -17,6 +17,7 @@ from typing import Any
 import ijson
 import orjson
 
+from segment_importer.read.batch_shared import read_shared_keys, with_shared
 from segment_importer.read.opening import CHUNK, Content
 from segment_importer.read.reader import Format, ReadOptions
 from segment_importer.read.records import DamagedError, RecordStream, SourceRecord, excerpt, unreadable
@@ -161,9 +162,18 @@ class JsonArrayReader:
         # themselves (one after another, as jq prints them), else the document's array key.
         documents = content.doc_key == ""
         prefix = "" if documents else f"{content.doc_key}.item" if content.doc_key else "item"
-        buffered = io.BufferedReader(content.source, CHUNK)
+        source, shared = content.source, None
+        if content.doc_key:  # a single document: a Segment /batch body shares some keys
+            shared = read_shared_keys(source, content.doc_key)
+            source = shared.source
+        buffered = io.BufferedReader(source, CHUNK)
         records = json_array_records(buffered, prefix, options.max_record_bytes, documents=documents)
-        return RecordStream(self.format.value, content.compression, records)
+        stream = RecordStream(self.format.value, content.compression, records)
+        if shared is not None:
+            stream.warnings.extend(shared.warnings)
+            if shared.shared:
+                stream.wrap(lambda found: with_shared(found, shared.shared))
+        return stream
 
 
 JSON_ARRAY_READER = JsonArrayReader()

@@ -5,7 +5,9 @@ rows as `bq extract --destination_format NEWLINE_DELIMITED_JSON` writes them, IN
 strings): `event_timestamp` (microseconds), `event_name`, `event_params` and
 `user_properties` (arrays of `{"key", "value": {"string_value" | "int_value" |
 "float_value" | "double_value"}}`), `user_id`, `user_pseudo_id`, `device`, `geo`,
-`app_info`, `traffic_source`, `items`, `ecommerce`, and bookkeeping columns
+`app_info`, `traffic_source` (the user's first-touch acquisition), `collected_traffic_source`
+(this event's campaign: `manual_campaign_name`, `manual_source`, ..., `gclid`), `items`,
+`ecommerce`, and bookkeeping columns
 (`event_bundle_sequence_id`, `stream_id`, `event_server_timestamp_offset`, ...).
 """
 
@@ -28,7 +30,8 @@ from segment_importer.mapping.profiles.context_paths import (
 NAME = "ga4"
 _VALUE_KINDS = ("string_value", "int_value", "float_value", "double_value")
 _MAX_EXACT_INT = 1 << 53
-# `device`, `geo`, `app_info`, `traffic_source` sub-fields -> Segment context paths.
+# `device`, `geo`, `app_info`, `traffic_source`, `collected_traffic_source` sub-fields ->
+# Segment context paths.
 _RECORD_CONTEXT = {
     "device": {
         "category": ("device", "type"),
@@ -51,10 +54,27 @@ _RECORD_CONTEXT = {
         "version": ("app", "version"),
         "install_source": ("app", "installSource"),
     },
+    # The user's FIRST-touch acquisition (GA4's schema), the same on all of a user's events:
+    # not this event's campaign, so kept under its own name.
     "traffic_source": {
-        "name": ("campaign", "name"),
-        "medium": ("campaign", "medium"),
-        "source": ("campaign", "source"),
+        "name": ("firstTouchCampaign", "name"),
+        "medium": ("firstTouchCampaign", "medium"),
+        "source": ("firstTouchCampaign", "source"),
+    },
+    # The campaign GA4 collected with this event (utm_* / gclid): Segment's `context.campaign`.
+    "collected_traffic_source": {
+        "manual_campaign_name": ("campaign", "name"),
+        "manual_source": ("campaign", "source"),
+        "manual_medium": ("campaign", "medium"),
+        "manual_term": ("campaign", "term"),
+        "manual_content": ("campaign", "content"),
+        "manual_campaign_id": ("campaign", "id"),
+        "manual_source_platform": ("campaign", "sourcePlatform"),
+        "manual_creative_format": ("campaign", "creativeFormat"),
+        "manual_marketing_tactic": ("campaign", "marketingTactic"),
+        "gclid": ("campaign", "gclid"),
+        "dclid": ("campaign", "dclid"),
+        "srsltid": ("campaign", "srsltid"),
     },
 }
 _WEB_INFO = {"browser": ("browser", "name"), "browser_version": ("browser", "version")}
