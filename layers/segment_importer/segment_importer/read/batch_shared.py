@@ -20,6 +20,9 @@ from segment_importer.read.opening import CHUNK, ByteSource
 from segment_importer.read.records import DamagedError, SourceRecord
 
 SHARED_KEYS = ("context", "integrations")
+# Only Segment's own /batch body means "merge these into every message"; another export's
+# top-level keys beside its array (`{"results": [...], "next": ...}`) are not batch-level context.
+SEGMENT_BATCH_KEY = "batch"
 SHARED_READ_LIMIT = 4 << 20  # content bytes buffered to look for the shared keys
 
 

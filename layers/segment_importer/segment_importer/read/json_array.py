@@ -17,7 +17,7 @@ from typing import Any
 import ijson
 import orjson
 
-from segment_importer.read.batch_shared import read_shared_keys, with_shared
+from segment_importer.read.batch_shared import SEGMENT_BATCH_KEY, read_shared_keys, with_shared
 from segment_importer.read.opening import CHUNK, Content
 from segment_importer.read.reader import Format, ReadOptions
 from segment_importer.read.records import DamagedError, RecordStream, SourceRecord, excerpt, unreadable
@@ -163,7 +163,7 @@ class JsonArrayReader:
         documents = content.doc_key == ""
         prefix = "" if documents else f"{content.doc_key}.item" if content.doc_key else "item"
         source, shared = content.source, None
-        if content.doc_key:  # a single document: a Segment /batch body shares some keys
+        if content.doc_key == SEGMENT_BATCH_KEY:  # a Segment /batch body shares some keys
             shared = read_shared_keys(source, content.doc_key)
             source = shared.source
         buffered = io.BufferedReader(source, CHUNK)
