@@ -23,8 +23,8 @@ FILE_ID = file_identity('"abc123"', 1000)  # "abc123:1000"
 TS = "2021-03-04T05:06:07.123Z"
 
 
-def mapper(*, from_csv: bool = False, file_id: str = FILE_ID, **options: Any) -> MessageMapper:
-    return MessageMapper(JobOptions(**options), file_id, from_csv=from_csv)
+def mapper(*, from_csv: bool = False, file_id: str = FILE_ID, file_key: str = "", **options: Any) -> MessageMapper:
+    return MessageMapper(JobOptions(**options), file_id, from_csv=from_csv, file_key=file_key)
 
 
 def map_one(fields: dict[str, Any], number: int = 1, **kwargs: Any) -> dict[str, Any]:
@@ -451,6 +451,56 @@ def test_a_jobs_type_wins_over_the_warehouse_columns_guess(call_type: str) -> No
     # The default (`track`) is no choice: the columns still decide; so does a `type` column.
     assert map_one(row)["type"] == "screen"
     assert map_one({**row, "type": "page"}, default_type=call_type)["type"] == "page"
+
+
+@pytest.mark.parametrize(
+    ("key", "call_type"),
+    [
+        ("imports/identifies.csv", "identify"),
+        ("imports/prod.identifies.csv.gz", "identify"),
+        ("imports/wh/pages_0000_part_00", "page"),
+        ("imports/export.zip!groups.ndjson", "group"),
+        ("imports/Screens.csv", "screen"),
+    ],
+)
+def test_a_warehouse_files_name_says_its_table(key: str, call_type: str) -> None:
+    """A warehouse table exported to a file keeps its name: the rows of `identifies.csv`
+    are identifies even when their columns look like a screen's (`name`, no `email`)."""
+    row = {key: str(value) for key, value in IDENTIFIES_ROW.items() if key != "email"}
+    row = {**row, "group_id": "g1"} if call_type == "group" else row
+    assert map_one(row, from_csv=True, file_key=key)["type"] == call_type
+    # A job's type still wins over the name; a name of no table, or of two, leaves the guess.
+    assert map_one(row, from_csv=True, file_key=key, default_type="alias")["type"] == "alias"
+    guess = "group" if call_type == "group" else "screen"
+    for unnamed in ("imports/export.csv", "imports/pages_and_screens.csv", "imports/identifies.csv/x.csv"):
+        assert map_one(row, from_csv=True, file_key=unnamed)["type"] == guess
+
+
+def test_a_warehouse_name_does_not_type_rows_that_are_not_warehouse_rows() -> None:
+    row = {"userId": "u1", "event": "Signed Up", "timestamp": TS}
+    assert map_one(row, from_csv=True, file_key="imports/identifies.csv")["type"] == "track"
+
+
+def test_a_users_table_row_is_an_identify_of_its_id_at_its_received_time() -> None:
+    """Segment's `users` table holds each user's latest traits: `id` is the userId (a users
+    row has no messageId), `received_at` when those traits arrived."""
+    row = {
+        "id": "u123",
+        "email": "ana@example.com",
+        "name": "Ana",
+        "plan": "pro",
+        "received_at": "2021-03-01 10:00:00",
+        "uuid_ts": "2021-03-01 10:05:00",
+    }
+    message = map_one(row, from_csv=True, file_key="imports/users.csv")
+    assert message["type"] == "identify"
+    assert message["userId"] == "u123"
+    assert message["traits"] == {"email": "ana@example.com", "name": "Ana", "plan": "pro"}
+    assert message["timestamp"] == "2021-03-01T10:00:00.000Z"
+    assert message["messageId"] != segment_id("u123")
+    # Another table's `id` stays its messageId.
+    identifies = map_one({**row, "user_id": "u123", "id": "m1"}, from_csv=True, file_key="imports/identifies.csv")
+    assert identifies["messageId"] == segment_id("m1")
 
 
 def test_a_warehouse_row_nests_its_context_columns_back() -> None:
@@ -1114,3 +1164,18 @@ def test_mapping_error_carries_reason_and_detail() -> None:
 )
 def test_detect_profile(record: dict[str, Any], profile: str) -> None:
     assert detect_profile(record).name == profile
+
+
+@pytest.mark.parametrize("timestamp", [{}, {"timestamp": TS}])
+def test_a_record_with_traits_but_no_type_or_event_is_rejected_for_its_missing_type(
+    timestamp: dict[str, str],
+) -> None:
+    """Read as a track call, it lacked an event (and often a time, as identifies do): the
+    reject says what it most likely is, not that its time is missing."""
+    with pytest.raises(Reject) as rejected:
+        map_one({"userId": "u1", "traits": {"email": "ana@example.com"}, **timestamp})
+    assert rejected.value.reason == "missing_event"
+    assert '"type": "identify"' in rejected.value.detail
+    message = map_one({"userId": "u1", "traits": {"email": "ana@example.com"}, **timestamp}, default_type="identify")
+    assert message["type"] == "identify"
+    assert map_one({"userId": "u1", "traits": {"plan": "pro"}, "timestamp": TS}, default_event="Seen")["event"] == "Seen"

@@ -80,7 +80,9 @@ class DrippingServer:
             self.bytes_sent.append(sent)
 
     def close(self) -> None:
+        # Stop the accept loop before closing its socket, so accept() never sees a closed fd.
         self._stop.set()
+        self._thread.join()
         self._listener.close()
 
 

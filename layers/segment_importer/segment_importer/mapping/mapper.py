@@ -19,7 +19,13 @@ from segment_importer.mapping.profiles import (
     profile_named,
 )
 from segment_importer.mapping.profiles.context_paths import SOURCE_LIBRARY_KEY
-from segment_importer.mapping.profiles.warehouse import WAREHOUSE_MARKERS
+from segment_importer.mapping.profiles.warehouse import (
+    TABLE_CALL_TYPES,
+    USERS_TABLE,
+    WAREHOUSE_MARKERS,
+    from_users_table,
+    table_of_file,
+)
 from segment_importer.mapping.record_input import (
     RecordPathError,
     cleaned_cells,
@@ -62,6 +68,12 @@ _CSV_KEYS_KEPT_AS_TEXT = frozenset(_COMMON_KEYS).union(
 )
 # Per call type, the keys _build takes from the spec, in order.
 _BUILD_KEYS = {call_type: ("userId", "anonymousId", *keys) for call_type, keys in _TYPE_KEYS.items()}
+# A record with traits and neither a type nor an event is most likely an identify: say so,
+# rather than fail it as a track call for its missing time or event.
+_UNTYPED_TRAITS_DETAIL = (
+    "no type and no event, so it was read as a track call, which needs an event; it has traits:"
+    ' if these are identify calls, set "type": "identify" in the job file'
+)
 # Call types as written in most exports; anything else goes through _call_type's full path.
 _CANONICAL_TYPES = {call_type: call_type for call_type in CALL_TYPES}
 
@@ -70,7 +82,7 @@ class MessageMapper:
     """Maps the records of one file. `file_id` comes from message_ids.file_identity; None
     derives the ids of records without a source id from their content (what the splitter uses)."""
 
-    def __init__(self, job: JobOptions, file_id: str | None, *, from_csv: bool) -> None:
+    def __init__(self, job: JobOptions, file_id: str | None, *, from_csv: bool, file_key: str = "") -> None:
         self._job = job
         self._from_csv = from_csv
         self._ids = MessageIds(job.message_id_salt, file_id)
@@ -79,9 +91,13 @@ class MessageMapper:
         self._typed_and_nested = nesting.nested
         self._profile = None if job.source == AUTO else profile_named(job.source)  # else per record
         # A warehouse row has no `type` column (the table is the type): a job's `type` names
-        # the table and wins over the profile's guess from the columns; `track`, the default,
-        # cannot be told from a job that sets none, so it leaves the guess.
-        self._table_type = job.default_type if job.default_type != "track" else None
+        # the table, else the file's name (`identifies.csv`), and either wins over the
+        # profile's guess from the columns; `track`, the default, cannot be told from a job
+        # that sets none, so it leaves the name or the guess.
+        table = table_of_file(file_key)
+        job_type = job.default_type if job.default_type != "track" else None
+        self._table_type = job_type or TABLE_CALL_TYPES.get(table or "")
+        self._users_table = table == USERS_TABLE and job_type in (None, "identify")
         self._times = TimeReader(job.timezone, job.timestamp_format, job.timestamp_range)
         # The reader already drops empty cells and `\N`: only other null spellings cost a pass.
         self._nulls = frozenset(job.null_values) - {"", "\\N"}
@@ -100,6 +116,8 @@ class MessageMapper:
         record = self._shape_input(fields)
         if self._table_type and "type" not in record and not record.keys().isdisjoint(WAREHOUSE_MARKERS):
             record = {"type": self._table_type, **record}
+            if self._users_table:
+                from_users_table(record)
         if self._job.timestamp_format:
             record = with_formatted_times(record, self._times)
         profile = self._profile or detect_profile(record)
@@ -148,8 +166,11 @@ class MessageMapper:
                 value = value.strip() or None if type(value) is str else _as_id(value, key)
             if value is not None and value != "":
                 message[key] = value
-        if call_type == "track" and "event" not in message and self._job.default_event:
-            message["event"] = self._job.default_event
+        if call_type == "track" and "event" not in message:
+            if self._job.default_event:
+                message["event"] = self._job.default_event
+            elif spec.get("traits") and spec.get("type") in (None, ""):
+                raise Reject(reasons.MISSING_EVENT, _UNTYPED_TRAITS_DETAIL)
         _move_extras(spec, message, call_type)
         self._add_context(spec, message, call_type)
         self._add_integrations(spec, message)

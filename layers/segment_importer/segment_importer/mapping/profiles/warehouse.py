@@ -11,6 +11,7 @@ which the mapper keeps as `context.sourceLibrary`."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from segment_importer.job import CALL_TYPES
@@ -44,6 +45,37 @@ IDENTIFY_TRAIT_COLUMNS = frozenset(
     {"email", "first_name", "last_name", "username", "phone", "birthday", "gender", "avatar"}
 )
 _CONTEXT_FIELDS = {"user_agent": "userAgent", "group_id": "groupId", "instance_id": "instanceId"}
+# Segment's warehouse tables by name (segment.com/docs/connections/storage/warehouses/schema/)
+# and the call type of their rows. `users` holds each user's latest traits: its `id` is the
+# userId (not a messageId) and its `received_at` the time of those traits.
+TABLE_CALL_TYPES = {
+    "tracks": "track",
+    "identifies": "identify",
+    "pages": "page",
+    "screens": "screen",
+    "groups": "group",
+    "aliases": "alias",
+    "users": "identify",
+}
+USERS_TABLE = "users"
+_NAME_WORDS = re.compile(r"[^a-z0-9]+")
+
+
+def table_of_file(key: str) -> str | None:
+    """The warehouse table a file exports, by its name: `identifies.csv`, `prod.pages.csv.gz`,
+    `tracks_0000_part_00` (Redshift UNLOAD), `zip!users.ndjson` (an archive member); None when
+    the name names no table, or more than one."""
+    name = key.rsplit("/", 1)[-1].rsplit("!", 1)[-1].lower()
+    tables = {word for word in _NAME_WORDS.split(name) if word in TABLE_CALL_TYPES}
+    return tables.pop() if len(tables) == 1 else None
+
+
+def from_users_table(record: dict[str, Any]) -> None:
+    """A `users` row as an identify: `id` is the user, `received_at` the time of its traits."""
+    if "id" in record and "user_id" not in record and "userId" not in record:
+        record["user_id"] = record.pop("id")
+    if "received_at" in record and "timestamp" not in record:
+        record["timestamp"] = record["received_at"]
 
 
 def from_warehouse_columns(record: dict[str, Any]) -> None:
