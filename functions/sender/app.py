@@ -11,6 +11,7 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from segment_importer.deliver.deferral import BatchDeferral
 from segment_importer.deliver.rate_limit import EventRateLimit
 from segment_importer.deliver.sender import SenderServices, send_records
 from segment_importer.deliver.target_resolver import TargetResolver
@@ -70,6 +71,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         events=ImportEvents(_client("events"), ImportEventsSettings.from_env(), metrics),
         post_concurrency=settings.post_concurrency,
         rate_limit=_rate_limit(settings),
+        deferral=BatchDeferral(_client("sqs"), settings.work_queue_url) if settings.work_queue_url else None,
     )
     return send_records(
         SQSEvent(event).records,

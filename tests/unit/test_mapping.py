@@ -23,7 +23,9 @@ FILE_ID = file_identity('"abc123"', 1000)  # "abc123:1000"
 TS = "2021-03-04T05:06:07.123Z"
 
 
-def mapper(*, from_csv: bool = False, file_id: str = FILE_ID, file_key: str = "", **options: Any) -> MessageMapper:
+def mapper(
+    *, from_csv: bool = False, file_id: str = FILE_ID, file_key: str = "", **options: Any
+) -> MessageMapper:
     return MessageMapper(JobOptions(**options), file_id, from_csv=from_csv, file_key=file_key)
 
 
@@ -499,7 +501,9 @@ def test_a_users_table_row_is_an_identify_of_its_id_at_its_received_time() -> No
     assert message["timestamp"] == "2021-03-01T10:00:00.000Z"
     assert message["messageId"] != segment_id("u123")
     # Another table's `id` stays its messageId.
-    identifies = map_one({**row, "user_id": "u123", "id": "m1"}, from_csv=True, file_key="imports/identifies.csv")
+    identifies = map_one(
+        {**row, "user_id": "u123", "id": "m1"}, from_csv=True, file_key="imports/identifies.csv"
+    )
     assert identifies["messageId"] == segment_id("m1")
 
 
@@ -1176,6 +1180,11 @@ def test_a_record_with_traits_but_no_type_or_event_is_rejected_for_its_missing_t
         map_one({"userId": "u1", "traits": {"email": "ana@example.com"}, **timestamp})
     assert rejected.value.reason == "missing_event"
     assert '"type": "identify"' in rejected.value.detail
-    message = map_one({"userId": "u1", "traits": {"email": "ana@example.com"}, **timestamp}, default_type="identify")
+    message = map_one(
+        {"userId": "u1", "traits": {"email": "ana@example.com"}, **timestamp}, default_type="identify"
+    )
     assert message["type"] == "identify"
-    assert map_one({"userId": "u1", "traits": {"plan": "pro"}, "timestamp": TS}, default_event="Seen")["event"] == "Seen"
+    assert (
+        map_one({"userId": "u1", "traits": {"plan": "pro"}, "timestamp": TS}, default_event="Seen")["event"]
+        == "Seen"
+    )

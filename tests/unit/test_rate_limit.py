@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from segment_importer.deliver.rate_limit import EventRateLimit
+from segment_importer.deliver.deferral import BatchDeferral
+from segment_importer.deliver.rate_limit import EventRateLimit, Slot
 from segment_importer.deliver.segment_client import BatchPoster, SegmentTarget
 from segment_importer.deliver.sender import SenderServices, send_records
 from segment_importer.settings import Prefixes
@@ -155,3 +156,94 @@ def test_the_sender_handler_takes_slots_with_its_role(endpoint: SegmentEndpoint)
         )
         assert float(item["Item"]["tat"]["N"]) > 0
     assert endpoint.stats()["messages_accepted"] == 6
+
+
+def test_a_batch_refused_a_slot_goes_back_delayed_instead_of_towards_the_dead_letter_queue(
+    stack: LocalStack, endpoint: SegmentEndpoint
+) -> None:
+    """A batch that only waited for its turn was never posted: reported failed, SQS would
+    bring it back with a higher receive count, and at maxReceiveCount it would be
+    dead-lettered without a single try. It goes back on the work queue as a new message
+    instead, delayed; only a batch too large for the rate at all still fails."""
+    clock = StillClock()
+    limit = _limit(stack, clock, rate=10, burst=20)
+    services = SenderServices(
+        poster=BatchPoster(SegmentTarget(WRITE_KEY, endpoint.url, 5.0)),
+        s3=None,
+        prefixes=Prefixes(),
+        post_concurrency=1,
+        rate_limit=limit,
+        deferral=BatchDeferral(stack.sqs, stack.work_queue_url),
+        max_receive_count=1,  # its last receive: a failure now would be dead-lettered
+    )
+    records = [sqs_record(n, 10, receive_count=1) for n in range(1, 5)] + [sqs_record(9, 500)]
+    response = send_records(records, services, remaining_seconds=lambda: 5.0 + 2.0)
+    # The 20-event burst: two batches; each batch may wait half its 0.4 s share, too little
+    # for the next slot (1 s away), so the two others are deferred.
+    assert endpoint.stats()["messages_accepted"] == 20
+    assert response == {"batchItemFailures": [{"itemIdentifier": "sqs-9"}]}  # 500 events never fit 10/s
+    queued = stack.sqs.receive_message(
+        QueueUrl=stack.work_queue_url, MaxNumberOfMessages=10, AttributeNames=["All"], WaitTimeSeconds=0
+    ).get("Messages", [])
+    assert queued == []  # delayed: not visible yet
+    attributes = stack.sqs.get_queue_attributes(
+        QueueUrl=stack.work_queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "2"
+    assert endpoint.stats()["requests"] == 2  # the deferred ones were never posted
+
+
+def test_a_refused_slot_says_when_its_turn_would_come(stack: LocalStack) -> None:
+    clock = StillClock()
+    limit = _limit(stack, clock, rate=10, burst=10)
+    assert limit.take(10, max_wait=0).taken  # the burst
+    assert limit.take(10, max_wait=1.0).taken  # the slot 1 s on
+    refused = limit.take(10, max_wait=0.5)
+    assert (refused.taken, refused.retry_after) == (False, 2.0)  # behind both, less the burst
+    assert limit.take(500, max_wait=5) == Slot(taken=False)  # no turn would ever fit
+
+
+def test_a_deferral_the_queue_refuses_leaves_the_batch_failed(
+    stack: LocalStack, endpoint: SegmentEndpoint
+) -> None:
+    clock = StillClock()
+    limit = _limit(stack, clock, rate=10, burst=10)
+    services = SenderServices(
+        poster=BatchPoster(SegmentTarget(WRITE_KEY, endpoint.url, 5.0)),
+        s3=None,
+        prefixes=Prefixes(),
+        rate_limit=limit,
+        deferral=BatchDeferral(stack.sqs, stack.work_queue_url + "-gone"),
+    )
+    records = [sqs_record(1, 10), sqs_record(2, 10)]
+    response = send_records(records, services, remaining_seconds=lambda: 5.0 + 0.5)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "sqs-2"}]}
+
+
+def test_the_sender_handler_defers_a_batch_with_its_role(endpoint: SegmentEndpoint) -> None:
+    """Its IAM enforced: a sender whose bucket is booked 100 s ahead puts the batch back on
+    the work queue (sqs:SendMessage on that queue only) and reports no failure."""
+    import time
+
+    from segment_importer_local.event_source import invoke
+    from segment_importer_local.stack import environment
+
+    with mock_aws():
+        stack = LocalStack(
+            StackTemplate.load(),
+            {"SegmentHost": endpoint.url, "MaxEventsPerSecond": "1"},
+            enforce_iam=True,
+        ).create(WRITE_KEY)
+        stack.dynamodb.put_item(
+            TableName=stack.table_name("RateLimitTable"),
+            Item={"bucket": {"S": "events"}, "tat": {"N": str(time.time() + 100)}},
+        )
+        sender = stack.function("SenderFunction")
+        with environment(sender.environment):
+            response = invoke(sender, {"Records": [sqs_record(1, 1)]})
+        assert response == {"batchItemFailures": []}
+        attributes = stack.sqs.get_queue_attributes(
+            QueueUrl=stack.work_queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+        )["Attributes"]
+        assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"
+    assert endpoint.stats()["requests"] == 0

@@ -490,10 +490,13 @@ def test_sender_permissions(template: StackTemplate, expanded: dict[str, Any], r
         "dynamodb:GetItem",
         "dynamodb:Query",
         "events:PutEvents",
+        "sqs:SendMessage",
         *_SQS_POLL,
         *_LOGS,
         *_XRAY,
     }
+    # A batch the rate limit turned away goes back on the work queue, and nowhere else.
+    assert allowed_resources("sqs:SendMessage", statements) == {queue_arn(resolver, "WorkQueue")}
     # Only an archive's report, to keep its members' summaries when the import completes.
     assert allowed_resources("s3:GetObject", statements) == {bucket_objects(resolver, "reports/")}
     assert allowed_resources("events:PutEvents", statements) == {DEFAULT_BUS}

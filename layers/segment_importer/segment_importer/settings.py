@@ -108,6 +108,7 @@ class SenderSettings:
     post_concurrency: int = 1  # batches of one invocation posted at once
     max_events_per_second: float = 0.0  # across every sender; 0: no limit of ours
     rate_limit_table: str = ""  # where the shared event rate is kept
+    work_queue_url: str = ""  # where a batch refused a slot under the rate goes back, delayed
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> SenderSettings:
@@ -123,4 +124,5 @@ class SenderSettings:
             post_concurrency=int(env.get("SENDER_POST_CONCURRENCY") or 1),
             max_events_per_second=float(env.get("MAX_EVENTS_PER_SECOND") or 0),
             rate_limit_table=env.get("RATE_LIMIT_TABLE", ""),
+            work_queue_url=env.get("WORK_QUEUE_URL", ""),
         )

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -56,38 +57,49 @@ class EventRateLimit:
     def acquire(self, events: int, max_wait: float) -> bool:
         """Take a slot for `events` and sleep until it comes; False (nothing taken, no sleep)
         when the slot would come more than `max_wait` seconds from now."""
+        return self.take(events, max_wait).taken
+
+    def take(self, events: int, max_wait: float) -> Slot:
+        """`acquire`, saying when a slot refused would come (`Slot.retry_after`)."""
+        if not self.could_take(events, max_wait):
+            return Slot(taken=False)
         now = self._clock()
         cost = events / self.events_per_second
         tolerance = self.burst_events / self.events_per_second
-        if cost - tolerance > max_wait:  # even an idle bucket could not take it in time
-            return False
         tat = self._start_fresh(now, cost)
         if tat is None:
-            tat = self._queue_behind(cost, latest=now + tolerance + max_wait - cost)
-        if tat is None:
-            return False
+            tat, queued = self._queue_behind(cost, latest=now + tolerance + max_wait - cost)
+            if not queued:  # `tat` is the bucket's: its slot would open after the others
+                return Slot(taken=False, retry_after=max(0.0, tat + cost - tolerance - now))
         wait = tat - tolerance - self._clock()
         if wait > 0:
             self._sleep(wait)
-        return True
+        return Slot(taken=True)
+
+    def could_take(self, events: int, max_wait: float) -> bool:
+        """Whether an idle bucket could take `events` within `max_wait` seconds: when it
+        could not, waiting for the others to finish would not help."""
+        return (events - self.burst_events) / self.events_per_second <= max_wait
 
     def _start_fresh(self, now: float, cost: float) -> float | None:
         tat = now + cost
-        done = self._update(
+        done, _ = self._update(
             "SET tat = :tat",
             "attribute_not_exists(tat) OR tat <= :now",
             {":tat": _number(tat), ":now": _number(now)},
         )
-        return tat if done is not None else None
+        return tat if done else None
 
-    def _queue_behind(self, cost: float, latest: float) -> float | None:
-        done = self._update(
+    def _queue_behind(self, cost: float, latest: float) -> tuple[float, bool]:
+        """(the new `tat`, True), or (the bucket's `tat`, False) when the slot came too late."""
+        done, item = self._update(
             "SET tat = tat + :cost", "tat <= :latest", {":cost": _number(cost), ":latest": _number(latest)}
         )
-        return float(done["tat"]["N"]) if done is not None else None
+        return float(item["tat"]["N"]) if "tat" in item else latest, done
 
-    def _update(self, expression: str, condition: str, values: dict[str, Any]) -> dict[str, Any] | None:
-        """The item's new attributes, or None when the condition did not hold."""
+    def _update(self, expression: str, condition: str, values: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+        """(True, the item's new attributes), or (False, the item as it is) when the
+        condition did not hold."""
         try:
             answer = self._db.update_item(
                 TableName=self._table,
@@ -96,12 +108,19 @@ class EventRateLimit:
                 ConditionExpression=condition,
                 ExpressionAttributeValues=values,
                 ReturnValues="UPDATED_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
-                return None
+                return False, error.response.get("Item") or {}
             raise
-        return answer["Attributes"]
+        return True, answer["Attributes"]
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    taken: bool
+    retry_after: float = 0.0  # refused while the bucket was busy: seconds until it would come
 
 
 def _number(seconds: float) -> dict[str, str]:

@@ -18,6 +18,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from segment_importer.batch.envelope import MalformedBatch, QueuedBatch, UnknownEnvelopeVersion
+from segment_importer.deliver.deferral import BatchDeferral
 from segment_importer.deliver.rate_limit import EventRateLimit
 from segment_importer.deliver.segment_client import BatchPoster, Delivery, DeliveryFailed
 from segment_importer.deliver.targets import JobTarget
@@ -50,6 +51,8 @@ class SenderServices:
     poster_for: Callable[[JobTarget], BatchPoster] | None = None
     post_concurrency: int = 1  # batches of one invocation posted at once (SenderPostConcurrency)
     rate_limit: EventRateLimit | None = None  # shared by every sender (MaxEventsPerSecond); None: none
+    # Where a batch that found no room under the rate limit goes back, delayed (deferral.py).
+    deferral: BatchDeferral | None = None
 
 
 def send_records(
@@ -106,6 +109,7 @@ class _Outcome:
     batch: QueuedBatch | None = None
     delivery: Delivery | None = None
     failure: str = ""  # why it was not delivered
+    defer_seconds: float = 0.0  # > 0: never posted, the shared rate was busy; try again after this
     unreadable: MalformedBatch | None = None
     latency_ms: float = 0.0
 
@@ -121,12 +125,16 @@ def _post_one(record: Mapping[str, Any], services: SenderServices, schedule: _Sc
     limit = services.rate_limit
     # Half the batch's time at most is spent waiting for the shared rate: the rest is for posting.
     try:
-        room = limit is None or limit.acquire(batch.message_count, max_wait=(deadline - clock()) / 2)
+        slot = limit.take(batch.message_count, max_wait=(deadline - clock()) / 2) if limit else None
     except (BotoCoreError, ClientError) as error:  # DynamoDB throttled or away: this batch waits
         return _Outcome(batch, failure=f"the rate-limit table did not answer ({type(error).__name__})")
-    if not room:
+    if slot is not None and not slot.taken:
+        # A busy bucket says when this batch's turn would come (retry_after): it goes back on
+        # the queue until then. One too large for the rate at all has none, and fails.
         return _Outcome(
-            batch, failure=f"no room under MaxEventsPerSecond ({limit.events_per_second}) in time"
+            batch,
+            failure=f"no room under MaxEventsPerSecond ({limit.events_per_second}) in time",
+            defer_seconds=slot.retry_after,
         )
     started = clock()
     try:
@@ -146,9 +154,22 @@ def _settle(record: Mapping[str, Any], outcome: _Outcome, services: SenderServic
         services.metrics.add_metric("BatchesMalformed", "Count", 1)
         return False
     if outcome.delivery is None:
+        if outcome.defer_seconds and _deferred(record, batch, services, outcome.defer_seconds):
+            return True  # its copy is on the queue: this one is done
         _not_delivered(record, batch, services, outcome.failure)
         return False
     _delivered(batch, outcome.delivery, services, outcome.latency_ms)
+    return True
+
+
+def _deferred(record: Mapping[str, Any], batch: QueuedBatch, services: SenderServices, delay: float) -> bool:
+    if services.deferral is None or not services.deferral.defer(record["body"], delay):
+        return False
+    logger.info(
+        "batch deferred for MaxEventsPerSecond",
+        extra={"key": batch.key, "batch_number": batch.number, "delay_seconds": round(delay, 1)},
+    )
+    services.metrics.add_metric("BatchesDeferred", "Count", 1)
     return True
 
 
