@@ -354,7 +354,9 @@ def warning_kinds(message: dict[str, Any]) -> list[str]:
 
 
 def _merged(message: dict[str, Any], shared: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
-    """Batch-level context/integrations merged into the message; the message's keys win."""
+    """Batch-level context/integrations merged into the message; the message's keys win.
+    (read/batch_shared.py does the same on the product's side: kept apart on purpose, the
+    endpoint stands in for Segment and must not share the code it checks.)"""
     for key, batch_value in shared.items():
         message[key] = {**batch_value, **message.get(key, {})}
     return message
