@@ -100,3 +100,17 @@ def test_a_continued_part_resumes_inside_the_decompressed_content(kind: str) -> 
     assert point is not None
     rest = open_records(io.BytesIO(data), "export.ndjson", resume=point)
     assert [r.number for r in rest] == list(range(401, 1001))
+
+
+@pytest.mark.parametrize("suffix", [".tsv.bz2", ".tsv.zst", ".tsv.gz"])
+def test_a_compressed_tsv_is_split_on_tabs_whatever_its_header_holds(suffix: str) -> None:
+    """The extension under the compression's says the format: a TSV whose header has a
+    comma in a column name is still tab-separated."""
+    import gzip
+
+    compress = {".bz2": bz2.compress, ".zst": _zstd, ".gz": gzip.compress}[suffix[4:]]
+    data = b"userId\tevent\tproperties.note, free text\nu1\tE\ta, b\n"
+    records = open_records(io.BytesIO(compress(data)), f"export{suffix}")
+    assert [r.fields for r in records] == [
+        {"userId": "u1", "event": "E", "properties.note, free text": "a, b"}
+    ]

@@ -71,9 +71,15 @@ def plain_shape(head: bytes, key: str) -> PlainShape | None:
     return PlainShape(fmt, csv_delimiter(content, hint) if fmt is Format.CSV else "")
 
 
+_COMPRESSION_EXTENSIONS = (".gz", ".gzip", ".bz2", ".zst", ".zstd")
+
+
 def extension_hint(key: str) -> str | None:
-    """The format the key's extension suggests (csv, tsv, json or ndjson), ignoring a .gz."""
-    name = key.rsplit("/", 1)[-1].lower().removesuffix(".gz")
+    """The format the key's extension suggests (csv, tsv, json or ndjson), ignoring the
+    extension of a compression the reader opens (.gz, .bz2, .zst)."""
+    name = key.rsplit("/", 1)[-1].lower()
+    for compressed in _COMPRESSION_EXTENSIONS:
+        name = name.removesuffix(compressed)
     _, dot, extension = name.rpartition(".")
     return _EXTENSIONS.get(extension) if dot else None
 
