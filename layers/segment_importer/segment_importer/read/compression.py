@@ -1,7 +1,7 @@
-"""bzip2 and Zstandard, decompressed as a stream (gzip is read in `formats`).
+"""bzip2 and Zstandard, decompressed as a stream (gzip is read in `opening`).
 
 `decompressor(kind, read)` returns a `read(n)` of the decompressed bytes over a `read(n)` of
-the compressed ones, bounded per call (a bomb is stopped by `formats`' expansion guard, one
+the compressed ones, bounded per call (a bomb is stopped by `opening`'s expansion guard, one
 chunk at a time). Damaged data raises one of `DAMAGE[kind]`; `describe(kind, exc)` turns it
 into a fixed description (the decompressors' own messages may quote data).
 

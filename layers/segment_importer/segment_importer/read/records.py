@@ -37,7 +37,7 @@ def excerpt(raw: bytes | str) -> str:
 
 
 class FileFormatError(ValueError):
-    """The file cannot be read at all (e.g. a CSV header with duplicate names)."""
+    """The file cannot be read at all (e.g. a CSV header with an empty column name)."""
 
 
 class DamagedError(Exception):
@@ -79,8 +79,8 @@ class RecordStream:
         records: Iterator[SourceRecord],
         position: ReadPosition | None = None,
     ) -> None:
-        self.format = fmt  # a `reader.Format` value: "ndjson" | "json_array" | "csv"
-        self.compression = compression  # "gzip" | "none"
+        self.format = fmt  # a `reader.Format` value: "ndjson" | "json_array" | "csv" | "parquet"
+        self.compression = compression  # "gzip" | "bzip2" | "zstd" | "none"
         self._records = records
         self._position = position
         self._used = False

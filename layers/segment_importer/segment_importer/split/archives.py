@@ -2,11 +2,12 @@
 
 A member's import is keyed `<archive key>!<member name>` (`member_key`): its own ledger item
 (the sender credits its batches to it), report (`reports/<archive>!<member>.report.json`),
-rejects file, record numbers, and message ids derived from the archive's identity and the
-member's name. The archive's own import holds the members' summaries (`ImportReport.members`)
-and no batches of its own; `status` and the local run aggregate its members into the drop's
-line. Members are split one after another in the archive's invocation, streamed from the
-archive through ranged reads (`read.zip_archive`), within the archive's limits.
+rejects file, record numbers, and message ids derived as for any file (the record's own id,
+else its number in the member and its content). The archive's own import holds the members'
+summaries (`ImportReport.members`) and no batches of its own; `status` and the local run
+aggregate its members into the drop's line. Members are split one after another in the
+archive's invocation, streamed from the archive through ranged reads (`read.zip_archive`),
+within the archive's limits.
 
 A member refused by the archive's limits or traps, or one that cannot be read, is a FAILED
 import with its reason; macOS metadata is listed as SKIPPED. Nothing is dropped unsaid.
