@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from rich.console import Console
 
+from segment_importer.job import JOB_FILE_NAME
 from segment_importer_local import verdict as verdicts
 from segment_importer_local.destination import (
     HostUnreachable,
@@ -45,8 +46,9 @@ _RUN_EXAMPLES = """examples:
   segment-importer run --resume out/20261201T101500Z-1a2b   # after Ctrl-C: sends only what was not sent
 
 Folders are searched recursively; each file keeps its path under imports/local/, and a job.json in
-a folder governs the files below it, as the nearest job.json does in the bucket (--config with
-a folder holding a different job.json is refused).
+a folder governs the files below it, as the nearest job.json does in the bucket; a file given on
+its own takes the job.json beside it or above it (up to the working directory). --config with a
+folder holding a different job.json is refused.
 Exit codes: 0 every record sent, 3 finished with rejects, 1 failed or nothing sent, 2 usage.
 """
 
@@ -127,6 +129,12 @@ def run_command(arguments: argparse.Namespace) -> int:
         raise usage_error(str(error)) from None
     job_keys = _job_write_keys(arguments, template, inputs, {**_host_override(host), **overrides})
     _refuse_two_job_files(arguments.config, inputs)
+    for item in inputs:  # which job governs what, before anything is sent
+        if item.is_job_file:
+            print(
+                f"Job file {item.path} governs the files under {item.relative[: -len(JOB_FILE_NAME)]}",
+                file=sys.stderr,
+            )
     if arguments.write_key:
         _check_destination(arguments.write_key, host, settings_host)
     arguments.interrupted_note = _interrupted_note

@@ -5,6 +5,10 @@ Folders are searched recursively, and a file keeps its path relative to the fold
 `local/2019/events.csv` and `local/2020/events.csv`: two imports with two reports, never one
 overwriting the other. A `job.json` in a folder lands at the matching prefix, where the splitter
 finds it as the nearest job file, exactly as in the bucket. Hidden files and folders are skipped.
+
+A file given on its own is governed by the job.json beside it, or in the nearest folder above
+it (up to the working directory): the file lands under that folder's name, with the job file,
+as if the folder had been given with only that file in it. Without one it lands at the root.
 """
 
 from __future__ import annotations
@@ -37,13 +41,44 @@ def find_inputs(paths: list[Path]) -> list[InputFile]:
         if path.is_dir():
             found.extend(_in_folder(path))
         elif path.is_file():
-            found.append(InputFile(path, path.name))
+            found.extend(_file_with_its_job(path))
         else:
             raise InputError(f"no such file or folder: {path}")
     if not any(not item.is_job_file for item in found):
         raise InputError(f"no export files to import in {', '.join(str(path) for path in paths)}")
+    found = list(dict.fromkeys(found))  # two files beside one job.json bring it once
     _refuse_collisions(found)
     return found
+
+
+def _file_with_its_job(path: Path) -> list[InputFile]:
+    """The file, and the job.json that governs it as it would in the bucket (the module doc)."""
+    if path.name == JOB_FILE_NAME:
+        return [InputFile(path, path.name)]
+    folder = _nearest_job_folder(path.resolve().parent)
+    if folder is None:
+        return [InputFile(path, path.name)]
+    base = folder.name or "drop"
+    relative = path.resolve().relative_to(folder)
+    job = folder / JOB_FILE_NAME
+    if Path.cwd().resolve() in folder.parents or folder == Path.cwd().resolve():
+        job = job.relative_to(Path.cwd().resolve())  # as the user would name it
+    return [
+        InputFile(job, f"{base}/{JOB_FILE_NAME}"),
+        InputFile(path, "/".join((base, *relative.parts))),
+    ]
+
+
+def _nearest_job_folder(folder: Path) -> Path | None:
+    """`folder` or the nearest folder above it holding a job.json, not above the working
+    directory (a file outside it: only its own folder)."""
+    top = Path.cwd().resolve()
+    while True:
+        if (folder / JOB_FILE_NAME).is_file():
+            return folder
+        if folder == top or top not in folder.parents:
+            return None
+        folder = folder.parent
 
 
 def _in_folder(folder: Path) -> list[InputFile]:

@@ -60,6 +60,38 @@ def test_config_and_a_folders_job_file_are_refused_unless_they_are_the_same(cli,
     assert same.code == 0, same.both
 
 
+def test_a_file_given_alone_is_governed_by_the_job_file_beside_or_above_it(cli, tmp_path: Path) -> None:
+    """QA: `run exports/tracks.csv` ignored exports/job.json (its integrations too: history went
+    to every destination, exit 0); `run exports` applied it."""
+    rows = [f"u{i}@example.com,Played,2021-01-01T00:00:0{i}Z" for i in range(2)]
+    write_csv(tmp_path / "exports" / "tracks.csv", "email,event,timestamp", rows)
+    write_csv(
+        tmp_path / "exports" / "2020" / "more.csv",
+        "email,event,timestamp",
+        [r.replace("Played", "Won") for r in rows],
+    )
+    job = {"columns": {"email": "userId"}, "integrations": {"All": False, "Mixpanel": True}}
+    (tmp_path / "exports" / "job.json").write_text(json.dumps(job))
+    write_csv(tmp_path / "loose.csv", "email,event,timestamp", rows)  # no job file: the defaults
+
+    done = cli("run", "exports/tracks.csv", "exports/2020/more.csv", "loose.csv", "--no-progress")
+    statuses = _statuses(cli, tmp_path)
+
+    assert done.code == 1, done.both  # loose.csv: every record lacks a user
+    assert statuses["imports/local/exports/tracks.csv"]["messages_delivered"] == 2
+    assert statuses["imports/local/exports/2020/more.csv"]["messages_delivered"] == 2
+    assert statuses["imports/local/loose.csv"]["rejected_by_reason"] == {"missing_user": 2}
+    assert "Job file exports/job.json governs the files under exports/" in done.err
+    run_dir = Path((tmp_path / "out" / "LATEST").read_text().strip())
+    messages = [json.loads(line) for line in (run_dir / "received.ndjson").read_text().splitlines()]
+    assert len(messages) == 4
+    assert all(message["integrations"] == {"All": False, "Mixpanel": True} for message in messages)
+    (tmp_path / "other.json").write_text(json.dumps({"columns": {"email": "traits.email"}}))
+    refused = cli("run", "exports/tracks.csv", "--config", "other.json", "--no-progress")
+    assert refused.code == 2, refused.both  # the file's own job file and --config would both apply
+    assert "would both apply" in refused.err
+
+
 def test_two_files_of_one_name_given_directly_are_refused(cli, tmp_path: Path) -> None:
     signups(tmp_path / "a" / "events.csv")
     signups(tmp_path / "b" / "events.csv")
