@@ -70,6 +70,8 @@ def test_a_line_without_the_record_path_is_rejected_with_a_reason() -> None:
         {"data": EVENT, "metadata": {"received": "2021-03-04"}},
         {"data": EVENT},
         {"EventPayload": EVENT, "EventType": "track", "EventId": "1"},
+        {"stream": "events", "data": EVENT, "emitted_at": 1694709577929},  # Airbyte's record (QA)
+        {"_airbyte_raw_id": "r1", "_airbyte_extracted_at": "2023-08-24", "_airbyte_data": EVENT},
     ],
 )
 def test_well_known_envelopes_are_opened_without_a_job(line: dict[str, Any]) -> None:

@@ -70,3 +70,33 @@ def test_profile_named_knows_every_choice() -> None:
         assert profile_named(name).name == name
     with pytest.raises(KeyError):
         profile_named("hubble")
+
+
+def test_amplitude_http_api_events_keep_revenue_ip_and_unknown_fields() -> None:
+    """QA, Amplitude's HTTP API V2 example: price, quantity, revenue, productId, revenueType
+    and ip vanished without a word. Revenue goes where Segment's Amplitude destinations read
+    it; Export API `$revenue`-style properties take the same names; bookkeeping stays out."""
+    from segment_importer.job import JobOptions
+    from segment_importer.mapping.mapper import MessageMapper
+
+    record = {
+        "user_id": "203201202", "device_id": "C8F9E604", "event_type": "purchase", "time": 1396381378123,
+        "event_properties": {"source": "notification", "$price": 1.5, "$quantity": 2},
+        "price": 4.99, "quantity": 3, "revenue": -1.99, "productId": "sku-1", "revenueType": "Refund",
+        "ip": "127.0.0.1", "idfv": "BCCE52E7", "event_id": 23, "api_key": "KEY", "custom_field": "kept",
+    }  # fmt: skip
+    message = MessageMapper(JobOptions(), None, from_csv=False).map(1, record)
+    assert message["properties"] == {
+        "source": "notification",
+        "price": 1.5,
+        "quantity": 2,
+        "revenue": -1.99,
+        "productId": "sku-1",
+        "revenueType": "Refund",
+        "custom_field": "kept",
+    }  # fmt: skip  (the event's own $price/$quantity win over the top-level ones)
+    assert message["context"]["ip"] == "127.0.0.1"
+    assert message["context"]["device"]["id"] == "C8F9E604"  # device_id first; idfv when it is absent
+    without_device = {key: value for key, value in record.items() if key != "device_id"}
+    mapped = MessageMapper(JobOptions(), None, from_csv=False).map(1, without_device)
+    assert mapped["context"]["device"]["id"] == "BCCE52E7"

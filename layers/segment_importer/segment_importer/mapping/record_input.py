@@ -18,7 +18,21 @@ from segment_importer.mapping.timestamps import TimeReader, TimestampError
 
 # Envelope key -> the keys an envelope may hold besides it (nothing else, or it is an event).
 _ENVELOPES = {
-    "data": frozenset({"data", "metadata", "meta", "id", "attributes"}),
+    # Also Airbyte's record messages (`{"stream", "data", "emitted_at"}`, as its connectors'
+    # expected_records.jsonl and JSONL destinations write them) and raw tables' `_airbyte_data`.
+    "data": frozenset({"data", "metadata", "meta", "id", "attributes", "stream", "emitted_at", "namespace"}),
+    "_airbyte_data": frozenset(
+        {
+            "_airbyte_data",
+            "_airbyte_ab_id",
+            "_airbyte_emitted_at",
+            "_airbyte_raw_id",
+            "_airbyte_extracted_at",
+            "_airbyte_loaded_at",
+            "_airbyte_meta",
+            "_airbyte_generation_id",
+        }
+    ),
     "EventPayload": frozenset({"EventPayload", "EventType", "EventTime", "EventId", "Source", "Metadata"}),
 }
 _EVENT_FIELDS = frozenset({"type", "event", "userId", "anonymousId", "event_type", "event_name"})

@@ -13,7 +13,12 @@ platform <- context.device.type, language <- context.locale, carrier <-
 context.network.carrier, os_name <- context.os.name; the session id from
 `integrations["Actions Amplitude"].session_id`, the classic destination's from
 `integrations.Amplitude.session_id`). Amplitude's own bookkeeping (`amplitude_id`,
-`server_upload_time`, `processed_time`, `$schema`, ...) is never sent.
+`server_upload_time`, `processed_time`, `$schema`, ...; INTERNALS, top-level fields only: a
+property of the same name is the app's) is never sent. Any other top-level field is data:
+the HTTP API's revenue fields (`price`, `quantity`, `revenue`, `productId`, `revenueType`)
+and anything Amplitude adds later become properties (traits for identify and group), and
+the Export API's `$revenue`, `$price`, `$quantity`, `$productId`, `$revenueType` event
+properties take Segment's names, which its Amplitude destinations read revenue from.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ NAME = "amplitude"
 # Export column -> Segment context path (the first name listed for a path wins).
 CONTEXT_FIELDS = {
     "ip_address": ("ip",),
+    "ip": ("ip",),  # the HTTP API's name
     "os_version": ("os", "version"),
     "device_id": ("device", "id"),
     "device_model": ("device", "model"),
@@ -48,6 +54,8 @@ CONTEXT_FIELDS = {
     "idfa": ("device", "advertisingId"),
     "adid": ("device", "advertisingId"),
     "ad_id": ("device", "advertisingId"),
+    "idfv": ("device", "id"),  # the HTTP API's vendor and Android ids: the device, when no device_id
+    "android_id": ("device", "id"),
     "version_name": ("app", "version"),
     "app_version": ("app", "version"),
     "country": ("location", "country"),
@@ -59,6 +67,33 @@ CONTEXT_FIELDS = {
     "device_carrier": ("network", "carrier"),
     "carrier": ("network", "carrier"),
     "library": (SOURCE_LIBRARY_KEY, "name"),
+}
+# The fields `to_spec` reads itself; every other field not in INTERNALS is data.
+_READ = frozenset(
+    {
+        "event_type", "user_id", "device_id", "event_time", "client_event_time", "time",
+        "server_upload_time", "user_properties", "groups", "group_properties", "event_properties",
+        "session_id", "insert_id", "$insert_id", "uuid", "os_name", *CONTEXT_FIELDS,
+    }
+)  # fmt: skip
+# Amplitude's ingestion bookkeeping and values it derives itself (Export API docs).
+INTERNALS = frozenset(
+    {
+        "amplitude_id", "app", "client_upload_time", "server_received_time", "processed_time",
+        "$schema", "data", "data_type", "sample_rate", "is_attribution_event",
+        "amplitude_attribution_ids", "amplitude_event_type", "start_version", "user_creation_time",
+        "paying", "event_id", "device_family", "dma", "partner_id", "source_id", "api_key",
+        "$insert_key", "plan", "global_user_properties",
+    }
+)  # fmt: skip
+_NOT_EXTRAS = _READ | INTERNALS
+# Export API revenue properties -> the names Segment's Amplitude destinations read.
+_REVENUE_PROPERTIES = {
+    "$revenue": "revenue",
+    "$price": "price",
+    "$quantity": "quantity",
+    "$productId": "productId",
+    "$revenueType": "revenueType",
 }
 _INTEGRATION_NAMES = ("Amplitude", "Actions Amplitude")
 _NO_SESSION = -1  # Amplitude's session_id for events outside a session
@@ -88,7 +123,9 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
         spec.update(type="group", groupId=text(_one(group_value)), traits=traits)
     else:
         recorded = record.get("event_properties") or {}
-        properties = dict(recorded) if isinstance(recorded, dict) else recorded  # else invalid_field
+        properties = (
+            _revenue_named(recorded) if isinstance(recorded, dict) else recorded
+        )  # else invalid_field
         spec.update(type="track", event=event_type, properties=properties)
         if user_properties:
             context["traits"] = user_properties
@@ -100,7 +137,17 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
         if spec["type"] == "track" and isinstance(spec["properties"], dict):
             spec["properties"].setdefault("session_id", session_id)
     spec["context"] = context
+    for name in [name for name in record if name not in _NOT_EXTRAS and name not in spec]:
+        spec[name] = record[name]  # data the profile has no place for: extras, in the record's order
     return without_none(spec), tagged(NAME, _source_id(record))
+
+
+def _revenue_named(properties: dict[str, Any]) -> dict[str, Any]:
+    renamed = dict(properties)
+    for name, segment_name in _REVENUE_PROPERTIES.items():
+        if name in renamed and segment_name not in renamed:
+            renamed[segment_name] = renamed.pop(name)
+    return renamed
 
 
 def _context(record: dict[str, Any]) -> dict[str, Any]:
