@@ -110,3 +110,22 @@ def test_overlapping_and_json_object_columns_take_the_cell_walk() -> None:
     for result in every_way(row):
         # "a" after "a.b": the later cell replaces the object, as the cell walk has always done
         assert result == {"userId": "u", "properties": {"plan": "pro", "n": 2}, "a": "x"}
+
+
+def test_version_cells_stay_text_wherever_they_are() -> None:
+    """QA, a warehouse mobile tracks row: os 14.10, app 2.10 and library 4.10 were sent as the
+    numbers 14.1, 2.1 and 4.1. Other decimals are still numbers."""
+    row = {
+        "context_os_version": "14.10",
+        "app_version": "3.20",
+        "properties.appVersion": "2.10",
+        "traits.Version": "1",
+        "properties.price": "19.90",
+    }
+    for result in every_way(row):
+        assert result == {
+            "context_os_version": "14.10",
+            "app_version": "3.20",
+            "properties": {"appVersion": "2.10", "price": 19.9},
+            "traits": {"Version": "1"},
+        }

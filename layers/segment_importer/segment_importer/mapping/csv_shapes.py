@@ -216,7 +216,10 @@ def _column_plan(key: str, text_keys: frozenset[str], object_keys: frozenset[str
 
 
 def _holds_data(key: str, text_keys: frozenset[str]) -> bool:
-    """Cells under properties/traits, and bare columns (which become properties or traits)."""
+    """Cells under properties/traits, and bare columns (which become properties or traits).
+    Versions stay text wherever they are (`os_version` 14.10 is not the number 14.1)."""
+    if "version" in key.rpartition(".")[2].lower():
+        return False
     head, dot, _ = key.partition(".")
     if dot:
         return head in ("properties", "traits")
