@@ -1188,3 +1188,14 @@ def test_a_record_with_traits_but_no_type_or_event_is_rejected_for_its_missing_t
         map_one({"userId": "u1", "traits": {"plan": "pro"}, "timestamp": TS}, default_event="Seen")["event"]
         == "Seen"
     )
+
+
+def test_a_warehouse_aliases_row_is_an_alias() -> None:
+    """QA: an aliases table row became an identify with traits.previousId."""
+    row = {
+        "id": "ajs-a1", "previous_id": "anon-1", "user_id": "u1", "received_at": "2021-03-04 05:06:08",
+        "timestamp": "2021-03-04 05:06:07", "context_library_name": "analytics.js",
+    }  # fmt: skip
+    message = map_one(row, from_csv=True)
+    assert (message["type"], message["previousId"], message["userId"]) == ("alias", "anon-1", "u1")
+    assert "traits" not in message

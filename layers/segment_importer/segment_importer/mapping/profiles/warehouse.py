@@ -3,7 +3,7 @@ with a warehouse-only column is a warehouse row, and its `context_*` columns nes
 `context`. Used by the Segment profile, which reads archives and warehouse rows alike.
 
 The tables have no `type` column (the table is the type): a row's call type comes from the
-columns only its table has (`group_id`: groups; `event`/`event_text`: tracks; `url` or
+columns only its table has (`previous_id`: aliases; `group_id`: groups; `event`/`event_text`: tracks; `url` or
 `path`: pages; `name` without a reserved identify trait column such as `email`: screens;
 none of those: identifies). A job's `type` other than `track` wins over this guess (the
 mapper sets it before the profile runs); `context_library_*` nest to `context.library`,
@@ -101,6 +101,8 @@ def from_warehouse_columns(record: dict[str, Any]) -> None:
 
 def _table_call_type(record: dict[str, Any]) -> str:
     """The call type of a warehouse row by the columns of its table (see the module doc)."""
+    if "previous_id" in record:
+        return "alias"
     if "group_id" in record:
         return "group"
     if "event" in record or "event_text" in record:
