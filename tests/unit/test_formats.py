@@ -782,3 +782,17 @@ def test_integers_beyond_64_bits_are_kept_exactly_as_strings() -> None:
         "f": 1.5,
         "nested": [{"n": "123456789012345678901234567"}],
     }
+
+
+def test_a_pipe_delimited_unload_is_split_on_pipes() -> None:
+    """QA: Redshift UNLOAD's default `|` was read as one column; every row rejected."""
+    data = b"user_id|event|timestamp\nu1|Played|2021-01-01T00:00:00Z\n"
+    records = open_records(io.BytesIO(data), "tracks_000")
+    assert [r.fields for r in records] == [
+        {"user_id": "u1", "event": "Played", "timestamp": "2021-01-01T00:00:00Z"}
+    ]
+
+
+def test_an_orc_file_is_refused_with_what_it_is() -> None:
+    with pytest.raises(FileFormatError, match="an ORC file"):
+        list(open_records(io.BytesIO(b"ORC\x0a\x0b" + bytes(200)), "userdata1_orc"))

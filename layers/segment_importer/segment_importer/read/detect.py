@@ -93,6 +93,7 @@ _BINARY_FORMATS = (
         " never inside another file; save a workbook's sheet as CSV",
     ),
     (b"\xd0\xcf\x11\xe0", "an old Excel workbook (.xls): save the sheet as CSV"),
+    (b"ORC", "an ORC file: export it as Parquet, NDJSON or CSV"),
 )
 
 
@@ -201,13 +202,15 @@ def _document_array_keys(content: bytes) -> list[str]:
 
 
 def header_delimiter(head: bytes) -> str:
-    """Comma, unless the header line has no comma but tabs, or semicolons (as spreadsheets in
-    locales with a decimal comma save CSV)."""
+    """Comma, unless the header line has no comma but tabs, pipes (Redshift UNLOAD's default),
+    or semicolons (as spreadsheets in locales with a decimal comma save CSV)."""
     line = content_start(head).partition(b"\n")[0].rstrip(b"\r")
     if b"," in line:
         return ","
     if b"\t" in line:
         return "\t"
+    if b"|" in line and all(name.strip() for name in line.split(b"|")):
+        return "|"  # Redshift UNLOAD's default delimiter
     names = line.rstrip(b"; \t").split(b";")  # a trailing `;` (an empty last column) is tolerated
     return ";" if len(names) > 1 and all(name.strip() for name in names) else ","
 
