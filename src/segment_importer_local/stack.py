@@ -131,6 +131,33 @@ class LocalStack:
         (event,) = self.template.function_events(function_id, "SQS").values()
         return int(self.resolver.resolve(event.get("BatchSize", 10)))
 
+    def async_retries(self, function_id: str) -> int:
+        """Lambda's retries of a failed asynchronous invocation (EventInvokeConfig; AWS's default 2)."""
+        config = self.template.resource(function_id).get("Properties", {}).get("EventInvokeConfig", {})
+        return int(self.resolver.resolve(config.get("MaximumRetryAttempts", 2)))
+
+    def on_failure_queue(self, function_id: str) -> str | None:
+        """The queue (logical id) a failed asynchronous invocation's record goes to, if any."""
+        config = self.template.resource(function_id).get("Properties", {}).get("EventInvokeConfig", {})
+        destination = config.get("DestinationConfig", {}).get("OnFailure", {})
+        if destination.get("Type") != "SQS":
+            return None
+        arn = self.resolver.resolve(destination["Destination"])
+        return next(
+            (queue for queue in self.queue_urls if self.resolver.attributes[f"{queue}.Arn"] == arn), None
+        )
+
+    def sqs_consumer(self, queue_id: str) -> str | None:
+        """The function (logical id) whose SQS event source polls the queue, if one does."""
+        for function_id in self.template.resources_of_type("AWS::Serverless::Function"):
+            for event in self.template.function_events(function_id, "SQS").values():
+                if event.get("Queue") == {"Fn::GetAtt": [queue_id, "Arn"]}:
+                    return function_id
+        return None
+
+    def queue_arn(self, queue_id: str) -> str:
+        return self.resolver.attributes[f"{queue_id}.Arn"]
+
     def max_receive_count(self) -> int:
         policy = self.template.resource("WorkQueue")["Properties"]["RedrivePolicy"]
         return int(self.resolver.resolve(policy["maxReceiveCount"]))
