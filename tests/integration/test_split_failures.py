@@ -26,6 +26,7 @@ import orjson
 import pytest
 from moto import mock_aws
 
+from segment_importer.import_ref import ImportRef
 from segment_importer.split import splitter as splitter_module
 from segment_importer.split import stream_split
 from segment_importer.split.stream_split import split_records
@@ -170,6 +171,31 @@ def _sqs_record(message_id: str, body: str, aws: Lambda) -> dict[str, Any]:
         "eventSourceARN": aws.stack.queue_arn("SplitterFailureQueue"),
         "awsRegion": "us-east-1",
     }
+
+
+def test_the_sample_event_fails_the_import_it_names() -> None:
+    """events/split-failure.json (what `sam local invoke SplitFailuresFunction` gets), in
+    process: the import the sample's killed split left SPLITTING ends FAILED, and both records
+    are resolved (the redriven task finds the import failed already)."""
+    event = json.loads((Path(__file__).resolve().parents[2] / "events" / "split-failure.json").read_text())
+    invocation = json.loads(event["Records"][0]["body"])
+    (s3_record,) = invocation["requestPayload"]["Records"]
+    with mock_aws():
+        stack = LocalStack(StackTemplate.load(), {"PreflightHost": ""}, enforce_iam=True).create(WRITE_KEY)
+        harness = Lambda(stack, endpoint=None)  # type: ignore[arg-type]  # nothing is sent to Segment
+        obj = s3_record["s3"]["object"]
+        ref = ImportRef(s3_record["s3"]["bucket"]["name"], obj["key"], obj["eTag"])
+        assert harness.ledger.start_split(ref, obj["size"], invocation["requestContext"]["requestId"])
+        assert harness.split_failures is not None, "nothing consumes the splitter failure queue"
+        with environment(harness.split_failures.environment):
+            answer = harness.split_failures.handler(event, LocalLambdaContext(harness.split_failures))
+        item = harness.ledger.get(ref)
+        denied = [denial for policy in stack.role_policies for denial in policy.denied]
+    assert item is not None
+    assert item["status"] == FAILED, "the sample's import stayed SPLITTING"
+    assert item["last_error"] == TIMED_OUT + " after 900.00 seconds"
+    assert answer == {"batchItemFailures": []}
+    assert denied == []
 
 
 # ---- (ii) a continued part's task is redriven -----------------------------------------------
