@@ -57,8 +57,12 @@ def s3_put_event(bucket: str, key: str, size: int, etag: str) -> dict[str, Any]:
     }
 
 
-def invoke(function: LocalFunction, event: dict[str, Any]) -> Any:
-    return function.handler(event, LocalLambdaContext(function))
+def invoke(function: LocalFunction, event: dict[str, Any], request_id: str | None = None) -> Any:
+    """One invocation of the function's handler (a fresh request id unless given: a retry's)."""
+    context = LocalLambdaContext(function)
+    if request_id is not None:
+        context.aws_request_id = request_id
+    return function.handler(event, context)
 
 
 class InvocationStopped(BaseException):
@@ -128,16 +132,19 @@ class AsyncInvoker:
         request_id = request_id or str(uuid.uuid4())
         error: BaseException | None = None
         for _ in range(1 + self._retries):
-            context = LocalLambdaContext(self._function)
-            context.aws_request_id = request_id
             try:
-                return self._function.handler(event, context)
+                return invoke(self._function, event, request_id)
             except RunStopped:  # the local run is stopping: no retry, no failure record
                 raise
             except (Exception, InvocationStopped) as failure:  # Lambda records any failure the same way
+                # Where, not what: an exception's message may quote a record (its frames are code).
                 logger.warning(
                     "asynchronous invocation failed; Lambda runs it again until its retries are used up",
-                    extra={"function": self._function.logical_id, "error": type(failure).__name__},
+                    extra={
+                        "function": self._function.logical_id,
+                        "error": getattr(failure, "error_type", None) or type(failure).__name__,
+                        "frames": "".join(traceback.format_tb(failure.__traceback__)[-5:]),
+                    },
                 )
                 self.failed_attempts += 1
                 error = failure
