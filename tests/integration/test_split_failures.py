@@ -145,19 +145,24 @@ def test_the_function_answers_which_records_to_receive_again(aws: Lambda, read_f
     key = "imports/answered.ndjson"
     kill_a_whole_split(aws, read_fault, key, "req-answered")
     (record_body,) = queue_bodies(aws, "SplitterFailureQueue")
-    assert aws.split_failures is not None, "nothing consumes the splitter failure queue"
     event = {
         "Records": [
             _sqs_record("garbage", "not an invocation record", aws),
             _sqs_record("killed", record_body, aws),
         ]
     }
-    context = LocalLambdaContext(aws.split_failures)
-    with environment(aws.split_failures.environment):
-        answer = aws.split_failures.handler(event, context)
+    answer = _invoke_consumer(aws, event)
 
-    assert aws.item(key)["status"] == FAILED
+    assert aws.item(key)["status"] == FAILED, "the killed split stayed SPLITTING"
     assert answer == {"batchItemFailures": [{"itemIdentifier": "garbage"}]}
+
+
+def _invoke_consumer(aws: Lambda, event: dict[str, Any]) -> Any:
+    """The failure queue's consumer, invoked with `event`; None where the template has none."""
+    if aws.split_failures is None:
+        return None
+    with environment(aws.split_failures.environment):
+        return aws.split_failures.handler(event, LocalLambdaContext(aws.split_failures))
 
 
 def _sqs_record(message_id: str, body: str, aws: Lambda) -> dict[str, Any]:
@@ -186,9 +191,7 @@ def test_the_sample_event_fails_the_import_it_names() -> None:
         obj = s3_record["s3"]["object"]
         ref = ImportRef(s3_record["s3"]["bucket"]["name"], obj["key"], obj["eTag"])
         assert harness.ledger.start_split(ref, obj["size"], invocation["requestContext"]["requestId"])
-        assert harness.split_failures is not None, "nothing consumes the splitter failure queue"
-        with environment(harness.split_failures.environment):
-            answer = harness.split_failures.handler(event, LocalLambdaContext(harness.split_failures))
+        answer = _invoke_consumer(harness, event)
         item = harness.ledger.get(ref)
         denied = [denial for policy in stack.role_policies for denial in policy.denied]
     assert item is not None
@@ -253,7 +256,7 @@ def test_a_stale_failure_leaves_a_restarted_or_finished_import_alone(
     aws.stack.sqs.purge_queue(QueueUrl=aws.stack.queue_urls["SplitterFailureQueue"])
     kill_a_whole_split(aws, read_fault, again, "req-again")
     aws.drain_failures()  # the first one's record is held back: it arrives late, below
-    assert aws.item(again)["status"] == FAILED
+    assert aws.item(again)["status"] == FAILED, "the killed split stayed SPLITTING"
     # The first file: its record is processed, then it is dropped again (a restart under a new
     # request id) and split cleanly.
     aws.stack.sqs.send_message(
@@ -365,7 +368,7 @@ def test_a_python_exceptions_message_is_not_copied_into_the_ledger_or_the_logs(
     aws.drain_failures()
 
     item = aws.item(key)
-    assert item["status"] == FAILED
+    assert item["status"] == FAILED, "the split stayed SPLITTING"
     assert (
         item["last_error"]
         == "the splitter run failed: RuntimeError after 3 attempts (its message is not kept)"
