@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from functools import cache
 from typing import Any
-from urllib.parse import unquote_plus
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
-from aws_lambda_powertools.utilities.data_classes import S3Event, SQSEvent
+from aws_lambda_powertools.utilities.data_classes import SQSEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_importer.deliver.preflight import WriteKeyPreflight
@@ -19,6 +18,7 @@ from segment_importer.mapping.shaping import ssm_parameter_reader
 from segment_importer.metrics import NAMESPACE
 from segment_importer.settings import SplitterSettings
 from segment_importer.split.continuation import PartBudget
+from segment_importer.split.s3_events import notified_objects
 from segment_importer.split.splitter import SplitterServices, continue_import, split_import
 from segment_importer.track.import_events import ImportEvents, ImportEventsSettings
 from segment_importer.track.ledger import Ledger
@@ -81,12 +81,12 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     reports = [
         split_import(
             services,
-            record.s3.bucket.name,
-            unquote_plus(record.s3.get_object.key),  # S3 notifications URL-encode keys
+            notified.bucket,
+            notified.key,  # decoded: S3 notifications URL-encode keys
             settings,
             request_id=context.aws_request_id,
             budget=budget,
         )
-        for record in S3Event(event).records
+        for notified in notified_objects(event)
     ]
     return {"imports": [report.summary() for report in reports]}

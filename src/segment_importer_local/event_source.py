@@ -1,4 +1,10 @@
-"""Lambda's two event sources, emulated against moto: S3 notifications and SQS polling.
+"""Lambda's event sources, emulated against moto: S3 notifications and SQS polling.
+
+An S3 notification is an asynchronous invocation (`AsyncInvoker`): a failed one is run again
+under the same request id, `MaximumRetryAttempts` times, and then Lambda's invocation record
+(`invocation_record`, the shape AWS sends) goes to the function's OnFailure destination. A
+Lambda kill (a timeout, out of memory, the runtime exiting) is `InvocationStopped` to the
+code: fault injection raises it, and nothing but the emulated Lambda catches it.
 
 The SQS poller behaves like an event source mapping with ReportBatchItemFailures: it
 receives up to the template's batch size, deletes the records the handler did not report
@@ -17,9 +23,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import traceback
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -48,8 +57,102 @@ def s3_put_event(bucket: str, key: str, size: int, etag: str) -> dict[str, Any]:
     }
 
 
-def invoke(function: LocalFunction, event: dict[str, Any]) -> Any:
-    return function.handler(event, LocalLambdaContext(function))
+def invoke(function: LocalFunction, event: dict[str, Any], request_id: str | None = None) -> Any:
+    """One invocation of the function's handler (a fresh request id unless given: a retry's)."""
+    context = LocalLambdaContext(function)
+    if request_id is not None:
+        context.aws_request_id = request_id
+    return function.handler(event, context)
+
+
+class InvocationStopped(BaseException):
+    """A Lambda timeout, out-of-memory kill or runtime exit, as the code sees it: the invocation
+    ends right here (no `except Exception`, no cleanup the code chose to run). Raised by fault
+    injection; the emulated Lambda reports it with Lambda's own error type."""
+
+    def __init__(self, error_type: str = "Sandbox.Timedout", message: str = "Task timed out") -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+
+
+def invocation_record(
+    function: LocalFunction,
+    request_id: str,
+    event: dict[str, Any],
+    attempts: int,
+    error: BaseException,
+    *,
+    condition: str = "RetriesExhausted",
+) -> dict[str, Any]:
+    """What Lambda sends an asynchronous invocation's OnFailure destination when its last
+    attempt failed: the request, the condition, and the error as the runtime reported it (a
+    Python exception's type, message and stack trace; a kill's Sandbox.* or Runtime.* type)."""
+    if isinstance(error, InvocationStopped):
+        response: dict[str, Any] = {
+            "errorMessage": f"RequestId: {request_id} Error: {error.message}",
+            "errorType": error.error_type,
+        }
+    else:
+        response = {
+            "errorMessage": str(error),
+            "errorType": getattr(error, "lambda_error_type", None) or type(error).__name__,
+            "requestId": request_id,
+            "stackTrace": traceback.format_tb(error.__traceback__),
+        }
+    return {
+        "version": "1.0",
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "requestContext": {
+            "requestId": request_id,
+            "functionArn": f"{LocalLambdaContext(function).invoked_function_arn}:$LATEST",
+            "condition": condition,
+            "approximateInvokeCount": attempts,
+        },
+        "requestPayload": event,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": response,
+    }
+
+
+class AsyncInvoker:
+    """Invokes a function as Lambda runs an asynchronous invocation (an S3 notification): on an
+    error or a kill, again under the same request id, `retries` times; when the last attempt
+    fails, its invocation record goes to `on_failure` (the OnFailure destination)."""
+
+    def __init__(
+        self, function: LocalFunction, retries: int, on_failure: Callable[[dict[str, Any]], None] | None
+    ) -> None:
+        self._function, self._retries, self._on_failure = function, retries, on_failure
+        self.failed_attempts = 0
+        self.records_sent = 0
+
+    def invoke(self, event: dict[str, Any], request_id: str | None = None) -> Any:
+        """The handler's answer, or None when every attempt failed (the record is sent on)."""
+        request_id = request_id or str(uuid.uuid4())
+        error: BaseException | None = None
+        for _ in range(1 + self._retries):
+            try:
+                return invoke(self._function, event, request_id)
+            except RunStopped:  # the local run is stopping: no retry, no failure record
+                raise
+            except (Exception, InvocationStopped) as failure:  # Lambda records any failure the same way
+                # Where, not what: an exception's message may quote a record (its frames are code).
+                logger.warning(
+                    "asynchronous invocation failed; Lambda runs it again until its retries are used up",
+                    extra={
+                        "function": self._function.logical_id,
+                        "error": getattr(failure, "error_type", None) or type(failure).__name__,
+                        "frames": "".join(traceback.format_tb(failure.__traceback__)[-5:]),
+                    },
+                )
+                self.failed_attempts += 1
+                error = failure
+        assert error is not None  # every attempt raised
+        if self._on_failure is not None:
+            self._on_failure(invocation_record(self._function, request_id, event, 1 + self._retries, error))
+            self.records_sent += 1
+        return None
 
 
 @dataclass
@@ -202,7 +305,9 @@ class SqsPoller:
         try:
             response = invoke(self._function, event)
             failed = {item["itemIdentifier"] for item in (response or {}).get("batchItemFailures", [])}
-        except Exception:  # Lambda counts an error as every record failed
+        except RunStopped:  # the local run is stopping: its records are left as they are
+            raise
+        except (Exception, InvocationStopped):  # Lambda counts an error or a kill as every record failed
             logger.exception("invocation failed; every record in it returns to the queue")
             self.stats.handler_errors += 1
             failed = {message["MessageId"] for message in messages}

@@ -1,9 +1,11 @@
 """Run the whole pipeline on this machine: moto for AWS, the real handlers, a real endpoint.
 
 The stack comes from template.yaml (`stack`), the files are uploaded under `imports/`, the
-splitter handler gets each S3 event, and the sender handler drains the work queue the way
-the event source mapping would (`event_source`). By default the sender posts to an embedded
-Segment-compatible endpoint; with a write key it posts to Segment (or `host`).
+splitter handler gets each S3 event (as an asynchronous invocation: retried, then recorded in
+the splitter failure queue), the split failures function drains that queue, and the sender
+handler drains the work queue the way the event source mapping would (`event_source`). By
+default the sender posts to an embedded Segment-compatible endpoint; with a write key it posts
+to Segment (or `host`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from segment_importer.batch.envelope import read_envelope
@@ -34,12 +37,12 @@ from segment_importer.track import keys, reasons
 from segment_importer.track.completion import complete_and_report
 from segment_importer.track.ledger import COMPLETE, COMPLETE_WITH_ERRORS, Ledger
 from segment_importer.track.redrive import redrive
-from segment_importer.track.report import STATUS_DRY_RUN
+from segment_importer.track.report import STATUS_DRY_RUN, STATUS_FAILED
 from segment_importer_local import sam_engine
 from segment_importer_local.chaos import AwsFaults, around_send_message_batch
 from segment_importer_local.destination import preflight_host
 from segment_importer_local.endpoint_process import EndpointProcess
-from segment_importer_local.event_source import QueueGate, SqsPoller, invoke, s3_put_event
+from segment_importer_local.event_source import AsyncInvoker, QueueGate, SqsPoller, s3_put_event
 from segment_importer_local.inputs import InputFile, find_inputs
 from segment_importer_local.progress import PipelineProgress, RetryLog, SplitProgressLog
 from segment_importer_local.resume import Delivered, DeliveredLog, on_both, save_run, skipping_delivered
@@ -343,17 +346,29 @@ def _split_while_delivering(
 
     # Loaded one after the other, here: a handler module's import configures Powertools'
     # loggers from the environment of the moment, which is the process's.
+    # The split failures function first: the package's loggers take the config of the last one
+    # loaded, and a failure is rare (the splitter's and sender's lines read as they always did).
+    failures_id = _split_failures_function(aws)
+    failures_function = aws.function(failures_id) if failures_id else None
     splitter_function, sender_function = aws.function("SplitterFunction"), aws.function("SenderFunction")
 
     def split() -> None:
         try:
             with gate.producer():
-                outcomes.extend(_split_all(aws, options, inputs, progress, snapshots, splitter_function))
+                outcomes.extend(
+                    _split_all(
+                        aws, options, inputs, progress, snapshots, splitter_function, failures_function
+                    )
+                )
                 result.split_seconds = time.perf_counter() - started
         except BaseException as exc:  # re-raised in the caller's thread
             failures.append(exc)
 
-    both = {**aws.function_environment("SplitterFunction"), **aws.function_environment("SenderFunction")}
+    both = {
+        **(failures_function.environment if failures_function else {}),
+        **aws.function_environment("SplitterFunction"),
+        **aws.function_environment("SenderFunction"),
+    }
     splitter = threading.Thread(target=split, name="local-splitter", daemon=True)
     with environment(both), one_moto_request_at_a_time(), _holding_back(gate, aws.work_queue_url):
         splitter.start()
@@ -410,6 +425,7 @@ def _split_all(
     progress: PipelineProgress,
     snapshots: LedgerSnapshots,
     splitter: LocalFunction | None = None,
+    split_failures: LocalFunction | None = None,
 ) -> list[FileOutcome]:
     # Job files first, each at its folder's prefix: the nearest one governs a file, as in the
     # bucket (--config is the drop's root job file).
@@ -417,7 +433,10 @@ def _split_all(
         aws.s3.upload_file(str(options.job_config), aws.bucket, f"{_drop_folder(aws)}{JOB_FILE_NAME}")
     for job_file in (item for item in inputs if item.is_job_file):
         aws.s3.upload_file(str(job_file.path), aws.bucket, f"{_drop_folder(aws)}{job_file.relative}")
-    splits = _LocalSplits(aws, options, progress, splitter or aws.function("SplitterFunction"))
+    if split_failures is None and not options.dry_run and (failures_id := _split_failures_function(aws)):
+        split_failures = aws.function(failures_id)
+    splitter = splitter or aws.function("SplitterFunction")
+    splits = _LocalSplits(aws, options, progress, splitter, split_failures)
     with _following_split_progress(progress, snapshots):
         return [splits.split(item) for item in inputs if not item.is_job_file]
 
@@ -426,12 +445,24 @@ def _drop_folder(aws: LocalStack) -> str:
     return aws.prefixes.imports + LOCAL_FOLDER
 
 
+def _split_failures_function(aws: LocalStack) -> str | None:
+    """The function that consumes the splitter's failure queue (OnFailure destination), if any."""
+    queue = aws.on_failure_queue("SplitterFunction")
+    return aws.sqs_consumer(queue) if queue else None
+
+
 class _LocalSplits:
-    """Each file uploaded, its S3 event handed to the splitter, and its later parts drained
-    from the continuation queue, as Lambda would run them."""
+    """Each file uploaded, its S3 event handed to the splitter as an asynchronous invocation,
+    its later parts drained from the continuation queue, and what failed for good (the
+    splitter failure queue) drained through the split failures function, as Lambda would."""
 
     def __init__(
-        self, aws: LocalStack, options: RunOptions, progress: PipelineProgress, splitter: LocalFunction
+        self,
+        aws: LocalStack,
+        options: RunOptions,
+        progress: PipelineProgress,
+        splitter: LocalFunction,
+        split_failures: LocalFunction | None = None,
     ) -> None:
         self._aws, self._options, self._progress, self._splitter = aws, options, progress, splitter
         self._settings = {**splitter.environment, "DRY_RUN": "true" if options.dry_run else "false"}
@@ -443,6 +474,26 @@ class _LocalSplits:
             splitter,
             aws.sqs_batch_size("SplitterFunction"),
         )
+        failure_queue = aws.on_failure_queue("SplitterFunction")
+        self._failure_url = aws.queue_urls[failure_queue] if failure_queue else None
+        on_failure = self._record_failure if self._failure_url else None
+        self._invoker = AsyncInvoker(splitter, aws.async_retries("SplitterFunction"), on_failure)
+        self._split_failures = split_failures
+        self._failed: SqsPoller | None = None
+        # A dry run records nothing in the ledger: there is no import for a failure to fail.
+        if self._failure_url and split_failures and not options.dry_run:
+            self._failed = SqsPoller(
+                aws.sqs,
+                self._failure_url,
+                _queue_arn(aws, self._failure_url),
+                split_failures,
+                aws.sqs_batch_size(split_failures.logical_id),
+            )
+
+    def _record_failure(self, record: dict[str, Any]) -> None:
+        """Lambda's OnFailure destination: the invocation record, to the splitter failure queue."""
+        assert self._failure_url is not None
+        self._aws.sqs.send_message(QueueUrl=self._failure_url, MessageBody=orjson.dumps(record).decode())
 
     def split(self, item: InputFile) -> FileOutcome:
         aws, faults, path = self._aws, self._options.aws_faults, item.path
@@ -452,11 +503,14 @@ class _LocalSplits:
         self._progress.start_file(item.relative, head["ContentLength"])
         event = s3_put_event(aws.bucket, key, head["ContentLength"], head["ETag"].strip('"'))
         with environment(self._settings), faults.failing_send_message_batch():
-            invoke(self._splitter, event)
+            self._invoker.invoke(event)
             if faults.duplicate_s3_events:
                 faults.injected["duplicate_s3_event"] += 1
-                invoke(self._splitter, event)  # S3 notifications are at-least-once
+                self._invoker.invoke(event)  # S3 notifications are at-least-once
             self._continued.drain()  # the file's later parts, if it was split in several
+        if self._failed is not None and self._split_failures is not None:
+            with environment(self._split_failures.environment):
+                self._failed.drain()  # a split stopped for good: its import is FAILED
         report = _read_report(aws, Prefixes.from_env(self._settings), key)
         self._progress.file_split(report["messages_queued"])
         return FileOutcome(file=str(path), key=key, report=report)
@@ -586,8 +640,25 @@ def _copy_bucket_out(aws: LocalStack, folder: Path) -> Path:
 
 
 def _read_report(aws: LocalStack, prefixes: Prefixes, key: str) -> dict[str, Any]:
+    """The import's report; a stand-in saying so when the split stopped before writing one and
+    nothing could fail its import (functions.log and the splitter failure queues hold why)."""
     report_key = keys.report_key(prefixes.reports, prefixes.imports, key)
-    return orjson.loads(aws.s3.get_object(Bucket=aws.bucket, Key=report_key)["Body"].read())
+    try:
+        return orjson.loads(aws.s3.get_object(Bucket=aws.bucket, Key=report_key)["Body"].read())
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in {"NoSuchKey", "404"}:
+            raise
+    return {
+        "bucket": aws.bucket,
+        "key": key,
+        "status": STATUS_FAILED,
+        "error": "the split stopped before it wrote a report (see functions.log)",
+        "records_read": 0,
+        "messages_queued": 0,
+        "batches_queued": 0,
+        "rejected": 0,
+        "rejected_by_reason": {},
+    }
 
 
 def _queue_arn(aws: LocalStack, url: str) -> str:

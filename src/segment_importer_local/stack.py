@@ -25,7 +25,7 @@ import boto3
 
 from segment_importer.settings import Prefixes
 from segment_importer_local.iam_guard import RolePolicy, expanded_template, role_statements
-from segment_importer_local.template_config import Resolver, StackTemplate
+from segment_importer_local.template_config import Resolver, StackTemplate, TemplateError
 
 STACK_NAME = "segment-importer-local"
 PSEUDO_PARAMETERS = {
@@ -131,6 +131,33 @@ class LocalStack:
         (event,) = self.template.function_events(function_id, "SQS").values()
         return int(self.resolver.resolve(event.get("BatchSize", 10)))
 
+    def async_retries(self, function_id: str) -> int:
+        """Lambda's retries of a failed asynchronous invocation (EventInvokeConfig; AWS's default 2)."""
+        config = self.template.resource(function_id).get("Properties", {}).get("EventInvokeConfig", {})
+        return int(self.resolver.resolve(config.get("MaximumRetryAttempts", 2)))
+
+    def on_failure_queue(self, function_id: str) -> str | None:
+        """The queue (logical id) a failed asynchronous invocation's record goes to, if any."""
+        config = self.template.resource(function_id).get("Properties", {}).get("EventInvokeConfig", {})
+        destination = config.get("DestinationConfig", {}).get("OnFailure", {})
+        if destination.get("Type") != "SQS":
+            return None
+        arn = self.resolver.resolve(destination["Destination"])
+        return next(
+            (queue for queue in self.queue_urls if self.resolver.attributes[f"{queue}.Arn"] == arn), None
+        )
+
+    def sqs_consumer(self, queue_id: str) -> str | None:
+        """The function (logical id) whose SQS event source polls the queue, if one does."""
+        for function_id in self.template.resources_of_type("AWS::Serverless::Function"):
+            for event in self.template.function_events(function_id, "SQS").values():
+                if event.get("Queue") == {"Fn::GetAtt": [queue_id, "Arn"]}:
+                    return function_id
+        return None
+
+    def queue_arn(self, queue_id: str) -> str:
+        return self.resolver.attributes[f"{queue_id}.Arn"]
+
     def max_receive_count(self) -> int:
         policy = self.template.resource("WorkQueue")["Properties"]["RedrivePolicy"]
         return int(self.resolver.resolve(policy["maxReceiveCount"]))
@@ -173,10 +200,7 @@ class LocalStack:
 
     def _create_queues(self) -> None:
         queues = self.template.resources_of_type("AWS::SQS::Queue")
-        # Queues without a redrive policy first: the others point at them.
-        for logical_id in sorted(
-            queues, key=lambda name: "RedrivePolicy" in queues[name].get("Properties", {})
-        ):
+        for logical_id in redrive_order(queues):  # a dead-letter queue before the queues that point at it
             self._create_queue(logical_id, queues[logical_id].get("Properties", {}))
 
     def _create_queue(self, logical_id: str, properties: dict[str, Any]) -> None:
@@ -228,6 +252,44 @@ class LocalStack:
             Bucket=bucket, PublicAccessBlockConfiguration=properties["PublicAccessBlockConfiguration"]
         )
         self.resolver.define("ImportBucket", bucket, Arn=f"arn:aws:s3:::{bucket}")
+
+
+def redrive_order(queues: dict[str, dict[str, Any]]) -> list[str]:
+    """The queues' logical ids, each after the dead-letter queue its RedrivePolicy names (moto,
+    like SQS, resolves that queue when the policy is set), in template order otherwise. Chains
+    work (ContinuationQueue -> SplitterFailureQueue -> SplitterFailureDeadLetterQueue)."""
+    ordered: list[str] = []
+
+    def place(logical_id: str, chain: tuple[str, ...]) -> None:
+        if logical_id in ordered:
+            return
+        if logical_id in chain:
+            raise TemplateError(
+                f"the queues' redrive policies form a loop: {' -> '.join((*chain, logical_id))}"
+            )
+        target = _dead_letter_target(queues[logical_id])
+        if target is not None:
+            if target not in queues:
+                raise TemplateError(
+                    f"{logical_id}'s redrive policy names {target}, not a queue of the template"
+                )
+            place(target, (*chain, logical_id))
+        ordered.append(logical_id)
+
+    for logical_id in queues:
+        place(logical_id, ())
+    return ordered
+
+
+def _dead_letter_target(queue: dict[str, Any]) -> str | None:
+    """The logical id of the queue's dead-letter queue (`!GetAtt Queue.Arn`), if it has one."""
+    redrive = queue.get("Properties", {}).get("RedrivePolicy")
+    if not redrive:
+        return None
+    target = redrive.get("deadLetterTargetArn")
+    if isinstance(target, dict) and "Fn::GetAtt" in target:
+        return str(target["Fn::GetAtt"][0])
+    raise TemplateError(f"a RedrivePolicy's deadLetterTargetArn must be !GetAtt Queue.Arn, not {target!r}")
 
 
 def _without(mapping: dict[str, Any], key: str) -> dict[str, Any]:

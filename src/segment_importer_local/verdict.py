@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from segment_importer_local.runner import FileOutcome, RunResult
 
+from segment_importer.track.ledger import FAILED
 from segment_importer_local.errors import EXIT_FAILED, EXIT_OK, EXIT_REJECTS
 
 # What to do about the most frequent reject reason (codes: segment_importer.track.reasons).
@@ -103,10 +104,13 @@ def _failures(outcome: FileOutcome, destination: str, dry_run: bool) -> list[str
     name, report, ledger = outcome.key, outcome.report, outcome.ledger or {}
     lines = []
     records, queued = int(report.get("records_read", 0)), _queued(outcome)
-    if records and not queued and not report.get("error"):
+    # A report rewritten from the ledger (a split stopped for good) has the ledger's last_error.
+    failed = ledger.get("status") == FAILED
+    error = report.get("error") or ((ledger.get("last_error") or "failed") if failed else None)
+    if records and not queued and not error:
         lines.append(f"{name}: every record was rejected ({records:,}): nothing to send from it")
-    if report.get("error"):
-        lines.append(f"{name}: import failed: {report['error']}")
+    if error:
+        lines.append(f"{name}: import failed: {error}")
     if not outcome.read_to_its_end:
         lines.append(f"{name}: not read to its end (file_unreadable in the rejects says where and why)")
     lines += [
@@ -114,7 +118,7 @@ def _failures(outcome: FileOutcome, destination: str, dry_run: bool) -> list[str
         for member in report.get("members") or []
         if member.get("status") == "FAILED"
     ]  # an archive's refused members (a nested archive, a name that leaves its folder)
-    if dry_run or report.get("error"):
+    if dry_run or error:
         return lines
     undelivered = int(ledger.get("messages_queued", report.get("messages_queued", 0))) - (
         outcome.messages_delivered + outcome.messages_refused

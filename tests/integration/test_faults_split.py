@@ -8,7 +8,8 @@ The real handlers run against moto and the embedded Segment endpoint. Lambda's p
 played by `Lambda` below: an S3 event is an asynchronous invoke (retried twice under the
 same request id, then sent to the on-failure destination), the continuation queue is
 polled one message at a time (a failed or killed invocation's message is visible again at
-once, and moto moves it to the failure queue after `maxReceiveCount` receives).
+once, and moto moves it to the failure queue after `maxReceiveCount` receives). The failure
+queue's own consumer (the split failures function) runs only where a test drains it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from moto import mock_aws
 from segment_importer.batch.envelope import read_envelope
 from segment_importer.track.ledger import Ledger
 from segment_importer_local import cli
-from segment_importer_local.event_source import SqsPoller, s3_put_event
+from segment_importer_local.event_source import InvocationStopped, SqsPoller, invocation_record, s3_put_event
 from segment_importer_local.segment_endpoint import SegmentEndpoint
 from segment_importer_local.stack import LocalFunction, LocalLambdaContext, LocalStack, environment
 from segment_importer_local.template_config import StackTemplate
@@ -41,8 +42,9 @@ PER_PART = {"SplitRecordsPerPart": "5000", "BatchMaxMessages": "500"}
 SEQUENTIAL = {"SplitRecordsPerPart": "0", "BatchMaxMessages": "500"}
 
 
-class Killed(BaseException):  # what a Lambda timeout or OOM kill is to the code
-    """The invocation dies here: no `except Exception`, no cleanup the code chose to run."""
+class Killed(InvocationStopped):  # what a Lambda timeout or OOM kill is to the code
+    """The invocation dies here: no `except Exception`, no cleanup the code chose to run
+    (Lambda reports it as Sandbox.Timedout)."""
 
 
 def export_lines(count: int, *, every_invalid: int = 0) -> tuple[bytes, set[int]]:
@@ -129,6 +131,10 @@ class Lambda:
         )
         self.splitter_attempts = 0
         self.continuation_failures = 0
+        # The splitter's OnFailure destination, and the function that consumes it (if any).
+        self.failure_queue_id = stack.on_failure_queue("SplitterFunction") or "SplitterFailureQueue"
+        consumer = stack.sqs_consumer(self.failure_queue_id)
+        self.split_failures = stack.function(consumer) if consumer else None
 
     def upload(self, key: str, body: bytes) -> dict[str, Any]:
         self.stack.s3.put_object(Bucket=self.stack.bucket, Key=key, Body=body)
@@ -136,13 +142,17 @@ class Lambda:
 
     def s3_event(self, key: str, request_id: str, *, retries: int = 2) -> None:
         """An asynchronous invoke: retried on error under the same request id; when every
-        attempt fails, the event goes to the on-failure destination."""
+        attempt fails, Lambda's invocation record goes to the on-failure destination."""
         event = self._s3_event(key)
+        error: BaseException | None = None
         for _ in range(1 + retries):
-            if self._invoke(self.splitter, event, request_id):
+            error = self._run(self.splitter, event, request_id)
+            if error is None:
                 return
+        assert error is not None
+        record = invocation_record(self.splitter, request_id, event, 1 + retries, error)
         self.stack.sqs.send_message(
-            QueueUrl=self.stack.queue_urls["SplitterFailureQueue"], MessageBody=orjson.dumps(event).decode()
+            QueueUrl=self.stack.queue_urls[self.failure_queue_id], MessageBody=orjson.dumps(record).decode()
         )
 
     def s3_attempt(self, key: str, request_id: str) -> bool:
@@ -189,8 +199,19 @@ class Lambda:
         with environment(self.sender.environment):
             poller.drain()
 
+    def drain_failures(self) -> None:
+        """The splitter failure queue through its consumer, as its event source mapping would
+        (a template without one leaves the messages where they are)."""
+        if self.split_failures is None:
+            return
+        url = self.stack.queue_urls[self.failure_queue_id]
+        arn = self.stack.queue_arn(self.failure_queue_id)
+        batch = self.stack.sqs_batch_size(self.split_failures.logical_id)
+        with environment(self.split_failures.environment):
+            SqsPoller(self.stack.sqs, url, arn, self.split_failures, batch).drain()
+
     def failure_queue(self) -> list[str]:
-        url = self.stack.queue_urls["SplitterFailureQueue"]
+        url = self.stack.queue_urls[self.failure_queue_id]
         found = self.stack.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=600)
         return [message["Body"] for message in found.get("Messages", [])]
 
@@ -200,15 +221,19 @@ class Lambda:
 
     def _invoke(self, function: LocalFunction, event: dict[str, Any], request_id: str) -> bool:
         """True if the invocation returned; False if it raised or was killed."""
+        return self._run(function, event, request_id) is None
+
+    def _run(self, function: LocalFunction, event: dict[str, Any], request_id: str) -> BaseException | None:
+        """None if the invocation returned; else what it raised, or the kill."""
         context = LocalLambdaContext(function)
         context.aws_request_id = request_id
         self.splitter_attempts += function is self.splitter
         with environment(function.environment):
             try:
                 function.handler(event, context)
-            except (Exception, Killed):  # Lambda records any failure the same way
-                return False
-        return True
+            except (Exception, InvocationStopped) as error:  # Lambda records any failure the same way
+                return error
+        return None
 
 
 @pytest.fixture

@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 LAYER_SOURCE = ROOT / "layers" / "segment_importer"
 PYENV_VERSION = "3.13.0:3.12.1:3.11.7"
-FUNCTIONS = ("SplitterFunction", "SenderFunction")
+# Every function of the template, as SAM builds each into .aws-sam/build/<id>.
+FUNCTIONS = tuple(StackTemplate.load(TEMPLATE).resources_of_type("AWS::Serverless::Function"))
 # Import names of what requirements.txt pulls in, as the handlers import them.
 LAYER_IMPORTS = ("orjson", "segment", "aws_lambda_powertools", "ijson")
 # In the Lambda runtime already (boto3, botocore) or needed only by code the importer never runs

@@ -23,7 +23,8 @@ from urllib.parse import unquote_plus
 import pytest
 
 from segment_importer.batch.envelope import QueuedBatch, read_envelope
-from segment_importer.track.ledger import COMPLETE, COMPLETE_WITH_ERRORS, Ledger
+from segment_importer.import_ref import ImportRef
+from segment_importer.track.ledger import COMPLETE, COMPLETE_WITH_ERRORS, FAILED, Ledger
 from segment_importer_local import sam_local
 from segment_importer_local.chaos import AwsFaults
 from segment_importer_local.event_source import SqsPoller
@@ -49,6 +50,9 @@ EVENTS = ROOT / "events"
 SAMPLE = ROOT / "examples" / "spreadsheet.csv"
 TEMPLATE = StackTemplate.load(ROOT / "template.yaml")
 FUNCTIONS = function_ids(TEMPLATE)
+# What a clean run invokes: every function but the one that consumes the splitter's failures.
+SPLIT_FAILURES = "SplitFailuresFunction"
+CLEAN_RUN_FUNCTIONS = [function for function in FUNCTIONS if function != SPLIT_FAILURES]
 
 
 def _sam_python() -> Path | None:
@@ -117,8 +121,12 @@ def test_env_json_is_what_the_template_and_the_local_stack_give() -> None:
 def test_events_name_the_local_stacks_resources() -> None:
     with local_aws(TEMPLATE) as aws:
         bucket, work_queue_arn = aws.stack.bucket, aws.stack.resolver.attributes["WorkQueue.Arn"]
+        failure_queue_arn = aws.stack.queue_arn("SplitterFailureQueue")
     (s3_record,) = _event("s3-put.json")["Records"]
     sqs_records = _event("sqs-batch.json")["Records"]
+    assert {record["eventSourceARN"] for record in _event("split-failure.json")["Records"]} == {
+        failure_queue_arn
+    }
 
     assert s3_record["s3"]["bucket"]["name"] == bucket
     assert unquote_plus(s3_record["s3"]["object"]["key"]).startswith(
@@ -208,10 +216,12 @@ def test_the_local_run_with_the_sam_engine_delivers_every_valid_record(sam: SamC
     assert result.endpoint_stats is not None
     assert result.endpoint_stats["messages_accepted"] == outcome.messages_delivered
     log = (Path(result.run_dir or "") / "functions.log").read_text(encoding="utf-8")
-    for function in FUNCTIONS:  # each ran in its container, with the template's memory
+    for function in CLEAN_RUN_FUNCTIONS:  # each ran in its container, with the template's memory
         memory = TEMPLATE.function_property(function, "MemorySize")
         assert f"Mounting {ROOT / '.aws-sam' / 'build' / function} as /var/task" in log
         assert f"Memory Size: {memory} MB" in log
+    # Nothing failed: the splitter failure queue stayed empty, its function was never invoked.
+    assert f"Mounting {ROOT / '.aws-sam' / 'build' / SPLIT_FAILURES} as /var/task" not in log
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +280,7 @@ def test_a_record_split_in_one_container_reaches_the_endpoint_through_the_other(
     assert item["messages_queued"] == item["messages_delivered"] == summary["messages_queued"]
     assert item["batches_failed"] == item["messages_refused"] == 0
     # The containers ran with the template's memory (the SAM CLI's REPORT line says so).
-    for function in FUNCTIONS:
+    for function in CLEAN_RUN_FUNCTIONS:
         memory = str(TEMPLATE.function_property(function, "MemorySize"))
         reported = _memory_reported(sam, function)
         assert reported
@@ -295,3 +305,36 @@ def test_the_sender_container_delivers_the_sample_sqs_batch(sam: SamCli, aws: Lo
     assert sample_ids
     assert all(message_id in received for message_id in sample_ids)
     assert aws.endpoint.stats()["rejected_requests"] == {}
+
+
+@pytest.mark.docker
+@pytest.mark.sam
+def test_the_split_failures_container_fails_the_import_of_the_sample_killed_split(
+    sam: SamCli, aws: LocalAws
+) -> None:
+    """events/split-failure.json as it is: Lambda's record of the sample S3 event, every attempt
+    timed out, and a redriven task of the same import. The ledger holds the import as the
+    killed split left it (SPLITTING, claimed by the record's request id): it ends FAILED."""
+    stack = aws.stack
+    records = _event("split-failure.json")["Records"]
+    invocation = json.loads(records[0]["body"])
+    (s3_record,) = invocation["requestPayload"]["Records"]
+    ref = ImportRef(
+        s3_record["s3"]["bucket"]["name"],
+        unquote_plus(s3_record["s3"]["object"]["key"]),
+        s3_record["s3"]["object"]["eTag"],
+    )
+    ledger = Ledger(stack.dynamodb, stack.table_name("ImportsTable"), stack.table_name("BatchesTable"))
+    assert ledger.start_split(
+        ref, s3_record["s3"]["object"]["size"], invocation["requestContext"]["requestId"]
+    )
+
+    response = sam.invoke_file(SPLIT_FAILURES, EVENTS / "split-failure.json")
+
+    assert response == {"batchItemFailures": []}
+    item = ledger.get(ref)
+    assert item is not None
+    assert item["status"] == FAILED
+    assert item["last_error"].startswith("the splitter run was stopped: Sandbox.Timedout after 3 attempts")
+    memory = str(TEMPLATE.function_property(SPLIT_FAILURES, "MemorySize"))
+    assert set(_memory_reported(sam, SPLIT_FAILURES)) == {memory}

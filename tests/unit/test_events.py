@@ -16,16 +16,20 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import S3Event
 
 from segment_importer.batch.envelope import QueuedBatch, read_envelope
+from segment_importer.import_ref import ImportRef
 from segment_importer.mapping.timestamps import format_timestamp, parse_timestamp
 from segment_importer.mapping.validation import check_fields
-from segment_importer.settings import SenderSettings, SplitterSettings
+from segment_importer.settings import SenderSettings, SplitFailureSettings, SplitterSettings
+from segment_importer.split.failures import read_failure_message
+from segment_importer.track.ledger import StoppedRun
 from segment_importer_local.sam_local import LOCAL_PARAMETERS, MOTO_URL
 from segment_importer_local.stack import PSEUDO_PARAMETERS, STACK_NAME
 from segment_importer_local.template_config import Resolver, StackTemplate
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
-FUNCTIONS = ("SplitterFunction", "SenderFunction")
+# Every function of the template: env.json has an entry for each, events/ a sample for each.
+FUNCTIONS = tuple(StackTemplate.load(ROOT / "template.yaml").resources_of_type("AWS::Serverless::Function"))
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +95,14 @@ def test_env_json_settings_load(template: StackTemplate) -> None:
 
     splitter = SplitterSettings.from_env(container_env("SplitterFunction"))
     sender = SenderSettings.from_env(container_env("SenderFunction"))
+    split_failures = SplitFailureSettings.from_env(container_env("SplitFailuresFunction"))
 
     assert splitter.queue_url.startswith(MOTO_URL)
     assert sender.write_key_parameter.startswith("/"), "a parameter name, never the key"
+    assert split_failures.ledger_tables is not None
+    assert split_failures.ledger_tables.imports.startswith(STACK_NAME)
+    assert split_failures.continuation_attempts == splitter.continuation_attempts
+    assert split_failures.event_attempts == splitter.event_attempts
 
 
 # ---- s3-put.json ---------------------------------------------------------------------------
@@ -160,3 +169,37 @@ def test_sqs_sample_messages_are_valid_tracks() -> None:
         assert 0 < len(message["messageId"]) < 100
         # ISO 8601 UTC as the splitter writes it (parses and formats back unchanged).
         assert format_timestamp(parse_timestamp(message["timestamp"])) == message["timestamp"]
+
+
+# ---- split-failure.json --------------------------------------------------------------------
+
+
+def test_split_failure_sample_is_what_the_splitter_failure_queue_delivers(template: StackTemplate) -> None:
+    """An SQS batch from the splitter failure queue: Lambda's invocation record of the sample
+    S3 event (every attempt timed out), and a continuation task of the same import that SQS
+    redrove; both name the import s3-put.json drops and the request that claimed it."""
+    records = load_event("split-failure.json")["Records"]
+    s3_event = load_event("s3-put.json")
+    (s3_object,) = [record["s3"] for record in s3_event["Records"]]
+    queue = template.resource("SplitFailuresFunction")["Properties"]["Events"]
+    (source,) = [event["Properties"]["Queue"]["Fn::GetAtt"][0] for event in queue.values()]
+    region, account = PSEUDO_PARAMETERS["AWS::Region"], PSEUDO_PARAMETERS["AWS::AccountId"]
+    ref = ImportRef(s3_object["bucket"]["name"], s3_object["object"]["key"], s3_object["object"]["eTag"])
+
+    assert len(records) == 2
+    assert len({record["messageId"] for record in records}) == 2
+    for record in records:
+        assert record["eventSource"] == "aws:sqs"
+        assert record["eventSourceARN"] == f"arn:aws:sqs:{region}:{account}:{STACK_NAME}-{source}"
+    invocation = json.loads(records[0]["body"])
+    assert invocation["requestPayload"] == s3_event
+    assert set(invocation) == {
+        "version", "timestamp", "requestContext", "requestPayload", "responseContext", "responsePayload",
+    }  # fmt: skip
+    settings = SplitFailureSettings()
+    (killed,) = read_failure_message(records[0]["body"], settings)
+    (redriven,) = read_failure_message(records[1]["body"], settings)
+    claim = invocation["requestContext"]["requestId"]
+    assert (killed.ref, killed.run) == (ref, StoppedRun(claim))
+    assert killed.error_type == "Sandbox.Timedout"
+    assert (redriven.ref, redriven.run) == (ref, StoppedRun(claim, part=1))

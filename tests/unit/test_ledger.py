@@ -12,12 +12,17 @@ from moto import mock_aws
 
 from segment_importer.import_ref import ImportRef
 from segment_importer.track.ledger import (
+    ALREADY_KILLED,
     COMPLETE,
     COMPLETE_WITH_ERRORS,
     FAILED,
+    KILLED,
+    MOVED_ON,
+    NOT_FOUND,
     SENDING,
     SPLITTING,
     Ledger,
+    StoppedRun,
 )
 from segment_importer_local.stack import LocalStack
 from segment_importer_local.template_config import StackTemplate
@@ -294,3 +299,99 @@ def test_a_restart_keeps_the_senders_counts_and_admits_each_retry_of_a_part(ledg
     assert not ledger.claim_part(REF, 1, attempt=3)  # a part already passed
     ledger.fail_split(REF, "internal error", {})
     assert ledger.start_split(REF, 1000, "request-9") == 1  # dropped again: a fresh first run
+
+
+# ---- a split stopped for good (the split failures function) --------------------------------
+
+KILLED_ERROR = "the splitter run was stopped: Sandbox.Timedout after 3 attempts"
+SPLIT_COUNTS = {"records_read": 700, "messages_queued": 690, "batches_queued": 7, "rejected": 10}
+
+
+def test_a_split_killed_on_its_last_run_fails_with_the_counts_it_recorded(ledger: Ledger) -> None:
+    assert ledger.start_split(REF, 1000, "request-1")
+    ledger.record_split_progress(REF, SPLIT_COUNTS)
+    assert ledger.record_delivered(REF, 1, 100, 0)
+
+    assert ledger.fail_killed_split(REF, StoppedRun("request-1"), KILLED_ERROR) == KILLED
+    item = ledger.get(REF)
+    assert item is not None
+    assert item["status"] == FAILED
+    assert {name: item[name] for name in SPLIT_COUNTS} == SPLIT_COUNTS
+    assert (item["batches_delivered"], item["messages_delivered"]) == (1, 100)
+    assert item["last_error"] == item["first_error"] == KILLED_ERROR
+    assert item["finished_at"] >= item["started_at"]
+    # The same message again: nothing changes, and it is known as this failure.
+    assert ledger.fail_killed_split(REF, StoppedRun("request-1"), KILLED_ERROR) == ALREADY_KILLED
+    assert ledger.get(REF) == item
+
+
+def test_a_stopped_run_the_ledger_no_longer_waits_on_changes_nothing(ledger: Ledger) -> None:
+    assert ledger.fail_killed_split(REF, StoppedRun("request-1"), KILLED_ERROR) == NOT_FOUND
+    assert ledger.start_split(REF, 1000, "request-1")
+    assert ledger.start_split(REF, 1000, "request-1") == 2  # Lambda's retry
+    ledger.fail_split(REF, "not a format we read", {})
+    assert ledger.start_split(REF, 1000, "request-2")  # dropped again: a restart under a new request
+    before = ledger.get(REF)
+
+    assert ledger.fail_killed_split(REF, StoppedRun("request-1"), KILLED_ERROR) == MOVED_ON
+    ledger.finish_split(REF, {**SPLIT_COUNTS, "batches_queued": 1})
+    assert ledger.get(REF)["status"] == SENDING  # type: ignore[index]
+    assert ledger.fail_killed_split(REF, StoppedRun("request-2"), KILLED_ERROR) == MOVED_ON
+    ledger.record_delivered(REF, 1, 690, 0)
+    assert ledger.complete_if_done(REF) == COMPLETE_WITH_ERRORS
+    assert ledger.fail_killed_split(REF, StoppedRun("request-2"), KILLED_ERROR) == MOVED_ON
+    item = ledger.get(REF)
+    assert item is not None
+    assert before is not None
+    assert item["status"] == COMPLETE_WITH_ERRORS
+    assert "last_error" not in item
+
+
+def test_a_stopped_part_fails_the_import_only_while_the_split_has_not_passed_it(ledger: Ledger) -> None:
+    assert ledger.start_split(REF, 1000, "request-1")
+    # The S3 event's run handed over: its own stop (a retry killed later) is no longer the split's.
+    assert ledger.claim_part(REF, 1)
+    assert ledger.fail_killed_split(REF, StoppedRun("request-1"), KILLED_ERROR) == MOVED_ON
+    assert ledger.claim_part(REF, 2)
+    assert ledger.fail_killed_split(REF, StoppedRun("request-1", part=1), KILLED_ERROR) == MOVED_ON
+    assert ledger.fail_killed_split(REF, StoppedRun("other-request", part=2), KILLED_ERROR) == MOVED_ON
+    assert ledger.get(REF)["status"] == SPLITTING  # type: ignore[index]
+    # Part 3 never got to its claim (each run stopped first): the split cannot go on either.
+    assert ledger.fail_killed_split(REF, StoppedRun("request-1", part=3), KILLED_ERROR) == KILLED
+    assert ledger.get(REF)["status"] == FAILED  # type: ignore[index]
+    assert not ledger.claim_part(REF, 3, attempt=4)  # a late copy of the task does not split on
+
+
+def test_a_stopped_byte_range_fails_the_import_with_the_ranges_totals(ledger: Ledger) -> None:
+    assert ledger.start_split(REF, 1000, "request-1")
+    ledger.plan_spans(REF, 2, {"format": "ndjson", "compression": "none", "job": {}})
+    survey = {"start": 0, "end": 500, "lines": 5, "problem": None}
+    ledger.record_survey(REF, 0, survey)
+    ledger.record_survey(REF, 1, {**survey, "start": 500, "end": 1000})
+    # A survey already recorded is behind the split, whatever became of its run.
+    stopped_survey = StoppedRun("request-1", span=1, survey=True)
+    assert ledger.fail_killed_split(REF, stopped_survey, KILLED_ERROR) == MOVED_ON
+    ledger.begin_span_split(REF)
+    for index in (0, 1):
+        assert ledger.claim_span_part(REF, index, 0)
+        ledger.record_span_counts(REF, index, {**SPLIT_COUNTS, "rejected_by_reason": {"x": 10}}, done=False)
+    assert ledger.claim_span_part(REF, 1, 1)  # range 1 went on to its part 1
+    assert ledger.fail_killed_split(REF, StoppedRun("request-1", part=0, span=1), KILLED_ERROR) == MOVED_ON
+
+    assert ledger.fail_killed_split(REF, StoppedRun("request-1", part=0, span=0), KILLED_ERROR) == KILLED
+    item = ledger.get(REF)
+    assert item is not None
+    assert item["status"] == FAILED
+    assert item["records_read"] == 2 * SPLIT_COUNTS["records_read"]  # the ranges' sum, on the item
+    assert item["rejected_by_reason"] == {"x": 20}
+    assert not ledger.claim_span_part(REF, 0, 1)
+
+
+def test_a_stopped_survey_fails_the_import_before_its_range_is_surveyed(ledger: Ledger) -> None:
+    assert ledger.start_split(REF, 1000, "request-1")
+    ledger.plan_spans(REF, 2, {"format": "ndjson", "compression": "none", "job": {}})
+    # The S3 event's run planned byte ranges: the surveys carry the split on, not that run.
+    assert ledger.fail_killed_split(REF, StoppedRun("request-1"), KILLED_ERROR) == MOVED_ON
+    stopped = StoppedRun("request-1", span=0, survey=True)
+    assert ledger.fail_killed_split(REF, stopped, KILLED_ERROR) == KILLED
+    assert ledger.get(REF)["status"] == FAILED  # type: ignore[index]

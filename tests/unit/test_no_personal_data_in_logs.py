@@ -5,8 +5,9 @@ emails, names, traits, property values and keys, broken lines, oversized lines, 
 and call types that fail to parse. They go through every path of the real handlers, the
 failing ones included: `run_import` (moto, the splitter and sender handlers, the embedded
 Segment endpoint with faults: a 400 that isolates a refused message, 5xx, 429, connection
-resets), a wrong write key (at the pre-flight and at the sender), and SQS bodies that are
-not batches.
+resets), a wrong write key (at the pre-flight and at the sender), SQS bodies that are
+not batches, and splitter failure queue messages (Lambda's records of runs whose exceptions
+quote a record, and messages that are no record) through the split failures handler.
 
 All log output is captured, with everything at DEBUG: every record any logger creates
 (`logging.Logger.handle` is tapped, so propagation and handlers do not matter, and the
@@ -50,7 +51,14 @@ WRITE_KEY = "wk7f3aSECRETdo3not9log"  # the pipeline's embedded endpoint makes i
 WRONG_KEY = "wk7f3aWRONGkey4never5log"
 SDK_LOGGERS = ("botocore", "boto3", "s3transfer")
 STAND_IN_LOGGERS = ("moto", "responses", "segment_importer_local.segment_endpoint")
-SCENARIOS = ("pipeline", "pin_removed", "wrong_key_sender", "wrong_key_preflight", "malformed_bodies")
+SCENARIOS = (
+    "pipeline",
+    "pin_removed",
+    "wrong_key_sender",
+    "wrong_key_preflight",
+    "malformed_bodies",
+    "split_failure_records",
+)
 
 
 def needles(*keys: str) -> dict[str, str]:
@@ -175,24 +183,22 @@ def _configure_logging(out: Path) -> Tap:
 @contextmanager
 def _marking_handler_time(tap: Tap) -> Iterator[None]:
     """Flags the records made while a function handler runs (not the local harness)."""
-    from segment_importer_local import event_source, runner
+    from segment_importer_local import event_source
 
     original = event_source.invoke
 
-    def invoke(function: Any, event: dict[str, Any]) -> Any:
+    def invoke(function: Any, event: dict[str, Any], *args: Any) -> Any:
         tap.in_handler = True
         try:
-            return original(function, event)
+            return original(function, event, *args)
         finally:
             tap.in_handler = False
 
-    event_source.invoke = invoke  # type: ignore[assignment]
-    runner.invoke = invoke  # type: ignore[attr-defined]
+    event_source.invoke = invoke  # type: ignore[assignment]  # the SQS poller's and the S3 events' (AsyncInvoker)
     try:
         yield
     finally:
         event_source.invoke = original
-        runner.invoke = original  # type: ignore[attr-defined]
 
 
 def _capture_embedded_key(keys: list[str]) -> None:
@@ -261,6 +267,9 @@ def child(scenario: str, out: Path) -> None:
         elif scenario == "malformed_bodies":
             summary.update(_malformed_bodies(out))
             keys += [WRITE_KEY]
+        elif scenario == "split_failure_records":
+            summary.update(_split_failure_records())
+            keys += [WRITE_KEY]
     summary["keys"] = keys
     summary["levels"] = {
         name: logging.getLevelName(logging.getLogger(name).getEffectiveLevel())
@@ -312,6 +321,54 @@ def _malformed_bodies(out: Path) -> dict[str, Any]:
         with environment(sender.environment):
             response = invoke(sender, {"Records": records})
     return {"response": response}
+
+
+def _split_failure_records() -> dict[str, Any]:
+    """The splitter failure queue, straight into the split failures handler: Lambda's records of
+    a split whose runs raised exceptions quoting a record (its message and stack trace hold
+    the marker), and messages that are no record at all."""
+    from moto import mock_aws
+
+    from segment_importer.import_ref import ImportRef
+    from segment_importer.track.ledger import Ledger
+    from segment_importer_local.event_source import invocation_record, invoke, s3_put_event
+    from segment_importer_local.stack import LocalStack, environment
+    from segment_importer_local.template_config import StackTemplate
+
+    fake_aws = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}
+    with environment(fake_aws), mock_aws():
+        aws = LocalStack(StackTemplate.load(ROOT / "template.yaml"), {"LogLevel": "DEBUG"}).create(WRITE_KEY)
+        splitter, failures = aws.function("SplitterFunction"), aws.function("SplitFailuresFunction")
+        ledger = Ledger(aws.dynamodb, aws.table_name("ImportsTable"), aws.table_name("BatchesTable"))
+        ledger.start_split(ImportRef(aws.bucket, "imports/killed.ndjson", "e1"), 10, "req-1")
+        try:
+            raise ValueError(f"cannot read {{'userId': '{MARKER}', 'email': '{MARKER}@x.io'}}")
+        except ValueError as error:
+            failed = error
+        record = invocation_record(
+            splitter, "req-1", s3_put_event(aws.bucket, "imports/killed.ndjson", 10, "e1"), 3, failed
+        )
+        unknown = invocation_record(
+            splitter, "req-2", s3_put_event(aws.bucket, "imports/gone.ndjson", 10, "e2"), 3, failed
+        )
+        bodies = [
+            json.dumps(record),
+            json.dumps(record),  # again: the import is failed already
+            json.dumps(unknown),  # no such import
+            f"{MARKER} not JSON at all {{",
+            json.dumps({"v": 1, "checkpoint": {"bucket": MARKER, "surprise": MARKER}}),
+            json.dumps({"requestContext": {"requestId": MARKER}, "requestPayload": {"Records": [MARKER]}}),
+        ]
+        queue_arn = aws.queue_arn("SplitterFailureQueue")
+        records = [
+            {"messageId": f"m{n}", "receiptHandle": "r", "body": body, "eventSource": "aws:sqs",
+             "eventSourceARN": queue_arn, "attributes": {"ApproximateReceiveCount": "1"}}
+            for n, body in enumerate(bodies)
+        ]  # fmt: skip
+        with environment(failures.environment):
+            response = invoke(failures, {"Records": records})
+        item = ledger.get(ImportRef(aws.bucket, "imports/killed.ndjson", "e1")) or {}
+    return {"response": response, "status": item.get("status"), "last_error": item.get("last_error")}
 
 
 # ---- the tests ----------------------------------------------------------------------------
@@ -421,6 +478,18 @@ def test_the_scenarios_reached_every_path(runs: dict[str, dict[str, Any]]) -> No
     assert runs["malformed_bodies"]["response"]["batchItemFailures"] == [
         {"itemIdentifier": f"m{n}"} for n in range(4)
     ]
+    split_failures = runs["split_failure_records"]
+    assert split_failures["status"] == "FAILED"
+    assert split_failures["last_error"].startswith("the splitter run failed: ValueError after 3 attempts")
+    assert split_failures["response"]["batchItemFailures"] == [
+        {"itemIdentifier": f"m{n}"} for n in (2, 3, 4, 5)
+    ]
+    failures_logged = {
+        json.loads(line)["message"]
+        for line in split_failures["stdout"].splitlines()
+        if line.startswith('{"level"')
+    }
+    assert {"stopped split: import FAILED", "split failure message not readable"} <= failures_logged
     assert runs["pipeline"]["keys"], "the embedded endpoint's key was not captured"
 
 
@@ -464,7 +533,8 @@ def _is_library_control(record: dict[str, Any]) -> bool:
 
 
 def test_aws_sdk_debug_logging_inside_the_handlers(runs: dict[str, dict[str, Any]]) -> None:
-    found = [leak for scenario in ("pipeline", "wrong_key_sender") for leak in sdk_leaks(runs[scenario])]
+    scenarios = ("pipeline", "wrong_key_sender", "split_failure_records")
+    found = [leak for scenario in scenarios for leak in sdk_leaks(runs[scenario])]
     assert not found, "\n".join(found[:10])
 
 

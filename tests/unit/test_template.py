@@ -38,7 +38,15 @@ PSEUDO = {
     "AWS::StackName": "segment-importer",
     "AWS::URLSuffix": "amazonaws.com",
 }
-QUEUES = ("WorkQueue", "DeadLetterQueue", "SplitterFailureQueue", "ContinuationQueue")
+QUEUES = (
+    "WorkQueue",
+    "DeadLetterQueue",
+    "SplitterFailureQueue",
+    "SplitterFailureDeadLetterQueue",
+    "ContinuationQueue",
+)
+# Every function of the template (the parametrized checks below cover a function added later).
+FUNCTIONS = tuple(StackTemplate.load(TEMPLATE_PATH).resources_of_type("AWS::Serverless::Function"))
 TABLES = ("ImportsTable", "BatchesTable", "RateLimitTable")
 RUNTIME = "python3.13"
 DEFAULT_BUS = f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default"
@@ -365,6 +373,98 @@ def test_the_splitter_knows_the_continuation_queues_receive_count(template: Stac
     assert parameter_of(template, redrive["maxReceiveCount"])["MinValue"] >= 1
 
 
+# ---- the splitter failure queue and the function that consumes it ------------------------
+
+
+def test_split_failures_function_consumes_the_splitter_failure_queue(template: StackTemplate) -> None:
+    """Without a consumer, a split killed on its last run leaves its import SPLITTING forever."""
+    events = template.function_events("SplitFailuresFunction", "SQS")
+    assert len(events) == 1, f"expected one SQS event on the split failures function, found {sorted(events)}"
+    (event,) = events.values()
+    assert event["Queue"] == {"Fn::GetAtt": ["SplitterFailureQueue", "Arn"]}
+    assert event.get("FunctionResponseTypes") == ["ReportBatchItemFailures"]
+    assert 1 <= event["BatchSize"] <= 10  # over 10 needs a batching window
+    assert 2 <= event["ScalingConfig"]["MaximumConcurrency"] <= 1000, "AWS accepts 2-1000"
+    # Both shapes of message the queue receives: the splitter's on-failure destination and the
+    # continuation queue's redrive.
+    config = template.resource("SplitterFunction")["Properties"]["EventInvokeConfig"]
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == event["Queue"]
+    redrive = template.resource("ContinuationQueue")["Properties"]["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == event["Queue"]
+
+
+def test_split_failures_function_knows_the_splitters_runs(template: StackTemplate) -> None:
+    """A stopped split's error says how many runs it had: from the parameters that set them."""
+    environment = template.function_environment("SplitFailuresFunction")
+    config = template.resource("SplitterFunction")["Properties"]["EventInvokeConfig"]
+    redrive = template.resource("ContinuationQueue")["Properties"]["RedrivePolicy"]
+    assert environment["SPLIT_ASYNC_RETRIES"] == config["MaximumRetryAttempts"]
+    assert environment["CONTINUATION_MAX_RECEIVE_COUNT"] == redrive["maxReceiveCount"]
+    assert environment["IMPORTS_TABLE"] == {"Ref": "ImportsTable"}
+    assert (
+        environment["REPORTS_PREFIX"] == template.function_environment("SplitterFunction")["REPORTS_PREFIX"]
+    )
+
+
+def test_splitter_failure_queue_redrives_to_a_dead_letter_queue_of_its_own(
+    template: StackTemplate, resolver: Resolver
+) -> None:
+    """What the function cannot resolve moves on after maxReceiveCount receives, to a queue kept
+    14 days, encrypted, with an alarm (test_a_message_in_a_failure_queue_raises_an_alarm)."""
+    properties = template.resource("SplitterFailureQueue")["Properties"]
+    redrive = properties["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["SplitterFailureDeadLetterQueue", "Arn"]}
+    dead_letters = template.resource("SplitterFailureDeadLetterQueue")["Properties"]
+    assert dead_letters["SqsManagedSseEnabled"] is True
+    assert dead_letters["MessageRetentionPeriod"] == 14 * 86_400
+    assert "RedrivePolicy" not in dead_letters
+    visibility = resolver.resolve(properties["VisibilityTimeout"])
+    timeout = resolver.resolve(template.function_property("SplitFailuresFunction", "Timeout"))
+    assert int(visibility) >= 6 * int(timeout), (visibility, timeout)
+
+
+def test_a_continuation_task_is_received_by_the_split_failures_function_before_its_dead_letter_queue(
+    template: StackTemplate,
+) -> None:
+    """SQS keeps a message's receive count when it moves it to a dead-letter queue: a
+    continuation task arrives in the failure queue with up to ContinuationMaxReceiveCount
+    receives already, and must still be received there (several times, for a retry) before
+    the failure queue's own maxReceiveCount moves it on unseen."""
+    continuation = parameter_of(
+        template, template.resource("ContinuationQueue")["Properties"]["RedrivePolicy"]["maxReceiveCount"]
+    )
+    failure_receives = template.resource("SplitterFailureQueue")["Properties"]["RedrivePolicy"][
+        "maxReceiveCount"
+    ]
+    assert isinstance(failure_receives, int), "a literal: a parameter could be set below the continuation's"
+    assert "MaxValue" in continuation, (
+        "ContinuationMaxReceiveCount needs a MaxValue below the failure queue's"
+    )
+    assert continuation["MinValue"] <= continuation["Default"] <= continuation["MaxValue"]
+    assert failure_receives - continuation["MaxValue"] >= 3, (continuation["MaxValue"], failure_receives)
+
+
+def test_splitter_failure_alarm_is_on_the_imports_the_split_failures_function_fails(
+    template: StackTemplate,
+) -> None:
+    """The failure queue is consumed, so its depth says nothing: the alarm counts SplitsKilled,
+    the metric the split failures function emits (its namespace, its service dimension)."""
+    from segment_importer.metrics import NAMESPACE
+
+    properties = template.resource("SplitterFailureAlarm")["Properties"]
+    service = template.function_environment("SplitFailuresFunction")["POWERTOOLS_SERVICE_NAME"]
+    assert (properties["Namespace"], properties["MetricName"]) == (NAMESPACE, "SplitsKilled")
+    assert properties["Dimensions"] == [{"Name": "service", "Value": service}]
+    assert (properties["Statistic"], properties["Threshold"]) == ("Sum", 0)
+    assert properties["ComparisonOperator"] == "GreaterThanThreshold"
+    assert properties["TreatMissingData"] == "notBreaching"
+    assert properties["AlarmActions"] == {
+        "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+    }
+    source = (ROOT / "layers/segment_importer/segment_importer/split/failures.py").read_text()
+    assert '"SplitsKilled"' in source
+
+
 def test_s3_event_filters_on_the_imports_prefix(template: StackTemplate) -> None:
     events = template.function_events("SplitterFunction", "S3")
     assert len(events) == 1, f"expected one S3 event on the splitter, found {sorted(events)}"
@@ -382,7 +482,7 @@ def test_s3_event_filters_on_the_imports_prefix(template: StackTemplate) -> None
 # ---- IAM, on the expanded template --------------------------------------------------------
 
 
-@pytest.mark.parametrize("function_id", ["SplitterFunction", "SenderFunction"])
+@pytest.mark.parametrize("function_id", FUNCTIONS)
 def test_inline_statements_name_actions_and_resources(expanded: dict[str, Any], function_id: str) -> None:
     statements = inline_statements(role_of(expanded, function_id))
     assert statements
@@ -399,8 +499,10 @@ def test_inline_statements_name_actions_and_resources(expanded: dict[str, Any], 
 def test_roles_attach_only_known_managed_policies(expanded: dict[str, Any]) -> None:
     """The managed policies are broad (Resource '*'); each one must be accounted for here."""
     # SAM adds the SQS one for each SQS event (the sender's work queue, the splitter's
-    # continuation queue); the permission tests check each is narrowed to its queue.
-    for function_id in ("SplitterFunction", "SenderFunction"):
+    # continuation queue, the split failures function's failure queue); the permission tests
+    # check each is narrowed to its queue.
+    assert set(FUNCTIONS) == {"SplitterFunction", "SenderFunction", "SplitFailuresFunction"}
+    for function_id in FUNCTIONS:
         assert set(role_of(expanded, function_id).get("ManagedPolicyArns", [])) == {
             BASIC_EXECUTION,
             SQS_EXECUTION,
@@ -525,6 +627,36 @@ def test_sender_permissions(template: StackTemplate, expanded: dict[str, Any], r
         )
 
 
+def test_split_failures_permissions(expanded: dict[str, Any], resolver: Resolver) -> None:
+    """Least privilege: conditional updates of imports it fails, the byte ranges' totals, the
+    reports it rewrites, the import's end event, and polling its own queue only."""
+    statements = effective_statements(role_of(expanded, "SplitFailuresFunction"), resolver)
+
+    assert allowed_actions(statements) == {
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:Query",
+        "s3:GetObject",
+        "s3:PutObject",
+        "events:PutEvents",
+        *_SQS_POLL,
+        *_LOGS,
+        *_XRAY,
+    }
+    imports, batches = table_arn(resolver, "ImportsTable"), table_arn(resolver, "BatchesTable")
+    assert allowed_resources("dynamodb:GetItem", statements) == {imports}
+    assert allowed_resources("dynamodb:UpdateItem", statements) == {imports}
+    assert allowed_resources("dynamodb:Query", statements) == {batches}
+    assert allowed_resources("s3:GetObject", statements) == {bucket_objects(resolver, "reports/")}
+    assert allowed_resources("s3:PutObject", statements) == {bucket_objects(resolver, "reports/")}
+    assert allowed_resources("events:PutEvents", statements) == {DEFAULT_BUS}
+    for action in _SQS_POLL:
+        assert allowed_resources(action, statements) == {queue_arn(resolver, "SplitterFailureQueue")}, (
+            f"{action} is allowed beyond the splitter failure queue"
+        )
+    assert not allowed_resources("sqs:SendMessage", statements)
+
+
 @pytest.mark.parametrize(
     ("prefix", "allowed"),
     [
@@ -591,13 +723,16 @@ def test_expanded_event_source_mappings(expanded: dict[str, Any]) -> None:
         for r in expanded["Resources"].values()
         if r["Type"] == "AWS::Lambda::EventSourceMapping"
     }
-    assert set(mappings) == {"SenderFunction", "SplitterFunction"}
+    assert set(mappings) == {"SenderFunction", "SplitterFunction", "SplitFailuresFunction"}
     sender = mappings["SenderFunction"]
     assert sender["EventSourceArn"] == {"Fn::GetAtt": ["WorkQueue", "Arn"]}
     assert sender["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     splitter = mappings["SplitterFunction"]
     assert splitter["EventSourceArn"] == {"Fn::GetAtt": ["ContinuationQueue", "Arn"]}
     assert splitter["BatchSize"] == 1  # one checkpoint, one part, per invocation
+    failures = mappings["SplitFailuresFunction"]
+    assert failures["EventSourceArn"] == {"Fn::GetAtt": ["SplitterFailureQueue", "Arn"]}
+    assert failures["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
 
 def test_continued_splits_are_allowed_past_loop_detection(template: StackTemplate) -> None:
@@ -634,7 +769,7 @@ def test_no_secret_in_parameters_or_environment(template: StackTemplate, resolve
 
 def test_functions_and_layer_target_python_3_13(template: StackTemplate) -> None:
     functions = template.resources_of_type("AWS::Serverless::Function")
-    assert set(functions) == {"SplitterFunction", "SenderFunction"}
+    assert set(functions) == {"SplitterFunction", "SenderFunction", "SplitFailuresFunction"}
     for function_id in functions:
         assert template.function_property(function_id, "Runtime") == RUNTIME, function_id
         assert {"Ref": "DomainLayer"} in template.function_property(function_id, "Layers"), function_id
@@ -736,7 +871,7 @@ def lambda_functions(expanded: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-@pytest.mark.parametrize("function_id", ["SplitterFunction", "SenderFunction"])
+@pytest.mark.parametrize("function_id", FUNCTIONS)
 def test_each_function_logs_to_a_group_with_retention(
     template: StackTemplate, expanded: dict[str, Any], function_id: str
 ) -> None:
@@ -854,12 +989,16 @@ def test_every_checkov_suppression_carries_a_one_line_justification(template: St
 
 @pytest.mark.parametrize(
     ("alarm", "queue"),
-    [("DeadLetterQueueAlarm", "DeadLetterQueue"), ("SplitterFailureAlarm", "SplitterFailureQueue")],
+    [
+        ("DeadLetterQueueAlarm", "DeadLetterQueue"),
+        ("SplitterFailureDeadLetterAlarm", "SplitterFailureDeadLetterQueue"),
+    ],
 )
 def test_a_message_in_a_failure_queue_raises_an_alarm(
     template: StackTemplate, alarm: str, queue: str
 ) -> None:
-    """Dead-lettered batches, and splits that failed for good (their imports stay SPLITTING)."""
+    """Dead-lettered batches, and splitter failures the split failures function could not
+    resolve (not readable, or no such import)."""
     properties = template.resource(alarm)["Properties"]
     assert properties["Namespace"] == "AWS/SQS"
     assert properties["MetricName"] == "ApproximateNumberOfMessagesVisible"

@@ -126,3 +126,23 @@ class SenderSettings:
             rate_limit_table=env.get("RATE_LIMIT_TABLE", ""),
             work_queue_url=env.get("WORK_QUEUE_URL", ""),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class SplitFailureSettings:
+    """The split failures function's: the ledger, where reports go, and how many runs the
+    splitter gets (what a stopped split's error says)."""
+
+    prefixes: Prefixes = field(default_factory=Prefixes)
+    ledger_tables: LedgerTables | None = None
+    event_attempts: int = 3  # 1 + SplitterAsyncRetries, when an invocation record omits its count
+    continuation_attempts: int = 3  # ContinuationMaxReceiveCount
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> SplitFailureSettings:
+        return cls(
+            prefixes=Prefixes.from_env(env),
+            ledger_tables=LedgerTables.from_env(env),
+            event_attempts=1 + int(env.get("SPLIT_ASYNC_RETRIES") or 2),
+            continuation_attempts=int(env.get("CONTINUATION_MAX_RECEIVE_COUNT") or 3),
+        )

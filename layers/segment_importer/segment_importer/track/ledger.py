@@ -29,6 +29,7 @@ counts.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from segment_importer.import_ref import ImportRef
@@ -40,7 +41,20 @@ COMPLETE = "COMPLETE"
 COMPLETE_WITH_ERRORS = "COMPLETE_WITH_ERRORS"
 FAILED = "FAILED"
 FINAL_STATUSES = frozenset({COMPLETE, COMPLETE_WITH_ERRORS, FAILED})
-__all__ = ["COMPLETE", "COMPLETE_WITH_ERRORS", "FAILED", "FINAL_STATUSES", "SENDING", "SPLITTING", "Ledger"]
+__all__ = [
+    "COMPLETE",
+    "COMPLETE_WITH_ERRORS",
+    "FAILED",
+    "FINAL_STATUSES",
+    "SENDING",
+    "SPLITTING",
+    "Ledger",
+    "StoppedRun",
+]
+# What `Ledger.fail_killed_split` found: it marked the import FAILED; it had done so already
+# (the same message again); the import has moved on (another run, a restart, a final status);
+# no such import.
+KILLED, ALREADY_KILLED, MOVED_ON, NOT_FOUND = "killed", "already_killed", "moved_on", "not_found"
 
 DELIVERED = "DELIVERED"
 DEAD_LETTERED = "DEAD_LETTERED"
@@ -75,6 +89,22 @@ _SPLIT_COUNTERS = (
 )
 _SPAN_FIELDS = ("span_count", "spans_surveyed", "spans_done", "split_mode", "span_parts")
 _BATCH_RESOLUTION = "SET #state = :state, resolved_at = :now, message_count = :messages"
+
+
+@dataclass(frozen=True, slots=True)
+class StoppedRun:
+    """A splitter run whose last attempt was stopped (timed out, out of memory, the runtime
+    exited), as the ledger knows runs: by the request id that claimed the import (the S3
+    event's, which its checkpoints and survey tasks carry on), and the part it ran."""
+
+    claim: str
+    part: int | None = None  # a continued part; None: the run the S3 event started
+    span: int | None = None  # the byte range of a span's part, or of a survey
+    survey: bool = False  # a byte range's survey (part is None)
+
+    @property
+    def started_by_event(self) -> bool:
+        return self.part is None and self.span is None
 
 
 class Ledger(SpanLedger):
@@ -185,6 +215,50 @@ class Ledger(SpanLedger):
         self._set(
             ref, {**counts, "status": FAILED, "finished_at": now, "last_error": error}, first_error=error
         )
+
+    def fail_killed_split(self, ref: ImportRef, run: StoppedRun, error: str) -> str:
+        """FAILED, with `error` and the counts recorded so far, for an import whose splitter
+        run was stopped for good (its code never got to `fail_split`), but only while the
+        import is SPLITTING and waits on that very run: claimed by the same request id, and
+        - the S3 event's run: no part continued it and no byte ranges were planned;
+        - a continued part: the ledger's last admitted part is this one, or the one before
+          (this one was stopped before it was admitted);
+        - a byte range's part or survey: its range has not moved past it.
+        Anything else (a restart, a later part, SENDING, COMPLETE) is left as it is. Returns
+        KILLED, ALREADY_KILLED (this message, again), MOVED_ON or NOT_FOUND."""
+        values: dict[str, Any] = {":splitting": SPLITTING, ":claim": run.claim}
+        condition = "#status = :splitting AND splitter_request_id = :claim"
+        totals: dict[str, Any] = {}
+        if run.started_by_event:
+            condition += " AND attribute_not_exists(split_part) AND attribute_not_exists(span_count)"
+        elif run.span is None:
+            condition += " AND (attribute_not_exists(split_part) OR split_part <= :part)"
+            values[":part"] = run.part
+        elif self._span_waits_on(ref, run):
+            totals = self.span_totals(ref)  # what the ranges queued: the import's item had only their sum
+        else:
+            return self._after_kill(ref, run, error)
+        now = self._clock()
+        failed = {**totals, "status": FAILED, "finished_at": now, "updated_at": now, "last_error": error}
+        if self._set_if(ref, failed, condition, values, first_error=error):
+            return KILLED
+        return self._after_kill(ref, run, error)
+
+    def _span_waits_on(self, ref: ImportRef, run: StoppedRun) -> bool:
+        """Whether the run's byte range has not moved past it: not yet surveyed (a survey), or
+        not done and no later part admitted (a span's part)."""
+        spans = [span for span in self._spans(ref) if span["batch_number"] == -1 - (run.span or 0)]
+        span = spans[0] if spans else {}
+        if run.survey:
+            return "survey" not in span
+        return not span.get("done") and span.get("part", -1) <= (run.part or 0)
+
+    def _after_kill(self, ref: ImportRef, run: StoppedRun, error: str) -> str:
+        item = self._item(ref)
+        if item is None:
+            return NOT_FOUND
+        same = item.get("splitter_request_id") == run.claim and item.get("last_error") == error
+        return ALREADY_KILLED if item.get("status") == FAILED and same else MOVED_ON
 
     # --- sender --------------------------------------------------------------------------
 

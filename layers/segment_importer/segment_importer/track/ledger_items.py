@@ -103,6 +103,39 @@ class LedgerItems:
             ExpressionAttributeValues=to_dynamo(attribute_values),
         )
 
+    def _set_if(
+        self,
+        ref: ImportRef,
+        values: dict[str, Any],
+        condition: str,
+        condition_values: dict[str, Any],
+        *,
+        first_error: str | None = None,
+    ) -> bool:
+        """`_set`, if `condition` holds (it may name the status `#status`); False if it does not."""
+        names = {("#status" if name == "status" else f"#f{i}"): name for i, name in enumerate(values)}
+        assignments = [f"{placeholder} = :v{i}" for i, placeholder in enumerate(names)]
+        attribute_values = {f":v{i}": value for i, value in enumerate(values.values())}
+        if first_error is not None:
+            assignments.append("first_error = if_not_exists(first_error, :first_error)")
+            attribute_values[":first_error"] = first_error
+        if "#status" in condition:
+            names["#status"] = "status"
+        try:
+            self._db.update_item(
+                TableName=self._imports,
+                Key=to_dynamo({"import_id": ref.import_id}),
+                UpdateExpression="SET " + ", ".join(assignments),
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_dynamo({**attribute_values, **condition_values}),
+            )
+        except ClientError as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True
+
     def _transact(self, items: list[dict[str, Any]]) -> bool:
         """Run a transaction; False if a condition failed, retried on write conflicts."""
         for attempt in range(_CONFLICT_RETRIES):
