@@ -56,3 +56,33 @@ def test_a_reused_id_column_mapped_to_message_id_never_merges_events(tmp_path: P
     assert placed["properties"] == {"email": "a@example.com"}
     assert placed["context"]["traits"] == {"work_email": "b@example.com"}
     assert (result.endpoint_stats or {})["duplicates"] == 1  # the repeated row, deduped by Segment
+
+
+def test_a_mixpanel_utils_csv_and_the_raw_export_of_the_same_events_arrive_once(tmp_path: Path) -> None:
+    # The CSV's events were sent as other messages (insert ids as properties, other ids):
+    # importing both exports counted every event twice.
+    exports = []
+    for name in ("mixpanel-utils-events.csv", "raw-export.json"):
+        shutil.copy(VENDORS / "mixpanel" / name, tmp_path / name)
+        exports.append(tmp_path / name)
+    result = run_import(RunOptions(exports, out_dir=tmp_path / "out", show_progress=False))
+    assert result.ok
+    assert [file.report["messages_queued"] for file in result.files] == [5, 5]
+    # Every event with an `$insert_id` once; the `$create_alias` has none, so its id comes from
+    # its record's content, which differs between a CSV row and a JSON line (as for any file).
+    assert (result.endpoint_stats or {})["duplicates"] == 4
+    assert len({message["messageId"] for message in received(result)}) == 6
+
+
+def test_overlapping_posthog_exports_in_other_forms_arrive_once(tmp_path: Path) -> None:
+    # The events API's CSV export, its JSON, and the same events keyed `uuid`, one row later.
+    shutil.copy(VENDORS / "posthog" / "events-api-export.csv", tmp_path / "export.csv")
+    shutil.copy(VENDORS / "posthog" / "events-api.ndjson", tmp_path / "api.ndjson")
+    lines = (VENDORS / "posthog" / "events-api.ndjson").read_text().splitlines()
+    keyed_uuid = [json.dumps({"uuid": json.loads(line).pop("id"), **json.loads(line)}) for line in lines]
+    (tmp_path / "table.ndjson").write_text("\n" + "\n".join(keyed_uuid) + "\n")
+    files = [tmp_path / name for name in ("export.csv", "api.ndjson", "table.ndjson")]
+    result = run_import(RunOptions(files, out_dir=tmp_path / "out", show_progress=False))
+    assert result.ok
+    assert (result.endpoint_stats or {})["duplicates"] == 6
+    assert len({message["messageId"] for message in received(result)}) == 3

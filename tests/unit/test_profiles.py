@@ -100,3 +100,34 @@ def test_amplitude_http_api_events_keep_revenue_ip_and_unknown_fields() -> None:
     without_device = {key: value for key, value in record.items() if key != "device_id"}
     mapped = MessageMapper(JobOptions(), None, from_csv=False).map(1, without_device)
     assert mapped["context"]["device"]["id"] == "BCCE52E7"
+
+
+@pytest.mark.parametrize(
+    ("record", "profile"),
+    [
+        # mixpanel-utils CSV rows: an event's properties, or a profile's, as columns
+        ({"event": "E", "time": "1602611311", "distinct_id": "u1", "$insert_id": "i-1"}, "mixpanel"),
+        ({"event": "E", "time": "1602611311", "mp_lib": "web"}, "mixpanel"),
+        (
+            {"$distinct_id": "13793", "$email": "a@example.com", "$last_seen": "2021-04-08T18:58:24"},
+            "mixpanel",
+        ),
+        # Fivetran's Mixpanel EVENT table
+        ({"name": "plays", "time": "2020-08-01 10:16:46", "distinct_id": "u1", "insert_id": "i"}, "mixpanel"),
+        ({"name": "plays", "time": "2020-08-01 10:16:46", "_fivetran_synced": "2020-08-07"}, "mixpanel"),
+        # ... and rows of other shapes that only look alike stay where they were
+        ({"event": "E", "time": "1602611311", "distinct_id": "u1", "plan": "pro"}, "segment"),
+        ({"event": "E", "timestamp": "2021-03-04T05:06:07Z", "userId": "u1", "$insert_id": "i"}, "segment"),
+        ({"$distinct_id": "u1", "userId": "u1"}, "segment"),
+        ({"name": "Settings", "time": "2021-03-04", "distinct_id": "u1"}, "segment"),
+        ({"name": "Home", "timestamp": "2021-03-04", "received_at": "2021-03-04", "id": "m1"}, "segment"),
+        # PostHog: an EventsQuery export's `*`, a batch export's JSON text properties
+        ({"event": "$pageview", "*": {"uuid": "u", "event": "$pageview", "timestamp": "t"}}, "posthog"),
+        ({"*": {"distinct_id": "d", "event": "$pageview"}}, "posthog"),
+        ({"uuid": "u", "event": "E", "distinct_id": "d", "properties": '{"$lib": "web"}'}, "posthog"),
+        ({"event": "E", "distinct_id": "d", "time": 1, "properties": '{"$insert_id": "i"}'}, "mixpanel"),
+        ({"event": "E", "properties": '{"plan": "pro"}'}, "segment"),
+    ],
+)
+def test_export_forms_are_detected(record: dict[str, Any], profile: str) -> None:
+    assert detect_profile(record).name == profile

@@ -54,7 +54,20 @@ def imported(sample: Path, job: JobOptions | None = None) -> list[dict[str, Any]
     return messages
 
 
-@pytest.mark.parametrize("sample", SAMPLES, ids=lambda path: f"{path.parent.name}/{path.name}")
+# Samples whose expected messages a CSV cannot give yet: cells that look like numbers are
+# numbers (coercion), so mixpanel-utils' `$os_version` 16.4 and `$app_build_number` 5201 are
+# no longer text (QA item 22, CSV typing, not the profile). test_mixpanel_utils_csv_* pins
+# that these are the only differences.
+CSV_TYPING_GAPS = {"mixpanel-utils-events.csv": "QA 22: CSV cells like 16.4 or 5201 are read as numbers"}
+
+
+def _sample_param(path: Path) -> Any:
+    gap = CSV_TYPING_GAPS.get(path.name)
+    marks = [pytest.mark.xfail(reason=gap, strict=True)] if gap else []
+    return pytest.param(path, marks=marks, id=f"{path.parent.name}/{path.name}")
+
+
+@pytest.mark.parametrize("sample", [_sample_param(path) for path in SAMPLES])
 def test_a_vendor_sample_maps_to_the_spec_messages(sample: Path) -> None:
     assert imported(sample) == expected_messages(sample)
 
@@ -209,3 +222,163 @@ def test_vendor_records_with_fields_of_the_wrong_type_map_or_are_rejected_with_a
             outcomes["mapped"] += 1
     assert sum(outcomes.values()) == 3000
     assert outcomes["mapped"] > 0
+
+
+# --- the same events in another of the vendor's export forms --------------------------------
+
+
+def _differences(left: Any, right: Any, path: str = "") -> list[str]:
+    if isinstance(left, dict) and isinstance(right, dict):
+        found = []
+        for key in left.keys() | right.keys():
+            found += _differences(left.get(key), right.get(key), f"{path}.{key}")
+        return found
+    return [] if left == right and type(left) is type(right) else [f"{path}: {left!r} != {right!r}"]
+
+
+def test_mixpanel_utils_csv_maps_as_the_raw_export_of_the_same_events() -> None:
+    """mixpanel-utils' export_events(format='csv') of raw-export.json (its _write_items_to_csv
+    layout) maps to the raw export's messages, messageIds included: importing both dedupes.
+    The only differences are CSV typing's (QA item 22), pinned here."""
+    from_csv = imported(VENDORS / "mixpanel" / "mixpanel-utils-events.csv")
+    from_json = imported(VENDORS / "mixpanel" / "raw-export.json")
+    assert [m["messageId"] for m in from_csv] == [m["messageId"] for m in from_json]
+    differences = [sorted(_differences(csv, raw)) for csv, raw in zip(from_csv, from_json, strict=True)]
+    song_played = [".context.app.build: 5201 != '5201'", ".context.os.version: 16.4 != '16.4'"]
+    assert differences == [[], song_played, [], [], []]
+
+
+def test_mixpanel_utils_people_csv_maps_as_the_engage_export() -> None:
+    """export_people(format='csv'): `$distinct_id`, then one column per profile property."""
+    from_csv = imported(VENDORS / "mixpanel" / "mixpanel-utils-people.csv")
+    assert from_csv == imported(VENDORS / "mixpanel" / "engage-export.json")
+    assert from_csv[0]["traits"]["email"] == "ada@example.com"
+
+
+def test_a_fivetran_mixpanel_row_has_the_raw_exports_message_id() -> None:
+    """Fivetran's EVENT table holds `time` as a timestamp and `insert_id` without its `$`:
+    the id is derived from what Mixpanel dedupes on, as the raw export line gives it."""
+    rows = imported(VENDORS / "mixpanel" / "fivetran-event.csv")
+    raw_line = {
+        "event": "Viewed Pricing",
+        "properties": {"time": 1614834367, "distinct_id": "u-1001", "$insert_id": "ft-a9f3c0e1"},
+    }
+    raw = MessageMapper(JobOptions(), FILE_ID, from_csv=False).map(7, raw_line)
+    assert rows[0]["messageId"] == raw["messageId"]
+    assert rows[0]["timestamp"] == raw["timestamp"]
+
+
+def test_fivetran_bookkeeping_is_kept_only_when_the_job_keeps_vendor_internals() -> None:
+    sample = VENDORS / "mixpanel" / "fivetran-event.csv"
+    kept = imported(sample, JobOptions(keep_vendor_internals=True))[0]["properties"]
+    assert {name: kept[name] for name in ("_file", "_line", "_fivetran_id", "_fivetran_event_id")} == {
+        "_file": "sample_events.csv",
+        "_line": 20001,
+        "_fivetran_id": "q3Zk8mV1rT0aLwY2pXc9sNbE4hU=",
+        "_fivetran_event_id": 8812000,
+    }
+    assert kept["_fivetran_synced"] == "2021-03-05 01:00:00"
+    assert kept["mp_processing_time_ms"] == 1614834368105
+    assert not any(name.startswith("_") for name in imported(sample)[0]["properties"])
+
+
+POSTHOG_EVENT = {
+    "distinct_id": "2",
+    "properties": {"$browser": "Safari"},
+    "event": "event_name",
+    "timestamp": "2022-07-06T19:37:43.095295+00:00",
+}
+POSTHOG_UUID = "e9ca132e-400f-4854-a83c-16c151b2f145"
+
+
+def _csv_messages(text: str, tmp_path: Path, name: str) -> list[dict[str, Any]]:
+    path = tmp_path / name
+    path.write_text(text)
+    return imported(path)
+
+
+def test_a_posthog_events_uuid_is_its_source_id_in_every_form(tmp_path: Path) -> None:
+    """The events API's `id`, the events table's `uuid`, an EventsQuery export's `*.uuid`, at
+    any row of any file: one messageId, so overlapping exports dedupe."""
+    expected = message_id_for_source_id("", f"posthog:{POSTHOG_UUID}")
+    header = "distinct_id,elements_chain,event,id,person,properties.$browser,timestamp\n"
+    row = f"2,,event_name,{POSTHOG_UUID},,Safari,2022-07-06T19:37:43.095295+00:00\n"
+    other = "9,,other,aaaaaaaa-400f-4854-a83c-16c151b2f145,,Safari,2022-07-06T19:37:43.095295+00:00\n"
+    first_row = _csv_messages(header + row, tmp_path, "a.csv")[0]
+    second_row = _csv_messages(header + other + row, tmp_path, "b.csv")[1]
+    star = _csv_messages(
+        "*.uuid,*.event,*.properties.$browser,*.timestamp,*.distinct_id,*.person_mode\n"
+        f"{POSTHOG_UUID},event_name,Safari,2022-07-06T19:37:43.095295+00:00,2,full\n",
+        tmp_path,
+        "hogql.csv",
+    )[0]
+    mapper = MessageMapper(JobOptions(), FILE_ID, from_csv=False)
+    api = {**POSTHOG_EVENT, "id": POSTHOG_UUID, "person": None, "elements": [], "elements_chain": ""}
+    table = {**POSTHOG_EVENT, "uuid": POSTHOG_UUID}
+    messages = [first_row, second_row, star, mapper.map(1, api), mapper.map(2, table)]
+    assert {message["messageId"] for message in messages} == {expected}
+    assert all(message["properties"] == {} for message in messages)  # `id` is the id, not data
+
+
+def test_a_posthog_id_that_is_not_a_uuid_is_event_data() -> None:
+    message = MessageMapper(JobOptions(), FILE_ID, from_csv=False).map(3, {**POSTHOG_EVENT, "id": 42})
+    assert message["properties"] == {"id": 42}
+    assert message["messageId"] == message_id_for_position("", FILE_ID, 3)
+
+
+def test_posthog_batch_export_text_columns_are_parsed_and_set_is_traits() -> None:
+    """BigQuery/Postgres/Redshift batch exports: `properties`, `set`, `set_once` as JSON text;
+    Snowflake's `people_set`/`people_set_once`. Person properties are `context.traits` (the
+    event's own `$set`), the identify call's traits on `$identify`."""
+    row = {
+        "uuid": "018c9f1e-7a10-7b3c-a1d2-3e4f5a6b7c8d",
+        "distinct_id": "user-42",
+        "event": "signed up",
+        "team_id": 1,
+        "people_set": '{"email": "ana@example.com"}',
+        "people_set_once": '{"$initial_os": "Mac OS X", "email": "first@example.com"}',
+        "ip": "203.0.113.9",
+        "elements": "",
+        "site_url": "",
+        "timestamp": "2023-12-28 10:15:02.123000 UTC",
+        "created_at": "2023-12-28 10:15:03.001000 UTC",
+        "properties": '{"plan": "pro", "$lib": "posthog-node"}',
+    }
+    message = MessageMapper(JobOptions(), FILE_ID, from_csv=False).map(1, row)
+    assert message["properties"] == {"plan": "pro"}
+    assert message["context"]["traits"] == {"$initial_os": "Mac OS X", "email": "ana@example.com"}
+    assert message["context"]["ip"] == "203.0.113.9"
+    assert message["messageId"] == message_id_for_source_id(
+        "", "posthog:018c9f1e-7a10-7b3c-a1d2-3e4f5a6b7c8d"
+    )
+
+
+def test_posthog_person_object_and_unknown_columns() -> None:
+    """The events API's `person` gives its properties as traits; a top-level column the profile
+    does not know is an event property (never dropped); storage columns are not sent."""
+    record = {
+        **POSTHOG_EVENT,
+        "uuid": POSTHOG_UUID,
+        "person": {"is_identified": True, "distinct_ids": ["2"], "properties": {"email": "a@example.com"}},
+        "$group_0": "acme",
+        "elements_chain": "a:nth-child(1)",
+        "team_id": 2,
+    }
+    message = MessageMapper(JobOptions(), FILE_ID, from_csv=False).map(1, record)
+    assert message["context"]["traits"] == {"email": "a@example.com"}
+    assert message["properties"] == {"$group_0": "acme"}
+
+
+def test_a_posthog_set_event_is_an_identify_call() -> None:
+    """posthog.capture("$set", {"$set": ..., "$set_once": ...}) only sets person properties."""
+    record = {
+        "uuid": POSTHOG_UUID,
+        "event": "$set",
+        "distinct_id": "user-42",
+        "timestamp": "2024-01-02T03:04:05Z",
+        "properties": {"$set": {"name": "Max"}, "$set_once": {"initial_url": "/blog"}, "$lib": "web"},
+    }
+    message = MessageMapper(JobOptions(), FILE_ID, from_csv=False).map(1, record)
+    assert (message["type"], message["userId"]) == ("identify", "user-42")
+    assert message["traits"] == {"initial_url": "/blog", "name": "Max"}
+    assert message["messageId"] == message_id_for_source_id("", f"posthog:{POSTHOG_UUID}")

@@ -4,7 +4,15 @@ Shapes (see tests/fixtures/vendors/mixpanel/README.md for where each comes from)
 - raw export NDJSON: `{"event": "Signed Up", "properties": {"time": 1614834367,
   "distinct_id": "u1", "$insert_id": "...", "$browser": "Chrome", "mp_lib": "web", ...}}`;
 - connector tables (Airbyte, Fivetran, Stitch) with `properties` as JSON text;
-- engage export: `{"$distinct_id": "u1", "$properties": {"$email": "...", "$last_seen": ...}}`.
+- engage export: `{"$distinct_id": "u1", "$properties": {"$email": "...", "$last_seen": ...}}`;
+- mixpanel-utils' CSV exports (`export_events` / `export_people` with `format="csv"`, its
+  `_write_items_to_csv`): one row per event, the `event` column then one column per property
+  (`$insert_id`, `distinct_id`, `time`, ...; lists and objects as JSON text), or for people
+  `$distinct_id` then one column per `$properties` key: the same records, flattened;
+- Fivetran's EVENT table (fivetran/dbt_mixpanel's seed): `name` the event, `insert_id`,
+  `time` as a timestamp, custom `properties` as JSON text, default properties as columns
+  without their `$` (`screen_width`, `os`, `current_url`, ...) and Fivetran's bookkeeping
+  (`_fivetran_id`, `_fivetran_synced`, `_file`, `_line`, `event_id`).
 
 Default properties go to `context` where Segment's Mixpanel destination reads them back
 from (segmentio/action-destinations, mixpanel/trackEvent/functions.ts maps context.os.name
@@ -33,11 +41,63 @@ from segment_importer.mapping.profiles.context_paths import (
     move_to_context,
     other_id,
 )
+from segment_importer.mapping.timestamps import TimestampError, parse_timestamp
 
 NAME = "mixpanel"
 _ID_MARKERS = ("distinct_id", "$insert_id", "time", "mp_lib", "$mp_api_endpoint")
 # A line with one of these is a Segment message (or PostHog's, with its top-level time).
 _SEGMENT_FIELDS = frozenset({"type", "userId", "anonymousId", "timestamp"})
+# A flat event row (mixpanel-utils' CSV: the properties as columns of their own) has `event`,
+# `time` and one of these, names only Mixpanel writes; never a `properties` column.
+_FLAT_MARKERS = frozenset({"$insert_id", "mp_processing_time_ms", "mp_lib", "$mp_api_endpoint"})
+# Fivetran's EVENT table: `name` + `time` and one of these (never an `event` column).
+_FIVETRAN_MARKERS = frozenset({"_fivetran_id", "_fivetran_synced", "insert_id", "mp_processing_time_ms"})
+# Fivetran's columns for Mixpanel's default properties, which drop the `$` (the others,
+# `mp_lib`, `mp_country_code`, `mp_keyword`, `mp_device_model`, keep Mixpanel's own name).
+_FIVETRAN_DEFAULT_PROPERTIES = frozenset(
+    {
+        "ae_session_length",
+        "app_build_number",
+        "app_release",
+        "app_version",
+        "app_version_string",
+        "bluetooth_enabled",
+        "bluetooth_version",
+        "brand",
+        "browser",
+        "browser_version",
+        "carrier",
+        "city",
+        "current_url",
+        "device",
+        "device_id",
+        "distinct_id_before_identity",
+        "google_play_services",
+        "had_persisted_distinct_id",
+        "has_nfc",
+        "has_telephone",
+        "initial_referrer",
+        "initial_referring_domain",
+        "ios_ifa",
+        "lib_version",
+        "manufacturer",
+        "model",
+        "os",
+        "os_version",
+        "radio",
+        "referrer",
+        "referring_domain",
+        "region",
+        "screen_dpi",
+        "screen_height",
+        "screen_width",
+        "search_engine",
+        "wifi",
+    }
+)
+# Fivetran's `event_id` ("formerly the primary key") is its bookkeeping, kept under this name
+# (an internal) so that a Mixpanel property called `event_id` is not mistaken for it.
+_FIVETRAN_EVENT_ID = "_fivetran_event_id"
 
 # Mixpanel default property -> Segment context path; the first name listed for a path wins.
 CONTEXT_FIELDS = {
@@ -96,9 +156,13 @@ INTERNALS = frozenset(
         "$had_persisted_distinct_id",
         "$distinct_id_before_identity",
         "$source",
+        # Fivetran's bookkeeping columns (its EVENT table): the load, not the event.
+        "_file",
+        "_line",
+        _FIVETRAN_EVENT_ID,
     }
 )
-IS_INTERNAL = internal_names(INTERNALS, prefixes=("$mp_",))
+IS_INTERNAL = internal_names(INTERNALS, prefixes=("$mp_", "_fivetran_"))
 # People profile reserved properties -> Segment traits (the Mixpanel destination's
 # identify mapping, read backwards).
 PROFILE_TRAITS = {
@@ -116,18 +180,68 @@ PROFILE_TRAITS = {
 def matches(record: dict[str, Any]) -> bool:
     if "$distinct_id" in record and isinstance(record.get("$properties"), dict | str):
         return True  # an engage (people) export line
-    if "event" not in record or not record.keys().isdisjoint(_SEGMENT_FIELDS):
+    if "event" not in record:
+        return _is_flat_profile(record) or _is_fivetran(record)
+    if not record.keys().isdisjoint(_SEGMENT_FIELDS):
         return False
+    if _is_flat_event(record):
+        return True
     properties = _properties(record)
     if properties is None:
         return False
     return "$lib" not in properties and any(marker in properties for marker in _ID_MARKERS)
 
 
+def _is_flat_event(record: dict[str, Any]) -> bool:
+    """A mixpanel-utils CSV event row: `event`, `time` and a Mixpanel-only name as columns."""
+    return (
+        "properties" not in record
+        and "time" in record
+        and "event" in record
+        and not record.keys().isdisjoint(_FLAT_MARKERS)
+        and record.keys().isdisjoint(_SEGMENT_FIELDS)
+    )
+
+
+def _is_flat_profile(record: dict[str, Any]) -> bool:
+    """A mixpanel-utils CSV people row: `$distinct_id` and the profile's properties as columns."""
+    return (
+        "$distinct_id" in record
+        and "$properties" not in record
+        and "event" not in record
+        and record.keys().isdisjoint(_SEGMENT_FIELDS)
+    )
+
+
+def _is_fivetran(record: dict[str, Any]) -> bool:
+    """A row of Fivetran's Mixpanel EVENT table: `name` (the event), `time` and its columns."""
+    return (
+        "name" in record
+        and "time" in record
+        and "event" not in record
+        and not record.keys().isdisjoint(_FIVETRAN_MARKERS)
+        and record.keys().isdisjoint(_SEGMENT_FIELDS)
+    )
+
+
 def to_spec(record: dict[str, Any]) -> SpecRecord:
     if "$distinct_id" in record:
         return _from_profile(record)
-    properties = _properties(record) or {}
+    if _is_fivetran(record):
+        recorded = record.get("properties")
+        if recorded not in (None, "") and _parsed(recorded) is None:  # left to validation: invalid_field
+            return {"type": "track", "event": record.get("name"), "properties": recorded}, None
+        record, id_time = _from_fivetran(record)
+        return _from_event(record, id_time)
+    return _from_event(record)
+
+
+def _from_event(record: dict[str, Any], id_time: str | None = None) -> SpecRecord:
+    """An event: `properties` (an object or JSON text), or a flat row's columns."""
+    if _is_flat_event(record):
+        properties = {name: value for name, value in record.items() if name != "event"}
+    else:
+        properties = _properties(record) or {}
     for name in ("distinct_id", "time"):  # connector tables may hold them as columns of their own
         if name not in properties and name in record:
             properties[name] = record[name]
@@ -138,7 +252,8 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
     spec.update(_call(event, properties, spec, text(raw_distinct_id)))
     insert_id = as_source_id(properties.pop("$insert_id", None))
     # Mixpanel dedupes on (event, distinct_id, time, $insert_id): so does the derived id.
-    source_id = insert_id and f"{event}|{raw_distinct_id}|{spec.get('timestamp')}|{insert_id}"
+    time_in_id = id_time or spec.get("timestamp")
+    source_id = insert_id and f"{event}|{raw_distinct_id}|{time_in_id}|{insert_id}"
     context: dict[str, Any] = {}
     move_to_context(properties, CONTEXT_FIELDS, context)
     spec.update(context=context, properties=properties)
@@ -181,9 +296,50 @@ def _identities(properties: dict[str, Any]) -> dict[str, Any]:
     return {"userId": user_id or distinct_id, "anonymousId": device_id}
 
 
+def _from_fivetran(record: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """A Fivetran EVENT row as the raw export line it was loaded from: `name` the event,
+    `insert_id` the `$insert_id`, the default-property columns under their `$` names, the
+    custom `properties` (JSON text) beside them; the bookkeeping columns stay, as internals.
+    With it the time Mixpanel dedupes on, as the raw export writes it (epoch seconds; or
+    milliseconds when the table's time has them), so both forms of an event share its id."""
+    properties = _parsed(record.get("properties")) or {}
+    line: dict[str, Any] = {"event": record.get("name")}
+    for name, value in record.items():
+        if name in ("name", "properties"):
+            continue
+        if name == "insert_id":
+            name = "$insert_id"
+        elif name == "event_id":
+            name = _FIVETRAN_EVENT_ID
+        elif name in _FIVETRAN_DEFAULT_PROPERTIES:
+            name = f"${name}"
+        properties[name] = value  # a column of its own wins over the JSON's key
+    line["properties"] = properties
+    return line, _epoch_text(properties.get("time"))
+
+
+def _epoch_text(value: Any) -> str | None:
+    """A timestamp text (`2020-08-01 10:16:46`, no zone: as the raw export's number, UTC) as
+    the epoch number the raw export writes; None for a number or what does not parse."""
+    if not isinstance(value, str):
+        return None
+    if value.strip().lstrip("-").replace(".", "", 1).isdigit():
+        return None  # already a number, as the raw export writes it
+    try:
+        moment = parse_timestamp(value)
+    except TimestampError:
+        return None
+    millis = round(moment.timestamp() * 1000)
+    return str(millis // 1000) if millis % 1000 == 0 else str(millis)
+
+
 def _from_profile(record: dict[str, Any]) -> SpecRecord:
-    """An engage export line: an identify call, `$properties` as traits."""
-    properties = _parsed(record.get("$properties")) or {}
+    """An engage export line: an identify call, `$properties` as traits (a mixpanel-utils
+    CSV row has them as columns beside `$distinct_id`)."""
+    if _is_flat_profile(record):
+        properties = {name: value for name, value in record.items() if name != "$distinct_id"}
+    else:
+        properties = _parsed(record.get("$properties")) or {}
     traits = {PROFILE_TRAITS.get(name, name): value for name, value in properties.items()}
     context: dict[str, Any] = {}
     move_to_context(traits, CONTEXT_FIELDS, context)

@@ -4,18 +4,29 @@ Shapes (see tests/fixtures/vendors/posthog/README.md):
 - an exported event (the events table, batch exports, the events API):
   `{"uuid": "0195...", "event": "$pageview", "distinct_id": "...", "timestamp": "...",
   "properties": {"$current_url": ..., "$lib": "web", "$set": {...}, ...}, "elements_chain": ...}`;
+  the events API and its CSV export call the uuid `id`; batch exports to BigQuery, Postgres,
+  Redshift and Snowflake hold `properties`, `set` and `set_once` (Snowflake: `people_set`,
+  `people_set_once`) as JSON text, with `ip`, `elements`, `site_url` beside them;
+- an EventsQuery (HogQL) CSV export: the selected `*` is the event, flattened to `*.uuid`,
+  `*.event`, `*.properties.<name>`, ... (read as a `*` object beside the other columns);
 - a capture batch `{"api_key": ..., "batch": [{"event": ..., "properties": {"distinct_id": ...,
   "$lib": ..., "$time": 1741912549.921}, "timestamp": ...}]}` (read as its array by `formats`).
 
 `distinct_id` is the userId unless the event is anonymous (it equals `$device_id`, or
-`$is_identified` is false); `$device_id` is the anonymousId. `uuid` (else `$insert_id`) is the
-source id. `$set`/`$set_once` are traits, never properties. SDK internals are dropped.
+`$is_identified` is false); `$device_id` is the anonymousId. The event's uuid (`uuid`, else
+`id`, else `$insert_id`) is the source id, in every form. `$set`/`$set_once` (and the person's
+properties) are traits, never properties. SDK internals are dropped; the export's storage
+columns (`_NOT_SENT`) are not sent, and any other top-level column is a property.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+import orjson
+
+from segment_importer.mapping.coercion import coerce_text
 from segment_importer.mapping.profiles.common import (
     Profile,
     SpecRecord,
@@ -105,36 +116,91 @@ IS_INTERNAL = internal_names(
     prefixes=("$sdk_debug_", "$lib", "$session_recording_", "$replay_", "$geoip_"),
     suffixes=("_server_side",),
 )
-# Top-level columns of an exported event that are PostHog's storage, not the event.
+# Top-level columns of an exported event that are PostHog's storage or the export's
+# bookkeeping, not the event: the autocapture DOM chain (`elements` is the batch exports'
+# JSON text of `elements_chain`), the project, the person's internal id and mode, ingestion
+# times, a batch export's constant `site_url` and BigQuery's load time, and the library
+# posthog-php repeats beside `$lib`.
+_NOT_SENT = frozenset(
+    {
+        "elements_chain",
+        "elements",
+        "team_id",
+        "person_id",
+        "person_mode",
+        "created_at",
+        "site_url",
+        "bq_ingested_timestamp",
+        "library",
+        "library_version",
+        "library_consumer",
+    }
+)
+# Top-level columns `to_spec` reads; every other one is an event property.
+_READ = frozenset(
+    {
+        "event",
+        "distinct_id",
+        "timestamp",
+        "properties",
+        "uuid",
+        "id",
+        "ip",
+        "person",
+        "person_properties",
+        "$set",
+        "$set_once",
+        "set",
+        "set_once",
+        "people_set",
+        "people_set_once",
+    }
+)
+_KNOWN_COLUMNS = _NOT_SENT | _READ
+# An EventsQuery export's `*` column: the event itself, flattened as `*.uuid`, `*.event`, ...
+_STAR = "*"
 _PAGE_EVENTS = {"$pageview": "page", "$screen": "screen"}
+# `$set` events (posthog.capture("$set", {"$set": ...})) exist only to set person properties.
+_IDENTIFY_EVENTS = frozenset({"$identify", "$set"})
 _NO_REFERRER = "$direct"
 
 
 def matches(record: dict[str, Any]) -> bool:
-    if "event" not in record or "type" in record or "userId" in record or "anonymousId" in record:
+    if "type" in record or "userId" in record or "anonymousId" in record:
+        return False
+    star = record.get(_STAR)
+    if isinstance(star, dict) and "event" in star and ("uuid" in star or "distinct_id" in star):
+        return True  # an EventsQuery export's `*` column
+    if "event" not in record:
         return False
     properties = record.get("properties")
+    exported = "uuid" in record or ("distinct_id" in record and "timestamp" in record)
+    if isinstance(properties, str):  # a batch export's JSON text
+        return exported and properties.lstrip().startswith("{")
     if not isinstance(properties, dict):
         return False
     if "$lib" in properties or "$set" in properties or "$set_once" in properties:
         return True  # PostHog's SDKs write `$lib`; Mixpanel's write `mp_lib`
     # An exported event: top-level uuid, or distinct_id with a top-level timestamp.
-    return "uuid" in record or ("distinct_id" in record and "timestamp" in record)
+    return exported
 
 
 def to_spec(record: dict[str, Any]) -> SpecRecord:
-    recorded = record.get("properties") or {}
+    if isinstance(record.get(_STAR), dict):
+        record = _unstarred(record)
+    recorded = _object(record.get("properties")) or {}
     if not isinstance(recorded, dict):  # (a forced source) left to validation: invalid_field
         return {"type": "track", "event": record.get("event"), "properties": recorded}, None
     properties = dict(recorded)
     event = record.get("event")
     spec = _identities(record, properties)
     spec["timestamp"] = first(record, "timestamp") or properties.get("$time")
-    traits = merged_traits(
-        properties.pop("$set_once", None), record.get("person_properties"), properties.pop("$set", None)
-    )
-    call_type = _PAGE_EVENTS.get(event, "track") if isinstance(event, str) else "track"
-    if event == "$identify":
+    traits = _person_traits(record, properties)
+    event_uuid = _event_uuid(record)
+    _add_columns(record, properties, event_uuid)
+    named = isinstance(event, str)
+    call_type = _PAGE_EVENTS.get(event, "track") if named else "track"
+    if named and event in _IDENTIFY_EVENTS:
         call_type = "identify"
         spec["anonymousId"] = spec.get("anonymousId") or text(properties.get("$anon_distinct_id"))
     elif event == "$create_alias":
@@ -155,12 +221,88 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
         spec["name"] = properties.get("$title")
     if properties.get("$referrer") == _NO_REFERRER:  # PostHog's word for "no referrer"
         del properties["$referrer"]
-    source_id = as_source_id(record.get("uuid")) or as_source_id(properties.pop("$insert_id", None))
+    source_id = event_uuid or as_source_id(properties.pop("$insert_id", None))
     properties.pop("$insert_id", None)
     context: dict[str, Any] = {}
     move_to_context(properties, CONTEXT_FIELDS, context)
     _place(spec, call_type, properties, traits, context)
     return without_none(spec), tagged(NAME, source_id)
+
+
+def _person_traits(record: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
+    """Person properties, earliest first (later wins): `$set_once`, the person's current
+    properties, `$set`; from `properties`, the top level (posthog-js) and batch exports."""
+    person = record.get("person")
+    return merged_traits(
+        properties.pop("$set_once", None),
+        _object(record.get("$set_once")),
+        _object(first(record, "set_once", "people_set_once")),
+        person.get("properties") if isinstance(person, dict) else None,
+        _object(record.get("person_properties")),
+        properties.pop("$set", None),
+        _object(record.get("$set")),
+        _object(first(record, "set", "people_set")),
+    )
+
+
+def _add_columns(record: dict[str, Any], properties: dict[str, Any], event_uuid: str | None) -> None:
+    """The top-level columns that are event data: a batch export's `ip` (a copy of `$ip`), an
+    `id` that is not the event's uuid, and every column the profile does not know."""
+    if "$ip" not in properties and record.get("ip") not in (None, ""):
+        properties["$ip"] = record["ip"]
+    if not _KNOWN_COLUMNS.issuperset(record):
+        for name, value in record.items():
+            if name not in _KNOWN_COLUMNS:
+                properties.setdefault(name, value)
+    if "id" in record and event_uuid != record["id"]:
+        properties.setdefault("id", record["id"])
+
+
+def _event_uuid(record: dict[str, Any]) -> str | None:
+    """The event's uuid: `uuid`, or the events API's `id` when it is one (a uuid)."""
+    recorded = as_source_id(record.get("uuid"))
+    if recorded:
+        return recorded
+    candidate = record.get("id")
+    if isinstance(candidate, str) and len(candidate) == 36:
+        try:
+            uuid.UUID(candidate)
+        except ValueError:
+            return None
+        return candidate
+    return None
+
+
+def _object(value: Any) -> Any:
+    """An object held as JSON text (batch exports) parsed; anything else as it is (an empty
+    text is no object)."""
+    if isinstance(value, str):
+        text_value = value.strip()
+        if not text_value:
+            return None
+        if text_value.startswith("{"):
+            try:
+                parsed = orjson.loads(text_value)
+            except orjson.JSONDecodeError:
+                return value
+            return parsed if isinstance(parsed, dict) else value
+    return value
+
+
+def _unstarred(record: dict[str, Any]) -> dict[str, Any]:
+    """An EventsQuery export row: the `*` object is the event; the query's other columns
+    (`event`, `timestamp`, `properties.$lib`, ...) repeat it or add to it. Its cells are CSV
+    text under a name the reader does not type (`*.properties.prop`): typed here as any
+    `properties.<name>` cell is."""
+    star = record[_STAR]
+    merged = {name: value for name, value in record.items() if name != _STAR}
+    merged.update(star)
+    inner = star.get("properties")
+    if isinstance(inner, dict):
+        outer = record.get("properties")
+        typed = {name: coerce_text(value) for name, value in inner.items()}
+        merged["properties"] = {**outer, **typed} if isinstance(outer, dict) else typed
+    return merged
 
 
 def _identities(record: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
