@@ -164,7 +164,8 @@ def test_both_handlers_stay_within_their_template_roles_while_splitting_and_send
 
 
 def test_the_guard_refuses_what_a_role_does_not_grant(pipeline: Pipeline) -> None:
-    """The guard can fail: the sender may not read exports, nor send to the work queue."""
+    """The guard can fail: the sender may not read exports, nor send to any queue but the
+    work queue (where it defers a batch the rate limit turned away)."""
     sender = next(policy for policy in pipeline.stack.role_policies if policy.function_id == "SenderFunction")
     guarded = RolePolicy(sender.function_id, sender.statements, region="us-east-1", account="123456789012")
     s3 = guarded.guard(boto3.client("s3"))
@@ -173,10 +174,10 @@ def test_the_guard_refuses_what_a_role_does_not_grant(pipeline: Pipeline) -> Non
         s3.get_object(Bucket=pipeline.stack.bucket, Key="imports/anything.ndjson")
     with pytest.raises(ClientError, match="sqs:SendMessage"):
         sqs.send_message_batch(
-            QueueUrl=pipeline.stack.work_queue_url, Entries=[{"Id": "1", "MessageBody": "{}"}]
+            QueueUrl=pipeline.stack.dead_letter_queue_url, Entries=[{"Id": "1", "MessageBody": "{}"}]
         )
     s3.put_object(Bucket=pipeline.stack.bucket, Key="reports/x.report.json", Body=b"{}")  # granted
-    work_queue = pipeline.stack.work_queue_url.rsplit("/", 1)[-1]
+    work_queue = pipeline.stack.dead_letter_queue_url.rsplit("/", 1)[-1]
     assert guarded.denied == [
         f"s3:GetObject on arn:aws:s3:::{pipeline.stack.bucket}/imports/anything.ndjson",
         f"sqs:SendMessage on arn:aws:sqs:us-east-1:123456789012:{work_queue}",

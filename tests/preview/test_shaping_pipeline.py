@@ -19,7 +19,8 @@ PARTS = {"SplitRecordsPerPart": "97", "BatchMaxMessages": "40"}
 
 
 def job_file(tmp_path: Path, document: dict[str, Any]) -> Path:
-    path = tmp_path / "job.json"
+    path = tmp_path / "config" / "job.json"  # not beside the export: --config is the only job
+    path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(document))
     return path
 
