@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from segment_importer.mapping.coercion import parse_embedded_json
+
 # (a record keyed like a Segment message, the record's own unique id tagged with its source)
 SpecRecord = tuple[dict[str, Any], str | None]
 
@@ -55,3 +57,14 @@ def tagged(source: str, source_id: str | None) -> str | None:
 
 def without_none(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None and value != ""}
+
+
+def json_object(value: Any) -> dict[str, Any] | None:
+    """An object, or an object held as JSON text (connector tables and batch exports land
+    `properties` so); None for anything else."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        parsed = parse_embedded_json(value, None)
+        return parsed if isinstance(parsed, dict) else None
+    return None

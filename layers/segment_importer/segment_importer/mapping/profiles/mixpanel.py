@@ -24,12 +24,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from segment_importer.mapping.profiles.common import (
     Profile,
     SpecRecord,
     as_source_id,
+    json_object,
     tagged,
     text,
     without_none,
@@ -229,7 +228,7 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
         return _from_profile(record)
     if _is_fivetran(record):
         recorded = record.get("properties")
-        if recorded not in (None, "") and _parsed(recorded) is None:  # left to validation: invalid_field
+        if recorded not in (None, "") and json_object(recorded) is None:  # left to validation: invalid_field
             return {"type": "track", "event": record.get("name"), "properties": recorded}, None
         record, id_time = _from_fivetran(record)
         return _from_event(record, id_time)
@@ -302,7 +301,7 @@ def _from_fivetran(record: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     custom `properties` (JSON text) beside them; the bookkeeping columns stay, as internals.
     With it the time Mixpanel dedupes on, as the raw export writes it (epoch seconds; or
     milliseconds when the table's time has them), so both forms of an event share its id."""
-    properties = _parsed(record.get("properties")) or {}
+    properties = json_object(record.get("properties")) or {}
     line: dict[str, Any] = {"event": record.get("name")}
     for name, value in record.items():
         if name in ("name", "properties"):
@@ -339,7 +338,7 @@ def _from_profile(record: dict[str, Any]) -> SpecRecord:
     if _is_flat_profile(record):
         properties = {name: value for name, value in record.items() if name != "$distinct_id"}
     else:
-        properties = _parsed(record.get("$properties")) or {}
+        properties = json_object(record.get("$properties")) or {}
     traits = {PROFILE_TRAITS.get(name, name): value for name, value in properties.items()}
     context: dict[str, Any] = {}
     move_to_context(traits, CONTEXT_FIELDS, context)
@@ -355,23 +354,10 @@ def _from_profile(record: dict[str, Any]) -> SpecRecord:
 
 
 def _properties(record: dict[str, Any]) -> dict[str, Any] | None:
-    properties = _parsed(record.get("properties"))
+    properties = json_object(record.get("properties"))
     if properties is not None:
         record["properties"] = properties
     return dict(properties) if properties is not None else None
-
-
-def _parsed(value: Any) -> dict[str, Any] | None:
-    """An object, or an object held as JSON text (connector tables land `properties` so)."""
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, str) and value.lstrip().startswith("{"):
-        try:
-            parsed = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return None
-        return parsed if isinstance(parsed, dict) else None
-    return None
 
 
 MIXPANEL = Profile(NAME, matches, to_spec, IS_INTERNAL)

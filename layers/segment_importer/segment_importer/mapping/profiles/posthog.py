@@ -24,14 +24,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import orjson
-
 from segment_importer.mapping.coercion import coerce_text
 from segment_importer.mapping.profiles.common import (
     Profile,
     SpecRecord,
     as_source_id,
     first,
+    json_object,
     tagged,
     text,
     without_none,
@@ -277,15 +276,10 @@ def _object(value: Any) -> Any:
     """An object held as JSON text (batch exports) parsed; anything else as it is (an empty
     text is no object)."""
     if isinstance(value, str):
-        text_value = value.strip()
-        if not text_value:
+        if not value.strip():
             return None
-        if text_value.startswith("{"):
-            try:
-                parsed = orjson.loads(text_value)
-            except orjson.JSONDecodeError:
-                return value
-            return parsed if isinstance(parsed, dict) else value
+        parsed = json_object(value)
+        return parsed if parsed is not None else value
     return value
 
 
