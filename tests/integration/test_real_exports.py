@@ -48,7 +48,7 @@ def test_a_reused_id_column_mapped_to_message_id_never_merges_events(tmp_path: P
     report = result.files[0].report
     assert report["messages_queued"] == 4
     assert report["message_id_collisions"] == 2  # Shipped and Delivered reuse Placed's id
-    assert any("2 records repeat a messageId column's value" in warning for warning in report["warnings"])
+    assert any("2 records repeat an earlier record's event id" in warning for warning in report["warnings"])
     assert any("repeats column 'email' (columns 5 and 6)" in warning for warning in report["warnings"])
     messages = received(result)
     assert sorted(m["event"] for m in messages) == ["Order Delivered", "Order Placed", "Order Shipped"]
@@ -56,6 +56,53 @@ def test_a_reused_id_column_mapped_to_message_id_never_merges_events(tmp_path: P
     assert placed["properties"] == {"email": "a@example.com"}
     assert placed["context"]["traits"] == {"work_email": "b@example.com"}
     assert (result.endpoint_stats or {})["duplicates"] == 1  # the repeated row, deduped by Segment
+
+
+def test_distinct_events_sharing_an_export_id_all_arrive(tmp_path: Path) -> None:
+    # A client that stamps one id per batch (and a re-export of one event) in a Segment archive
+    # and a PostHog export: the three distinct events arrived as one (Segment deduped the
+    # others away) while the run said OK and counted no collision.
+    segment = tmp_path / "archive.ndjson"
+    segment.write_text(
+        "\n".join(
+            json.dumps({"type": "track", "messageId": "m-1", "userId": "u1", "event": event, "timestamp": ts})
+            for event, ts in [
+                ("Viewed", "2021-03-04T05:06:07Z"),
+                ("Clicked", "2021-03-04T05:06:08Z"),
+                ("Viewed", "2021-03-04T05:06:07Z"),  # the first event again: deduped, as it should be
+                ("Bought", "2021-03-04T05:06:09Z"),
+            ]
+        )
+        + "\n"
+    )
+    posthog = tmp_path / "posthog.ndjson"
+    posthog.write_text(
+        "\n".join(
+            json.dumps(
+                {"uuid": "0186", "event": event, "distinct_id": "d1", "timestamp": ts, "properties": {}}
+            )
+            for event, ts in [("$pageview", "2021-03-04T05:06:07Z"), ("signed_up", "2021-03-04T05:06:08Z")]
+        )
+        + "\n"
+    )
+    result = run_import(RunOptions([segment, posthog], out_dir=tmp_path / "out", show_progress=False))
+    assert result.ok
+    reports = {Path(f.report["key"]).name: f.report for f in result.files}
+    assert reports["archive.ndjson"]["message_id_collisions"] == 2
+    assert reports["posthog.ndjson"]["message_id_collisions"] == 1
+    assert any("repeat an earlier record's event id" in w for w in reports["archive.ndjson"]["warnings"])
+    kept = {m["messageId"]: (m["type"], m.get("event")) for m in received(result)}  # Segment's dedupe
+    assert sorted(kept.values(), key=str) == sorted(
+        [
+            ("track", "Viewed"),
+            ("track", "Clicked"),
+            ("track", "Bought"),
+            ("page", None),
+            ("track", "signed_up"),
+        ],
+        key=str,
+    )
+    assert (result.endpoint_stats or {})["duplicates"] == 1  # only the true repeat
 
 
 def test_a_mixpanel_utils_csv_and_the_raw_export_of_the_same_events_arrive_once(tmp_path: Path) -> None:

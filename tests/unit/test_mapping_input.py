@@ -3,12 +3,14 @@ the job's column renames applied at once."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
 
 from segment_importer.job import JobOptions
 from segment_importer.mapping.mapper import MessageMapper
+from segment_importer.mapping.message_ids import message_id_for_source_id
 from segment_importer.track.reasons import Reject
 
 TS = "2021-03-04T05:06:07.123Z"
@@ -116,3 +118,35 @@ def test_a_column_mapped_to_message_id_is_taken_with_event_user_and_time() -> No
     assert ids[0] == ids[2]  # the same event twice still dedupes
     assert mapper.id_collisions == 1
     assert MessageMapper(JobOptions(), "f:1", from_csv=False).id_collisions == 0
+
+
+def _archived(event: str) -> dict[str, Any]:
+    return {"type": "track", "messageId": "m-1", "userId": "u1", "event": event, "timestamp": TS}
+
+
+def _posthog(event: str) -> dict[str, Any]:
+    return {"uuid": "m-1", "event": event, "distinct_id": "u1", "timestamp": TS}
+
+
+@pytest.mark.parametrize(
+    ("job", "record", "tag"),
+    [(JobOptions(), _archived, "segment"), (JobOptions(source="posthog"), _posthog, "posthog")],
+    ids=["segment-fast-path", "posthog-general-path"],
+)
+def test_an_export_id_shared_by_distinct_events_keeps_them_apart_and_unique_ids_unchanged(
+    job: JobOptions, record: Any, tag: str
+) -> None:
+    mapper = MessageMapper(job, None, from_csv=False)
+    ids = [mapper.map(n, record(event))["messageId"] for n, event in enumerate(["A", "B", "A", "B", "C"], 1)]
+    assert ids[0] == message_id_for_source_id(job.message_id_salt, f"{tag}:m-1")  # the id it always had
+    assert (ids[0] == ids[2], ids[1] == ids[3]) == (True, True)  # true repeats still dedupe
+    assert len({ids[0], ids[1], ids[4]}) == 3
+    assert mapper.id_collisions == 3  # B, B again, C
+
+
+def test_an_export_id_on_a_record_with_an_unhashable_event_is_still_mapped() -> None:
+    mapper = MessageMapper(JobOptions(source="posthog"), None, from_csv=False)
+    for event in (["not", "text"], {"also": "not"}):
+        record = {"uuid": "m-1", "event": event, "distinct_id": "u1", "timestamp": TS, "properties": {}}
+        with contextlib.suppress(Reject):  # rejected as a bad event is fine; a TypeError is not
+            mapper.map(1, record)

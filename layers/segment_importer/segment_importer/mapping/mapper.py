@@ -11,7 +11,7 @@ from typing import Any
 from segment_importer import __version__
 from segment_importer.job import CALL_TYPES, JobOptions, deep_merge
 from segment_importer.mapping.csv_shapes import CellNesting
-from segment_importer.mapping.message_ids import DeclaredIds, MessageIds
+from segment_importer.mapping.message_ids import DeclaredIds, MessageIds, NativeIds
 from segment_importer.mapping.profiles import (
     AUTO,
     SNAKE_CASE_ALIASES,
@@ -101,15 +101,17 @@ class MessageMapper:
         self._times = TimeReader(job.timezone, job.timestamp_format, job.timestamp_range)
         # The reader already drops empty cells and `\N`: only other null spellings cost a pass.
         self._nulls = frozenset(job.null_values) - {"", "\\N"}
+        # Records sharing a source id with another event, user or time keep apart (counted).
+        native_ids = NativeIds()
         declared = "messageId" in job.columns.values()
-        self._declared_ids = DeclaredIds() if declared else None
+        self._repeated_ids: DeclaredIds | NativeIds = DeclaredIds() if declared else native_ids
         # Segment-shaped JSON records, planned once per tuple of keys; None: every record
         # takes `map`. The caller tries `fast.map` first, then `map` when it returns None.
         self.fast: SegmentFastPath | None = None
         if SegmentFastPath.applies(job, from_csv=from_csv):
             self.fast = SegmentFastPath(
-                job, self._ids, self._times, build_keys=_BUILD_KEYS, placed=_PLACED_KEYS,
-                library=IMPORTER_LIBRARY,
+                job, self._ids, self._times, native_ids=native_ids, build_keys=_BUILD_KEYS,
+                placed=_PLACED_KEYS, library=IMPORTER_LIBRARY,
             )  # fmt: skip
 
     def map(self, number: int, fields: dict[str, Any]) -> dict[str, Any]:
@@ -125,9 +127,8 @@ class MessageMapper:
         if profile.is_internal is not None and not self._job.keep_vendor_internals:
             _drop_internals(spec, profile.is_internal)
         message = self._build(spec)
-        if source_id is not None and self._declared_ids is not None:
-            source_id = self._declared_ids.distinct(source_id, message)
         if source_id:
+            source_id = self._repeated_ids.distinct(source_id, message)
             message["messageId"] = self._ids.for_source(source_id)
         elif self._ids.by_content:
             message["messageId"] = self._ids.for_content(number, fields)
@@ -137,9 +138,9 @@ class MessageMapper:
 
     @property
     def id_collisions(self) -> int:
-        """Records whose declared id (a column the job maps to messageId) an earlier record
-        of this part already had with another event, user or time."""
-        return self._declared_ids.collisions if self._declared_ids is not None else 0
+        """Records whose id (the export's own, or a column the job maps to messageId) an
+        earlier record of this part already had with another event, user or time."""
+        return self._repeated_ids.collisions
 
     def _shape_input(self, fields: dict[str, Any]) -> dict[str, Any]:
         if not self._from_csv:

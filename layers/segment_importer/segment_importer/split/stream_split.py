@@ -187,8 +187,9 @@ def _warn_of_id_collisions(report: ImportReport, collisions: int) -> None:
     if collisions:
         report.message_id_collisions += collisions
         report.warnings.append(
-            f"{collisions} records repeat a messageId column's value with another event, user or time: "
-            "their messageIds include those fields, so they are not merged"
+            f"{collisions} records repeat an earlier record's event id (its messageId, insert id, uuid or "
+            "event_id) with another event, user or time: their messageIds include those fields, so "
+            "they are not merged"
         )
 
 
