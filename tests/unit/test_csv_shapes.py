@@ -129,3 +129,23 @@ def test_version_cells_stay_text_wherever_they_are() -> None:
             "properties": {"appVersion": "2.10", "price": 19.9},
             "traits": {"Version": "1"},
         }
+
+
+def test_build_number_cells_stay_text_and_look_alikes_do_not() -> None:
+    """mixpanel-utils' CSV export: `$app_build_number` 5201 was sent as the number 5201 (the
+    raw export, and Segment's `context.app.build`, hold text). `buildings` is still data."""
+    row = {
+        "$app_build_number": "5201",
+        "$app_release": "0042",
+        "context_app_build": "310",
+        "properties.build": "7",
+        "properties.buildings": "3",
+        "properties.rebuild_count": "2",
+    }
+    for result in every_way(row):
+        assert result == {
+            "$app_build_number": "5201",
+            "$app_release": "0042",
+            "context_app_build": "310",
+            "properties": {"build": "7", "buildings": 3, "rebuild_count": 2},
+        }

@@ -54,17 +54,8 @@ def imported(sample: Path, job: JobOptions | None = None) -> list[dict[str, Any]
     return messages
 
 
-# Samples whose expected messages a CSV cannot give yet: cells that look like numbers are
-# numbers (coercion), so mixpanel-utils' `$os_version` 16.4 and `$app_build_number` 5201 are
-# no longer text (QA item 22, CSV typing, not the profile). test_mixpanel_utils_csv_* pins
-# that these are the only differences.
-CSV_TYPING_GAPS = {"mixpanel-utils-events.csv": "QA 22: CSV cells like 5201 are read as numbers"}
-
-
 def _sample_param(path: Path) -> Any:
-    gap = CSV_TYPING_GAPS.get(path.name)
-    marks = [pytest.mark.xfail(reason=gap, strict=True)] if gap else []
-    return pytest.param(path, marks=marks, id=f"{path.parent.name}/{path.name}")
+    return pytest.param(path, id=f"{path.parent.name}/{path.name}")
 
 
 @pytest.mark.parametrize("sample", [_sample_param(path) for path in SAMPLES])
@@ -246,8 +237,7 @@ def test_mixpanel_utils_csv_maps_as_the_raw_export_of_the_same_events() -> None:
     differences = [sorted(_differences(csv, raw)) for csv, raw in zip(from_csv, from_json, strict=True)]
     # Versions stay text in CSV (the raw export has `$browser_version` as a number).
     viewed_pricing = [".context.browser.version: '11.1' != 11.1"]
-    song_played = [".context.app.build: 5201 != '5201'"]
-    assert differences == [viewed_pricing, song_played, [], [], []]
+    assert differences == [viewed_pricing, [], [], [], []]  # the build number is text, as in JSON
 
 
 def test_mixpanel_utils_people_csv_maps_as_the_engage_export() -> None:

@@ -11,6 +11,7 @@ nested dict display over the row's values (`_compiled_builder`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
@@ -20,6 +21,9 @@ from segment_importer.mapping.profiles import canonical_field
 
 # What a cell of a column turns into, decided once per column name.
 _TEXT, _DATA, _OBJECT = 0, 1, 2
+# `build`, `app_build`, `$app_build_number`, `context_app_build`, and Mixpanel's `$app_release`
+# (its build number), not `buildings`.
+_BUILD_NAME = re.compile(r"(?:^|[^a-z])build(?:_?number)?$|^\$?app_release$")
 _MAX_COLUMN_PLANS = 4096  # keys of JSON records renamed by `columns` are unbounded: stop caching
 _MAX_ROW_SHAPES = 1024  # distinct sets of non-empty columns planned per file
 _COMPILE_AFTER = 1  # rows a shape is built by its plan before its code is generated
@@ -217,8 +221,10 @@ def _column_plan(key: str, text_keys: frozenset[str], object_keys: frozenset[str
 
 def _holds_data(key: str, text_keys: frozenset[str]) -> bool:
     """Cells under properties/traits, and bare columns (which become properties or traits).
-    Versions stay text wherever they are (`os_version` 14.10 is not the number 14.1)."""
-    if "version" in key.rpartition(".")[2].lower():
+    Versions and build numbers stay text wherever they are (`os_version` 14.10 is not the
+    number 14.1; Segment's `context.app.build` is text, Mixpanel's `$app_build_number` too)."""
+    leaf = key.rpartition(".")[2].lower()
+    if "version" in leaf or _BUILD_NAME.search(leaf):
         return False
     head, dot, _ = key.partition(".")
     if dot:
