@@ -150,3 +150,20 @@ def test_an_export_id_on_a_record_with_an_unhashable_event_is_still_mapped() -> 
         record = {"uuid": "m-1", "event": event, "distinct_id": "u1", "timestamp": TS, "properties": {}}
         with contextlib.suppress(Reject):  # rejected as a bad event is fine; a TypeError is not
             mapper.map(1, record)
+
+
+def test_a_created_at_column_of_identify_and_group_rows_is_the_created_at_trait() -> None:
+    """QA, a CRM export of users and accounts: `created_at` became the call's time and was
+    dropped, so destinations never saw when the account was created."""
+    crm = {"userId": "u1", "email": "a@example.com", "created_at": "2020-01-02T03:04:05Z"}
+    identify = mapped(crm, from_csv=True, default_type="identify")
+    assert identify["traits"] == {"email": "a@example.com", "createdAt": "2020-01-02T03:04:05Z"}
+    assert identify["timestamp"] == "2020-01-02T03:04:05.000Z"  # still the time, lacking another
+    account = {"userId": "u1", "groupId": "g1", "Created At": "2020-01-02", "timestamp": TS}
+    group = mapped(account, from_csv=True, default_type="group")
+    assert (group["traits"], group["timestamp"]) == ({"createdAt": "2020-01-02"}, TS)
+    users = MessageMapper(JobOptions(), None, from_csv=True, file_key="imports/users.csv")
+    row = {"id": "u1", "created_at": "2020-01-02T03:04:05Z", "received_at": TS}
+    assert users.map(1, row)["traits"] == {"createdAt": "2020-01-02T03:04:05Z"}
+    track = mapped({"userId": "u1", "event": "E", "created_at": TS}, from_csv=True)
+    assert ("properties" not in track, track["timestamp"]) == (True, TS)  # a track's time, as before

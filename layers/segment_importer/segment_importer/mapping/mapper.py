@@ -14,11 +14,13 @@ from segment_importer.mapping.csv_shapes import CellNesting
 from segment_importer.mapping.message_ids import DeclaredIds, MessageIds, NativeIds
 from segment_importer.mapping.profiles import (
     AUTO,
+    FALLBACK,
     SNAKE_CASE_ALIASES,
     detect_profile,
     profile_named,
 )
 from segment_importer.mapping.profiles.context_paths import SOURCE_LIBRARY_KEY
+from segment_importer.mapping.profiles.spellings import created_at_column, keep_created_at_trait
 from segment_importer.mapping.profiles.warehouse import (
     TABLE_CALL_TYPES,
     USERS_TABLE,
@@ -123,10 +125,13 @@ class MessageMapper:
         if self._job.timestamp_format:
             record = with_formatted_times(record, self._times)
         profile = self._profile or detect_profile(record)
+        created = created_at_column(record) if profile is FALLBACK and self._may_hold_traits(record) else None
         spec, source_id = profile.to_spec(record)
         if profile.is_internal is not None and not self._job.keep_vendor_internals:
             _drop_internals(spec, profile.is_internal)
         message = self._build(spec)
+        if created is not None and message["type"] in _TRAIT_TYPES:
+            keep_created_at_trait(message, created)
         if source_id:
             source_id = self._repeated_ids.distinct(source_id, message)
             message["messageId"] = self._ids.for_source(source_id)
@@ -135,6 +140,13 @@ class MessageMapper:
         else:
             message["messageId"] = self._ids.for_position(number)
         return message
+
+    def _may_hold_traits(self, record: dict[str, Any]) -> bool:
+        """Could this record be an identify or group call (its type, the table's, the job's)?"""
+        call_type = record.get("type")
+        if call_type is None:
+            return self._job.default_type in _TRAIT_TYPES
+        return type(call_type) is str and call_type.strip().lower() in _TRAIT_TYPES
 
     @property
     def id_collisions(self) -> int:

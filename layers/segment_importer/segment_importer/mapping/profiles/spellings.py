@@ -57,6 +57,26 @@ def respell(record: dict[str, Any], *, keep: str = "") -> None:
             return
 
 
+def created_at_column(record: dict[str, Any]) -> tuple[str, Any] | None:
+    """A top-level column spelling `createdAt` (`created_at`, `Created At`), and its value."""
+    for key, value in record.items():
+        if key.translate(_NOT_IN_NAMES).lower() == "createdat":
+            return key, value
+    return None
+
+
+def keep_created_at_trait(message: dict[str, Any], column: tuple[str, Any]) -> None:
+    """On an identify or group call a created-at column is Segment's reserved trait
+    `createdAt` (when the account was created: Intercom's signup date, Customer.io's
+    created_at), even when it was also taken as the call's time: it is not dropped."""
+    key, value = column
+    traits = message.setdefault("traits", {})
+    if not isinstance(traits, dict) or ("createdAt" in traits and key != "createdAt"):
+        return
+    traits.pop(key, None)  # the column as written, moved in with the other columns
+    traits["createdAt"] = value
+
+
 def _is_time(value: Any) -> bool:
     try:
         parse_timestamp(value)
