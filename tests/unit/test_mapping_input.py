@@ -167,3 +167,19 @@ def test_a_created_at_column_of_identify_and_group_rows_is_the_created_at_trait(
     assert users.map(1, row)["traits"] == {"createdAt": "2020-01-02T03:04:05Z"}
     track = mapped({"userId": "u1", "event": "E", "created_at": TS}, from_csv=True)
     assert ("properties" not in track, track["timestamp"]) == (True, TS)  # a track's time, as before
+
+
+def test_a_jobs_event_makes_rows_of_a_per_event_warehouse_table_track_calls() -> None:
+    """QA, RudderStack's `order_completed` table exported without its `event` column: with a
+    job's `"event": "Order Completed"` every row became an identify (the table guess)."""
+    row = {"id": "m1", "user_id": "u1", "timestamp": TS, "received_at": TS, "uuid_ts": TS, "total": "10"}
+    job = JobOptions(default_event="Order Completed")
+    for key in ("imports/order_completed.csv", "imports/rudder/order_completed_0000_part_00"):
+        message = MessageMapper(job, None, from_csv=True, file_key=key).map(1, dict(row))
+        assert (message["type"], message["event"], message["properties"]) == (
+            "track",
+            "Order Completed",
+            {"total": 10},
+        )
+    identifies = MessageMapper(job, None, from_csv=True, file_key="imports/identifies.csv").map(1, dict(row))
+    assert identifies["type"] == "identify"  # the table's name still says what its rows are

@@ -95,10 +95,13 @@ class MessageMapper:
         # A warehouse row has no `type` column (the table is the type): a job's `type` names
         # the table, else the file's name (`identifies.csv`), and either wins over the
         # profile's guess from the columns; `track`, the default, cannot be told from a job
-        # that sets none, so it leaves the name or the guess.
+        # that sets none, so it leaves the name or the guess. A job's `event` says the rows
+        # are track calls where the name says nothing (a per-event table, `order_completed`,
+        # exported without its `event` column: the guess made its rows identifies).
         table = table_of_file(file_key)
         job_type = job.default_type if job.default_type != "track" else None
-        self._table_type = job_type or TABLE_CALL_TYPES.get(table or "")
+        event_type = "track" if job.default_event else None
+        self._table_type = job_type or TABLE_CALL_TYPES.get(table or "") or event_type
         self._users_table = table == USERS_TABLE and job_type in (None, "identify")
         self._times = TimeReader(job.timezone, job.timestamp_format, job.timestamp_range)
         # The reader already drops empty cells and `\N`: only other null spellings cost a pass.
