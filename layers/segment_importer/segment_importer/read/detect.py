@@ -8,7 +8,8 @@ array of records (`{"batch": [...]}`, `{"results": [...]}`, `{"data": [...]}`) i
 that array, one holding several is refused naming them, and one holding none is a record
 itself (several such documents one after another are several records). A file that is a
 single line holding one object that wraps records under a well-known key (DOCUMENT_ARRAY_KEYS)
-is read as its array too. Anything else is CSV.
+is read as its array too. A first line that is a Snowplow enriched event (headerless TSV:
+platform, collector time and event id in their places) is Snowplow TSV. Anything else is CSV.
 Parquet is recognised by its magic bytes (and read); other binary files people export (Avro, ZIP
 inside another file, Excel...) are named, not read as CSV.
 """
@@ -25,6 +26,7 @@ from segment_importer.read.json_array import ijson_backend
 from segment_importer.read.opening import BOM, GZIP_MAGIC, content_start
 from segment_importer.read.reader import Format
 from segment_importer.read.records import FileFormatError
+from segment_importer.read.snowplow_tsv import looks_like_enriched
 
 PARQUET_MAGIC = b"PAR1"
 _SCAN_BYTES = 1 << 16  # how much of the head is searched for a document's array key
@@ -115,6 +117,9 @@ def detect(head: bytes, hint: str | None) -> tuple[Format, str | None]:
     if content[:1] == b"[":
         return Format.JSON_ARRAY, None
     if content[:1] != b"{":
+        # From the raw head: an event's first field (app_id) may be empty, the line a tab.
+        if looks_like_enriched(head.lstrip(b"\r\n").partition(b"\n")[0]):
+            return Format.SNOWPLOW_TSV, None
         return Format.CSV, None
     first_line, _, rest = content.partition(b"\n")
     try:  # a complete object on the first line: NDJSON (even when it is the only line)
