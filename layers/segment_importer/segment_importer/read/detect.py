@@ -16,6 +16,7 @@ inside another file, Excel...) are named, not read as CSV.
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass
 
 import ijson
@@ -23,7 +24,7 @@ import orjson
 
 from segment_importer.read.compression import compression_of
 from segment_importer.read.json_array import ijson_backend
-from segment_importer.read.opening import BOM, GZIP_MAGIC, content_start
+from segment_importer.read.opening import BOM, GZIP_MAGIC, content_start, wide_encoding
 from segment_importer.read.reader import Format
 from segment_importer.read.records import FileFormatError
 from segment_importer.read.snowplow_tsv import looks_like_enriched
@@ -64,9 +65,10 @@ class PlainShape:
 
 def plain_shape(head: bytes, key: str) -> PlainShape | None:
     """The format and delimiter `open_records` would read an object with, from its head;
-    None for compressed data. The same detection as `open_records` (FileFormatError for binary files)."""
-    if head.startswith(GZIP_MAGIC) or compression_of(head):
-        return None
+    None for compressed data and UTF-16/32 text (neither can be cut in byte ranges). The same
+    detection as `open_records` (FileFormatError for binary files)."""
+    if head.startswith(GZIP_MAGIC) or compression_of(head) or wide_encoding(head):
+        return None  # compressed, or UTF-16/32 text: its offsets are not the object's
     hint = extension_hint(key)
     content = head.removeprefix(BOM)
     fmt, _ = detect(content, hint)
@@ -103,6 +105,31 @@ def _refuse_binary(head: bytes) -> None:
     for magic, what in _BINARY_FORMATS:
         if head.startswith(magic):
             raise FileFormatError(f"this is {what}")
+
+
+_WIDE_PROBE = 16  # bytes of the head looked at for UTF-16 text without a byte order mark
+
+
+def refuse_wide_without_bom(head: bytes, encoding: str) -> None:
+    """UTF-16 without a byte order mark (text with a NUL byte beside every character): read as
+    UTF-8 it would be a reject per line. Text with its BOM is decoded (opening.as_utf8); a job
+    whose `encoding` is UTF-16/32 reads it as CSV in that encoding."""
+    probe = head[:_WIDE_PROBE]
+    if len(probe) < 4 or _is_wide(encoding):
+        return
+    for order, zeros, chars in (("LE", probe[1::2], probe[0::2]), ("BE", probe[0::2], probe[1::2])):
+        if not zeros.strip(b"\0") and all(0x09 <= byte < 0x7F for byte in chars):
+            raise FileFormatError(
+                f"this is UTF-16 {order} text without a byte order mark: convert it to UTF-8"
+                f" (`iconv -f UTF-16{order} -t UTF-8`), or save it with its BOM"
+            )
+
+
+def _is_wide(encoding: str) -> bool:
+    try:
+        return codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
+    except LookupError:
+        return False
 
 
 def detect(head: bytes, hint: str | None) -> tuple[Format, str | None]:
