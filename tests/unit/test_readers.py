@@ -24,6 +24,9 @@ from segment_importer.split.s3_objects import ObjectIdentity, S3ObjectHandle
 LAYER = Path(__file__).resolve().parents[2] / "layers" / "segment_importer" / "segment_importer"
 NDJSON = b'{"userId":"u1","event":"A"}\n{"userId":"u2","event":"B"}\n'
 CSV = b"userId,event\nu1,A\nu2,B\n"
+SNOWPLOW_TSV = (
+    Path(__file__).resolve().parents[1] / "fixtures/vendors/snowplow/sdk/page-view.tsv"
+).read_bytes()
 
 
 def test_every_format_has_one_reader_that_names_itself() -> None:
@@ -105,6 +108,11 @@ def _parquet() -> bytes:
 
 @pytest.mark.parametrize("fmt", list(Format))
 def test_a_known_format_skips_detection(fmt: Format) -> None:
-    samples = {Format.NDJSON: NDJSON, Format.JSON_ARRAY: b'[{"a": 1}]', Format.CSV: CSV}
+    samples = {
+        Format.NDJSON: NDJSON,
+        Format.JSON_ARRAY: b'[{"a": 1}]',
+        Format.CSV: CSV,
+        Format.SNOWPLOW_TSV: SNOWPLOW_TSV,
+    }
     data = _parquet() if fmt is Format.PARQUET else samples[fmt]
     assert open_records(BytesHandle(data), "no-extension", known_format=fmt).format == fmt.value

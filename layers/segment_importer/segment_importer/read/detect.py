@@ -8,13 +8,15 @@ array of records (`{"batch": [...]}`, `{"results": [...]}`, `{"data": [...]}`) i
 that array, one holding several is refused naming them, and one holding none is a record
 itself (several such documents one after another are several records). A file that is a
 single line holding one object that wraps records under a well-known key (DOCUMENT_ARRAY_KEYS)
-is read as its array too. Anything else is CSV.
+is read as its array too. A first line that is a Snowplow enriched event (headerless TSV:
+platform, collector time and event id in their places) is Snowplow TSV. Anything else is CSV.
 Parquet is recognised by its magic bytes (and read); other binary files people export (Avro, ZIP
 inside another file, Excel...) are named, not read as CSV.
 """
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass
 
 import ijson
@@ -22,9 +24,10 @@ import orjson
 
 from segment_importer.read.compression import compression_of
 from segment_importer.read.json_array import ijson_backend
-from segment_importer.read.opening import BOM, GZIP_MAGIC, content_start
+from segment_importer.read.opening import BOM, GZIP_MAGIC, content_start, wide_encoding
 from segment_importer.read.reader import Format
 from segment_importer.read.records import FileFormatError
+from segment_importer.read.snowplow_tsv import looks_like_enriched
 
 PARQUET_MAGIC = b"PAR1"
 _SCAN_BYTES = 1 << 16  # how much of the head is searched for a document's array key
@@ -62,9 +65,10 @@ class PlainShape:
 
 def plain_shape(head: bytes, key: str) -> PlainShape | None:
     """The format and delimiter `open_records` would read an object with, from its head;
-    None for compressed data. The same detection as `open_records` (FileFormatError for binary files)."""
-    if head.startswith(GZIP_MAGIC) or compression_of(head):
-        return None
+    None for compressed data and UTF-16/32 text (neither can be cut in byte ranges). The same
+    detection as `open_records` (FileFormatError for binary files)."""
+    if head.startswith(GZIP_MAGIC) or compression_of(head) or wide_encoding(head):
+        return None  # compressed, or UTF-16/32 text: its offsets are not the object's
     hint = extension_hint(key)
     content = head.removeprefix(BOM)
     fmt, _ = detect(content, hint)
@@ -103,6 +107,31 @@ def _refuse_binary(head: bytes) -> None:
             raise FileFormatError(f"this is {what}")
 
 
+_WIDE_PROBE = 16  # bytes of the head looked at for UTF-16 text without a byte order mark
+
+
+def refuse_wide_without_bom(head: bytes, encoding: str) -> None:
+    """UTF-16 without a byte order mark (text with a NUL byte beside every character): read as
+    UTF-8 it would be a reject per line. Text with its BOM is decoded (opening.as_utf8); a job
+    whose `encoding` is UTF-16/32 reads it as CSV in that encoding."""
+    probe = head[:_WIDE_PROBE]
+    if len(probe) < 4 or _is_wide(encoding):
+        return
+    for order, zeros, chars in (("LE", probe[1::2], probe[0::2]), ("BE", probe[0::2], probe[1::2])):
+        if not zeros.strip(b"\0") and all(0x09 <= byte < 0x7F for byte in chars):
+            raise FileFormatError(
+                f"this is UTF-16 {order} text without a byte order mark: convert it to UTF-8"
+                f" (`iconv -f UTF-16{order} -t UTF-8`), or save it with its BOM"
+            )
+
+
+def _is_wide(encoding: str) -> bool:
+    try:
+        return codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
+    except LookupError:
+        return False
+
+
 def detect(head: bytes, hint: str | None) -> tuple[Format, str | None]:
     """(format, the array key of a JSON document: a key, DOCUMENT_VALUES, or None for a
     top-level array and for the other formats)."""
@@ -115,6 +144,9 @@ def detect(head: bytes, hint: str | None) -> tuple[Format, str | None]:
     if content[:1] == b"[":
         return Format.JSON_ARRAY, None
     if content[:1] != b"{":
+        # From the raw head: an event's first field (app_id) may be empty, the line a tab.
+        if looks_like_enriched(head.lstrip(b"\r\n").partition(b"\n")[0]):
+            return Format.SNOWPLOW_TSV, None
         return Format.CSV, None
     first_line, _, rest = content.partition(b"\n")
     try:  # a complete object on the first line: NDJSON (even when it is the only line)

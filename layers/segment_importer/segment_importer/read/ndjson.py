@@ -2,7 +2,7 @@
 
 A line over `max_record_bytes` is skipped (`record_too_large`) without being held whole; a
 bad line costs one record. Record numbers are physical lines (blank lines count, as in an
-editor), so a part can resume at the byte offset after any line (`_Position`).
+editor), so a part can resume at the byte offset after any line (`LinePosition`).
 
 The hot path (`_ndjson_records`): splitting a 1 MiB chunk with bytes.split and looping over
 the list costs less per line than readline() calls, and the size check is one max() per
@@ -40,7 +40,7 @@ from segment_importer.track import reasons
 _EXCERPT_BYTES = RAW_EXCERPT_CHARS * 4  # enough bytes for any excerpt; avoids decoding more
 
 
-class _Position:
+class LinePosition:
     """The reader's current block of lines, so a stop can be turned into an offset."""
 
     __slots__ = ("base", "first", "lines")
@@ -72,7 +72,7 @@ class NdjsonReader:
 
     def open(self, content: Content, options: ReadOptions) -> RecordStream:
         resume = options.resume
-        position = _Position(resume.offset if resume else content.bom)
+        position = LinePosition(resume.offset if resume else content.bom)
         first = resume.line - 1 if resume else 0
         records = _ndjson_records(content.source.take, options.max_record_bytes, first, position)
         return RecordStream(self.format.value, content.compression, records, position)
@@ -82,7 +82,7 @@ NDJSON_READER = NdjsonReader()
 
 
 def _ndjson_records(
-    take: Callable[[int], bytes], limit: int, number: int = 0, position: _Position | None = None
+    take: Callable[[int], bytes], limit: int, number: int = 0, position: LinePosition | None = None
 ) -> Iterator[SourceRecord]:
     """One record per line, parsed in place from 1 MiB chunks (the hot path; see above)."""
     loads, decode_error, record = orjson.loads, orjson.JSONDecodeError, SourceRecord
@@ -137,7 +137,7 @@ def _ndjson_records(
 
 
 def _last_line(
-    tail: bytes, number: int, limit: int, consumed: int, position: _Position | None
+    tail: bytes, number: int, limit: int, consumed: int, position: LinePosition | None
 ) -> Iterator[SourceRecord]:
     """The file's last line when it has no newline after it."""
     if position is not None:

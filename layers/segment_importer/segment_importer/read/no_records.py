@@ -26,6 +26,8 @@ def what_it_looks_like(head: bytes, fmt: Format) -> str:
         return "JSON that is not one object per line nor one document"
     if fmt is Format.CSV:
         return "text without a CSV header its rows match (a log, or a file with a title above the header?)"
+    if fmt is Format.SNOWPLOW_TSV:
+        return "tab-separated lines that are not Snowplow enriched events of the current 131-field layout"
     return f"something other than {fmt.value}"
 
 

@@ -1,15 +1,19 @@
-"""Opening an export object: gzip (magic bytes, not the extension), the UTF-8 BOM, the head.
+"""Opening an export object: gzip (magic bytes, not the extension), byte order marks, the head.
 
 `open_content` reads the head of the object (decompressed when it starts with the gzip magic
 bytes) until it holds the first content line, and returns a `Content`: that head, without a
 BOM, and the rest of the content as one byte source the format's reader goes on with.
 Multi-member gzip is supported. Data expanding more than MAX_GZIP_EXPANSION-fold (past
-64 MiB) is read no further: a decompression bomb ends in a `file_unreadable` record. See
-docs/formats.md for the rules.
+64 MiB) is read no further: a decompression bomb ends in a `file_unreadable` record.
+Text that starts with a UTF-16 or UTF-32 byte order mark (as Excel's "Unicode text" and
+PowerShell write it) is decoded incrementally and handed on as UTF-8, so detection and every
+reader see UTF-8; its offsets are then those of the UTF-8 text (`Content.encoding` says so).
+See docs/formats.md for the rules.
 """
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import zlib
@@ -29,6 +33,16 @@ BOM = b"\xef\xbb\xbf"
 # the floor, a file expanding more than this is read no further (a decompression bomb).
 MAX_GZIP_EXPANSION = 400
 _EXPANSION_FLOOR = 64 << 20
+
+# Byte order marks of text decoded to UTF-8 before detection: (mark, name, codec). UTF-32 LE
+# first: its mark starts with UTF-16 LE's. The codecs read the mark and drop it.
+WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32 LE", "utf-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32 BE", "utf-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16 LE", "utf-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16 BE", "utf-16"),
+)
+_WIDEST_BOM = 4
 
 # What GzipFile raises for damaged data. Source errors (network) are deliberately absent.
 _GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)
@@ -50,6 +64,7 @@ class Content:
     handle: ObjectHandle | None = None
     hint: str | None = None  # the format the key's extension suggests (detect.extension_hint)
     doc_key: str | None = None  # a single JSON document's array key ("batch"), once detected
+    encoding: str = ""  # "UTF-16 LE" when the text was decoded from it (by its BOM) to UTF-8
 
 
 def open_content(
@@ -68,35 +83,135 @@ def open_content(
         raw = io.BufferedReader(ByteSource(compressed.read, head), CHUNK)
         # read1: salvage all data before damage
         read = _ExpansionGuard(gzip.GzipFile(fileobj=raw, mode="rb").read1, compressed).read
-        head = _skip_to(read, resume, b"") if resume and not stream_at_resume else b""
+        read, head, encoding = as_utf8(read, b"", _GZIP_ERRORS)
+        head = _skip_to(read, resume, head) if resume and not stream_at_resume else head
         head, error = _sniff(read, head, cap)
         source = ByteSource(read, head.removeprefix(BOM), error, damage=_GZIP_ERRORS)
         compression = "gzip"
     elif compression_of(head):
-        compression, source, head = _decompressed(stream.read, head, resume, stream_at_resume, cap)
+        compression, source, head, encoding = _decompressed(stream.read, head, resume, stream_at_resume, cap)
     else:
+        read, head, encoding = as_utf8(stream.read, head, ())
         if resume and not stream_at_resume:
-            head = _skip_to(stream.read, resume, head)
-        head, _ = _sniff(stream.read, head, cap)
-        source = ByteSource(stream.read, head.removeprefix(BOM))
+            head = _skip_to(read, resume, head)
+        head, error = _sniff(read, head, cap)  # damage: only text that does not decode
+        source = ByteSource(read, head.removeprefix(BOM), error)
         compression = "none"
     bom = len(BOM) if head.startswith(BOM) else 0
-    return Content(source, head.removeprefix(BOM), bom, compression, handle)
+    return Content(source, head.removeprefix(BOM), bom, compression, handle, encoding=encoding)
 
 
 def _decompressed(
     read_stored: Callable[[int], bytes], head: bytes, resume: ResumePoint | None, at_resume: bool, cap: int
-) -> tuple[str, ByteSource, bytes]:
+) -> tuple[str, ByteSource, bytes, str]:
     """A bzip2 or Zstandard object's content (see `compression`), guarded as gzip is."""
     kind = compression_of(head) or ""
     damage = damage_errors(kind)
     compressed = _CountingReader(read_stored, len(head))
     read = decompressor(kind, ByteSource(compressed.read, head).take)
     read = _ExpansionGuard(read, compressed, kind).read
-    head = _skip_to(read, resume, b"") if resume and not at_resume else b""
+    read, head, encoding = as_utf8(read, b"", damage)
+    head = _skip_to(read, resume, head) if resume and not at_resume else head
     head, error = _sniff(read, head, cap, damage, kind)
     source = ByteSource(read, head.removeprefix(BOM), error, damage=damage, kind=kind)
-    return kind, source, head
+    return kind, source, head, encoding
+
+
+def wide_encoding(head: bytes) -> tuple[str, str] | None:
+    """(name, codec) of the UTF-16/UTF-32 byte order mark `head` starts with, if any."""
+    for mark, name, codec in WIDE_BOMS:
+        if head.startswith(mark):
+            return name, codec
+    return None
+
+
+def as_utf8(
+    read: Callable[[int], bytes], head: bytes, damage: tuple[type[BaseException], ...]
+) -> tuple[Callable[[int], bytes], bytes, str]:
+    """(read, head, encoding): `read` and the bytes already read from it, unchanged for text
+    without a UTF-16/32 byte order mark; else a read of the text as UTF-8 (head then empty)
+    and the encoding's name. Damage met while peeking is raised on the first read after the head."""
+    error: BaseException | None = None
+    try:
+        while len(head) < _WIDEST_BOM:
+            data = read(_SNIFF_CHUNK)
+            if not data:
+                break
+            head += data
+    except damage as exc:
+        error = exc
+    wide = wide_encoding(head)
+    if wide is None and error is None:
+        return read, head, ""
+    prepended = _Prepended(read, head, error).read
+    if wide is None:
+        return prepended, b"", ""
+    name, codec = wide
+    return _Utf8Transcoder(prepended, name, codec).read, b"", name
+
+
+class _Prepended:
+    """Bytes already read, then (an error met reading them, then) the rest."""
+
+    __slots__ = ("_error", "_head", "_read")
+
+    def __init__(self, read: Callable[[int], bytes], head: bytes, error: BaseException | None) -> None:
+        self._read, self._head, self._error = read, head, error
+
+    def read(self, size: int) -> bytes:
+        if self._head:
+            data, self._head = self._head, b""
+            return data
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        return self._read(size)
+
+
+class _Utf8Transcoder:
+    """UTF-16/32 text as UTF-8, decoded incrementally (a read may end inside a character or
+    a surrogate pair). Text that does not decode (a lone surrogate, a cut last character)
+    is damage: the readers end the file there with `file_unreadable`, never garbled."""
+
+    __slots__ = ("_codec", "_decoded", "_decoder", "_done", "_error", "_name", "_read")
+
+    def __init__(self, read: Callable[[int], bytes], name: str, codec: str) -> None:
+        self._read = read
+        self._name = name
+        self._codec = codec
+        self._decoder = codecs.getincrementaldecoder(codec)("strict")
+        self._decoded = 0  # bytes of the encoded text handed to the decoder
+        self._done = False
+        self._error: DamagedError | None = None  # met after the text already returned
+
+    def read(self, size: int) -> bytes:
+        while not self._done:
+            data = self._read(size)
+            state = self._decoder.getstate()  # (the bytes of a half character, the byte order)
+            try:
+                text = self._decoder.decode(data, final=not data)
+            except UnicodeDecodeError as exc:
+                return self._until_damage(data, state, exc)
+            self._decoded += len(data)
+            self._done = not data
+            if text:
+                return text.encode("utf-8")
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        return b""
+
+    def _until_damage(self, data: bytes, state: tuple[bytes, int], exc: UnicodeDecodeError) -> bytes:
+        """The text before the bytes that do not decode; the damage is raised on the next read."""
+        self._decoder.setstate(state)
+        good = max(exc.start - len(state[0]), 0)  # the error's offset counts the carried bytes
+        text = self._decoder.decode(data[:good], final=False)
+        self._done = True
+        self._error = DamagedError(
+            f"the {self._name} text does not decode after byte {self._decoded + good:,}"
+            f" ({exc.reason}); convert it with `iconv -f {self._codec.upper()} -t UTF-8`"
+        )
+        return text.encode("utf-8") if text else self.read(0)
 
 
 def content_start(head: bytes) -> bytes:

@@ -27,6 +27,7 @@ class Format(StrEnum):
     JSON_ARRAY = "json_array"
     CSV = "csv"
     PARQUET = "parquet"
+    SNOWPLOW_TSV = "snowplow_tsv"  # Snowplow enriched events: headerless TSV
 
 
 @dataclass(frozen=True, slots=True)

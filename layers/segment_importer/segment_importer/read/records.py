@@ -98,6 +98,10 @@ class RecordStream:
         """Pass the records through `transform` (before they are iterated)."""
         self._records = transform(self._records)
 
+    def without_resume_points(self) -> None:
+        """No later read starts at an offset of this one (its offsets are not the object's)."""
+        self._position = None
+
     def resume_point_after(self, number: int) -> ResumePoint | None:
         """Where a later read can start right after record `number`, the last one yielded
         (NDJSON; CSV in an encoding whose byte lengths are known), else None."""

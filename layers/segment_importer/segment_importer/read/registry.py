@@ -7,12 +7,14 @@ from segment_importer.read.json_array import JSON_ARRAY_READER
 from segment_importer.read.ndjson import NDJSON_READER
 from segment_importer.read.parquet import PARQUET_READER
 from segment_importer.read.reader import Format, Reader
+from segment_importer.read.snowplow_tsv import SNOWPLOW_TSV_READER
 
 READERS: dict[Format, Reader] = {
     Format.NDJSON: NDJSON_READER,
     Format.JSON_ARRAY: JSON_ARRAY_READER,
     Format.CSV: CSV_READER,
     Format.PARQUET: PARQUET_READER,
+    Format.SNOWPLOW_TSV: SNOWPLOW_TSV_READER,
 }
 
 

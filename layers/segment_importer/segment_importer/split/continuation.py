@@ -88,6 +88,9 @@ class Checkpoint:
     resume_offset: int | None = None
     resume_header_end: int = 0
     compression: str = ""
+    # The format the first part detected: a later part reads on as it, never re-detecting
+    # from a line in the middle of the file (headerless Snowplow TSV has nothing else to go by).
+    format: str = ""
     started_at: str = ""
     # One byte range of a file split in parallel (a `byte_ranges.SpanRead` document): the
     # counts above are then the range's own, and `part` numbers the range's parts.
@@ -128,6 +131,7 @@ class Checkpoint:
             resume_offset=resume.offset if resume else None,
             resume_header_end=resume.header_end if resume else 0,
             compression=report.compression,
+            format=report.format or "",
             span=span,
         )
 
@@ -139,6 +143,7 @@ class Checkpoint:
             etag=self.etag,
             size_bytes=self.size_bytes,
             compression=self.compression,
+            format=self.format,
             records_read=self.records_read,
             messages_queued=self.messages_queued,
             batches_queued=self.batches_queued,

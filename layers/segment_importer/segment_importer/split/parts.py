@@ -93,6 +93,8 @@ class WholeFile:
             resume=state.resume,
             stream_at_resume=point is not None,
             csv_encoding=_job(state).encoding,
+            # A resumed read starts mid-file: it goes on in the format the first part found.
+            known_format=(report.format or None) if state.resume else None,
             dropped_columns=_job(state).dropped_columns(),
         )
 

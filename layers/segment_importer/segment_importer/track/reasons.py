@@ -15,6 +15,8 @@ CSV_FIELD_COUNT = "csv_field_count"
 RECORD_TOO_LARGE = "record_too_large"
 CSV_UNCLOSED_QUOTE = "csv_unclosed_quote"
 FILE_UNREADABLE = "file_unreadable"
+SNOWPLOW_FIELD_COUNT = "snowplow_field_count"
+SNOWPLOW_INVALID_VALUE = "snowplow_invalid_value"
 # mapping and validation
 UNKNOWN_TYPE = "unknown_type"
 MISSING_USER = "missing_user"
@@ -26,6 +28,7 @@ INVALID_TIMESTAMP = "invalid_timestamp"
 IMPLAUSIBLE_TIMESTAMP = "implausible_timestamp"
 INVALID_FIELD = "invalid_field"
 MESSAGE_TOO_LARGE = "message_too_large"
+UNSUPPORTED_EVENT = "unsupported_event"
 # sending
 REJECTED_BY_SEGMENT = "rejected_by_segment"
 REFUSED_WITH_OTHERS = "refused_with_others"
@@ -40,6 +43,9 @@ REASONS: dict[str, str] = {
     RECORD_TOO_LARGE: "the raw record is larger than the reader accepts",
     CSV_UNCLOSED_QUOTE: "a quoted CSV cell spans lines that look like rows: a quote never closed",
     FILE_UNREADABLE: "the rest of the file could not be read (truncated or corrupt)",
+    SNOWPLOW_FIELD_COUNT: "the Snowplow enriched TSV line does not have the enriched event's 131 fields",
+    SNOWPLOW_INVALID_VALUE: "a field of the Snowplow enriched event cannot be read as its type "
+    "(a timestamp, number, boolean, UUID or self-describing JSON)",
     UNKNOWN_TYPE: "the call type is not one of track, identify, page, screen, group, alias",
     MISSING_USER: "neither userId nor anonymousId is present",
     MISSING_EVENT: "a track call has no event name",
@@ -51,6 +57,7 @@ REASONS: dict[str, str] = {
     "timestampRange does not allow it",
     INVALID_FIELD: "a field has the wrong shape (e.g. properties is not an object)",
     MESSAGE_TOO_LARGE: "the Segment message is larger than 32 KB",
+    UNSUPPORTED_EVENT: "the source event has no Segment call (a Snowplow page_ping heartbeat)",
     REJECTED_BY_SEGMENT: "Segment answered 400 for the message",
     REFUSED_WITH_OTHERS: (
         "Segment answered 400 for a group holding the message; too many were refused to isolate each"

@@ -6,7 +6,13 @@ the anonymousId; the time is `derived_tstamp` (Snowplow's own clock-skew-correct
 else `dvce_created_tstamp`, else `collector_tstamp`. `page_view` is a page call, a structured
 event (`struct`) a track call named by `se_action`, a self-describing event (`unstruct`) a
 track call named `event_name` with its `unstruct_event_*` object as properties. Entities
-(`contexts_*` columns, JSON) are kept as properties under their column names.
+(`contexts_*` columns, JSON) are kept as properties under their column names. A page call's
+properties hold its page (url, title, referrer, path, search) as Segment's spec lists them,
+and context.page too. A `page_ping` (the JavaScript tracker's activity heartbeat, every few
+seconds a page is open) has no Segment call: it is rejected as `unsupported_event`, counted.
+
+The records are the same whether they come from the SDKs' JSON or from the enriched TSV
+itself (`read/snowplow_tsv` reads it into that JSON).
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from segment_importer.mapping.profiles.common import (
     without_none,
 )
 from segment_importer.mapping.profiles.context_paths import SOURCE_LIBRARY_KEY, move_to_context
+from segment_importer.track import reasons
+from segment_importer.track.reasons import Reject
 
 NAME = "snowplow"
 CONTEXT_FIELDS = {
@@ -61,6 +69,8 @@ _STRUCT_FIELDS = {
     "se_property": "property",
     "se_value": "value",
 }
+# A page call's properties (Segment spec: page's reserved properties) from context.page.
+_PAGE_PROPERTIES = ("url", "title", "referrer", "path", "search")
 _ENTITY_PREFIXES = ("contexts_", "unstruct_event_")
 _TIMES = ("derived_tstamp", "dvce_created_tstamp", "collector_tstamp")
 
@@ -70,10 +80,17 @@ def matches(record: dict[str, Any]) -> bool:
 
 
 def to_spec(record: dict[str, Any]) -> SpecRecord:
+    kind = record.get("event")
+    if kind == "page_ping":
+        raise Reject(
+            reasons.UNSUPPORTED_EVENT, "a Snowplow page_ping (activity heartbeat) has no Segment call"
+        )
     fields = dict(record)
     context: dict[str, Any] = {}
     move_to_context(fields, CONTEXT_FIELDS, context)
-    kind = record.get("event")
+    query = record.get("page_urlquery")
+    if isinstance(query, str) and query:  # Segment's page.search keeps the `?`
+        context.setdefault("page", {})["search"] = f"?{query}"
     spec: dict[str, Any] = {
         "userId": text(record.get("user_id")),
         "anonymousId": text(first(record, "domain_userid", "network_userid")),
@@ -82,7 +99,9 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
     }
     properties = _entities(fields)
     if kind == "page_view":
-        spec.update(type="page", name=context.get("page", {}).get("title"))
+        page = context.get("page", {})
+        spec.update(type="page", name=page.get("title"))
+        properties.update({name: page[name] for name in _PAGE_PROPERTIES if page.get(name) not in (None, "")})
     elif kind == "struct":
         spec.update(type="track", event=record.get("se_action"))
         properties.update({target: fields[name] for name, target in _STRUCT_FIELDS.items() if name in fields})
