@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from segment_importer.mapping.profiles.snowplow import PAGE_PING_RULE
 from segment_importer.read.snowplow_tsv import FIELDS
 from segment_importer.track import reasons
 from segment_importer_local.runner import RunOptions, RunResult, run_import
@@ -39,8 +40,9 @@ def enriched_line(number: int, event: str = "struct") -> str:
 def write_enriched(
     path: Path, count: int, *, gzip_it: bool = False, truncated: frozenset[int] = frozenset()
 ) -> tuple[set[int], dict[int, str]]:
-    """Lines numbered from 1; every 97th a page_ping, every 211th and those in `truncated` cut
-    to a few fields. Returns the valid line numbers and each reject's expected reason."""
+    """Lines numbered from 1; every 97th a page_ping (left out, counted), every 211th and those
+    in `truncated` cut to a few fields. Returns the valid line numbers and each reject's
+    expected reason."""
     valid, rejected, lines = set(), {}, []
     for number in range(1, count + 1):
         if number % 211 == 0 or number in truncated:
@@ -48,7 +50,6 @@ def write_enriched(
             rejected[number] = reasons.SNOWPLOW_FIELD_COUNT
         elif number % 97 == 0:
             lines.append(enriched_line(number, event="page_ping"))
-            rejected[number] = reasons.UNSUPPORTED_EVENT
         else:
             lines.append(enriched_line(number))
             valid.add(number)
@@ -84,6 +85,9 @@ def test_a_gzipped_headerless_enriched_file_with_no_extension_arrives_as_segment
     assert (report["format"], report["compression"]) == ("snowplow_tsv", "gzip")
     assert report["records_read"] == 450
     assert report["rejected_by_reason"] == dict(Counter(rejected.values()))
+    pings = 450 // 97 - sum(1 for n in range(97, 451, 97) if n % 211 == 0)
+    assert (report["filtered"], report["filtered_by"]) == (pings, {PAGE_PING_RULE: pings})
+    assert len(valid) + len(rejected) + pings == 450  # every line accounted for
     assert sorted(all_rejected_numbers(result)) == sorted(rejected)
 
     first = next(message for message in messages if message["properties"]["value"] == 1)
@@ -115,6 +119,7 @@ def test_a_file_continued_in_parts_reads_on_as_snowplow_tsv(tmp_path: Path, gzip
     assert ledger["split_part"] == 400 // 97
     assert ledger["records_read"] == 400
     assert ledger["rejected"] == len(rejected)
+    assert len(valid) + len(rejected) + 400 // 97 == 400  # the page pings, left out
     assert sorted(all_rejected_numbers(result)) == sorted(rejected)
     assert result.files[0].report["format"] == "snowplow_tsv"
 

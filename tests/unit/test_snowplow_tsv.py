@@ -15,12 +15,13 @@ import pytest
 from segment_importer.job import JobOptions
 from segment_importer.mapping.mapper import MessageMapper
 from segment_importer.mapping.message_ids import file_identity
+from segment_importer.mapping.profiles.snowplow import PAGE_PING_RULE
+from segment_importer.mapping.shaping import LeftOut
 from segment_importer.read.detect import plain_shape
 from segment_importer.read.formats import ResumePoint, open_records
 from segment_importer.read.records import SourceRecord
 from segment_importer.read.snowplow_tsv import FIELD_COUNT, FIELDS, shredded_name
 from segment_importer.track import reasons
-from segment_importer.track.reasons import Reject
 
 SDK = Path(__file__).resolve().parents[1] / "fixtures" / "vendors" / "snowplow" / "sdk"
 LINE = (SDK / "page-view.tsv").read_bytes().rstrip(b"\n")
@@ -199,10 +200,10 @@ def test_the_tsv_and_the_sdks_json_of_an_event_give_the_same_message() -> None:
     assert page["context"]["ip"] == "92.231.54.234"
 
 
-def test_a_page_ping_is_rejected_as_unsupported_not_sent_as_an_event() -> None:
+def test_a_page_ping_is_left_out_and_counted_not_sent_nor_rejected() -> None:
     record = open_records(io.BytesIO(line_with(event="page_ping", pp_yoffset_max="900") + b"\n"), "p")
     mapper = MessageMapper(JobOptions(), file_identity('"x"', 1), from_csv=False)
     fields = next(iter(record)).fields or {}
-    with pytest.raises(Reject) as raised:
+    with pytest.raises(LeftOut) as raised:
         mapper.map(1, fields)
-    assert raised.value.reason == reasons.UNSUPPORTED_EVENT
+    assert raised.value.rule == PAGE_PING_RULE

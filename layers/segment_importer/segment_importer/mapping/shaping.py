@@ -116,6 +116,15 @@ def redacted(job_document: dict[str, Any]) -> dict[str, Any]:
     return {**job_document, "hash": {**hashing, "key": REDACTED}}
 
 
+class LeftOut(Exception):
+    """Raised by a profile for a record with no Segment call that is not a mistake (Snowplow's
+    page_ping heartbeat): counted with the filtered, under `rule`, neither sent nor rejected."""
+
+    def __init__(self, rule: str) -> None:
+        super().__init__(rule)
+        self.rule = rule
+
+
 class FilterCounts(Protocol):
     """Where a shaper counts what it leaves out: an import report, or a preview."""
 
@@ -151,9 +160,7 @@ class Shaper:
             return encoded
         rule = self.rule_leaving_out(message)
         if rule is not None:
-            counts = self.counts
-            counts.filtered += 1
-            counts.filtered_by[rule] = counts.filtered_by.get(rule, 0) + 1
+            self.count_left_out(rule)
             return None
         if self.rules.transforms:
             self.transform(message)
@@ -162,6 +169,11 @@ class Shaper:
             check_size(encoded)
         self.sent += 1
         return encoded
+
+    def count_left_out(self, rule: str) -> None:
+        counts = self.counts
+        counts.filtered += 1
+        counts.filtered_by[rule] = counts.filtered_by.get(rule, 0) + 1
 
     def rule_leaving_out(self, message: dict[str, Any]) -> str | None:
         """The first rule that leaves the message out, or None when it is to be sent."""

@@ -14,7 +14,7 @@ from segment_importer.batch.encoding import MAX_MESSAGE_BYTES, EncodedMessage, e
 from segment_importer.batch.packing import Batch, BatchLimits, BatchPacker
 from segment_importer.job import JobOptions, columns_by_position
 from segment_importer.mapping.mapper import MessageMapper
-from segment_importer.mapping.shaping import Shaper, shaper_for
+from segment_importer.mapping.shaping import LeftOut, Shaper, shaper_for
 from segment_importer.mapping.validation import check_fields, check_size
 from segment_importer.read.formats import RecordStream, ResumePoint, open_records
 from segment_importer.read.records import SourceRecord
@@ -228,5 +228,8 @@ def _encode(
         encoded = shaper.shape(message, encoded)  # after validation: None when a filter leaves it out
     except Reject as error:
         rejects.add(record.number, error.reason, error.detail, record.fields)
+        return None
+    except LeftOut as left_out:  # a profile's word: no Segment call, and not a mistake
+        shaper.count_left_out(left_out.rule)
         return None
     return encoded

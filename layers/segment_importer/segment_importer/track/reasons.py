@@ -28,7 +28,6 @@ INVALID_TIMESTAMP = "invalid_timestamp"
 IMPLAUSIBLE_TIMESTAMP = "implausible_timestamp"
 INVALID_FIELD = "invalid_field"
 MESSAGE_TOO_LARGE = "message_too_large"
-UNSUPPORTED_EVENT = "unsupported_event"
 # sending
 REJECTED_BY_SEGMENT = "rejected_by_segment"
 REFUSED_WITH_OTHERS = "refused_with_others"
@@ -57,7 +56,6 @@ REASONS: dict[str, str] = {
     "timestampRange does not allow it",
     INVALID_FIELD: "a field has the wrong shape (e.g. properties is not an object)",
     MESSAGE_TOO_LARGE: "the Segment message is larger than 32 KB",
-    UNSUPPORTED_EVENT: "the source event has no Segment call (a Snowplow page_ping heartbeat)",
     REJECTED_BY_SEGMENT: "Segment answered 400 for the message",
     REFUSED_WITH_OTHERS: (
         "Segment answered 400 for a group holding the message; too many were refused to isolate each"

@@ -9,7 +9,9 @@ track call named `event_name` with its `unstruct_event_*` object as properties. 
 (`contexts_*` columns, JSON) are kept as properties under their column names. A page call's
 properties hold its page (url, title, referrer, path, search) as Segment's spec lists them,
 and context.page too. A `page_ping` (the JavaScript tracker's activity heartbeat, every few
-seconds a page is open) has no Segment call: it is rejected as `unsupported_event`, counted.
+seconds a page is open) has no Segment call and is not a mistake: it is not sent, and counted
+with the filtered, under `snowplow_page_ping` (sent, they are one track call per heartbeat
+while a page is open; rejected, every web import would end "finished with rejects").
 
 The records are the same whether they come from the SDKs' JSON or from the enriched TSV
 itself (`read/snowplow_tsv` reads it into that JSON).
@@ -31,10 +33,10 @@ from segment_importer.mapping.profiles.common import (
     without_none,
 )
 from segment_importer.mapping.profiles.context_paths import SOURCE_LIBRARY_KEY, move_to_context
-from segment_importer.track import reasons
-from segment_importer.track.reasons import Reject
+from segment_importer.mapping.shaping import LeftOut
 
 NAME = "snowplow"
+PAGE_PING_RULE = "snowplow_page_ping"  # what the report's filtered_by counts page pings under
 CONTEXT_FIELDS = {
     "user_ipaddress": ("ip",),
     "useragent": ("userAgent",),
@@ -82,9 +84,7 @@ def matches(record: dict[str, Any]) -> bool:
 def to_spec(record: dict[str, Any]) -> SpecRecord:
     kind = record.get("event")
     if kind == "page_ping":
-        raise Reject(
-            reasons.UNSUPPORTED_EVENT, "a Snowplow page_ping (activity heartbeat) has no Segment call"
-        )
+        raise LeftOut(PAGE_PING_RULE)
     fields = dict(record)
     context: dict[str, Any] = {}
     move_to_context(fields, CONTEXT_FIELDS, context)
