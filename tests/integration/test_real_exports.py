@@ -133,3 +133,22 @@ def test_overlapping_posthog_exports_in_other_forms_arrive_once(tmp_path: Path) 
     assert result.ok
     assert (result.endpoint_stats or {})["duplicates"] == 6
     assert len({message["messageId"] for message in received(result)}) == 3
+
+
+def test_a_semicolon_spreadsheet_writes_decimals_with_a_comma(tmp_path: Path) -> None:
+    # Excel in a German or French locale saves "CSV" with `;` between cells and `12,50` for
+    # 12.5: prices arrived as the text "12,50" (a revenue of 0 in every destination).
+    export = tmp_path / "orders.csv"
+    export.write_text(
+        "userId;event;timestamp;revenue;quantity;note;code\n"
+        "u1;Order Completed;2021-03-04T05:06:07Z;12,50;2;mit Sahne, bitte;1.234,5\n"
+        "u2;Order Completed;2021-03-04T05:06:08Z;-0,75;1;;007\n"
+    )
+    plain = tmp_path / "plain.csv"
+    plain.write_text('userId,event,timestamp,revenue\nu3,Order Completed,2021-03-04T05:06:09Z,"12,50"\n')
+    result = run_import(RunOptions([export, plain], out_dir=tmp_path / "out", show_progress=False))
+    assert result.ok
+    by_user = {m["userId"]: m["properties"] for m in received(result)}
+    assert by_user["u1"] == {"revenue": 12.5, "quantity": 2, "note": "mit Sahne, bitte", "code": "1.234,5"}
+    assert by_user["u2"] == {"revenue": -0.75, "quantity": 1, "code": "007"}
+    assert by_user["u3"] == {"revenue": "12,50"}  # a comma-separated file: the cell is text

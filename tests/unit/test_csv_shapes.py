@@ -13,13 +13,20 @@ from segment_importer.mapping.mapper import _CSV_KEYS_KEPT_AS_TEXT, _OBJECT_KEY_
 ROWS_PER_SHAPE = 4  # the plan's row, the row that generates the code, then generated code
 
 
-def nesting(*, typed: bool = True) -> CellNesting:
-    return CellNesting(typed=typed, text_keys=_CSV_KEYS_KEPT_AS_TEXT, object_keys=_OBJECT_KEY_SET)
+def nesting(*, typed: bool = True, decimal_comma: bool = False) -> CellNesting:
+    return CellNesting(
+        typed=typed,
+        text_keys=_CSV_KEYS_KEPT_AS_TEXT,
+        object_keys=_OBJECT_KEY_SET,
+        decimal_comma=decimal_comma,
+    )
 
 
-def every_way(row: dict[str, Any], *, typed: bool = True) -> list[dict[str, Any]]:
+def every_way(
+    row: dict[str, Any], *, typed: bool = True, decimal_comma: bool = False
+) -> list[dict[str, Any]]:
     """The row nested by a fresh file's plan, then by its generated code, then cell by cell."""
-    shapes = nesting(typed=typed)
+    shapes = nesting(typed=typed, decimal_comma=decimal_comma)
     results = [shapes.nested(dict(row)) for _ in range(ROWS_PER_SHAPE)]
     results.append(shapes._by_cell(dict(row)))
     return results
@@ -149,3 +156,15 @@ def test_build_number_cells_stay_text_and_look_alikes_do_not() -> None:
             "context_app_build": "310",
             "properties": {"build": "7", "buildings": 3, "rebuild_count": 2},
         }
+
+
+def test_comma_decimals_are_numbers_only_where_the_file_writes_decimals_so() -> None:
+    row = {"userId": "u", "properties.price": "12,50", "properties.neg": "-0,5", "properties.n": "3",
+           "properties.dot": "2.5", "properties.grouped": "1.234,5", "properties.pair": "1,2,3",
+           "properties.lead": "01,5", "properties.text": "a,b", "properties.version": "1,2"}  # fmt: skip
+    expected = {"price": 12.5, "neg": -0.5, "n": 3, "dot": 2.5, "grouped": "1.234,5", "pair": "1,2,3",
+                "lead": "01,5", "text": "a,b", "version": "1,2"}  # fmt: skip
+    for result in every_way(row, decimal_comma=True):
+        assert result == {"userId": "u", "properties": expected}
+    for result in every_way(row):
+        assert result["properties"]["price"] == "12,50"

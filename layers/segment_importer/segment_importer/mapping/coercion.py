@@ -20,6 +20,9 @@ import orjson
 
 _INTEGER = re.compile(r"-?(?:0|[1-9]\d{0,15})")
 _DECIMAL = re.compile(r"-?(?:0|[1-9]\d*)\.\d+")
+# A decimal written with a comma (`12,50`), as spreadsheets in comma-decimal locales write it;
+# no thousands separators (`1.234,50` stays text: it could be two numbers).
+_DECIMAL_COMMA = re.compile(r"-?(?:0|[1-9]\d*),\d+")
 _MAX_SAFE_INTEGER = 2**53
 _BOOLEANS = {"true": True, "false": False}
 _BOOLEAN_INITIALS = frozenset("tTfF")
@@ -62,6 +65,22 @@ def coerce_text(cell: Any) -> Any:
     if not isinstance(cell, str) or cell[:1] in _PLAIN_INITIALS:
         return cell
     return coerce_cell(cell)
+
+
+def coerce_cell_decimal_comma(text: str) -> Any:
+    """coerce_cell, and a comma-decimal cell (`12,50`) is the number 12.5: for the CSV files
+    of locales that write decimals with a comma, whose spreadsheets separate cells with `;`."""
+    value = coerce_cell(text)
+    if value is text and text[:2].lstrip("-")[:1].isdigit() and _DECIMAL_COMMA.fullmatch(text):
+        return float(text.replace(",", ".", 1))
+    return value
+
+
+def coerce_text_decimal_comma(cell: Any) -> Any:
+    """coerce_text with coerce_cell_decimal_comma."""
+    if not isinstance(cell, str) or cell[:1] in _PLAIN_INITIALS:
+        return cell
+    return coerce_cell_decimal_comma(cell)
 
 
 def parse_embedded_json(text: str, fallback: Any) -> Any:

@@ -16,11 +16,21 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
-from segment_importer.mapping.coercion import coerce_cell, coerce_text, parse_embedded_json
+from segment_importer.mapping.coercion import (
+    coerce_cell,
+    coerce_cell_decimal_comma,
+    coerce_text,
+    coerce_text_decimal_comma,
+    parse_embedded_json,
+)
 from segment_importer.mapping.profiles import canonical_field
 
 # What a cell of a column turns into, decided once per column name.
 _TEXT, _DATA, _OBJECT = 0, 1, 2
+# How a data cell is typed: (for a cell known to be text, for any cell).
+Coercion = tuple[Callable[[str], Any], Callable[[Any], Any]]
+_COERCION: Coercion = (coerce_cell, coerce_text)
+_DECIMAL_COMMA_COERCION: Coercion = (coerce_cell_decimal_comma, coerce_text_decimal_comma)
 # `build`, `app_build`, `$app_build_number`, `context_app_build`, and Mixpanel's `$app_release`
 # (its build number), not `buildings`.
 _BUILD_NAME = re.compile(r"(?:^|[^a-z])build(?:_?number)?$|^\$?app_release$")
@@ -36,10 +46,19 @@ class CellNesting:
     """Types and nests the flat records of one file (`typed`: CSV cells, else JSON values
     that a job's `columns` renamed, nested but never coerced)."""
 
-    __slots__ = ("_object_keys", "_plans", "_shapes", "_text_keys", "_typed")
+    __slots__ = ("_coercion", "_object_keys", "_plans", "_shapes", "_text_keys", "_typed")
 
-    def __init__(self, *, typed: bool, text_keys: frozenset[str], object_keys: frozenset[str]) -> None:
+    def __init__(
+        self,
+        *,
+        typed: bool,
+        text_keys: frozenset[str],
+        object_keys: frozenset[str],
+        decimal_comma: bool = False,
+    ) -> None:
         self._typed = typed
+        # `12,50` is a number only in files that write decimals so (see coercion)
+        self._coercion = _DECIMAL_COMMA_COERCION if decimal_comma else _COERCION
         self._text_keys = text_keys  # top-level names kept as written (ids, times, the spec's own)
         self._object_keys = object_keys  # top-level names whose cells hold an object as JSON text
         self._plans: dict[str, Column] = {}  # per column name
@@ -50,7 +69,8 @@ class CellNesting:
         names = tuple(record)
         shape = self._shapes.get(names)
         if shape is None:
-            shape = _RowShape.plan(names, [self._column(name) for name in names], typed=self._typed)
+            columns = [self._column(name) for name in names]
+            shape = _RowShape.plan(names, columns, typed=self._typed, coercion=self._coercion)
             if len(self._shapes) < _MAX_ROW_SHAPES:
                 self._shapes[names] = shape
         if shape.compiled is not None:
@@ -70,7 +90,7 @@ class CellNesting:
     def _by_cell(self, record: dict[str, Any]) -> dict[str, Any]:
         """The general case, one cell at a time: columns whose paths overlap (`properties`
         holding JSON text and `properties.plan`), JSON-text object columns."""
-        typed = self._typed
+        typed, coerce = self._typed, self._coercion[0]
         nested: dict[str, Any] = {}
         owned: set[int] = set()  # dicts created here, safe to write into; the caller's are copied first
         for key, cell in record.items():
@@ -78,7 +98,7 @@ class CellNesting:
             value = cell
             if typed and kind != _TEXT and isinstance(cell, str):
                 if kind == _DATA:
-                    value = coerce_cell(cell)
+                    value = coerce(cell)
                 elif cell.strip():
                     value = parse_embedded_json(cell, fallback=cell)
                 else:
@@ -109,14 +129,16 @@ class _RowShape:
     what the cell-by-cell walk gives, keys in the same order. Otherwise `builds` is None.
     """
 
-    __slots__ = ("builds", "coerced", "compiled", "nodes", "uses")
+    __slots__ = ("builds", "coerced", "coercion", "compiled", "nodes", "uses")
 
     def __init__(
         self,
         coerced: tuple[int, ...],
         builds: list[tuple[tuple[str, ...], Any]] | None,
         nodes: dict[tuple[str, ...], dict[str, int | tuple[str, ...]]] | None = None,
+        coercion: Coercion | None = None,
     ) -> None:
+        self.coercion = coercion or _COERCION
         self.coerced = coerced  # indexes of the cells to coerce
         self.builds = builds  # per node, innermost first: (its keys, getter of its values)
         self.nodes = nodes  # per node path, its entries in order: a cell index or a child's path
@@ -124,7 +146,9 @@ class _RowShape:
         self.uses = 0
 
     @classmethod
-    def plan(cls, names: tuple[str, ...], columns: list[Column], *, typed: bool) -> _RowShape:
+    def plan(
+        cls, names: tuple[str, ...], columns: list[Column], *, typed: bool, coercion: Coercion | None = None
+    ) -> _RowShape:
         paths = [(*parents, leaf) for _, parents, leaf in columns]
         leaves = set(paths)
         if (typed and any(kind == _OBJECT for kind, _, _ in columns)) or any(
@@ -149,17 +173,20 @@ class _RowShape:
             getter = itemgetter(*indexes) if len(indexes) > 1 else _getter_of_few(indexes)
             slots[node_path] = len(names) + len(builds)
             builds.append((tuple(entries), getter))
-        return cls(coerced, builds, nodes)
+        return cls(coerced, builds, nodes, coercion)
 
     def build(self, values: list[Any]) -> dict[str, Any]:
         self.uses += 1
         if self.uses > _COMPILE_AFTER and self.nodes is not None:
-            self.compiled = _compiled_builder(self.nodes, len(values), frozenset(self.coerced))
+            self.compiled = _compiled_builder(
+                self.nodes, len(values), frozenset(self.coerced), self.coercion[1]
+            )
             self.nodes = None  # compiled, or not compilable: planned only once either way
+        coerce = self.coercion[0]
         for index in self.coerced:
             cell = values[index]
             if isinstance(cell, str):
-                values[index] = coerce_cell(cell)
+                values[index] = coerce(cell)
         node: dict[str, Any] = {}
         for keys, getter in self.builds:  # type: ignore[union-attr]
             node = dict(zip(keys, getter(values), strict=True))
@@ -168,7 +195,10 @@ class _RowShape:
 
 
 def _compiled_builder(
-    nodes: dict[tuple[str, ...], dict[str, int | tuple[str, ...]]], width: int, coerced: frozenset[int]
+    nodes: dict[tuple[str, ...], dict[str, int | tuple[str, ...]]],
+    width: int,
+    coerced: frozenset[int],
+    coerce_any: Callable[[Any], Any] = coerce_text,
 ) -> Builder | None:
     """One function for a row shape: its cells as positional arguments, the nested record as
     one dict display (`{"type": v0, "properties": {"plan": c(v3)}}`), keys in the order the
@@ -188,7 +218,7 @@ def _compiled_builder(
     arguments = "".join(f"v{i}, " for i in range(width))
     try:
         source = f"def build({arguments}*, c=c):\n    return {display(())}\n"
-        namespace: dict[str, Any] = {"c": coerce_text}
+        namespace: dict[str, Any] = {"c": coerce_any}
         # Reviewed: the code is ours; the file's column names enter it only as repr() string
         # literals (tests/unit/test_csv_shapes.py tries quotes, code and newlines in names).
         exec(compile(source, "<csv row shape>", "exec"), namespace)  # noqa: S102  # nosec B102

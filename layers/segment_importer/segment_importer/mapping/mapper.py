@@ -84,12 +84,25 @@ class MessageMapper:
     """Maps the records of one file. `file_id` comes from message_ids.file_identity; None
     derives the ids of records without a source id from their content (what the splitter uses)."""
 
-    def __init__(self, job: JobOptions, file_id: str | None, *, from_csv: bool, file_key: str = "") -> None:
+    def __init__(
+        self,
+        job: JobOptions,
+        file_id: str | None,
+        *,
+        from_csv: bool,
+        file_key: str = "",
+        decimal_comma: bool = False,
+    ) -> None:
         self._job = job
         self._from_csv = from_csv
         self._ids = MessageIds(job.message_id_salt, file_id)
         # CSV cells (and renamed columns) typed and nested, planned once per row shape.
-        nesting = CellNesting(typed=from_csv, text_keys=_CSV_KEYS_KEPT_AS_TEXT, object_keys=_OBJECT_KEY_SET)
+        nesting = CellNesting(
+            typed=from_csv,
+            text_keys=_CSV_KEYS_KEPT_AS_TEXT,
+            object_keys=_OBJECT_KEY_SET,
+            decimal_comma=decimal_comma,
+        )
         self._typed_and_nested = nesting.nested
         self._profile = None if job.source == AUTO else profile_named(job.source)  # else per record
         # A warehouse row has no `type` column (the table is the type): a job's `type` names

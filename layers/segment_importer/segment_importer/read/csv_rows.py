@@ -219,6 +219,7 @@ def csv_records(
         header, named = _fixed_header(header, stream.warnings if stream is not None else [])
         if stream is not None:
             stream.columns = list(header)
+            stream.delimiter = delimiter
     position = position or CsvPosition(0, None)
     position.header_read(flags.consumed, counted=byte_length is not None)
     return _csv_rows(reader, header, flags, delimiter, limit, first_row - 1, position, named)

@@ -70,7 +70,16 @@ class ReadPosition(Protocol):
 class RecordStream:
     """The records of one export file, read lazily; iterable once."""
 
-    __slots__ = ("_position", "_records", "_used", "columns", "compression", "format", "warnings")
+    __slots__ = (
+        "_position",
+        "_records",
+        "_used",
+        "columns",
+        "compression",
+        "delimiter",
+        "format",
+        "warnings",
+    )
 
     def __init__(
         self,
@@ -86,6 +95,7 @@ class RecordStream:
         self._used = False
         self.warnings: list[str] = []  # what the reader tolerated (a repeated CSV column name)
         self.columns: list[str] = []  # a CSV's column names in order (as read: `name_2` for a repeat)
+        self.delimiter = ""  # a CSV's cell separator, once its header is read
 
     def __iter__(self) -> Iterator[SourceRecord]:
         # The records come from a stream: a second pass would silently yield nothing.

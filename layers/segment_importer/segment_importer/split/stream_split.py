@@ -101,7 +101,11 @@ def split_records(
     job = _read_header(records, report, job)
     # Ids from each record's position and content, never the ETag: see message_ids.
     cells_are_text = reader_for(records.format).cells_are_text
-    mapper = MessageMapper(job, file_id, from_csv=cells_are_text, file_key=report.key)
+    # Spreadsheets that separate cells with `;` are those of locales writing `12,50` for 12.5.
+    decimal_comma = cells_are_text and records.delimiter == ";"
+    mapper = MessageMapper(
+        job, file_id, from_csv=cells_are_text, file_key=report.key, decimal_comma=decimal_comma
+    )
     packer = BatchPacker(limits, first_number=first_batch + report.batches_queued)
     earlier = _Earlier(report)
     shaper = shaper_for(job, report, read_parameter)  # the job's filters and transforms
