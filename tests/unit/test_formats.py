@@ -532,6 +532,38 @@ def test_csv_bad_header_raises_without_content(header: str, message: str) -> Non
         open_records(io.BytesIO(gz(data)), "x.csv.gz")
 
 
+@pytest.mark.parametrize(
+    ("first_line", "found"),
+    [
+        (
+            "ajs-1|u1|Order Completed|2021-03-04 05:06:07|2021-03-04 05:06:08",
+            "column 4 a time, column 5 a time",
+        ),
+        (f"{SECRET},Signed Up,1614834367", "column 1 an email address, column 3 an epoch time"),
+        (
+            "0b9f7c4e-1d2a-4c3b-9e8f-7a6b5c4d3e2f,u1,https://example.com/x",
+            "column 1 an id (a UUID), column 3 a URL",
+        ),
+    ],
+)
+def test_a_file_without_a_header_row_says_so_not_a_reject_per_row(first_line: str, found: str) -> None:
+    """Redshift's UNLOAD without HEADER: the first event was read as column names and every
+    other row rejected for a missing timestamp, which said nothing about the real cause."""
+    data = f"{first_line}\n{first_line}\n".encode()
+    with pytest.raises(FileFormatError, match="no header row") as caught:
+        open_records(io.BytesIO(data), "tracks_0000_part_00")
+    assert found in str(caught.value)
+    assert SECRET not in str(caught.value)
+    assert "Order Completed" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "header", ["user_id,2021,2022,2023", "id,created_at,2021-03-04,email", "url,ip,uuid"]
+)
+def test_headers_that_merely_name_times_or_years_are_headers(header: str) -> None:
+    assert len(records(f"{header}\n1,2,3,4\n".encode(), "x.csv")) == 1
+
+
 def test_csv_header_not_utf8_raises() -> None:
     with pytest.raises(FileFormatError, match="UTF-8"):
         open_records(io.BytesIO(b"n\xe4me,x\n1,2\n"), "x.csv")
