@@ -52,11 +52,13 @@ class StandinHost:
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
-                if status != 204 and status >= 200:
+                if status != 204 and "Content-Length" not in headers:
                     self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if status != 204:
                     self.wfile.write(body)
+                if headers.get("Connection") == "close":  # a short body then ends here
+                    self.close_connection = True
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

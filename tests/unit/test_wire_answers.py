@@ -136,3 +136,29 @@ def test_a_host_that_never_answers_gets_a_bounded_number_of_tries(caplog) -> Non
     assert [record.attempt for record in retries] == [2, 3]
     assert all(record.host == host.url for record in retries)
     assert all(isinstance(record.next_try_seconds, float) for record in retries)
+
+
+def test_a_host_that_refuses_every_message_one_by_one_fails_the_batch_instead_of_rejecting_it() -> None:
+    """A host that cannot read the body (gzip, say) answers 400 to every request: isolating
+    put all the (validated) messages in the rejects, and the import lost them for good."""
+    refusal = always(400, b'{"code": "invalid_json", "message": "body is not valid JSON"}')
+    with StandinHost(refusal) as host:
+        with pytest.raises(
+            DeliveryFailed, match=r"refused every message of the batch, one by one too \(HTTP 400\)"
+        ):
+            _deliver(_poster(host, gzip=True), 8)
+        posts = host.posts
+
+    assert posts <= 1 + segment_client.MAX_ISOLATION_POSTS
+
+
+def test_a_connection_broken_mid_answer_is_said_in_words() -> None:
+    def cut(_host: StandinHost) -> tuple[int, dict[str, str], bytes]:
+        headers = {"Content-Type": "application/json", "Content-Length": "100", "Connection": "close"}
+        return 200, headers, b'{"succ'
+
+    with StandinHost(cut) as host, pytest.raises(DeliveryFailed, match="gave up after 2 attempts") as failed:
+        _deliver(_poster(host, timeout_seconds=5, max_attempts=2))
+
+    assert "the connection broke in the middle of the answer" in str(failed.value)
+    assert "Error" not in str(failed.value)  # not an exception's class name

@@ -160,6 +160,16 @@ class BatchPoster:
         parsed only if Segment refuses it (to isolate the refused messages)."""
         delivery = Delivery()
         self._deliver(_Group(count, raw=batch, parsed=parsed), deadline, delivery)
+        if count > 1 and delivery.delivered == 0 and delivery.rejected:
+            # Every part refused, single messages too: the messages were validated before they
+            # were queued, so it is the requests the host refuses (a body it cannot read, say
+            # gzip), not the messages. Rejecting them all would lose a good import to a bad host.
+            statuses = ", ".join(f"HTTP {status}" for status in sorted(delivery.refused_by_status()))
+            raise DeliveryFailed(
+                f"the host refused every message of the batch, one by one too ({statuses}): it refuses "
+                "the requests, not the messages (does it read gzip bodies? SegmentGzip=false sends plain "
+                "JSON)"
+            )
         return delivery
 
     def _deliver(self, group: _Group, deadline: float, delivery: Delivery) -> None:
@@ -267,8 +277,15 @@ def _network_reason(error: requests.RequestException, timeout: float) -> str:
         return f"no connection within {timeout:g} s"
     if isinstance(error, requests.Timeout):
         return f"no answer within {timeout:g} s"
-    if isinstance(error, requests.ConnectionError) and "refused" in str(error).lower():
+    if isinstance(error, requests.exceptions.ChunkedEncodingError):
+        return "the connection broke in the middle of the answer"
+    text = str(error).lower()
+    if isinstance(error, requests.ConnectionError) and "refused" in text:
         return "connection refused"
+    if isinstance(error, requests.ConnectionError) and "reset" in text:
+        return "connection reset"
+    if isinstance(error, requests.ConnectionError) and ("aborted" in text or "remotedisconnected" in text):
+        return "the connection was closed without an answer"
     return type(error).__name__
 
 
