@@ -22,6 +22,7 @@ class StandinHost:
         self.answer = answer
         self.posts = 0
         self.gets = 0
+        self.last_body_bytes = 0  # of the POST being answered
         self._lock = threading.Lock()
         self._stop = threading.Event()
         host = self
@@ -33,9 +34,10 @@ class StandinHost:
                 pass
 
             def do_POST(self) -> None:  # BaseHTTPRequestHandler's naming
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                size = len(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
                 with host._lock:
                     host.posts += 1
+                    host.last_body_bytes = size
                 self._reply(host.answer(host))
 
             def do_GET(self) -> None:

@@ -82,21 +82,51 @@ def test_a_redirect_is_not_counted_delivered(cli, tmp_path: Path, status: int) -
     no_traceback(done)
 
 
-def test_a_413_is_reported_as_413(cli, tmp_path: Path) -> None:
-    _events(tmp_path / "events.ndjson", 3)
+def test_a_413_from_a_proxy_is_reported_as_413_not_400(cli, tmp_path: Path) -> None:
+    """A proxy in front of Segment that takes at most 8 KB a request: the batch is halved, the
+    messages over its limit are refused with 413, and the summary and the rejects say 413."""
+    events = [
+        {"type": "track", "event": "Viewed", "userId": f"u-{i}", "timestamp": "2024-01-01T00:00:00Z"}
+        for i in range(20)
+    ]
+    for event in events[::10]:  # two messages of 12 KB: under Segment's 32 KB, over the proxy's 8 KB
+        event["properties"] = {"blob": "x" * 12_000}
+    (tmp_path / "events.ndjson").write_bytes(b"\n".join(map(orjson.dumps, events)) + b"\n")
+
+    def proxy(host: StandinHost) -> tuple[int, dict[str, str], bytes]:
+        if host.last_body_bytes > 8_000:
+            return 413, {"Content-Type": "text/html"}, b"<html>413 Request Entity Too Large</html>"
+        return 200, {"Content-Type": "application/json"}, b'{"success": true}'
+
+    with StandinHost(proxy) as host:
+        done = _run(cli, host, "SegmentGzip=false")
+
+    assert done.code == 3, done.both  # finished, with rejects
+    out = " ".join(done.out.split())
+    assert "top reject reason rejected_by_segment (2): the host answered HTTP 413 (Payload Too Large" in out
+    assert "answered 400" not in out
+    assert "DONE WITH REJECTS: sent 18 of 20 records" in out
+    refused = [path for path in (tmp_path / "out").rglob("*.ndjson") if ".refused" in str(path)]
+    lines = [orjson.loads(line) for path in refused for line in path.read_bytes().splitlines()]
+    assert len(lines) == 2, refused
+    assert all("HTTP 413" in str(line) for line in lines)
+    no_traceback(done)
+
+
+def test_a_host_that_answers_413_to_everything_fails_the_batch_naming_413(cli, tmp_path: Path) -> None:
+    _events(tmp_path / "events.ndjson", 5)
     with StandinHost(always(413, b"<html>413 Request Entity Too Large</html>", "text/html")) as host:
-        done = _run(cli, host)
+        done = _run(cli, host, "MaxReceiveCount=1")
 
     assert done.code == 1, done.both
     out = " ".join(done.out.split())
-    assert "the host answered HTTP 413 (Payload Too Large" in out
-    assert "answered 400" not in out
-    no_traceback(done)
-    refused = list((tmp_path / "out").glob("*/bucket/**/*.refused/*.ndjson")) or list(
-        (tmp_path / "out").rglob("*refused*")
+    assert (
+        "5 messages not delivered: the host refused every message of the batch, one by one too (HTTP 413)"
+        in out
     )
-    text = "".join(path.read_text() for path in refused if path.is_file())
-    assert text.count("HTTP 413") == 3, refused
+    assert "answered 400" not in out
+    assert "NOT OK: sent 0 of 5 records" in out
+    no_traceback(done)
 
 
 def test_a_host_that_never_answers_says_so_on_each_retry_and_ends_not_ok(cli, tmp_path: Path) -> None:
