@@ -101,7 +101,7 @@ class SenderSettings:
     segment_host: str = "https://api.segment.io"
     request_timeout_seconds: float = 15.0
     gzip: bool = False
-    max_attempts: int = 0  # posts of one batch per receive; 0: until its time is spent
+    max_attempts: int = 0  # tries of one request per receive; 0: until the batch's time is spent
     accepted_answers: str = "segment"  # which 2xx count as delivered (wire.ACCEPTED_ANSWERS)
     prefixes: Prefixes = field(default_factory=Prefixes)
     max_receive_count: int | None = None

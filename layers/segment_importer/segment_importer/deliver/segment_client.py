@@ -18,8 +18,8 @@
   3xx (not followed: the reason names where the host redirects to) and a 2xx that is not
   Segment's acceptance (`wire.acceptance_problem`: an HTML page, `{"success": false}`): the
   host is not Segment, or not as configured, and asking again gives the same answer;
-- each batch is posted at most `max_attempts` times per delivery (0: until its time is spent),
-  so a host that never answers costs a bounded number of timeouts.
+- each request is tried at most `max_attempts` times per delivery (0: until its time is
+  spent), so a host that never answers costs a bounded number of timeouts.
 Nothing from the messages or the response body is put in exception texts or logs.
 """
 
@@ -89,7 +89,9 @@ class SegmentTarget:
     host: str
     timeout_seconds: float = 15.0
     gzip: bool = False  # the library's default; the template's SegmentGzip is true
-    max_attempts: int = 0  # posts of one batch per delivery (SegmentMaxAttempts); 0: until its time is spent
+    max_attempts: int = (
+        0  # tries of one request per delivery (SegmentMaxAttempts); 0: until the time is spent
+    )
     accepted_answers: str = wire.SEGMENT_ANSWERS  # which 2xx are an acceptance (SegmentAcceptedAnswers)
 
 
@@ -272,11 +274,11 @@ def _network_reason(error: requests.RequestException, timeout: float) -> str:
     if isinstance(error, requests.exceptions.SSLError):
         return "TLS error"
     if isinstance(error, request_deadline.RequestDeadlineExceeded):  # a Timeout, cut by our own clock
-        return f"no complete answer by the request deadline (no answer within {timeout:g} s)"
+        return f"no complete answer by the request deadline (no answer within {timeout:.3g} s)"
     if isinstance(error, requests.ConnectTimeout):
-        return f"no connection within {timeout:g} s"
+        return f"no connection within {timeout:.3g} s"
     if isinstance(error, requests.Timeout):
-        return f"no answer within {timeout:g} s"
+        return f"no answer within {timeout:.3g} s"
     if isinstance(error, requests.exceptions.ChunkedEncodingError):
         return "the connection broke in the middle of the answer"
     text = str(error).lower()
