@@ -59,6 +59,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         lambda name: _write_keys(name).get(),
         timeout_seconds=settings.request_timeout_seconds,
         gzip=settings.gzip,
+        max_attempts=settings.max_attempts,
+        accepted_answers=settings.accepted_answers,
     )
     services = SenderServices(
         poster=targets.poster(None),

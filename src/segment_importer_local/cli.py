@@ -57,6 +57,9 @@ def _log_to_terminal() -> None:
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
+    from segment_importer_local import retry_lines
+
+    retry_lines.install()  # the sender's retries, one line each: a failing host is never silent
 
 
 def _parser() -> argparse.ArgumentParser:

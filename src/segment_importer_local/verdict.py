@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from segment_importer_local.runner import FileOutcome, RunResult
 
-from segment_importer.track.ledger import FAILED
+from segment_importer.track.ledger import FAILED, REFUSED_STATUS_PREFIX
 from segment_importer_local.errors import EXIT_FAILED, EXIT_OK, EXIT_REJECTS
 
 # What to do about the most frequent reject reason (codes: segment_importer.track.reasons).
@@ -35,6 +35,10 @@ HINTS = {
     "csv_field_count": "rows with more or fewer cells than the header: check the delimiter and quoting",
     "invalid_json": "lines that are not JSON: is this NDJSON (one object a line)?",
     "rejected_by_segment": "Segment answered 400 for these messages (see the rejects' .refused/ files)",
+}
+# What a refusal's status says beyond Segment's own 400 (the sender halves on both).
+_REFUSAL_MEANING = {
+    413: "Payload Too Large: a proxy or gateway in front of Segment takes less than Segment's 500 KB",
 }
 
 
@@ -86,7 +90,30 @@ def top_reason_hint(files: list[FileOutcome]) -> str:
     if not counts:
         return ""
     reason, count = counts.most_common(1)[0]
-    return f"top reject reason {reason} ({count:,}): {HINTS.get(reason, 'see the rejects file')}"
+    hint = HINTS.get(reason, "see the rejects file")
+    if reason == "rejected_by_segment":
+        hint = refusal_hint(files)
+    return f"top reject reason {reason} ({count:,}): {hint}"
+
+
+def refusal_hint(files: list[FileOutcome]) -> str:
+    """What the host answered for the refused messages: the statuses the ledger counted (an
+    import counted before they were kept says Segment's 400)."""
+    statuses: Counter[int] = Counter()
+    for outcome in files:
+        for name, count in (outcome.ledger or {}).items():
+            if name.startswith(REFUSED_STATUS_PREFIX) and name[len(REFUSED_STATUS_PREFIX) :].isdigit():
+                statuses[int(name[len(REFUSED_STATUS_PREFIX) :])] += int(count)
+    statuses = Counter({status: count for status, count in statuses.items() if count})
+    if set(statuses) <= {400}:
+        return HINTS["rejected_by_segment"]
+    answered = ", ".join(
+        f"HTTP {status}"
+        + (f" ({_REFUSAL_MEANING[status]})" if status in _REFUSAL_MEANING else "")
+        + (f" for {count:,}" if len(statuses) > 1 else "")
+        for status, count in statuses.most_common()
+    )
+    return f"the host answered {answered} for these messages (see the rejects' .refused/ files)"
 
 
 def _queued(outcome: FileOutcome) -> int:

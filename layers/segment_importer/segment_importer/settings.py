@@ -101,6 +101,8 @@ class SenderSettings:
     segment_host: str = "https://api.segment.io"
     request_timeout_seconds: float = 15.0
     gzip: bool = False
+    max_attempts: int = 0  # tries of one request per receive; 0: until the batch's time is spent
+    accepted_answers: str = "segment"  # which 2xx count as delivered (wire.ACCEPTED_ANSWERS)
     prefixes: Prefixes = field(default_factory=Prefixes)
     max_receive_count: int | None = None
     ledger_tables: LedgerTables | None = None
@@ -117,6 +119,8 @@ class SenderSettings:
             segment_host=env.get("SEGMENT_HOST", cls.segment_host),
             request_timeout_seconds=float(env.get("SEGMENT_TIMEOUT_SECONDS", cls.request_timeout_seconds)),
             gzip=env.get("SEGMENT_GZIP", "false").lower() == "true",
+            max_attempts=int(env.get("SEGMENT_MAX_ATTEMPTS") or 0),
+            accepted_answers=env.get("SEGMENT_ACCEPTED_ANSWERS") or cls.accepted_answers,
             prefixes=Prefixes.from_env(env),
             max_receive_count=int(env["MAX_RECEIVE_COUNT"]) if env.get("MAX_RECEIVE_COUNT") else None,
             ledger_tables=LedgerTables.from_env(env),

@@ -14,7 +14,12 @@
   until it is dead-lettered;
 - each request has a total deadline (its timeout, or the time left if less): `requests`
   bounds only each read, and an answer that drips could outlive the Lambda;
-- anything else (401, 403, 404: a configuration error) fails the batch at once.
+- anything else (401, 403, 404: a configuration error) fails the batch at once; so does a
+  3xx (not followed: the reason names where the host redirects to) and a 2xx that is not
+  Segment's acceptance (`wire.acceptance_problem`: an HTML page, `{"success": false}`): the
+  host is not Segment, or not as configured, and asking again gives the same answer;
+- each request is tried at most `max_attempts` times per delivery (0: until its time is
+  spent), so a host that never answers costs a bounded number of timeouts.
 Nothing from the messages or the response body is put in exception texts or logs.
 """
 
@@ -24,6 +29,7 @@ import logging
 import random
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,8 +46,8 @@ _REFUSED = frozenset({400, 413})
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 30.0
 _ERROR_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-# Logged (INFO) before each retry with `host`, `reason` and `attempt` (the one about to start):
-# CloudWatch shows why a batch is slow, and the local CLI's progress line follows it.
+# Logged (INFO) before each retry with `host`, `reason`, `attempt` (the one about to start) and
+# `next_try_seconds`: CloudWatch shows why a batch is slow, and the local CLI prints a line each.
 RETRY_MESSAGE = "retrying segment"
 logger = logging.getLogger(__name__)
 # Posts spent halving a refused batch: isolates a few bad messages among 2,500 (about
@@ -62,10 +68,19 @@ class Delivery:
     attempts: int = 0
     retries: int = 0
     isolation_posts: int = 0
+    # The HTTP status each refused message was refused with, in the order of `rejected` and
+    # of `unisolated`: 400 is Segment's; 413 is a proxy's or gateway's limit in front of it.
+    rejected_status: list[int] = field(default_factory=list)
+    unisolated_status: list[int] = field(default_factory=list)
+    refusal_status: int = 0  # of the last refusal (set by the post that was refused)
 
     @property
     def refused(self) -> int:
         return len(self.rejected) + len(self.unisolated)
+
+    def refused_by_status(self) -> Counter[int]:
+        """Refused messages per HTTP status."""
+        return Counter(self.rejected_status + self.unisolated_status)
 
 
 @dataclass(slots=True)
@@ -74,6 +89,10 @@ class SegmentTarget:
     host: str
     timeout_seconds: float = 15.0
     gzip: bool = False  # the library's default; the template's SegmentGzip is true
+    max_attempts: int = (
+        0  # tries of one request per delivery (SegmentMaxAttempts); 0: until the time is spent
+    )
+    accepted_answers: str = wire.SEGMENT_ANSWERS  # which 2xx are an acceptance (SegmentAcceptedAnswers)
 
 
 @dataclass(slots=True)
@@ -143,6 +162,16 @@ class BatchPoster:
         parsed only if Segment refuses it (to isolate the refused messages)."""
         delivery = Delivery()
         self._deliver(_Group(count, raw=batch, parsed=parsed), deadline, delivery)
+        if count > 1 and delivery.delivered == 0 and delivery.rejected:
+            # Every part refused, single messages too: the messages were validated before they
+            # were queued, so it is the requests the host refuses (a body it cannot read, say
+            # gzip), not the messages. Rejecting them all would lose a good import to a bad host.
+            statuses = ", ".join(f"HTTP {status}" for status in sorted(delivery.refused_by_status()))
+            raise DeliveryFailed(
+                f"the host refused every message of the batch, one by one too ({statuses}): it refuses "
+                "the requests, not the messages (does it read gzip bodies? SegmentGzip=false sends plain "
+                "JSON)"
+            )
         return delivery
 
     def _deliver(self, group: _Group, deadline: float, delivery: Delivery) -> None:
@@ -150,8 +179,10 @@ class BatchPoster:
             delivery.delivered += group.count
         elif len(group.messages()) == 1:
             delivery.rejected.extend(group.messages())
+            delivery.rejected_status.append(delivery.refusal_status)
         elif delivery.isolation_posts + 2 > MAX_ISOLATION_POSTS:
             delivery.unisolated.extend(group.messages())
+            delivery.unisolated_status.extend([delivery.refusal_status] * len(group.messages()))
         else:
             delivery.isolation_posts += 2
             for half in group.halves():
@@ -165,21 +196,27 @@ class BatchPoster:
             if remaining <= 0:
                 raise DeliveryFailed(f"out of time before attempt {attempt + 1}")
             delivery.attempts += 1
+            timeout = min(self._target.timeout_seconds, remaining)
             try:
-                request_deadline.call_within(
-                    min(self._target.timeout_seconds, remaining),
+                response = request_deadline.call_within(
+                    timeout,
                     self._post,
                     self._target.write_key,
                     host=self._target.host,
                     gzip=self._target.gzip,
-                    timeout=min(self._target.timeout_seconds, remaining),
+                    timeout=timeout,
                     retry_count=attempt,
                     batch=batch,
                 )
-                return True
             except segment_request.APIError as error:
                 if error.status in _REFUSED:
+                    delivery.refusal_status = error.status
                     return False
+                if 300 <= error.status < 400:
+                    raise DeliveryFailed(
+                        f"HTTP {error.status}: the host redirects: use the final URL "
+                        f"(Location: {wire.redirect_target(error.response)})"
+                    ) from None
                 if not _retryable(error.status):
                     raise DeliveryFailed(f"Segment answered HTTP {error.status} ({_code(error)})") from None
                 delay = (
@@ -187,19 +224,42 @@ class BatchPoster:
                 )
                 reason = f"HTTP {error.status}"
             except requests.RequestException as error:
-                delay, reason = None, _network_reason(error)
+                delay, reason = None, _network_reason(error, timeout)
+            else:
+                self._check_acceptance(response)
+                return True
             delay = delay if delay is not None else self._backoff(attempt)
-            if self._clock() + delay >= deadline:
+            out_of_attempts = 0 < self._target.max_attempts <= attempt + 1
+            if out_of_attempts or self._clock() + delay >= deadline:
                 raise DeliveryFailed(f"gave up after {attempt + 1} attempts; last: {reason}")
             delivery.retries += 1
             logger.info(
-                RETRY_MESSAGE, extra={"host": self._target.host, "reason": reason, "attempt": attempt + 2}
+                RETRY_MESSAGE,
+                extra={
+                    "host": self._target.host,
+                    "reason": reason,
+                    "attempt": attempt + 2,
+                    "next_try_seconds": round(delay, 1),
+                },
             )
             self._sleep(delay)
             attempt += 1
 
+    def _check_acceptance(self, response: Any) -> None:
+        """Raise DeliveryFailed unless the 2xx `response` is Segment's acceptance: a host that
+        answers 2xx otherwise is not Segment (or not where it should be), so it is not retried."""
+        problem = wire.acceptance_problem(response, self._target.accepted_answers)
+        if problem:
+            status = getattr(response, "status_code", "2xx")
+            raise DeliveryFailed(
+                f"the host answered HTTP {status} but not as Segment does: {problem}; nothing counts as "
+                "delivered (a Segment-compatible endpoint that answers so: SegmentAcceptedAnswers=any-2xx)"
+            )
+
     def _backoff(self, attempt: int) -> float:
-        return self._jitter.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))
+        # The exponent is capped: 2**1024 is past a float, and the cap is reached long before.
+        ceiling = BACKOFF_BASE_SECONDS * 2 ** min(attempt, 32)
+        return self._jitter.uniform(0, min(BACKOFF_CAP_SECONDS, ceiling))
 
 
 def _code(error: segment_request.APIError) -> str:
@@ -209,16 +269,25 @@ def _code(error: segment_request.APIError) -> str:
     return code if _ERROR_CODE.fullmatch(code) else "unrecognised error code"
 
 
-def _network_reason(error: requests.RequestException) -> str:
+def _network_reason(error: requests.RequestException, timeout: float) -> str:
     """A few words for a network error (not its text: it names the request)."""
     if isinstance(error, requests.exceptions.SSLError):
         return "TLS error"
     if isinstance(error, request_deadline.RequestDeadlineExceeded):  # a Timeout, cut by our own clock
-        return "no complete answer by the request deadline"
+        return f"no complete answer by the request deadline (no answer within {timeout:.3g} s)"
+    if isinstance(error, requests.ConnectTimeout):
+        return f"no connection within {timeout:.3g} s"
     if isinstance(error, requests.Timeout):
-        return "timed out"
-    if isinstance(error, requests.ConnectionError) and "refused" in str(error).lower():
+        return f"no answer within {timeout:.3g} s"
+    if isinstance(error, requests.exceptions.ChunkedEncodingError):
+        return "the connection broke in the middle of the answer"
+    text = str(error).lower()
+    if isinstance(error, requests.ConnectionError) and "refused" in text:
         return "connection refused"
+    if isinstance(error, requests.ConnectionError) and "reset" in text:
+        return "connection reset"
+    if isinstance(error, requests.ConnectionError) and ("aborted" in text or "remotedisconnected" in text):
+        return "the connection was closed without an answer"
     return type(error).__name__
 
 

@@ -202,7 +202,10 @@ def _delivered(batch: QueuedBatch, delivery: Delivery, services: SenderServices,
         },
     )
     ledger = services.ledger
-    if ledger and ledger.record_delivered(batch.ref, batch.number, batch.message_count, delivery.refused):
+    by_status = delivery.refused_by_status()
+    if ledger and ledger.record_delivered(
+        batch.ref, batch.number, batch.message_count, delivery.refused, refused_by_status=by_status
+    ):
         _complete(batch, services)
 
 
@@ -242,11 +245,18 @@ def refused_key(prefixes: Prefixes, key: str, batch_number: int) -> str:
 
 def _write_refused(s3: Any, prefixes: Prefixes, batch: QueuedBatch, delivery: Delivery) -> None:
     writer = RejectsWriter()
-    refused = [(message, "rejected_by_segment") for message in delivery.rejected]
-    refused += [(message, reasons.REFUSED_WITH_OTHERS) for message in delivery.unisolated]
+    refused = [
+        (message, reasons.REJECTED_BY_SEGMENT, status)
+        for message, status in zip(delivery.rejected, delivery.rejected_status, strict=True)
+    ]
+    refused += [
+        (message, reasons.REFUSED_WITH_OTHERS, status)
+        for message, status in zip(delivery.unisolated, delivery.unisolated_status, strict=True)
+    ]
     try:
-        for message, reason in refused:
-            writer.add(None, reason, f"batch {batch.number}, messageId {message.get('messageId')}", message)
+        for message, reason, status in refused:
+            detail = f"HTTP {status}, batch {batch.number}, messageId {message.get('messageId')}"
+            writer.add(None, reason, detail, message)
         writer.upload(s3, batch.ref.bucket, refused_key(prefixes, batch.key, batch.number))
     finally:
         writer.close()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from segment_importer.deliver.segment_client import BatchPoster, DeliveryFailed, SegmentTarget
 from segment_importer.deliver.targets import JobTarget, TargetPolicy
+from segment_importer.deliver.wire import SEGMENT_ANSWERS
 
 
 class TargetRefused(DeliveryFailed):
@@ -30,11 +31,15 @@ class TargetResolver:
         *,
         timeout_seconds: float = 15.0,
         gzip: bool = False,
+        max_attempts: int = 0,
+        accepted_answers: str = SEGMENT_ANSWERS,
     ) -> None:
         self._policy = policy
         self._key_of = key_of
         self._timeout = timeout_seconds
         self._gzip = gzip
+        self._max_attempts = max_attempts
+        self._accepted_answers = accepted_answers
 
     def target(self, target: JobTarget | None) -> SegmentTarget:
         """The SegmentTarget (key and host) of a batch's target; TargetRefused if not allowed."""
@@ -53,6 +58,8 @@ class TargetResolver:
             host=self._policy.host_of(target),
             timeout_seconds=self._timeout,
             gzip=self._gzip,
+            max_attempts=self._max_attempts,
+            accepted_answers=self._accepted_answers,
         )
 
     def poster(self, target: JobTarget | None) -> BatchPoster:

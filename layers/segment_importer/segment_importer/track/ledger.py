@@ -29,6 +29,7 @@ counts.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +74,8 @@ _COUNTERS = (
     "batches_failed",
     "messages_failed",
 )
+# messages_refused split by the HTTP status they were refused with, e.g. messages_refused_http_413.
+REFUSED_STATUS_PREFIX = "messages_refused_http_"
 _REOPEN = "SET #status = :sending, reopened_at = :now, updated_at = :now REMOVE finished_at"
 _NEXT_PART = (
     "#status = :splitting AND (attribute_not_exists(split_part) OR split_part < :part"
@@ -262,10 +265,22 @@ class Ledger(SpanLedger):
 
     # --- sender --------------------------------------------------------------------------
 
-    def record_delivered(self, ref: ImportRef, batch_number: int, messages: int, refused: int) -> bool:
-        """Count a delivered batch once; False if it was already counted as delivered."""
+    def record_delivered(
+        self,
+        ref: ImportRef,
+        batch_number: int,
+        messages: int,
+        refused: int,
+        *,
+        refused_by_status: Mapping[int, int] | None = None,
+    ) -> bool:
+        """Count a delivered batch once; False if it was already counted as delivered.
+        `refused_by_status` splits `refused` by the HTTP status (`messages_refused_http_<status>`),
+        so a 413 from a proxy is reported as a 413, not as Segment's 400."""
         accepted = messages - refused
         counters = {"batches_delivered": 1, "messages_delivered": accepted, "messages_refused": refused}
+        by_status = (refused_by_status or {}).items()
+        counters |= {f"{REFUSED_STATUS_PREFIX}{status}": count for status, count in by_status if count}
         if self._resolve(ref, batch_number, DELIVERED, None, counters, messages):
             return True
         redriven = {**counters, "batches_redriven": -1}

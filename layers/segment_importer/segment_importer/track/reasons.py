@@ -56,9 +56,11 @@ REASONS: dict[str, str] = {
     "timestampRange does not allow it",
     INVALID_FIELD: "a field has the wrong shape (e.g. properties is not an object)",
     MESSAGE_TOO_LARGE: "the Segment message is larger than 32 KB",
-    REJECTED_BY_SEGMENT: "Segment answered 400 for the message",
+    REJECTED_BY_SEGMENT: "Segment answered 400 for the message (or a proxy in front of it 413: the "
+    "detail names the status)",
     REFUSED_WITH_OTHERS: (
-        "Segment answered 400 for a group holding the message; too many were refused to isolate each"
+        "Segment answered 400 (or a proxy 413) for a group holding the message; too many were refused to "
+        "isolate each"
     ),
     REJECTS_OMITTED: "more rejects than the rejects file holds: counted in the report, not listed",
 }
