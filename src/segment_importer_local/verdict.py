@@ -63,8 +63,8 @@ def of_run(result: RunResult, *, dry_run: bool) -> Verdict:
         sent = sum(f.messages_delivered for f in files)
         done = f"sent {sent:,} of {records:,} records to {result.destination}"
     filtered = sum(int(f.report.get("filtered") or 0) for f in files)
-    if filtered:  # left out by the job's filters, limit or sample: neither sent nor rejected
-        done += f" ({filtered:,} left out by the job's filters)"
+    if filtered:  # neither sent nor rejected: left out by the job's filters, or by a profile
+        done += f" ({_left_out(files, filtered)})"
     reasons = [line for outcome in files for line in _failures(outcome, result.destination, dry_run)]
     hint = top_reason_hint(files)
     if records == 0 and not reasons:
@@ -154,3 +154,22 @@ def _failures(outcome: FileOutcome, destination: str, dry_run: bool) -> list[str
         error = ledger.get("last_error") or ledger.get("first_error") or "no answer recorded"
         lines.append(f"{name}: {undelivered:,} messages not delivered: {error} (host {destination})")
     return lines
+
+
+# Rules a profile applies without the job asking (not the job's filters), in words.
+_PROFILE_RULES = {"snowplow_page_ping": "Snowplow page_ping (activity heartbeats: no Segment call)"}
+
+
+def _left_out(files: list[FileOutcome], filtered: int) -> str:
+    """`120 left out by the job's filters`; what a profile left out is named apart."""
+    by_profile: dict[str, int] = {}
+    for outcome in files:
+        for rule, count in (outcome.report.get("filtered_by") or {}).items():
+            if rule in _PROFILE_RULES:
+                by_profile[rule] = by_profile.get(rule, 0) + int(count)
+    by_job = filtered - sum(by_profile.values())
+    parts = [f"{by_job:,} by the job's filters"] if by_job else []
+    parts += [f"{count:,} {_PROFILE_RULES[rule]}" for rule, count in by_profile.items()]
+    if not by_profile:
+        return f"{by_job:,} left out by the job's filters"
+    return "left out: " + "; ".join(parts)

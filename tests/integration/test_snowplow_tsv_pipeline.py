@@ -17,6 +17,7 @@ from segment_importer.mapping.profiles.snowplow import PAGE_PING_RULE
 from segment_importer.read.snowplow_tsv import FIELDS
 from segment_importer.track import reasons
 from segment_importer_local.runner import RunOptions, RunResult, run_import
+from segment_importer_local.verdict import of_run
 
 from .test_continuation import all_rejected_numbers
 
@@ -88,6 +89,10 @@ def test_a_gzipped_headerless_enriched_file_with_no_extension_arrives_as_segment
     pings = 450 // 97 - sum(1 for n in range(97, 451, 97) if n % 211 == 0)
     assert (report["filtered"], report["filtered_by"]) == (pings, {PAGE_PING_RULE: pings})
     assert len(valid) + len(rejected) + pings == 450  # every line accounted for
+    # said as what they are, not as the job's filters (the job has none)
+    headline = of_run(result, dry_run=False).headline
+    assert f"left out: {pings} Snowplow page_ping (activity heartbeats" in headline
+    assert "job's filters" not in headline
     assert sorted(all_rejected_numbers(result)) == sorted(rejected)
 
     first = next(message for message in messages if message["properties"]["value"] == 1)
