@@ -19,10 +19,14 @@ from rich.console import Console
 
 from segment_importer.deliver.targets import TargetPolicy
 from segment_importer.job import JobOptionsError, parse_job_document
+from segment_importer.track.ledger import FINAL_STATUSES
 from segment_importer_local.errors import CliError, usage_error
+from segment_importer_local.resume import resume_command
 
 if TYPE_CHECKING:
     from segment_importer_local.inputs import InputFile
+
+STOPPED_STATUS = "STOPPED"  # an import a stopped local run left unfinished (not a ledger status)
 
 
 def add_inspect_commands(commands: Any) -> None:
@@ -126,27 +130,66 @@ def aws_errors() -> Iterator[None]:
 
 
 def _status(arguments: argparse.Namespace) -> int:
-    from segment_importer_local import status as status_module
     from segment_importer_local.status_view import status_table, summary_lines
 
     read = _imports_reader(arguments)
+    run_dir = _local_run(arguments)
     console = Console()
     with aws_errors():
         if arguments.watch and not arguments.json:
-            statuses = _watch(read, console, arguments.interval)
+            statuses = _watch(read, console, arguments.interval, run_dir)
         else:
-            statuses = [status_module.describe(item) for item in read()]
+            statuses = _described(read(), run_dir)
             if arguments.json:
                 print(orjson.dumps(statuses, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
                 return 0
             console.print(status_table(statuses, width=console.width))
     for line in summary_lines(statuses):
         console.print(line, markup=False)
+    if run_dir and (stop := _stopped(run_dir)):
+        console.print(
+            f"This run did not finish ({stop.get('reason', 'stopped')}): the counts are as at the stop. "
+            f"Resume it with: {resume_command(run_dir)}",
+            style="yellow",
+            markup=False,
+        )
     return 0
 
 
+def _local_run(arguments: argparse.Namespace) -> Path | None:
+    """The local run `status` reads (None for a deployed stack's ledger)."""
+    from segment_importer_local import status as status_module
+
+    if arguments.stack or arguments.table:
+        return None
+    return status_module.local_run_dir(arguments.out, arguments.local)
+
+
+def _stopped(run_dir: Path) -> dict[str, Any] | None:
+    from segment_importer_local.run_state import STOPPED, read_state
+
+    state = read_state(run_dir)
+    return state if state and state.get("state") == STOPPED else None
+
+
+def _described(items: list[dict[str, Any]], run_dir: Path | None) -> list[dict[str, Any]]:
+    """Each import's status; those a stopped local run left unfinished say STOPPED, not the
+    SPLITTING or SENDING the ledger held when it stopped (nothing moves them on any more)."""
+    from segment_importer_local import status as status_module
+
+    statuses = [status_module.describe(item) for item in items]
+    if run_dir is None or not _stopped(run_dir):
+        return statuses
+    return [
+        status
+        if status["status"] in FINAL_STATUSES
+        else {**status, "status": STOPPED_STATUS, "ledger_status": status["status"], "eta_seconds": None}
+        for status in statuses
+    ]
+
+
 def _watch(
-    read: Callable[[], list[dict[str, Any]]], console: Console, interval: float
+    read: Callable[[], list[dict[str, Any]]], console: Console, interval: float, run_dir: Path | None
 ) -> list[dict[str, Any]]:
     from rich.live import Live
 
@@ -155,9 +198,9 @@ def _watch(
 
     with Live(console=console, refresh_per_second=4) as live:
         while True:
-            statuses = [status_module.describe(item) for item in read()]
+            statuses = _described(read(), run_dir)
             live.update(status_table(statuses, width=console.width))
-            if status_module.all_final(statuses):
+            if status_module.all_final(statuses) or (run_dir and _stopped(run_dir)):
                 return statuses
             time.sleep(interval)
 
