@@ -317,15 +317,19 @@ def _check_job(arguments: argparse.Namespace) -> int:
 def checked_job_document(path: Path, policy: TargetPolicy | None = None) -> dict[str, Any]:
     """The job file's document, or a usage error listing every problem in it (with `policy`,
     also a workspace the stack would not allow)."""
+    from segment_importer_local.job_lint import job_file_problems
     from segment_importer_local.job_targets import policy_problems
 
     try:
-        document = parse_job_document(path.read_bytes(), str(path))
-        problems = policy_problems(document, policy, str(path)) if policy else []
+        text = path.read_bytes()
     except OSError as error:
         raise usage_error(f"cannot read the job file: {error}") from None
+    try:
+        document = parse_job_document(text, str(path))
+        problems = policy_problems(document, policy, str(path)) if policy else []
     except JobOptionsError as error:
         problems = error.problems
+    problems = [*problems, *job_file_problems(text, str(path))]
     if problems:
         listed = "\n".join(f"  - {problem}" for problem in problems)
         raise usage_error(f"{len(problems)} problem(s) in the job file:\n{listed}")
