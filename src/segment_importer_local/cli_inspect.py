@@ -7,6 +7,7 @@ error naming what is missing, never a botocore traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -41,6 +42,7 @@ def add_inspect_commands(commands: Any) -> None:
     redrive.add_argument("--stack", required=True, help="the deployed stack's name")
     redrive.add_argument("--key", help="only this import's batches (its key under imports/)")
     redrive.add_argument("--force", action="store_true", help="also batches past Segment's dedupe window")
+    _add_region_argument(redrive)
     redrive.set_defaults(command=_redrive)
     check = commands.add_parser(
         "check-job",
@@ -101,6 +103,29 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
         "--local", type=Path, metavar="RUN_DIR", help="a local run's folder (default: the latest)"
     )
     parser.add_argument("--out", type=Path, default=Path("out"), help="where local runs are (default: out)")
+    _add_region_argument(parser)
+
+
+def _add_region_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--region",
+        help="the deployed stack's AWS region (default: AWS_REGION, then AWS_DEFAULT_REGION, then the "
+        "profile's region)",
+    )
+
+
+def aws_client(service: str, arguments: argparse.Namespace) -> Any:
+    """A client in the region the user set: --region, else AWS_REGION (which botocore itself
+    does not read for a client's region), else AWS_DEFAULT_REGION, else the profile's."""
+    import boto3
+
+    region = (
+        getattr(arguments, "region", None)
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or None  # botocore then takes the profile's region (AWS_PROFILE, ~/.aws/config)
+    )
+    return boto3.Session(region_name=region).client(service)
 
 
 @contextmanager
@@ -209,13 +234,11 @@ def _imports_reader(arguments: argparse.Namespace) -> Callable[[], list[dict[str
     from segment_importer_local import status as status_module
 
     if arguments.stack or arguments.table:
-        import boto3
-
         with aws_errors():
             table = arguments.table or status_module.table_of_stack(
-                boto3.client("cloudformation"), arguments.stack
+                aws_client("cloudformation", arguments), arguments.stack
             )
-            return status_module.ledger_reader(boto3.client("dynamodb"), table, arguments.prefix)
+            return status_module.ledger_reader(aws_client("dynamodb", arguments), table, arguments.prefix)
     try:
         run_dir = status_module.local_run_dir(arguments.out, arguments.local)
         status_module.read_snapshot(run_dir)
@@ -245,8 +268,6 @@ def _rejects(arguments: argparse.Namespace) -> int:
 
 
 def _redrive(arguments: argparse.Namespace) -> int:
-    import boto3
-
     from segment_importer.settings import Prefixes
     from segment_importer.track.completion import complete_and_report
     from segment_importer.track.ledger import Ledger
@@ -256,7 +277,7 @@ def _redrive(arguments: argparse.Namespace) -> int:
     environment = StackTemplate.load().function_environment("SenderFunction")
     prefixes = Prefixes.from_env({name: str(value) for name, value in environment.items()})
     with aws_errors():
-        cloudformation = boto3.client("cloudformation")
+        cloudformation = aws_client("cloudformation", arguments)
 
         def physical(logical_id: str) -> str:
             detail = cloudformation.describe_stack_resource(
@@ -264,10 +285,10 @@ def _redrive(arguments: argparse.Namespace) -> int:
             )
             return detail["StackResourceDetail"]["PhysicalResourceId"]
 
-        ledger = Ledger(boto3.client("dynamodb"), physical("ImportsTable"), physical("BatchesTable"))
-        s3 = boto3.client("s3")
+        ledger = Ledger(aws_client("dynamodb", arguments), physical("ImportsTable"), physical("BatchesTable"))
+        s3 = aws_client("s3", arguments)
         result = redrive(
-            boto3.client("sqs"),
+            aws_client("sqs", arguments),
             physical("DeadLetterQueue"),
             physical("WorkQueue"),
             key=arguments.key,
