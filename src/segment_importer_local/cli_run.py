@@ -60,7 +60,8 @@ Folders are searched recursively; each file keeps its path under imports/local/,
 a folder governs the files below it, as the nearest job.json does in the bucket; a file given on
 its own takes the job.json beside it or above it (up to the working directory). --config with a
 folder holding a different job.json is refused.
-Exit codes: 0 every record sent, 3 finished with rejects, 1 failed or nothing sent, 2 usage.
+Exit codes: 0 every record sent, 3 finished with rejects, 1 failed or nothing sent, 2 usage,
+130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (stopped cleanly; --resume goes on).
 """
 
 
