@@ -17,7 +17,7 @@ import sys
 from types import FrameType
 
 from segment_importer import __version__
-from segment_importer_local.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, CliError, Stopped
+from segment_importer_local.errors import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INTERRUPTED, CliError, Stopped
 from segment_importer_local.preview import add_preview_parser
 
 _EXAMPLES = """examples:
@@ -51,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         # The reader went away (`| head`): stop quietly; flushing at exit would raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except OSError as error:
+        # A file or folder the system refused that no check above foresaw: one line, no traceback.
+        where = f": {error.filename}" if error.filename else ""
+        print(f"error: {error.strerror or error}{where}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _stop_on_signals() -> None:

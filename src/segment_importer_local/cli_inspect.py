@@ -256,7 +256,12 @@ def _rejects(arguments: argparse.Namespace) -> int:
     else:
         found = rejects_lookup.local(arguments)
     if arguments.output:
-        arguments.output.write_bytes(found.body)
+        try:
+            arguments.output.write_bytes(found.body)
+        except OSError as error:
+            raise usage_error(
+                f"--output {arguments.output}: cannot write it ({error.strerror or error})"
+            ) from None
         print(f"{found.lines} rejected records written to {arguments.output}", file=sys.stderr)
     else:
         sys.stdout.write(found.body.decode("utf-8", "replace"))

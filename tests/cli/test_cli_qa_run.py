@@ -273,3 +273,15 @@ def test_undelivered_messages_name_the_resume_command(cli, tmp_path: Path) -> No
     assert "Next:" in done.out
     assert f'segment-importer run --resume {run_dir} --write-key "$SEGMENT_WRITE_KEY"' in said
     assert "not-this-one" not in done.both  # never the key itself
+
+
+def test_rejects_to_an_output_that_cannot_be_written_is_one_line(cli, tmp_path: Path) -> None:
+    """QA 11: `rejects --output` under a file ended in a traceback."""
+    signups(tmp_path / "a.csv", 3)
+    (tmp_path / "afile").write_text("", encoding="utf-8")
+    assert cli("run", "a.csv", "--no-progress").code == 0
+    done = cli("rejects", "a.csv", "--output", "afile/rejects.ndjson")
+
+    assert done.code == 2, done.both
+    no_traceback(done)
+    assert done.err == "error: --output afile/rejects.ndjson: cannot write it (Not a directory)\n"
