@@ -2,18 +2,22 @@
 read their rejects, redrive dead-lettered batches, and check job files.
 
 Results go to stdout; progress, warnings and errors to stderr. Exit codes: 0 every record sent,
-3 finished with rejects, 1 failed (or nothing sent), 2 the command line was wrong, 130 interrupted.
+3 finished with rejects, 1 failed (or nothing sent), 2 the command line was wrong, 130 interrupted
+(Ctrl-C); stopped by SIGTERM 143, by SIGHUP 129 (a stopped run is saved: `run --resume` goes on).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
+from types import FrameType
 
 from segment_importer import __version__
-from segment_importer_local.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, CliError
+from segment_importer_local.errors import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INTERRUPTED, CliError, Stopped
 from segment_importer_local.preview import add_preview_parser
 
 _EXAMPLES = """examples:
@@ -30,20 +34,40 @@ _EXAMPLES = """examples:
 def main(argv: list[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
     _log_to_terminal()
+    _stop_on_signals()
     try:
         return int(arguments.command(arguments) or 0)
     except CliError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.code
-    except KeyboardInterrupt:
-        print(
-            f"\ninterrupted: {getattr(arguments, 'interrupted_note', lambda: 'stopped')()}", file=sys.stderr
-        )
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as stop:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one while we say so ends us
+        cause = f" by {stop.name}" if isinstance(stop, Stopped) else ""
+        note = getattr(arguments, "interrupted_note", lambda: "stopped")()
+        with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone; the folder has the state
+            print(f"\ninterrupted{cause}: {note}", file=sys.stderr)
+        return stop.code if isinstance(stop, Stopped) else EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly; flushing at exit would raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except OSError as error:
+        # A file or folder the system refused that no check above foresaw: one line, no traceback.
+        where = f": {error.filename}" if error.filename else ""
+        print(f"error: {error.strerror or error}{where}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM (kill, CI cancelling a job) and SIGHUP (the terminal closed) stop a run as
+    Ctrl-C does: cleanly, its state saved, the summary of the stop printed."""
+
+    def stop(number: int, _frame: FrameType | None) -> None:
+        raise Stopped(number, signal.Signals(number).name)
+
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(number) is signal.SIG_DFL:  # nohup's SIG_IGN for SIGHUP is kept
+            signal.signal(number, stop)
 
 
 def _log_to_terminal() -> None:

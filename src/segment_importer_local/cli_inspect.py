@@ -7,6 +7,7 @@ error naming what is missing, never a botocore traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -19,10 +20,14 @@ from rich.console import Console
 
 from segment_importer.deliver.targets import TargetPolicy
 from segment_importer.job import JobOptionsError, parse_job_document
+from segment_importer.track.ledger import FINAL_STATUSES
 from segment_importer_local.errors import CliError, usage_error
+from segment_importer_local.resume import resume_command
 
 if TYPE_CHECKING:
     from segment_importer_local.inputs import InputFile
+
+STOPPED_STATUS = "STOPPED"  # an import a stopped local run left unfinished (not a ledger status)
 
 
 def add_inspect_commands(commands: Any) -> None:
@@ -37,6 +42,7 @@ def add_inspect_commands(commands: Any) -> None:
     redrive.add_argument("--stack", required=True, help="the deployed stack's name")
     redrive.add_argument("--key", help="only this import's batches (its key under imports/)")
     redrive.add_argument("--force", action="store_true", help="also batches past Segment's dedupe window")
+    _add_region_argument(redrive)
     redrive.set_defaults(command=_redrive)
     check = commands.add_parser(
         "check-job",
@@ -97,6 +103,29 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
         "--local", type=Path, metavar="RUN_DIR", help="a local run's folder (default: the latest)"
     )
     parser.add_argument("--out", type=Path, default=Path("out"), help="where local runs are (default: out)")
+    _add_region_argument(parser)
+
+
+def _add_region_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--region",
+        help="the deployed stack's AWS region (default: AWS_REGION, then AWS_DEFAULT_REGION, then the "
+        "profile's region)",
+    )
+
+
+def aws_client(service: str, arguments: argparse.Namespace) -> Any:
+    """A client in the region the user set: --region, else AWS_REGION (which botocore itself
+    does not read for a client's region), else AWS_DEFAULT_REGION, else the profile's."""
+    import boto3
+
+    region = (
+        getattr(arguments, "region", None)
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or None  # botocore then takes the profile's region (AWS_PROFILE, ~/.aws/config)
+    )
+    return boto3.Session(region_name=region).client(service)
 
 
 @contextmanager
@@ -126,27 +155,66 @@ def aws_errors() -> Iterator[None]:
 
 
 def _status(arguments: argparse.Namespace) -> int:
-    from segment_importer_local import status as status_module
     from segment_importer_local.status_view import status_table, summary_lines
 
     read = _imports_reader(arguments)
+    run_dir = _local_run(arguments)
     console = Console()
     with aws_errors():
         if arguments.watch and not arguments.json:
-            statuses = _watch(read, console, arguments.interval)
+            statuses = _watch(read, console, arguments.interval, run_dir)
         else:
-            statuses = [status_module.describe(item) for item in read()]
+            statuses = _described(read(), run_dir)
             if arguments.json:
                 print(orjson.dumps(statuses, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
                 return 0
             console.print(status_table(statuses, width=console.width))
     for line in summary_lines(statuses):
         console.print(line, markup=False)
+    if run_dir and (stop := _stopped(run_dir)):
+        console.print(
+            f"This run did not finish ({stop.get('reason', 'stopped')}): the counts are as at the stop. "
+            f"Resume it with: {resume_command(run_dir)}",
+            style="yellow",
+            markup=False,
+        )
     return 0
 
 
+def _local_run(arguments: argparse.Namespace) -> Path | None:
+    """The local run `status` reads (None for a deployed stack's ledger)."""
+    from segment_importer_local import status as status_module
+
+    if arguments.stack or arguments.table:
+        return None
+    return status_module.local_run_dir(arguments.out, arguments.local)
+
+
+def _stopped(run_dir: Path) -> dict[str, Any] | None:
+    from segment_importer_local.run_state import STOPPED, read_state
+
+    state = read_state(run_dir)
+    return state if state and state.get("state") == STOPPED else None
+
+
+def _described(items: list[dict[str, Any]], run_dir: Path | None) -> list[dict[str, Any]]:
+    """Each import's status; those a stopped local run left unfinished say STOPPED, not the
+    SPLITTING or SENDING the ledger held when it stopped (nothing moves them on any more)."""
+    from segment_importer_local import status as status_module
+
+    statuses = [status_module.describe(item) for item in items]
+    if run_dir is None or not _stopped(run_dir):
+        return statuses
+    return [
+        status
+        if status["status"] in FINAL_STATUSES
+        else {**status, "status": STOPPED_STATUS, "ledger_status": status["status"], "eta_seconds": None}
+        for status in statuses
+    ]
+
+
 def _watch(
-    read: Callable[[], list[dict[str, Any]]], console: Console, interval: float
+    read: Callable[[], list[dict[str, Any]]], console: Console, interval: float, run_dir: Path | None
 ) -> list[dict[str, Any]]:
     from rich.live import Live
 
@@ -155,9 +223,9 @@ def _watch(
 
     with Live(console=console, refresh_per_second=4) as live:
         while True:
-            statuses = [status_module.describe(item) for item in read()]
+            statuses = _described(read(), run_dir)
             live.update(status_table(statuses, width=console.width))
-            if status_module.all_final(statuses):
+            if status_module.all_final(statuses) or (run_dir and _stopped(run_dir)):
                 return statuses
             time.sleep(interval)
 
@@ -166,13 +234,11 @@ def _imports_reader(arguments: argparse.Namespace) -> Callable[[], list[dict[str
     from segment_importer_local import status as status_module
 
     if arguments.stack or arguments.table:
-        import boto3
-
         with aws_errors():
             table = arguments.table or status_module.table_of_stack(
-                boto3.client("cloudformation"), arguments.stack
+                aws_client("cloudformation", arguments), arguments.stack
             )
-            return status_module.ledger_reader(boto3.client("dynamodb"), table, arguments.prefix)
+            return status_module.ledger_reader(aws_client("dynamodb", arguments), table, arguments.prefix)
     try:
         run_dir = status_module.local_run_dir(arguments.out, arguments.local)
         status_module.read_snapshot(run_dir)
@@ -190,7 +256,12 @@ def _rejects(arguments: argparse.Namespace) -> int:
     else:
         found = rejects_lookup.local(arguments)
     if arguments.output:
-        arguments.output.write_bytes(found.body)
+        try:
+            arguments.output.write_bytes(found.body)
+        except OSError as error:
+            raise usage_error(
+                f"--output {arguments.output}: cannot write it ({error.strerror or error})"
+            ) from None
         print(f"{found.lines} rejected records written to {arguments.output}", file=sys.stderr)
     else:
         sys.stdout.write(found.body.decode("utf-8", "replace"))
@@ -202,8 +273,6 @@ def _rejects(arguments: argparse.Namespace) -> int:
 
 
 def _redrive(arguments: argparse.Namespace) -> int:
-    import boto3
-
     from segment_importer.settings import Prefixes
     from segment_importer.track.completion import complete_and_report
     from segment_importer.track.ledger import Ledger
@@ -213,7 +282,7 @@ def _redrive(arguments: argparse.Namespace) -> int:
     environment = StackTemplate.load().function_environment("SenderFunction")
     prefixes = Prefixes.from_env({name: str(value) for name, value in environment.items()})
     with aws_errors():
-        cloudformation = boto3.client("cloudformation")
+        cloudformation = aws_client("cloudformation", arguments)
 
         def physical(logical_id: str) -> str:
             detail = cloudformation.describe_stack_resource(
@@ -221,10 +290,10 @@ def _redrive(arguments: argparse.Namespace) -> int:
             )
             return detail["StackResourceDetail"]["PhysicalResourceId"]
 
-        ledger = Ledger(boto3.client("dynamodb"), physical("ImportsTable"), physical("BatchesTable"))
-        s3 = boto3.client("s3")
+        ledger = Ledger(aws_client("dynamodb", arguments), physical("ImportsTable"), physical("BatchesTable"))
+        s3 = aws_client("s3", arguments)
         result = redrive(
-            boto3.client("sqs"),
+            aws_client("sqs", arguments),
             physical("DeadLetterQueue"),
             physical("WorkQueue"),
             key=arguments.key,
@@ -274,15 +343,19 @@ def _check_job(arguments: argparse.Namespace) -> int:
 def checked_job_document(path: Path, policy: TargetPolicy | None = None) -> dict[str, Any]:
     """The job file's document, or a usage error listing every problem in it (with `policy`,
     also a workspace the stack would not allow)."""
+    from segment_importer_local.job_lint import job_file_problems
     from segment_importer_local.job_targets import policy_problems
 
     try:
-        document = parse_job_document(path.read_bytes(), str(path))
-        problems = policy_problems(document, policy, str(path)) if policy else []
+        text = path.read_bytes()
     except OSError as error:
         raise usage_error(f"cannot read the job file: {error}") from None
+    try:
+        document = parse_job_document(text, str(path))
+        problems = policy_problems(document, policy, str(path)) if policy else []
     except JobOptionsError as error:
         problems = error.problems
+    problems = [*problems, *job_file_problems(text, str(path))]
     if problems:
         listed = "\n".join(f"  - {problem}" for problem in problems)
         raise usage_error(f"{len(problems)} problem(s) in the job file:\n{listed}")

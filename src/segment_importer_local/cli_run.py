@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,17 @@ from segment_importer_local.destination import (
 )
 from segment_importer_local.errors import CliError, usage_error
 from segment_importer_local.inputs import InputError, InputFile, find_inputs
-from segment_importer_local.resume import Delivered, ResumeError, changed_inputs, load_run, run_dir_saved_here
+from segment_importer_local.progress import PLAIN_EVERY_SECONDS
+from segment_importer_local.resume import (
+    Delivered,
+    ResumeError,
+    changed_inputs,
+    key_digest,
+    key_fingerprint,
+    load_run,
+    resume_command,
+    run_dir_saved_here,
+)
 from segment_importer_local.template_config import StackTemplate, TemplateError
 
 if TYPE_CHECKING:
@@ -49,7 +60,8 @@ Folders are searched recursively; each file keeps its path under imports/local/,
 a folder governs the files below it, as the nearest job.json does in the bucket; a file given on
 its own takes the job.json beside it or above it (up to the working directory). --config with a
 folder holding a different job.json is refused.
-Exit codes: 0 every record sent, 3 finished with rejects, 1 failed or nothing sent, 2 usage.
+Exit codes: 0 every record sent, 3 finished with rejects, 1 failed or nothing sent, 2 usage,
+130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (stopped cleanly; --resume goes on).
 """
 
 
@@ -69,6 +81,12 @@ def add_run_command(commands: Any) -> None:
         type=Path,
         metavar="RUN_DIR",
         help="run a stopped run again: the batches it delivered are not sent again (out/<run>)",
+    )
+    run.add_argument(
+        "--allow-other-destination",
+        action="store_true",
+        help="with --resume: send the rest with another --write-key or --host than the stopped run "
+        "(another workspace: what was delivered before stays where it went)",
     )
     run.add_argument("--config", type=Path, help="job file (the job.json format) for every file")
     run.add_argument(
@@ -95,7 +113,20 @@ def add_run_command(commands: Any) -> None:
         "--out", type=Path, default=Path("out"), help="folder for the runs' output (default: out)"
     )
     run.add_argument("--template", type=Path, help="template.yaml to read (default: the one installed)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars or progress lines")
+    run.add_argument(
+        "--progress-every",
+        type=float,
+        default=PLAIN_EVERY_SECONDS,
+        metavar="SECONDS",
+        help="when stderr is not a terminal (a log file, CI): seconds between plain progress lines "
+        f"(default: {PLAIN_EVERY_SECONDS:g})",
+    )
+    run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also echo the functions' JSON log lines to stderr (they are always in <run>/functions.log)",
+    )
     run.add_argument(
         "--engine", choices=("local", "sam"), default="local", help="sam: the functions in SAM CLI containers"
     )
@@ -122,7 +153,6 @@ def run_command(arguments: argparse.Namespace) -> int:
     template = _template(arguments.template)
     host, settings_host = _checked_destination(arguments, template)
     overrides = parameter_overrides(arguments.parameter, template)
-    _check_output_paths(arguments)
     try:
         inputs = find_inputs(arguments.files)
     except InputError as error:
@@ -137,6 +167,7 @@ def run_command(arguments: argparse.Namespace) -> int:
             )
     if arguments.write_key:
         _check_destination(arguments.write_key, host, settings_host)
+    _check_output_paths(arguments)  # last: it makes the --out folder, which a refused run must not
     arguments.interrupted_note = _interrupted_note
     chaos = _chaos_options(arguments)
     result = run_import(
@@ -152,6 +183,8 @@ def run_command(arguments: argparse.Namespace) -> int:
             out_dir=arguments.out,
             template_path=template.path,
             show_progress=not arguments.no_progress,
+            progress_every=arguments.progress_every,
+            verbose=arguments.verbose,
             parameter_overrides=overrides,
             resumed=resumed,
             engine=arguments.engine,
@@ -259,6 +292,7 @@ def _resume(arguments: argparse.Namespace) -> Delivered | None:
         saved = load_run(arguments.resume)
     except ResumeError as error:
         raise usage_error(str(error)) from None
+    _refuse_other_destination(arguments, saved)
     changes = _resume_changes(arguments, saved) + changed_inputs(saved)
     if changes:
         raise usage_error(
@@ -278,6 +312,46 @@ def _resume(arguments: argparse.Namespace) -> Delivered | None:
     return Delivered.read(arguments.resume)
 
 
+def _refuse_other_destination(arguments: argparse.Namespace, saved: dict[str, Any]) -> None:
+    """A resume sends the rest where the stopped run sent: another write key or host is another
+    workspace, and half an import in each. Refused, naming both hosts and the keys' fingerprints
+    (never a key), unless --allow-other-destination says it is meant."""
+    host_before = saved["host"]
+    host_now = arguments.host or host_before
+    digest = saved.get("write_key_digest")
+    key_differs = bool(
+        digest and arguments.write_key and key_digest(arguments.write_key, digest["salt"]) != digest
+    )
+    host_differs = bool(arguments.host) and arguments.host != host_before
+    if arguments.allow_other_destination:
+        if key_differs or host_differs:
+            print(
+                f"warning: resuming to another destination (--allow-other-destination): the rest goes to "
+                f"{host_now or 'the embedded endpoint'}; what was delivered stayed at {host_before}",
+                file=sys.stderr,
+            )
+            saved["host"] = host_now
+        return
+    if not (key_differs or host_differs):
+        return
+    what = []
+    if key_differs and digest:
+        given = key_digest(arguments.write_key, digest["salt"])
+        what.append(
+            f"the write key differs (fingerprints: the stopped run's {key_fingerprint(digest)}, "
+            f"this one's {key_fingerprint(given)})"
+        )
+    if host_differs:
+        what.append(
+            f"the host differs (the stopped run sent to {host_before}, this would send to {host_now})"
+        )
+    raise usage_error(
+        f"cannot resume {arguments.resume}: {'; '.join(what)}. The stopped run sent to {host_before}; "
+        "the rest would go to another workspace. Give the stopped run's key and host, or "
+        "--allow-other-destination if that is meant"
+    )
+
+
 def _resume_changes(arguments: argparse.Namespace, saved: dict[str, Any]) -> list[str]:
     """Each option given with --resume that differs from the stopped run's."""
     changes = []
@@ -286,7 +360,6 @@ def _resume_changes(arguments: argparse.Namespace, saved: dict[str, Any]) -> lis
     for option, given, before in (
         ("--config", arguments.config and str(arguments.config.resolve()), saved["config"]),
         ("--template", arguments.template and str(arguments.template.resolve()), saved["template"]),
-        ("--host", arguments.host, saved["host"]),
         ("--preflight-host", arguments.preflight_host, saved["preflight_host"]),
     ):
         if given and given != before:
@@ -374,8 +447,15 @@ def _check_output_paths(arguments: argparse.Namespace) -> None:
     """Refuse, before anything is sent, output paths the run could not write at its end."""
     if arguments.out.exists() and not arguments.out.is_dir():
         raise usage_error(f"--out {arguments.out}: not a folder")
+    try:  # made now, and written to, rather than failing with a traceback once the run starts
+        arguments.out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=arguments.out).close()
+    except OSError as error:
+        raise usage_error(f"--out {arguments.out}: cannot write there ({error.strerror or error})") from None
     if arguments.report and not arguments.report.resolve().parent.is_dir():
         raise usage_error(f"--report {arguments.report}: its folder does not exist")
+    if arguments.report and arguments.report.is_dir():
+        raise usage_error(f"--report {arguments.report}: a folder; give a file name")
 
 
 def _interrupted_note() -> str:
@@ -383,9 +463,11 @@ def _interrupted_note() -> str:
     run_dir = run_dir_saved_here()
     if not run_dir:
         return "stopped; nothing was imported yet"
+    delivered = Delivered.read(run_dir)
+    done = f"{len(delivered.batches):,} batches ({sum(delivered.batches.values()):,} messages) were delivered"
     return (
-        f"stopped; what was done so far is in {run_dir} (segment-importer status --local {run_dir}). "
-        f"Resume it with: segment-importer run --resume {run_dir}"
+        f"stopped; what was done so far is in {run_dir} (segment-importer status --local {run_dir}): "
+        f"{done} before the stop. Resume it with: {resume_command(run_dir)}"
     )
 
 
@@ -399,6 +481,10 @@ def _report(result: RunResult, arguments: argparse.Namespace) -> int:
         console.print(line, style="red" if verdict.code == verdicts.EXIT_FAILED else "yellow", markup=False)
     style = {verdicts.EXIT_OK: "green", verdicts.EXIT_REJECTS: "yellow"}.get(verdict.code, "red")
     console.print(verdict.headline, style=style, markup=False)
+    if verdict.code != verdicts.EXIT_OK and result.run_dir and not arguments.dry_run:
+        run_dir = Path(result.run_dir).resolve()  # the commands work from any folder
+        for line in verdicts.next_steps(result, run_dir, resume_command(run_dir)):
+            console.print(line, markup=False)
     if arguments.report:
         document = {**result.to_dict(), "verdict": verdict.headline, "exit_code": verdict.code}
         arguments.report.write_bytes(

@@ -21,3 +21,13 @@ class CliError(Exception):
 
 def usage_error(message: str) -> CliError:
     return CliError(message, EXIT_USAGE)
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: stop as Ctrl-C does (a KeyboardInterrupt, so every `finally` and
+    cleanup runs the same way), and exit 128 + the signal's number, as a shell reports it."""
+
+    def __init__(self, signal_number: int, name: str) -> None:
+        super().__init__(name)
+        self.code = 128 + signal_number
+        self.name = name

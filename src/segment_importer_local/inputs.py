@@ -13,6 +13,7 @@ as if the folder had been given with only that file in it. Without one it lands 
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -41,7 +42,11 @@ def find_inputs(paths: list[Path]) -> list[InputFile]:
         if path.is_dir():
             found.extend(_in_folder(path))
         elif path.is_file():
+            if problem := _unreadable(path):
+                raise InputError(f"cannot read {path}: {problem}")
             found.extend(_file_with_its_job(path))
+        elif path.is_symlink():
+            raise InputError(f"cannot read {path}: {_unreadable(path)}")
         else:
             raise InputError(f"no such file or folder: {path}")
     if not any(not item.is_job_file for item in found):
@@ -82,14 +87,39 @@ def _nearest_job_folder(folder: Path) -> Path | None:
 
 
 def _in_folder(folder: Path) -> list[InputFile]:
+    """The folder's files; one that cannot be read (a dangling symlink, no read permission)
+    refuses the run before it starts, naming it: skipping it would leave its records out of
+    a run that then says OK."""
     base = folder.resolve().name or "drop"
-    files = []
+    files, unreadable = [], []
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
-        if not path.is_file() or any(part.startswith(".") for part in relative.parts):
+        if any(part.startswith(".") for part in relative.parts) or path.is_dir():
+            continue
+        if problem := _unreadable(path):
+            unreadable.append(f"{path} ({problem})")
             continue
         files.append(InputFile(path, "/".join((base, *relative.parts))))
+    if unreadable:
+        raise InputError(
+            f"cannot read {len(unreadable)} file(s) in {folder}: {'; '.join(unreadable[:5])}"
+            f"{' and more' if len(unreadable) > 5 else ''}. Fix or remove them (hidden files are skipped)"
+        )
     return files
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why `path` cannot be imported, or None."""
+    if path.is_symlink() and not path.exists():
+        return f"a broken symlink to {os.readlink(path)}"
+    if not path.is_file():
+        return "not a regular file"
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
 
 
 def _refuse_collisions(found: list[InputFile]) -> None:

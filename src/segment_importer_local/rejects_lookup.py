@@ -87,14 +87,12 @@ def _of_members(key: str, bodies: list[tuple[str, bytes]]) -> FoundRejects:
 
 
 def deployed(arguments: argparse.Namespace) -> FoundRejects:
-    import boto3
-
-    from segment_importer_local.cli_inspect import stack_bucket
+    from segment_importer_local.cli_inspect import aws_client, stack_bucket
 
     prefixes = Prefixes()
-    bucket = arguments.bucket or stack_bucket(boto3.client("cloudformation"), arguments.stack)
+    bucket = arguments.bucket or stack_bucket(aws_client("cloudformation", arguments), arguments.stack)
     key = arguments.key if arguments.key.startswith(prefixes.imports) else prefixes.imports + arguments.key
-    s3 = boto3.client("s3")
+    s3 = aws_client("s3", arguments)
 
     def body(of: str) -> bytes:
         found = [found for prefix in _prefixes(prefixes, of) for found in _ndjson_keys(s3, bucket, prefix)]

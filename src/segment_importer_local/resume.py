@@ -2,15 +2,22 @@
 
 moto's state dies with the process, so a run keeps two files of its own in its folder as it goes:
 - `run.json`: what to run again (the files, job file, host, parameter overrides; never the
-  write key: a resumed run sending to Segment takes `--write-key` again);
+  write key: a resumed run sending to Segment takes `--write-key` again, and `run.json` keeps
+  a salted SHA-256 of it, so a resume with another key, which would send the rest to another
+  workspace, is refused);
 - `delivered.ndjson`: one line per batch the sender finished (`{"key": ..., "batch": n,
-  "messages": m}`), appended and flushed as each one is done.
+  "messages": m, "refused": r}`: r of its m messages Segment refused with a 400), appended and
+  flushed as each one is done.
 
 `run --resume RUN_DIR` splits the same files again (the batches and their numbers are the same:
 the split is deterministic), and the batches `delivered.ndjson` lists are taken off the queue
-without being sent, counted in the new ledger as delivered, so the import completes; the rest
-are sent. A batch posted in the instant before the stop, but not yet recorded, is sent again:
-its messageIds are the same, so Segment deduplicates it.
+without being sent, counted in the new ledger as the stopped run left them (delivered, and
+refused: a refusal is not turned into a delivery), so the import completes with the same
+verdict it would have had; the messages Segment refused are copied from the stopped run's
+`bucket/` so `rejects` lists them. The rest are sent; a batch that was not delivered (its
+retries spent, dead-lettered) is not in the list and is sent again. A batch posted in the
+instant before the stop, but not yet recorded, is sent again: its messageIds are the same, so
+Segment deduplicates it.
 
 Skipping by batch number is right only if the batches are the same: `run.json` also keeps a
 fingerprint of every input (an export's size and modification time; a job file's SHA-256, since
@@ -21,6 +28,8 @@ other files, other options or a changed file is refused, naming what changed.
 from __future__ import annotations
 
 import hashlib
+import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +40,7 @@ import orjson
 from segment_importer.batch.envelope import read_envelope
 from segment_importer.import_ref import ImportRef
 from segment_importer.settings import Prefixes
+from segment_importer.track import keys
 from segment_importer.track.completion import publish_final_report
 from segment_importer.track.ledger import Ledger
 from segment_importer_local.inputs import InputError, find_inputs
@@ -38,6 +48,9 @@ from segment_importer_local.stack import LocalFunction
 
 RUN_FILE = "run.json"
 DELIVERED_FILE = "delivered.ndjson"
+BUCKET_COPY = "bucket"  # the run's copy of the local bucket's reports and rejects (runner.py)
+# The sender's log line for a batch done (deliver/sender.py), with its key, number and refused count.
+SENDER_LOGGER, DELIVERED_MESSAGE = "segment_importer.deliver.sender", "batch delivered"
 
 
 class ResumeError(ValueError):
@@ -49,20 +62,25 @@ class Delivered:
     """Batches known delivered, by (import key, batch number); and what this run skipped."""
 
     batches: dict[tuple[str, int], int] = field(default_factory=dict)
+    refused: dict[tuple[str, int], int] = field(default_factory=dict)  # of those, refused by Segment
+    run_dir: Path | None = None  # the run they were read from (its bucket copy has the refused)
     skipped_batches: int = 0
     skipped_messages: int = 0
 
     @classmethod
     def read(cls, run_dir: Path) -> Delivered:
         path = run_dir / DELIVERED_FILE
-        delivered = cls()
+        delivered = cls(run_dir=run_dir)
         if path.is_file():
             for line in path.read_bytes().splitlines():
                 try:
                     entry = orjson.loads(line)
                 except orjson.JSONDecodeError:
                     continue  # the last line of a run killed while writing it
-                delivered.batches[(entry["key"], int(entry["batch"]))] = int(entry["messages"])
+                batch = (entry["key"], int(entry["batch"]))
+                delivered.batches[batch] = int(entry["messages"])
+                if refused := int(entry.get("refused", 0)):
+                    delivered.refused[batch] = refused
         return delivered
 
 
@@ -133,23 +151,59 @@ def load_run(run_dir: Path) -> dict[str, Any]:
     return orjson.loads(path.read_bytes())
 
 
-class DeliveredLog:
-    """Appends each finished batch to the run's delivered.ndjson (carrying over a resumed run's)."""
+def key_digest(write_key: str, salt: str | None = None) -> dict[str, str]:
+    """A write key's salted SHA-256, as run.json keeps it (the salt is the run's own, so the
+    digest of one key differs from run to run and says nothing across runs)."""
+    salt = salt or secrets.token_hex(16)
+    return {"salt": salt, "sha256": hashlib.sha256(f"{salt}:{write_key}".encode()).hexdigest()}
+
+
+def key_fingerprint(digest: dict[str, str]) -> str:
+    """What a message may show of a key: the first characters of its salted digest."""
+    return digest["sha256"][:12]
+
+
+def resume_command(run_dir: Path) -> str:
+    """`run --resume` for that run, with --write-key when it sent to Segment (never the key)."""
+    try:
+        with_key = bool(load_run(run_dir).get("write_key_given"))
+    except (ResumeError, OSError, ValueError):
+        with_key = False
+    key = ' --write-key "$SEGMENT_WRITE_KEY"' if with_key else ""
+    return f"segment-importer run --resume {run_dir}{key}"
+
+
+class DeliveredLog(logging.Handler):
+    """Appends each finished batch to the run's delivered.ndjson (carrying over a resumed run's),
+    with how many of its messages Segment refused: read from the sender's own "batch delivered"
+    log line, which comes just before the poller hands the batch over as done."""
 
     def __init__(self, run_dir: Path, carried: Delivered) -> None:
+        super().__init__(level=logging.INFO)
         self._file: IO[bytes] = (run_dir / DELIVERED_FILE).open("ab")
-        for (key, number), messages in carried.batches.items():
-            self._append(key, number, messages)
+        self._refused: dict[tuple[str, int], int] = {}
+        for batch, messages in carried.batches.items():
+            self._append(*batch, messages, carried.refused.get(batch, 0))
+        logging.getLogger(SENDER_LOGGER).addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == DELIVERED_MESSAGE:
+            batch = (str(getattr(record, "key", "")), int(getattr(record, "batch_number", 0)))
+            self._refused[batch] = int(getattr(record, "refused", 0))
 
     def batch_done(self, body: str) -> None:
         envelope = read_envelope(body)
-        self._append(envelope["source"]["key"], envelope["batch_number"], envelope["message_count"])
+        batch = (envelope["source"]["key"], int(envelope["batch_number"]))
+        self._append(*batch, envelope["message_count"], self._refused.pop(batch, 0))
 
     def close(self) -> None:
+        logging.getLogger(SENDER_LOGGER).removeHandler(self)
         self._file.close()
+        super().close()
 
-    def _append(self, key: str, number: int, messages: int) -> None:
-        self._file.write(orjson.dumps({"key": key, "batch": number, "messages": messages}) + b"\n")
+    def _append(self, key: str, number: int, messages: int, refused: int) -> None:
+        entry = {"key": key, "batch": number, "messages": messages, "refused": refused}
+        self._file.write(orjson.dumps(entry) + b"\n")
         self._file.flush()
 
 
@@ -169,21 +223,30 @@ def skipping_delivered(
     def _skip(body: str) -> bool:
         envelope = read_envelope(body)
         source = envelope["source"]
-        messages = delivered.batches.get((source["key"], envelope["batch_number"]))
+        batch = (source["key"], int(envelope["batch_number"]))
+        messages = delivered.batches.get(batch)
         if messages is None:
             return False
         ref = ImportRef(source["bucket"], source["key"], source["etag"])
         delivered.skipped_batches += 1
         delivered.skipped_messages += messages
-        if ledger.record_delivered(ref, envelope["batch_number"], messages, 0) and ledger.complete_if_done(
-            ref
-        ):
+        refused = delivered.refused.get(batch, 0)
+        if refused:
+            _carry_refused(s3, source["bucket"], keys.refused_key(prefixes, *batch), delivered.run_dir)
+        if ledger.record_delivered(ref, batch[1], messages, refused) and ledger.complete_if_done(ref):
             publish_final_report(s3, ledger, ref, prefixes)
         return True
 
     return LocalFunction(
         sender.logical_id, handler, sender.timeout_seconds, sender.memory_mb, sender.environment
     )
+
+
+def _carry_refused(s3: Any, bucket: str, key: str, run_dir: Path | None) -> None:
+    """The stopped run's file of a batch's refused messages, into this run's bucket."""
+    copy = run_dir / BUCKET_COPY / key if run_dir else None
+    if copy is not None and copy.is_file():
+        s3.upload_file(str(copy), bucket, key)
 
 
 def on_both(first: Callable[[str], None], second: Callable[[str], None]) -> Callable[[str], None]:

@@ -15,6 +15,8 @@ from rich.table import Table
 from segment_importer.track.ledger import FAILED
 from segment_importer_local.status_view import fit_key
 
+FUNCTIONS_LOG = "functions.log"  # the runner writes it in the run's folder (runner.FUNCTIONS_LOG)
+
 if TYPE_CHECKING:
     from segment_importer_local.runner import RunResult
 
@@ -105,3 +107,9 @@ def _print_details(result: RunResult, console: Console, *, dry_run: bool) -> Non
             f"dropped {sum(stats['dropped'].values())}); received events written to {result.received_path}"
         )
     console.print(f"Reports and rejects copied to {result.bucket_copy}")
+    if result.run_dir:
+        console.print(
+            f"The functions' log lines (JSON) are in {Path(result.run_dir) / FUNCTIONS_LOG} "
+            "(--verbose also shows them here)",
+            markup=False,
+        )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import sys
 import threading
 import time
 from collections import Counter
@@ -42,10 +43,20 @@ from segment_importer_local import sam_engine
 from segment_importer_local.chaos import AwsFaults, around_send_message_batch
 from segment_importer_local.destination import preflight_host
 from segment_importer_local.endpoint_process import EndpointProcess
+from segment_importer_local.errors import Stopped
 from segment_importer_local.event_source import AsyncInvoker, QueueGate, SqsPoller, s3_put_event
 from segment_importer_local.inputs import InputFile, find_inputs
-from segment_importer_local.progress import PipelineProgress, RetryLog, SplitProgressLog
-from segment_importer_local.resume import Delivered, DeliveredLog, on_both, save_run, skipping_delivered
+from segment_importer_local.progress import PLAIN_EVERY_SECONDS, PipelineProgress, RetryLog, SplitProgressLog
+from segment_importer_local.resume import (
+    BUCKET_COPY,
+    Delivered,
+    DeliveredLog,
+    key_digest,
+    on_both,
+    save_run,
+    skipping_delivered,
+)
+from segment_importer_local.run_state import FINISHED, RUNNING, STOPPED, write_state
 from segment_importer_local.segment_endpoint import FaultPlan, SegmentEndpoint
 from segment_importer_local.snapshots import LedgerSnapshots
 from segment_importer_local.stack import LocalFunction, LocalStack, environment, one_moto_request_at_a_time
@@ -79,6 +90,8 @@ class RunOptions:
     faults: FaultPlan | None = None  # on the embedded Segment endpoint
     aws_faults: AwsFaults = field(default_factory=AwsFaults)  # on the AWS side (none by default)
     show_progress: bool = True
+    progress_every: float = PLAIN_EVERY_SECONDS  # seconds between plain lines, stderr not a terminal
+    verbose: bool = False  # also echo the functions' JSON log lines to stderr
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     engine: str = "local"  # "sam": the functions in SAM CLI containers (sam_engine)
     # Each function's clients refuse what its role in template.yaml does not grant (as in AWS).
@@ -93,6 +106,8 @@ class RunOptions:
             "files": [str(path.resolve()) for path in self.files],
             "config": str(self.job_config.resolve()) if self.job_config else None,
             "write_key_given": bool(self.write_key),
+            # A salted digest, never the key: a resume with another key is told apart and refused.
+            "write_key_digest": key_digest(self.write_key) if self.write_key else None,
             "job_write_key_parameters": sorted(self.job_write_keys),
             "host": self.host,
             "preflight_host": self.preflight_host,
@@ -198,6 +213,7 @@ def run_import(options: RunOptions) -> RunResult:
         run_dir = options.out_dir / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
         run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         save_run(run_dir, options.to_saved())
+        write_state(run_dir, RUNNING)
         delivered_log = DeliveredLog(run_dir, options.resumed or Delivered())
         stack.callback(delivered_log.close)
         endpoint, write_key, host, received = _destination(options, stack, run_dir)
@@ -207,7 +223,9 @@ def run_import(options: RunOptions) -> RunResult:
         }
         # The functions log JSON to stdout, as in Lambda: keep it in the run's folder instead,
         # with the libraries' own log lines and warnings (the terminal shows the run's progress).
-        function_log = stack.enter_context((run_dir / "functions.log").open("w", encoding="utf-8"))
+        function_log: Any = stack.enter_context((run_dir / FUNCTIONS_LOG).open("w", encoding="utf-8"))
+        if options.verbose:
+            function_log = _EchoToStderr(function_log)
         stack.enter_context(redirect_stdout(function_log))
         stack.enter_context(_library_logs_to(function_log))
         if sam:
@@ -216,26 +234,64 @@ def run_import(options: RunOptions) -> RunResult:
             local = LocalStack(template, overrides, enforce_iam=options.enforce_iam)
             aws = local.create(write_key, options.job_write_keys)
         snapshots = LedgerSnapshots(_ledger(aws), run_dir, options.out_dir)
-        progress = stack.enter_context(PipelineProgress(enabled=options.show_progress))
+        progress = stack.enter_context(
+            PipelineProgress(enabled=options.show_progress, plain_every=options.progress_every)
+        )
         result = RunResult([], destination=host or "Segment", received_path=received, run_dir=str(run_dir))
-        if options.dry_run or sam:  # nothing to send, or functions in containers: one phase after the other
-            started = time.perf_counter()
-            result.files = _split_all(aws, options, inputs, progress, snapshots)
-            snapshots.write()
-            result.split_seconds = time.perf_counter() - started
-            if not options.dry_run:
-                started = time.perf_counter()
-                _deliver(options, aws, progress, result, snapshots, delivered_log)
-                result.send_seconds = time.perf_counter() - started
-        else:
-            _split_while_delivering(options, aws, inputs, progress, result, snapshots, delivered_log)
-        _settle(aws, result.files, snapshots)
+        try:
+            _run_phases(options, aws, inputs, progress, result, snapshots, delivered_log, sam is not None)
+        except BaseException as error:  # Ctrl-C, SIGTERM, SIGHUP or a failure: say so for `status`
+            _record_stop(run_dir, snapshots, error)
+            raise
         if endpoint:
             result.endpoint_stats = endpoint.stats()
-        result.bucket_copy = str(_copy_bucket_out(aws, run_dir / "bucket"))
+        result.bucket_copy = str(_copy_bucket_out(aws, run_dir / BUCKET_COPY))
         if options.dry_run:
             result.mapped_path, result.page_path = _write_would_send(options, inputs, run_dir)
+        write_state(run_dir, FINISHED, ok=result.ok)
         return result
+
+
+def _run_phases(
+    options: RunOptions,
+    aws: LocalStack,
+    inputs: list[InputFile],
+    progress: PipelineProgress,
+    result: RunResult,
+    snapshots: LedgerSnapshots,
+    delivered_log: DeliveredLog,
+    in_containers: bool,
+) -> None:
+    """Split and deliver, then settle the final numbers."""
+    # Nothing to send, or the functions in containers: one phase after the other.
+    if options.dry_run or in_containers:
+        started = time.perf_counter()
+        result.files = _split_all(aws, options, inputs, progress, snapshots)
+        snapshots.write()
+        result.split_seconds = time.perf_counter() - started
+        if not options.dry_run:
+            started = time.perf_counter()
+            _deliver(options, aws, progress, result, snapshots, delivered_log)
+            result.send_seconds = time.perf_counter() - started
+    else:
+        _split_while_delivering(options, aws, inputs, progress, result, snapshots, delivered_log)
+    _settle(aws, result.files, snapshots)
+
+
+def _record_stop(run_dir: Path, snapshots: LedgerSnapshots, error: BaseException) -> None:
+    """The run's state `stopped`, with why, and a last ledger snapshot: `status` shows the
+    counts at the stop and `run --resume` carries on from delivered.ndjson."""
+    if isinstance(error, Stopped):
+        reason = f"stopped by {error.name}"
+    elif isinstance(error, KeyboardInterrupt):
+        reason = "interrupted (Ctrl-C)"
+    else:
+        reason = f"failed: {type(error).__name__}"  # the message may quote a record: not kept here
+    try:
+        snapshots.write()
+    except Exception:  # the stop is what matters; the last periodic snapshot stays
+        logging.getLogger(__name__).warning("could not write the last ledger snapshot", exc_info=True)
+    write_state(run_dir, STOPPED, reason=reason)
 
 
 def _write_would_send(options: RunOptions, inputs: list[InputFile], run_dir: Path) -> tuple[str, str]:
@@ -297,6 +353,25 @@ def _owner_only_files() -> Iterator[None]:
         yield
     finally:
         os.umask(previous)
+
+
+FUNCTIONS_LOG = "functions.log"  # in the run's folder: the functions' JSON log lines
+
+
+class _EchoToStderr:
+    """--verbose: the functions' log lines go to functions.log and to stderr (looked up at each
+    write, so that on a terminal they go through the progress display, above its bars)."""
+
+    def __init__(self, log: Any) -> None:
+        self._log = log
+
+    def write(self, text: str) -> int:
+        sys.stderr.write(text)
+        return int(self._log.write(text))
+
+    def flush(self) -> None:
+        self._log.flush()
+        sys.stderr.flush()
 
 
 class _JsonLineFormatter(logging.Formatter):

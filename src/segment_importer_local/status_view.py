@@ -13,6 +13,7 @@ _STATUS_STYLE = {
     "FAILED": "red",
     "SENDING": "cyan",
     "SPLITTING": "cyan",
+    "STOPPED": "yellow",  # a stopped local run left it unfinished (cli_inspect)
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -173,3 +174,46 @@ def _left_out(files: list[FileOutcome], filtered: int) -> str:
     if not by_profile:
         return f"{by_job:,} left out by the job's filters"
     return "left out: " + "; ".join(parts)
+
+
+def next_steps(result: RunResult, run_dir: Path, resume: str) -> list[str]:
+    """What to do about a run that did not end OK: the commands, one per kind of trouble.
+
+    A local run's queues die with it, so its dead-lettered or undelivered batches are not
+    redriven: `resume` (the `run --resume` command) sends exactly what was not delivered and
+    counts the rest as the stopped run left it. `redrive` is for a deployed stack's queue.
+    """
+    steps: list[str] = []
+    rejected = [f for f in result.files if int(f.report.get("rejected", 0)) or f.messages_refused]
+    for outcome in rejected[:3]:
+        command = f"segment-importer rejects {outcome.key} --local {run_dir}"
+        steps.append(f"  see what was rejected in {outcome.key}: {command}")
+    if len(rejected) > 3:
+        more = len(rejected) - 3
+        steps.append(
+            f"  ... and {more} more imports with rejects (segment-importer status --local {run_dir})"
+        )
+    if rejected:
+        steps.append("  fix them (the job file, or the export), then import the fixed records as a new run")
+    undelivered = [f for f in result.files if _undelivered(f)]
+    if undelivered:
+        steps.append(
+            f"  send what was not delivered ({', '.join(f.key for f in undelivered[:3])}"
+            f"{' ...' if len(undelivered) > 3 else ''}), once the host answers: {resume}"
+        )
+    failed = [f for f in result.files if f.report.get("error") or (f.ledger or {}).get("status") == FAILED]
+    if failed:
+        steps.append(
+            f"  an import failed: the reason is above and in {run_dir}/functions.log; fix it and run again"
+        )
+    if not steps:
+        return []
+    return ["Next:", *steps]
+
+
+def _undelivered(outcome: FileOutcome) -> bool:
+    if outcome.report.get("error"):
+        return False
+    queued = int((outcome.ledger or {}).get("messages_queued", outcome.report.get("messages_queued", 0)))
+    resolved = outcome.messages_delivered + outcome.messages_refused
+    return queued > resolved or bool(outcome.batches_dead_lettered or outcome.batches_in_dead_letter_queue)

@@ -1,0 +1,85 @@
+"""Mistakes in a job file that job.py's checks let through and a run then fails on record by
+record: said by `check-job`, and by `run` before anything is sent (both go through
+cli_inspect.checked_job_document), each with its key path and a suggestion.
+
+- an unknown key close to a known one (`intergrations`): job.py names it unknown; this says
+  which key was meant;
+- a `timestampFormat` with a directive strptime does not know (`%Q`) or a stray `%`: every
+  record's time would be rejected as invalid_timestamp;
+- a column mapped to a Segment field in the wrong case (`userid`, `Timestamp`): the mapper
+  treats the name as data, so every record lacks the field (missing_user, missing_timestamp).
+
+The tables come from the layer (job.py's keys, the mapper's message keys): one source of truth.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from datetime import datetime
+from typing import Any
+
+from segment_importer.job import _KEYS as JOB_KEYS  # job.py's table of the keys a job file may set
+from segment_importer.mapping.mapper import _PLACED_KEYS  # the message keys the mapper places
+
+_SEGMENT_FIELDS = sorted(set().union(*_PLACED_KEYS.values()))
+
+
+def job_file_problems(text: str | bytes, origin: str) -> list[str]:
+    """The mistakes above in a job file's text (nothing for text that is not a JSON object:
+    job.py says what is wrong with that)."""
+    try:
+        document = json.loads(text or "{}")
+    except ValueError:
+        return []
+    if not isinstance(document, dict):
+        return []
+    problems = [*_unknown_keys(document), *_format_problems(document), *_column_problems(document)]
+    return [f"{origin}: {problem}" for problem in problems]
+
+
+def _unknown_keys(document: dict[str, Any]) -> list[str]:
+    problems = []
+    for key in sorted(set(document) - set(JOB_KEYS)):
+        close = difflib.get_close_matches(key, list(JOB_KEYS), n=1, cutoff=0.75)
+        if not close:
+            close = [known for known in JOB_KEYS if known.lower() == key.lower()]
+        if close:
+            problems.append(f"{key}: not a job key; did you mean {close[0]!r}?")
+    return problems
+
+
+def _format_problems(document: dict[str, Any]) -> list[str]:
+    pattern = document.get("timestampFormat")
+    if not isinstance(pattern, str):
+        return []  # job.py says what a timestampFormat must be
+    try:
+        datetime.strptime("", pattern)
+    except ValueError as error:
+        if "does not match format" in str(error):
+            return []  # the format is sound; the empty text just does not fit it
+        return [
+            f"timestampFormat: {error}: every record's time would be rejected; use strptime's "
+            'directives, e.g. "%m/%d/%Y %H:%M" (https://docs.python.org/3/library/datetime.html'
+            "#format-codes)"
+        ]
+    return []
+
+
+def _column_problems(document: dict[str, Any]) -> list[str]:
+    columns = document.get("columns")
+    if not isinstance(columns, dict):
+        return []
+    problems = []
+    for column, target in columns.items():
+        if not isinstance(target, str) or not target:
+            continue  # job.py says what a target must be
+        head, dot, rest = target.partition(".")
+        field = next((known for known in _SEGMENT_FIELDS if known.lower() == head.lower()), None)
+        if field is not None and field != head:
+            meant = field + dot + rest
+            problems.append(
+                f"columns.{column}: {target!r} is not a Segment field (they are case-sensitive): "
+                f"did you mean {meant!r}?"
+            )
+    return problems

@@ -1,0 +1,54 @@
+"""Black-box QA of check-job: what it accepted and `run` then failed on, record by record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import no_traceback, signups
+
+MISTAKES = [  # the job, the key path named, and the suggestion
+    ({"intergrations": {"All": False}}, "intergrations: not a job key", "did you mean 'integrations'?"),
+    ({"timestampFormat": "%Q %Y"}, "timestampFormat: 'Q' is a bad directive in format '%Q %Y'", "%m/%d/%Y"),
+    ({"timestampFormat": "%Y-%m-%d %"}, "timestampFormat: stray % in format '%Y-%m-%d %'", "%m/%d/%Y"),
+    (
+        {"columns": {"user": "userid"}},
+        "columns.user: 'userid' is not a Segment field",
+        "did you mean 'userId'?",
+    ),
+    ({"columns": {"plan": "Properties.plan"}}, "columns.plan: ", "did you mean 'properties.plan'?"),
+]
+
+
+@pytest.mark.parametrize(("job", "says", "suggests"), MISTAKES)
+def test_check_job_and_run_refuse_the_same_mistake_with_a_suggestion(
+    cli, tmp_path: Path, job, says, suggests
+) -> None:
+    """QA 3: check-job said nothing of these; run then rejected every record (missing_user,
+    invalid_timestamp) or ignored the key."""
+    (tmp_path / "job.json").write_text(json.dumps(job), encoding="utf-8")
+    signups(tmp_path / "a.csv", 3, user_column="user")
+
+    checked = cli("check-job", "job.json")
+    ran = cli("run", "a.csv", "--config", "job.json", "--no-progress")
+
+    assert checked.code == 2, checked.both
+    assert f"job.json: {says}" in checked.err
+    assert suggests in checked.err
+    assert ran.code == 2, ran.both
+    assert f"job.json: {says}" in ran.err
+    assert suggests in ran.err
+    no_traceback(ran)
+    assert not (tmp_path / "out").exists()  # refused before anything was sent
+
+
+def test_a_sound_job_file_is_still_accepted(cli, tmp_path: Path) -> None:
+    job = {
+        "columns": {"user": "userId", "when": "timestamp", "plan": "properties.plan"},
+        "timestampFormat": "%Y-%m-%d",
+    }
+    (tmp_path / "job.json").write_text(json.dumps(job), encoding="utf-8")
+    checked = cli("check-job", "job.json")
+    assert checked.code == 0, checked.both
