@@ -38,6 +38,8 @@ from typing import IO, Any
 import orjson
 
 from segment_importer.batch.envelope import read_envelope
+from segment_importer.deliver.sender import DELIVERED_MESSAGE
+from segment_importer.deliver.sender import logger as sender_logger
 from segment_importer.import_ref import ImportRef
 from segment_importer.settings import Prefixes
 from segment_importer.track import keys
@@ -50,7 +52,6 @@ RUN_FILE = "run.json"
 DELIVERED_FILE = "delivered.ndjson"
 BUCKET_COPY = "bucket"  # the run's copy of the local bucket's reports and rejects (runner.py)
 # The sender's log line for a batch done (deliver/sender.py), with its key, number and refused count.
-SENDER_LOGGER, DELIVERED_MESSAGE = "segment_importer.deliver.sender", "batch delivered"
 
 
 class ResumeError(ValueError):
@@ -184,7 +185,7 @@ class DeliveredLog(logging.Handler):
         self._refused: dict[tuple[str, int], int] = {}
         for batch, messages in carried.batches.items():
             self._append(*batch, messages, carried.refused.get(batch, 0))
-        logging.getLogger(SENDER_LOGGER).addHandler(self)
+        sender_logger.addHandler(self)
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.msg == DELIVERED_MESSAGE:
@@ -197,7 +198,7 @@ class DeliveredLog(logging.Handler):
         self._append(*batch, envelope["message_count"], self._refused.pop(batch, 0))
 
     def close(self) -> None:
-        logging.getLogger(SENDER_LOGGER).removeHandler(self)
+        sender_logger.removeHandler(self)
         self._file.close()
         super().close()
 

@@ -31,6 +31,8 @@ from segment_importer.track.ledger import Ledger
 from segment_importer.track.rejects import RejectsWriter
 
 logger = logging.getLogger(__name__)
+# Logged once per batch Segment answered; the local run reads it (resume: what was refused).
+DELIVERED_MESSAGE = "batch delivered"
 # Stop starting new posts when less than this is left, so the function returns in time.
 SAFETY_MARGIN_SECONDS = 5.0
 
@@ -192,7 +194,7 @@ def _delivered(batch: QueuedBatch, delivery: Delivery, services: SenderServices,
     metrics.add_metric("BatchLatency", "Milliseconds", latency_ms)
     metrics.add_metric("SegmentRetries", "Count", delivery.retries)
     logger.info(
-        "batch delivered",
+        DELIVERED_MESSAGE,
         extra={
             "key": batch.key,
             "batch_number": batch.number,
