@@ -212,17 +212,7 @@ class BatchPoster:
                 if error.status in _REFUSED:
                     delivery.refusal_status = error.status
                     return False
-                if 300 <= error.status < 400:
-                    raise DeliveryFailed(
-                        f"HTTP {error.status}: the host redirects: use the final URL "
-                        f"(Location: {wire.redirect_target(error.response)})"
-                    ) from None
-                if not _retryable(error.status):
-                    raise DeliveryFailed(f"Segment answered HTTP {error.status} ({_code(error)})") from None
-                delay = (
-                    segment_request.parse_retry_after(error.response) if error.response is not None else None
-                )
-                reason = f"HTTP {error.status}"
+                delay, reason = _retry_of(error)
             except requests.RequestException as error:
                 delay, reason = None, _network_reason(error, timeout)
             else:
@@ -260,6 +250,20 @@ class BatchPoster:
         # The exponent is capped: 2**1024 is past a float, and the cap is reached long before.
         ceiling = BACKOFF_BASE_SECONDS * 2 ** min(attempt, 32)
         return self._jitter.uniform(0, min(BACKOFF_CAP_SECONDS, ceiling))
+
+
+def _retry_of(error: segment_request.APIError) -> tuple[float | None, str]:
+    """The wait Segment asked for (None: back off) and the reason, for an answer worth another
+    try; raises DeliveryFailed for one that is not (a redirect, a 4xx not in _RETRYABLE_4XX)."""
+    if 300 <= error.status < 400:
+        raise DeliveryFailed(
+            f"HTTP {error.status}: the host redirects: use the final URL "
+            f"(Location: {wire.redirect_target(error.response)})"
+        ) from None
+    if not _retryable(error.status):
+        raise DeliveryFailed(f"Segment answered HTTP {error.status} ({_code(error)})") from None
+    delay = segment_request.parse_retry_after(error.response) if error.response is not None else None
+    return delay, f"HTTP {error.status}"
 
 
 def _code(error: segment_request.APIError) -> str:
