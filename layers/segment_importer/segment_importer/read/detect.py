@@ -78,10 +78,23 @@ def plain_shape(head: bytes, key: str) -> PlainShape | None:
 _COMPRESSION_EXTENSIONS = (".gz", ".gzip", ".bz2", ".zst", ".zstd")
 
 
+# Brotli (PostHog's S3 batch exports offer it: `<interval>.jsonl.br`) has no magic bytes, so
+# its extension is the only tell; read as text, every "row" would be rejected as bad UTF-8.
+_BROTLI_EXTENSIONS = (".br", ".brotli")
+BROTLI_REFUSAL = (
+    "this is brotli-compressed (.br): brotli is not supported:"
+    " decompress with `brotli -d`, or export with gzip"
+)
+
+
 def extension_hint(key: str) -> str | None:
     """The format the key's extension suggests (csv, tsv, json or ndjson), ignoring the
-    extension of a compression the reader opens (.gz, .bz2, .zst)."""
+    extension of a compression the reader opens (.gz, .bz2, .zst). A compression it cannot
+    open (brotli) raises FileFormatError: both callers (open_records, plain_shape) must
+    refuse the file before reading a byte of it as text."""
     name = key.rsplit("/", 1)[-1].lower()
+    if name.endswith(_BROTLI_EXTENSIONS):
+        raise FileFormatError(BROTLI_REFUSAL)
     for compressed in _COMPRESSION_EXTENSIONS:
         name = name.removesuffix(compressed)
     _, dot, extension = name.rpartition(".")

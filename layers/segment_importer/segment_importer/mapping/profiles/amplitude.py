@@ -24,6 +24,7 @@ properties take Segment's names, which its Amplitude destinations read revenue f
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from segment_importer.mapping.profiles.common import (
     Profile,
@@ -73,7 +74,7 @@ _READ = frozenset(
     {
         "event_type", "user_id", "device_id", "event_time", "client_event_time", "time",
         "server_upload_time", "user_properties", "groups", "group_properties", "event_properties",
-        "session_id", "insert_id", "$insert_id", "uuid", "os_name", *CONTEXT_FIELDS,
+        "session_id", "insert_id", "$insert_id", "_insert_id", "uuid", "os_name", *CONTEXT_FIELDS,
     }
 )  # fmt: skip
 # Amplitude's ingestion bookkeeping and values it derives itself (Export API docs).
@@ -84,9 +85,24 @@ INTERNALS = frozenset(
         "amplitude_attribution_ids", "amplitude_event_type", "start_version", "user_creation_time",
         "paying", "event_id", "device_family", "dma", "partner_id", "source_id", "api_key",
         "$insert_key", "plan", "global_user_properties",
+        # Fivetran's Amplitude EVENT table (fivetran/dbt_amplitude_source get_event_columns):
+        # its `$schema` without the `$`, Amplitude's event-type and project numbers.
+        "schema", "event_type_id", "project_name",
     }
 )  # fmt: skip
+_FIVETRAN_PREFIX = "_fivetran_"  # _fivetran_synced, _fivetran_deleted: the connector's sync marks
+_FIVETRAN_ROW_ID = "id"  # Fivetran's row key for the event (only in a row with _fivetran_ columns)
 _NOT_EXTRAS = _READ | INTERNALS
+# Browser SDK 2 page-view autocapture (amplitude.com/docs/sdks/analytics/browser/browser-sdk-2,
+# "Track page views"): a Segment page call; its `[Amplitude] Page *` properties -> page fields.
+PAGE_VIEWED = "[Amplitude] Page Viewed"
+_PAGE_LOCATION = "[Amplitude] Page Location"  # location.href, query included: Segment's page.url
+_PAGE_FIELDS = {
+    "[Amplitude] Page URL": "url",  # href without the query: the url when there is no Location
+    "[Amplitude] Page Path": "path",
+    "[Amplitude] Page Title": "title",
+    "referrer": "referrer",
+}
 # Export API revenue properties -> the names Segment's Amplitude destinations read.
 _REVENUE_PROPERTIES = {
     "$revenue": "revenue",
@@ -127,6 +143,8 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
             _revenue_named(recorded) if isinstance(recorded, dict) else recorded
         )  # else invalid_field
         spec.update(type="track", event=event_type, properties=properties)
+        if event_type == PAGE_VIEWED and isinstance(properties, dict):
+            _as_page(spec, properties, context)
         if user_properties:
             context["traits"] = user_properties
         if isinstance(groups, dict) and groups:
@@ -134,12 +152,37 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
     session_id = record.get("session_id")
     if session_id not in (None, "", _NO_SESSION, str(_NO_SESSION)):
         spec["integrations"] = {name: {"session_id": session_id} for name in _INTEGRATION_NAMES}
-        if spec["type"] == "track" and isinstance(spec["properties"], dict):
+        if spec["type"] in ("track", "page") and isinstance(spec["properties"], dict):
             spec["properties"].setdefault("session_id", session_id)
     spec["context"] = context
+    fivetran = any(name.startswith(_FIVETRAN_PREFIX) for name in record)
     for name in [name for name in record if name not in _NOT_EXTRAS and name not in spec]:
+        if name.startswith(_FIVETRAN_PREFIX) or (fivetran and name == _FIVETRAN_ROW_ID):
+            continue
         spec[name] = record[name]  # data the profile has no place for: extras, in the record's order
     return without_none(spec), tagged(NAME, _source_id(record))
+
+
+def _as_page(spec: dict[str, Any], properties: dict[str, Any], context: dict[str, Any]) -> None:
+    """`[Amplitude] Page Viewed` -> a page call: Segment's page fields (spec: page's reserved
+    properties) in properties and context.page; the other properties (Page Domain, Page
+    Counter, ...) stay as they are."""
+    page: dict[str, Any] = {}
+    location = properties.pop(_PAGE_LOCATION, None)
+    if isinstance(location, str) and location:
+        page["url"] = location
+        query = urlsplit(location).query
+        if query:
+            page["search"] = f"?{query}"
+    for name, field in _PAGE_FIELDS.items():
+        value = properties.pop(name, None)
+        if value not in (None, ""):
+            page.setdefault(field, value)
+    spec.update(type="page", name=page.get("title"))
+    del spec["event"]
+    for field, value in page.items():
+        properties.setdefault(field, value)
+    context["page"] = page
 
 
 def _revenue_named(properties: dict[str, Any]) -> dict[str, Any]:
@@ -165,7 +208,7 @@ def _context(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _source_id(record: dict[str, Any]) -> str | None:
-    insert_id = as_source_id(first(record, "insert_id", "$insert_id"))
+    insert_id = as_source_id(first(record, "insert_id", "$insert_id", "_insert_id"))
     if insert_id:  # Amplitude dedupes insert_id per user or device
         return f"{record.get('user_id') or ''}|{record.get('device_id') or ''}|{insert_id}"
     return as_source_id(record.get("uuid"))  # Amplitude's own id for the stored event

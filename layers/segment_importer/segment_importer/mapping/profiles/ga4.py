@@ -8,12 +8,16 @@ strings): `event_timestamp` (microseconds), `event_name`, `event_params` and
 `app_info`, `traffic_source` (the user's first-touch acquisition), `collected_traffic_source`
 (this event's campaign: `manual_campaign_name`, `manual_source`, ..., `gclid`), `items`,
 `ecommerce`, and bookkeeping columns
-(`event_bundle_sequence_id`, `stream_id`, `event_server_timestamp_offset`, ...).
+(`event_bundle_sequence_id`, `stream_id`, `event_server_timestamp_offset`, ...). Any other
+column (a flattened query result's `ga_session_id`, `country`, ...) is a property.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
+
+import orjson
 
 from segment_importer.mapping.profiles.common import (
     Profile,
@@ -103,6 +107,27 @@ _ECOMMERCE_FIELDS = {
     "shipping_value": "shipping",
 }
 _CALLS = {"page_view": "page", "screen_view": "screen"}
+# The columns of GA4's export schema this profile reads itself.
+_READ = frozenset(
+    {
+        "event_name", "event_timestamp", "event_params", "user_properties", "user_id",
+        "user_pseudo_id", "items", "ecommerce", *_RECORD_CONTEXT,
+    }
+)  # fmt: skip
+# GA4's own bookkeeping and values it derives per user or session (export schema): not sent.
+BOOKKEEPING = frozenset(
+    {
+        "event_date", "event_bundle_sequence_id", "event_server_timestamp_offset", "stream_id",
+        "platform", "privacy_info", "user_ltv", "user_first_touch_timestamp",
+        "event_previous_timestamp", "event_value_in_usd", "is_active_user", "event_dimensions",
+        "session_traffic_source_last_click", "publisher", "batch_event_index",
+        "batch_ordering_id", "batch_page_id",
+    }
+)  # fmt: skip
+_KNOWN = _READ | BOOKKEEPING
+# Batch fields (schema, 2024+): events GA4 sent in one request share event_timestamp; these
+# tell them apart (page load, batch on the page, event in the batch).
+_BATCH_FIELDS = ("batch_page_id", "batch_ordering_id", "batch_event_index")
 _NO_VALUE = (None, "", "(not set)")  # GA4 writes "(not set)" in item fields it has no value for
 
 
@@ -117,6 +142,12 @@ def matches(record: dict[str, Any]) -> bool:
 def to_spec(record: dict[str, Any]) -> SpecRecord:
     event = record.get("event_name")
     params = flatten_params(record.get("event_params"))
+    params_digest = _digest(params)  # of all the event's params, before any move to context
+    # A flattened query result (CSV download, `bq extract` of a SELECT) has its params and
+    # dimensions as columns of their own: data, so properties (page_* still go to context).
+    for name in [name for name in record if name not in _KNOWN]:
+        if record[name] not in (None, "") and name not in params:
+            params[name] = record[name]
     call_type = _CALLS.get(event, "track") if isinstance(event, str) else "track"
     context = _context(record)
     move_to_context(params, _PAGE_PARAMS, context)
@@ -143,7 +174,7 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
     if traits:
         context["traits"] = traits
     spec.update(properties=params, context=context)
-    return without_none(spec), tagged(NAME, _source_id(record))
+    return without_none(spec), tagged(NAME, _source_id(record, params_digest))
 
 
 def flatten_params(entries: Any) -> dict[str, Any]:
@@ -214,14 +245,29 @@ def _product(item: dict[str, Any]) -> dict[str, Any]:
     return product
 
 
-def _source_id(record: dict[str, Any]) -> str | None:
+def _source_id(record: dict[str, Any], params_digest: str) -> str | None:
     """GA4 rows have no event id: the user, the microsecond, the event and the upload bundle
-    together name one event (a re-export of the same rows gets the same ids)."""
+    name one event, and a re-export of the same rows gets the same ids. GA4 sends events in
+    batches that share one event_timestamp, so two view_promotion events of one page load
+    differ only in their batch fields, or (exports before those fields) in their params."""
     bundle = record.get("event_bundle_sequence_id")
     if bundle in (None, ""):
         return None
     user = record.get("user_pseudo_id") or record.get("user_id")
-    return f"{user}|{record.get('event_timestamp')}|{record.get('event_name')}|{bundle}"
+    event_id = f"{user}|{record.get('event_timestamp')}|{record.get('event_name')}|{bundle}"
+    batch = [text(record.get(name)) for name in _BATCH_FIELDS]
+    if any(batch):
+        return f"{event_id}|batch:{'.'.join(part or '' for part in batch)}"
+    return f"{event_id}|params:{params_digest}" if params_digest else event_id
+
+
+def _digest(params: dict[str, Any]) -> str:
+    """The event's params, as a short stable digest: the same whether the export wrote INT64
+    as text (NDJSON) or as numbers (Parquet), since `flatten_params` types both alike."""
+    if not params:
+        return ""
+    canonical = orjson.dumps(params, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha256(canonical).hexdigest()[:16]
 
 
 GA4 = Profile(NAME, matches, to_spec)
