@@ -76,7 +76,8 @@ _RESERVED_TRAIT_COLUMNS = {
     "identify": {"first_name": "firstName", "last_name": "lastName", "created_at": "createdAt"},
     "group": {"created_at": "createdAt"},
 }
-_SHADOW_NAME = re.compile(r"(?:^|[^a-z0-9])(tracks|all_events)(?:[^a-z0-9]|$)")
+# A shadow table's name as a word of the file's name: `tracks.csv`, `prod.tracks_0000_part_00`.
+_SHADOW_NAME = re.compile(rf"(?:^|[^a-z0-9])({'|'.join(sorted(SHADOW_TABLES))})(?:[^a-z0-9]|$)")
 _NAME_WORDS = re.compile(r"[^a-z0-9]+")
 
 
@@ -163,9 +164,9 @@ def _has_event(record: dict[str, Any]) -> bool:
 
 def _camel_reserved_traits(record: dict[str, Any], reserved: dict[str, str]) -> None:
     """`first_name` -> `firstName`, `created_at` -> `createdAt` (as ISO 8601 when it is a
-        time: the warehouse writes `2020-12-01 10:00:00 UTC`), unless the row has both spellings.
-        A `createdAt` set here leaves the mapper's own created-at rule (spellings.keep_created_at_trait)
-    nothing to do."""
+    time: the warehouse writes `2020-12-01 10:00:00 UTC`), unless the row has both spellings.
+    A `createdAt` set here leaves the mapper's own created-at rule
+    (spellings.keep_created_at_trait) nothing to do."""
     for column, trait in reserved.items():
         if column in record and trait not in record:
             value = record.pop(column)
