@@ -9,6 +9,12 @@ finds it as the nearest job file, exactly as in the bucket. Hidden files and fol
 A file given on its own is governed by the job.json beside it, or in the nearest folder above
 it (up to the working directory): the file lands under that folder's name, with the job file,
 as if the folder had been given with only that file in it. Without one it lands at the root.
+
+Files are sent in the order found (by name), except that a warehouse table repeating the
+per-event tables' rows without their properties (Segment's and RudderStack's `tracks`,
+Heap's `all_events`) comes after the others: its rows share their messageIds with the
+per-event tables' rows, and Segment keeps the first message of an id, so the rows with the
+properties must arrive first.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from segment_importer.job import JOB_FILE_NAME
+from segment_importer.mapping.profiles.warehouse import is_shadow_table
 
 
 class InputError(ValueError):
@@ -53,7 +60,9 @@ def find_inputs(paths: list[Path]) -> list[InputFile]:
         raise InputError(f"no export files to import in {', '.join(str(path) for path in paths)}")
     found = list(dict.fromkeys(found))  # two files beside one job.json bring it once
     _refuse_collisions(found)
-    return found
+    # Stable: the order found, shadow tables (`tracks`) last, so their rows lose to the
+    # per-event tables' rows of the same id (the module doc).
+    return sorted(found, key=lambda item: not item.is_job_file and is_shadow_table(item.relative))
 
 
 def _file_with_its_job(path: Path) -> list[InputFile]:

@@ -72,6 +72,7 @@ def test_every_vendor_has_samples() -> None:
         "heap",
         "snowplow",
         "rudderstack",
+        "segment",
     }
 
 

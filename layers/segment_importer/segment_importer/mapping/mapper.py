@@ -25,12 +25,14 @@ from segment_importer.mapping.profiles.warehouse import (
     TABLE_CALL_TYPES,
     USERS_TABLE,
     WAREHOUSE_MARKERS,
+    GivenCallType,
     from_users_table,
     table_of_file,
 )
 from segment_importer.mapping.record_input import (
     RecordPathError,
     cleaned_cells,
+    folded_case,
     missing_time_detail,
     record_at,
     renamed,
@@ -114,7 +116,8 @@ class MessageMapper:
         table = table_of_file(file_key)
         job_type = job.default_type if job.default_type != "track" else None
         event_type = "track" if job.default_event else None
-        self._table_type = job_type or TABLE_CALL_TYPES.get(table or "") or event_type
+        given = job_type or TABLE_CALL_TYPES.get(table or "") or event_type
+        self._table_type = GivenCallType(given) if given else None  # never an event's `type` column
         self._users_table = table == USERS_TABLE and job_type in (None, "identify")
         self._times = TimeReader(job.timezone, job.timestamp_format, job.timestamp_range)
         # The reader already drops empty cells and `\N`: only other null spellings cost a pass.
@@ -176,6 +179,7 @@ class MessageMapper:
                 fields = record_at(fields, self._job.record_path)
             except RecordPathError as error:
                 raise Reject(reasons.INVALID_FIELD, str(error)) from error
+        fields = folded_case(fields, self._job.columns)  # Snowflake's UPPER_CASE names
         if not self._from_csv and not self._job.columns:
             return dict(fields)
         if self._from_csv and (self._nulls or self._job.trim_cells):

@@ -1,5 +1,11 @@
 """Before mapping: the record inside a line (wrapped records), the job's null spellings and
-trimming of CSV cells, and the job's column renames.
+trimming of CSV cells, upper-case column names folded, and the job's column renames.
+
+Upper-case names: Snowflake folds unquoted identifiers to upper case, so a table unloaded
+from it (Segment's warehouse, Amplitude's Snowflake export) has `EVENT_TEXT`, `USER_ID`,
+`$INSERT_ID`. A record whose names are all upper case has its names lower-cased, so the
+profiles know them; a name with a lower-case letter (`userId`, `Event Name`) keeps every
+name of its record as written.
 
 Wrapped records: some exports put each event inside an envelope, e.g. every line
 `{"data": {...event...}, "metadata": {...}}` (stream and webhook archives) or an event
@@ -11,6 +17,7 @@ the well-known envelopes below are detected per line.
 from __future__ import annotations
 
 from contextlib import suppress
+from functools import lru_cache
 from typing import Any
 
 from segment_importer.mapping.profiles.spellings import canonical_field
@@ -59,6 +66,20 @@ def record_at(fields: dict[str, Any], record_path: str) -> dict[str, Any]:
         if isinstance(inner, dict) and allowed.issuperset(fields):
             return inner
     return fields
+
+
+def folded_case(fields: dict[str, Any], renames: dict[str, str | None]) -> dict[str, Any]:
+    """`fields` with its names lower-cased when all are upper case (the module doc); a name
+    the job renames stays as written, so the job's `columns` still find it."""
+    if not _all_upper_case(tuple(fields)):
+        return fields
+    return {key if key in renames else key.lower(): value for key, value in fields.items()}
+
+
+@lru_cache(maxsize=1024)
+def _all_upper_case(keys: tuple[str, ...]) -> bool:
+    """Cached per tuple of names: a file's rows share theirs."""
+    return any(key != key.lower() for key in keys) and all(key == key.upper() for key in keys)
 
 
 def renamed(fields: dict[str, Any], columns: dict[str, str | None]) -> dict[str, Any]:

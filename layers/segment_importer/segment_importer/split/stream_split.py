@@ -14,6 +14,7 @@ from segment_importer.batch.encoding import MAX_MESSAGE_BYTES, EncodedMessage, e
 from segment_importer.batch.packing import Batch, BatchLimits, BatchPacker
 from segment_importer.job import JobOptions, columns_by_position
 from segment_importer.mapping.mapper import MessageMapper
+from segment_importer.mapping.profiles.warehouse import shadow_table_warning
 from segment_importer.mapping.shaping import LeftOut, Shaper, shaper_for
 from segment_importer.mapping.validation import check_fields, check_size
 from segment_importer.read.formats import RecordStream, ResumePoint, open_records
@@ -182,6 +183,9 @@ def _read_header(records: RecordStream, report: ImportReport, job: JobOptions) -
     """The file's format and warnings into the report; the job with `#N` columns named."""
     report.format, report.compression = records.format, records.compression
     report.warnings.extend(w for w in records.warnings if w not in report.warnings)  # once per file
+    shadow = shadow_table_warning(report.key)  # a `tracks` table: see warehouse.SHADOW_TABLES
+    if shadow and shadow not in report.warnings:
+        report.warnings.append(shadow)
     if records.columns and job.columns:
         return replace(job, columns=columns_by_position(job.columns, records.columns))
     return job

@@ -38,6 +38,11 @@ SNAKE_CASE_ALIASES = {
 
 # In a warehouse row `id` is the messageId, and `message_id` would be an event property.
 _WAREHOUSE_ALIASES = {alias: name for alias, name in SNAKE_CASE_ALIASES.items() if name != "messageId"}
+# In a track row (tracks and the per-event tables) `group_id` and `previous_id` are the event's
+# properties, kept as the warehouse wrote them: a track call has no groupId or previousId.
+_WAREHOUSE_TRACK_ALIASES = {
+    alias: name for alias, name in _WAREHOUSE_ALIASES.items() if name not in ("groupId", "previousId")
+}
 _SEGMENT_DROPPED = ARCHIVE_ONLY_FIELDS | WAREHOUSE_ONLY_FIELDS
 
 
@@ -45,7 +50,7 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
     warehouse = not record.keys().isdisjoint(WAREHOUSE_MARKERS)  # looks up the 4 markers
     if warehouse:
         from_warehouse_columns(record)
-    aliases = _WAREHOUSE_ALIASES if warehouse else SNAKE_CASE_ALIASES
+    aliases = _warehouse_aliases(record) if warehouse else SNAKE_CASE_ALIASES
     if not record.keys().isdisjoint(aliases):  # snake_case names: rename, in this order
         for alias, name in aliases.items():
             if alias in record:
@@ -64,6 +69,12 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
         for name in _SEGMENT_DROPPED.intersection(record):
             del record[name]
     return record, tagged("segment", source_id)
+
+
+def _warehouse_aliases(record: dict[str, Any]) -> dict[str, str]:
+    call_type = record.get("type")
+    is_track = isinstance(call_type, str) and call_type.strip().lower() == "track"
+    return _WAREHOUSE_TRACK_ALIASES if is_track else _WAREHOUSE_ALIASES
 
 
 def _from_rudderstack(record: dict[str, Any]) -> None:
