@@ -1,0 +1,116 @@
+"""Mixpanel, Heap and PostHog shapes found by black-box QA on real vendor exports
+(/tmp/qa-vendors findings 01, 03, 04, 08, 10, 11): each test pins one fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from segment_importer.job import JobOptions
+from segment_importer.mapping.mapper import MessageMapper
+from segment_importer.mapping.message_ids import file_identity, message_id_for_source_id
+
+FILE_ID = file_identity('"abc123"', 1000)
+
+
+def map_one(fields: dict[str, Any], *, from_csv: bool = False, **options: Any) -> dict[str, Any]:
+    return MessageMapper(JobOptions(**options), FILE_ID, from_csv=from_csv).map(1, fields)
+
+
+def without_library(message: dict[str, Any]) -> dict[str, Any]:
+    context = {key: value for key, value in message["context"].items() if key != "library"}
+    return {**message, "context": context}
+
+
+# --- Mixpanel --------------------------------------------------------------------------------
+
+# A US/Pacific project's raw export line (finding 11): `time` counts the project's wall clock
+# (10:27:57 PDT is 17:27:57Z); `$mp_api_timestamp_ms` is Mixpanel's UTC ingestion time.
+PACIFIC_LINE = {
+    "event": "Signed Up",
+    "properties": {
+        "time": 1618741677,  # read as UTC: 2021-04-18T10:27:57Z; as PDT wall clock: 17:27:57Z
+        "distinct_id": "user-1",
+        "$insert_id": "a1b2c3d4e5f6a7b8",
+        "$mp_api_timestamp_ms": 1618766878123,
+    },
+}
+
+
+def test_mixpanel_time_is_read_in_the_jobs_timezone() -> None:
+    local = map_one(PACIFIC_LINE, timezone="America/Los_Angeles")
+    assert local["timestamp"] == "2021-04-18T17:27:57.000Z"
+    # Without a timezone the number is the UTC moment, as before; the messageId does not
+    # depend on the timezone (it holds the time as exported, what Mixpanel dedupes on).
+    utc = map_one(PACIFIC_LINE)
+    assert utc["timestamp"] == "2021-04-18T10:27:57.000Z"
+    assert (
+        local["messageId"]
+        == utc["messageId"]
+        == message_id_for_source_id("", "mixpanel:Signed Up|user-1|1618741677|a1b2c3d4e5f6a7b8")
+    )
+
+
+def test_mixpanel_millisecond_time_in_the_jobs_timezone() -> None:
+    line = {"event": "Signed Up", "properties": {"time": 1618741677123, "distinct_id": "u1"}}
+    assert map_one(line, timezone="Europe/Berlin")["timestamp"] == "2021-04-18T08:27:57.123Z"
+    assert map_one(line)["timestamp"] == "2021-04-18T10:27:57.123Z"
+
+
+def test_mixpanel_identify_anonymous_id_has_no_device_prefix() -> None:
+    """`$anon_distinct_id` is `$device:<id>`; the device's own events carry `<id>`."""
+    device = "18bd0a3d2f04d2-0c1f"
+    anonymous = map_one(
+        {"event": "Viewed", "properties": {"time": 1700000000, "distinct_id": f"$device:{device}"}}
+    )
+    identify = map_one(
+        {
+            "event": "$identify",
+            "properties": {
+                "time": 1700000100,
+                "distinct_id": "user-77",
+                "$anon_distinct_id": f"$device:{device}",
+                "$identified_id": "user-77",
+                "$insert_id": "cccc3333dddd4444",
+            },
+        }
+    )
+    assert anonymous["anonymousId"] == identify["anonymousId"] == device
+    assert (identify["type"], identify["userId"]) == ("identify", "user-77")
+
+
+def test_mixpanel_web_page_view_is_a_page_call() -> None:
+    line = {
+        "event": "$mp_web_page_view",
+        "properties": {
+            "time": 1700000000,
+            "distinct_id": "$device:d-1",
+            "$insert_id": "aaaa1111bbbb2222",
+            "$current_url": "https://shop.example.com/p/1?utm_source=news",
+            "current_page_title": "Product 1",
+            "current_domain": "shop.example.com",
+            "current_url_path": "/p/1",
+            "current_url_search": "?utm_source=news",
+            "$referrer": "https://google.com/",
+            "utm_source": "news",
+        },
+    }
+    message = without_library(map_one(line))
+    page = {
+        "url": "https://shop.example.com/p/1?utm_source=news",
+        "title": "Product 1",
+        "path": "/p/1",
+        "search": "?utm_source=news",
+        "referrer": "https://google.com/",
+    }
+    assert message == {
+        "type": "page",
+        "anonymousId": "d-1",
+        "name": "Product 1",
+        # Segment's page properties, and what the event had besides (never lost).
+        "properties": {**page, "current_domain": "shop.example.com"},
+        "context": {"page": page, "campaign": {"source": "news"}},
+        "timestamp": "2023-11-14T22:13:20.000Z",
+        "messageId": message_id_for_source_id(
+            "", "mixpanel:$mp_web_page_view|$device:d-1|1700000000|aaaa1111bbbb2222"
+        ),
+    }
