@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from segment_importer.job import JobOptions
 from segment_importer.mapping.mapper import MessageMapper
 from segment_importer.mapping.message_ids import file_identity, message_id_for_source_id
+from segment_importer.mapping.validation import check_fields
+from segment_importer.track.reasons import Reject
 
 FILE_ID = file_identity('"abc123"', 1000)
 
@@ -113,4 +117,67 @@ def test_mixpanel_web_page_view_is_a_page_call() -> None:
         "messageId": message_id_for_source_id(
             "", "mixpanel:$mp_web_page_view|$device:d-1|1700000000|aaaa1111bbbb2222"
         ),
+    }
+
+
+# --- Heap Connect ----------------------------------------------------------------------------
+
+# A row of the `pageviews` table, and one of a per-event table: neither has a column naming
+# the event, and both have the page's columns (finding 03).
+HEAP_PAGEVIEW = {
+    "event_id": "4011183218219201",
+    "user_id": "7528914370143926012",
+    "session_id": "5513268190512211",
+    "time": "2021-01-31 00:00:05.423",
+    "path": "/pricing",
+    "title": "Pricing | Heap",
+}
+HEAP_CLICK = {**HEAP_PAGEVIEW, "event_id": "4011183218219999", "target_text": "Sign up"}
+
+
+def map_csv(row: dict[str, Any], file_key: str = "", **options: Any) -> dict[str, Any]:
+    mapper = MessageMapper(JobOptions(**options), FILE_ID, from_csv=True, file_key=file_key)
+    return mapper.map(1, row)
+
+
+@pytest.mark.parametrize(
+    "file_key", ["pageviews.csv", "exports/main_production.pageviews.csv.gz", "pageviews_0000_part_00"]
+)
+def test_heap_pageviews_table_rows_are_page_calls(file_key: str) -> None:
+    message = map_csv(HEAP_PAGEVIEW, file_key)
+    assert (message["type"], message["name"]) == ("page", "Pricing | Heap")
+    assert message["context"]["page"] == {"path": "/pricing", "title": "Pricing | Heap"}
+    assert message["messageId"] == message_id_for_source_id("", "heap:4011183218219201")
+
+
+def test_heap_unnamed_rows_follow_the_jobs_type_and_event() -> None:
+    assert map_csv(HEAP_PAGEVIEW, "export.csv", default_type="page")["type"] == "page"
+    track = map_csv(HEAP_CLICK, "main_production_clicked_signup.csv", default_event="Clicked Signup")
+    assert (track["type"], track["event"]) == ("track", "Clicked Signup")
+    assert track["properties"]["target_text"] == "Sign up"
+    # The columns do not tell a per-event table from pageviews: not guessed, but rejected
+    # with the advice to set `event` (validation's missing_event).
+    unnamed = map_csv(HEAP_CLICK, "main_production_clicked_signup.csv")
+    assert unnamed["type"] == "track"
+    assert "event" not in unnamed
+    with pytest.raises(Reject) as rejected:
+        check_fields(unnamed)
+    assert rejected.value.reason == "missing_event"
+
+
+def test_heap_anonymous_user_row_is_an_identify() -> None:
+    """`identity` NULL: no cell in a CSV unload; the row is still the users table's."""
+    row = {
+        "user_id": "1234567890123456789",
+        "joindate": "2021-01-21 10:00:00",
+        "last_modified": "2021-01-22 10:00:00",
+    }
+    message = map_csv(row)
+    assert without_library(message) == {
+        "type": "identify",
+        "anonymousId": "1234567890123456789",
+        "traits": {"createdAt": "2021-01-21 10:00:00"},
+        "context": {},
+        "timestamp": "2021-01-22T10:00:00.000Z",
+        "messageId": message["messageId"],
     }

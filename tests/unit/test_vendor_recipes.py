@@ -46,7 +46,9 @@ def expected_messages(sample: Path) -> list[dict[str, Any]]:
 def imported(sample: Path, job: JobOptions | None = None) -> list[dict[str, Any]]:
     with sample.open("rb") as stream:
         records = open_records(stream, sample.name)
-        mapper = MessageMapper(job or JobOptions(), FILE_ID, from_csv=records.format == "csv")
+        # The file's name, as the splitter passes its key: it names a table (Heap's pageviews).
+        csv = records.format == "csv"
+        mapper = MessageMapper(job or JobOptions(), FILE_ID, from_csv=csv, file_key=sample.name)
         messages = []
         for record in records:
             assert record.reason is None, record.detail
