@@ -10,6 +10,7 @@ import pytest
 from segment_importer.job import JobOptions
 from segment_importer.mapping.mapper import MessageMapper
 from segment_importer.mapping.message_ids import file_identity, message_id_for_source_id
+from segment_importer.mapping.shaping import LeftOut
 from segment_importer.mapping.validation import check_fields
 from segment_importer.track.reasons import Reject
 
@@ -181,3 +182,50 @@ def test_heap_anonymous_user_row_is_an_identify() -> None:
         "timestamp": "2021-01-22T10:00:00.000Z",
         "messageId": message["messageId"],
     }
+
+
+# --- PostHog persons batch export ------------------------------------------------------------
+
+PERSON_ROW = {
+    "team_id": 2,
+    "distinct_id": "user-123",
+    "person_id": "018b7a2e-0000-0000-0000-000000000001",
+    "properties": '{"email": "u@example.com", "$initial_referrer": "$direct", "$geoip_country_code": "US",'
+    ' "$creator_event_uuid": "018b7a2e-1111-7000-8000-000000000001"}',
+    "person_distinct_id_version": 0,
+    "person_version": 3,
+    "created_at": "2023-10-01 09:00:00.000000",
+    "_inserted_at": "2023-10-27 12:35:02.000000",
+    "is_deleted": 0,
+}
+
+
+def test_posthog_persons_row_is_an_identify_without_bookkeeping() -> None:
+    message = without_library(map_one(PERSON_ROW))
+    assert message == {
+        "type": "identify",
+        "userId": "user-123",
+        # PostHog's "$direct" (no referrer) and the creating event's uuid are not traits; the
+        # geo properties go to context, as an event's do; no storage column is a trait.
+        "traits": {"email": "u@example.com"},
+        "context": {"location": {"country": "US"}},
+        "timestamp": "2023-10-27T12:35:02.000Z",
+        "messageId": message_id_for_source_id(
+            "", "posthog:person|018b7a2e-0000-0000-0000-000000000001|user-123|3|0"
+        ),
+    }
+
+
+def test_posthog_persons_anonymous_distinct_id_is_the_anonymous_id() -> None:
+    anonymous = map_one({**PERSON_ROW, "distinct_id": "018b7a2d-aaaa-7bbb-8ccc-ddddeeeeffff"})
+    assert anonymous["anonymousId"] == "018b7a2d-aaaa-7bbb-8ccc-ddddeeeeffff"
+    assert "userId" not in anonymous
+    # A product's own uuid (v4) is a user's id.
+    user = map_one({**PERSON_ROW, "distinct_id": "6f1c2a4e-9b3d-4c1e-8f2a-1b2c3d4e5f60"})
+    assert user["userId"] == "6f1c2a4e-9b3d-4c1e-8f2a-1b2c3d4e5f60"
+
+
+def test_posthog_deleted_person_is_left_out() -> None:
+    with pytest.raises(LeftOut) as left_out:
+        map_one({**PERSON_ROW, "is_deleted": 1})
+    assert left_out.value.rule == "posthog_deleted_person"
