@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from segment_importer_local.runner import FileOutcome, RunResult
 
+from segment_importer.mapping.profiles.posthog import PERSON_DELETED_RULE
 from segment_importer.track.ledger import FAILED, REFUSED_STATUS_PREFIX
 from segment_importer_local.errors import EXIT_FAILED, EXIT_OK, EXIT_REJECTS
 
@@ -158,7 +159,10 @@ def _failures(outcome: FileOutcome, destination: str, dry_run: bool) -> list[str
 
 
 # Rules a profile applies without the job asking (not the job's filters), in words.
-_PROFILE_RULES = {"snowplow_page_ping": "Snowplow page_ping (activity heartbeats: no Segment call)"}
+_PROFILE_RULES = {
+    "snowplow_page_ping": "Snowplow page_ping (activity heartbeats: no Segment call)",
+    PERSON_DELETED_RULE: "PostHog deleted persons (is_deleted: not imported back)",
+}
 
 
 def _left_out(files: list[FileOutcome], filtered: int) -> str:

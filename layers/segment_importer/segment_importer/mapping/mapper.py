@@ -113,6 +113,7 @@ class MessageMapper:
         # that sets none, so it leaves the name or the guess. A job's `event` says the rows
         # are track calls where the name says nothing (a per-event table, `order_completed`,
         # exported without its `event` column: the guess made its rows identifies).
+        self._file_key = file_key
         table = table_of_file(file_key)
         job_type = job.default_type if job.default_type != "track" else None
         event_type = "track" if job.default_event else None
@@ -146,6 +147,8 @@ class MessageMapper:
         profile = self._profile or detect_profile(record)
         created = created_at_column(record) if profile is FALLBACK and self._may_hold_traits(record) else None
         spec, source_id = profile.to_spec(record)
+        if profile.in_file is not None:  # what the file's name says (Heap's pageviews table)
+            profile.in_file(spec, self._file_key)
         if profile.is_internal is not None and not self._job.keep_vendor_internals:
             _drop_internals(spec, profile.is_internal)
         message = self._build(spec)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,7 @@ from segment_importer.mapping.coercion import parse_embedded_json
 
 # (a record keyed like a Segment message, the record's own unique id tagged with its source)
 SpecRecord = tuple[dict[str, Any], str | None]
+_NAME_WORDS = re.compile(r"[^a-z0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +30,17 @@ class Profile:
     # Names of the vendor's ingestion/SDK bookkeeping: the mapper drops them from properties
     # and traits unless the job sets `keepVendorInternals`.
     is_internal: Callable[[str], bool] | None = None
+    # What the name of the file a record came from says about its spec record, where the
+    # record's columns cannot (Heap's `pageviews` table has no column naming its rows):
+    # `in_file(spec, file_key)` completes the spec in place; None: the name says nothing.
+    in_file: Callable[[dict[str, Any], str], None] | None = None
+
+
+def file_name_words(key: str) -> frozenset[str]:
+    """The lower-case words of a file's name, without its folders or archive (`zip!member`):
+    `prod/main_production.pageviews_0000_part_00.csv` -> main, production, pageviews, ..."""
+    name = key.rsplit("/", 1)[-1].rsplit("!", 1)[-1].lower()
+    return frozenset(word for word in _NAME_WORDS.split(name) if word)
 
 
 def first(record: dict[str, Any], *names: str) -> Any:

@@ -18,6 +18,7 @@ from segment_importer.mapping.profiles.common import (
     Profile,
     SpecRecord,
     as_source_id,
+    file_name_words,
     first,
     tagged,
     text,
@@ -43,6 +44,11 @@ CONTEXT_FIELDS = {
 }
 _IDS = ("event_id", "user_id", "session_id", "time", "identity", "event_table_name", "event_name", "type")
 _PAGEVIEW = frozenset({"pageview", "pageviews", "page_view"})
+# The table of pageviews. Its rows have no column naming the event, nor do those of a
+# per-event table (`<environment>_<event>`); their columns cannot tell them apart either
+# (events carry the pageview's `path`, `title`, ... and the session's properties): only the
+# file's name can.
+PAGEVIEWS_TABLE = "pageviews"
 
 
 def matches(record: dict[str, Any]) -> bool:
@@ -50,7 +56,9 @@ def matches(record: dict[str, Any]) -> bool:
         return False
     if "event_id" in record and "session_id" in record and "time" in record:
         return True
-    return "identity" in record and "joindate" in record  # the users table
+    # The users table: an anonymous user's `identity` is NULL (no cell at all in a CSV
+    # unload), but every row has `joindate` and `last_modified`.
+    return "joindate" in record and ("identity" in record or "last_modified" in record)
 
 
 def to_spec(record: dict[str, Any]) -> SpecRecord:
@@ -58,7 +66,7 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
         return _user(record)
     fields = {name: value for name, value in record.items() if name not in _IDS}
     name = text(first(record, "event_name", "event_table_name", "type"))
-    call_type = "page" if (name or "").lower() in _PAGEVIEW else "track"
+    call_type = _call_type(name)
     context: dict[str, Any] = {}
     move_to_context(fields, CONTEXT_FIELDS, context)
     spec = {
@@ -71,9 +79,29 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
     }
     if call_type == "track":
         spec["event"] = name
-    else:
+    elif call_type == "page":
         spec["name"] = context.get("page", {}).get("title")
     return without_none(spec), tagged(NAME, as_source_id(record.get("event_id")))
+
+
+def _call_type(name: str | None) -> str | None:
+    """page for a pageview, track for a named event; None for a row without a name column
+    (the `pageviews` table, a per-event table): the file's name (`in_file`), else the job's
+    `type` and `event` say what it is; with none of them it is a track call without an event,
+    rejected with the advice to set `event`."""
+    if name is None:
+        return None
+    return "page" if name.lower() in _PAGEVIEW else "track"
+
+
+def in_file(spec: dict[str, Any], file_key: str) -> None:
+    """A row of the `pageviews` table (`pageviews.csv`, `main_production.pageviews.csv`,
+    `pageviews_0000_part_00`) is a page call, named by its title."""
+    if spec.get("type") is None and PAGEVIEWS_TABLE in file_name_words(file_key):
+        spec["type"] = "page"
+        page = spec.get("context", {}).get("page", {})
+        if page.get("title") is not None:
+            spec["name"] = page["title"]
 
 
 def _user(record: dict[str, Any]) -> SpecRecord:
@@ -89,4 +117,4 @@ def _user(record: dict[str, Any]) -> SpecRecord:
     return without_none(spec), None
 
 
-HEAP = Profile(NAME, matches, to_spec)
+HEAP = Profile(NAME, matches, to_spec, in_file=in_file)

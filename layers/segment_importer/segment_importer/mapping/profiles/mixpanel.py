@@ -98,6 +98,19 @@ _FIVETRAN_DEFAULT_PROPERTIES = frozenset(
 # (an internal) so that a Mixpanel property called `event_id` is not mistaken for it.
 _FIVETRAN_EVENT_ID = "_fivetran_event_id"
 
+# A distinct_id that is a device, not a user (Simplified ID Merge, anonymous events).
+_DEVICE_PREFIX = "$device:"
+# mixpanel-js' page view event (docs.mixpanel.com/docs/tracking-methods/sdks/javascript
+# "Track Page Views"), and its page properties -> Segment's page properties
+# (segment.com/docs/connections/spec/page/#properties).
+PAGE_VIEW_EVENT = "$mp_web_page_view"
+_PAGE_VIEW_FIELDS = {
+    "current_page_title": "title",
+    "current_url_path": "path",
+    "current_url_search": "search",
+}
+_PAGE_SPEC_FIELDS = ("title", "url", "path", "referrer", "search")
+
 # Mixpanel default property -> Segment context path; the first name listed for a path wins.
 CONTEXT_FIELDS = {
     "ip": ("ip",),
@@ -246,15 +259,20 @@ def _from_event(record: dict[str, Any], id_time: str | None = None) -> SpecRecor
             properties[name] = record[name]
     event = record.get("event")
     raw_distinct_id = properties.get("distinct_id")
-    spec: dict[str, Any] = {"timestamp": properties.pop("time", None)}
+    time = properties.pop("time", None)
+    spec: dict[str, Any] = {"timestamp": _project_time(time)}
     spec.update(_identities(properties))
     spec.update(_call(event, properties, spec, text(raw_distinct_id)))
     insert_id = as_source_id(properties.pop("$insert_id", None))
-    # Mixpanel dedupes on (event, distinct_id, time, $insert_id): so does the derived id.
-    time_in_id = id_time or spec.get("timestamp")
+    # Mixpanel dedupes on (event, distinct_id, time, $insert_id): so does the derived id, with
+    # the time as the export wrote it (whatever the job's timezone makes of it).
+    time_in_id = id_time or time
     source_id = insert_id and f"{event}|{raw_distinct_id}|{time_in_id}|{insert_id}"
     context: dict[str, Any] = {}
     move_to_context(properties, CONTEXT_FIELDS, context)
+    if event == PAGE_VIEW_EVENT and spec["type"] == "track":
+        del spec["event"]
+        spec.update(_page_view(properties, context))
     spec.update(context=context, properties=properties)
     if spec["type"] != "track":  # what identify and alias events carry besides ids is traits
         remaining = spec.pop("properties")
@@ -263,13 +281,49 @@ def _from_event(record: dict[str, Any], id_time: str | None = None) -> SpecRecor
     return without_none(spec), tagged(NAME, source_id)
 
 
+def _project_time(time: Any) -> Any:
+    """`time` as the wall clock it counts (an epoch number, seconds or milliseconds) written
+    without an offset, so that the mapper reads it in the job's `timezone`. Mixpanel's raw
+    export counts the project's local time for projects created before 2023 (and those whose
+    timezone is not UTC: "You must add back the offset between project time and UTC"); a job
+    without a `timezone` reads it as UTC, the moment the number is. Anything else (a
+    timestamp text, a number that is no time) is left to the mapper as it is."""
+    if isinstance(time, bool) or not isinstance(time, int | float | str):
+        return time
+    if isinstance(time, str) and not time.strip().lstrip("-").replace(".", "", 1).isdigit():
+        return time
+    try:
+        moment = parse_timestamp(time)
+    except TimestampError:
+        return time
+    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds")
+
+
+def _page_view(properties: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """mixpanel-js' page view (`track_pageview`, autocapture) as Segment's page call: its
+    `current_*` properties under the page's spec names, in the properties and `context.page`
+    (where `$current_url` and `$referrer` already are); the page's name is its title."""
+    page = context.setdefault("page", {})
+    for name, field in _PAGE_VIEW_FIELDS.items():
+        value = properties.pop(name, None)
+        if value not in (None, ""):
+            page.setdefault(field, value)
+    for field in _PAGE_SPEC_FIELDS:
+        if field in page:
+            properties.setdefault(field, page[field])
+    return {"type": "page", "name": page.get("title")}
+
+
 def _call(
     event: Any, properties: dict[str, Any], ids: dict[str, Any], distinct_id: str | None
 ) -> dict[str, Any]:
     """The call an event is: Mixpanel's identity events are identify and alias calls."""
     if event == "$identify":
         user_id = text(properties.pop("$identified_id", None)) or ids.get("userId")
-        anonymous_id = text(properties.pop("$anon_distinct_id", None)) or ids.get("anonymousId")
+        # `$anon_distinct_id` is the device's distinct_id (`$device:<id>`): its events carry
+        # the id without the prefix as their anonymousId, and so must the identify, to join them.
+        anonymous_id = _without_device_prefix(text(properties.pop("$anon_distinct_id", None)))
+        anonymous_id = anonymous_id or ids.get("anonymousId")
         return {"type": "identify", "userId": user_id, "anonymousId": anonymous_id}
     if event == "$create_alias":  # mixpanel.alias(alias, original): the original is distinct_id
         alias = text(properties.pop("alias", None))
@@ -281,14 +335,18 @@ def _call(
     return {"type": "track", "event": event}
 
 
+def _without_device_prefix(distinct_id: str | None) -> str | None:
+    return distinct_id.removeprefix(_DEVICE_PREFIX) if distinct_id else distinct_id
+
+
 def _identities(properties: dict[str, Any]) -> dict[str, Any]:
     """userId = `$user_id`, else `distinct_id` unless that is the device (an anonymous event
     of a project without ID merge); anonymousId = `$device_id`, or a `$device:` distinct_id."""
     distinct_id = text(properties.pop("distinct_id", None))
     user_id = text(properties.pop("$user_id", None))
     device_id = text(properties.pop("$device_id", None))
-    if distinct_id and distinct_id.startswith("$device:"):
-        device_id = device_id or distinct_id.removeprefix("$device:")
+    if distinct_id and distinct_id.startswith(_DEVICE_PREFIX):
+        device_id = device_id or distinct_id.removeprefix(_DEVICE_PREFIX)
         distinct_id = None
     elif distinct_id == device_id and not user_id:
         distinct_id = None

@@ -42,6 +42,7 @@ from segment_importer.mapping.profiles.context_paths import (
     merged_traits,
     move_to_context,
 )
+from segment_importer.mapping.shaping import LeftOut
 
 NAME = "posthog"
 CONTEXT_FIELDS = {
@@ -162,6 +163,15 @@ _PAGE_EVENTS = {"$pageview": "page", "$screen": "screen"}
 # `$set` events (posthog.capture("$set", {"$set": ...})) exist only to set person properties.
 _IDENTIFY_EVENTS = frozenset({"$identify", "$set"})
 _NO_REFERRER = "$direct"
+# The persons batch export (PostHog/posthog posthog/batch_exports/sql.py, persons_batch_export:
+# team_id, distinct_id, person_id, properties, person_distinct_id_version, person_version,
+# created_at, _inserted_at; is_deleted in later versions; the first view had one `version`):
+# the versions mark a persons row.
+_PERSON_VERSIONS = frozenset({"person_version", "person_distinct_id_version", "version"})
+# Person properties that are PostHog's bookkeeping (the event that created the person).
+_PERSON_INTERNALS = frozenset({"$creator_event_uuid", "$device_id"})
+_INITIAL_REFERRERS = ("$initial_referrer", "$initial_referring_domain")
+PERSON_DELETED_RULE = "posthog_deleted_person"  # what the report's filtered_by counts them under
 
 
 def matches(record: dict[str, Any]) -> bool:
@@ -171,7 +181,7 @@ def matches(record: dict[str, Any]) -> bool:
     if isinstance(star, dict) and "event" in star and ("uuid" in star or "distinct_id" in star):
         return True  # an EventsQuery export's `*` column
     if "event" not in record:
-        return False
+        return _is_person(record)
     properties = record.get("properties")
     exported = "uuid" in record or ("distinct_id" in record and "timestamp" in record)
     if isinstance(properties, str):  # a batch export's JSON text
@@ -184,7 +194,19 @@ def matches(record: dict[str, Any]) -> bool:
     return exported
 
 
+def _is_person(record: dict[str, Any]) -> bool:
+    """A row of the persons batch export: a distinct id, its person and the person's version."""
+    return (
+        "distinct_id" in record
+        and "person_id" in record
+        and "properties" in record
+        and not record.keys().isdisjoint(_PERSON_VERSIONS)
+    )
+
+
 def to_spec(record: dict[str, Any]) -> SpecRecord:
+    if "event" not in record and _is_person(record):
+        return _from_person(record)
     if isinstance(record.get(_STAR), dict):
         record = _unstarred(record)
     recorded = _object(record.get("properties")) or {}
@@ -226,6 +248,47 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
     move_to_context(properties, CONTEXT_FIELDS, context)
     _place(spec, call_type, properties, traits, context)
     return without_none(spec), tagged(NAME, source_id)
+
+
+def _from_person(record: dict[str, Any]) -> SpecRecord:
+    """A persons batch export row (one per distinct id of a person) as an identify: the
+    person's properties the traits, where the distinct id is the user (or, posthog-js' own
+    anonymous id, the device); the person's geo properties to context, as an event's. A
+    deleted person or distinct id is left out (counted), not imported back."""
+    if str(record.get("is_deleted", "0")).strip().lower() in ("1", "true"):
+        raise LeftOut(PERSON_DELETED_RULE)
+    recorded = _object(record.get("properties"))
+    traits = dict(recorded) if isinstance(recorded, dict) else {}
+    for name in _INITIAL_REFERRERS:
+        if traits.get(name) == _NO_REFERRER:
+            del traits[name]
+    context: dict[str, Any] = {}
+    move_to_context(traits, CONTEXT_FIELDS, context)
+    distinct_id = text(record.get("distinct_id"))
+    anonymous = distinct_id is not None and (
+        distinct_id == text(traits.get("$device_id")) or _is_uuid7(distinct_id)
+    )
+    spec = {
+        "type": "identify",
+        "anonymousId" if anonymous else "userId": distinct_id,
+        "traits": {name: value for name, value in traits.items() if name not in _PERSON_INTERNALS},
+        "context": context,
+        "timestamp": record.get("_inserted_at"),  # when this version of the person was written
+    }
+    version = (
+        f"{record.get('person_version', record.get('version'))}|{record.get('person_distinct_id_version')}"
+    )
+    source_id = f"person|{record.get('person_id')}|{distinct_id}|{version}"
+    return without_none(spec), tagged(NAME, source_id)
+
+
+def _is_uuid7(value: str) -> bool:
+    """posthog-js (and the mobile SDKs) give an anonymous user a UUIDv7 as distinct id and
+    `$device_id` (`uuidv7()`); an id the product identifies a user with rarely is one."""
+    try:
+        return uuid.UUID(value).version == 7
+    except ValueError:
+        return False
 
 
 def _person_traits(record: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
