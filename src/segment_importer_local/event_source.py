@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
@@ -240,6 +241,15 @@ class QueueGate:
             self._changed.notify_all()
 
 
+_WAIT_FOR_DELAYED = 0.05  # seconds between polls of a queue whose messages are all delayed
+# Messages a queue still holds: visible, received and in flight, and sent with a delay.
+_QUEUE_DEPTH = [
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+]
+
+
 class RunStopped(Exception):
     """Raised in the producer's thread when the poller has stopped (`QueueGate.abort`)."""
 
@@ -278,6 +288,7 @@ class SqsPoller:
                     continue
                 if self._is_empty():
                     return self.stats
+                time.sleep(_WAIT_FOR_DELAYED)  # in flight elsewhere, or delayed: not a busy loop
                 continue
             for body in self._invoke(messages):
                 if on_batch_done:
@@ -350,12 +361,9 @@ class SqsPoller:
         }
 
     def _is_empty(self) -> bool:
-        attributes = self._sqs.get_queue_attributes(
-            QueueUrl=self._queue_url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return (
-            int(attributes["ApproximateNumberOfMessages"])
-            + int(attributes["ApproximateNumberOfMessagesNotVisible"])
-            == 0
-        )
+        """Nothing visible, in flight, or delayed (a batch the sender deferred under
+        MaxEventsPerSecond: the drain stopped before it came back, and it was never sent)."""
+        attributes = self._sqs.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=_QUEUE_DEPTH)[
+            "Attributes"
+        ]
+        return sum(int(attributes[name]) for name in _QUEUE_DEPTH) == 0

@@ -38,7 +38,7 @@ from typing import IO, Any
 import orjson
 
 from segment_importer.batch.envelope import read_envelope
-from segment_importer.deliver.sender import DELIVERED_MESSAGE
+from segment_importer.deliver.sender import DEFERRED_MESSAGE, DELIVERED_MESSAGE
 from segment_importer.deliver.sender import logger as sender_logger
 from segment_importer.import_ref import ImportRef
 from segment_importer.settings import Prefixes
@@ -183,18 +183,31 @@ class DeliveredLog(logging.Handler):
         super().__init__(level=logging.INFO)
         self._file: IO[bytes] = (run_dir / DELIVERED_FILE).open("ab")
         self._refused: dict[tuple[str, int], int] = {}
+        self._deferred: set[tuple[str, int]] = set()  # put back on the queue, delayed, not sent yet
         for batch, messages in carried.batches.items():
             self._append(*batch, messages, carried.refused.get(batch, 0))
         sender_logger.addHandler(self)
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.msg == DELIVERED_MESSAGE:
+        if record.msg in (DELIVERED_MESSAGE, DEFERRED_MESSAGE):
             batch = (str(getattr(record, "key", "")), int(getattr(record, "batch_number", 0)))
-            self._refused[batch] = int(getattr(record, "refused", 0))
+            if record.msg == DEFERRED_MESSAGE:
+                self._deferred.add(batch)
+            else:
+                self._deferred.discard(batch)
+                self._refused[batch] = int(getattr(record, "refused", 0))
+
+    def deferred(self, body: str) -> bool:
+        """Was this batch, which the sender reported done, only put back on the queue, delayed
+        (MaxEventsPerSecond)? Its copy comes back: it is not delivered, and not counted so."""
+        envelope = read_envelope(body)
+        return (envelope["source"]["key"], int(envelope["batch_number"])) in self._deferred
 
     def batch_done(self, body: str) -> None:
         envelope = read_envelope(body)
         batch = (envelope["source"]["key"], int(envelope["batch_number"]))
+        if batch in self._deferred:  # QA: recorded delivered, a resume skipped it: lost, and OK
+            return
         self._append(*batch, envelope["message_count"], self._refused.pop(batch, 0))
 
     def close(self) -> None:

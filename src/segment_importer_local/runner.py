@@ -634,7 +634,8 @@ def _deliver(
     )
 
     def tally(body: str) -> None:
-        progress.delivered(read_envelope(body)["message_count"])
+        if not delivered_log.deferred(body):  # a deferred batch's copy is still to come
+            progress.delivered(read_envelope(body)["message_count"])
         snapshots.write(at_most_every=1.0)
 
     retries = RetryLog(progress.retrying)

@@ -33,6 +33,8 @@ from segment_importer.track.rejects import RejectsWriter
 logger = logging.getLogger(__name__)
 # Logged once per batch Segment answered; the local run reads it (resume: what was refused).
 DELIVERED_MESSAGE = "batch delivered"
+# Logged for a batch put back on the queue, delayed, by MaxEventsPerSecond: not delivered yet.
+DEFERRED_MESSAGE = "batch deferred for MaxEventsPerSecond"
 # Stop starting new posts when less than this is left, so the function returns in time.
 SAFETY_MARGIN_SECONDS = 5.0
 
@@ -168,7 +170,7 @@ def _deferred(record: Mapping[str, Any], batch: QueuedBatch, services: SenderSer
     if services.deferral is None or not services.deferral.defer(record["body"], delay):
         return False
     logger.info(
-        "batch deferred for MaxEventsPerSecond",
+        DEFERRED_MESSAGE,
         extra={"key": batch.key, "batch_number": batch.number, "delay_seconds": round(delay, 1)},
     )
     services.metrics.add_metric("BatchesDeferred", "Count", 1)
