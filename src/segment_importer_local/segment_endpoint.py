@@ -118,7 +118,8 @@ class SegmentEndpoint:
             raise RuntimeError("SegmentEndpoint is already running")
         self._stopping.clear()
         if self.output_path is not None:
-            self._output = self.output_path.open("ab")
+            # Unbuffered: a write the disk refuses leaves nothing behind to fail again at close.
+            self._output = self.output_path.open("ab", buffering=0)
         self._server = _Server((self.host, self.port), self)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -287,24 +288,49 @@ class SegmentEndpoint:
             self._counts[key] = max(self._counts[key], value)
 
     def _commit(self, triage: _Triage, received_at: str, *, batch: bool = False, write_key: str = "") -> None:
-        """Store one request's outcome atomically (dedupe needs the lock anyway)."""
+        """Store one request's outcome atomically (dedupe needs the lock anyway). The messages
+        are written to the output before anything is counted or remembered: a write that
+        fails (a full disk) answers 500 with nothing registered, so the sender's retry is
+        stored, not absorbed as a duplicate of what never reached the file (fault QA)."""
         with self._lock:
+            fresh = self._fresh(triage.valid)
+            try:
+                self._write([message for message, _kinds in fresh], received_at)
+            except OSError as error:
+                raise _RejectError(
+                    500, "storage_failed", f"the received file cannot be written: {error.strerror}"
+                ) from None
             if batch:
                 self._counts["batches_accepted"] += 1
             for reason, message in triage.dropped:
                 self._drop_counts[reason] += 1
                 if self.keep_messages:
                     self._dropped.append({"reason": reason, "message": message, "receivedAt": received_at})
-            stored = [m for m, kinds in triage.valid if self._store(m, kinds, received_at)]
+            self._counts["duplicates"] += len(triage.valid) - len(fresh)
+            for message, kinds in fresh:
+                self._store(message, kinds, received_at)
             if write_key:
-                self._by_write_key[write_key] += len(stored)
-            self._write(stored)
+                self._by_write_key[write_key] += len(fresh)
 
-    def _store(self, message: dict[str, Any], kinds: list[str], received_at: str) -> bool:
+    def _fresh(self, valid: list[tuple[dict[str, Any], list[str]]]) -> list[tuple[dict[str, Any], list[str]]]:
+        """The messages whose messageId this endpoint has not stored (nor an earlier one of
+        the same request)."""
+        fresh, in_request = [], set()
+        for message, kinds in valid:
+            message_id = message.get("messageId")
+            if message_id is not None:
+                if (
+                    message_id in self._by_message_id
+                    or message_id in self._seen_ids
+                    or message_id in in_request
+                ):
+                    continue
+                in_request.add(message_id)
+            fresh.append((message, kinds))
+        return fresh
+
+    def _store(self, message: dict[str, Any], kinds: list[str], received_at: str) -> None:
         message_id = message.get("messageId")
-        if message_id is not None and (message_id in self._by_message_id or message_id in self._seen_ids):
-            self._counts["duplicates"] += 1
-            return False
         message["receivedAt"] = received_at  # Segment's own; an archived receivedAt is overwritten
         self._counts["messages_accepted"] += 1
         for kind in kinds:
@@ -312,18 +338,18 @@ class SegmentEndpoint:
         if not self.keep_messages:
             if message_id is not None:
                 self._seen_ids.add(message_id)
-            return True
+            return
         self._accepted.append(message)
         if message_id is not None:
             self._by_message_id[message_id] = message
         self._warnings.extend({"kind": kind, "messageId": message_id} for kind in kinds)
-        return True
 
-    def _write(self, stored: list[dict[str, Any]]) -> None:
+    def _write(self, stored: list[dict[str, Any]], received_at: str) -> None:
         if self._output is None or not stored:
             return
-        self._output.write(b"".join(_ndjson_line(m) for m in stored))
-        self._output.flush()  # once per request, so a CLI user can tail the file
+        lines = memoryview(b"".join(_ndjson_line({**m, "receivedAt": received_at}) for m in stored))
+        while lines:  # one request's lines in one write, so a CLI user can tail the file
+            lines = lines[self._output.write(lines) :]
 
 
 def _require_loopback(host: str) -> None:

@@ -528,3 +528,17 @@ def test_url_and_quiet_handler(capfd: pytest.CaptureFixture[str]) -> None:
     assert captured.out == ""
     assert captured.err == ""
     ep.stop()  # idempotent
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device that is always full)")
+def test_a_batch_the_received_file_cannot_hold_is_a_500_with_nothing_remembered() -> None:
+    """Fault QA 3: with --out on a full disk the endpoint counted the messageIds, then failed
+    to write them and dropped the connection; the sender's retry was absorbed as a duplicate,
+    and the run said OK with the messages in no file."""
+    body = json.dumps({"batch": [track(1), track(2)]}).encode()
+    with SegmentEndpoint(WRITE_KEY, output_path="/dev/full") as full:
+        answers = [raw_post(full.url + "/v1/batch", body) for _ in range(2)]
+        stats = full.stats()
+    assert [a.status_code for a in answers] == [500, 500]  # retried, and refused again: not absorbed
+    assert answers[0].json()["code"] == "storage_failed"
+    assert (stats["messages_accepted"], stats["duplicates"], stats["batches_accepted"]) == (0, 0, 0)
