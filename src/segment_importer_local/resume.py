@@ -184,6 +184,8 @@ class DeliveredLog(logging.Handler):
         self._file: IO[bytes] = (run_dir / DELIVERED_FILE).open("ab")
         self._refused: dict[tuple[str, int], int] = {}
         self._deferred: set[tuple[str, int]] = set()  # put back on the queue, delayed, not sent yet
+        # (import key, batch number) Segment answered, this run or the one it resumes
+        self.batches: set[tuple[str, int]] = set()
         for batch, messages in carried.batches.items():
             self._append(*batch, messages, carried.refused.get(batch, 0))
         sender_logger.addHandler(self)
@@ -196,6 +198,7 @@ class DeliveredLog(logging.Handler):
             else:
                 self._deferred.discard(batch)
                 self._refused[batch] = int(getattr(record, "refused", 0))
+                self.batches.add(batch)  # Segment answered it, even if its sender then died
 
     def deferred(self, body: str) -> bool:
         """Was this batch, which the sender reported done, only put back on the queue, delayed
@@ -216,6 +219,7 @@ class DeliveredLog(logging.Handler):
         super().close()
 
     def _append(self, key: str, number: int, messages: int, refused: int) -> None:
+        self.batches.add((key, number))
         entry = {"key": key, "batch": number, "messages": messages, "refused": refused}
         self._file.write(orjson.dumps(entry) + b"\n")
         self._file.flush()

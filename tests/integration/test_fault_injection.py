@@ -18,8 +18,10 @@ from pathlib import Path
 import orjson
 
 from segment_importer_local.chaos import AwsFaults
+from segment_importer_local.errors import EXIT_REJECTS
 from segment_importer_local.runner import RunOptions, run_import
 from segment_importer_local.segment_endpoint import FaultPlan
+from segment_importer_local.verdict import of_run
 
 from ..conftest import FAULT_FIGURES
 
@@ -131,3 +133,29 @@ def test_nothing_lost_nothing_doubled_under_every_fault(tmp_path: Path) -> None:
             "doubled": doubled,
         }
     )
+
+
+def test_copies_of_delivered_batches_left_in_the_dead_letter_queue_are_no_failure(tmp_path: Path) -> None:
+    """Fault QA 2: senders that died after posting, with MaxReceiveCount 1, left copies of
+    delivered batches in the dead-letter queue after the redrive rounds; every record had
+    arrived once, and the run said "0 messages not delivered" and NOT OK (exit 1)."""
+    export = tmp_path / "plain.ndjson"
+    valid, _invalid = write_export(export, 240)
+    result = run_import(
+        RunOptions(
+            [export],
+            out_dir=tmp_path / "out",
+            aws_faults=AwsFaults(seed=3, sender_crash_rate=0.8),
+            redrive_dead_letters=True,  # as --chaos and an operator do
+            show_progress=False,
+            parameter_overrides={"BatchMaxMessages": "20", "MaxReceiveCount": "1"},
+        )
+    )
+    received = [orjson.loads(line) for line in Path(result.received_path or "").read_bytes().splitlines()]
+    assert {message["properties"]["seq"] for message in received} == valid
+    assert result.redriven_batches > 0, "nothing was dead-lettered: the test proves nothing"
+    verdict = of_run(result, dry_run=False)
+    # the export's own bad records (every 61st, every 173rd) are its only rejects: no failure
+    assert verdict.code == EXIT_REJECTS, verdict.headline
+    assert verdict.headline.startswith("DONE WITH REJECTS: sent 236 of 240 records")
+    assert result.ok
