@@ -54,6 +54,7 @@ def resolve_key(given: str, known: list[str], prefixes: Prefixes) -> str:
 
 
 def local(arguments: argparse.Namespace) -> FoundRejects:
+    from segment_importer_local.resume import BUCKET_COPY
     from segment_importer_local.snapshots import read_snapshot
     from segment_importer_local.status import local_run_dir
 
@@ -66,8 +67,8 @@ def local(arguments: argparse.Namespace) -> FoundRejects:
     key = resolve_key(arguments.key, known, prefixes)
     members = sorted(known_key for known_key in known if known_key.startswith(key + MEMBER_SEPARATOR))
     if not members:
-        return FoundRejects(key, _local_body(run_dir / "bucket", prefixes, key))
-    bodies = [(member, _local_body(run_dir / "bucket", prefixes, member)) for member in members]
+        return FoundRejects(key, _local_body(run_dir / BUCKET_COPY, prefixes, key))
+    bodies = [(member, _local_body(run_dir / BUCKET_COPY, prefixes, member)) for member in members]
     return _of_members(key, bodies)
 
 

@@ -51,7 +51,6 @@ from segment_importer_local.stack import LocalFunction
 RUN_FILE = "run.json"
 DELIVERED_FILE = "delivered.ndjson"
 BUCKET_COPY = "bucket"  # the run's copy of the local bucket's reports and rejects (runner.py)
-# The sender's log line for a batch done (deliver/sender.py), with its key, number and refused count.
 
 
 class ResumeError(ValueError):

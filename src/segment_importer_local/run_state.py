@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 STATE_FILE = "state.json"
+FUNCTIONS_LOG = "functions.log"  # in the run's folder: the functions' JSON log lines (runner.py)
 RUNNING, FINISHED, STOPPED = "running", "finished", "stopped"
 
 

@@ -13,9 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from segment_importer.track.ledger import FAILED
+from segment_importer_local.run_state import FUNCTIONS_LOG
 from segment_importer_local.status_view import fit_key
-
-FUNCTIONS_LOG = "functions.log"  # the runner writes it in the run's folder (runner.FUNCTIONS_LOG)
 
 if TYPE_CHECKING:
     from segment_importer_local.runner import RunResult

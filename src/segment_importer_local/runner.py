@@ -56,7 +56,7 @@ from segment_importer_local.resume import (
     save_run,
     skipping_delivered,
 )
-from segment_importer_local.run_state import FINISHED, RUNNING, STOPPED, write_state
+from segment_importer_local.run_state import FINISHED, FUNCTIONS_LOG, RUNNING, STOPPED, write_state
 from segment_importer_local.segment_endpoint import FaultPlan, SegmentEndpoint
 from segment_importer_local.snapshots import LedgerSnapshots
 from segment_importer_local.stack import LocalFunction, LocalStack, environment, one_moto_request_at_a_time
@@ -353,9 +353,6 @@ def _owner_only_files() -> Iterator[None]:
         yield
     finally:
         os.umask(previous)
-
-
-FUNCTIONS_LOG = "functions.log"  # in the run's folder: the functions' JSON log lines
 
 
 class _EchoToStderr:

@@ -294,8 +294,10 @@ class SegmentEndpoint:
         stored, not absorbed as a duplicate of what never reached the file (fault QA)."""
         with self._lock:
             fresh = self._fresh(triage.valid)
+            for message, _kinds in fresh:  # Segment's own; an archived receivedAt is overwritten
+                message["receivedAt"] = received_at
             try:
-                self._write([message for message, _kinds in fresh], received_at)
+                self._write([message for message, _kinds in fresh])
             except OSError as error:
                 raise _RejectError(
                     500, "storage_failed", f"the received file cannot be written: {error.strerror}"
@@ -308,7 +310,7 @@ class SegmentEndpoint:
                     self._dropped.append({"reason": reason, "message": message, "receivedAt": received_at})
             self._counts["duplicates"] += len(triage.valid) - len(fresh)
             for message, kinds in fresh:
-                self._store(message, kinds, received_at)
+                self._store(message, kinds)
             if write_key:
                 self._by_write_key[write_key] += len(fresh)
 
@@ -329,9 +331,8 @@ class SegmentEndpoint:
             fresh.append((message, kinds))
         return fresh
 
-    def _store(self, message: dict[str, Any], kinds: list[str], received_at: str) -> None:
+    def _store(self, message: dict[str, Any], kinds: list[str]) -> None:
         message_id = message.get("messageId")
-        message["receivedAt"] = received_at  # Segment's own; an archived receivedAt is overwritten
         self._counts["messages_accepted"] += 1
         for kind in kinds:
             self._warning_counts[kind] += 1
@@ -344,10 +345,10 @@ class SegmentEndpoint:
             self._by_message_id[message_id] = message
         self._warnings.extend({"kind": kind, "messageId": message_id} for kind in kinds)
 
-    def _write(self, stored: list[dict[str, Any]], received_at: str) -> None:
+    def _write(self, stored: list[dict[str, Any]]) -> None:
         if self._output is None or not stored:
             return
-        lines = memoryview(b"".join(_ndjson_line({**m, "receivedAt": received_at}) for m in stored))
+        lines = memoryview(b"".join(_ndjson_line(message) for message in stored))
         while lines:  # one request's lines in one write, so a CLI user can tail the file
             lines = lines[self._output.write(lines) :]
 

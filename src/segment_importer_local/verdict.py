@@ -19,8 +19,10 @@ if TYPE_CHECKING:
     from segment_importer_local.runner import FileOutcome, RunResult
 
 from segment_importer.mapping.profiles.posthog import PERSON_DELETED_RULE
+from segment_importer.mapping.profiles.snowplow import PAGE_PING_RULE
 from segment_importer.track.ledger import FAILED, REFUSED_STATUS_PREFIX
 from segment_importer_local.errors import EXIT_FAILED, EXIT_OK, EXIT_REJECTS
+from segment_importer_local.run_state import FUNCTIONS_LOG
 
 # What to do about the most frequent reject reason (codes: segment_importer.track.reasons).
 HINTS = {
@@ -160,7 +162,7 @@ def _failures(outcome: FileOutcome, destination: str, dry_run: bool) -> list[str
 
 # Rules a profile applies without the job asking (not the job's filters), in words.
 _PROFILE_RULES = {
-    "snowplow_page_ping": "Snowplow page_ping (activity heartbeats: no Segment call)",
+    PAGE_PING_RULE: "Snowplow page_ping (activity heartbeats: no Segment call)",
     PERSON_DELETED_RULE: "PostHog deleted persons (is_deleted: not imported back)",
 }
 
@@ -173,10 +175,10 @@ def _left_out(files: list[FileOutcome], filtered: int) -> str:
             if rule in _PROFILE_RULES:
                 by_profile[rule] = by_profile.get(rule, 0) + int(count)
     by_job = filtered - sum(by_profile.values())
-    parts = [f"{by_job:,} by the job's filters"] if by_job else []
-    parts += [f"{count:,} {_PROFILE_RULES[rule]}" for rule, count in by_profile.items()]
     if not by_profile:
         return f"{by_job:,} left out by the job's filters"
+    parts = [f"{by_job:,} by the job's filters"] if by_job else []
+    parts += [f"{count:,} {_PROFILE_RULES[rule]}" for rule, count in by_profile.items()]
     return "left out: " + "; ".join(parts)
 
 
@@ -208,7 +210,7 @@ def next_steps(result: RunResult, run_dir: Path, resume: str) -> list[str]:
     failed = [f for f in result.files if f.report.get("error") or (f.ledger or {}).get("status") == FAILED]
     if failed:
         steps.append(
-            f"  an import failed: the reason is above and in {run_dir}/functions.log; fix it and run again"
+            f"  an import failed: the reason is above and in {run_dir / FUNCTIONS_LOG}; fix it and run again"
         )
     if not steps:
         return []

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from segment_importer.batch.packing import BatchLimits
 from segment_importer.deliver.targets import TargetPolicy
+from segment_importer.deliver.wire import ACCEPTED_ANSWERS, SEGMENT_ANSWERS
 from segment_importer.job import JobOptions, parse_job_document
 
 
@@ -101,8 +102,10 @@ class SenderSettings:
     segment_host: str = "https://api.segment.io"
     request_timeout_seconds: float = 15.0
     gzip: bool = False
-    max_attempts: int = 0  # tries of one request per receive; 0: until the batch's time is spent
-    accepted_answers: str = "segment"  # which 2xx count as delivered (wire.ACCEPTED_ANSWERS)
+    max_attempts: int = (
+        0  # tries of one request per receive; 0: until the batch's time is spent (the template sets 8)
+    )
+    accepted_answers: str = SEGMENT_ANSWERS  # which 2xx count as delivered (wire.ACCEPTED_ANSWERS)
     prefixes: Prefixes = field(default_factory=Prefixes)
     max_receive_count: int | None = None
     ledger_tables: LedgerTables | None = None
@@ -120,7 +123,7 @@ class SenderSettings:
             request_timeout_seconds=float(env.get("SEGMENT_TIMEOUT_SECONDS", cls.request_timeout_seconds)),
             gzip=env.get("SEGMENT_GZIP", "false").lower() == "true",
             max_attempts=int(env.get("SEGMENT_MAX_ATTEMPTS") or 0),
-            accepted_answers=env.get("SEGMENT_ACCEPTED_ANSWERS") or cls.accepted_answers,
+            accepted_answers=_accepted_answers(env.get("SEGMENT_ACCEPTED_ANSWERS") or SEGMENT_ANSWERS),
             prefixes=Prefixes.from_env(env),
             max_receive_count=int(env["MAX_RECEIVE_COUNT"]) if env.get("MAX_RECEIVE_COUNT") else None,
             ledger_tables=LedgerTables.from_env(env),
@@ -150,3 +153,10 @@ class SplitFailureSettings:
             event_attempts=1 + int(env.get("SPLIT_ASYNC_RETRIES") or 2),
             continuation_attempts=int(env.get("CONTINUATION_MAX_RECEIVE_COUNT") or 3),
         )
+
+
+def _accepted_answers(value: str) -> str:
+    """SegmentAcceptedAnswers, refused when misspelt (`any_2xx` silently meant `segment`)."""
+    if value not in ACCEPTED_ANSWERS:
+        raise ValueError(f"SEGMENT_ACCEPTED_ANSWERS must be one of {list(ACCEPTED_ANSWERS)}, not {value!r}")
+    return value

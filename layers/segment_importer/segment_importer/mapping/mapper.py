@@ -168,7 +168,7 @@ class MessageMapper:
         call_type = record.get("type")
         if call_type is None:
             return self._job.default_type in _TRAIT_TYPES
-        return type(call_type) is str and call_type.strip().lower() in _TRAIT_TYPES
+        return isinstance(call_type, str) and call_type.strip().lower() in _TRAIT_TYPES
 
     @property
     def id_collisions(self) -> int:

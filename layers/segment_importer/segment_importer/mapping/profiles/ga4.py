@@ -142,7 +142,8 @@ def matches(record: dict[str, Any]) -> bool:
 def to_spec(record: dict[str, Any]) -> SpecRecord:
     event = record.get("event_name")
     params = flatten_params(record.get("event_params"))
-    params_digest = _digest(params)  # of all the event's params, before any move to context
+    # Of all the event's params, before any move to context; only where the id needs it.
+    params_digest = _digest(params) if _told_apart_by_params(record) else ""
     # A flattened query result (CSV download, `bq extract` of a SELECT) has its params and
     # dimensions as columns of their own: data, so properties (page_* still go to context).
     for name in [name for name in record if name not in _KNOWN]:
@@ -259,6 +260,12 @@ def _source_id(record: dict[str, Any], params_digest: str) -> str | None:
     if any(batch):
         return f"{event_id}|batch:{'.'.join(part or '' for part in batch)}"
     return f"{event_id}|params:{params_digest}" if params_digest else event_id
+
+
+def _told_apart_by_params(record: dict[str, Any]) -> bool:
+    """A row with an upload bundle and no batch fields: its id needs its params (`_source_id`)."""
+    bundle = record.get("event_bundle_sequence_id")
+    return bundle not in (None, "") and not any(text(record.get(name)) for name in _BATCH_FIELDS)
 
 
 def _digest(params: dict[str, Any]) -> str:
