@@ -217,3 +217,33 @@ def test_the_cli_takes_template_parameters_for_a_local_run(
     capsys.readouterr()
     assert cli.main([*common, "--parameter", "ParallelSplitByte=16384"]) == 2
     assert "the template has no parameter ParallelSplitByte" in capsys.readouterr().err
+
+
+def test_distinct_events_sharing_export_ids_across_spans_all_arrive_apart(tmp_path: Path) -> None:
+    """A client that reuses its ids (one per batch, one per order) gives records far apart in
+    the file the same messageId but another event: each span meets some of them first, and
+    none may take an id another span gives a distinct event (they would merge in Segment)."""
+    export = tmp_path / "archive.ndjson"
+    count = 1200
+    lines = (
+        {
+            "type": "track",
+            "messageId": f"ajs-{seq % 300}",  # every id on four events, spread over the file
+            "userId": "u1",
+            "event": f"Step {seq // 300}",
+            "timestamp": "2021-03-04T05:06:07.000Z",
+            "properties": {"seq": seq},
+        }
+        for seq in range(count)
+    )
+    export.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+    assert export.stat().st_size > 10 * int(SPANS["ParallelSplitBytes"])
+
+    spans = run(export, tmp_path / "spans", SPANS)
+    sequential = run(export, tmp_path / "sequential", SEQUENTIAL)
+
+    got = received(spans)
+    assert sorted(seq for _, seq in got) == list(range(count))
+    assert len({message_id for message_id, _ in got}) == count, "distinct events merged"
+    assert got == received(sequential), "the spans changed a messageId"
+    assert (spans.files[0].ledger or {})["split_mode"] == "spans"

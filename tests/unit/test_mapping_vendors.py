@@ -13,6 +13,7 @@ from segment_importer.mapping.message_ids import file_identity, message_id_for_s
 from segment_importer.mapping.shaping import LeftOut
 from segment_importer.mapping.validation import check_fields
 from segment_importer.track.reasons import Reject
+from tests.expected_ids import shared_id
 
 FILE_ID = file_identity('"abc123"', 1000)
 
@@ -148,7 +149,7 @@ def test_heap_pageviews_table_rows_are_page_calls(file_key: str) -> None:
     message = map_csv(HEAP_PAGEVIEW, file_key)
     assert (message["type"], message["name"]) == ("page", "Pricing | Heap")
     assert message["context"]["page"] == {"path": "/pricing", "title": "Pricing | Heap"}
-    assert message["messageId"] == message_id_for_source_id("", "heap:4011183218219201")
+    assert message["messageId"] == shared_id("heap:4011183218219201", message)
 
 
 def test_heap_unnamed_rows_follow_the_jobs_type_and_event() -> None:
@@ -210,9 +211,7 @@ def test_posthog_persons_row_is_an_identify_without_bookkeeping() -> None:
         "traits": {"email": "u@example.com"},
         "context": {"location": {"country": "US"}},
         "timestamp": "2023-10-27T12:35:02.000Z",
-        "messageId": message_id_for_source_id(
-            "", "posthog:person|018b7a2e-0000-0000-0000-000000000001|user-123|3|0"
-        ),
+        "messageId": shared_id("posthog:person|018b7a2e-0000-0000-0000-000000000001|user-123|3|0", message),
     }
 
 

@@ -53,7 +53,7 @@ def test_a_per_event_table_row_is_a_track_whatever_its_property_columns(columns:
     message = map_one({**WAREHOUSE_ROW, **columns}, from_csv=True)
     assert (message["type"], message["event"]) == ("track", "Order Completed")
     assert message["properties"] == {"revenue": 9.99, **columns}  # as the warehouse wrote them
-    assert message["messageId"] == segment_id("ajs-wh-1")
+    assert message["messageId"] == segment_id("ajs-wh-1", message)
 
 
 def test_a_jobs_type_still_wins_over_a_per_event_tables_event() -> None:

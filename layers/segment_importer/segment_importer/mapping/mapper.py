@@ -11,7 +11,7 @@ from typing import Any
 from segment_importer import __version__
 from segment_importer.job import CALL_TYPES, JobOptions, deep_merge
 from segment_importer.mapping.csv_shapes import CellNesting
-from segment_importer.mapping.message_ids import DeclaredIds, MessageIds, NativeIds
+from segment_importer.mapping.message_ids import MessageIds, SharedIds
 from segment_importer.mapping.profiles import (
     AUTO,
     FALLBACK,
@@ -124,15 +124,13 @@ class MessageMapper:
         # The reader already drops empty cells and `\N`: only other null spellings cost a pass.
         self._nulls = frozenset(job.null_values) - {"", "\\N"}
         # Records sharing a source id with another event, user or time keep apart (counted).
-        native_ids = NativeIds()
-        declared = "messageId" in job.columns.values()
-        self._repeated_ids: DeclaredIds | NativeIds = DeclaredIds() if declared else native_ids
+        self._shared_ids = SharedIds()
         # Segment-shaped JSON records, planned once per tuple of keys; None: every record
         # takes `map`. The caller tries `fast.map` first, then `map` when it returns None.
         self.fast: SegmentFastPath | None = None
         if SegmentFastPath.applies(job, from_csv=from_csv):
             self.fast = SegmentFastPath(
-                job, self._ids, self._times, native_ids=native_ids, build_keys=_BUILD_KEYS,
+                job, self._ids, self._times, shared_ids=self._shared_ids, build_keys=_BUILD_KEYS,
                 placed=_PLACED_KEYS, library=IMPORTER_LIBRARY,
             )  # fmt: skip
 
@@ -155,7 +153,8 @@ class MessageMapper:
         if created is not None and message["type"] in _TRAIT_TYPES:
             keep_created_at_trait(message, created)
         if source_id:
-            source_id = self._repeated_ids.distinct(source_id, message)
+            if not profile.ids_tell_apart:
+                source_id = self._shared_ids.distinct(source_id, message)
             message["messageId"] = self._ids.for_source(source_id)
         elif self._ids.by_content:
             message["messageId"] = self._ids.for_content(number, fields)
@@ -174,7 +173,7 @@ class MessageMapper:
     def id_collisions(self) -> int:
         """Records whose id (the export's own, or a column the job maps to messageId) an
         earlier record of this part already had with another event, user or time."""
-        return self._repeated_ids.collisions
+        return self._shared_ids.collisions
 
     def _shape_input(self, fields: dict[str, Any]) -> dict[str, Any]:
         if not self._from_csv:

@@ -66,43 +66,19 @@ def told_apart(message: dict[str, Any]) -> str:
     return f"{message.get('event', message['type'])}|{user}|{message.get('timestamp')}"
 
 
-class DeclaredIds:
-    """A column the job maps to `messageId` is the user's word that it identifies events,
-    but exports reuse such ids (an order id on each of its events): the id is taken together
-    with the fields Segment-spec events are told apart by (event, user, time), so distinct
-    events never merge, and a repeat with other fields is counted (the report warns)."""
+class SharedIds:
+    """A source id (an export's own event id: Segment's messageId, PostHog's uuid, Heap's and
+    Snowplow's event_id; or a column the job maps to `messageId`) is taken together with the
+    fields Segment-spec events are told apart by (event, user, time). Tools reuse ids for
+    distinct events (a client that sends one id per batch, Snowplow's bot-made duplicates, an
+    order id on each of the order's events), and such events must never merge into one
+    Segment message, wherever in the file or in which part (span, continuation) they are:
+    so an id never rests on the source id alone. The same event exported twice (same id,
+    event, user and time) keeps one id, for Segment to dedupe.
 
-    __slots__ = ("_seen", "collisions")
-    _MAX_SEEN = 100_000  # ids remembered per part, for counting only
-
-    def __init__(self) -> None:
-        self._seen: dict[str, str] = {}
-        self.collisions = 0
-
-    def distinct(self, source_id: str, message: dict[str, Any]) -> str:
-        fields = told_apart(message)
-        seen = self._seen.get(source_id)
-        if seen is None:
-            if len(self._seen) < self._MAX_SEEN:
-                self._seen[source_id] = fields
-        elif seen != fields:
-            self.collisions += 1
-        return f"{source_id}|{fields}"
-
-
-class NativeIds:
-    """An export's own event ids (Segment's messageId, PostHog's uuid, Heap's and Snowplow's
-    event_id) identify events, and a repeat is normally the same event exported twice, which
-    Segment's dedupe should absorb. But tools reuse them for distinct events (a client that
-    sends one id per batch, Snowplow's bot-made duplicates, a hand-edited file): those must
-    not merge into one. So the first record with an id keeps the id derived from it alone
-    (the ids of records whose id is unique do not change), and a later record with that id but
-    another event, user or time gets an id that also names those fields, and is counted.
-
-    Remembered per part (one file, or one span of a large file), up to `_MAX_SEEN` ids: a
-    repeat in another part, or after that many distinct ids, is not seen (docs/delivery.md).
-    Only a hash of the first record's fields is kept: about 160 bytes an id with its text
-    (measured with tracemalloc), 40 MB at the cap.
+    A repeat with other fields is counted for the report's warning, remembered per part up
+    to `_MAX_SEEN` ids (a hash of the fields, not their text). Counting only: the ids do not
+    depend on what was seen before.
     """
 
     __slots__ = ("_seen", "collisions")
@@ -113,22 +89,14 @@ class NativeIds:
         self.collisions = 0
 
     def distinct(self, source_id: str, message: dict[str, Any]) -> str:
-        get = message.get  # on the hot path: the text of the fields is formatted only for a repeat
-        try:
-            fields = hash(
-                (get("event", message["type"]), get("userId") or get("anonymousId"), get("timestamp"))
-            )
-        except TypeError:  # an event name that is not text (validation rejects it later)
-            fields = hash(told_apart(message))
+        fields = told_apart(message)
         seen = self._seen.get(source_id)
         if seen is None:
             if len(self._seen) < self._MAX_SEEN:
-                self._seen[source_id] = fields
-            return source_id
-        if seen == fields:
-            return source_id  # the same event again: the same id, for Segment to dedupe
-        self.collisions += 1
-        return f"{source_id}|{told_apart(message)}"
+                self._seen[source_id] = hash(fields)
+        elif seen != hash(fields):
+            self.collisions += 1
+        return f"{source_id}|{fields}"
 
 
 class MessageIds:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from segment_importer.job import JobOptions, deep_merge
-from segment_importer.mapping.message_ids import MessageIds, NativeIds
+from segment_importer.mapping.message_ids import MessageIds, SharedIds
 from segment_importer.mapping.profiles import AUTO, FALLBACK, SNAKE_CASE_ALIASES
 from segment_importer.mapping.profiles.context_paths import SOURCE_LIBRARY_KEY
 from segment_importer.mapping.profiles.segment import ARCHIVE_ONLY_FIELDS
@@ -60,10 +60,10 @@ class SegmentFastPath:
         "_default_event",
         "_ids",
         "_library",
-        "_native_ids",
         "_placed",
         "_plans",
         "_require_timestamp",
+        "_shared_ids",
         "_times",
     )
 
@@ -73,13 +73,13 @@ class SegmentFastPath:
         ids: MessageIds,
         times: TimeReader,
         *,
-        native_ids: NativeIds,
+        shared_ids: SharedIds,
         build_keys: dict[str, tuple[str, ...]],
         placed: dict[str, frozenset[str]],
         library: dict[str, str],
     ) -> None:
         self._ids, self._times, self._library = ids, times, library
-        self._native_ids = native_ids
+        self._shared_ids = shared_ids
         self._build_keys, self._placed = build_keys, placed
         self._context = job.context
         self._default_event = job.default_event
@@ -130,7 +130,7 @@ class SegmentFastPath:
             message["channel"] = fields["channel"]
         source_id = get("messageId")  # the segment profile's tag, as `tagged` writes it
         if source_id:
-            distinct = self._native_ids.distinct(f"segment:{source_id}", message)
+            distinct = self._shared_ids.distinct(f"segment:{source_id}", message)
             message["messageId"] = self._ids.for_source(distinct)
         elif self._ids.by_content:
             message["messageId"] = self._ids.for_content(number, fields)

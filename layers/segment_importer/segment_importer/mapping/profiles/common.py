@@ -34,6 +34,10 @@ class Profile:
     # record's columns cannot (Heap's `pageviews` table has no column naming its rows):
     # `in_file(spec, file_key)` completes the spec in place; None: the name says nothing.
     in_file: Callable[[dict[str, Any], str], None] | None = None
+    # True where the source id already holds the event, the user and the time as exported
+    # (Mixpanel's dedupe key, GA4's row key): the mapper uses it as it is (`SharedIds` adds
+    # nothing), so a job's timezone, which changes the mapped timestamp, leaves it alone.
+    ids_tell_apart: bool = False
 
 
 def file_name_words(key: str) -> frozenset[str]:

@@ -277,4 +277,4 @@ def _digest(params: dict[str, Any]) -> str:
     return hashlib.sha256(canonical).hexdigest()[:16]
 
 
-GA4 = Profile(NAME, matches, to_spec)
+GA4 = Profile(NAME, matches, to_spec, ids_tell_apart=True)

@@ -418,4 +418,4 @@ def _properties(record: dict[str, Any]) -> dict[str, Any] | None:
     return dict(properties) if properties is not None else None
 
 
-MIXPANEL = Profile(NAME, matches, to_spec, IS_INTERNAL)
+MIXPANEL = Profile(NAME, matches, to_spec, IS_INTERNAL, ids_tell_apart=True)
