@@ -20,25 +20,30 @@ if TYPE_CHECKING:
 
 from segment_importer.mapping.profiles.posthog import PERSON_DELETED_RULE
 from segment_importer.mapping.profiles.snowplow import PAGE_PING_RULE
+from segment_importer.track import reasons
 from segment_importer.track.ledger import FAILED, REFUSED_STATUS_PREFIX
 from segment_importer_local.errors import EXIT_FAILED, EXIT_OK, EXIT_REJECTS
 from segment_importer_local.run_state import FUNCTIONS_LOG
 
 # What to do about the most frequent reject reason (codes: segment_importer.track.reasons).
 HINTS = {
-    "missing_user": 'no column maps to userId or anonymousId: map one in the job file, e.g. `"columns": '
-    '{"email": "userId"}`',
-    "missing_timestamp": "no field holds an event time Segment can read: map a column to timestamp "
-    '(`"columns": {"created": "timestamp"}`), give its format (`"timestampFormat": "%m/%d/%Y %H:%M"`), '
-    'or set `"requireTimestamp": false`',
-    "invalid_timestamp": "the event time is not ISO 8601 or epoch: give its format in the job file, "
-    'e.g. `"timestampFormat": "%m/%d/%Y %H:%M"`',
-    "missing_event": 'track calls need an event name: map a column to event, or set `"event"` in the '
-    "job file",
-    "unknown_type": 'the type column holds something else: set `"type"` in the job file, or drop the column',
-    "csv_field_count": "rows with more or fewer cells than the header: check the delimiter and quoting",
-    "invalid_json": "lines that are not JSON: is this NDJSON (one object a line)?",
-    "rejected_by_segment": "Segment answered 400 for these messages (see the rejects' .refused/ files)",
+    reasons.MISSING_USER: "no column maps to userId or anonymousId: map one in the job file, e.g. "
+    '`"columns": {"email": "userId"}`',
+    reasons.MISSING_TIMESTAMP: "no field holds an event time Segment can read: map a column to "
+    'timestamp (`"columns": {"created": "timestamp"}`), give its format (`"timestampFormat": '
+    '"%m/%d/%Y %H:%M"`), or set `"requireTimestamp": false`',
+    reasons.INVALID_TIMESTAMP: "the event time is not ISO 8601 or epoch: give its format in the job "
+    'file, e.g. `"timestampFormat": "%m/%d/%Y %H:%M"`',
+    reasons.MISSING_EVENT: "track calls need an event name: map a column to event, or set "
+    '`"event"` in the job file',
+    reasons.UNKNOWN_TYPE: 'the type column holds something else: set `"type"` in the job file, or '
+    "drop the column",
+    reasons.CSV_FIELD_COUNT: "rows with more or fewer cells than the header: check the delimiter and quoting",
+    reasons.INVALID_JSON: "lines that are not JSON: is this NDJSON (one object a line)? The rejects "
+    "file names each line's cause",
+    reasons.INVALID_UTF8: "the text is not UTF-8: give a CSV's encoding in the job file, e.g. "
+    '`"encoding": "cp1252"` for Excel on Windows, `"latin-1"`, or `"utf-16"`',
+    reasons.REJECTED_BY_SEGMENT: "Segment answered 400 for these messages (see the rejects' .refused/ files)",
 }
 # What a refusal's status says beyond Segment's own 400 (the sender halves on both).
 _REFUSAL_MEANING = {
@@ -89,13 +94,13 @@ def top_reason_hint(files: list[FileOutcome]) -> str:
     counts: Counter[str] = Counter()
     for outcome in files:
         counts.update(outcome.report.get("rejected_by_reason", {}))
-        counts["rejected_by_segment"] += outcome.messages_refused
+        counts[reasons.REJECTED_BY_SEGMENT] += outcome.messages_refused
     counts = Counter({reason: count for reason, count in counts.items() if count})
     if not counts:
         return ""
     reason, count = counts.most_common(1)[0]
     hint = HINTS.get(reason, "see the rejects file")
-    if reason == "rejected_by_segment":
+    if reason == reasons.REJECTED_BY_SEGMENT:
         hint = refusal_hint(files)
     return f"top reject reason {reason} ({count:,}): {hint}"
 

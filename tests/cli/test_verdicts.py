@@ -147,3 +147,39 @@ def test_bad_parameters_and_output_paths_are_usage_errors_before_anything_is_sen
         assert done.code == 2, (arguments, done.both)
         assert "Traceback" not in done.both, arguments
         assert "error:" in done.err, arguments
+
+
+def test_a_cp1252_spreadsheet_is_told_to_name_its_encoding(cli, tmp_path: Path) -> None:
+    """Excel on Windows saves CSV in cp1252: every row with an umlaut is rejected (never
+    garbled), and the verdict names the job file's option that reads it."""
+    rows = [f"u{i},Signed Up,2021-03-0{i + 1}T09:30:00Z,Zürich" for i in range(3)]
+    (tmp_path / "excel.csv").write_bytes(
+        "\r\n".join(["userId,event,timestamp,city", *rows]).encode("cp1252") + b"\r\n"
+    )
+    done = cli("run", "excel.csv", "--no-progress")
+    assert done.code == 1, done.both
+    assert "top reject reason invalid_utf8 (3)" in done.out
+    assert '"encoding": "cp1252"' in done.out
+    no_traceback(done)
+
+
+def test_nan_and_lone_surrogates_are_rejected_with_their_cause(cli, tmp_path: Path) -> None:
+    head = '{"userId": "u1", "event": "Scored", "timestamp": "2021-03-04T05:06:07Z", "properties": '
+    lines = [
+        head + value + "}" for value in ('{"s": NaN}', '{"s": -Infinity}', '{"n": "\\ud800"}', '{"s": 1.5}')
+    ]
+    (tmp_path / "scores.ndjson").write_text("\n".join(lines) + "\n")
+    done = cli("run", "scores.ndjson", "--no-progress")
+    assert done.code == 3, done.both  # DONE WITH REJECTS: one sent, three rejected
+    rejects = [
+        json.loads(line)
+        for path in sorted(tmp_path.glob("out/*/bucket/rejects/**/*.ndjson"))
+        for line in path.read_text().splitlines()
+    ]
+    details = {reject["number"]: reject["message"] for reject in rejects}
+    assert sorted(details) == [1, 2, 3]
+    assert "NaN and Infinity are not JSON" in details[1]
+    assert "write null" in details[1]
+    assert "NaN and Infinity are not JSON" in details[2]
+    assert "lone UTF-16 surrogate" in details[3]
+    no_traceback(done)

@@ -197,13 +197,33 @@ def _rejected_line(number: int, line: bytes, exc: orjson.JSONDecodeError) -> Sou
     if not line.strip():
         return None
     try:
-        line.decode("utf-8")
+        text = line.decode("utf-8")
     except UnicodeDecodeError as bad:
         detail = f"line {number} is not valid UTF-8 (byte {bad.start + 1})"
         return SourceRecord(number, reason=reasons.INVALID_UTF8, detail=detail, raw=excerpt(line))
     # orjson's messages are fixed texts with a position, never input.
-    detail = f"line {number} is not valid JSON: {exc.msg} at column {exc.colno}"
+    detail = f"line {number} is not valid JSON: {exc.msg} at column {exc.colno}{_known_cause(text, exc)}"
     return SourceRecord(number, reason=reasons.INVALID_JSON, detail=detail, raw=excerpt(line))
+
+
+# Not JSON, but what common tools write: the cause named, so the user knows what to fix.
+_NOT_JSON_NUMBERS = ("NaN", "Infinity", "-Infinity")
+_NOT_JSON_NUMBER_CAUSE = (
+    " (NaN and Infinity are not JSON, though Python's json.dumps and pandas write them for"
+    " missing or infinite floats: write null in their place)"
+)
+_LONE_SURROGATE_CAUSE = (
+    " (a lone UTF-16 surrogate escape such as \\ud800, written by JavaScript for a string cut"
+    " in the middle of a character: Segment cannot carry it; fix or drop the text)"
+)
+
+
+def _known_cause(text: str, exc: orjson.JSONDecodeError) -> str:
+    if "surrogate" in exc.msg:
+        return _LONE_SURROGATE_CAUSE
+    if text[exc.pos :].startswith(_NOT_JSON_NUMBERS):
+        return _NOT_JSON_NUMBER_CAUSE
+    return ""
 
 
 def _not_an_object(number: int, line: bytes) -> SourceRecord:
