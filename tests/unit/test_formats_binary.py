@@ -8,6 +8,7 @@ import io
 
 import pytest
 
+from segment_importer.read.byte_ranges import CsvHeader, csv_header
 from segment_importer.read.formats import FileFormatError, open_records
 
 
@@ -35,3 +36,23 @@ def test_semicolon_separated_spreadsheets_are_read() -> None:
         "timestamp": "2021-01-01T00:00:00Z",
         "properties.price": "3,50",
     }
+
+
+@pytest.mark.parametrize("delimiter", [";", ",", "\t", "|"])
+def test_an_excel_sep_line_names_the_delimiter_and_is_not_the_header(delimiter: str) -> None:
+    """Excel writes (and reads) a first line `sep=;`: the header is the line after it, and a
+    quoted cell may still hold a line break. The byte-range survey finds the same header."""
+    rows = [
+        f"sep={delimiter}",
+        delimiter.join(["userId", "event", "note"]),
+        delimiter.join(["u1", "Bought", '"a\r\nb"']),
+    ]
+    data = "\ufeff".encode() + "\r\n".join([*rows, delimiter.join(["u2", "Sold", "c"])]).encode() + b"\r\n"
+    records = list(open_records(io.BytesIO(data), "export.csv"))
+    assert [record.fields for record in records] == [
+        {"userId": "u1", "event": "Bought", "note": "a\r\nb"},
+        {"userId": "u2", "event": "Sold", "note": "c"},
+    ]
+    plain = data.replace(b"\r\n", b"\n").replace(b'"a\nb"', b"a")
+    header = csv_header(plain, delimiter, "utf-8")
+    assert header == CsvHeader(2, plain.index(b"\n", plain.index(b"userId")) + 1)

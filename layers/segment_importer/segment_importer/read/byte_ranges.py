@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from segment_importer.read.csv_rows import reader_lines
+from segment_importer.read.detect import EXCEL_SEPARATOR_CELLS
 from segment_importer.read.formats import (
     MAX_RECORD_BYTES,
     RecordStream,
@@ -156,6 +157,8 @@ def csv_header(head: bytes, delimiter: str, encoding: str) -> CsvHeader | None:
             return None
         text = line.removeprefix(_BOM) if number == 1 else line
         row = text.decode(encoding, "surrogateescape").rstrip("\r").split(delimiter)
+        if number == 1 and row == EXCEL_SEPARATOR_CELLS:
+            continue  # Excel's `sep=` line, before the header
         if any(cell.strip() for cell in row):
             return CsvHeader(number, offset)
     return None

@@ -16,7 +16,7 @@ from itertools import compress
 from typing import Protocol
 
 from segment_importer.read.csv_header import header_names
-from segment_importer.read.detect import csv_delimiter
+from segment_importer.read.detect import EXCEL_SEPARATOR_CELLS, csv_delimiter
 from segment_importer.read.opening import CHUNK, Content
 from segment_importer.read.reader import Format, ReadOptions
 from segment_importer.read.records import (
@@ -236,7 +236,9 @@ def csv_field_limit(limit: int) -> None:
 def _csv_header(reader: _CsvReader, flags: _LineFlags) -> list[str] | None:
     """The first non-blank row, stripped and checked; None for an empty or unreadable file."""
     try:
-        for row in reader:
+        for index, row in enumerate(reader):
+            if index == 0 and row == EXCEL_SEPARATOR_CELLS:
+                continue  # Excel's `sep=` line, read by `csv_delimiter`
             if flags.broken:
                 return None
             if flags.bad_utf8:

@@ -246,10 +246,18 @@ def _document_array_keys(content: bytes) -> list[str]:
     return keys
 
 
+# Excel writes, and reads, a first line `sep=;` that names the delimiter: split by that
+# delimiter the line is these cells, and it is skipped before the header.
+EXCEL_SEPARATOR_CELLS = ["sep=", ""]
+
+
 def header_delimiter(head: bytes) -> str:
-    """Comma, unless the header line has no comma but tabs, pipes (Redshift UNLOAD's default),
-    or semicolons (as spreadsheets in locales with a decimal comma save CSV)."""
+    """What an Excel `sep=` first line names; else comma, unless the header line has no comma
+    but tabs, pipes (Redshift UNLOAD's default), or semicolons (as spreadsheets in locales
+    with a decimal comma save CSV)."""
     line = content_start(head).partition(b"\n")[0].rstrip(b"\r")
+    if len(line) == 5 and line.startswith(b"sep=") and line[4:] not in (b'"', b"\n"):
+        return line[4:].decode("latin-1")
     if b"," in line:
         return ","
     if b"\t" in line:
