@@ -75,6 +75,7 @@ def of_run(result: RunResult, *, dry_run: bool) -> Verdict:
     if filtered:  # neither sent nor rejected: left out by the job's filters, or by a profile
         done += f" ({_left_out(files, filtered)})"
     reasons = [line for outcome in files for line in _failures(outcome, result.destination, dry_run)]
+    reasons += _dropped_by_endpoint(result, dry_run)
     hint = top_reason_hint(files)
     if records == 0 and not reasons:
         return Verdict(EXIT_FAILED, "NOT OK: 0 records in the input (an empty file, or a header only)")
@@ -133,6 +134,20 @@ def _queued(outcome: FileOutcome) -> int:
     if members:
         return sum(int(member.get("messages_queued") or 0) for member in members)
     return int(outcome.report.get("messages_queued", 0))
+
+
+def _dropped_by_endpoint(result: RunResult, dry_run: bool) -> list[str]:
+    """Messages the embedded endpoint answered 200 and dropped, as Segment does with invalid
+    ones: sent is not delivered, so the run is not OK (the importer let them through)."""
+    stats = result.endpoint_stats
+    dropped = stats.get("dropped", {}) if stats and not dry_run else {}
+    if not sum(dropped.values()):
+        return []
+    causes = ", ".join(f"{reason} {count:,}" for reason, count in sorted(dropped.items()))
+    return [
+        f"the endpoint answered 200 but dropped {sum(dropped.values()):,} invalid messages ({causes}), "
+        "as Segment would: they are lost; fix what made them (the job's set/drop/hash?) and import again"
+    ]
 
 
 def _failures(outcome: FileOutcome, destination: str, dry_run: bool) -> list[str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from segment_importer_local.runner import RunOptions, run_import
+from segment_importer_local.verdict import of_run
 from tests.cli.conftest import no_traceback, signups, write_csv
 
 
@@ -183,3 +185,17 @@ def test_nan_and_lone_surrogates_are_rejected_with_their_cause(cli, tmp_path: Pa
     assert "NaN and Infinity are not JSON" in details[2]
     assert "lone UTF-16 surrogate" in details[3]
     no_traceback(done)
+
+
+def test_a_run_whose_messages_the_endpoint_dropped_is_not_ok(tmp_path: Path) -> None:
+    """Segment answers 200 to an invalid message and drops it: a run the embedded endpoint
+    reports drops for lost those messages, whatever the importer counted as sent."""
+    export = signups(tmp_path / "signups.csv")
+    result = run_import(RunOptions([export], out_dir=tmp_path / "out", show_progress=False))
+    assert of_run(result, dry_run=False).code == 0  # every message was accepted
+    assert result.endpoint_stats is not None
+    result.endpoint_stats["dropped"] = {"invalid_field": 2}  # as the endpoint counts its drops
+    verdict = of_run(result, dry_run=False)
+    assert verdict.code == 1, verdict.headline
+    assert verdict.headline.startswith("NOT OK")
+    assert any("dropped 2 invalid messages (invalid_field 2)" in reason for reason in verdict.reasons)

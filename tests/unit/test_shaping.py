@@ -15,7 +15,9 @@ import pytest
 from segment_importer.batch.packing import Batch, BatchLimits
 from segment_importer.job import JobOptions, JobOptionsError, parse_job_document
 from segment_importer.mapping.shaping import REDACTED
+from segment_importer.mapping.validation import check_kinds
 from segment_importer.split.splitter import split_stream
+from segment_importer.track.reasons import Reject
 from segment_importer.track.rejects import RejectsWriter
 from segment_importer.track.report import ImportReport
 
@@ -246,3 +248,46 @@ def test_a_full_shaping_document_is_accepted_and_kept_as_written() -> None:
     assert parse_job_document(json.dumps(job), "job.json") == job
     assert {k: v for k, v in JobOptions().merged_with(job).to_document().items() if k in job} == job
     assert "limit" not in JobOptions().to_document(), "a job without shaping reads as before"
+
+
+# --- what a job's set, drop and hash may not undo (QA: they were sent, and Segment drops them) ---
+
+
+@pytest.mark.parametrize(
+    ("shaping", "named"),
+    [
+        ({"set": {"timestamp": "not a time"}}, "ISO 8601 time"),
+        ({"set": {"properties": "x"}}, "object"),
+        ({"set": {"context": "x"}}, "object"),
+        ({"set": {"integrations": []}}, "object"),
+        ({"set": {"userId": {"a": 1}}}, "non-empty text"),
+        ({"set": {"userId": 42}}, "non-empty text"),
+        ({"hash": {"paths": ["userId", "timestamp"], "key": "k"}}, "the event's time"),
+        ({"hash": {"paths": ["properties"], "key": "k"}}, "an object"),
+        ({"drop": ["timestamp"]}, "the event's time"),
+        ({"set": {"sentAt": "2021-01-01T00:00:00Z"}}, "importer's own field"),
+        ({"set": {"receivedAt": "2021-01-01T00:00:00Z"}}, "importer's own field"),
+        ({"drop": ["context.library"]}, "importer's own field"),
+        ({"set": {"context.library.name": "x"}}, "importer's own field"),
+    ],
+)
+def test_shaping_that_would_make_messages_segment_drops_is_refused(
+    shaping: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(JobOptionsError, match=named):
+        parse_job_document(json.dumps(shaping), "job.json")
+
+
+def test_a_set_time_is_written_in_segments_form() -> None:
+    _, (message,) = shape(
+        [{"type": "identify", "userId": "u1"}], {"set": {"timestamp": "2021-03-04 05:06:07+02:00"}}
+    )
+    assert message["timestamp"] == "2021-03-04T03:06:07.000Z"
+
+
+def test_a_shaped_message_of_the_wrong_kind_is_rejected_not_sent() -> None:
+    """The job-time checks name the fields; the shaped message is checked again all the same."""
+    for message in ({"event": 5}, {"anonymousId": ["a"]}, {"traits": "x"}, {"timestamp": "yesterday"}):
+        with pytest.raises(Reject):
+            check_kinds({"type": "track", "userId": "u1", **message})
+    check_kinds({"type": "track", "userId": "u1", "event": "E", "timestamp": "2021-03-04T05:06:07.000Z"})

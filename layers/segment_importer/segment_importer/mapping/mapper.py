@@ -40,6 +40,7 @@ from segment_importer.mapping.record_input import (
 )
 from segment_importer.mapping.segment_fast import SegmentFastPath
 from segment_importer.mapping.timestamps import ImplausibleTimestampError, TimeReader, TimestampError
+from segment_importer.mapping.validation import ID_FIELDS, OBJECT_FIELDS
 from segment_importer.track import reasons
 from segment_importer.track.reasons import Reject
 
@@ -60,8 +61,8 @@ _COMMON_KEYS = (
     "type", "userId", "anonymousId", "context", "integrations", "timestamp", "originalTimestamp", "channel",
     "properties", "traits",
 )  # fmt: skip
-_ID_KEYS = frozenset({"userId", "anonymousId", "groupId", "previousId"})
-_OBJECT_KEYS = ("properties", "traits", "context", "integrations")
+_ID_KEYS = ID_FIELDS
+_OBJECT_KEYS = OBJECT_FIELDS
 _OBJECT_KEY_SET = frozenset(_OBJECT_KEYS)
 _TRAIT_TYPES = frozenset({"identify", "group"})
 _TIMED_TYPES = frozenset({"track", "page", "screen"})

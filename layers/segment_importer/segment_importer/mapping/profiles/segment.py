@@ -15,11 +15,8 @@ from segment_importer.mapping.profiles.warehouse import (
     WAREHOUSE_ONLY_FIELDS,
     from_warehouse_columns,
 )
+from segment_importer.mapping.validation import ARCHIVE_ONLY_FIELDS
 
-# Fields only an archive has; re-sending them would shift times or dedupe events away.
-ARCHIVE_ONLY_FIELDS = frozenset(
-    {"sentAt", "messageId", "projectId", "receivedAt", "writeKey", "version", "_metadata"}
-)
 # RudderStack's additions to Segment-spec lines (rudderstack.com/docs/event-spec/standard-events/
 # common-fields) -> context paths.
 _RUDDERSTACK_FIELDS = {"rudderId": ("rudderId",), "request_ip": ("ip",), "channel": ("channel",)}
