@@ -7,7 +7,10 @@ cli_inspect.checked_job_document), each with its key path and a suggestion.
 - a `timestampFormat` with a directive strptime does not know (`%Q`) or a stray `%`: every
   record's time would be rejected as invalid_timestamp;
 - a column mapped to a Segment field in the wrong case (`userid`, `Timestamp`): the mapper
-  treats the name as data, so every record lacks the field (missing_user, missing_timestamp).
+  treats the name as data, so every record lacks the field (missing_user, missing_timestamp);
+- an `integrations` name in the wrong case (`all`, `mixpanel`): Segment's names are
+  case-sensitive, so `{"all": false}` leaves `All` true and the history goes to every
+  destination, while `mixpanel` names none.
 
 The tables come from the layer (job.py's keys, the mapper's message keys): one source of truth.
 """
@@ -34,7 +37,12 @@ def job_file_problems(text: str | bytes, origin: str) -> list[str]:
         return []
     if not isinstance(document, dict):
         return []
-    problems = [*_unknown_keys(document), *_format_problems(document), *_column_problems(document)]
+    problems = [
+        *_unknown_keys(document),
+        *_format_problems(document),
+        *_column_problems(document),
+        *_integration_problems(document),
+    ]
     return [f"{origin}: {problem}" for problem in problems]
 
 
@@ -64,6 +72,31 @@ def _format_problems(document: dict[str, Any]) -> list[str]:
             "#format-codes)"
         ]
     return []
+
+
+# Segment's catalog names of destinations importers often name (case-sensitive, as Segment
+# matches them); a name that differs from one only in case is a mistake, never another one.
+_DESTINATION_NAMES = (
+    "All", "Mixpanel", "Amplitude", "Actions Amplitude", "Google Analytics", "Braze", "Intercom",
+    "HubSpot", "Salesforce", "Customer.io", "Iterable", "Kissmetrics", "Webhooks", "Slack",
+    "Facebook Pixel", "FullStory", "Hotjar", "Optimizely", "Vero",
+)  # fmt: skip
+
+
+def _integration_problems(document: dict[str, Any]) -> list[str]:
+    integrations = document.get("integrations")
+    if not isinstance(integrations, dict):
+        return []  # job.py says what integrations must be
+    problems = []
+    for name in integrations:
+        known = next((known for known in _DESTINATION_NAMES if known.lower() == name.lower()), None)
+        if known is not None and known != name:
+            every = " and All stays true: every destination gets the history" if known == "All" else ""
+            problems.append(
+                f"integrations.{name}: Segment's destination names are case-sensitive, so {name!r} "
+                f"is no destination{every}; did you mean {known!r}?"
+            )
+    return problems
 
 
 def _column_problems(document: dict[str, Any]) -> list[str]:

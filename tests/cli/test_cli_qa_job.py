@@ -19,6 +19,16 @@ MISTAKES = [  # the job, the key path named, and the suggestion
         "did you mean 'userId'?",
     ),
     ({"columns": {"plan": "Properties.plan"}}, "columns.plan: ", "did you mean 'properties.plan'?"),
+    (  # QA F-high-1: `All` stayed true, the history went to every destination
+        {"integrations": {"all": False, "Mixpanel": True}},
+        "integrations.all: Segment's destination names are case-sensitive",
+        "every destination gets the history; did you mean 'All'?",
+    ),
+    (
+        {"integrations": {"All": False, "mixpanel": True}},
+        "integrations.mixpanel: ",
+        "did you mean 'Mixpanel'?",
+    ),
 ]
 
 
@@ -48,6 +58,7 @@ def test_a_sound_job_file_is_still_accepted(cli, tmp_path: Path) -> None:
     job = {
         "columns": {"user": "userId", "when": "timestamp", "plan": "properties.plan"},
         "timestampFormat": "%Y-%m-%d",
+        "integrations": {"All": False, "Mixpanel": True, "My Own Webhook": True},
     }
     (tmp_path / "job.json").write_text(json.dumps(job), encoding="utf-8")
     checked = cli("check-job", "job.json")

@@ -56,3 +56,22 @@ def test_a_job_allows_a_range_of_times() -> None:
     assert time_of("2150-01-01T00:00:00Z", **wide) == "2150-01-01T00:00:00.000Z"
     assert reason_of("1960-01-01T00:00:00Z", **wide) == "implausible_timestamp"
     assert time_of("1990-01-01T00:00:00Z") == "1990-01-01T00:00:00.000Z"  # the default's first moment
+
+
+@pytest.mark.parametrize(
+    ("value", "moment"),
+    [
+        ("44261.3958333333", "2021-03-06T09:30"),
+        (44261.3958333333, "2021-03-06T09:30"),
+        ("44261", "2021-03-06T00:00"),
+    ],
+)
+def test_an_excel_day_number_is_named_as_one_not_sent_to_a_wider_range(value: Any, moment: str) -> None:
+    """QA: the advice to widen timestampRange sent a spreadsheet's date as 1970-01-01."""
+    fields = {"userId": "u1", "event": "E", "timestamp": value}
+    with pytest.raises(Reject) as rejected:
+        MessageMapper(JobOptions(), "f:1", from_csv=True).map(1, fields)
+    assert rejected.value.reason == "implausible_timestamp"
+    assert "Excel day number" in str(rejected.value)
+    assert moment in str(rejected.value)
+    assert "timestampRange" not in str(rejected.value)

@@ -10,7 +10,7 @@ does for naive datetimes) would shift events by hours.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -152,10 +152,7 @@ class TimeReader:
         # Segment's form sorts as time does (years 0001-9999): the range check is a string
         # comparison, not a second parse.
         if not self._earliest <= text <= self._latest:
-            raise ImplausibleTimestampError(
-                f"the time is outside the plausible range {self._earliest[:10]} to {self._latest[:10]}"
-                " (set timestampRange to import it)"
-            )
+            raise ImplausibleTimestampError(_implausible(value, self._earliest, self._latest))
         return text
 
     def _parse(self, value: Any) -> datetime:
@@ -169,6 +166,36 @@ class TimeReader:
         if isinstance(value, str) and not _looks_numeric(value.strip()):
             return _from_iso(value.strip(), self._zone)
         return parse_timestamp(value)
+
+
+# Excel's day numbers (days since 1899-12-30) for 1954 to 2119: read as epoch seconds they
+# are moments of 1970-01-01, so a spreadsheet's unformatted date column lands here.
+_EXCEL_DAYS = (20_000, 80_000)
+_EXCEL_EPOCH = datetime(1899, 12, 30, tzinfo=UTC)
+
+
+def _implausible(value: Any, earliest: str, latest: str) -> str:
+    days = _excel_day_number(value)
+    if days is not None:
+        moment = format_timestamp(_EXCEL_EPOCH + timedelta(seconds=round(days * 86_400)))
+        return (
+            f"the time looks like an Excel day number ({days:g} is {moment}): format the column as "
+            "a date (or ISO 8601 text) in the spreadsheet and export it again"
+        )
+    return (
+        f"the time is outside the plausible range {earliest[:10]} to {latest[:10]}"
+        " (set timestampRange to import it)"
+    )
+
+
+def _excel_day_number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        days = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        return None
+    return days if _EXCEL_DAYS[0] <= days < _EXCEL_DAYS[1] else None
 
 
 def _normalize_iso(text: str) -> str:
