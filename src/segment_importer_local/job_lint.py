@@ -99,11 +99,25 @@ def _integration_problems(document: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _shared_targets(columns: dict[str, Any]) -> list[str]:
+    """Two columns mapped to one field: a record with both keeps one value and loses the other."""
+    by_target: dict[str, list[str]] = {}
+    for column, target in columns.items():
+        if isinstance(target, str) and target:
+            by_target.setdefault(target, []).append(column)
+    return [
+        f"columns: {', '.join(map(repr, names))} are all mapped to {target!r}: a record with more "
+        "than one of them would keep one value and lose the others; map each to its own field"
+        for target, names in by_target.items()
+        if len(names) > 1
+    ]
+
+
 def _column_problems(document: dict[str, Any]) -> list[str]:
     columns = document.get("columns")
     if not isinstance(columns, dict):
         return []
-    problems = []
+    problems = _shared_targets(columns)
     for column, target in columns.items():
         if not isinstance(target, str) or not target:
             continue  # job.py says what a target must be

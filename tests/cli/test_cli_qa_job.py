@@ -29,6 +29,11 @@ MISTAKES = [  # the job, the key path named, and the suggestion
         "integrations.mixpanel: ",
         "did you mean 'Mixpanel'?",
     ),
+    (  # QA F-med-3: the first column's value was lost
+        {"columns": {"email": "userId", "user": "userId"}},
+        "columns: 'email', 'user' are all mapped to 'userId'",
+        "map each to its own field",
+    ),
 ]
 
 
