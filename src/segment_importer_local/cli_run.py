@@ -102,6 +102,14 @@ def add_run_command(commands: Any) -> None:
         "local stack (repeatable; with the embedded endpoint a key is made up for any not given)",
     )
     run.add_argument(
+        "--hash-key-for",
+        action="append",
+        default=[],
+        metavar="NAME=KEY",
+        help="the HMAC key of an SSM parameter a job file names as its hash.keyParameter, seeded "
+        "into the local stack (repeatable; required for each such parameter)",
+    )
+    run.add_argument(
         "--preflight-host",
         help="settings host to check the write key at, when --host is not Segment's (e.g. https://cdn.segment.com)",
     )
@@ -208,12 +216,21 @@ def _job_write_keys(
     """Check the job files (also against the stack's policy for a job's workspace); the key
     of each parameter they name, from --write-key-for or (embedded endpoint) made up."""
     from segment_importer_local.cli_inspect import check_job_files
-    from segment_importer_local.job_targets import job_write_keys, parse_write_keys_for, template_policy
+    from segment_importer_local.job_targets import (
+        job_hash_keys,
+        job_write_keys,
+        parse_write_keys_for,
+        template_policy,
+    )
 
     policy = template_policy(template, overrides)
     job_files = check_job_files([arguments.config] if arguments.config else [], inputs, policy)
     given = parse_write_keys_for(arguments.write_key_for)
-    return job_write_keys(given, job_files, embedded=not arguments.write_key, policy=policy)
+    keys = job_write_keys(given, job_files, embedded=not arguments.write_key, policy=policy)
+    return {
+        **keys,
+        **job_hash_keys(parse_write_keys_for(arguments.hash_key_for, "--hash-key-for"), job_files),
+    }
 
 
 def _host_override(host: str | None) -> dict[str, str]:

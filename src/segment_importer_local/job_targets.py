@@ -58,16 +58,44 @@ def named_hosts(paths: Iterable[Path]) -> set[str]:
     }
 
 
-def parse_write_keys_for(pairs: list[str]) -> dict[str, str]:
-    """`--write-key-for NAME=KEY` (repeatable) as {parameter name: key}; usage errors name the
-    option and the parameter, never the key."""
+def named_hash_parameters(paths: Iterable[Path]) -> set[str]:
+    """The `hash.keyParameter`s the job files name (they were checked before)."""
+    names = set()
+    for path in paths:
+        hashing = orjson.loads(path.read_bytes() or b"{}").get("hash")
+        if isinstance(hashing, dict) and isinstance(name := hashing.get("keyParameter"), str):
+            names.add(name)
+    return names
+
+
+def job_hash_keys(given: dict[str, str], job_files: list[Path]) -> dict[str, str]:
+    """The HMAC key of every `hash.keyParameter` a job names, given with --hash-key-for: a
+    local stack has none of the user's SSM parameters, and a made-up key would give hashes
+    that match nothing the user has."""
+    named = named_hash_parameters(job_files)
+    if unused := sorted(set(given) - named):
+        raise usage_error(
+            f"--hash-key-for names {', '.join(map(repr, unused))}, which no job file of this run "
+            f"names as hash.keyParameter (they name: {', '.join(map(repr, sorted(named))) or 'none'})"
+        )
+    if missing := sorted(named - set(given)):
+        raise usage_error(
+            f"a job file hashes with hash.keyParameter {missing[0]!r}, which a local run does not "
+            f"have: give its key with --hash-key-for {missing[0]}=KEY"
+        )
+    return given
+
+
+def parse_write_keys_for(pairs: list[str], option: str = "--write-key-for") -> dict[str, str]:
+    """`--write-key-for NAME=KEY` (or `option`, repeatable) as {parameter name: key}; usage
+    errors name the option and the parameter, never the key."""
     keys: dict[str, str] = {}
     for pair in pairs:
         name, sep, key = pair.partition("=")
         if not sep or not key.strip():  # the text may be a key: never echoed
-            raise usage_error("--write-key-for expects NAME=KEY: an SSM parameter name, '=', and its key")
+            raise usage_error(f"{option} expects NAME=KEY: an SSM parameter name, '=', and its key")
         if problem := parameter_form_problem(name):
-            raise usage_error(f"--write-key-for {name!r}: {problem}")
+            raise usage_error(f"{option} {name!r}: {problem}")
         keys[name] = key.strip()
     return keys
 

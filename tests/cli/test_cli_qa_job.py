@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from pathlib import Path
 
@@ -68,3 +70,27 @@ def test_a_sound_job_file_is_still_accepted(cli, tmp_path: Path) -> None:
     (tmp_path / "job.json").write_text(json.dumps(job), encoding="utf-8")
     checked = cli("check-job", "job.json")
     assert checked.code == 0, checked.both
+
+
+def test_a_job_hashing_with_a_key_parameter_runs_locally_with_its_key(cli, tmp_path: Path) -> None:
+    """QA F-med-4: the documented hash.keyParameter failed a local run after three attempts
+    ("internal error"): the local stack has none of the user's parameters."""
+    name = "/segment-importer/hash-keys/crm"
+    job = {"hash": {"paths": ["userId"], "keyParameter": name}}
+    (tmp_path / "job.json").write_text(json.dumps(job), encoding="utf-8")
+    signups(tmp_path / "a.csv", 3)
+
+    refused = cli("run", "a.csv", "--config", "job.json", "--no-progress")
+    assert refused.code == 2, refused.both
+    assert f"--hash-key-for {name}=KEY" in refused.err
+    assert not (tmp_path / "out").exists()  # refused before anything was sent
+
+    ran = cli("run", "a.csv", "--config", "job.json", "--no-progress", "--hash-key-for", f"{name}=s3cret")
+    assert ran.code == 0, ran.both
+    assert "s3cret" not in ran.both
+    received = [
+        json.loads(line) for line in next(tmp_path.glob("out/*/received.ndjson")).read_text().splitlines()
+    ]
+    digest = hmac.new(b"s3cret", b"user_1", hashlib.sha256).hexdigest()
+    assert digest in {message["userId"] for message in received}
+    no_traceback(ran)
