@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from segment_importer.deliver.preflight import WriteKeyPreflight
 from segment_importer.deliver.write_keys import WriteKeySource, service_for
 from segment_importer.log_safety import pin_library_loggers
-from segment_importer.mapping.shaping import ssm_parameter_reader
+from segment_importer.mapping.hash_keys import ssm_parameter_reader
 from segment_importer.metrics import NAMESPACE
 from segment_importer.settings import SplitterSettings
 from segment_importer.split.continuation import PartBudget

@@ -79,3 +79,15 @@ def test_a_parameter_outside_the_prefix_fails_the_import_plainly(stack: LocalSta
     assert report["status"] == "FAILED"
     assert "'hash.keyParameter' must be under /segment-importer/hash-keys/" in report["error"]
     assert queued_messages(stack) == []
+
+
+def test_a_parameter_that_does_not_exist_fails_the_import_naming_it(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """QA F-med-4: it failed after three attempts as an internal error, the log naming only
+    ParameterNotFound."""
+    name = stack.parameters["HashKeyParameterPath"] + "missing"
+    report = split_with(stack, tmp_path, {"hash": {"paths": ["userId"], "keyParameter": name}})
+    assert report["status"] == "FAILED"
+    assert f"'hash.keyParameter' {name!r} is not in SSM" in report["error"]
+    assert queued_messages(stack) == []

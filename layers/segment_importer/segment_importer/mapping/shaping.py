@@ -249,21 +249,6 @@ def hash_key_of(rules: ShapingRules, read_parameter: Callable[[str], str] | None
     return read_parameter(rules.hash_key_parameter).encode()
 
 
-def ssm_parameter_reader(ssm: Any, prefix: str) -> Callable[[str], str]:
-    """Reads a job's `hash.keyParameter` (a SecureString) with `ssm`, only under `prefix`:
-    the splitter's IAM policy allows no other parameter, and the error says so plainly."""
-
-    def read(name: str) -> str:
-        if not prefix or not name.startswith(prefix):
-            raise ShapingError(f"'hash.keyParameter' must be under {prefix or '(none configured)'}: {name!r}")
-        value = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
-        if not isinstance(value, str) or not value:
-            raise ShapingError(f"'hash.keyParameter' {name!r} is empty")
-        return value
-
-    return read
-
-
 def _sampled(message_id: str, fraction: float) -> bool:
     """Deterministic: the same messageId is in (or out of) every run's sample."""
     digest = hashlib.blake2b(message_id.encode(), digest_size=8).digest()
