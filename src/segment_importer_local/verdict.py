@@ -74,6 +74,9 @@ def of_run(result: RunResult, *, dry_run: bool) -> Verdict:
     filtered = sum(int(f.report.get("filtered") or 0) for f in files)
     if filtered:  # neither sent nor rejected: left out by the job's filters, or by a profile
         done += f" ({_left_out(files, filtered)})"
+    failed_files = sum(1 for f in files if f.report.get("error") or (f.ledger or {}).get("status") == FAILED)
+    if failed_files:  # "of N records" counts what was read: a file that failed adds what it read, if any
+        done += f"; {failed_files:,} file{'s' if failed_files != 1 else ''} failed (said above)"
     reasons = [line for outcome in files for line in _failures(outcome, result.destination, dry_run)]
     reasons += _dropped_by_endpoint(result, dry_run)
     hint = top_reason_hint(files)

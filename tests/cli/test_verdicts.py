@@ -199,3 +199,17 @@ def test_a_run_whose_messages_the_endpoint_dropped_is_not_ok(tmp_path: Path) -> 
     assert verdict.code == 1, verdict.headline
     assert verdict.headline.startswith("NOT OK")
     assert any("dropped 2 invalid messages (invalid_field 2)" in reason for reason in verdict.reasons)
+
+
+def test_a_file_that_failed_is_named_in_the_verdicts_count(cli, tmp_path: Path) -> None:
+    """QA F-low-4: with one file failed before a record was read, the verdict said `sent 1
+    of 1 records`, as if the run had read everything it was given."""
+    rows = "userId,event,timestamp\r\nu1,Signed Up,2021-03-06T09:30:00Z\r\n"
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "exports" / "wide.csv").write_bytes(rows.encode("utf-16-le"))  # no BOM: refused
+    signups(tmp_path / "exports" / "signups.csv", 1)
+    done = cli("run", "exports", "--no-progress")
+    assert done.code == 1, done.both
+    assert "NOT OK: sent 1 of 1 records" in done.out
+    assert "; 1 file failed (said above)" in done.out
+    no_traceback(done)
