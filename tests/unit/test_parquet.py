@@ -276,3 +276,18 @@ def _json(value: Any) -> Any:
     if isinstance(value, Decimal):
         return decimal_value(value)
     return value
+
+
+def test_a_decimal_column_has_one_json_type_in_every_row() -> None:
+    """QA F-low-6: a decimal(20, 2) column was a number in one row and text in the next, so a
+    destination's schema saw two types. Wide decimals are text in every row; narrow ones
+    (15 digits or fewer, always exact as a double) numbers in every row."""
+    table = pa.table(
+        {
+            "amount": pa.array([Decimal("12.34"), Decimal("99999999999999999.99")], pa.decimal128(20, 2)),
+            "price": pa.array([Decimal("12.34"), Decimal("9999999999999.99")], pa.decimal128(15, 2)),
+        }
+    )
+    rows = fields_of(parquet_bytes(table))
+    assert [row["amount"] for row in rows] == ["12.34", "99999999999999999.99"]
+    assert [row["price"] for row in rows] == [12.34, 9999999999999.99]

@@ -19,7 +19,8 @@ Values become what a JSON export of the same table holds:
   cut (Segment keeps milliseconds);
 * dates -> `YYYY-MM-DD`, times of day -> `HH:MM:SS[.ffffff]`, durations -> seconds;
 * decimals -> numbers where a JSON number holds them exactly (integers, and decimals whose
-  shortest float text is the same value), else text; integers of any size stay exact;
+  shortest float text is the same value), else text; a column whose type allows more than 15
+  digits is text in every row (one JSON type per column); integers of any size stay exact;
 * NaN and infinities (no JSON number) -> null;
 * a top-level null is an absent column, as an empty CSV cell is (a warehouse row holds
   nulls in every column it did not fill); nulls inside structs and lists are kept.
@@ -291,6 +292,10 @@ def _readable(pa: Any, kind: Any) -> Any:
     return kind
 
 
+# A decimal of at most 15 significant digits is exactly a double's shortest text.
+_EXACT_FLOAT_DIGITS = 15
+
+
 def _column_reader(pa: Any, kind: Any) -> Converter:
     """How a column (an Arrow array of the readable type) becomes JSON values: vectorised in
     Arrow for timestamps and floats (the common costly columns), per value only for types
@@ -298,6 +303,10 @@ def _column_reader(pa: Any, kind: Any) -> Converter:
     compute = pa.compute
     if pa.types.is_timestamp(kind):
         return lambda column: _iso_column(pa, column)
+    if pa.types.is_decimal(kind) and kind.precision > _EXACT_FLOAT_DIGITS:
+        # Some values of such a column would not fit a JSON number exactly: all are text, so a
+        # column has one JSON type in every row (a destination's schema takes its first).
+        return lambda column: compute.cast(column, pa.string()).to_pylist()
     if pa.types.is_floating(kind):
         return lambda column: compute.if_else(compute.is_finite(column), column, None).to_pylist()
     if not _needs_conversion(pa, kind):
