@@ -484,7 +484,9 @@ def _interrupted_note() -> str:
     done = f"{len(delivered.batches):,} batches ({sum(delivered.batches.values()):,} messages) were delivered"
     return (
         f"stopped; what was done so far is in {run_dir} (segment-importer status --local {run_dir}): "
-        f"{done} before the stop. Resume it with: {resume_command(run_dir)}"
+        f"{done} before the stop. Resume it with: {resume_command(run_dir)} (within a day: the "
+        "batches in flight at the stop are sent again with the same messageIds, which Segment "
+        "dedupes for about 24 hours)"
     )
 
 
