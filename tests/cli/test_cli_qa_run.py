@@ -147,7 +147,7 @@ def test_sigterm_and_sighup_stop_like_ctrl_c_and_status_says_stopped(
     no_traceback_in(err)
     assert f"interrupted by {stop.name}: stopped; " in err
     assert "messages) were delivered before the stop" in err
-    assert f"Resume it with: segment-importer run --resume {run_dir}\n" in err
+    assert f"Resume it with: segment-importer run --resume {run_dir} (within a day: " in err
     assert json.loads((run_dir / "state.json").read_text())["state"] == "stopped"
 
     status = cli("status")

@@ -96,7 +96,7 @@ def test_the_stop_hint_names_the_stopped_run_when_another_started_meanwhile(tmp_
                 process.wait()
     assert latest.read_text() != first_dir  # the second run had started
     assert code == 130, err
-    assert f"Resume it with: segment-importer run --resume {first_dir}\n" in err
+    assert f"Resume it with: segment-importer run --resume {first_dir} (within a day: " in err
     assert f"status --local {first_dir})" in err
 
 
