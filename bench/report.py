@@ -322,7 +322,7 @@ def _end_to_end(result: dict[str, Any]) -> str:
         + f"\n\nDelivered {result['messages_delivered']:,} of {result['messages_queued']:,}; "
         "endpoint accepted "
         f"{result['endpoint']['messages_accepted']:,}; peak RSS {result['max_rss_mb']:,.0f} MB in the "
-        f"run's process, {result['peak_rss_mb']:,.0f} MB with the endpoint's (moto holds the uploaded file)."
+        f"run's process, {result['peak_rss_mb']:,.0f} MB with the endpoint's."
     )
 
 

@@ -10,7 +10,6 @@ kept as samples, and rejects are counted with their first record numbers.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -29,15 +28,13 @@ from segment_importer.split.s3_objects import ProgressStream
 from segment_importer.split.splitter import split_records
 from segment_importer.track.rejects import RejectsWriter
 from segment_importer.track.report import ImportReport
+from segment_importer_local.disk_exports import s3_etag
 from segment_importer_local.errors import usage_error
 from segment_importer_local.inputs import InputError, InputFile, find_inputs
 from segment_importer_local.message_profile import MessageProfile
 
 DEFAULT_SAMPLES = 5
 FIRST_RECORDS_KEPT = 5  # per reject reason
-# What `aws s3 cp` and boto3's upload_file use: a file over 8 MiB is uploaded in 8 MiB parts,
-# and its ETag (which message ids derive from) is then the MD5 of the parts' MD5s.
-MULTIPART_BYTES = 8 * 1024 * 1024
 
 
 class PreviewSink:
@@ -207,18 +204,6 @@ def _shared_job(reports: list[ImportReport], fallback: dict[str, Any]) -> dict[s
 def read_to_its_end(document: dict[str, Any]) -> bool:
     """Every file opened and read to its end (rejected records aside)."""
     return all(not entry["error"] and entry["read_to_its_end"] for entry in document["files"])
-
-
-def s3_etag(path: Path) -> str:
-    """The ETag S3 gives the file when `aws s3 cp` or boto3 uploads it (8 MiB parts)."""
-    digests = []
-    with path.open("rb") as stream:
-        while chunk := stream.read(MULTIPART_BYTES):
-            digests.append(hashlib.md5(chunk, usedforsecurity=False).digest())
-    if len(digests) <= 1:
-        return (digests[0] if digests else hashlib.md5(b"", usedforsecurity=False).digest()).hex()
-    combined = hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()
-    return f"{combined}-{len(digests)}"
 
 
 def _file_summary(report: ImportReport) -> dict[str, Any]:

@@ -42,10 +42,12 @@ from segment_importer.track.report import STATUS_DRY_RUN, STATUS_FAILED
 from segment_importer_local import sam_engine
 from segment_importer_local.chaos import AwsFaults, around_send_message_batch
 from segment_importer_local.destination import preflight_host
+from segment_importer_local.disk_exports import DiskExports
 from segment_importer_local.endpoint_process import EndpointProcess
 from segment_importer_local.errors import Stopped
 from segment_importer_local.event_source import AsyncInvoker, QueueGate, SqsPoller, s3_put_event
 from segment_importer_local.inputs import InputFile, find_inputs
+from segment_importer_local.moto_tuning import transactions_backed_up_by_item
 from segment_importer_local.progress import PLAIN_EVERY_SECONDS, PipelineProgress, RetryLog, SplitProgressLog
 from segment_importer_local.resume import (
     BUCKET_COPY,
@@ -207,8 +209,11 @@ def run_import(options: RunOptions) -> RunResult:
     with ExitStack() as stack:
         stack.enter_context(environment(_FAKE_AWS_ENVIRONMENT))
         sam = stack.enter_context(sam_engine.SamEngine(options)) if options.engine == "sam" else None
+        exports = None
         if sam is None:
             stack.enter_context(mock_aws())
+            exports = stack.enter_context(DiskExports().serving())
+            stack.enter_context(transactions_backed_up_by_item())
         stack.enter_context(_owner_only_files())
         run_dir = options.out_dir / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
         run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -231,7 +236,7 @@ def run_import(options: RunOptions) -> RunResult:
         if sam:
             aws = sam.stack(template, overrides).create(write_key, options.job_write_keys)
         else:
-            local = LocalStack(template, overrides, enforce_iam=options.enforce_iam)
+            local = LocalStack(template, overrides, enforce_iam=options.enforce_iam, exports=exports)
             aws = local.create(write_key, options.job_write_keys)
         snapshots = LedgerSnapshots(_ledger(aws), run_dir, options.out_dir)
         progress = stack.enter_context(
@@ -570,7 +575,7 @@ class _LocalSplits:
     def split(self, item: InputFile) -> FileOutcome:
         aws, faults, path = self._aws, self._options.aws_faults, item.path
         key = f"{_drop_folder(aws)}{item.relative}"
-        aws.s3.upload_file(str(path), aws.bucket, key)
+        aws.put_export(path, key)
         head = aws.s3.head_object(Bucket=aws.bucket, Key=key)
         self._progress.start_file(item.relative, head["ContentLength"])
         event = s3_put_event(aws.bucket, key, head["ContentLength"], head["ETag"].strip('"'))

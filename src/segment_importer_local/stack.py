@@ -19,11 +19,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
 
 from segment_importer.settings import Prefixes
+from segment_importer_local.disk_exports import DiskExports
 from segment_importer_local.iam_guard import RolePolicy, expanded_template, role_statements
 from segment_importer_local.template_config import Resolver, StackTemplate, TemplateError
 
@@ -81,8 +83,11 @@ class LocalStack:
         parameter_overrides: dict[str, str] | None = None,
         *,
         enforce_iam: bool = False,
+        exports: DiskExports | None = None,
     ) -> None:
         self.template = template
+        # Set: the exports are served from their files, not uploaded into moto (disk_exports).
+        self.exports = exports
         # Opt-in: each function's clients refuse what its role in template.yaml does not grant.
         self.enforce_iam = enforce_iam
         self.role_policies: list[RolePolicy] = []  # one per function environment loaded
@@ -107,6 +112,18 @@ class LocalStack:
         for name, key in keys.items():
             self.ssm.put_parameter(Name=name, Value=key, Type="SecureString", Overwrite=True)
         return self
+
+    def put_export(self, path: Path, key: str) -> None:
+        """The export in the bucket at `key`, as `upload_file` puts it there; served from the
+        file itself when the stack has `exports` (moto would hold all its bytes in memory)."""
+        if self.exports is None:
+            self.s3.upload_file(str(path), self.bucket, key)
+            return
+        rules = self.s3.get_bucket_encryption(Bucket=self.bucket)["ServerSideEncryptionConfiguration"][
+            "Rules"
+        ]
+        encryption = rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] if rules else None
+        self.exports.add(self.bucket, key, path, server_side_encryption=encryption)
 
     @property
     def bucket(self) -> str:
