@@ -84,19 +84,34 @@ _DESTINATION_NAMES = (
 
 
 def _integration_problems(document: dict[str, Any]) -> list[str]:
-    integrations = document.get("integrations")
-    if not isinstance(integrations, dict):
-        return []  # job.py says what integrations must be
     problems = []
-    for name in integrations:
-        known = next((known for known in _DESTINATION_NAMES if known.lower() == name.lower()), None)
+    for where, name in _integration_names(document):
+        known = next((known for known in _DESTINATION_NAMES if known.lower() == name.strip().lower()), None)
         if known is not None and known != name:
             every = " and All stays true: every destination gets the history" if known == "All" else ""
             problems.append(
-                f"integrations.{name}: Segment's destination names are case-sensitive, so {name!r} "
+                f"{where}: Segment's destination names are case-sensitive and exact, so {name!r} "
                 f"is no destination{every}; did you mean {known!r}?"
             )
     return problems
+
+
+def _integration_names(document: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key path, destination name) of every name the job gives: in `integrations`, and in a
+    `set` of `integrations` or of `integrations.<name>`."""
+    names = []
+    if isinstance(integrations := document.get("integrations"), dict):
+        names += [(f"integrations.{name}", name) for name in integrations]
+    shaping = document.get("set")
+    if isinstance(shaping, dict):
+        if isinstance(settings := shaping.get("integrations"), dict):
+            names += [(f"set.integrations.{name}", name) for name in settings]
+        names += [
+            (f"set.{path}", path.split(".")[1])
+            for path in shaping
+            if isinstance(path, str) and path.startswith("integrations.") and path.count(".") >= 1
+        ]
+    return names
 
 
 def _shared_targets(columns: dict[str, Any]) -> list[str]:

@@ -31,6 +31,17 @@ MISTAKES = [  # the job, the key path named, and the suggestion
         "integrations.mixpanel: ",
         "did you mean 'Mixpanel'?",
     ),
+    (  # QA2 F2, F6: a set, and a name with a space, left All true as well
+        {"set": {"integrations.all": False}},
+        "set.integrations.all: Segment's destination names",
+        "did you mean 'All'?",
+    ),
+    (
+        {"set": {"integrations": {"All": False, "mixpanel": True}}},
+        "set.integrations.mixpanel: ",
+        "'Mixpanel'?",
+    ),
+    ({"integrations": {" All": False}}, "integrations. All: ", "did you mean 'All'?"),
     (  # QA F-med-3: the first column's value was lost
         {"columns": {"email": "userId", "user": "userId"}},
         "columns: 'email', 'user' are all mapped to 'userId'",

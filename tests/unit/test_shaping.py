@@ -258,7 +258,16 @@ def test_a_full_shaping_document_is_accepted_and_kept_as_written() -> None:
     [
         ({"set": {"timestamp": "not a time"}}, "ISO 8601 time"),
         ({"set": {"properties": "x"}}, "object"),
-        ({"set": {"context": "x"}}, "object"),
+        ({"set": {"context": "x"}}, "holds the importer's own field"),
+        ({"set": {"context": {"library": {"name": "x"}}}}, "holds the importer's own field"),  # QA2 F1
+        ({"drop": ["context"]}, "holds the importer's own field"),
+        ({"set": {"integrations": {"all": False, "Mixpanel": "yes"}}}, "true, false or an object"),  # QA2 F5
+        ({"set": {"integrations.All": "yes"}}, "true, false or an object"),
+        ({"hash": {"paths": ["integrations.All"], "key": "k"}}, "an object or a setting"),
+        ({"set": {"name": 5}}, "non-empty text"),  # QA2 F3
+        ({"set": {"context.traits": "str"}}, "object"),
+        ({"set": {"context.page": "str"}}, "object"),
+        ({"hash": {"paths": ["context.traits"], "key": "k"}}, "an object or a setting"),
         ({"set": {"integrations": []}}, "object"),
         ({"set": {"userId": {"a": 1}}}, "non-empty text"),
         ({"set": {"userId": 42}}, "non-empty text"),
@@ -287,7 +296,15 @@ def test_a_set_time_is_written_in_segments_form() -> None:
 
 def test_a_shaped_message_of_the_wrong_kind_is_rejected_not_sent() -> None:
     """The job-time checks name the fields; the shaped message is checked again all the same."""
-    for message in ({"event": 5}, {"anonymousId": ["a"]}, {"traits": "x"}, {"timestamp": "yesterday"}):
+    for message in (
+        {"event": 5},
+        {"anonymousId": ["a"]},
+        {"traits": "x"},
+        {"timestamp": "yesterday"},
+        {"name": 5},
+        {"context": {"traits": "x"}},
+        {"integrations": {"All": "yes"}},
+    ):
         with pytest.raises(Reject):
             check_kinds({"type": "track", "userId": "u1", **message})
     check_kinds({"type": "track", "userId": "u1", "event": "E", "timestamp": "2021-03-04T05:06:07.000Z"})

@@ -25,39 +25,18 @@ import orjson
 from jmespath.exceptions import JMESPathError
 
 from segment_importer.batch.encoding import EncodedMessage, encode_message
-from segment_importer.job import CALL_TYPES, JobOptions, JobOptionsError
+from segment_importer.job import CALL_TYPES, JobOptions
+from segment_importer.mapping.shaped_fields import ShapingError, check_path, set_value
 from segment_importer.mapping.timestamps import TimestampError, format_timestamp, parse_timestamp
-from segment_importer.mapping.validation import (
-    ARCHIVE_ONLY_FIELDS,
-    ID_FIELDS,
-    OBJECT_FIELDS,
-    check_fields,
-    check_kinds,
-    check_size,
-)
+from segment_importer.mapping.validation import check_fields, check_kinds, check_size
 
 SHAPING_KEYS = ("filter", "limit", "sample", "drop", "hash", "set")
 FILTER_KEYS = ("since", "until", "types", "events", "exclude_events", "where")
 # The order rules are tried in, and the names `filtered_by` counts them under.
 FILTER_RULES = ("types", "events", "exclude_events", "since", "until", "where", "sample", "limit")
-# The importer's own fields, never changed by a job (the id is what Segment dedupes by, the
-# library names the importer), and an archive's bookkeeping, stripped from every message and
-# never put back (Segment's guide: re-sent messages carry no sentAt, messageId, projectId).
-PROTECTED_PATHS = frozenset({"type", "messageId", "context.library"}) | ARCHIVE_ONLY_FIELDS
-# Fields Segment requires: `drop` would make every message invalid (hash or set them instead).
-REQUIRED_PATHS = frozenset({"userId", "anonymousId", "event", "groupId", "previousId"})
-# The event's time: without it Segment stamps years of history with the time it arrives.
-TIME_PATH = "timestamp"
-# Fields whose value is text or an object: a `set` must give that, a `hash` (text) only text.
-TEXT_PATHS = ID_FIELDS | {"event"}
-OBJECT_PATHS = frozenset(OBJECT_FIELDS)
 REDACTED = "(redacted)"
 _HASH_KEYS = ("paths", "key", "keyParameter")
 _SAMPLE_SCALE = float(1 << 64)
-
-
-class ShapingError(JobOptionsError):
-    """A shaping key of the job is not valid; the message names the key and what it must be."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +91,7 @@ def rules_from_job(options: dict[str, Any]) -> ShapingRules:
         hash_key=hashing.get("key"),
         hash_key_parameter=hashing.get("keyParameter"),
         set_values=tuple(
-            (_path(path), _set_value(path, value)) for path, value in (options.get("set") or {}).items()
+            (_path(path), set_value(path, value)) for path, value in (options.get("set") or {}).items()
         ),
     )
 
@@ -366,39 +345,7 @@ def _check_paths(name: str, paths: Any, *, may_be_required: bool) -> None:
     if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
         raise ShapingError(f"'{name}' must be a list of dot paths, e.g. [\"properties.email\"]")
     for path in paths:
-        _check_path(name, path, may_be_required=may_be_required)
-
-
-def _check_path(name: str, path: str, *, may_be_required: bool) -> None:
-    if not path or any(not part for part in path.split(".")):
-        raise ShapingError(f"'{name}': {path!r} is not a dot path such as \"context.ip\"")
-    if any(path == protected or path.startswith(f"{protected}.") for protected in PROTECTED_PATHS):
-        raise ShapingError(f"'{name}': {path!r} is the importer's own field and cannot be changed")
-    if not may_be_required and path in REQUIRED_PATHS:
-        raise ShapingError(
-            f"'{name}': {path!r} is required by Segment; hash or set it instead of dropping it"
-        )
-    if name != "set" and path == TIME_PATH:
-        raise ShapingError(
-            f"'{name}': {path!r} is the event's time: without it Segment would stamp the history "
-            "with the time it arrives (filter by time with 'filter.since' and 'filter.until')"
-        )
-    if name == "hash.paths" and path in OBJECT_PATHS:
-        raise ShapingError(f"'{name}': {path!r} is an object; hash the fields in it, e.g. \"{path}.email\"")
-
-
-def _set_value(path: str, value: Any) -> Any:
-    """A `set` value checked against the field it sets (ShapingError), a time in Segment's form."""
-    if path in TEXT_PATHS and not (isinstance(value, str) and value.strip()):
-        raise ShapingError(f"'set': {path!r} must be set to non-empty text, not {value!r}")
-    if path in OBJECT_PATHS and not isinstance(value, dict):
-        raise ShapingError(f"'set': {path!r} must be set to an object, not {value!r}")
-    if path == TIME_PATH:
-        try:
-            return format_timestamp(parse_timestamp(value))
-        except TimestampError:
-            raise ShapingError(f"'set': {path!r} must be set to an ISO 8601 time, not {value!r}") from None
-    return value
+        check_path(name, path, may_be_required=may_be_required)
 
 
 def _check_hash(value: Any) -> None:
@@ -417,8 +364,8 @@ def _check_set(value: Any) -> None:
     if not isinstance(value, dict):
         raise ShapingError('\'set\' must be an object of dot paths to values, e.g. {"context.source": "crm"}')
     for path, given in value.items():
-        _check_path("set", path, may_be_required=True)
-        _set_value(path, given)
+        check_path("set", path, may_be_required=True)
+        set_value(path, given)
 
 
 def _is_name_list(value: Any) -> bool:

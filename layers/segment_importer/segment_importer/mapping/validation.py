@@ -33,19 +33,33 @@ ARCHIVE_ONLY_FIELDS = frozenset(
 # Fields that hold ids (text, as the mapper writes them) and fields that hold objects.
 ID_FIELDS = frozenset({"userId", "anonymousId", "groupId", "previousId"})
 OBJECT_FIELDS = ("properties", "traits", "context", "integrations")
+TEXT_FIELDS = frozenset({"event", "name", "category"})
+# Segment's context objects (its spec's Context fields that hold objects).
+CONTEXT_OBJECTS = (
+    "app", "campaign", "device", "library", "location", "network", "os", "page", "referrer",
+    "screen", "traits",
+)  # fmt: skip
 
 
 def check_kinds(message: dict[str, Any]) -> None:
     """What the mapper guarantees and a job's `set`, `drop` or `hash` could undo: ids and the
     event are text, the object fields are objects, the time is Segment's form (Segment drops
     a message otherwise, answering 200)."""
-    for field in ID_FIELDS.union(("event",)).intersection(message):
+    for field in (ID_FIELDS | TEXT_FIELDS).intersection(message):
         if not isinstance(message[field], str):
             raise Reject(reasons.INVALID_FIELD, f"{field} must be text, not {type(message[field]).__name__}")
-    for field in OBJECT_FIELDS:
-        value = message.get(field)
+    context = message.get("context") or {}
+    for field, value in (
+        *((field, message.get(field)) for field in OBJECT_FIELDS),
+        *((f"context.{name}", context.get(name)) for name in CONTEXT_OBJECTS if isinstance(context, dict)),
+    ):
         if value is not None and not isinstance(value, dict):
             raise Reject(reasons.INVALID_FIELD, f"{field} must be an object, not {type(value).__name__}")
+    settings = message.get("integrations") or {}
+    if not all(isinstance(setting, bool | dict) for setting in settings.values()):
+        raise Reject(
+            reasons.INVALID_FIELD, "a destination's setting in integrations is not true, false or an object"
+        )
     timestamp = message.get("timestamp")
     if timestamp is not None and not (isinstance(timestamp, str) and _SEGMENT_TIME.fullmatch(timestamp)):
         raise Reject(reasons.INVALID_TIMESTAMP, "timestamp is not an ISO 8601 time")

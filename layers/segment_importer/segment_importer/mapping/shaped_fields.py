@@ -1,0 +1,78 @@
+"""What a job's `drop`, `hash` and `set` may do to a field, checked when the job is read
+(ShapingError names the key): nothing that makes a message Segment drops (answering 200),
+nothing that undoes what the mapper guarantees, nothing that sends history without its time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from segment_importer.job import JobOptionsError
+from segment_importer.mapping.timestamps import TimestampError, format_timestamp, parse_timestamp
+from segment_importer.mapping.validation import (
+    ARCHIVE_ONLY_FIELDS,
+    CONTEXT_OBJECTS,
+    ID_FIELDS,
+    OBJECT_FIELDS,
+    TEXT_FIELDS,
+)
+
+# The importer's own fields, never changed by a job (the id is what Segment dedupes by, the
+# library names the importer), and an archive's bookkeeping, stripped from every message and
+# never put back (Segment's guide: re-sent messages carry no sentAt, messageId, projectId).
+PROTECTED_PATHS = frozenset({"type", "messageId", "context.library"}) | ARCHIVE_ONLY_FIELDS
+# Fields Segment requires: `drop` would make every message invalid (hash or set them instead).
+REQUIRED_PATHS = frozenset({"userId", "anonymousId", "event", "groupId", "previousId"})
+# The event's time: without it Segment stamps years of history with the time it arrives.
+TIME_PATH = "timestamp"
+# Fields whose value is text or an object: a `set` must give that, a `hash` (text) only text.
+TEXT_PATHS = ID_FIELDS | TEXT_FIELDS
+OBJECT_PATHS = frozenset(OBJECT_FIELDS) | {f"context.{name}" for name in CONTEXT_OBJECTS}
+INTEGRATIONS = "integrations"
+
+
+class ShapingError(JobOptionsError):
+    """A shaping key of the job is not valid; the message names the key and what it must be."""
+
+
+def check_path(name: str, path: str, *, may_be_required: bool) -> None:
+    """A dot path of `drop` (`may_be_required` False), `hash.paths` or `set`."""
+    if not path or any(not part for part in path.split(".")):
+        raise ShapingError(f"'{name}': {path!r} is not a dot path such as \"context.ip\"")
+    if any(_within(path, protected) or _within(protected, path) for protected in PROTECTED_PATHS):
+        raise ShapingError(
+            f"'{name}': {path!r} is or holds the importer's own field and cannot be changed as a "
+            'whole (change the fields in it, e.g. "context.source")'
+        )
+    if not may_be_required and path in REQUIRED_PATHS:
+        raise ShapingError(
+            f"'{name}': {path!r} is required by Segment; hash or set it instead of dropping it"
+        )
+    if name != "set" and path == TIME_PATH:
+        raise ShapingError(
+            f"'{name}': {path!r} is the event's time: without it Segment would stamp the history "
+            "with the time it arrives (filter by time with 'filter.since' and 'filter.until')"
+        )
+    if name == "hash.paths" and (path in OBJECT_PATHS or _within(path, INTEGRATIONS)):
+        raise ShapingError(f"'{name}': {path!r} is an object or a setting; hash the text fields in it")
+
+
+def set_value(path: str, value: Any) -> Any:
+    """A `set` value checked against the field it sets (ShapingError), a time in Segment's form."""
+    if path in TEXT_PATHS and not (isinstance(value, str) and value.strip()):
+        raise ShapingError(f"'set': {path!r} must be set to non-empty text, not {value!r}")
+    if path in OBJECT_PATHS and not isinstance(value, dict):
+        raise ShapingError(f"'set': {path!r} must be set to an object, not {value!r}")
+    settings = value if path == INTEGRATIONS else {path: value} if path.count(".") == 1 else {}
+    if _within(path, INTEGRATIONS) and not all(isinstance(v, bool | dict) for v in settings.values()):
+        raise ShapingError(f"'set': {path!r}: a destination's setting is true, false or an object")
+    if path == TIME_PATH:
+        try:
+            return format_timestamp(parse_timestamp(value))
+        except TimestampError:
+            raise ShapingError(f"'set': {path!r} must be set to an ISO 8601 time, not {value!r}") from None
+    return value
+
+
+def _within(path: str, ancestor: str) -> bool:
+    return path == ancestor or path.startswith(f"{ancestor}.")
