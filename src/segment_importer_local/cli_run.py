@@ -227,10 +227,9 @@ def _job_write_keys(
     job_files = check_job_files([arguments.config] if arguments.config else [], inputs, policy)
     given = parse_write_keys_for(arguments.write_key_for)
     keys = job_write_keys(given, job_files, embedded=not arguments.write_key, policy=policy)
-    return {
-        **keys,
-        **job_hash_keys(parse_write_keys_for(arguments.hash_key_for, "--hash-key-for"), job_files),
-    }
+    hash_keys = parse_write_keys_for(arguments.hash_key_for, "--hash-key-for")
+    hash_path = {**template.parameter_defaults(), **overrides}["HashKeyParameterPath"]
+    return {**keys, **job_hash_keys(hash_keys, job_files, hash_path)}
 
 
 def _host_override(host: str | None) -> dict[str, str]:

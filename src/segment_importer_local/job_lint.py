@@ -115,17 +115,26 @@ def _integration_names(document: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _shared_targets(columns: dict[str, Any]) -> list[str]:
-    """Two columns mapped to one field: a record with both keeps one value and loses the other."""
+    """Two columns mapped to one field, or one into the other's: a record with both keeps one
+    value and loses the other."""
     by_target: dict[str, list[str]] = {}
     for column, target in columns.items():
         if isinstance(target, str) and target:
             by_target.setdefault(target, []).append(column)
-    return [
+    shared = [
         f"columns: {', '.join(map(repr, names))} are all mapped to {target!r}: a record with more "
         "than one of them would keep one value and lose the others; map each to its own field"
         for target, names in by_target.items()
         if len(names) > 1
     ]
+    nested = [
+        f"columns: {by_target[outer][0]!r} is mapped to {outer!r} and {by_target[inner][0]!r} into it "
+        f"({inner!r}): one would replace the other; map them to fields side by side"
+        for outer in by_target
+        for inner in by_target
+        if inner.startswith(f"{outer}.")
+    ]
+    return shared + nested
 
 
 def _column_problems(document: dict[str, Any]) -> list[str]:

@@ -68,11 +68,17 @@ def named_hash_parameters(paths: Iterable[Path]) -> set[str]:
     return names
 
 
-def job_hash_keys(given: dict[str, str], job_files: list[Path]) -> dict[str, str]:
+def job_hash_keys(given: dict[str, str], job_files: list[Path], path: str) -> dict[str, str]:
     """The HMAC key of every `hash.keyParameter` a job names, given with --hash-key-for: a
     local stack has none of the user's SSM parameters, and a made-up key would give hashes
-    that match nothing the user has."""
+    that match nothing the user has. Each must be under the stack's HashKeyParameterPath
+    (`path`), the only parameters the splitter may read."""
     named = named_hash_parameters(job_files)
+    if outside := sorted(name for name in named if not name.startswith(path)):
+        raise usage_error(
+            f"a job file's hash.keyParameter {outside[0]!r} is not under the stack's "
+            f"HashKeyParameterPath {path!r}, the only parameters the splitter may read"
+        )
     if unused := sorted(set(given) - named):
         raise usage_error(
             f"--hash-key-for names {', '.join(map(repr, unused))}, which no job file of this run "

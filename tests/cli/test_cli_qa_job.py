@@ -42,6 +42,11 @@ MISTAKES = [  # the job, the key path named, and the suggestion
         "'Mixpanel'?",
     ),
     ({"integrations": {" All": False}}, "integrations. All: ", "did you mean 'All'?"),
+    (  # QA2 F7
+        {"columns": {"a": "properties.x", "b": "properties.x.y"}},
+        "columns: 'a' is mapped to 'properties.x' and 'b' into it ('properties.x.y')",
+        "map them to fields side by side",
+    ),
     (  # QA F-med-3: the first column's value was lost
         {"columns": {"email": "userId", "user": "userId"}},
         "columns: 'email', 'user' are all mapped to 'userId'",
@@ -94,6 +99,14 @@ def test_a_job_hashing_with_a_key_parameter_runs_locally_with_its_key(cli, tmp_p
     refused = cli("run", "a.csv", "--config", "job.json", "--no-progress")
     assert refused.code == 2, refused.both
     assert f"--hash-key-for {name}=KEY" in refused.err
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "job.json").write_text(
+        json.dumps({"hash": {**job["hash"], "keyParameter": "/x/k"}})
+    )
+    signups(tmp_path / "other" / "b.csv", 1)
+    outside = cli("run", "other", "--no-progress", "--hash-key-for", "/x/k=s")
+    assert outside.code == 2, outside.both  # QA2 F8: it failed only once the import had started
+    assert "'/x/k' is not under the stack's HashKeyParameterPath" in outside.err
     assert not (tmp_path / "out").exists()  # refused before anything was sent
 
     ran = cli("run", "a.csv", "--config", "job.json", "--no-progress", "--hash-key-for", f"{name}=s3cret")
