@@ -828,3 +828,17 @@ def test_a_pipe_delimited_unload_is_split_on_pipes() -> None:
 def test_an_orc_file_is_refused_with_what_it_is() -> None:
     with pytest.raises(FileFormatError, match="an ORC file"):
         list(open_records(io.BytesIO(b"ORC\x0a\x0b" + bytes(200)), "userdata1_orc"))
+
+
+@pytest.mark.parametrize("escape", [b"\\ud800", b"\\udfff", b"\\ude00\\ud83d", b"ab\\udc00"])
+def test_a_lone_surrogate_in_a_json_array_is_not_sent_changed(escape: bytes) -> None:
+    """QA2 F10: yajl read a lone surrogate escape as "?", and the record was sent changed with an
+    OK verdict; NDJSON rejects such a line. The elements before it are read, then the file stops
+    with a reason naming the cause."""
+    good = b'{"userId": "g", "event": "E", "note": "\\ud83d\\ude00 and \\\\ud800"}'
+    bad = b'{"userId": "s", "event": "E", "v": "' + escape + b'"}'
+    recs = records(b"[" + good + b", " + good + b", " + bad + b", " + good + b"]", "export.json")
+    assert [r.fields["note"] for r in recs[:2]] == ["\U0001f600 and \\ud800"] * 2
+    assert (recs[2].number, recs[2].reason) == (3, "file_unreadable")
+    assert "lone UTF-16 surrogate" in recs[2].detail
+    assert len(recs) == 3

@@ -45,6 +45,20 @@ class _TooDeepError(Exception):
     """Raised into ijson by _SizeGuard before it reads data nested deeper than MAX_JSON_DEPTH."""
 
 
+class _LoneSurrogateError(Exception):
+    """Raised into ijson by _SizeGuard before it reads a lone UTF-16 surrogate escape, which
+    yajl would turn into "?" (text changed without a word; NDJSON rejects such a line)."""
+
+
+# `\ud800` not followed by a low surrogate escape, or a low one not after a high one; an odd
+# number of backslashes before the `u` (an escaped backslash and the text "ud800" is fine).
+_LONE_SURROGATE = re.compile(
+    rb"(?<!\\)(?:\\\\)*\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})(?<!\\)(?:\\\\)*\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+_HOLD_BACK = 12  # a surrogate pair's escapes, `\\ud83d\\ude00`: what one needs around it
+
+
 class _SizeGuard:
     """Refuses to feed ijson once more than `limit` bytes pass without an element ending,
     or data nested deeper than MAX_JSON_DEPTH.
@@ -55,7 +69,9 @@ class _SizeGuard:
     is checked on each buffer before ijson gets it.
     """
 
-    __slots__ = ("_depth", "_read", "_too_deep", "limit", "mark", "position")
+    __slots__ = (
+        "_carry", "_depth", "_lone_surrogate", "_pending", "_read", "_too_deep", "limit", "mark", "position",
+    )  # fmt: skip
 
     def __init__(self, read: Callable[[int], bytes], limit: int) -> None:
         self._read = read
@@ -64,13 +80,18 @@ class _SizeGuard:
         self.mark = 0
         self._depth = _DepthScanner()
         self._too_deep = False
+        self._lone_surrogate = False
+        self._carry = b""  # the last bytes ijson got, for the lookbehinds of _LONE_SURROGATE
+        self._pending = b""  # read, not yet given to ijson: an escape's pair may be in them
 
     def read(self, size: int) -> bytes:
         if self._too_deep:
             raise _TooDeepError
+        if self._lone_surrogate:
+            raise _LoneSurrogateError
         if self.position - self.mark > self.limit:
             raise _ElementTooLargeError
-        data = self._read(size)
+        data = self._held_back(self._read(size))
         before = self._depth.copy()
         if data and self._depth.deepest(data) > MAX_JSON_DEPTH:
             # ijson still gets the bytes before the bracket too many, so the elements that end
@@ -78,7 +99,37 @@ class _SizeGuard:
             data, self._too_deep = data[: _first_too_deep(before, data) - 1], True
             if not data:  # an empty read would tell ijson the file ended
                 raise _TooDeepError
+        data = self._before_lone_surrogate(data)
         self.position += len(data)
+        return data
+
+    def _held_back(self, data: bytes) -> bytes:
+        """`data` without its last `_HOLD_BACK` bytes, kept for the next read, so a surrogate
+        escape near its end is judged with what follows it before ijson reads it."""
+        if not data:  # the end: what was held back is the last piece
+            data, self._pending = self._pending, b""
+            return data
+        data = self._pending + data
+        while len(data) <= _HOLD_BACK and (more := self._read(_HOLD_BACK)):
+            data += more
+        if len(data) <= _HOLD_BACK:  # the end came while reading on
+            self._pending = b""
+            return data
+        data, self._pending = data[:-_HOLD_BACK], data[-_HOLD_BACK:]
+        return data
+
+    def _before_lone_surrogate(self, data: bytes) -> bytes:
+        """`data` up to a lone surrogate escape (ijson reads the elements before it; the next
+        read stops it)."""
+        scan, start = self._carry + data + self._pending, len(self._carry)
+        found = _LONE_SURROGATE.search(scan, start) if b"\\u" in scan else None
+        if found is None or found.start() >= start + len(data):  # one in the held back: next read
+            self._carry = (self._carry + data)[-_HOLD_BACK:]
+            return data
+        self._lone_surrogate = True
+        data = data[: found.start() - start]
+        if not data:  # an empty read would tell ijson the file ended
+            raise _LoneSurrogateError
         return data
 
 
@@ -211,6 +262,13 @@ def json_array_records(
     except _TooDeepError:
         detail = f"JSON array element {count + 1} is nested deeper than {MAX_JSON_DEPTH} levels"
         yield unreadable(count + 1, detail + "; the rest cannot be read")
+    except _LoneSurrogateError:
+        detail = (
+            f"JSON array element {count + 1} holds a lone UTF-16 surrogate escape (such as \\ud800, "
+            "written by JavaScript for a string cut in the middle of a character): Segment cannot "
+            "carry it; fix or drop the text. The rest cannot be read"
+        )
+        yield unreadable(count + 1, detail)
     except DamagedError as exc:
         yield unreadable(count + 1, f"JSON array breaks after record {count}: {exc}")
     except (ijson.JSONError, UnicodeDecodeError) as exc:
