@@ -329,6 +329,7 @@ def redrive_summary(result: Any) -> str:
 
 
 def _check_job(arguments: argparse.Namespace) -> int:
+    from segment_importer.mapping.shaping import redacted
     from segment_importer_local.cli_run import parameter_overrides
     from segment_importer_local.job_targets import template_policy
     from segment_importer_local.template_config import StackTemplate
@@ -336,7 +337,8 @@ def _check_job(arguments: argparse.Namespace) -> int:
     template = StackTemplate.load(arguments.template)
     policy = template_policy(template, parameter_overrides(arguments.parameter, template))
     document = checked_job_document(arguments.job_file, policy)
-    print(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+    # A literal hash key is a secret: shown as the reports and the preview show it.
+    print(orjson.dumps(redacted(document), option=orjson.OPT_INDENT_2).decode())
     return 0
 
 

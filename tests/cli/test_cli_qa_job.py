@@ -118,3 +118,13 @@ def test_a_job_hashing_with_a_key_parameter_runs_locally_with_its_key(cli, tmp_p
     digest = hmac.new(b"s3cret", b"user_1", hashlib.sha256).hexdigest()
     assert digest in {message["userId"] for message in received}
     no_traceback(ran)
+
+
+def test_check_job_does_not_print_a_literal_hash_key(cli, tmp_path: Path) -> None:
+    """QA2 O5: check-job printed the job's literal `hash.key` in clear."""
+    job = {"hash": {"paths": ["traits.email"], "key": "LITERALKEY12345"}}
+    (tmp_path / "job.json").write_text(json.dumps(job), encoding="utf-8")
+    checked = cli("check-job", "job.json")
+    assert checked.code == 0, checked.both
+    assert "LITERALKEY12345" not in checked.both
+    assert '"key": "(redacted)"' in checked.out
