@@ -191,3 +191,19 @@ def test_a_jobs_event_makes_rows_of_a_per_event_warehouse_table_track_calls() ->
         )
     identifies = MessageMapper(job, None, from_csv=True, file_key="imports/identifies.csv").map(1, dict(row))
     assert identifies["type"] == "identify"  # the table's name still says what its rows are
+
+
+@pytest.mark.parametrize("from_csv", [False, True])
+def test_an_integrations_setting_that_is_not_true_false_or_an_object_is_rejected(from_csv: bool) -> None:
+    """QA2 O6: a column mapped to `integrations.All` holding text was sent; Segment takes any
+    text as on, so the history went to every destination."""
+    record = {"type": "track", "userId": "u1", "event": "E", "timestamp": TS}
+    nested = {**record, "integrations": {"All": "hacked"}}
+    fields = {**record, "integrations.All": "hacked"} if from_csv else nested
+    with pytest.raises(Reject, match="true, false or an object"):
+        MessageMapper(JobOptions(), "f:1", from_csv=from_csv).map(1, fields)
+    fine = {**record, "integrations": {"All": False, "Mixpanel": {"apiSecret": "x"}}}
+    assert (
+        MessageMapper(JobOptions(), "f:1", from_csv=False).map(1, fine)["integrations"]
+        == fine["integrations"]
+    )

@@ -288,6 +288,12 @@ def _check_objects(spec: dict[str, Any]) -> None:
         value = spec.get(key)
         if value is not None and not isinstance(value, dict):
             raise Reject(reasons.INVALID_FIELD, f"{key} must be an object, not {type(value).__name__}")
+    # Segment reads a destination's setting as true, false or an object (a text "false" is on).
+    settings = spec.get("integrations") or {}
+    if not all(isinstance(setting, bool | dict) for setting in settings.values()):
+        raise Reject(
+            reasons.INVALID_FIELD, "a destination's setting in integrations is not true, false or an object"
+        )
 
 
 def _as_id(value: Any, key: str) -> str | None:

@@ -123,6 +123,8 @@ class SegmentFastPath:
         self._add_context(message, call_type, get)
         integrations = get("integrations")
         if integrations:
+            if not all(type(setting) is bool or type(setting) is dict for setting in integrations.values()):
+                return None  # the general path rejects a setting that is not true, false or an object
             message["integrations"] = integrations
         if not self._add_timestamp(message, call_type, get):
             return None
