@@ -40,7 +40,7 @@ from segment_importer.mapping.record_input import (
 )
 from segment_importer.mapping.segment_fast import SegmentFastPath
 from segment_importer.mapping.timestamps import ImplausibleTimestampError, TimeReader, TimestampError
-from segment_importer.mapping.validation import ID_FIELDS, OBJECT_FIELDS
+from segment_importer.mapping.validation import ID_FIELDS, OBJECT_FIELDS, check_objects
 from segment_importer.track import reasons
 from segment_importer.track.reasons import Reject
 
@@ -194,7 +194,7 @@ class MessageMapper:
         call_type = spec.get("type")
         if type(call_type) is not str or call_type not in _CANONICAL_TYPES:
             call_type = _call_type(call_type, self._job.default_type)
-        _check_objects(spec)
+        check_objects(spec)
         message: dict[str, Any] = {"type": call_type}
         for key in _BUILD_KEYS[call_type]:
             value = spec.get(key)
@@ -281,19 +281,6 @@ def _call_type(value: Any, default: str) -> str:
     if call_type not in CALL_TYPES:
         raise Reject(reasons.UNKNOWN_TYPE, f"type is not one of {', '.join(CALL_TYPES)}")
     return call_type
-
-
-def _check_objects(spec: dict[str, Any]) -> None:
-    for key in _OBJECT_KEYS:
-        value = spec.get(key)
-        if value is not None and not isinstance(value, dict):
-            raise Reject(reasons.INVALID_FIELD, f"{key} must be an object, not {type(value).__name__}")
-    # Segment reads a destination's setting as true, false or an object (a text "false" is on).
-    settings = spec.get("integrations") or {}
-    if not all(isinstance(setting, bool | dict) for setting in settings.values()):
-        raise Reject(
-            reasons.INVALID_FIELD, "a destination's setting in integrations is not true, false or an object"
-        )
 
 
 def _as_id(value: Any, key: str) -> str | None:

@@ -48,11 +48,24 @@ def check_kinds(message: dict[str, Any]) -> None:
     for field in (ID_FIELDS | TEXT_FIELDS).intersection(message):
         if not isinstance(message[field], str):
             raise Reject(reasons.INVALID_FIELD, f"{field} must be text, not {type(message[field]).__name__}")
+    check_objects(message)
     context = message.get("context") or {}
-    for field, value in (
-        *((field, message.get(field)) for field in OBJECT_FIELDS),
-        *((f"context.{name}", context.get(name)) for name in CONTEXT_OBJECTS if isinstance(context, dict)),
-    ):
+    for name in CONTEXT_OBJECTS:
+        value = context.get(name)
+        if value is not None and not isinstance(value, dict):
+            raise Reject(
+                reasons.INVALID_FIELD, f"context.{name} must be an object, not {type(value).__name__}"
+            )
+    timestamp = message.get("timestamp")
+    if timestamp is not None and not (isinstance(timestamp, str) and _SEGMENT_TIME.fullmatch(timestamp)):
+        raise Reject(reasons.INVALID_TIMESTAMP, "timestamp is not an ISO 8601 time")
+
+
+def check_objects(message: dict[str, Any]) -> None:
+    """The object fields are objects, and a destination's setting is true, false or an object
+    (Segment takes a text "false" as on)."""
+    for field in OBJECT_FIELDS:
+        value = message.get(field)
         if value is not None and not isinstance(value, dict):
             raise Reject(reasons.INVALID_FIELD, f"{field} must be an object, not {type(value).__name__}")
     settings = message.get("integrations") or {}
@@ -60,9 +73,6 @@ def check_kinds(message: dict[str, Any]) -> None:
         raise Reject(
             reasons.INVALID_FIELD, "a destination's setting in integrations is not true, false or an object"
         )
-    timestamp = message.get("timestamp")
-    if timestamp is not None and not (isinstance(timestamp, str) and _SEGMENT_TIME.fullmatch(timestamp)):
-        raise Reject(reasons.INVALID_TIMESTAMP, "timestamp is not an ISO 8601 time")
 
 
 def check_fields(message: dict[str, Any]) -> None:
