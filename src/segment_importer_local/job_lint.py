@@ -109,7 +109,7 @@ def _integration_names(document: dict[str, Any]) -> list[tuple[str, str]]:
         names += [
             (f"set.{path}", path.split(".")[1])
             for path in shaping
-            if isinstance(path, str) and path.startswith("integrations.") and path.count(".") >= 1
+            if isinstance(path, str) and path.startswith("integrations.")
         ]
     return names
 
