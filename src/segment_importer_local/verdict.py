@@ -74,7 +74,7 @@ def of_run(result: RunResult, *, dry_run: bool) -> Verdict:
     filtered = sum(int(f.report.get("filtered") or 0) for f in files)
     if filtered:  # neither sent nor rejected: left out by the job's filters, or by a profile
         done += f" ({_left_out(files, filtered)})"
-    failed_files = sum(1 for f in files if f.report.get("error") or (f.ledger or {}).get("status") == FAILED)
+    failed_files = sum(1 for f in files if _import_failed(f))
     if failed_files:  # "of N records" counts what was read: a file that failed adds what it read, if any
         done += f"; {failed_files:,} file{'s' if failed_files != 1 else ''} failed (said above)"
     reasons = [line for outcome in files for line in _failures(outcome, result.destination, dry_run)]
@@ -137,6 +137,11 @@ def _queued(outcome: FileOutcome) -> int:
     if members:
         return sum(int(member.get("messages_queued") or 0) for member in members)
     return int(outcome.report.get("messages_queued", 0))
+
+
+def _import_failed(outcome: FileOutcome) -> bool:
+    """The file's import stopped for good: its report's error, or the ledger's FAILED."""
+    return bool(outcome.report.get("error")) or (outcome.ledger or {}).get("status") == FAILED
 
 
 def _dropped_by_endpoint(result: RunResult, dry_run: bool) -> list[str]:
@@ -230,7 +235,7 @@ def next_steps(result: RunResult, run_dir: Path, resume: str) -> list[str]:
             f"  send what was not delivered ({', '.join(f.key for f in undelivered[:3])}"
             f"{' ...' if len(undelivered) > 3 else ''}), once the host answers: {resume}"
         )
-    failed = [f for f in result.files if f.report.get("error") or (f.ledger or {}).get("status") == FAILED]
+    failed = [f for f in result.files if _import_failed(f)]
     if failed:
         steps.append(
             f"  an import failed: the reason is above and in {run_dir / FUNCTIONS_LOG}; fix it and run again"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from segment_importer.mapping.shaping import ShapingError
+from segment_importer.mapping.shaped_fields import ShapingError
 
 
 def ssm_parameter_reader(ssm: Any, prefix: str) -> Callable[[str], str]:

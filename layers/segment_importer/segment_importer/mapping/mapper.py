@@ -61,9 +61,7 @@ _COMMON_KEYS = (
     "type", "userId", "anonymousId", "context", "integrations", "timestamp", "originalTimestamp", "channel",
     "properties", "traits",
 )  # fmt: skip
-_ID_KEYS = ID_FIELDS
-_OBJECT_KEYS = OBJECT_FIELDS
-_OBJECT_KEY_SET = frozenset(_OBJECT_KEYS)
+_OBJECT_KEY_SET = frozenset(OBJECT_FIELDS)
 _TRAIT_TYPES = frozenset({"identify", "group"})
 _TIMED_TYPES = frozenset({"track", "page", "screen"})
 # Per call type, the record keys the mapper places itself; every other key is data.
@@ -198,7 +196,7 @@ class MessageMapper:
         message: dict[str, Any] = {"type": call_type}
         for key in _BUILD_KEYS[call_type]:
             value = spec.get(key)
-            if key in _ID_KEYS:
+            if key in ID_FIELDS:
                 value = value.strip() or None if type(value) is str else _as_id(value, key)
             if value is not None and value != "":
                 message[key] = value

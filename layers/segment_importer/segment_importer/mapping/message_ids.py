@@ -90,11 +90,11 @@ class SharedIds:
 
     def distinct(self, source_id: str, message: dict[str, Any]) -> str:
         fields = told_apart(message)
-        seen = self._seen.get(source_id)
+        key, seen = hash(fields), self._seen.get(source_id)
         if seen is None:
             if len(self._seen) < self._MAX_SEEN:
-                self._seen[source_id] = hash(fields)
-        elif seen != hash(fields):
+                self._seen[source_id] = key
+        elif seen != key:
             self.collisions += 1
         return f"{source_id}|{fields}"
 

@@ -23,15 +23,12 @@ from segment_importer.job import JobOptions, deep_merge
 from segment_importer.mapping.message_ids import MessageIds, SharedIds
 from segment_importer.mapping.profiles import AUTO, FALLBACK, SNAKE_CASE_ALIASES
 from segment_importer.mapping.profiles.context_paths import SOURCE_LIBRARY_KEY
-from segment_importer.mapping.profiles.segment import ARCHIVE_ONLY_FIELDS
 from segment_importer.mapping.profiles.spellings import lacks_fields
 from segment_importer.mapping.profiles.warehouse import WAREHOUSE_MARKERS, WAREHOUSE_ONLY_FIELDS
 from segment_importer.mapping.record_input import _ENVELOPES, _EVENT_FIELDS
 from segment_importer.mapping.timestamps import TimeReader, TimestampError
-from segment_importer.mapping.validation import REQUIRED_FIELDS
+from segment_importer.mapping.validation import ARCHIVE_ONLY_FIELDS, ID_FIELDS, OBJECT_FIELDS, REQUIRED_FIELDS
 
-_ID_KEYS = frozenset({"userId", "anonymousId", "groupId", "previousId"})
-_OBJECT_KEYS = ("properties", "traits", "context", "integrations")
 _TRAIT_TYPES = frozenset({"identify", "group"})
 _TIMED_TYPES = frozenset({"track", "page", "screen"})
 # Keys of the segment profile's `to_spec` rewrites: a record with one takes the general path.
@@ -112,7 +109,7 @@ class SegmentFastPath:
         if extras_keys is None:
             return None
         get = fields.get
-        for key in _OBJECT_KEYS:  # the general path rejects any other type
+        for key in OBJECT_FIELDS:  # the general path rejects any other type
             value = get(key)
             if value is not None and type(value) is not dict:
                 return None
@@ -172,7 +169,7 @@ class SegmentFastPath:
             value = get(key)
             if value is None:
                 continue
-            if key in _ID_KEYS:
+            if key in ID_FIELDS:
                 if type(value) is not str:
                     return None  # numbers become text there; booleans are rejected
                 value = value.strip()

@@ -16,12 +16,11 @@ from segment_importer.mapping.profiles.ga4 import GA4
 from segment_importer.mapping.profiles.heap import HEAP
 from segment_importer.mapping.profiles.mixpanel import MIXPANEL
 from segment_importer.mapping.profiles.posthog import POSTHOG
-from segment_importer.mapping.profiles.segment import ARCHIVE_ONLY_FIELDS, SEGMENT, SNAKE_CASE_ALIASES
+from segment_importer.mapping.profiles.segment import SEGMENT, SNAKE_CASE_ALIASES
 from segment_importer.mapping.profiles.snowplow import SNOWPLOW
 from segment_importer.mapping.profiles.spellings import canonical_field
 
 __all__ = [
-    "ARCHIVE_ONLY_FIELDS",
     "AUTO",
     "FALLBACK",
     "PROFILES",
