@@ -381,6 +381,8 @@ class _JsonLineFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = {"level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:  # why an invocation failed is what the line is for
+            line["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(line).decode()
 
 
@@ -441,9 +443,12 @@ def _split_while_delivering(
         except BaseException as exc:  # re-raised in the caller's thread
             failures.append(exc)
 
+    # Every variable the splitter's thread sets (its blocks restore them on leaving) is set
+    # here first, so leaving never removes one: a removal while the sender's thread iterates
+    # os.environ (botocore does, for proxies, on each client) is a KeyError in an invocation.
     both = {
         **(failures_function.environment if failures_function else {}),
-        **aws.function_environment("SplitterFunction"),
+        **splitter_settings(splitter_function, options),
         **aws.function_environment("SenderFunction"),
     }
     splitter = threading.Thread(target=split, name="local-splitter", daemon=True)
@@ -528,6 +533,12 @@ def _split_failures_function(aws: LocalStack) -> str | None:
     return aws.sqs_consumer(queue) if queue else None
 
 
+def splitter_settings(splitter: LocalFunction, options: RunOptions) -> dict[str, str]:
+    """The splitter's environment in a local run: the template's, and the run's DRY_RUN (not a
+    template variable)."""
+    return {**splitter.environment, "DRY_RUN": "true" if options.dry_run else "false"}
+
+
 class _LocalSplits:
     """Each file uploaded, its S3 event handed to the splitter as an asynchronous invocation,
     its later parts drained from the continuation queue, and what failed for good (the
@@ -542,7 +553,7 @@ class _LocalSplits:
         split_failures: LocalFunction | None = None,
     ) -> None:
         self._aws, self._options, self._progress, self._splitter = aws, options, progress, splitter
-        self._settings = {**splitter.environment, "DRY_RUN": "true" if options.dry_run else "false"}
+        self._settings = splitter_settings(splitter, options)
         continuation_url = aws.queue_urls["ContinuationQueue"]
         self._continued = SqsPoller(
             aws.sqs,

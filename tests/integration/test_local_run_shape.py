@@ -5,6 +5,9 @@ endpoint runs in a process of its own that keeps message ids, not messages."""
 from __future__ import annotations
 
 import json
+import os
+import sys
+import threading
 from pathlib import Path
 
 import orjson
@@ -82,3 +85,32 @@ def test_the_endpoint_process_dedupes_counts_and_writes_what_it_accepts(tmp_path
     assert endpoint.stats()["messages_accepted"] == 3  # the last figures, after it stopped
     lines = [orjson.loads(line) for line in received.read_bytes().splitlines()]
     assert sorted(line["messageId"] for line in lines) == ["m-0", "m-1", "m-2"]
+
+
+_UNSET_BY_THREAD: list[tuple[str, str]] = []  # (thread name, variable): the audit hook's record
+_AUDITING = threading.Event()
+
+
+def _record_unsetenv(event: str, args: tuple[object, ...]) -> None:
+    if event == "os.unsetenv" and _AUDITING.is_set():
+        key = args[0]
+        _UNSET_BY_THREAD.append((threading.current_thread().name, os.fsdecode(key)))  # type: ignore[arg-type]
+
+
+def test_the_splitter_thread_never_removes_a_variable_the_sender_thread_reads(tmp_path: Path) -> None:
+    """os.environ is the process's: while the sender thread iterates it (botocore does, for
+    proxies, on every client it makes), a variable removed by the splitter's thread raises
+    KeyError in the sender. That crashed an invocation under load, before it posted: a receive
+    was spent without a post (with MaxReceiveCount=2 a batch was dead-lettered after one).
+    Audit events record every unsetenv, deterministically, whatever the timing."""
+    export = tmp_path / "history.ndjson"
+    _write_events(export, 50)
+    sys.addaudithook(_record_unsetenv)  # cannot be removed: it records only while _AUDITING is set
+    _UNSET_BY_THREAD.clear()
+    _AUDITING.set()
+    try:
+        result = run_import(RunOptions([export], out_dir=tmp_path / "out", show_progress=False))
+    finally:
+        _AUDITING.clear()
+    assert result.ok
+    assert [entry for entry in _UNSET_BY_THREAD if entry[0] == "local-splitter"] == []
