@@ -16,6 +16,7 @@ import secrets
 import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, redirect_stdout
@@ -376,13 +377,17 @@ class _EchoToStderr:
         sys.stderr.flush()
 
 
-class _JsonLineFormatter(logging.Formatter):
+class JsonLineFormatter(logging.Formatter):
     """A library's log record as the functions' own lines are: one JSON object."""
 
     def format(self, record: logging.LogRecord) -> str:
         line = {"level": record.levelname, "logger": record.name, "message": record.getMessage()}
-        if record.exc_info:  # why an invocation failed is what the line is for
-            line["exception"] = self.formatException(record.exc_info)
+        if record.exc_info and record.exc_info[1] is not None:
+            # Where an invocation failed, and the exception's type: not its message, which
+            # may quote a record's values (no personal data in logs).
+            error = record.exc_info[1]
+            line["exception"] = type(error).__name__
+            line["traceback"] = "".join(traceback.format_tb(error.__traceback__))
         return orjson.dumps(line).decode()
 
 
@@ -392,7 +397,7 @@ def _library_logs_to(stream: Any) -> Iterator[None]:
     the run's functions.log, not the terminal."""
     handler = logging.StreamHandler(stream)
     handler.setLevel(logging.WARNING)
-    handler.setFormatter(_JsonLineFormatter())  # functions.log stays one JSON object a line
+    handler.setFormatter(JsonLineFormatter())  # functions.log stays one JSON object a line
     root = logging.getLogger()
     root.addHandler(handler)
     try:
