@@ -48,7 +48,7 @@ from segment_importer_local.endpoint_process import EndpointProcess
 from segment_importer_local.errors import Stopped
 from segment_importer_local.event_source import AsyncInvoker, QueueGate, SqsPoller, s3_put_event
 from segment_importer_local.inputs import InputFile, find_inputs
-from segment_importer_local.moto_tuning import transactions_backed_up_by_item
+from segment_importer_local.moto_tuning import tuned_moto
 from segment_importer_local.progress import PLAIN_EVERY_SECONDS, PipelineProgress, RetryLog, SplitProgressLog
 from segment_importer_local.resume import (
     BUCKET_COPY,
@@ -214,7 +214,7 @@ def run_import(options: RunOptions) -> RunResult:
         if sam is None:
             stack.enter_context(mock_aws())
             exports = stack.enter_context(DiskExports().serving())
-            stack.enter_context(transactions_backed_up_by_item())
+            stack.enter_context(tuned_moto())  # moto's memory and work per call bounded
         stack.enter_context(_owner_only_files())
         run_dir = options.out_dir / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
         run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
