@@ -152,3 +152,28 @@ def test_a_semicolon_spreadsheet_writes_decimals_with_a_comma(tmp_path: Path) ->
     assert by_user["u1"] == {"revenue": 12.5, "quantity": 2, "note": "mit Sahne, bitte", "code": "1.234,5"}
     assert by_user["u2"] == {"revenue": -0.75, "quantity": 1, "code": "007"}
     assert by_user["u3"] == {"revenue": "12,50"}  # a comma-separated file: the cell is text
+
+
+def test_an_id_repeated_with_other_properties_is_warned_of_as_merged(tmp_path: Path) -> None:
+    """QA3 Q1: two archive lines with one messageId, event, user and time, other properties.
+    They get one messageId (Segment's own dedupe merged them live too) and Segment keeps the
+    first; the run used to say nothing of it."""
+    line = {
+        "type": "track",
+        "messageId": "m-1",
+        "userId": "u1",
+        "event": "Bought",
+        "timestamp": "2021-03-04T05:06:07Z",
+    }
+    export = tmp_path / "seg.ndjson"
+    export.write_bytes(
+        orjson.dumps({**line, "properties": {"sku": "A"}})
+        + b"\n"
+        + orjson.dumps({**line, "properties": {"sku": "B"}})
+        + b"\n"
+    )
+    result = run_import(RunOptions([export], out_dir=tmp_path / "out", show_progress=False))
+    report = result.files[0].report
+    assert (report["message_id_merges"], report["message_id_collisions"]) == (1, 0)
+    assert any("Segment keeps only the first" in warning for warning in report["warnings"])
+    assert (result.endpoint_stats or {})["duplicates"] == 1

@@ -174,6 +174,12 @@ class MessageMapper:
         earlier record of this part already had with another event, user or time."""
         return self._shared_ids.collisions
 
+    @property
+    def id_merges(self) -> int:
+        """Records whose id an earlier record of this part already had with the same event,
+        user and time but other content: one messageId, so Segment keeps the first."""
+        return self._shared_ids.merged
+
     def _shape_input(self, fields: dict[str, Any]) -> dict[str, Any]:
         if not self._from_csv:
             try:

@@ -76,26 +76,32 @@ class SharedIds:
     so an id never rests on the source id alone. The same event exported twice (same id,
     event, user and time) keeps one id, for Segment to dedupe.
 
-    A repeat with other fields is counted for the report's warning, remembered per part up
-    to `_MAX_SEEN` ids (a hash of the fields, not their text). Counting only: the ids do not
-    depend on what was seen before.
+    Repeats are counted for the report's warnings, remembered per part up to `_MAX_SEEN` ids
+    (hashes, not text): `collisions`, with another event, user or time (told apart), and
+    `merged`, with the same event, user and time but other content (properties, traits,
+    context): those get one messageId, as the vendors' own dedupe would merge them, and
+    Segment keeps the first, so the user is told. Counting only: the ids do not depend on
+    what was seen before.
     """
 
-    __slots__ = ("_seen", "collisions")
+    __slots__ = ("_seen", "collisions", "merged")
     _MAX_SEEN = 250_000
 
     def __init__(self) -> None:
-        self._seen: dict[str, int] = {}
+        self._seen: dict[str, tuple[int, int]] = {}
         self.collisions = 0
+        self.merged = 0
 
     def distinct(self, source_id: str, message: dict[str, Any]) -> str:
         fields = told_apart(message)
-        key, seen = hash(fields), self._seen.get(source_id)
+        seen = self._seen.get(source_id)
         if seen is None:
             if len(self._seen) < self._MAX_SEEN:
-                self._seen[source_id] = key
-        elif seen != key:
+                self._seen[source_id] = (hash(fields), hash(record_content(message)))
+        elif seen[0] != hash(fields):
             self.collisions += 1
+        elif seen[1] != hash(record_content(message)):
+            self.merged += 1
         return f"{source_id}|{fields}"
 
 

@@ -120,7 +120,7 @@ def split_records(
         sink.flush()
     finally:  # on an error too: the counts say what reached the queue
         earlier.update(report, sink, rejects)
-    _warn_of_id_collisions(report, mapper.id_collisions)
+    _warn_of_id_collisions(report, mapper.id_collisions, mapper.id_merges)
     return stop
 
 
@@ -191,13 +191,21 @@ def _read_header(records: RecordStream, report: ImportReport, job: JobOptions) -
     return job
 
 
-def _warn_of_id_collisions(report: ImportReport, collisions: int) -> None:
+def _warn_of_id_collisions(report: ImportReport, collisions: int, merges: int) -> None:
     if collisions:
         report.message_id_collisions += collisions
         report.warnings.append(
             f"{collisions} records repeat an earlier record's event id (its messageId, insert id, uuid or "
             "event_id) with another event, user or time: their messageIds include those fields, so "
             "they are not merged"
+        )
+    if merges:
+        report.message_id_merges += merges
+        report.warnings.append(
+            f"{merges} records repeat an earlier record's event id, event, user and time with other "
+            "properties, traits or context: they get the same messageId, so Segment keeps only the "
+            "first (as the exporting tool's own dedupe would). If they are distinct events, map a "
+            "field that tells them apart to messageId in the job's `columns`"
         )
 
 

@@ -54,6 +54,9 @@ class ImportReport:
     members: list[dict[str, Any]] = field(default_factory=list)
     # Records whose declared messageId repeated with another event/user/time (not merged).
     message_id_collisions: int = 0
+    # Records whose declared messageId repeated with the same event/user/time but other
+    # content: one messageId, so Segment keeps the first (warned: they may be distinct).
+    message_id_merges: int = 0
     # What was tolerated and how (a repeated CSV column read as `name_2`): worth a look.
     warnings: list[str] = field(default_factory=list)
     started_at: str = field(default_factory=utc_now)
