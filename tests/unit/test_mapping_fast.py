@@ -98,6 +98,7 @@ CASES = [
     {**BASE, "id": "i1"},
     {**BASE, "user_id": "u2"},
     {**BASE, "rudderId": "r1", "channel": "web"},
+    {"type": "identify", "userId": "u1", "rudderId": "r1", "context": {"traits": {"a": 1}}, "timestamp": TS},
     {**BASE, "event_text": "Real Name"},
     {**BASE, "received_at": TS},
     {**BASE, "uuid_ts": TS, "loaded_at": TS, "context_library_name": "x"},

@@ -207,3 +207,57 @@ def test_an_integrations_setting_that_is_not_true_false_or_an_object_is_rejected
         MessageMapper(JobOptions(), "f:1", from_csv=False).map(1, fine)["integrations"]
         == fine["integrations"]
     )
+
+
+@pytest.mark.parametrize(
+    ("job", "record", "tag"),
+    [(JobOptions(), _archived, "segment"), (JobOptions(source="posthog"), _posthog, "posthog")],
+    ids=["segment-fast-path", "posthog-general-path"],
+)
+def test_an_export_id_repeated_with_other_properties_is_counted_as_merged(
+    job: JobOptions, record: Any, tag: str
+) -> None:
+    """Same id, event, user and time, other properties: one messageId (the tools' own dedupe
+    merges them too), so Segment keeps the first: counted for the report's warning (QA3 Q1:
+    it was silent). An exact repeat is not counted."""
+    mapper = MessageMapper(job, None, from_csv=False)
+    first, other, again = record("A"), {**record("A"), "properties": {"sku": "B"}}, record("A")
+    first["properties"] = again["properties"] = {"sku": "A"}
+    ids = [mapper.map(n, dict(r))["messageId"] for n, r in enumerate([first, other, again], 1)]
+    assert ids[0] == ids[1] == ids[2]
+    assert (mapper.id_merges, mapper.id_collisions) == (1, 0)
+
+
+def _rudder_identify(**extra: Any) -> dict[str, Any]:
+    """The shape of RudderStack's identify (rudderstack.com/docs/event-spec/standard-events/identify):
+    the traits in `context.traits` only."""
+    return {
+        "type": "identify",
+        "userId": "ana-1",
+        "anonymousId": "a-1",
+        "channel": "web",
+        "rudderId": "8f2e1d3c",
+        "request_ip": "203.0.113.7",
+        "context": {"traits": {"email": "ana@example.com", "plan": "pro"}, "locale": "en-US"},
+        "messageId": "rs-1",
+        "originalTimestamp": TS,
+        "sentAt": TS,
+        "receivedAt": TS,
+        "timestamp": TS,
+        **extra,
+    }
+
+
+def test_a_rudderstack_identify_carries_its_context_traits_as_traits() -> None:
+    """QA3 Q8: sent with no `traits`, the identify set no trait in Segment's profiles or in
+    the destinations that read an identify's traits."""
+    mapper = MessageMapper(JobOptions(), "f:1", from_csv=False)
+    message = mapper.map(1, _rudder_identify())
+    assert message["traits"] == {"email": "ana@example.com", "plan": "pro"}
+    assert message["context"]["traits"] == message["traits"]
+    assert message["traits"] is not message["context"]["traits"]  # a hash of traits.email alone
+    assert message["context"]["ip"] == "203.0.113.7"
+    own = mapper.map(2, _rudder_identify(traits={"plan": "free"}))
+    assert own["traits"] == {"plan": "free"}  # an identify's own traits are left as they are
+    track = mapper.map(3, {**_rudder_identify(), "type": "track", "event": "E"})
+    assert "traits" not in track  # a track call's context.traits stays where it belongs

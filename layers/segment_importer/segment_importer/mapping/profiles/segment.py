@@ -5,6 +5,7 @@ such as `userId,event,timestamp,properties.plan`. The fallback: it matches every
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from segment_importer.mapping.profiles.common import Profile, SpecRecord, tagged
@@ -75,7 +76,10 @@ def _warehouse_aliases(record: dict[str, Any]) -> dict[str, str]:
 
 
 def _from_rudderstack(record: dict[str, Any]) -> None:
-    """RudderStack's own top-level fields describe where the event came from: `context`."""
+    """RudderStack's own top-level fields describe where the event came from: `context`.
+    Its identify keeps the user's traits in `context.traits` only ("RudderStack stores the
+    traits as context.traits in the final event object", its identify spec); Segment's
+    identify carries them in `traits`, which is what profiles and destinations read."""
     context = record.setdefault("context", {})
     if not isinstance(context, dict):
         return  # left to validation
@@ -84,6 +88,11 @@ def _from_rudderstack(record: dict[str, Any]) -> None:
             value = record.pop(name)
             if value not in (None, ""):
                 nest(context, path, value)
+    call_type, traits = record.get("type"), context.get("traits")
+    is_identify = isinstance(call_type, str) and call_type.strip().lower() == "identify"
+    if is_identify and traits and isinstance(traits, dict) and not record.get("traits"):
+        # A copy: a job's hash or drop of `traits.email` must not change `context.traits` too.
+        record["traits"] = copy.deepcopy(traits)
 
 
 def matches(record: dict[str, Any]) -> bool:
