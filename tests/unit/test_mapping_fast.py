@@ -101,6 +101,7 @@ CASES = [
     {"type": "identify", "userId": "u1", "rudderId": "r1", "context": {"traits": {"a": 1}}, "timestamp": TS},
     {**BASE, "event_text": "Real Name"},
     {**BASE, "received_at": TS},
+    {"type": "track", "event": "E", "userId": "u1", "originalTimestamp": TS, "sentAt": TS, "receivedAt": TS},
     {**BASE, "uuid_ts": TS, "loaded_at": TS, "context_library_name": "x"},
     {"data": {**BASE}, "id": "1"},
     {"event": "E", "properties": {"distinct_id": "d", "time": 1614834367}},

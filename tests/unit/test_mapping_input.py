@@ -261,3 +261,41 @@ def test_a_rudderstack_identify_carries_its_context_traits_as_traits() -> None:
     assert own["traits"] == {"plan": "free"}  # an identify's own traits are left as they are
     track = mapper.map(3, {**_rudder_identify(), "type": "track", "event": "E"})
     assert "traits" not in track  # a track call's context.traits stays where it belongs
+
+
+def test_a_message_without_timestamp_gets_segments_clock_corrected_time() -> None:
+    """QA3 Q6: Segment stamps a message that has no `timestamp` with receivedAt - (sentAt -
+    originalTimestamp). Here the device's clock was an hour behind; the device's own time was
+    sent, and sentAt and receivedAt (dropped before sending) lost the correction."""
+    line = {
+        "type": "track",
+        "event": "E",
+        "userId": "u1",
+        "messageId": "m-1",
+        "originalTimestamp": "2021-03-04T05:06:07Z",
+        "sentAt": "2021-03-04T05:06:17Z",
+        "receivedAt": "2021-03-04T06:06:17Z",
+    }
+    mapper = MessageMapper(JobOptions(), "f:1", from_csv=False)
+    assert mapper.map(1, dict(line))["timestamp"] == "2021-03-04T06:06:07.000Z"
+    # Segment's own timestamp wins; without sentAt the device's time is all there is.
+    stamped = mapper.map(2, {**line, "timestamp": "2021-03-04T06:06:08Z"})
+    assert stamped["timestamp"] == "2021-03-04T06:06:08.000Z"
+    no_sent = {key: value for key, value in line.items() if key != "sentAt"}
+    assert mapper.map(3, no_sent)["timestamp"] == "2021-03-04T05:06:07.000Z"
+    unreadable = mapper.map(4, {**line, "sentAt": "soon"})
+    assert unreadable["timestamp"] == "2021-03-04T05:06:07.000Z"
+    assert "sentAt" not in unreadable
+    assert "receivedAt" not in unreadable
+    row = {
+        "id": "m-2",
+        "user_id": "u1",
+        "event": "e",
+        "event_text": "E",
+        "original_timestamp": "2021-03-04 05:06:07.000",
+        "sent_at": "2021-03-04 05:06:17.000",
+        "received_at": "2021-03-04 06:06:17.000",
+        "uuid_ts": "2021-03-04 06:06:20.000",
+    }
+    warehouse = MessageMapper(JobOptions(), "f:1", from_csv=True).map(5, row)
+    assert warehouse["timestamp"] == "2021-03-04T06:06:07.000Z"

@@ -223,6 +223,8 @@ class SegmentFastPath:
         """False when the general path must decide (a reject: missing or unreadable time)."""
         raw = get("timestamp")
         if raw is None or raw == "":
+            if get("sentAt") is not None and get("receivedAt") is not None:
+                return False  # the general path corrects the device's clock (profiles/segment.py)
             raw = get("originalTimestamp")
         if raw is None or raw == "":
             return not (self._require_timestamp and call_type in _TIMED_TYPES)

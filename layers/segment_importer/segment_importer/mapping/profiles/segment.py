@@ -16,6 +16,7 @@ from segment_importer.mapping.profiles.warehouse import (
     WAREHOUSE_ONLY_FIELDS,
     from_warehouse_columns,
 )
+from segment_importer.mapping.timestamps import TimestampError, format_timestamp, parse_timestamp
 from segment_importer.mapping.validation import ARCHIVE_ONLY_FIELDS
 
 # RudderStack's additions to Segment-spec lines (rudderstack.com/docs/event-spec/standard-events/
@@ -63,10 +64,31 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
     source_id = record.get("messageId")
     if "id" in record and (warehouse or "receivedAt" in record):  # warehouse rows: `id` is the messageId
         source_id = source_id or record.pop("id")
+    if record.get("timestamp") in (None, "") and "sentAt" in record and "receivedAt" in record:
+        corrected = _clock_corrected(record)
+        if corrected is not None:
+            record["timestamp"] = corrected
     if not _SEGMENT_DROPPED.isdisjoint(record):
         for name in _SEGMENT_DROPPED.intersection(record):
             del record[name]
     return record, tagged("segment", source_id)
+
+
+def _clock_corrected(record: dict[str, Any]) -> str | None:
+    """The time Segment gives a message that has none: `receivedAt - (sentAt -
+    originalTimestamp)`, the device's clock corrected by how far it was off when it sent
+    (segment-facts.md). An archive or warehouse row without `timestamp` still has the three;
+    `sentAt` and `receivedAt` are dropped before sending, so this is the last chance to use
+    them. None when one is missing or unreadable: the device's time is used as it is."""
+    try:
+        original = parse_timestamp(record["originalTimestamp"])
+        sent, received = parse_timestamp(record["sentAt"]), parse_timestamp(record["receivedAt"])
+    except (KeyError, TimestampError):
+        return None
+    try:
+        return format_timestamp(received - (sent - original))
+    except OverflowError:  # a clock decades off: left to the plausibility check of the original
+        return None
 
 
 def _warehouse_aliases(record: dict[str, Any]) -> dict[str, str]:
