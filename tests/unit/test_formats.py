@@ -396,6 +396,26 @@ def test_single_line_wrapper_is_read_as_its_array() -> None:
     ]
 
 
+def test_a_document_whose_records_are_one_a_line_is_read_as_its_array() -> None:
+    """QA3 Q5: PostHog's events API page, `{"next": ..., "results": [` then one event a line,
+    each but the last ending in a comma. The last line (no comma) looked like NDJSON's
+    complete object after a broken first line: 5 of 6 "records" were rejected."""
+    for opening in (b'{"next": "https://app.posthog.com/api/x", "results": [', b'{"results": ['):
+        data = opening + b'\n{"event": "A", "n": 1},\n{"event": "B", "n": 2},\n{"event": "C", "n": 3}\n]}\n'
+        assert summary(records(data, "events.json")) == [
+            (1, {"event": "A", "n": 1}),
+            (2, {"event": "B", "n": 2}),
+            (3, {"event": "C", "n": 3}),
+        ]
+    # NDJSON with a broken first line is still NDJSON: one reject, the rest read.
+    broken = b'{"event": "A", "n": \n{"event": "B", "n": 2}\n{"event": "C", "n": 3}\n'
+    assert [number for number, _ in summary(records(broken, "events.ndjson"))] == [1, 2, 3]
+    assert summary(records(broken, "events.ndjson"))[1:] == [
+        (2, {"event": "B", "n": 2}),
+        (3, {"event": "C", "n": 3}),
+    ]
+
+
 # --- CSV ----------------------------------------------------------------------------------
 
 

@@ -169,7 +169,10 @@ def detect(head: bytes, hint: str | None) -> tuple[Format, str | None]:
     if first is not None:
         key = _wrapper_key(first) if not rest.strip() else None  # one line: a wrapper object?
         return (Format.JSON_ARRAY, key) if key else (Format.NDJSON, None)
-    if _later_line_is_an_object(rest):
+    # `{"results": [` opens a document's array on its first line; its records may then be
+    # one a line, the last without a comma, which is not NDJSON's broken first line.
+    opens_an_array = first_line.rstrip()[-1:] == b"["
+    if not opens_an_array and _later_line_is_an_object(rest):
         return Format.NDJSON, None
     keys = _document_array_keys(content[:_SCAN_BYTES])
     if not keys and first_line.strip() != b"{":
