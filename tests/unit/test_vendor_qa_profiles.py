@@ -171,3 +171,27 @@ def test_brotli_files_are_refused_not_read_as_text(key: str) -> None:
         open_records(io.BytesIO(data), key)
     with pytest.raises(FileFormatError, match="brotli -d"):
         plain_shape(data, key)  # the splitter's look at the head refuses it too
+
+
+def test_a_ga4_page_view_carries_segments_page_properties() -> None:
+    """QA3 Q4: url, title, path and search in the page call's properties (Segment spec: page's
+    reserved properties, where destinations read them), as the other vendors' page calls have."""
+    row = {
+        "event_name": "page_view",
+        "event_timestamp": "1612069510766000",
+        "user_pseudo_id": "1026454.4271112504",
+        "event_params": [
+            {"key": "page_location", "value": {"string_value": "https://shop.example.com/Apparel?ref=nav"}},
+            {"key": "page_title", "value": {"string_value": "Apparel"}},
+        ],
+    }
+    message = _mapped(row)
+    assert message["type"] == "page"
+    page = {
+        "url": "https://shop.example.com/Apparel?ref=nav",
+        "title": "Apparel",
+        "path": "/Apparel",
+        "search": "?ref=nav",
+    }
+    assert {name: message["properties"][name] for name in page} == page
+    assert {name: message["context"]["page"][name] for name in page} == page
