@@ -195,3 +195,23 @@ def test_a_ga4_page_view_carries_segments_page_properties() -> None:
     }
     assert {name: message["properties"][name] for name in page} == page
     assert {name: message["context"]["page"][name] for name in page} == page
+
+
+def test_amplitude_identify_operations_set_the_traits_they_set() -> None:
+    """QA3 Q7: `user_properties: {"$set": {...}}` (the Identify API's shape) was sent as a
+    trait named `$set`. `$setOnce` is applied first, `$set` over it; `$add` has no Segment
+    equivalent and is kept as it is, not dropped."""
+    record = {
+        "event_type": "$identify",
+        "user_id": "u1",
+        "event_time": "2021-03-04 05:06:07.123000",
+        "user_properties": {
+            "$setOnce": {"first_seen": "2021-01-01", "plan": "trial"},
+            "$set": {"plan": "free"},
+            "$add": {"logins": 1},
+        },
+    }
+    message = _mapped(record)
+    assert message["traits"] == {"first_seen": "2021-01-01", "plan": "free", "$add": {"logins": 1}}
+    flat = _mapped({**record, "user_properties": {"plan": "pro"}})
+    assert flat["traits"] == {"plan": "pro"}

@@ -96,6 +96,8 @@ _NOT_EXTRAS = _READ | INTERNALS
 # Browser SDK 2 page-view autocapture (amplitude.com/docs/sdks/analytics/browser/browser-sdk-2,
 # "Track page views"): a Segment page call; its `[Amplitude] Page *` properties -> page fields.
 PAGE_VIEWED = "[Amplitude] Page Viewed"
+# Identify API operations that set properties, applied in this order (later wins).
+_SET_OPERATIONS = ("$setOnce", "$set")
 _PAGE_LOCATION = "[Amplitude] Page Location"  # location.href, query included: Segment's page.url
 _PAGE_FIELDS = {
     "[Amplitude] Page URL": "url",  # href without the query: the url when there is no Location
@@ -122,7 +124,7 @@ def matches(record: dict[str, Any]) -> bool:
 
 def to_spec(record: dict[str, Any]) -> SpecRecord:
     event_type = record.get("event_type")
-    user_properties = record.get("user_properties") or {}
+    user_properties = _set_properties(record.get("user_properties") or {})
     spec: dict[str, Any] = {
         "userId": text(record.get("user_id")),
         "anonymousId": text(record.get("device_id")),
@@ -161,6 +163,24 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
             continue
         spec[name] = record[name]  # data the profile has no place for: extras, in the record's order
     return without_none(spec), tagged(NAME, _source_id(record))
+
+
+def _set_properties(user_properties: Any) -> Any:
+    """`{"$set": {...}, "$setOnce": {...}}`, as Amplitude's Identify API takes them (logged by
+    proxies, kept by teams that archived what they sent), as the properties they set:
+    `$setOnce` first, `$set` over it, plain keys over both. Other operations (`$unset`,
+    `$add`, `$append`, ...) have no Segment equivalent and stay as they are, not dropped."""
+    if not isinstance(user_properties, dict) or not any(name in user_properties for name in _SET_OPERATIONS):
+        return user_properties  # the Export API's flat current properties: most records
+    flat = dict(user_properties)
+    merged: dict[str, Any] = {}
+    for operation in _SET_OPERATIONS:  # in order: $setOnce, then $set
+        values = flat.get(operation)
+        if isinstance(values, dict):
+            del flat[operation]
+            merged.update(values)
+    merged.update(flat)
+    return merged
 
 
 def _as_page(spec: dict[str, Any], properties: dict[str, Any], context: dict[str, Any]) -> None:
