@@ -241,8 +241,13 @@ def _imports_reader(arguments: argparse.Namespace) -> Callable[[], list[dict[str
             return status_module.ledger_reader(aws_client("dynamodb", arguments), table, arguments.prefix)
     try:
         run_dir = status_module.local_run_dir(arguments.out, arguments.local)
+    except FileNotFoundError as error:
+        raise CliError(str(error)) from None
+    try:
         status_module.read_snapshot(run_dir)
     except FileNotFoundError as error:
+        if run_dir.is_dir() and _stopped(run_dir):  # stopped while its stack was being made
+            return list  # nothing in its ledger yet; `status` says it stopped and how to resume
         raise CliError(str(error)) from None
     return status_module.snapshot_reader(run_dir, arguments.prefix)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 import signal
 import subprocess
@@ -47,7 +48,13 @@ class EndpointProcess:
         self._process = subprocess.Popen(  # noqa: S603
             self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
-        self.url = self._ask(self._write_key + "\n" + json.dumps(self._other_write_keys))["url"]
+        try:
+            self.url = self._ask(self._write_key + "\n" + json.dumps(self._other_write_keys))["url"]
+        except BaseException:  # Ctrl-C while it starts: no exit will stop it, so stop it here
+            self._process.kill()
+            self._process.wait(timeout=30)
+            self._process = None
+            raise
         return self
 
     def stats(self) -> dict[str, Any]:
@@ -113,18 +120,25 @@ def _report(endpoint: SegmentEndpoint) -> str:
 def main(argv: list[str]) -> int:
     logging.disable(logging.CRITICAL)  # request lines would hold nothing useful, and no records
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle: it stops us
-    write_key, output_path = sys.stdin.readline().strip(), (argv[0] if argv else None)
-    other_write_keys = json.loads(sys.stdin.readline())
+    write_key_line, other_keys_line = sys.stdin.readline(), sys.stdin.readline()
+    if not other_keys_line:  # the run stopped (Ctrl-C) before it told us what to serve
+        return 0
+    write_key, output_path = write_key_line.strip(), (argv[0] if argv else None)
+    other_write_keys = json.loads(other_keys_line)
     endpoint = SegmentEndpoint(
         write_key, output_path=output_path, keep_messages=False, other_write_keys=other_write_keys
     ).start()
-    print(json.dumps({"url": endpoint.url}), flush=True)
-    for line in sys.stdin:
-        if line.strip() != "stats":
-            break
+    try:
+        print(json.dumps({"url": endpoint.url}), flush=True)
+        for line in sys.stdin:
+            if line.strip() != "stats":
+                break
+            print(_report(endpoint), flush=True)
+        endpoint.stop()
         print(_report(endpoint), flush=True)
-    endpoint.stop()
-    print(_report(endpoint), flush=True)
+    except BrokenPipeError:  # the run stopped (Ctrl-C while it started us): no one to tell
+        endpoint.stop()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # exit's flush, quietly
     return 0
 
 

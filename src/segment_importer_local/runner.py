@@ -61,7 +61,7 @@ from segment_importer_local.resume import (
 )
 from segment_importer_local.run_state import FINISHED, FUNCTIONS_LOG, RUNNING, STOPPED, write_state
 from segment_importer_local.segment_endpoint import FaultPlan, SegmentEndpoint
-from segment_importer_local.snapshots import LedgerSnapshots
+from segment_importer_local.snapshots import LedgerSnapshots, point_to_latest
 from segment_importer_local.stack import LocalFunction, LocalStack, environment, one_moto_request_at_a_time
 from segment_importer_local.status import with_archive_totals
 from segment_importer_local.template_config import StackTemplate
@@ -218,8 +218,10 @@ def run_import(options: RunOptions) -> RunResult:
         stack.enter_context(_owner_only_files())
         run_dir = options.out_dir / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
         run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        stopping = stack.enter_context(_stop_recorded(run_dir))
         save_run(run_dir, options.to_saved())
         write_state(run_dir, RUNNING)
+        point_to_latest(options.out_dir, run_dir)
         delivered_log = DeliveredLog(run_dir, options.resumed or Delivered())
         stack.callback(delivered_log.close)
         endpoint, write_key, host, received = _destination(options, stack, run_dir)
@@ -239,16 +241,12 @@ def run_import(options: RunOptions) -> RunResult:
         else:
             local = LocalStack(template, overrides, enforce_iam=options.enforce_iam, exports=exports)
             aws = local.create(write_key, options.job_write_keys)
-        snapshots = LedgerSnapshots(_ledger(aws), run_dir, options.out_dir)
+        snapshots = stopping.snapshots = LedgerSnapshots(_ledger(aws), run_dir)
         progress = stack.enter_context(
             PipelineProgress(enabled=options.show_progress, plain_every=options.progress_every)
         )
         result = RunResult([], destination=host or "Segment", received_path=received, run_dir=str(run_dir))
-        try:
-            _run_phases(options, aws, inputs, progress, result, snapshots, delivered_log, sam is not None)
-        except BaseException as error:  # Ctrl-C, SIGTERM, SIGHUP or a failure: say so for `status`
-            _record_stop(run_dir, snapshots, error)
-            raise
+        _run_phases(options, aws, inputs, progress, result, snapshots, delivered_log, sam is not None)
         if endpoint:
             result.endpoint_stats = endpoint.stats()
         result.bucket_copy = str(_copy_bucket_out(aws, run_dir / BUCKET_COPY))
@@ -284,7 +282,24 @@ def _run_phases(
     _settle(aws, result.files, snapshots, delivered_log.batches)
 
 
-def _record_stop(run_dir: Path, snapshots: LedgerSnapshots, error: BaseException) -> None:
+@dataclass
+class _StopRecord:
+    snapshots: LedgerSnapshots | None = None  # None until the stack is made
+
+
+@contextmanager
+def _stop_recorded(run_dir: Path) -> Iterator[_StopRecord]:
+    """Ctrl-C, SIGTERM, SIGHUP or a failure, from the run folder's first moment (making the
+    stack takes seconds): the state says so for `status`, and `run --resume` goes on."""
+    record = _StopRecord()
+    try:
+        yield record
+    except BaseException as error:
+        _record_stop(run_dir, record.snapshots, error)
+        raise
+
+
+def _record_stop(run_dir: Path, snapshots: LedgerSnapshots | None, error: BaseException) -> None:
     """The run's state `stopped`, with why, and a last ledger snapshot: `status` shows the
     counts at the stop and `run --resume` carries on from delivered.ndjson."""
     if isinstance(error, Stopped):
@@ -294,7 +309,8 @@ def _record_stop(run_dir: Path, snapshots: LedgerSnapshots, error: BaseException
     else:
         reason = f"failed: {type(error).__name__}"  # the message may quote a record: not kept here
     try:
-        snapshots.write()
+        if snapshots is not None:
+            snapshots.write()
     except Exception:  # the stop is what matters; the last periodic snapshot stays
         logging.getLogger(__name__).warning("could not write the last ledger snapshot", exc_info=True)
     write_state(run_dir, STOPPED, reason=reason)

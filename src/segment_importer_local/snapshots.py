@@ -23,12 +23,11 @@ LATEST_FILE = "LATEST"
 
 
 class LedgerSnapshots:
-    def __init__(self, ledger: Ledger, run_dir: Path, out_dir: Path) -> None:
+    def __init__(self, ledger: Ledger, run_dir: Path) -> None:
         self._ledger = ledger
         self._path = run_dir / LEDGER_FILE
         self._last = 0.0
         self._writing = threading.Lock()  # the splitter's thread and the sender's both write
-        (out_dir / LATEST_FILE).write_text(str(run_dir.resolve()), encoding="utf-8")
 
     def write(self, *, at_most_every: float = 0.0) -> list[dict[str, Any]]:
         """Write the ledger's imports now (unless written less than `at_most_every` s ago)."""
@@ -42,6 +41,12 @@ class LedgerSnapshots:
             partial.write_bytes(orjson.dumps({"written_at": time.time(), "imports": items}))
             os.replace(partial, self._path)  # readers never see a half-written file
             return items
+
+
+def point_to_latest(out_dir: Path, run_dir: Path) -> None:
+    """`status` and `rejects` read the latest run: this one, from its first moment (a run
+    stopped while its stack was still being made is one to resume too)."""
+    (out_dir / LATEST_FILE).write_text(str(run_dir.resolve()), encoding="utf-8")
 
 
 def latest_run_dir(out_dir: Path) -> Path | None:

@@ -11,6 +11,7 @@ import select
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -285,3 +286,39 @@ def test_rejects_to_an_output_that_cannot_be_written_is_one_line(cli, tmp_path: 
     assert done.code == 2, done.both
     no_traceback(done)
     assert done.err == "error: --output afile/rejects.ndjson: cannot write it (Not a directory)\n"
+
+
+def test_a_run_stopped_while_its_stack_is_made_is_one_status_shows_and_resume_continues(
+    cli, tmp_path: Path
+) -> None:
+    """QA3 Q3: Ctrl-C in the first seconds named the run folder to resume, but `status` said
+    "no local run found" (LATEST was written only once the stack was made). The signal goes
+    as soon as the run's folder has its state: making the stack (the endpoint's process, the
+    queues, tables and keys) takes far longer than this test's polling step."""
+    signups(tmp_path / "big.csv", 200)
+    process = start_cli(["run", "big.csv", "--no-progress"], tmp_path)
+    try:
+        while not list((tmp_path / "out").glob("*/state.json")):
+            if process.poll() is not None:
+                break
+            time.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, err
+    no_traceback_in(err)
+    run_dir = next((tmp_path / "out").glob("*/state.json")).parent
+    assert json.loads((run_dir / "state.json").read_text())["state"] == "stopped"
+
+    status = cli("status")
+    assert status.code == 0, status.both
+    said = " ".join(status.out.split())
+    assert "did not finish (interrupted (Ctrl-C))" in said
+    assert f"Resume it with: segment-importer run --resume {run_dir}" in said
+
+    resumed = cli("run", "--resume", str(run_dir), "--no-progress")
+    assert resumed.code == 0, resumed.both
+    assert "OK: sent 200 of 200 records" in resumed.out
