@@ -1,0 +1,63 @@
+"""QA2's open findings, through the real CLI: what `check-job` and `run` said, and what reached
+the endpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import no_traceback, write_csv
+
+COLLIDING = "userId,event,timestamp,a,b"
+
+
+def received(tmp_path: Path) -> list[dict]:
+    """Every message the embedded endpoint accepted in the runs under tmp_path/out."""
+    return [
+        json.loads(line)
+        for path in sorted((tmp_path / "out").glob("*/received.ndjson"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+    ]
+
+
+@pytest.mark.parametrize(
+    ("columns", "kept"),
+    [({"a": "userId"}, "userId"), ({"a": "properties.b"}, "b")],
+)
+@pytest.mark.parametrize("spans", [False, True])
+def test_a_rename_onto_a_column_that_keeps_its_name_refuses_the_file(
+    cli, tmp_path: Path, columns: dict[str, str], kept: str, spans: bool
+) -> None:
+    """QA2 O3: run said OK and sent `userId: "AVAL"`: the file's own userId (or column b) was
+    lost without a word. Refused at the header, before any row, in byte ranges too."""
+    rows = [f"u{i},E,2021-03-04T05:06:07Z,AVAL{i},BVAL{i}" for i in range(2000 if spans else 1)]
+    write_csv(tmp_path / "ov.csv", COLLIDING, rows)
+    (tmp_path / "job.json").write_text(json.dumps({"columns": columns}), encoding="utf-8")
+    split = ["--parameter", "ParallelSplitBytes=8192", "--verbose"] if spans else []
+
+    ran = cli("run", "ov.csv", "--config", "job.json", "--no-progress", *split)
+
+    assert ran.code == 1, ran.both
+    said = " ".join(ran.both.split())
+    target = columns["a"]
+    assert f"columns: 'a' is mapped to '{target}', which '{kept}' (not mapped" in said, said
+    assert said.count("columns: 'a' is mapped") == 1, said
+    assert "file to split in byte ranges" not in said  # refused once, not by each span
+    assert "NOT OK: sent 0 of 0 records" in said
+    assert received(tmp_path) == []
+    no_traceback(ran)
+
+
+def test_mapping_the_kept_column_too_sends_both_values(cli, tmp_path: Path) -> None:
+    write_csv(tmp_path / "ov.csv", COLLIDING, ["u1,E,2021-03-04T05:06:07Z,AVAL,BVAL"])
+    job = {"columns": {"a": "userId", "userId": "properties.crm_id"}}
+    (tmp_path / "job.json").write_text(json.dumps(job), encoding="utf-8")
+
+    ran = cli("run", "ov.csv", "--config", "job.json", "--no-progress")
+
+    assert ran.code == 0, ran.both
+    [message] = received(tmp_path)
+    assert message["userId"] == "AVAL"
+    assert message["properties"] == {"crm_id": "u1", "b": "BVAL"}
