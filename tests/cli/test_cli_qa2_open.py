@@ -61,3 +61,29 @@ def test_mapping_the_kept_column_too_sends_both_values(cli, tmp_path: Path) -> N
     [message] = received(tmp_path)
     assert message["userId"] == "AVAL"
     assert message["properties"] == {"crm_id": "u1", "b": "BVAL"}
+
+
+@pytest.mark.parametrize(
+    ("shaping", "says"),
+    [
+        ({"timestamp": "1970-01-01T00:00:00Z"}, "outside the plausible range 1990-01-01 to 2100-01-01"),
+        ({"timestamp": 1614834367}, "an epoch number is not taken"),
+        ({"originalTimestamp": "garbage"}, "'originalTimestamp' must be set to an ISO 8601 time"),
+    ],
+)
+def test_check_job_and_run_refuse_a_set_time_segment_would_misfile(
+    cli, tmp_path: Path, shaping, says
+) -> None:
+    """QA2 O1, O2: check-job passed these and run sent every message stamped 1970 (or kept an
+    epoch number's `set` without a word)."""
+    (tmp_path / "job.json").write_text(json.dumps({"set": shaping}), encoding="utf-8")
+    write_csv(tmp_path / "a.csv", "userId,event,timestamp", ["u1,E,2021-03-04T05:06:07Z"])
+
+    checked = cli("check-job", "job.json")
+    ran = cli("run", "a.csv", "--config", "job.json", "--no-progress")
+
+    for completed in (checked, ran):
+        assert completed.code == 2, completed.both
+        assert says in " ".join(completed.err.split())
+        no_traceback(completed)
+    assert not (tmp_path / "out").exists()

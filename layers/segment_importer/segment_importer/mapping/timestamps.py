@@ -50,6 +50,13 @@ def parse_timestamp(value: Any) -> datetime:
     raise TimestampError(f"unsupported time value of type {type(value).__name__}")
 
 
+def parse_iso_timestamp(value: Any) -> datetime:
+    """An ISO 8601 time only, never an epoch number (what a job writes itself), or TimestampError."""
+    if not isinstance(value, str) or _looks_numeric(value.strip()):
+        raise TimestampError("not an ISO 8601 time")
+    return _from_iso(value.strip())
+
+
 def parse_with_format(text: str, time_format: str) -> datetime:
     """A time in the job's `timestampFormat` (strptime syntax); without an offset, UTC."""
     try:
