@@ -842,3 +842,25 @@ def test_a_lone_surrogate_in_a_json_array_is_not_sent_changed(escape: bytes) -> 
     assert (recs[2].number, recs[2].reason) == (3, "file_unreadable")
     assert "lone UTF-16 surrogate" in recs[2].detail
     assert len(recs) == 3
+
+
+@pytest.mark.parametrize("value", [b"NaN", b"Infinity", b"-Infinity", b"[1, NaN]", b'{"x": Infinity}'])
+def test_nan_or_infinity_in_a_json_array_is_named_with_its_element(value: bytes) -> None:
+    """QA2 O9: the reject said only "lexical error: invalid char in json text" (NDJSON names
+    NaN and Infinity). yajl cannot resume: the rest of the file is said to be lost."""
+    good = b'{"userId": "g", "event": "E", "note": "NaN and Infinity in text are data"}'
+    bad = b'{"userId": "n", "event": "E", "v": ' + value + b"}"
+    recs = records(b"[" + good + b", " + bad + b", " + good + b"]", "export.json")
+    assert recs[0].fields["note"] == "NaN and Infinity in text are data"
+    assert (recs[1].number, recs[1].reason) == (2, "file_unreadable")
+    assert recs[1].detail.startswith(
+        "JSON array element 2 holds NaN or Infinity (NaN and Infinity are not JSON"
+    )
+    assert "write null in their place" in recs[1].detail
+    assert "The rest cannot be read" in recs[1].detail
+    assert len(recs) == 2
+
+
+def test_other_breaks_in_a_json_array_are_not_called_nan() -> None:
+    recs = records(b'[{"userId": "g", "event": "E"}, {"userId": "n", "v": nan}]', "export.json")
+    assert recs[1].detail == "JSON array breaks after record 1: lexical error: invalid string in json text"

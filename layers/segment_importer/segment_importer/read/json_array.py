@@ -20,7 +20,15 @@ import orjson
 from segment_importer.read.batch_shared import SEGMENT_BATCH_KEY, read_shared_keys, with_shared
 from segment_importer.read.opening import CHUNK, Content
 from segment_importer.read.reader import Format, ReadOptions
-from segment_importer.read.records import DamagedError, RecordStream, SourceRecord, excerpt, unreadable
+from segment_importer.read.records import (
+    LONE_SURROGATE_CAUSE,
+    NOT_JSON_NUMBER_CAUSE,
+    DamagedError,
+    RecordStream,
+    SourceRecord,
+    excerpt,
+    unreadable,
+)
 from segment_importer.track import reasons
 
 try:  # the C backend is several times faster than the pure-Python one
@@ -34,6 +42,7 @@ IJSON_BUF = 1 << 16
 MAX_JSON_DEPTH = 1024
 _NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'"[]{}')  # every byte but these
 _OPEN_AS_2 = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
+_NOT_JSON_NUMBER = re.compile(r"(?<![A-Za-z0-9_])-?(?:NaN|Infinity)")
 _YAJL_MESSAGE = re.compile(r"(?:lexical|parse) error: [A-Za-z0-9 ,'()\[\]{}-]{1,80}")
 
 
@@ -263,16 +272,33 @@ def json_array_records(
         detail = f"JSON array element {count + 1} is nested deeper than {MAX_JSON_DEPTH} levels"
         yield unreadable(count + 1, detail + "; the rest cannot be read")
     except _LoneSurrogateError:
-        detail = (
-            f"JSON array element {count + 1} holds a lone UTF-16 surrogate escape (such as \\ud800, "
-            "written by JavaScript for a string cut in the middle of a character): Segment cannot "
-            "carry it; fix or drop the text. The rest cannot be read"
-        )
+        detail = f"JSON array element {count + 1} holds {LONE_SURROGATE_CAUSE}. The rest cannot be read"
         yield unreadable(count + 1, detail)
     except DamagedError as exc:
         yield unreadable(count + 1, f"JSON array breaks after record {count}: {exc}")
     except (ijson.JSONError, UnicodeDecodeError) as exc:
-        yield unreadable(count + 1, f"JSON array breaks after record {count}: {_json_problem(exc)}")
+        yield unreadable(count + 1, _broken_array(count, exc))
+
+
+def _broken_array(count: int, exc: Exception) -> str:
+    """Why the array breaks at element `count + 1`; NaN and Infinity named as NDJSON names them
+    (yajl says only "invalid char"). A JSON text cannot be resynchronised: the rest is lost."""
+    if _at_not_json_number(str(exc)):
+        return (
+            f"JSON array element {count + 1} holds NaN or Infinity ({NOT_JSON_NUMBER_CAUSE}). "
+            "The rest cannot be read"
+        )
+    return f"JSON array breaks after record {count}: {_json_problem(exc)}"
+
+
+def _at_not_json_number(message: str) -> bool:
+    """Whether yajl's error points at NaN, Infinity or -Infinity: its message shows the input
+    around the error with a caret under it (read here, never repeated in a detail)."""
+    lines = message.split("\n")
+    if not message.startswith("lexical error") or len(lines) < 3 or "^" not in lines[2]:
+        return False
+    at = lines[2].index("^")
+    return _NOT_JSON_NUMBER.search(lines[1][max(at - 2, 0) : at + 9]) is not None
 
 
 def _json_problem(exc: Exception) -> str:
