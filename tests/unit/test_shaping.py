@@ -340,3 +340,34 @@ def test_a_shaped_message_of_the_wrong_kind_is_rejected_not_sent() -> None:
         with pytest.raises(Reject):
             check_kinds({"type": "track", "userId": "u1", **message})
     check_kinds({"type": "track", "userId": "u1", "event": "E", "timestamp": "2021-03-04T05:06:07.000Z"})
+
+
+ALL_CALLS = [
+    {"type": "track", "userId": "u1", "event": "E", "timestamp": "2021-03-04T05:06:07Z"},
+    {"type": "identify", "userId": "u1", "traits": {"plan": "pro"}},
+    {"type": "page", "userId": "u1", "name": "Home", "timestamp": "2021-03-04T05:06:07Z"},
+    {"type": "screen", "userId": "u1", "name": "Home", "timestamp": "2021-03-04T05:06:07Z"},
+    {"type": "group", "userId": "u1", "groupId": "g1"},
+    {"type": "alias", "userId": "u1", "previousId": "p1"},
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "belongs"),
+    [
+        ("event", {"track"}),  # QA2 O12: identify, page, group, alias and screen got `event` too
+        ("name", {"page", "screen"}),
+        ("category", {"page", "screen"}),
+        ("groupId", {"group"}),
+        ("previousId", {"alias"}),
+    ],
+)
+def test_a_set_of_a_call_types_own_field_changes_only_those_calls(field: str, belongs: set[str]) -> None:
+    _, messages = shape(ALL_CALLS, {"set": {field: "X", "context.source": "crm"}})
+    assert len(messages) == len(ALL_CALLS)
+    with_field = {message["type"] for message in messages if message.get(field) == "X"}
+    assert with_field == belongs
+    assert all(message["context"]["source"] == "crm" for message in messages)  # the rest: every call
+    originals = {record["type"]: record.get(field) for record in ALL_CALLS}
+    others = [message for message in messages if message["type"] not in belongs]
+    assert all(message.get(field) == originals[message["type"]] for message in others)  # untouched

@@ -37,6 +37,15 @@ TIME_PATHS = frozenset({TIME_PATH, "originalTimestamp"})
 TEXT_PATHS = ID_FIELDS | TEXT_FIELDS
 OBJECT_PATHS = frozenset(OBJECT_FIELDS) | {f"context.{name}" for name in CONTEXT_OBJECTS}
 INTEGRATIONS = "integrations"
+# Fields of some call types only (Segment's spec: `event` is a track call's): a `set` of one
+# is applied to those calls alone, never added to the others (QA2 O12: identify got `event`).
+CALL_TYPE_FIELDS = {
+    "event": frozenset({"track"}),
+    "name": frozenset({"page", "screen"}),
+    "category": frozenset({"page", "screen"}),
+    "groupId": frozenset({"group"}),
+    "previousId": frozenset({"alias"}),
+}
 
 
 class ShapingError(JobOptionsError):

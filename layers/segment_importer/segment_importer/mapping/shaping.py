@@ -26,7 +26,7 @@ from jmespath.exceptions import JMESPathError
 
 from segment_importer.batch.encoding import EncodedMessage, encode_message
 from segment_importer.job import CALL_TYPES, JobOptions
-from segment_importer.mapping.shaped_fields import ShapingError, check_path, set_value
+from segment_importer.mapping.shaped_fields import CALL_TYPE_FIELDS, ShapingError, check_path, set_value
 from segment_importer.mapping.timestamps import TimestampError, format_timestamp, parse_timestamp
 from segment_importer.mapping.validation import check_fields, check_kinds, check_size
 
@@ -206,7 +206,9 @@ class Shaper:
         for path in self.rules.hash_paths:
             _replace(message, path, self._keyed_hash)
         for path, value in self.rules.set_values:
-            _set(message, path, value)
+            call_types = CALL_TYPE_FIELDS.get(path[0])
+            if call_types is None or message["type"] in call_types:
+                _set(message, path, value)
 
     def _keyed_hash(self, value: Any) -> str:
         text = value.encode() if isinstance(value, str) else orjson.dumps(value)
