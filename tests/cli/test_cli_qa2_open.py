@@ -87,3 +87,22 @@ def test_check_job_and_run_refuse_a_set_time_segment_would_misfile(
         assert says in " ".join(completed.err.split())
         no_traceback(completed)
     assert not (tmp_path / "out").exists()
+
+
+def test_run_warns_of_excel_day_numbers_a_widened_range_takes(cli, tmp_path: Path) -> None:
+    """QA2 O11: sent as 1970-01-01T12:17:41.395Z without a word; O10: a decimal comma's day number
+    was only "not an ISO 8601 time"."""
+    write_csv(tmp_path / "y.csv", "userId,event,timestamp", ["u1,E,44261.3958", "u2,E,2021-03-04T05:06:07Z"])
+    write_csv(tmp_path / "x.csv", "userId;event;timestamp", ["u1;E;44261,3958"])
+    (tmp_path / "job.json").write_text(json.dumps({"timestampRange": ["1970-01-01", "2100-01-01"]}))
+
+    ran = cli("run", "y.csv", "--config", "job.json", "--no-progress")
+    comma = cli("run", "x.csv", "--no-progress")
+    rejects = cli("rejects", "x.csv")
+
+    assert ran.code == 0, ran.both
+    assert "1 records have a time that looks like an Excel day number" in " ".join(ran.both.split())
+    assert comma.code == 1, comma.both
+    assert "invalid_timestamp" in rejects.out
+    assert "looks like an Excel day number (44261.4 is 2021-03-06T09:29:57.000Z)" in rejects.out
+    no_traceback(ran)

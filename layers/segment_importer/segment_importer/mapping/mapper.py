@@ -175,6 +175,12 @@ class MessageMapper:
         return isinstance(call_type, str) and call_type.strip().lower() in _TRAIT_TYPES
 
     @property
+    def excel_day_numbers(self) -> int:
+        """Times taken that look like Excel day numbers read as epoch seconds (only a
+        timestampRange widened to 1970 takes them)."""
+        return self._times.excel_day_numbers
+
+    @property
     def id_collisions(self) -> int:
         """Records whose id (the export's own, or a column the job maps to messageId) an
         earlier record of this part already had with another event, user or time."""

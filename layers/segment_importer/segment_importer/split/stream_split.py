@@ -121,6 +121,7 @@ def split_records(
     finally:  # on an error too: the counts say what reached the queue
         earlier.update(report, sink, rejects)
     _warn_of_id_collisions(report, mapper.id_collisions)
+    _warn_of_excel_day_numbers(report, mapper.excel_day_numbers)
     return stop
 
 
@@ -202,6 +203,17 @@ def _warn_of_id_collisions(report: ImportReport, collisions: int) -> None:
             f"{collisions} records repeat an earlier record's event id (its messageId, insert id, uuid or "
             "event_id) with another event, user or time: their messageIds include those fields, so "
             "they are not merged"
+        )
+
+
+def _warn_of_excel_day_numbers(report: ImportReport, count: int) -> None:
+    """QA2 O11: with timestampRange widened to 1970, a spreadsheet's unformatted dates went out
+    as 1970-01-01 without a word."""
+    if count:
+        report.warnings.append(
+            f"{count} records have a time that looks like an Excel day number (e.g. 44261.3958), read "
+            "as epoch seconds: 1970-01-01, taken only because timestampRange allows 1970; if it is a "
+            "spreadsheet's date column, format it as a date and export it again"
         )
 
 
