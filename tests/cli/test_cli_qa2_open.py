@@ -106,3 +106,44 @@ def test_run_warns_of_excel_day_numbers_a_widened_range_takes(cli, tmp_path: Pat
     assert "invalid_timestamp" in rejects.out
     assert "looks like an Excel day number (44261.4 is 2021-03-06T09:29:57.000Z)" in rejects.out
     no_traceback(ran)
+
+
+def test_run_names_a_sep_line_the_header_does_not_fit(cli, tmp_path: Path) -> None:
+    """QA2 O7: NOT OK with every row rejected missing_timestamp, the record one column named
+    "userId,event,timestamp", and nothing naming the `sep=` line."""
+    write_csv(tmp_path / "c.csv", "sep=;\nuserId,event,timestamp", ["u1,E1,2021-03-04T05:06:07Z"])
+
+    ran = cli("run", "c.csv", "--no-progress")
+
+    said = " ".join(ran.both.split())
+    assert ran.code == 1, ran.both
+    assert (
+        "the first line `sep=;` names a semicolon as the separator, but the header line is separated" in said
+    )
+    assert "missing_timestamp" not in said
+    no_traceback(ran)
+
+
+@pytest.mark.parametrize("first_line", ["sep=;;", "sep=; ", '"sep=;"'])
+def test_a_sep_line_variant_sends_the_same_messages_in_byte_ranges(
+    cli, tmp_path: Path, first_line: str
+) -> None:
+    """QA2 O8: read as the header. The sequential read and byte ranges agree on the new forms."""
+    rows = [f"u{i};E;2021-03-04T05:{i % 60:02d}:07Z;{'x' * 40}" for i in range(1500)]
+    write_csv(tmp_path / "s.csv", f"{first_line}\n\ufeffuserId;event;timestamp;note", rows)
+
+    whole = cli("run", "s.csv", "--no-progress", "--parameter", "ParallelSplitBytes=0")
+    ranged = cli("run", "s.csv", "--no-progress", "--parameter", "ParallelSplitBytes=8192", "--verbose")
+
+    for completed in (whole, ranged):
+        assert completed.code == 0, completed.both
+        assert "OK: sent 1,500 of 1,500 records" in " ".join(completed.both.split())
+    # A quoted line is never cut in byte ranges (the survey proves no line holds a quote).
+    assert ("file split in byte ranges" in ranged.both) is ('"' not in first_line)
+    runs = sorted((tmp_path / "out").glob("*/received.ndjson"))
+    ids = [sorted(json.loads(line)["messageId"] for line in run.read_text().splitlines()) for run in runs]
+    assert len(ids) == 2
+    assert ids[0] == ids[1]
+    assert {json.loads(line)["userId"] for line in runs[0].read_text().splitlines()} == {
+        f"u{i}" for i in range(1500)
+    }
