@@ -147,3 +147,20 @@ def test_a_sep_line_variant_sends_the_same_messages_in_byte_ranges(
     assert {json.loads(line)["userId"] for line in runs[0].read_text().splitlines()} == {
         f"u{i}" for i in range(1500)
     }
+
+
+def test_check_job_refuses_a_hash_key_parameter_outside_the_stacks_path(cli, tmp_path: Path) -> None:
+    """QA2 O4: check-job passed it; run refused it (and the import failed after starting)."""
+    job = {"hash": {"paths": ["traits.email"], "keyParameter": "/other/crm"}}
+    (tmp_path / "hk2.json").write_text(json.dumps(job), encoding="utf-8")
+
+    checked = cli("check-job", "hk2.json")
+    deployed = cli("check-job", "hk2.json", "--parameter", "HashKeyParameterPath=/other/")
+
+    assert checked.code == 2, checked.both
+    assert (
+        "hk2.json: hash.keyParameter '/other/crm' is not under the stack's HashKeyParameterPath "
+        "'/segment-importer/hash-keys/'"
+    ) in " ".join(checked.err.split())
+    assert deployed.code == 0, deployed.both  # a stack deployed with that path takes it
+    no_traceback(checked)
