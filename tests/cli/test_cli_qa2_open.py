@@ -164,3 +164,22 @@ def test_check_job_refuses_a_hash_key_parameter_outside_the_stacks_path(cli, tmp
     ) in " ".join(checked.err.split())
     assert deployed.code == 0, deployed.both  # a stack deployed with that path takes it
     no_traceback(checked)
+
+
+def test_a_nan_in_a_json_array_costs_only_its_record(cli, tmp_path: Path) -> None:
+    """QA2 O9: record 1 was sent, then `file_unreadable` "lexical error: invalid char in json
+    text", and the third record was never read (NOT OK)."""
+    good = '{"userId":"g%d","event":"E","timestamp":"2021-03-04T05:06:07Z"}'
+    bad = '{"userId":"n","event":"E","timestamp":"2021-03-04T05:06:07Z","v":NaN}'
+    (tmp_path / "a1.json").write_text(f"[{good % 1},{bad},{good % 3}]", encoding="utf-8")
+
+    ran = cli("run", "a1.json", "--no-progress")
+    rejects = cli("rejects", "a1.json")
+
+    said = " ".join(ran.both.split())
+    assert ran.code == 3, ran.both
+    assert "DONE WITH REJECTS: sent 2 of 3 records" in said
+    assert {message["userId"] for message in received(tmp_path)} == {"g1", "g3"}
+    assert '"number":2,"reason":"invalid_json"' in rejects.out
+    assert "NaN and Infinity are not JSON" in rejects.out
+    no_traceback(ran)
