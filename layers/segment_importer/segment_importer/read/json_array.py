@@ -64,7 +64,7 @@ class _BadTokenError(Exception):
 class _BadToken:
     """Where _SizeGuard stopped ijson: the cause, and what a read on needs to skip the element."""
 
-    cause: str  # LONE_SURROGATE_CAUSE or NOT_JSON_NUMBER_CAUSE
+    cause: str  # what the element holds, in words: _SURROGATE_HELD or _NUMBER_HELD
     tail: bytes  # the bytes from the token on, which ijson never got
     depth: int  # the nesting depth at the token (the top-level array's elements are at 1)
     in_string: bool
@@ -81,6 +81,8 @@ _HOLD_BACK = 12  # a surrogate pair's escapes, `\\ud83d\\ude00`: what one needs 
 # NaN, Infinity, -Infinity: outside strings (checked), the only letters JSON has are true,
 # false and null.
 _NOT_JSON_NUMBER_TOKEN = re.compile(rb"-?(?:NaN|Infinity)")
+_NUMBER_HELD = f"NaN or Infinity ({NOT_JSON_NUMBER_CAUSE})"
+_SURROGATE_HELD = LONE_SURROGATE_CAUSE
 _STRUCTURAL = re.compile(rb'[\\"\[\]{}]')
 
 
@@ -149,11 +151,11 @@ class _SizeGuard:
         scan, start = self._carry + data + self._pending, len(self._carry)
         end = start + len(data)  # one starting in the held back bytes: judged on the next read
         found = _LONE_SURROGATE.search(scan, start) if b"\\u" in scan else None
-        at, cause = (found.start(), LONE_SURROGATE_CAUSE) if found and found.start() < end else (end, "")
+        at, cause = (found.start(), _SURROGATE_HELD) if found and found.start() < end else (end, "")
         if b"NaN" in scan or b"Infinity" in scan:  # a token may run on into the held back bytes
             number = _not_json_number(scan[start:], before.copy())
             if number is not None and start + number.start() < at:
-                found, at, cause = number, start + number.start(), NOT_JSON_NUMBER_CAUSE
+                found, at, cause = number, start + number.start(), _NUMBER_HELD
         if not cause:
             self._carry = (self._carry + data)[-_HOLD_BACK:]
             return data
@@ -161,7 +163,7 @@ class _SizeGuard:
         cut = at - start
         state = before.copy()
         state.deepest(data[:cut])
-        length = found.end() - found.start() if cause is NOT_JSON_NUMBER_CAUSE else 0
+        length = found.end() - found.start() if cause is _NUMBER_HELD else 0
         self.bad = _BadToken(cause, data[cut:] + self._pending, state.depth, state.in_string, length)
         self._pending, data = b"", data[:cut]
         if not data:  # an empty read would tell ijson the file ended
