@@ -138,7 +138,7 @@ class TimeReader:
     `timestampFormat` (strptime) for dates that are not ISO 8601 or epoch numbers, and its
     `timestampRange` of plausible times (DEFAULT_PLAUSIBLE_RANGE unless the job widens it)."""
 
-    __slots__ = ("_earliest", "_format", "_latest", "_zone", "excel_day_numbers")
+    __slots__ = ("_earliest", "_format", "_latest", "_plain", "_zone", "excel_day_numbers")
 
     def __init__(
         self, timezone: str = "UTC", timestamp_format: str | None = None, plausible: Any = None
@@ -148,6 +148,8 @@ class TimeReader:
         earliest, latest = plausible or DEFAULT_PLAUSIBLE_RANGE
         self._earliest = format_timestamp(_from_iso(earliest))
         self._latest = format_timestamp(_from_iso(latest))
+        # From here to _latest a time needs no second look (one comparison, the hot path).
+        self._plain = max(self._earliest, _EXCEL_DAYS_AS_EPOCH_END)
         # Times taken that are Excel day numbers read as epoch seconds (1970-01-01): a range
         # widened to 1970 takes them; the caller warns of them.
         self.excel_day_numbers = 0
@@ -167,10 +169,12 @@ class TimeReader:
             raise TimestampError(_excel_hint(days)) from error
         # Segment's form sorts as time does (years 0001-9999): the range check is a string
         # comparison, not a second parse.
+        if self._plain <= text <= self._latest:
+            return text
         if not self._earliest <= text <= self._latest:
             raise ImplausibleTimestampError(_implausible(value, self._earliest, self._latest))
-        if text < _EXCEL_DAYS_AS_EPOCH_END and _excel_day_number(value) is not None:
-            self.excel_day_numbers += 1  # a range widened to 1970 lets it through: warned of
+        if _excel_day_number(value) is not None:  # before 1970-01-02, and the range takes it
+            self.excel_day_numbers += 1  # warned of by the caller
         return text
 
     def _parse(self, value: Any) -> datetime:
