@@ -340,18 +340,23 @@ def _check_job(arguments: argparse.Namespace) -> int:
     from segment_importer_local.template_config import StackTemplate
 
     template = StackTemplate.load(arguments.template)
-    policy = template_policy(template, parameter_overrides(arguments.parameter, template))
-    document = checked_job_document(arguments.job_file, policy)
+    overrides = parameter_overrides(arguments.parameter, template)
+    policy = template_policy(template, overrides)
+    hash_path = {**template.parameter_defaults(), **overrides}["HashKeyParameterPath"]
+    document = checked_job_document(arguments.job_file, policy, hash_path)
     # A literal hash key is a secret: shown as the reports and the preview show it.
     print(orjson.dumps(redacted(document), option=orjson.OPT_INDENT_2).decode())
     return 0
 
 
-def checked_job_document(path: Path, policy: TargetPolicy | None = None) -> dict[str, Any]:
+def checked_job_document(
+    path: Path, policy: TargetPolicy | None = None, hash_path: str | None = None
+) -> dict[str, Any]:
     """The job file's document, or a usage error listing every problem in it (with `policy`,
-    also a workspace the stack would not allow)."""
+    also a workspace the stack would not allow; with `hash_path`, a hash.keyParameter outside
+    the stack's HashKeyParameterPath)."""
     from segment_importer_local.job_lint import job_file_problems
-    from segment_importer_local.job_targets import policy_problems
+    from segment_importer_local.job_targets import hash_path_problems, policy_problems
 
     try:
         text = path.read_bytes()
@@ -360,6 +365,8 @@ def checked_job_document(path: Path, policy: TargetPolicy | None = None) -> dict
     try:
         document = parse_job_document(text, str(path))
         problems = policy_problems(document, policy, str(path)) if policy else []
+        if hash_path is not None:
+            problems += hash_path_problems(document, hash_path, str(path))
     except JobOptionsError as error:
         problems = error.problems
     problems = [*problems, *job_file_problems(text, str(path))]

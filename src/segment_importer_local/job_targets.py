@@ -75,10 +75,7 @@ def job_hash_keys(given: dict[str, str], job_files: list[Path], path: str) -> di
     (`path`), the only parameters the splitter may read."""
     named = named_hash_parameters(job_files)
     if outside := sorted(name for name in named if not name.startswith(path)):
-        raise usage_error(
-            f"a job file's hash.keyParameter {outside[0]!r} is not under the stack's "
-            f"HashKeyParameterPath {path!r}, the only parameters the splitter may read"
-        )
+        raise usage_error(f"a job file's {_outside_hash_path(outside[0], path)}")
     if unused := sorted(set(given) - named):
         raise usage_error(
             f"--hash-key-for names {', '.join(map(repr, unused))}, which no job file of this run "
@@ -90,6 +87,23 @@ def job_hash_keys(given: dict[str, str], job_files: list[Path], path: str) -> di
             f"have: give its key with --hash-key-for {missing[0]}=KEY"
         )
     return given
+
+
+def hash_path_problems(document: Mapping[str, object], path: str, origin: str) -> list[str]:
+    """A `hash.keyParameter` outside the stack's HashKeyParameterPath (`path`), for check-job
+    (QA2 O4: it passed, and the import failed after starting)."""
+    hashing = document.get("hash")
+    name = hashing.get("keyParameter") if isinstance(hashing, dict) else None
+    if isinstance(name, str) and not (path and name.startswith(path)):
+        return [f"{origin}: {_outside_hash_path(name, path)}"]
+    return []
+
+
+def _outside_hash_path(name: str, path: str) -> str:
+    return (
+        f"hash.keyParameter {name!r} is not under the stack's HashKeyParameterPath {path!r}, the "
+        "only parameters the splitter may read"
+    )
 
 
 def parse_write_keys_for(pairs: list[str], option: str = "--write-key-for") -> dict[str, str]:

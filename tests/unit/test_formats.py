@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import random
 import re
 import tracemalloc
 import zlib
@@ -853,12 +854,82 @@ def test_an_orc_file_is_refused_with_what_it_is() -> None:
 @pytest.mark.parametrize("escape", [b"\\ud800", b"\\udfff", b"\\ude00\\ud83d", b"ab\\udc00"])
 def test_a_lone_surrogate_in_a_json_array_is_not_sent_changed(escape: bytes) -> None:
     """QA2 F10: yajl read a lone surrogate escape as "?", and the record was sent changed with an
-    OK verdict; NDJSON rejects such a line. The elements before it are read, then the file stops
-    with a reason naming the cause."""
+    OK verdict; NDJSON rejects such a line. QA2 O9: then the file stopped there, and the elements
+    after it were lost. Now that element is rejected naming the cause, and the rest are read."""
     good = b'{"userId": "g", "event": "E", "note": "\\ud83d\\ude00 and \\\\ud800"}'
     bad = b'{"userId": "s", "event": "E", "v": "' + escape + b'"}'
     recs = records(b"[" + good + b", " + good + b", " + bad + b", " + good + b"]", "export.json")
     assert [r.fields["note"] for r in recs[:2]] == ["\U0001f600 and \\ud800"] * 2
-    assert (recs[2].number, recs[2].reason) == (3, "file_unreadable")
+    assert (recs[2].number, recs[2].reason) == (3, "invalid_json")
     assert "lone UTF-16 surrogate" in recs[2].detail
+    assert (recs[3].number, recs[3].fields) == (4, recs[0].fields)
+    assert len(recs) == 4
+
+
+@pytest.mark.parametrize("value", [b"NaN", b"Infinity", b"-Infinity", b"[1, NaN]", b'{"x": Infinity}'])
+def test_nan_or_infinity_in_a_json_array_rejects_that_element_and_the_rest_are_read(value: bytes) -> None:
+    """QA2 O9: the reject said only "lexical error: invalid char in json text" (NDJSON names
+    NaN and Infinity), and the elements after it were never read."""
+    good = b'{"userId": "g", "event": "E", "note": "NaN and Infinity in text are data"}'
+    bad = b'{"userId": "n", "event": "E", "v": ' + value + b"}"
+    recs = records(b"[" + good + b", " + bad + b", " + good + b"]", "export.json")
+    assert recs[0].fields["note"] == "NaN and Infinity in text are data"
+    assert (recs[1].number, recs[1].reason) == (2, "invalid_json")
+    assert recs[1].detail.startswith(
+        "JSON array element 2 is not valid JSON: it holds NaN or Infinity (NaN and"
+    )
+    assert "write null in their place" in recs[1].detail
+    assert (recs[2].number, recs[2].fields) == (3, recs[0].fields)
     assert len(recs) == 3
+
+
+def test_bad_elements_anywhere_in_json_arrays_cost_only_themselves() -> None:
+    """Elements holding NaN, Infinity or a lone surrogate escape, at any place in any buffer
+    of a top-level array or a document's array, beside look-alikes inside strings: each is
+    rejected as its own line of NDJSON would be (orjson is the reference), every other read."""
+    rng = random.Random(7)
+    bad_values = [
+        b"NaN",
+        b"Infinity",
+        b"-Infinity",
+        b'"\\ud800"',
+        b'"x\\udfff"',
+        b"[1, NaN]",
+        b'{"q": "\\ud83d"}',
+    ]
+    good_values = [
+        b'"NaN"',
+        b'"Infinity text"',
+        b'"\\\\ud800"',
+        b'"\\ud83d\\ude00"',
+        b'"]}\\"{["',
+        b"1.5",
+        b"null",
+    ]
+    for _ in range(60):
+        elements = [
+            b'{"i": %d, "pad": "%s", "v": %s}'
+            % (
+                i,
+                b"x" * rng.choice([0, 10, 3000, 40000]),
+                rng.choice(bad_values if rng.random() < 0.3 else good_values),
+            )
+            for i in range(rng.randint(1, 40))
+        ]
+        body = b"[" + rng.choice([b",", b", ", b"\n,\n  "]).join(elements) + b"]"
+        if key := rng.choice(["", "events"]):
+            body = b'{"%s": %s, "next_page": null}' % (key.encode(), body)
+        found = records(body, "export.json")
+        assert [r.number for r in found] == list(range(1, len(elements) + 1))
+        for record, element in zip(found, elements, strict=True):
+            try:
+                expected = orjson.loads(element)
+            except orjson.JSONDecodeError:
+                assert record.reason == "invalid_json", record.detail
+            else:
+                assert record.fields == expected
+
+
+def test_other_breaks_in_a_json_array_are_not_called_nan() -> None:
+    recs = records(b'[{"userId": "g", "event": "E"}, {"userId": "n", "v": nan}]', "export.json")
+    assert recs[1].detail == "JSON array breaks after record 1: lexical error: invalid string in json text"

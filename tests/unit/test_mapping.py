@@ -287,12 +287,16 @@ def test_segment_archive_message_id_is_stable_across_positions_and_files() -> No
     assert first == moved == segment_id("ajs-next-1a2b3c", map_one(copy.deepcopy(ARCHIVE_LINE)))
 
 
-def test_segment_archive_original_timestamp_used_without_timestamp() -> None:
+def test_segment_archive_without_timestamp_gets_segments_clock_corrected_time() -> None:
+    # receivedAt - (sentAt - originalTimestamp): 08.456 - (07.000 - 06.900), as Segment stamps it
     line = copy.deepcopy(ARCHIVE_LINE)
     del line["timestamp"]
-    assert map_one(line)["timestamp"] == "2021-03-04T05:06:06.900Z"
+    assert map_one(line)["timestamp"] == "2021-03-04T05:06:08.356Z"
     line = copy.deepcopy(ARCHIVE_LINE)
     line["timestamp"] = ""
+    assert map_one(line)["timestamp"] == "2021-03-04T05:06:08.356Z"
+    line = copy.deepcopy(ARCHIVE_LINE)
+    del line["timestamp"], line["sentAt"]  # no sentAt: the device's time is all there is
     assert map_one(line)["timestamp"] == "2021-03-04T05:06:06.900Z"
 
 
@@ -313,7 +317,7 @@ def test_segment_archive_identify_line() -> None:
         "type": "identify",
         "userId": "u1",
         "traits": {"email": "a@example.com"},
-        "timestamp": "2021-03-04T05:06:06.000Z",
+        "timestamp": "2021-03-04T05:06:07.000Z",  # 08.000 - (07.000 - 06.000): Segment's correction
     }
     assert map_one(line) == with_library({**expected, "messageId": segment_id("ajs-id-1", expected)})
 
@@ -362,10 +366,12 @@ def test_segment_warehouse_row() -> None:
     assert message == with_source_library({**expected, "messageId": segment_id("ajs-wh-1", expected)})
 
 
-def test_segment_warehouse_row_uses_original_timestamp_when_timestamp_missing() -> None:
+def test_segment_warehouse_row_without_timestamp_gets_segments_clock_corrected_time() -> None:
     row = dict(WAREHOUSE_ROW)
     del row["timestamp"]
-    assert map_one(row)["timestamp"] == "2021-03-04T05:06:06.000Z"
+    assert map_one(row)["timestamp"] == "2021-03-04T05:06:07.000Z"  # 08.000 - (07.000 - 06.000)
+    del row["sent_at"]
+    assert map_one(row)["timestamp"] == "2021-03-04T05:06:06.000Z"  # the device's time
 
 
 def test_segment_warehouse_row_from_csv() -> None:

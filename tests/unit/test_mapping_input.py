@@ -299,3 +299,42 @@ def test_a_message_without_timestamp_gets_segments_clock_corrected_time() -> Non
     }
     warehouse = MessageMapper(JobOptions(), "f:1", from_csv=True).map(5, row)
     assert warehouse["timestamp"] == "2021-03-04T06:06:07.000Z"
+
+
+@pytest.mark.parametrize(
+    ("columns", "record", "kept"),
+    [
+        ({"a": "userId"}, {"a": "AVAL", "userId": "u1", "event": "E", "timestamp": TS}, "userId"),
+        (
+            {"a": "properties.b"},
+            {"a": "AVAL", "b": "BVAL", "userId": "u1", "event": "E", "timestamp": TS},
+            "b",
+        ),
+        (
+            {"a": "b"},
+            {"a": "AVAL", "properties.b": "BVAL", "userId": "u1", "event": "E", "timestamp": TS},
+            "properties.b",
+        ),
+    ],
+)
+def test_a_rename_onto_a_field_the_record_fills_itself_is_rejected_naming_both(
+    columns: dict[str, str], record: dict[str, Any], kept: str
+) -> None:
+    """QA2 O3: the renamed value replaced the record's own (`userId` u1 became AVAL) without a
+    word. A JSON record has no header to refuse, so the record is rejected."""
+    with pytest.raises(Reject) as caught:
+        mapped(record, columns=columns)
+    assert caught.value.reason == "invalid_field"
+    assert f"'a' is mapped to {columns['a']!r}, which {kept!r} (not mapped" in caught.value.detail
+    assert "AVAL" not in caught.value.detail  # names, never values
+    assert "BVAL" not in caught.value.detail
+
+
+def test_a_rename_onto_a_field_the_record_leaves_empty_is_sent() -> None:
+    mapper = MessageMapper(JobOptions(columns={"a": "userId"}), "f:1", from_csv=False)
+    assert mapper.map(1, {"a": "AVAL", "event": "E", "timestamp": TS})["userId"] == "AVAL"
+    with pytest.raises(Reject):
+        mapper.map(2, {"a": "AVAL", "userId": "u1", "event": "E", "timestamp": TS})
+    assert (
+        mapper.map(3, {"a": "AVAL", "event": "E", "timestamp": TS})["userId"] == "AVAL"
+    )  # cached, still fine

@@ -287,6 +287,38 @@ def test_shaping_that_would_make_messages_segment_drops_is_refused(
         parse_job_document(json.dumps(shaping), "job.json")
 
 
+@pytest.mark.parametrize(
+    ("shaping", "named"),
+    [  # QA2 O1, O2: sent with OK (1970, 9999), or taken and ignored (an epoch number)
+        (
+            {"set": {"timestamp": "1970-01-01T00:00:00Z"}},
+            "outside the plausible range 1990-01-01 to 2100-01-01",
+        ),
+        ({"set": {"timestamp": "9999-12-31T23:59:59Z"}}, "outside the plausible range"),
+        ({"set": {"timestamp": 1614834367}}, r"ISO 8601 time .*an epoch number is not taken"),
+        ({"set": {"timestamp": "1614834367"}}, "an epoch number is not taken"),
+        ({"set": {"originalTimestamp": "garbage"}}, "'originalTimestamp' must be set to an ISO 8601 time"),
+        ({"set": {"originalTimestamp": "1970-01-01T00:00:00Z"}}, "outside the plausible range"),
+        (
+            {"set": {"timestamp": "1980-01-01T00:00:00Z"}, "timestampRange": ["1985-01-01", "2100-01-01"]},
+            "outside the plausible range 1985-01-01 to 2100-01-01",
+        ),
+    ],
+)
+def test_a_set_time_must_be_iso_8601_within_the_jobs_range(shaping: dict[str, Any], named: str) -> None:
+    with pytest.raises(JobOptionsError, match=named):
+        parse_job_document(json.dumps(shaping), "job.json")
+    with pytest.raises(JobOptionsError, match=named):  # a job compiled without the document check too
+        JobOptions(timestamp_range=shaping.get("timestampRange"), set=shaping["set"]).shaping_rules()
+
+
+def test_a_set_time_inside_a_widened_range_is_taken() -> None:
+    job = {"set": {"timestamp": "1975-01-01T00:00:00Z"}, "timestampRange": ["1971-01-01", "2100-01-01"]}
+    parse_job_document(json.dumps(job), "job.json")
+    _, (message,) = shape([{"type": "identify", "userId": "u1"}], job)
+    assert message["timestamp"] == "1975-01-01T00:00:00.000Z"
+
+
 def test_a_set_time_is_written_in_segments_form() -> None:
     _, (message,) = shape(
         [{"type": "identify", "userId": "u1"}], {"set": {"timestamp": "2021-03-04 05:06:07+02:00"}}
@@ -308,3 +340,34 @@ def test_a_shaped_message_of_the_wrong_kind_is_rejected_not_sent() -> None:
         with pytest.raises(Reject):
             check_kinds({"type": "track", "userId": "u1", **message})
     check_kinds({"type": "track", "userId": "u1", "event": "E", "timestamp": "2021-03-04T05:06:07.000Z"})
+
+
+ALL_CALLS = [
+    {"type": "track", "userId": "u1", "event": "E", "timestamp": "2021-03-04T05:06:07Z"},
+    {"type": "identify", "userId": "u1", "traits": {"plan": "pro"}},
+    {"type": "page", "userId": "u1", "name": "Home", "timestamp": "2021-03-04T05:06:07Z"},
+    {"type": "screen", "userId": "u1", "name": "Home", "timestamp": "2021-03-04T05:06:07Z"},
+    {"type": "group", "userId": "u1", "groupId": "g1"},
+    {"type": "alias", "userId": "u1", "previousId": "p1"},
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "belongs"),
+    [
+        ("event", {"track"}),  # QA2 O12: identify, page, group, alias and screen got `event` too
+        ("name", {"page", "screen"}),
+        ("category", {"page", "screen"}),
+        ("groupId", {"group"}),
+        ("previousId", {"alias"}),
+    ],
+)
+def test_a_set_of_a_call_types_own_field_changes_only_those_calls(field: str, belongs: set[str]) -> None:
+    _, messages = shape(ALL_CALLS, {"set": {field: "X", "context.source": "crm"}})
+    assert len(messages) == len(ALL_CALLS)
+    with_field = {message["type"] for message in messages if message.get(field) == "X"}
+    assert with_field == belongs
+    assert all(message["context"]["source"] == "crm" for message in messages)  # the rest: every call
+    originals = {record["type"]: record.get(field) for record in ALL_CALLS}
+    others = [message for message in messages if message["type"] not in belongs]
+    assert all(message.get(field) == originals[message["type"]] for message in others)  # untouched

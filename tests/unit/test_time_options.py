@@ -3,6 +3,7 @@ not ISO 8601, and implausible times rejected unless the job allows their range."
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pytest
@@ -75,3 +76,45 @@ def test_an_excel_day_number_is_named_as_one_not_sent_to_a_wider_range(value: An
     assert "Excel day number" in str(rejected.value)
     assert moment in str(rejected.value)
     assert "timestampRange" not in str(rejected.value)
+
+
+@pytest.mark.parametrize("value", ["44261,3958", " 44261,3958333 "])
+def test_an_excel_day_number_with_a_decimal_comma_is_named_as_one(value: str) -> None:
+    """QA2 O10: `44261,3958` (a `;` spreadsheet's unformatted date) was only "not an ISO 8601 time"."""
+    fields = {"userId": "u1", "event": "E", "timestamp": value}
+    with pytest.raises(Reject) as rejected:
+        MessageMapper(JobOptions(), "f:1", from_csv=True, decimal_comma=True).map(1, fields)
+    assert rejected.value.reason == "invalid_timestamp"
+    assert "looks like an Excel day number (44261.4 is 2021-03-06T09:" in str(rejected.value)
+
+
+def test_other_times_with_a_comma_are_still_not_iso() -> None:
+    for value in ("4426,3958", "2021,03", "44261,3958,1"):
+        with pytest.raises(Reject) as rejected:
+            time_of(value, from_csv=True)
+        assert rejected.value.detail == "not an ISO 8601 time"
+
+
+def test_an_excel_day_number_a_widened_range_takes_is_warned_of() -> None:
+    """QA2 O11: with timestampRange from 1970, 44261.3958 went out as 1970-01-01T12:17 without a word."""
+    from segment_importer.batch.packing import BatchLimits
+    from segment_importer.split.splitter import CountingSink, split_stream
+    from segment_importer.track.rejects import RejectsWriter
+    from segment_importer.track.report import ImportReport
+
+    def warnings(rows: str, **options: Any) -> list[str]:
+        data = ("userId,event,timestamp\n" + rows).encode()
+        report = ImportReport(bucket="b", key="imports/x.csv", etag="e", size_bytes=len(data))
+        split_stream(
+            io.BytesIO(data), report, JobOptions(**options), BatchLimits(), CountingSink(), RejectsWriter()
+        )
+        return report.warnings
+
+    wide = {"timestamp_range": ["1970-01-01", "2100-01-01"]}
+    rows = "u1,E,44261.3958\nu2,E,44262\nu3,E,2021-03-04T05:06:07Z\nu4,E,1614834367\n"
+    [warning] = warnings(rows, **wide)
+    assert warning.startswith("2 records have a time that looks like an Excel day number")
+    assert "taken only because timestampRange allows 1970" in warning
+    assert (
+        warnings("u1,E,1970-01-01T12:00:00Z\nu4,E,1614834367\n", **wide) == []
+    )  # ISO text, epoch: as written

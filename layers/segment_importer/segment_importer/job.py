@@ -129,7 +129,7 @@ class JobOptions:
     def shaping_rules(self) -> ShapingRules:
         from segment_importer.mapping.shaping import rules_from_job
 
-        return rules_from_job({attr: getattr(self, attr) for attr in _SHAPING_ATTRS})
+        return rules_from_job({attr: getattr(self, attr) for attr in _SHAPING_ATTRS}, self.timestamp_range)
 
 
 def source_choices() -> tuple[str, ...]:
@@ -220,8 +220,10 @@ def _problems(parsed: dict[str, Any]) -> list[str]:
         for attr, value in parsed.items()
         if attr not in _SHAPING_ATTRS and not checks[attr](value)
     ]
+    time_range = parsed.get("timestamp_range")
+    time_range = time_range if _is_time_range(time_range) else None  # else said above
     for attr in (name for name in _SHAPING_ATTRS if name in parsed):  # in a fixed order
-        problems += _shaping_problems(attr, parsed[attr])
+        problems += _shaping_problems(attr, parsed[attr], time_range)
     return problems
 
 
@@ -300,12 +302,12 @@ def _is_iso(text: Any) -> bool:
     return True
 
 
-def _shaping_problems(attr: str, value: Any) -> list[str]:
+def _shaping_problems(attr: str, value: Any, timestamp_range: list[str] | None) -> list[str]:
     # Imported here: shaping imports CALL_TYPES from this module.
     from segment_importer.mapping.shaping import ShapingError, check_option
 
     try:
-        check_option(attr, value)
+        check_option(attr, value, timestamp_range)
     except ShapingError as error:
         return [str(error)]
     return []

@@ -6,6 +6,7 @@ mapper cannot shape raises `reasons.Reject` with a reason code.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from segment_importer import __version__
@@ -35,6 +36,7 @@ from segment_importer.mapping.record_input import (
     folded_case,
     missing_time_detail,
     record_at,
+    rename_collisions,
     renamed,
     with_formatted_times,
 )
@@ -66,6 +68,9 @@ _TRAIT_TYPES = frozenset({"identify", "group"})
 _TIMED_TYPES = frozenset({"track", "page", "screen"})
 # Per call type, the record keys the mapper places itself; every other key is data.
 _PLACED_KEYS = {call_type: frozenset(_COMMON_KEYS + keys) for call_type, keys in _TYPE_KEYS.items()}
+# The keys some call type places: a record key among them is no property or trait.
+_MESSAGE_KEYS: frozenset[str] = frozenset().union(*_PLACED_KEYS.values())
+_MAX_KEY_TUPLES = 1024  # tuples of record keys whose renames are checked once
 _CSV_KEYS_KEPT_AS_TEXT = frozenset(_COMMON_KEYS).union(
     *_TYPE_KEYS.values(), SNAKE_CASE_ALIASES, ("event_text", "messageId", "id")
 )
@@ -122,6 +127,7 @@ class MessageMapper:
         self._times = TimeReader(job.timezone, job.timestamp_format, job.timestamp_range)
         # The reader already drops empty cells and `\N`: only other null spellings cost a pass.
         self._nulls = frozenset(job.null_values) - {"", "\\N"}
+        self._renames_checked: dict[tuple[str, ...], list[str]] = {}  # per tuple of record keys
         # Records sharing a source id with another event, user or time keep apart (counted).
         self._shared_ids = SharedIds()
         # Segment-shaped JSON records, planned once per tuple of keys; None: every record
@@ -169,6 +175,12 @@ class MessageMapper:
         return isinstance(call_type, str) and call_type.strip().lower() in _TRAIT_TYPES
 
     @property
+    def excel_day_numbers(self) -> int:
+        """Times taken that look like Excel day numbers read as epoch seconds (only a
+        timestampRange widened to 1970 takes them)."""
+        return self._times.excel_day_numbers
+
+    @property
     def id_collisions(self) -> int:
         """Records whose id (the export's own, or a column the job maps to messageId) an
         earlier record of this part already had with another event, user or time."""
@@ -191,8 +203,22 @@ class MessageMapper:
             return dict(fields)
         if self._from_csv and (self._nulls or self._job.trim_cells):
             fields = cleaned_cells(fields, self._nulls, trim=self._job.trim_cells)
-        record = renamed(fields, self._job.columns) if self._job.columns else fields
-        return self._typed_and_nested(record)
+        if not self._job.columns:
+            return self._typed_and_nested(fields)
+        self._check_renames(fields)
+        return self._typed_and_nested(renamed(fields, self._job.columns))
+
+    def _check_renames(self, fields: dict[str, Any]) -> None:
+        """A rename onto a field the record fills under its own name too is invalid_field (a
+        CSV header that would do it is refused before its rows: `column_collisions`)."""
+        keys = tuple(fields)
+        problems = self._renames_checked.get(keys)
+        if problems is None:
+            problems = column_collisions(self._job.columns, keys)
+            if len(self._renames_checked) < _MAX_KEY_TUPLES:
+                self._renames_checked[keys] = problems
+        if problems:
+            raise Reject(reasons.INVALID_FIELD, problems[0])
 
     def _build(self, spec: dict[str, Any]) -> dict[str, Any]:
         call_type = spec.get("type")
@@ -254,6 +280,12 @@ class MessageMapper:
             raise Reject(reasons.IMPLAUSIBLE_TIMESTAMP, str(error)) from error
         except TimestampError as error:
             raise Reject(reasons.INVALID_TIMESTAMP, str(error)) from error
+
+
+def column_collisions(columns: dict[str, str | None], names: Iterable[str]) -> list[str]:
+    """What the job's `columns` would lose of a file or record with these keys (one problem per
+    rename onto a field another key fills too; see record_input.rename_collisions)."""
+    return rename_collisions(columns, names, _MESSAGE_KEYS)
 
 
 def _chosen_integrations(chosen: dict[str, Any], recorded: Any) -> dict[str, Any]:

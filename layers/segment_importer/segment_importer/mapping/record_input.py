@@ -16,6 +16,7 @@ the well-known envelopes below are detected per line.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import suppress
 from functools import lru_cache
 from typing import Any
@@ -96,6 +97,43 @@ def renamed(fields: dict[str, Any], columns: dict[str, str | None]) -> dict[str,
             moved[columns[key]] = value  # type: ignore[index]
     kept.update(moved)
     return kept
+
+
+def rename_collisions(
+    columns: dict[str, str | None], names: Iterable[str], segment_keys: frozenset[str]
+) -> list[str]:
+    """Where the job's renames would lose a value: a column mapped to a field that a column
+    the job does not map (it keeps its name) fills too, directly (`a` -> `userId` beside a
+    `userId` column) or where it lands (`a` -> `properties.b` beside a bare column `b`, which
+    becomes properties.b, or traits.b for identify and group calls). `renamed` would keep one
+    value and drop the other without a word, so the file (its header) or the record is refused
+    instead, as two columns mapped to one field are. `segment_keys`: the message's own
+    top-level keys, which land as they are."""
+    present = set(names)
+    landings: dict[str, str] = {}  # field path -> the kept column that fills it
+    for name in present.difference(columns):
+        for path in _landings(name, segment_keys):
+            landings.setdefault(path, name)
+    problems = []
+    for column, target in columns.items():
+        if not target or column not in present:
+            continue
+        kept = next((landings[path] for path in _landings(target, segment_keys) if path in landings), None)
+        if kept is not None:
+            problems.append(
+                f"columns: {column!r} is mapped to {target!r}, which {kept!r} (not mapped, so it keeps "
+                "its name) fills too: a record would keep one value and lose the other; map "
+                f"{kept!r} as well, to a field of its own or to null to drop it"
+            )
+    return problems
+
+
+def _landings(name: str, segment_keys: frozenset[str]) -> tuple[str, ...]:
+    """The field paths a key (a column's name or a rename's target) fills: a bare name that is
+    no Segment field becomes a property or a trait."""
+    if "." in name or name in segment_keys:
+        return (name,)
+    return (name, f"properties.{name}", f"traits.{name}")
 
 
 def cleaned_cells(fields: dict[str, Any], nulls: frozenset[str], *, trim: bool) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from jmespath.exceptions import JMESPathError
 
 from segment_importer.batch.encoding import EncodedMessage, encode_message
 from segment_importer.job import CALL_TYPES, JobOptions
-from segment_importer.mapping.shaped_fields import ShapingError, check_path, set_value
+from segment_importer.mapping.shaped_fields import CALL_TYPE_FIELDS, ShapingError, check_path, set_value
 from segment_importer.mapping.timestamps import TimestampError, format_timestamp, parse_timestamp
 from segment_importer.mapping.validation import check_fields, check_kinds, check_size
 
@@ -69,10 +69,11 @@ class ShapingRules:
 _NO_RULES = ShapingRules()
 
 
-def rules_from_job(options: dict[str, Any]) -> ShapingRules:
-    """Compile the job's shaping keys (`{"filter": ..., "limit": ...}`), checking each."""
+def rules_from_job(options: dict[str, Any], timestamp_range: list[str] | None = None) -> ShapingRules:
+    """Compile the job's shaping keys (`{"filter": ..., "limit": ...}`), checking each (a `set`
+    time against the job's `timestamp_range`)."""
     for key, value in options.items():
-        check_option(key, value)
+        check_option(key, value, timestamp_range)
     if not any(value not in (None, [], {}) for value in options.values()):
         return _NO_RULES
     where_filter = options.get("filter") or {}
@@ -91,16 +92,21 @@ def rules_from_job(options: dict[str, Any]) -> ShapingRules:
         hash_key=hashing.get("key"),
         hash_key_parameter=hashing.get("keyParameter"),
         set_values=tuple(
-            (_path(path), set_value(path, value)) for path, value in (options.get("set") or {}).items()
+            (_path(path), set_value(path, value, timestamp_range))
+            for path, value in (options.get("set") or {}).items()
         ),
     )
 
 
-def check_option(key: str, value: Any) -> None:
-    """Raise ShapingError unless `value` is a valid value of the shaping key `key` (null: unset)."""
+def check_option(key: str, value: Any, timestamp_range: list[str] | None = None) -> None:
+    """Raise ShapingError unless `value` is a valid value of the shaping key `key` (null: unset;
+    `timestamp_range`: the job's, for the times a `set` gives)."""
     if value is None:
         return
-    _CHECKS[key](value)
+    if key == "set":
+        _check_set(value, timestamp_range)
+    else:
+        _CHECKS[key](value)
 
 
 def redacted(job_document: dict[str, Any]) -> dict[str, Any]:
@@ -200,7 +206,9 @@ class Shaper:
         for path in self.rules.hash_paths:
             _replace(message, path, self._keyed_hash)
         for path, value in self.rules.set_values:
-            _set(message, path, value)
+            call_types = CALL_TYPE_FIELDS.get(path[0])
+            if call_types is None or message["type"] in call_types:
+                _set(message, path, value)
 
     def _keyed_hash(self, value: Any) -> str:
         text = value.encode() if isinstance(value, str) else orjson.dumps(value)
@@ -360,12 +368,12 @@ def _check_hash(value: Any) -> None:
         raise ShapingError("'hash' needs exactly one of 'key' (a non-empty string) and 'keyParameter'")
 
 
-def _check_set(value: Any) -> None:
+def _check_set(value: Any, timestamp_range: list[str] | None = None) -> None:
     if not isinstance(value, dict):
         raise ShapingError('\'set\' must be an object of dot paths to values, e.g. {"context.source": "crm"}')
     for path, given in value.items():
         check_path("set", path, may_be_required=True)
-        set_value(path, given)
+        set_value(path, given, timestamp_range)
 
 
 def _is_name_list(value: Any) -> bool:
@@ -378,5 +386,5 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
     "sample": _check_sample,
     "drop": lambda value: _check_paths("drop", value, may_be_required=False),
     "hash": _check_hash,
-    "set": _check_set,
+    "set": _check_set,  # with the job's timestampRange: check_option
 }

@@ -50,6 +50,13 @@ def parse_timestamp(value: Any) -> datetime:
     raise TimestampError(f"unsupported time value of type {type(value).__name__}")
 
 
+def parse_iso_timestamp(value: Any) -> datetime:
+    """An ISO 8601 time only, never an epoch number (what a job writes itself), or TimestampError."""
+    if not isinstance(value, str) or _looks_numeric(value.strip()):
+        raise TimestampError("not an ISO 8601 time")
+    return _from_iso(value.strip())
+
+
 def parse_with_format(text: str, time_format: str) -> datetime:
     """A time in the job's `timestampFormat` (strptime syntax); without an offset, UTC."""
     try:
@@ -131,7 +138,7 @@ class TimeReader:
     `timestampFormat` (strptime) for dates that are not ISO 8601 or epoch numbers, and its
     `timestampRange` of plausible times (DEFAULT_PLAUSIBLE_RANGE unless the job widens it)."""
 
-    __slots__ = ("_earliest", "_format", "_latest", "_zone")
+    __slots__ = ("_earliest", "_format", "_latest", "_plain", "_zone", "excel_day_numbers")
 
     def __init__(
         self, timezone: str = "UTC", timestamp_format: str | None = None, plausible: Any = None
@@ -141,18 +148,33 @@ class TimeReader:
         earliest, latest = plausible or DEFAULT_PLAUSIBLE_RANGE
         self._earliest = format_timestamp(_from_iso(earliest))
         self._latest = format_timestamp(_from_iso(latest))
+        # From here to _latest a time needs no second look (one comparison, the hot path).
+        self._plain = max(self._earliest, _EXCEL_DAYS_AS_EPOCH_END)
+        # Times taken that are Excel day numbers read as epoch seconds (1970-01-01): a range
+        # widened to 1970 takes them; the caller warns of them.
+        self.excel_day_numbers = 0
 
     def normalize(self, value: Any) -> str:
         """Segment's form of `value`, or TimestampError (ImplausibleTimestampError when it
-        parses to a time outside the plausible range)."""
-        if self._zone is UTC and self._format is None:
-            text = normalize_timestamp(value)
-        else:
-            text = format_timestamp(self._parse(value))
+        parses to a time outside the plausible range; an Excel day number is named as one)."""
+        try:
+            if self._zone is UTC and self._format is None:
+                text = normalize_timestamp(value)
+            else:
+                text = format_timestamp(self._parse(value))
+        except TimestampError as error:
+            days = _excel_day_number_with_comma(value)
+            if days is None:
+                raise
+            raise TimestampError(_excel_hint(days)) from error
         # Segment's form sorts as time does (years 0001-9999): the range check is a string
         # comparison, not a second parse.
+        if self._plain <= text <= self._latest:
+            return text
         if not self._earliest <= text <= self._latest:
             raise ImplausibleTimestampError(_implausible(value, self._earliest, self._latest))
+        if _excel_day_number(value) is not None:  # before 1970-01-02, and the range takes it
+            self.excel_day_numbers += 1  # warned of by the caller
         return text
 
     def _parse(self, value: Any) -> datetime:
@@ -174,14 +196,24 @@ _EXCEL_DAYS = (20_000, 80_000)
 _EXCEL_EPOCH = datetime(1899, 12, 30, tzinfo=UTC)
 
 
+# Read as epoch seconds, every Excel day number of _EXCEL_DAYS is a moment before this.
+_EXCEL_DAYS_AS_EPOCH_END = "1970-01-02"
+# A day number written with a decimal comma (`44261,3958`), as spreadsheets of `;` locales do.
+_EXCEL_DAYS_WITH_COMMA = re.compile(r"\s*[0-9]{5},[0-9]+\s*")
+
+
+def _excel_hint(days: float) -> str:
+    moment = format_timestamp(_EXCEL_EPOCH + timedelta(seconds=round(days * 86_400)))
+    return (
+        f"the time looks like an Excel day number ({days:g} is {moment}): format the column as "
+        "a date (or ISO 8601 text) in the spreadsheet and export it again"
+    )
+
+
 def _implausible(value: Any, earliest: str, latest: str) -> str:
     days = _excel_day_number(value)
     if days is not None:
-        moment = format_timestamp(_EXCEL_EPOCH + timedelta(seconds=round(days * 86_400)))
-        return (
-            f"the time looks like an Excel day number ({days:g} is {moment}): format the column as "
-            "a date (or ISO 8601 text) in the spreadsheet and export it again"
-        )
+        return _excel_hint(days)
     return (
         f"the time is outside the plausible range {earliest[:10]} to {latest[:10]}"
         " (set timestampRange to import it)"
@@ -196,6 +228,12 @@ def _excel_day_number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return days if _EXCEL_DAYS[0] <= days < _EXCEL_DAYS[1] else None
+
+
+def _excel_day_number_with_comma(value: Any) -> float | None:
+    if not isinstance(value, str) or not _EXCEL_DAYS_WITH_COMMA.fullmatch(value):
+        return None
+    return _excel_day_number(value.replace(",", "."))
 
 
 def _normalize_iso(text: str) -> str:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from segment_importer.read.csv_rows import reader_lines
-from segment_importer.read.detect import EXCEL_SEPARATOR_CELLS
+from segment_importer.read.detect import is_separator_row
 from segment_importer.read.formats import (
     MAX_RECORD_BYTES,
     RecordStream,
@@ -157,7 +157,7 @@ def csv_header(head: bytes, delimiter: str, encoding: str) -> CsvHeader | None:
             return None
         text = line.removeprefix(_BOM) if number == 1 else line
         row = text.decode(encoding, "surrogateescape").rstrip("\r").split(delimiter)
-        if number == 1 and row == EXCEL_SEPARATOR_CELLS:
+        if number == 1 and is_separator_row(row, delimiter):
             continue  # Excel's `sep=` line, before the header
         if any(cell.strip() for cell in row):
             return CsvHeader(number, offset)

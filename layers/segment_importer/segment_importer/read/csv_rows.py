@@ -16,7 +16,7 @@ from itertools import compress
 from typing import Protocol
 
 from segment_importer.read.csv_header import header_names
-from segment_importer.read.detect import EXCEL_SEPARATOR_CELLS, csv_delimiter
+from segment_importer.read.detect import csv_delimiter, is_separator_row, separator_mismatch
 from segment_importer.read.opening import CHUNK, Content
 from segment_importer.read.reader import Format, ReadOptions
 from segment_importer.read.records import (
@@ -214,7 +214,7 @@ def csv_records(
     byte_length = _byte_length(encoding)
     lines = _csv_lines(text.readline, limit, flags, byte_length or len)
     reader = csv.reader(lines, delimiter=delimiter)
-    header = _csv_header(reader, flags)
+    header = _csv_header(reader, flags, delimiter)
     named = 0
     if header is not None:
         header, named = header_names(header, stream.warnings if stream is not None else [])
@@ -233,11 +233,13 @@ def csv_field_limit(limit: int) -> None:
         csv.field_size_limit(limit)
 
 
-def _csv_header(reader: _CsvReader, flags: _LineFlags) -> list[str] | None:
+def _csv_header(reader: _CsvReader, flags: _LineFlags, delimiter: str) -> list[str] | None:
     """The first non-blank row, stripped and checked; None for an empty or unreadable file."""
+    separator_line = False
     try:
         for index, row in enumerate(reader):
-            if index == 0 and row == EXCEL_SEPARATOR_CELLS:
+            if index == 0 and is_separator_row(row, delimiter):
+                separator_line = True
                 continue  # Excel's `sep=` line, read by `csv_delimiter`
             if flags.broken:
                 return None
@@ -245,9 +247,14 @@ def _csv_header(reader: _CsvReader, flags: _LineFlags) -> list[str] | None:
                 raise FileFormatError("the CSV header is not valid UTF-8")
             if flags.too_large is not None:
                 raise FileFormatError("the CSV header line is longer than the record size limit")
+            # A BOM after the `sep=` line (the tool that added the line put it before the BOM).
             header = [name.strip() for name in row]
+            if header and separator_line:
+                header[0] = header[0].removeprefix("\ufeff").strip()
             if any(header):
                 flags.in_header = False
+                if separator_line and (mismatch := separator_mismatch(header, delimiter)):
+                    raise FileFormatError(mismatch)
                 return header
     except csv.Error:
         raise FileFormatError("the CSV header cannot be parsed") from None

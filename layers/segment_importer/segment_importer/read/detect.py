@@ -249,18 +249,66 @@ def _document_array_keys(content: bytes) -> list[str]:
     return keys
 
 
-# Excel writes, and reads, a first line `sep=;` that names the delimiter: split by that
-# delimiter the line is these cells, and it is skipped before the header.
-EXCEL_SEPARATOR_CELLS = ["sep=", ""]
+# Excel writes, and reads, a first line `sep=;` that names the delimiter; it is skipped before
+# the header (csv_rows, byte_ranges: `is_separator_row`). Read as one too: quoted (`"sep=;"`),
+# in upper case, after or before a BOM, with trailing spaces or a CR, with the delimiter
+# repeated (`sep=;;`: a spreadsheet padding the line to its columns), and `sep=` naming none
+# (the header line then says, as in a file without the line).
+_SEPARATOR_NAMES = {",": "a comma", ";": "a semicolon", "\t": "a tab", "|": "a pipe"}
+
+
+def excel_separator(line: str) -> str | None:
+    """The delimiter a `sep=` line names ("" when it names none); None for any other line."""
+    text = line.removeprefix("\ufeff").rstrip("\r\n")
+    if len(text) > 2 and text[0] == text[-1] == '"':
+        text = text[1:-1]
+    if text[:4].lower() != "sep=":
+        return None
+    rest = text[4:].rstrip(" ")
+    if not rest:
+        return ""
+    delimiter = rest[0]
+    if delimiter in '"\r\n' or rest.strip(delimiter):
+        return None
+    return delimiter
+
+
+def is_separator_row(row: list[str], delimiter: str) -> bool:
+    """Whether a first row, split by `delimiter`, is the `sep=` line that named it (or none)."""
+    return excel_separator(delimiter.join(row)) in (delimiter, "")
+
+
+def separator_mismatch(header: list[str], delimiter: str) -> str | None:
+    """Why a header after a `sep=` line does not fit it: one name that another delimiter
+    splits into named columns (every row was then one column, rejected missing_timestamp)."""
+    if len(header) != 1:
+        return None
+    for other, name in _SEPARATOR_NAMES.items():
+        names = header[0].split(other)
+        if other != delimiter and len(names) > 1 and all(part.strip() for part in names):
+            said = _SEPARATOR_NAMES.get(delimiter, repr(delimiter))
+            return (
+                f"the first line `sep={delimiter}` names {said} as the separator, but the header "
+                f"line is separated by {name}: correct the sep= line or remove it"
+            )
+    return None
+
+
+def _lines_after_separator(head: bytes) -> tuple[str | None, bytes]:
+    """What a `sep=` first line names (None without one), and the header's line."""
+    first, _, rest = content_start(head).partition(b"\n")
+    named = excel_separator(first.decode("latin-1"))
+    line = first if named is None else rest.removeprefix(BOM).partition(b"\n")[0]
+    return named, line.rstrip(b"\r")
 
 
 def header_delimiter(head: bytes) -> str:
     """What an Excel `sep=` first line names; else comma, unless the header line has no comma
     but tabs, pipes (Redshift UNLOAD's default), or semicolons (as spreadsheets in locales
     with a decimal comma save CSV)."""
-    line = content_start(head).partition(b"\n")[0].rstrip(b"\r")
-    if len(line) == 5 and line.startswith(b"sep=") and line[4:] not in (b'"', b"\n"):
-        return line[4:].decode("latin-1")
+    named, line = _lines_after_separator(head)
+    if named:
+        return named
     if b"," in line:
         return ","
     if b"\t" in line:
@@ -272,6 +320,9 @@ def header_delimiter(head: bytes) -> str:
 
 
 def csv_delimiter(head: bytes, hint: str | None) -> str:
-    """The delimiter of a CSV whose head (BOM removed) is `head`: tab for a `.tsv`, else what
-    its header line says."""
+    """The delimiter of a CSV whose head (BOM removed) is `head`: what a `sep=` line names,
+    else tab for a `.tsv`, else what its header line says."""
+    named, _ = _lines_after_separator(head)
+    if named:
+        return named
     return "\t" if hint == "tsv" else header_delimiter(head)

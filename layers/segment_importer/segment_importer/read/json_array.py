@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
@@ -20,7 +20,15 @@ import orjson
 from segment_importer.read.batch_shared import SEGMENT_BATCH_KEY, read_shared_keys, with_shared
 from segment_importer.read.opening import CHUNK, Content
 from segment_importer.read.reader import Format, ReadOptions
-from segment_importer.read.records import DamagedError, RecordStream, SourceRecord, excerpt, unreadable
+from segment_importer.read.records import (
+    LONE_SURROGATE_CAUSE,
+    NOT_JSON_NUMBER_CAUSE,
+    DamagedError,
+    RecordStream,
+    SourceRecord,
+    excerpt,
+    unreadable,
+)
 from segment_importer.track import reasons
 
 try:  # the C backend is several times faster than the pure-Python one
@@ -45,9 +53,22 @@ class _TooDeepError(Exception):
     """Raised into ijson by _SizeGuard before it reads data nested deeper than MAX_JSON_DEPTH."""
 
 
-class _LoneSurrogateError(Exception):
-    """Raised into ijson by _SizeGuard before it reads a lone UTF-16 surrogate escape, which
-    yajl would turn into "?" (text changed without a word; NDJSON rejects such a line)."""
+class _BadTokenError(Exception):
+    """Raised into ijson by _SizeGuard before it reads a token of `_BadToken`: a lone UTF-16
+    surrogate escape, which yajl would turn into "?" (text changed without a word), or NaN or
+    Infinity, on which yajl stops ("invalid char"). NDJSON rejects such a line; here the
+    element holding it is rejected and the elements after it are read on."""
+
+
+@dataclass(slots=True)
+class _BadToken:
+    """Where _SizeGuard stopped ijson: the cause, and what a read on needs to skip the element."""
+
+    cause: str  # what the element holds, in words: _SURROGATE_HELD or _NUMBER_HELD
+    tail: bytes  # the bytes from the token on, which ijson never got
+    depth: int  # the nesting depth at the token (the top-level array's elements are at 1)
+    in_string: bool
+    length: int  # of the token (NaN: 3; an escape: up to the `u` and its four digits)
 
 
 # `\ud800` not followed by a low surrogate escape, or a low one not after a high one; an odd
@@ -57,6 +78,12 @@ _LONE_SURROGATE = re.compile(
     rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})(?<!\\)(?:\\\\)*\\u[dD][c-fC-F][0-9a-fA-F]{2}"
 )
 _HOLD_BACK = 12  # a surrogate pair's escapes, `\\ud83d\\ude00`: what one needs around it
+# NaN, Infinity, -Infinity: outside strings (checked), the only letters JSON has are true,
+# false and null.
+_NOT_JSON_NUMBER_TOKEN = re.compile(rb"-?(?:NaN|Infinity)")
+_NUMBER_HELD = f"NaN or Infinity ({NOT_JSON_NUMBER_CAUSE})"
+_SURROGATE_HELD = LONE_SURROGATE_CAUSE
+_STRUCTURAL = re.compile(rb'[\\"\[\]{}]')
 
 
 class _SizeGuard:
@@ -70,7 +97,7 @@ class _SizeGuard:
     """
 
     __slots__ = (
-        "_carry", "_depth", "_lone_surrogate", "_pending", "_read", "_too_deep", "limit", "mark", "position",
+        "_carry", "_depth", "_pending", "_read", "_too_deep", "bad", "limit", "mark", "position",
     )  # fmt: skip
 
     def __init__(self, read: Callable[[int], bytes], limit: int) -> None:
@@ -80,15 +107,15 @@ class _SizeGuard:
         self.mark = 0
         self._depth = _DepthScanner()
         self._too_deep = False
-        self._lone_surrogate = False
+        self.bad: _BadToken | None = None  # the token it stopped ijson before
         self._carry = b""  # the last bytes ijson got, for the lookbehinds of _LONE_SURROGATE
         self._pending = b""  # read, not yet given to ijson: an escape's pair may be in them
 
     def read(self, size: int) -> bytes:
         if self._too_deep:
             raise _TooDeepError
-        if self._lone_surrogate:
-            raise _LoneSurrogateError
+        if self.bad is not None:
+            raise _BadTokenError
         if self.position - self.mark > self.limit:
             raise _ElementTooLargeError
         data = self._held_back(self._read(size))
@@ -99,7 +126,7 @@ class _SizeGuard:
             data, self._too_deep = data[: _first_too_deep(before, data) - 1], True
             if not data:  # an empty read would tell ijson the file ended
                 raise _TooDeepError
-        data = self._before_lone_surrogate(data)
+        data = self._before_bad_token(data, before)
         self.position += len(data)
         return data
 
@@ -118,19 +145,42 @@ class _SizeGuard:
         data, self._pending = data[:-_HOLD_BACK], data[-_HOLD_BACK:]
         return data
 
-    def _before_lone_surrogate(self, data: bytes) -> bytes:
-        """`data` up to a lone surrogate escape (ijson reads the elements before it; the next
-        read stops it)."""
+    def _before_bad_token(self, data: bytes, before: _DepthScanner) -> bytes:
+        """`data` up to a lone surrogate escape or a NaN or Infinity outside a string (ijson
+        reads the elements before it; the next read stops it, `bad` says where)."""
         scan, start = self._carry + data + self._pending, len(self._carry)
+        end = start + len(data)  # one starting in the held back bytes: judged on the next read
         found = _LONE_SURROGATE.search(scan, start) if b"\\u" in scan else None
-        if found is None or found.start() >= start + len(data):  # one in the held back: next read
+        at, cause = (found.start(), _SURROGATE_HELD) if found and found.start() < end else (end, "")
+        if b"NaN" in scan or b"Infinity" in scan:  # a token may run on into the held back bytes
+            number = _not_json_number(scan[start:], before.copy())
+            if number is not None and start + number.start() < at:
+                found, at, cause = number, start + number.start(), _NUMBER_HELD
+        if not cause:
             self._carry = (self._carry + data)[-_HOLD_BACK:]
             return data
-        self._lone_surrogate = True
-        data = data[: found.start() - start]
+        assert found is not None
+        cut = at - start
+        state = before.copy()
+        state.deepest(data[:cut])
+        length = found.end() - found.start() if cause is _NUMBER_HELD else 0
+        self.bad = _BadToken(cause, data[cut:] + self._pending, state.depth, state.in_string, length)
+        self._pending, data = b"", data[:cut]
         if not data:  # an empty read would tell ijson the file ended
-            raise _LoneSurrogateError
+            raise _BadTokenError
         return data
+
+
+def _not_json_number(data: bytes, scanner: _DepthScanner) -> re.Match[bytes] | None:
+    """The first NaN, Infinity or -Infinity outside a string in `data` (`scanner`: the state
+    before it; fed piece by piece, so many such words inside strings cost one pass)."""
+    done = 0
+    for found in _NOT_JSON_NUMBER_TOKEN.finditer(data):
+        scanner.deepest(data[done : found.start()])
+        done = found.start()
+        if not scanner.in_string:
+            return found
+    return None
 
 
 def _first_too_deep(scanner: _DepthScanner, data: bytes) -> int:
@@ -157,6 +207,10 @@ class _DepthScanner:
     """
 
     __slots__ = ("_carry", "_in_string", "depth")
+
+    @property
+    def in_string(self) -> bool:
+        return self._in_string
 
     def __init__(self) -> None:
         self.depth = 0
@@ -237,11 +291,34 @@ def json_array_records(
     `documents`, the top-level values of a text of JSON documents one after another.
 
     A JSON stream cannot be resynchronised after a syntax error, so the first one ends the
-    file with a `file_unreadable` record.
+    file with a `file_unreadable` record. A lone surrogate escape or a NaN or Infinity is
+    found before ijson reads it: that element is rejected (invalid_json, the cause named, as
+    NDJSON names it), its bytes skipped, and ijson starts again on the rest (`_restart`).
     """
+    level = 0 if documents else prefix.count(".") + 1  # the depth the elements are at
     # read1, not read: a read that fails midway would drop the good bytes it had gathered.
-    guard = _SizeGuard(content.read1, limit + IJSON_BUF)
+    read: Callable[[int], bytes] = content.read1
     count = 0
+    while True:
+        guard = _SizeGuard(read, limit + IJSON_BUF)
+        count = yield from _elements(guard, prefix, limit, count, documents=documents)
+        if guard.bad is None:
+            return
+        count += 1
+        detail = f"JSON array element {count} is not valid JSON: it holds {guard.bad.cause}"
+        yield SourceRecord(count, reason=reasons.INVALID_JSON, detail=detail)
+        rest = _rest_after(guard.bad, content.read1, level, limit) if guard.bad.depth >= level else None
+        if rest is None:
+            yield unreadable(count + 1, f"JSON array breaks in element {count}; the rest cannot be read")
+            return
+        read = _Prefixed(_restart(prefix, documents) + rest, content.read1).read
+
+
+def _elements(
+    guard: _SizeGuard, prefix: str, limit: int, count: int, *, documents: bool
+) -> Generator[SourceRecord, None, int]:
+    """The elements ijson reads through `guard`, numbered on from `count`; returns the count.
+    Stops (the guard's `bad` set) before a token of _BadToken."""
     try:
         values = ijson_backend.items(
             guard, prefix, use_float=True, buf_size=IJSON_BUF, multiple_values=documents
@@ -256,23 +333,84 @@ def json_array_records(
                 yield SourceRecord(
                     count, reason=reasons.NOT_AN_OBJECT, detail=detail, raw=_json_excerpt(value)
                 )
+    except _BadTokenError:
+        pass  # the caller rejects the element and reads on
     except _ElementTooLargeError:
         detail = f"JSON array element {count + 1} is larger than {limit} bytes; the rest cannot be read"
         yield unreadable(count + 1, detail)
     except _TooDeepError:
         detail = f"JSON array element {count + 1} is nested deeper than {MAX_JSON_DEPTH} levels"
         yield unreadable(count + 1, detail + "; the rest cannot be read")
-    except _LoneSurrogateError:
-        detail = (
-            f"JSON array element {count + 1} holds a lone UTF-16 surrogate escape (such as \\ud800, "
-            "written by JavaScript for a string cut in the middle of a character): Segment cannot "
-            "carry it; fix or drop the text. The rest cannot be read"
-        )
-        yield unreadable(count + 1, detail)
     except DamagedError as exc:
         yield unreadable(count + 1, f"JSON array breaks after record {count}: {exc}")
     except (ijson.JSONError, UnicodeDecodeError) as exc:
         yield unreadable(count + 1, f"JSON array breaks after record {count}: {_json_problem(exc)}")
+    return count
+
+
+def _restart(prefix: str, documents: bool) -> bytes:
+    """What makes the rest of the text after a skipped element JSON that ijson reads at
+    `prefix` again: the array reopened (inside its document: `{"batch": [`)."""
+    if documents:
+        return b""
+    if prefix == "item":
+        return b"["
+    return b"{" + orjson.dumps(prefix.removesuffix(".item")) + b":["
+
+
+def _rest_after(bad: _BadToken, read: Callable[[int], bytes], level: int, limit: int) -> bytes | None:
+    """The text after the element holding `bad` (and after its comma), read on with `read`;
+    None when the element does not end within `limit` bytes or before the text does."""
+    depth, in_string, chunk, start, seen = bad.depth, bad.in_string, bad.tail, 0, 0
+    if not in_string and depth == level:  # the bad value is the element itself: `[1, NaN]`
+        return _after_separator(chunk[bad.length :], read)
+    while chunk and seen <= limit:
+        escaped = -1
+        for found in _STRUCTURAL.finditer(chunk, start):
+            at = found.start()
+            if at == escaped:
+                continue
+            byte = chunk[at]
+            if byte == 0x5C:  # a backslash: the byte after it is escaped
+                escaped = at + 1
+            elif byte == 0x22:  # a quote
+                in_string = not in_string
+                if not in_string and depth == level:  # a string element ended
+                    return _after_separator(chunk[at + 1 :], read)
+            elif not in_string:
+                depth += 1 if byte in b"[{" else -1
+                if depth == level:
+                    return _after_separator(chunk[at + 1 :], read)
+        seen += len(chunk)
+        start = 1 if escaped == len(chunk) else 0
+        chunk = read(CHUNK)
+    return None
+
+
+def _after_separator(rest: bytes, read: Callable[[int], bytes]) -> bytes:
+    """`rest` without the whitespace and the comma that follow an element."""
+    rest = rest.lstrip()
+    while not rest:
+        more = read(CHUNK)
+        if not more:
+            return b""
+        rest = more.lstrip()
+    return rest[1:] if rest[:1] == b"," else rest
+
+
+class _Prefixed:
+    """`prefix`, then what `read` returns."""
+
+    __slots__ = ("_prefix", "_read")
+
+    def __init__(self, prefix: bytes, read: Callable[[int], bytes]) -> None:
+        self._prefix, self._read = prefix, read
+
+    def read(self, size: int) -> bytes:
+        if self._prefix and size:  # ijson reads 0 bytes first, to see their type
+            data, self._prefix = self._prefix, b""
+            return data
+        return self._read(size)
 
 
 def _json_problem(exc: Exception) -> str:

@@ -27,6 +27,8 @@ import orjson
 from segment_importer.read.opening import CHUNK, Content
 from segment_importer.read.reader import Format, ReadOptions
 from segment_importer.read.records import (
+    LONE_SURROGATE_CAUSE,
+    NOT_JSON_NUMBER_CAUSE,
     RAW_EXCERPT_CHARS,
     DamagedError,
     RecordStream,
@@ -206,23 +208,14 @@ def _rejected_line(number: int, line: bytes, exc: orjson.JSONDecodeError) -> Sou
     return SourceRecord(number, reason=reasons.INVALID_JSON, detail=detail, raw=excerpt(line))
 
 
-# Not JSON, but what common tools write: the cause named, so the user knows what to fix.
 _NOT_JSON_NUMBERS = ("NaN", "Infinity", "-Infinity")
-_NOT_JSON_NUMBER_CAUSE = (
-    " (NaN and Infinity are not JSON, though Python's json.dumps and pandas write them for"
-    " missing or infinite floats: write null in their place)"
-)
-_LONE_SURROGATE_CAUSE = (
-    " (a lone UTF-16 surrogate escape such as \\ud800, written by JavaScript for a string cut"
-    " in the middle of a character: Segment cannot carry it; fix or drop the text)"
-)
 
 
 def _known_cause(text: str, exc: orjson.JSONDecodeError) -> str:
     if "surrogate" in exc.msg:
-        return _LONE_SURROGATE_CAUSE
+        return f" ({LONE_SURROGATE_CAUSE})"
     if text[exc.pos :].startswith(_NOT_JSON_NUMBERS):
-        return _NOT_JSON_NUMBER_CAUSE
+        return f" ({NOT_JSON_NUMBER_CAUSE})"
     return ""
 
 

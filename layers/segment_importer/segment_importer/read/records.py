@@ -36,6 +36,18 @@ def excerpt(raw: bytes | str) -> str:
     return text[:RAW_EXCERPT_CHARS]
 
 
+# Not JSON, but what common tools write: named in a reject, so the user knows what to fix
+# (the NDJSON and JSON array readers say the same).
+NOT_JSON_NUMBER_CAUSE = (
+    "NaN and Infinity are not JSON, though Python's json.dumps and pandas write them for"
+    " missing or infinite floats: write null in their place"
+)
+LONE_SURROGATE_CAUSE = (
+    "a lone UTF-16 surrogate escape such as \\ud800, written by JavaScript for a string cut"
+    " in the middle of a character: Segment cannot carry it; fix or drop the text"
+)
+
+
 class FileFormatError(ValueError):
     """The file cannot be read at all (e.g. a CSV header with an empty column name)."""
 

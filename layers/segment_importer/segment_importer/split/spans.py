@@ -25,7 +25,8 @@ import logging
 from typing import Any
 
 from segment_importer.import_ref import ImportRef
-from segment_importer.job import JobOptions
+from segment_importer.job import JobOptions, JobOptionsError, columns_by_position
+from segment_importer.mapping.mapper import column_collisions
 from segment_importer.mapping.shaping import redacted
 from segment_importer.read.byte_ranges import (
     AlignedSpan,
@@ -175,12 +176,14 @@ def finish_span(
 
 
 def _header_reads(header: bytes, key: str, job: JobOptions, fmt: Format) -> bool:
-    """Whether the reader accepts the header (else the sequential split reports why)."""
+    """Whether the reader accepts the header and the job's `columns` fit it (else the
+    sequential split reports why, once, before any row)."""
     try:
-        open_records(io.BytesIO(header), key, csv_encoding=job.encoding, known_format=fmt)
-    except FileFormatError:
+        records = open_records(io.BytesIO(header), key, csv_encoding=job.encoding, known_format=fmt)
+        columns = columns_by_position(job.columns, records.columns) if job.columns else {}
+    except (FileFormatError, JobOptionsError):
         return False
-    return True
+    return not column_collisions(columns, records.columns)
 
 
 def survey_span(s3: Any, task: SurveyTask) -> SpanSurvey:

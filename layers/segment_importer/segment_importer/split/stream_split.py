@@ -12,8 +12,8 @@ from typing import BinaryIO, Protocol
 
 from segment_importer.batch.encoding import MAX_MESSAGE_BYTES, EncodedMessage, encode_body, encode_message
 from segment_importer.batch.packing import Batch, BatchLimits, BatchPacker
-from segment_importer.job import JobOptions, columns_by_position
-from segment_importer.mapping.mapper import MessageMapper
+from segment_importer.job import JobOptions, JobOptionsError, columns_by_position
+from segment_importer.mapping.mapper import MessageMapper, column_collisions
 from segment_importer.mapping.profiles.warehouse import shadow_table_warning
 from segment_importer.mapping.shaping import LeftOut, Shaper, shaper_for
 from segment_importer.mapping.validation import check_fields, check_size
@@ -121,6 +121,7 @@ def split_records(
     finally:  # on an error too: the counts say what reached the queue
         earlier.update(report, sink, rejects)
     _warn_of_id_collisions(report, mapper.id_collisions, mapper.id_merges)
+    _warn_of_excel_day_numbers(report, mapper.excel_day_numbers)
     return stop
 
 
@@ -180,14 +181,18 @@ def _pack(
 
 
 def _read_header(records: RecordStream, report: ImportReport, job: JobOptions) -> JobOptions:
-    """The file's format and warnings into the report; the job with `#N` columns named."""
+    """The file's format and warnings into the report; the job with `#N` columns named.
+    JobOptionsError when the job's `columns` do not fit the file's header."""
     report.format, report.compression = records.format, records.compression
     report.warnings.extend(w for w in records.warnings if w not in report.warnings)  # once per file
     shadow = shadow_table_warning(report.key)  # a `tracks` table: see warehouse.SHADOW_TABLES
     if shadow and shadow not in report.warnings:
         report.warnings.append(shadow)
     if records.columns and job.columns:
-        return replace(job, columns=columns_by_position(job.columns, records.columns))
+        job = replace(job, columns=columns_by_position(job.columns, records.columns))
+        if problems := column_collisions(job.columns, records.columns):
+            # Refused before any row, as two columns mapped to one field are (check-job).
+            raise JobOptionsError("; ".join(problems), problems)
     return job
 
 
@@ -206,6 +211,17 @@ def _warn_of_id_collisions(report: ImportReport, collisions: int, merges: int) -
             "properties, traits or context: they get the same messageId, so Segment keeps only the "
             "first (as the exporting tool's own dedupe would). If they are distinct events, map a "
             "field that tells them apart to messageId in the job's `columns`"
+        )
+
+
+def _warn_of_excel_day_numbers(report: ImportReport, count: int) -> None:
+    """QA2 O11: with timestampRange widened to 1970, a spreadsheet's unformatted dates went out
+    as 1970-01-01 without a word."""
+    if count:
+        report.warnings.append(
+            f"{count} records have a time that looks like an Excel day number (e.g. 44261.3958), read "
+            "as epoch seconds: 1970-01-01, taken only because timestampRange allows 1970; if it is a "
+            "spreadsheet's date column, format it as a date and export it again"
         )
 
 

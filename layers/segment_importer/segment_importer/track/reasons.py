@@ -54,7 +54,8 @@ REASONS: dict[str, str] = {
     INVALID_TIMESTAMP: "the event time cannot be parsed",
     IMPLAUSIBLE_TIMESTAMP: "the event time is before 1990 or after 2099 (a misread value) and the job's "
     "timestampRange does not allow it",
-    INVALID_FIELD: "a field has the wrong shape (e.g. properties is not an object)",
+    INVALID_FIELD: "a field has the wrong shape (e.g. properties is not an object), or a job's rename "
+    "and a key of the record would fill one field",
     MESSAGE_TOO_LARGE: "the Segment message is larger than 32 KB",
     REJECTED_BY_SEGMENT: "Segment answered 400 for the message (or a proxy in front of it 413: the "
     "detail names the status)",
