@@ -215,3 +215,45 @@ def test_amplitude_identify_operations_set_the_traits_they_set() -> None:
     assert message["traits"] == {"first_seen": "2021-01-01", "plan": "free", "$add": {"logins": 1}}
     flat = _mapped({**record, "user_properties": {"plan": "pro"}})
     assert flat["traits"] == {"plan": "pro"}
+
+
+def test_airbytes_mixpanel_export_row_is_the_raw_export_event_it_was_loaded_from() -> None:
+    """QA3 Q10: Airbyte's source-mixpanel `export` stream drops Mixpanel's `$` (`insert_id`,
+    `browser`, `current_url`) and adds its loader columns. The `_airbyte_*` columns were sent
+    as properties and `insert_id` was not the dedupe key, so two syncs of the same events got
+    different messageIds. Now a row has the id of the raw export's line it came from."""
+    row = {
+        "_airbyte_raw_id": "6f1e7c1e-0001",
+        "_airbyte_extracted_at": "2024-05-01 10:00:00.000 +0000",
+        "_airbyte_meta": '{"changes":[]}',
+        "event": "Viewed Page",
+        "time": "2021-06-16T16:28:00+00:00",
+        "distinct_id": "d-1",
+        "browser": "Chrome",
+        "current_url": "https://example.com/a",
+        "insert_id": "c5eed127",
+        "mp_api_endpoint": "api.mixpanel.com",
+        "mp_lib": "web",
+        "mp_processing_time_ms": "1623886083321",
+        "plan": "pro",
+    }
+    raw_line = {
+        "event": "Viewed Page",
+        "properties": {
+            "time": 1623860880,
+            "distinct_id": "d-1",
+            "$browser": "Chrome",
+            "$current_url": "https://example.com/a",
+            "$insert_id": "c5eed127",
+            "$mp_api_endpoint": "api.mixpanel.com",
+            "mp_lib": "web",
+            "mp_processing_time_ms": 1623886083321,
+            "plan": "pro",
+        },
+    }
+    message = _mapped(row, from_csv=True)
+    assert message["properties"] == {"plan": "pro"}
+    assert message["context"]["browser"] == {"name": "Chrome"}
+    assert message["context"]["page"]["url"] == "https://example.com/a"
+    resynced = _mapped({**row, "_airbyte_raw_id": "6f1e7c1e-0999"}, from_csv=True)
+    assert resynced["messageId"] == message["messageId"] == _mapped(raw_line)["messageId"]

@@ -174,7 +174,10 @@ INTERNALS = frozenset(
         _FIVETRAN_EVENT_ID,
     }
 )
-IS_INTERNAL = internal_names(INTERNALS, prefixes=("$mp_", "_fivetran_"))
+# `_airbyte_raw_id`, `_airbyte_extracted_at`, `_airbyte_meta`: Airbyte's loader columns.
+IS_INTERNAL = internal_names(INTERNALS, prefixes=("$mp_", "_fivetran_", "_airbyte_"))
+# Mixpanel's own names a connector writes without their `$` (besides the default properties).
+_DOLLAR_STRIPPED = frozenset({"insert_id", "mp_api_endpoint", "mp_api_timestamp_ms"})
 # People profile reserved properties -> Segment traits (the Mixpanel destination's
 # identify mapping, read backwards).
 PROFILE_TRAITS = {
@@ -252,6 +255,9 @@ def _from_event(record: dict[str, Any], id_time: str | None = None) -> SpecRecor
     """An event: `properties` (an object or JSON text), or a flat row's columns."""
     if _is_flat_event(record):
         properties = {name: value for name, value in record.items() if name != "event"}
+        if "insert_id" in properties and "$insert_id" not in properties:
+            properties = _with_mixpanel_names(properties)
+            id_time = id_time or _epoch_text(properties.get("time"))
     else:
         properties = _properties(record) or {}
     for name in ("distinct_id", "time"):  # connector tables may hold them as columns of their own
@@ -373,6 +379,19 @@ def _from_fivetran(record: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         properties[name] = value  # a column of its own wins over the JSON's key
     line["properties"] = properties
     return line, _epoch_text(properties.get("time"))
+
+
+def _with_mixpanel_names(columns: dict[str, Any]) -> dict[str, Any]:
+    """A connector's flat event row that drops Mixpanel's `$` (Airbyte's source-mixpanel
+    `export` stream, like Fivetran's EVENT table): `insert_id` is the `$insert_id` Mixpanel
+    dedupes on, `mp_api_endpoint` its internal, the default-property columns their `$` names
+    (`browser` -> `$browser`, a context field), in the row's order."""
+    renamed: dict[str, Any] = {}
+    for name, value in columns.items():
+        if name in _DOLLAR_STRIPPED or name in _FIVETRAN_DEFAULT_PROPERTIES:
+            name = f"${name}"
+        renamed.setdefault(name, value)
+    return renamed
 
 
 def _epoch_text(value: Any) -> str | None:
