@@ -17,7 +17,14 @@ import sys
 from types import FrameType
 
 from segment_importer import __version__
-from segment_importer_local.errors import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INTERRUPTED, CliError, Stopped
+from segment_importer_local.errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    STOP_REQUESTED,
+    CliError,
+    Stopped,
+)
 from segment_importer_local.preview import add_preview_parser
 
 _EXAMPLES = """examples:
@@ -63,11 +70,18 @@ def _stop_on_signals() -> None:
     Ctrl-C does: cleanly, its state saved, the summary of the stop printed."""
 
     def stop(number: int, _frame: FrameType | None) -> None:
+        STOP_REQUESTED.set()
         raise Stopped(number, signal.Signals(number).name)
+
+    def interrupt(number: int, frame: FrameType | None) -> None:
+        STOP_REQUESTED.set()  # before Python's KeyboardInterrupt, as for the others
+        signal.default_int_handler(number, frame)
 
     for number in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(number) is signal.SIG_DFL:  # nohup's SIG_IGN for SIGHUP is kept
             signal.signal(number, stop)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # a background job's SIG_IGN is kept
+        signal.signal(signal.SIGINT, interrupt)
 
 
 def _log_to_terminal() -> None:

@@ -3,6 +3,8 @@ cli.py as `__main__`, so a class defined there would be a second class in the su
 
 from __future__ import annotations
 
+import threading
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -31,3 +33,8 @@ class Stopped(KeyboardInterrupt):
         super().__init__(name)
         self.code = 128 + signal_number
         self.name = name
+
+
+# Set by the CLI's signal handlers the moment a stop is asked for (Ctrl-C, SIGTERM, SIGHUP):
+# a local run's post threads then stop waiting to retry (runner._waits_end_at_a_stop).
+STOP_REQUESTED = threading.Event()

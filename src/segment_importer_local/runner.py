@@ -31,6 +31,8 @@ from moto import mock_aws
 
 from segment_importer.batch.envelope import read_envelope
 from segment_importer.deliver import segment_client
+from segment_importer.deliver.rate_limit import EventRateLimit
+from segment_importer.deliver.segment_client import BatchPoster
 from segment_importer.job import JOB_FILE_NAME
 from segment_importer.settings import Prefixes
 from segment_importer.split import splitter as splitter_module
@@ -45,8 +47,14 @@ from segment_importer_local.chaos import AwsFaults, around_send_message_batch
 from segment_importer_local.destination import preflight_host
 from segment_importer_local.disk_exports import DiskExports
 from segment_importer_local.endpoint_process import EndpointProcess
-from segment_importer_local.errors import Stopped
-from segment_importer_local.event_source import AsyncInvoker, QueueGate, SqsPoller, s3_put_event
+from segment_importer_local.errors import STOP_REQUESTED, Stopped
+from segment_importer_local.event_source import (
+    AsyncInvoker,
+    InvocationStopped,
+    QueueGate,
+    SqsPoller,
+    s3_put_event,
+)
 from segment_importer_local.inputs import InputFile, find_inputs
 from segment_importer_local.moto_tuning import tuned_moto
 from segment_importer_local.progress import PLAIN_EVERY_SECONDS, PipelineProgress, RetryLog, SplitProgressLog
@@ -215,6 +223,7 @@ def run_import(options: RunOptions) -> RunResult:
             stack.enter_context(mock_aws())
             exports = stack.enter_context(DiskExports().serving())
             stack.enter_context(tuned_moto())  # moto's memory and work per call bounded
+            stack.enter_context(_waits_end_at_a_stop())
         stack.enter_context(_owner_only_files())
         run_dir = options.out_dir / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
         run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -280,6 +289,32 @@ def _run_phases(
     else:
         _split_while_delivering(options, aws, inputs, progress, result, snapshots, delivered_log)
     _settle(aws, result.files, snapshots, delivered_log.batches)
+
+
+@contextmanager
+def _waits_end_at_a_stop() -> Iterator[None]:
+    """A stop (Ctrl-C, SIGTERM, SIGHUP: the CLI sets STOP_REQUESTED) ends the sender's waits
+    at once: between retries, and for the shared rate. The invocation's post threads are
+    joined before the stop can go on (its thread pool's exit), and they would otherwise retry
+    until their deadline: minutes, with a host that times out. What a stop leaves is at most
+    the requests in flight, each cut at SegmentTimeoutSeconds; their batches are not recorded
+    delivered, so a resume sends them again with the same messageIds. The waits are the
+    posters' and the rate limit's `sleep` (keyword defaults, for the objects the handlers
+    make during the run)."""
+    defaults = [BatchPoster.__init__.__kwdefaults__, EventRateLimit.__init__.__kwdefaults__]
+    saved = [dict(default) for default in defaults]
+    for default in defaults:
+        default["sleep"] = _sleep_unless_stopped
+    try:
+        yield
+    finally:
+        for default, before in zip(defaults, saved, strict=True):
+            default.update(before)
+
+
+def _sleep_unless_stopped(seconds: float) -> None:
+    if STOP_REQUESTED.wait(max(seconds, 0.0)):
+        raise InvocationStopped("Runtime.ExitError", "the local run is stopping")
 
 
 @dataclass

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import cli_environment, no_traceback, signups, start_cli
+from tests.standin_host import StandinHost, always
 
 RECORDS, PER_BATCH = 3_000, 50
 
@@ -322,3 +323,32 @@ def test_a_run_stopped_while_its_stack_is_made_is_one_status_shows_and_resume_co
     resumed = cli("run", "--resume", str(run_dir), "--no-progress")
     assert resumed.code == 0, resumed.both
     assert "OK: sent 200 of 200 records" in resumed.out
+
+
+@pytest.mark.parametrize(("stop", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stop_ends_the_wait_between_retries_instead_of_retrying_to_the_deadline(
+    tmp_path: Path, stop: signal.Signals, code: int
+) -> None:
+    """QA3 Q9: SIGTERM or Ctrl-C while a batch waits to retry (a host that is down, or slow):
+    the run kept posting and retrying, 106 s to minutes, before it stopped. The post threads
+    are joined before the stop goes on; their wait now ends at the signal. Counted in posts:
+    the host asks for a retry in 3 s each time (8 attempts), and after the signal none come."""
+    signups(tmp_path / "events.csv", 20)
+    with StandinHost(always(503, b"busy", **{"Retry-After": "3"})) as host:
+        process = start_cli(
+            ["run", "events.csv", "--write-key", "K", "--host", host.url, "--no-progress"], tmp_path
+        )
+        try:
+            while host.posts < 1 and process.poll() is None:
+                time.sleep(0.01)
+            process.send_signal(stop)
+            _, err = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        posts = host.posts
+    assert process.returncode == code, err
+    no_traceback_in(err)
+    assert posts == 1, err  # the attempt before the signal, and no retry after it
+    assert "0 batches (0 messages) were delivered before the stop" in err
