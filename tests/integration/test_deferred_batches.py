@@ -66,3 +66,24 @@ def test_a_deferred_batch_is_not_written_down_as_delivered(tmp_path: Path) -> No
         log.close()
     lines = (tmp_path / DELIVERED_FILE).read_text().splitlines()
     assert len(lines) == 1
+
+
+def test_a_batch_segment_answered_before_a_stop_is_written_down_as_delivered(tmp_path: Path) -> None:
+    """QA3 Q2: batches Segment had answered whose invocation had not finished at the stop (its
+    other batches still posting) were not in delivered.ndjson: the resume sent them again, and
+    the stop's count, `status` and the endpoint disagreed. Written down when the log closes,
+    which a stop does; a batch handed over as done is written once."""
+    log = DeliveredLog(tmp_path, Delivered())
+    level = sender_logger.level
+    sender_logger.setLevel(logging.INFO)  # as a run's function logging sets it
+    try:
+        for number in (1, 2):
+            extra = {"key": REF.key, "batch_number": number, "delivered": 2, "refused": 1}
+            sender_logger.info(DELIVERED_MESSAGE, extra=extra)
+        log.batch_done(body(1))  # the invocation of batch 1 finished; batch 2's was cut short
+    finally:
+        sender_logger.setLevel(level)
+        log.close()
+    delivered = Delivered.read(tmp_path)
+    assert delivered.batches == {(REF.key, 1): 3, (REF.key, 2): 3}
+    assert delivered.refused == {(REF.key, 1): 1, (REF.key, 2): 1}
