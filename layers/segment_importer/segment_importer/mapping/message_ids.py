@@ -97,12 +97,22 @@ class SharedIds:
         seen = self._seen.get(source_id)
         if seen is None:
             if len(self._seen) < self._MAX_SEEN:
-                self._seen[source_id] = (hash(fields), hash(record_content(message)))
+                self._seen[source_id] = (hash(fields), _content_hash(message))
         elif seen[0] != hash(fields):
             self.collisions += 1
-        elif seen[1] != hash(record_content(message)):
+        elif seen[1] != _content_hash(message):
             self.merged += 1
         return f"{source_id}|{fields}"
+
+
+def _content_hash(message: dict[str, Any]) -> int:
+    """For counting only: the message as built, in its key order (sorting the keys cost 2.5x
+    as much, on every record with an id; one mapper builds the same content in the same
+    order, so only a repeat whose keys the file orders otherwise could be miscounted)."""
+    try:
+        return hash(orjson.dumps(message))
+    except (orjson.JSONEncodeError, TypeError):  # e.g. an integer over 64 bits
+        return hash(repr(message))
 
 
 class MessageIds:
