@@ -297,8 +297,8 @@ def _waits_end_at_a_stop() -> Iterator[None]:
     at once: between retries, and for the shared rate. The invocation's post threads are
     joined before the stop can go on (its thread pool's exit), and they would otherwise retry
     until their deadline: minutes, with a host that times out. What a stop leaves is at most
-    the requests in flight, each cut at SegmentTimeoutSeconds; their batches are not recorded
-    delivered, so a resume sends them again with the same messageIds. The waits are the
+    the requests in flight, each cut at SegmentTimeoutSeconds; their batches, unanswered, are
+    sent again by a resume with the same messageIds. The waits are the
     posters' and the rate limit's `sleep` (keyword defaults, for the objects the handlers
     make during the run)."""
     defaults = [BatchPoster.__init__.__kwdefaults__, EventRateLimit.__init__.__kwdefaults__]
@@ -504,7 +504,7 @@ def _split_while_delivering(
     # os.environ (botocore does, for proxies, on each client) is a KeyError in an invocation.
     both = {
         **(failures_function.environment if failures_function else {}),
-        **splitter_settings(splitter_function, options),
+        **_splitter_settings(splitter_function, options),
         **aws.function_environment("SenderFunction"),
     }
     splitter = threading.Thread(target=split, name="local-splitter", daemon=True)
@@ -589,7 +589,7 @@ def _split_failures_function(aws: LocalStack) -> str | None:
     return aws.sqs_consumer(queue) if queue else None
 
 
-def splitter_settings(splitter: LocalFunction, options: RunOptions) -> dict[str, str]:
+def _splitter_settings(splitter: LocalFunction, options: RunOptions) -> dict[str, str]:
     """The splitter's environment in a local run: the template's, and the run's DRY_RUN (not a
     template variable)."""
     return {**splitter.environment, "DRY_RUN": "true" if options.dry_run else "false"}
@@ -609,7 +609,7 @@ class _LocalSplits:
         split_failures: LocalFunction | None = None,
     ) -> None:
         self._aws, self._options, self._progress, self._splitter = aws, options, progress, splitter
-        self._settings = splitter_settings(splitter, options)
+        self._settings = _splitter_settings(splitter, options)
         continuation_url = aws.queue_urls["ContinuationQueue"]
         self._continued = SqsPoller(
             aws.sqs,

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -135,14 +136,7 @@ def test_sigterm_and_sighup_stop_like_ctrl_c_and_status_says_stopped(
     run SPLITTING/SENDING, as if it were still going."""
     signups(tmp_path / "big.csv", RECORDS)
     process = start_cli(["run", "big.csv", "--parameter", f"BatchMaxMessages={PER_BATCH}"], tmp_path)
-    try:
-        _wait_for_batches(process, tmp_path, 5)
-        process.send_signal(stop)
-        _, err = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    err = _stopped_when(process, lambda: _wait_for_batches(process, tmp_path, 5), stop)
     run_dir = _latest(tmp_path)
 
     assert process.returncode == code, err
@@ -164,6 +158,30 @@ def test_sigterm_and_sighup_stop_like_ctrl_c_and_status_says_stopped(
     resumed = cli("run", "--resume", str(run_dir), "--no-progress")  # the saved state is resumable
     assert resumed.code == 0, resumed.both
     assert f"OK: sent {RECORDS:,} of {RECORDS:,} records" in resumed.out
+
+
+def _stopped_when(process: subprocess.Popen[str], ready: Callable[[], object], stop: signal.Signals) -> str:
+    """Wait for `ready`, send `stop`, and return the run's stderr (the process killed if it
+    outlives the test)."""
+    try:
+        ready()
+        process.send_signal(stop)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return err
+
+
+def _polling(condition: Callable[[], object], process: subprocess.Popen[str]) -> Callable[[], None]:
+    """Wait until `condition` holds (or the process has ended), in small steps."""
+
+    def wait() -> None:
+        while not condition() and process.poll() is None:
+            time.sleep(0.01)
+
+    return wait
 
 
 def no_traceback_in(text: str) -> None:
@@ -298,17 +316,9 @@ def test_a_run_stopped_while_its_stack_is_made_is_one_status_shows_and_resume_co
     queues, tables and keys) takes far longer than this test's polling step."""
     signups(tmp_path / "big.csv", 200)
     process = start_cli(["run", "big.csv", "--no-progress"], tmp_path)
-    try:
-        while not list((tmp_path / "out").glob("*/state.json")):
-            if process.poll() is not None:
-                break
-            time.sleep(0.01)
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    err = _stopped_when(
+        process, _polling(lambda: list((tmp_path / "out").glob("*/state.json")), process), signal.SIGINT
+    )
     assert process.returncode == 130, err
     no_traceback_in(err)
     run_dir = next((tmp_path / "out").glob("*/state.json")).parent
@@ -338,15 +348,7 @@ def test_a_stop_ends_the_wait_between_retries_instead_of_retrying_to_the_deadlin
         process = start_cli(
             ["run", "events.csv", "--write-key", "K", "--host", host.url, "--no-progress"], tmp_path
         )
-        try:
-            while host.posts < 1 and process.poll() is None:
-                time.sleep(0.01)
-            process.send_signal(stop)
-            _, err = process.communicate(timeout=120)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        err = _stopped_when(process, _polling(lambda: host.posts >= 1, process), stop)
         posts = host.posts
     assert process.returncode == code, err
     no_traceback_in(err)
