@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 # Segment's own `context.library` names this importer on every message (mapper); the
 # library an export recorded (Mixpanel's `mp_lib`, PostHog's `$lib`, an archived message's
@@ -81,3 +82,26 @@ UTM_CONTEXT: ContextTable = {
     "utm_term": ("campaign", "term"),
     "utm_content": ("campaign", "content"),
 }
+
+
+# Segment spec: a page call's reserved properties, which analytics.js sends in `properties`
+# as well as in `context.page`, and which destinations (Amplitude, Mixpanel, GA) read there.
+PAGE_PROPERTIES = ("url", "title", "referrer", "path", "search")
+
+
+def with_page_properties(page: Any, properties: Any) -> None:
+    """A vendor's page view as analytics.js sends a page call: `path` and `search` from the
+    url (as analytics.js takes them from the browser's location) in `page`, and the reserved
+    page properties copied into `properties` where the vendor did not set them."""
+    if not isinstance(page, dict) or not isinstance(properties, dict):
+        return
+    url = page.get("url")
+    if isinstance(url, str) and url:
+        parts = urlsplit(url)
+        if parts.path:
+            page.setdefault("path", parts.path)
+        if parts.query:
+            page.setdefault("search", f"?{parts.query}")  # Segment's search keeps the `?`
+    for name in PAGE_PROPERTIES:
+        if page.get(name) not in (None, ""):
+            properties.setdefault(name, page[name])

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
@@ -30,6 +29,7 @@ from segment_importer.mapping.profiles.common import (
 from segment_importer.mapping.profiles.context_paths import (
     move_to_context,
     nest,
+    with_page_properties,
 )
 
 NAME = "ga4"
@@ -108,7 +108,6 @@ _ECOMMERCE_FIELDS = {
     "shipping_value": "shipping",
 }
 _CALLS = {"page_view": "page", "screen_view": "screen"}
-_PAGE_PROPERTIES = ("url", "title", "referrer", "path", "search")  # Segment spec: page's reserved
 # The columns of GA4's export schema this profile reads itself.
 _READ = frozenset(
     {
@@ -164,8 +163,8 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
         spec["event"] = event
     else:
         spec["name"] = params.pop("firebase_screen", None) or _object(context.get("page")).get("title")
-    if call_type == "page" and isinstance(context.get("page"), dict):
-        _page_properties(context["page"], params)
+    if call_type == "page":
+        with_page_properties(context.get("page"), params)
     items = record.get("items")
     products = [_product(item) for item in items if isinstance(item, dict)] if isinstance(items, list) else []
     if products:
@@ -180,23 +179,6 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
         context["traits"] = traits
     spec.update(properties=params, context=context)
     return without_none(spec), tagged(NAME, _source_id(record, params_digest))
-
-
-def _page_properties(page: dict[str, Any], properties: dict[str, Any]) -> None:
-    """A page call carries Segment's page fields in its properties too (the spec's reserved
-    page properties: url, title, referrer, path, search), where destinations such as
-    Amplitude, Mixpanel and GA read them; path and search come from page_location, as
-    analytics.js takes them from the browser's location."""
-    url = page.get("url")
-    if isinstance(url, str) and url:
-        parts = urlsplit(url)
-        if parts.path:
-            page.setdefault("path", parts.path)
-        if parts.query:
-            page.setdefault("search", f"?{parts.query}")  # Segment's search keeps the `?`
-    for name in _PAGE_PROPERTIES:
-        if page.get(name) not in (None, ""):
-            properties.setdefault(name, page[name])
 
 
 def flatten_params(entries: Any) -> dict[str, Any]:

@@ -24,7 +24,12 @@ from segment_importer.mapping.profiles.common import (
     text,
     without_none,
 )
-from segment_importer.mapping.profiles.context_paths import SOURCE_LIBRARY_KEY, UTM_CONTEXT, move_to_context
+from segment_importer.mapping.profiles.context_paths import (
+    SOURCE_LIBRARY_KEY,
+    UTM_CONTEXT,
+    move_to_context,
+    with_page_properties,
+)
 
 NAME = "heap"
 CONTEXT_FIELDS = {
@@ -81,6 +86,7 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
         spec["event"] = name
     elif call_type == "page":
         spec["name"] = context.get("page", {}).get("title")
+        with_page_properties(context.get("page"), spec["properties"])
     return without_none(spec), tagged(NAME, as_source_id(record.get("event_id")))
 
 
@@ -102,6 +108,7 @@ def in_file(spec: dict[str, Any], file_key: str) -> None:
         page = spec.get("context", {}).get("page", {})
         if page.get("title") is not None:
             spec["name"] = page["title"]
+        with_page_properties(page, spec.get("properties"))
 
 
 def _user(record: dict[str, Any]) -> SpecRecord:

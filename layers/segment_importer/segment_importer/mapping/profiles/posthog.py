@@ -41,6 +41,7 @@ from segment_importer.mapping.profiles.context_paths import (
     internal_names,
     merged_traits,
     move_to_context,
+    with_page_properties,
 )
 from segment_importer.mapping.shaping import LeftOut
 
@@ -246,6 +247,8 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
     properties.pop("$insert_id", None)
     context: dict[str, Any] = {}
     move_to_context(properties, CONTEXT_FIELDS, context)
+    if call_type == "page":
+        with_page_properties(context.get("page"), properties)
     _place(spec, call_type, properties, traits, context)
     return without_none(spec), tagged(NAME, source_id)
 
