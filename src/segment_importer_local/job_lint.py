@@ -134,7 +134,18 @@ def _shared_targets(columns: dict[str, Any]) -> list[str]:
         for inner in by_target
         if inner.startswith(f"{outer}.")
     ]
-    return shared + nested
+    # A bare name that is no Segment field is a property (a trait on identify and group): a
+    # column mapped to `b` lands where one mapped to `properties.b` does (helper-45's find).
+    landing = [
+        f"columns: {by_target[bare][0]!r} is mapped to {bare!r}, which is {placed!r} as a "
+        f"property or trait, where {by_target[placed][0]!r} is mapped: one would replace the "
+        "other; map them to fields side by side"
+        for bare in by_target
+        if "." not in bare and bare not in _SEGMENT_FIELDS
+        for placed in (f"properties.{bare}", f"traits.{bare}")
+        if placed in by_target
+    ]
+    return shared + nested + landing
 
 
 def _column_problems(document: dict[str, Any]) -> list[str]:

@@ -52,6 +52,11 @@ MISTAKES = [  # the job, the key path named, and the suggestion
         "columns: 'email', 'user' are all mapped to 'userId'",
         "map each to its own field",
     ),
+    (  # a bare `b` is properties.b: one of the two cells was lost
+        {"columns": {"b": "properties.b", "a": "b"}},
+        "columns: 'a' is mapped to 'b', which is 'properties.b' as a property or trait, where 'b' is mapped",
+        "map them to fields side by side",
+    ),
 ]
 
 
