@@ -36,7 +36,11 @@ from segment_importer.mapping.profiles.common import (
     text,
     without_none,
 )
-from segment_importer.mapping.profiles.context_paths import SOURCE_LIBRARY_KEY, move_to_context
+from segment_importer.mapping.profiles.context_paths import (
+    PAGE_PROPERTIES,
+    SOURCE_LIBRARY_KEY,
+    move_to_context,
+)
 from segment_importer.mapping.shaping import LeftOut
 from segment_importer.read.snowplow_tsv import FIELDS as ATOMIC_FIELDS
 
@@ -76,8 +80,6 @@ _STRUCT_FIELDS = {
     "se_property": "property",
     "se_value": "value",
 }
-# A page call's properties (Segment spec: page's reserved properties) from context.page.
-_PAGE_PROPERTIES = ("url", "title", "referrer", "path", "search")
 _ENTITY_PREFIXES = ("contexts_", "unstruct_event_")
 _TIMES = ("derived_tstamp", "dvce_created_tstamp", "collector_tstamp")
 # The canonical event's own columns (sent where CONTEXT_FIELDS etc. say, else not) and the
@@ -140,7 +142,7 @@ def to_spec(record: dict[str, Any]) -> SpecRecord:
     if kind == "page_view":
         page = context.get("page", {})
         spec.update(type="page", name=page.get("title"))
-        properties.update({name: page[name] for name in _PAGE_PROPERTIES if page.get(name) not in (None, "")})
+        properties.update({name: page[name] for name in PAGE_PROPERTIES if page.get(name) not in (None, "")})
     elif kind == "struct":
         spec.update(type="track", event=record.get("se_action"))
         properties.update({target: fields[name] for name, target in _STRUCT_FIELDS.items() if name in fields})
