@@ -335,7 +335,9 @@ def test_a_run_stopped_while_its_stack_is_made_is_one_status_shows_and_resume_co
     assert "OK: sent 200 of 200 records" in resumed.out
 
 
-@pytest.mark.parametrize(("stop", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize(
+    ("stop", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)]
+)
 def test_a_stop_ends_the_wait_between_retries_instead_of_retrying_to_the_deadline(
     tmp_path: Path, stop: signal.Signals, code: int
 ) -> None:
