@@ -181,10 +181,9 @@ class DeliveredLog(logging.Handler):
     def __init__(self, run_dir: Path, carried: Delivered) -> None:
         super().__init__(level=logging.INFO)
         self._file: IO[bytes] = (run_dir / DELIVERED_FILE).open("ab")
-        self._refused: dict[tuple[str, int], int] = {}
         self._deferred: set[tuple[str, int]] = set()  # put back on the queue, delayed, not sent yet
-        # Answered by Segment, its invocation not finished yet: messages (delivered + refused)
-        self._answered: dict[tuple[str, int], int] = {}
+        # Answered by Segment, its invocation not finished yet: (messages, of them refused)
+        self._answered: dict[tuple[str, int], tuple[int, int]] = {}
         # (import key, batch number) Segment answered, this run or the one it resumes
         self.batches: set[tuple[str, int]] = set()
         for batch, messages in carried.batches.items():
@@ -199,8 +198,7 @@ class DeliveredLog(logging.Handler):
             else:
                 self._deferred.discard(batch)
                 refused = int(getattr(record, "refused", 0))
-                self._refused[batch] = refused
-                self._answered[batch] = int(getattr(record, "delivered", 0)) + refused
+                self._answered[batch] = (int(getattr(record, "delivered", 0)) + refused, refused)
                 self.batches.add(batch)  # Segment answered it, even if its sender then died
 
     def deferred(self, body: str) -> bool:
@@ -214,8 +212,8 @@ class DeliveredLog(logging.Handler):
         batch = (envelope["source"]["key"], int(envelope["batch_number"]))
         if batch in self._deferred:  # QA: recorded delivered, a resume skipped it: lost, and OK
             return
-        self._answered.pop(batch, None)
-        self._append(*batch, envelope["message_count"], self._refused.pop(batch, 0))
+        _, refused = self._answered.pop(batch, (0, 0))
+        self._append(*batch, envelope["message_count"], refused)
 
     def close(self) -> None:
         """At the end, and at a stop: a batch Segment answered whose invocation had not
@@ -223,8 +221,8 @@ class DeliveredLog(logging.Handler):
         is delivered too. Listed, a resume does not send it again; not listed, it was sent
         twice, and the stop's count, `status` and the endpoint disagreed (QA3 Q2)."""
         sender_logger.removeHandler(self)
-        for batch, messages in self._answered.items():
-            self._append(*batch, messages, self._refused.pop(batch, 0))
+        for batch, (messages, refused) in self._answered.items():
+            self._append(*batch, messages, refused)
         self._answered.clear()
         self._file.close()
         super().close()

@@ -128,11 +128,15 @@ def _posthog(event: str) -> dict[str, Any]:
     return {"uuid": "m-1", "event": event, "distinct_id": "u1", "timestamp": TS}
 
 
-@pytest.mark.parametrize(
+# An export id on either mapping path: Segment's (the fast path) and PostHog's (the general).
+BOTH_PATHS = pytest.mark.parametrize(
     ("job", "record", "tag"),
     [(JobOptions(), _archived, "segment"), (JobOptions(source="posthog"), _posthog, "posthog")],
     ids=["segment-fast-path", "posthog-general-path"],
 )
+
+
+@BOTH_PATHS
 def test_an_export_id_shared_by_distinct_events_keeps_them_apart_in_any_order_or_part(
     job: JobOptions, record: Any, tag: str
 ) -> None:
@@ -209,11 +213,7 @@ def test_an_integrations_setting_that_is_not_true_false_or_an_object_is_rejected
     )
 
 
-@pytest.mark.parametrize(
-    ("job", "record", "tag"),
-    [(JobOptions(), _archived, "segment"), (JobOptions(source="posthog"), _posthog, "posthog")],
-    ids=["segment-fast-path", "posthog-general-path"],
-)
+@BOTH_PATHS
 def test_an_export_id_repeated_with_other_properties_is_counted_as_merged(
     job: JobOptions, record: Any, tag: str
 ) -> None:
